@@ -1,0 +1,131 @@
+"""Commands: what workflow code decides in one activation. Each one becomes exactly one
+history event, written by the workflow-task completion function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import events as ev
+
+
+@dataclass(frozen=True)
+class ScheduleActivity:
+    seq: int
+    activity_type: str
+    input: bytes
+    task_queue: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestCancelActivity:
+    seq: int
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    seq: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    seq: int
+
+
+@dataclass(frozen=True)
+class CompleteWorkflow:
+    result: bytes
+
+
+@dataclass(frozen=True)
+class FailWorkflow:
+    failure: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CancelWorkflow:
+    pass
+
+
+@dataclass(frozen=True)
+class ContinueAsNew:
+    input: bytes
+    new_run_id: str
+
+
+Command = (
+    ScheduleActivity
+    | RequestCancelActivity
+    | StartTimer
+    | CancelTimer
+    | CompleteWorkflow
+    | FailWorkflow
+    | CancelWorkflow
+    | ContinueAsNew
+)
+
+CLOSE_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
+
+
+def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
+    """The event type and attributes that record a command in history."""
+    match command:
+        case ScheduleActivity(seq, activity_type, payload, task_queue, options):
+            return ev.ActivityTaskScheduled, {
+                "activity_id": seq,
+                "activity_type": activity_type,
+                "input": payload,
+                "task_queue": task_queue,
+                "options": options,
+            }
+        case RequestCancelActivity(seq):
+            return ev.ActivityTaskCanceled, {"activity_id": seq}
+        case StartTimer(seq, duration_ms):
+            return ev.TimerStarted, {"timer_id": seq, "duration_ms": duration_ms}
+        case CancelTimer(seq):
+            return ev.TimerCanceled, {"timer_id": seq}
+        case CompleteWorkflow(result):
+            return ev.WorkflowExecutionCompleted, {"result": result}
+        case FailWorkflow(failure):
+            return ev.WorkflowExecutionFailed, {"failure": failure}
+        case CancelWorkflow():
+            return ev.WorkflowExecutionCanceled, {}
+        case ContinueAsNew(payload, new_run_id):
+            return ev.WorkflowExecutionContinuedAsNew, {"input": payload, "new_run_id": new_run_id}
+    raise TypeError(f"unknown command {command!r}")
+
+
+def matches(command: Command, event: ev.Event) -> bool:
+    """Does a recorded command event stand for this command? Payloads are not compared
+    (like Temporal): changing an argument is not a change of decisions."""
+    match command, event:
+        case ScheduleActivity(seq=seq, activity_type=t), ev.ActivityTaskScheduled():
+            return event.activity_id == seq and event.activity_type == t
+        case RequestCancelActivity(seq=seq), ev.ActivityTaskCanceled():
+            return event.activity_id == seq
+        case StartTimer(seq=seq), ev.TimerStarted():
+            return event.timer_id == seq
+        case CancelTimer(seq=seq), ev.TimerCanceled():
+            return event.timer_id == seq
+        case CompleteWorkflow(), ev.WorkflowExecutionCompleted():
+            return True
+        case FailWorkflow(), ev.WorkflowExecutionFailed():
+            return True
+        case CancelWorkflow(), ev.WorkflowExecutionCanceled():
+            return True
+        case ContinueAsNew(), ev.WorkflowExecutionContinuedAsNew():
+            return True
+    return False
+
+
+def describe(command: Command) -> str:
+    """Short human form for error messages."""
+    match command:
+        case ScheduleActivity(seq=seq, activity_type=t):
+            return f"ScheduleActivity(activity_id={seq}, activity_type={t!r})"
+        case StartTimer(seq=seq, duration_ms=ms):
+            return f"StartTimer(timer_id={seq}, duration_ms={ms})"
+        case _:
+            return type(command).__name__

@@ -1,0 +1,262 @@
+"""One error tree for the whole project, and its wire form (a JSON failure document).
+
+`RedurableError` is the root. `FailureError` and its children travel on the wire: an
+activity's or a workflow's failure is stored as JSON and raised again on the other side.
+Control-flow exceptions derive from `BaseException` so that user code's
+`except Exception:` cannot swallow them by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+
+class RedurableError(Exception):
+    """Root of every error raised by redurable."""
+
+
+# --- errors that travel on the wire ---------------------------------------------------
+
+
+class FailureError(RedurableError):
+    """An error with a wire form. Raised inside workflow code it fails the workflow
+    (any other exception fails only the workflow task, which is retried)."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+
+class ApplicationError(FailureError):
+    """An error raised by user code. `type` names it for `non_retryable_error_types`."""
+
+    def __init__(
+        self,
+        message: str,
+        *details: Any,
+        type: str | None = None,  # noqa: A002 - the name users of Temporal expect
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.details = list(details)
+        self.type = type
+        self.non_retryable = non_retryable
+
+
+class CancelledError(FailureError):
+    """The workflow or activity was cancelled."""
+
+    def __init__(self, message: str = "cancelled") -> None:
+        super().__init__(message)
+
+
+class TerminatedError(FailureError):
+    """The workflow was terminated; its code got no chance to clean up."""
+
+    def __init__(self, message: str = "terminated") -> None:
+        super().__init__(message)
+
+
+class ActivityTimeoutError(FailureError):
+    """An activity ran out of time: `timeout_type` is start_to_close, schedule_to_close
+    or heartbeat."""
+
+    def __init__(self, message: str, *, timeout_type: str) -> None:
+        super().__init__(message)
+        self.timeout_type = timeout_type
+
+
+class ActivityError(FailureError):
+    """Raised in workflow code when an activity failed for good; `cause` says why."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        activity_type: str,
+        activity_id: int,
+        attempt: int,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.activity_type = activity_type
+        self.activity_id = activity_id
+        self.attempt = attempt
+
+
+# --- client-side and engine errors ----------------------------------------------------
+
+
+class WorkflowFailureError(RedurableError):
+    """`handle.result()` of a workflow that did not complete; `cause` is why."""
+
+    def __init__(self, message: str, *, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException:
+        assert self.__cause__ is not None
+        return self.__cause__
+
+
+class InvalidArgumentError(RedurableError, ValueError):
+    """Bad input from the caller: an id, a name, an option."""
+
+
+class PayloadError(InvalidArgumentError):
+    """A payload that cannot be encoded or decoded, or is over the size limit."""
+
+
+class WorkflowAlreadyStartedError(RedurableError):
+    def __init__(self, workflow_id: str, run_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} is already running (run {run_id})")
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+
+
+class WorkflowNotFoundError(RedurableError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} not found")
+        self.workflow_id = workflow_id
+
+
+class WorkflowNotRunningError(RedurableError):
+    """A signal, cancel or terminate sent to a workflow that has closed."""
+
+    def __init__(self, workflow_id: str, status: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} is not running (status {status})")
+        self.workflow_id = workflow_id
+        self.status = status
+
+
+class QueryError(RedurableError):
+    """Base of query errors."""
+
+
+class UnknownQueryError(QueryError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        known_text = ", ".join(known) if known else "none"
+        super().__init__(f"workflow has no query named {name!r} (known: {known_text})")
+        self.name = name
+
+
+class QueryFailedError(QueryError):
+    """The query handler raised."""
+
+
+class QueryTimeoutError(QueryError):
+    """No worker answered the query in time (is a worker for the task queue running?)."""
+
+
+class NondeterminismError(RedurableError):
+    """Workflow code did not issue the commands its recorded history says it issued."""
+
+
+class HistoryLimitError(RedurableError):
+    """The history reached its length limit; the workflow should continue-as-new."""
+
+
+class ContinueAsNewError(BaseException):
+    """Control flow: raised by `workflow.continue_as_new` to end this run and start the
+    next one with fresh history. A BaseException so `except Exception:` cannot catch it."""
+
+    def __init__(self, args: list[Any]) -> None:
+        super().__init__("continue as new")
+        self.input = args
+
+
+# --- wire form ------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def to_failure(exc: BaseException, *, with_stack: bool = True) -> dict[str, Any]:
+    """The JSON-able wire form of an exception, causes included (depth limited)."""
+    doc: dict[str, Any] = {
+        "message": str(exc) or type(exc).__name__,
+        "type": type(exc).__name__,
+        "non_retryable": False,
+    }
+    if isinstance(exc, ApplicationError):
+        doc["type"] = exc.type or "ApplicationError"
+        doc["kind"] = "application"
+        doc["non_retryable"] = exc.non_retryable
+        if exc.details:
+            doc["details"] = [_jsonable(d) for d in exc.details]
+    elif isinstance(exc, ActivityError):
+        doc["kind"] = "activity"
+        doc["activity_type"] = exc.activity_type
+        doc["activity_id"] = exc.activity_id
+        doc["attempt"] = exc.attempt
+    elif isinstance(exc, ActivityTimeoutError):
+        doc["kind"] = "timeout"
+        doc["timeout_type"] = exc.timeout_type
+    elif isinstance(exc, CancelledError):
+        doc["kind"] = "cancelled"
+    elif isinstance(exc, TerminatedError):
+        doc["kind"] = "terminated"
+    else:
+        doc["kind"] = "application"
+    if with_stack and exc.__traceback__ is not None:
+        doc["stack"] = "".join(traceback.format_tb(exc.__traceback__))[-4000:]
+    cause = exc.__cause__
+    if cause is not None:
+        doc["cause"] = to_failure(cause, with_stack=with_stack)
+    return doc
+
+
+def from_failure(doc: dict[str, Any]) -> FailureError:
+    """Rebuild the exception of a wire failure, causes included."""
+    kind = doc.get("kind", "application")
+    message = str(doc.get("message", ""))
+    exc: FailureError
+    if kind == "activity":
+        exc = ActivityError(
+            message,
+            activity_type=str(doc.get("activity_type", "")),
+            activity_id=int(doc.get("activity_id", 0)),
+            attempt=int(doc.get("attempt", 0)),
+        )
+    elif kind == "timeout":
+        exc = ActivityTimeoutError(message, timeout_type=str(doc.get("timeout_type", "")))
+    elif kind == "cancelled":
+        exc = CancelledError(message)
+    elif kind == "terminated":
+        exc = TerminatedError(message)
+    else:
+        exc = ApplicationError(
+            message,
+            *doc.get("details", []),
+            type=doc.get("type"),
+            non_retryable=bool(doc.get("non_retryable", False)),
+        )
+    if "cause" in doc:
+        exc.__cause__ = from_failure(doc["cause"])
+    exc.stack = doc.get("stack")  # type: ignore[attr-defined]
+    return exc
+
+
+def failure_json(exc: BaseException) -> str:
+    return json.dumps(to_failure(exc), separators=(",", ":"))
+
+
+def parse_failure(text: str | bytes) -> dict[str, Any]:
+    doc = json.loads(text)
+    if not isinstance(doc, dict):
+        raise ValueError("failure document must be a JSON object")
+    return doc

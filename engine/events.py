@@ -1,0 +1,269 @@
+"""History events: frozen dataclasses, and their plain-text form in a Redis stream entry.
+
+A stream entry reads as it is in redis-cli: `id 5 type ActivityTaskScheduled
+activity_id 1 activity_type charge_customer ...`. Only user payloads (`bytes` fields)
+are codec bytes; failures and options are JSON text. The event number (`id`) is our own
+field: stream entry ids are never the history index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, get_type_hints
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: int
+    timestamp: int  # ms since the epoch, Redis server time
+    #: True for events that record a command of the workflow code (matched on replay).
+    is_command: ClassVar[bool] = False
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def attributes(self) -> dict[str, Any]:
+        """Event-specific attributes (raw: payloads stay bytes)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("event_id", "timestamp")
+        }
+
+
+# --- inputs: things that happened to the workflow ------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionStarted(Event):
+    workflow_type: str
+    task_queue: str
+    input: bytes
+    run_id: str
+    attempt: int = 1
+    #: Version of replay behaviour this run was started with (see docs/replay.md).
+    history_version: int = 1
+
+
+@dataclass(frozen=True)
+class ActivityTaskCompleted(Event):
+    activity_id: int
+    result: bytes
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ActivityTaskFailed(Event):
+    activity_id: int
+    failure: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ActivityTaskTimedOut(Event):
+    activity_id: int
+    failure: dict[str, Any]
+    attempt: int
+
+
+@dataclass(frozen=True)
+class TimerFired(Event):
+    timer_id: int
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionSignaled(Event):
+    signal_name: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionCancelRequested(Event):
+    reason: str = ""
+
+
+# --- the boundary between activations -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowTaskCompleted(Event):
+    """Ends an activation: the events before it were the activation's inputs, the
+    command events after it are what the workflow code decided."""
+
+    worker: str = ""
+    #: Workflow time of the activation (ms), replayed as `workflow.now()`.
+    now: int = 0
+    #: Comma-separated replay behaviour flags used by this activation.
+    flags: str = ""
+
+
+# --- commands: what the workflow code decided -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ActivityTaskScheduled(Event):
+    is_command: ClassVar[bool] = True
+    activity_id: int
+    activity_type: str
+    input: bytes
+    task_queue: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActivityTaskCanceled(Event):
+    is_command: ClassVar[bool] = True
+    activity_id: int
+
+
+@dataclass(frozen=True)
+class TimerStarted(Event):
+    is_command: ClassVar[bool] = True
+    timer_id: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class TimerCanceled(Event):
+    is_command: ClassVar[bool] = True
+    timer_id: int
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionCompleted(Event):
+    is_command: ClassVar[bool] = True
+    result: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionFailed(Event):
+    is_command: ClassVar[bool] = True
+    failure: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionCanceled(Event):
+    is_command: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionContinuedAsNew(Event):
+    is_command: ClassVar[bool] = True
+    new_run_id: str
+    input: bytes
+
+
+# --- written by an operator or the engine, not by workflow code -----------------------
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionTerminated(Event):
+    reason: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        WorkflowExecutionStarted,
+        ActivityTaskCompleted,
+        ActivityTaskFailed,
+        ActivityTaskTimedOut,
+        TimerFired,
+        WorkflowExecutionSignaled,
+        WorkflowExecutionCancelRequested,
+        WorkflowTaskCompleted,
+        ActivityTaskScheduled,
+        ActivityTaskCanceled,
+        TimerStarted,
+        TimerCanceled,
+        WorkflowExecutionCompleted,
+        WorkflowExecutionFailed,
+        WorkflowExecutionCanceled,
+        WorkflowExecutionContinuedAsNew,
+        WorkflowExecutionTerminated,
+    )
+}
+
+CLOSE_TYPES = frozenset(
+    {
+        "WorkflowExecutionCompleted",
+        "WorkflowExecutionFailed",
+        "WorkflowExecutionCanceled",
+        "WorkflowExecutionContinuedAsNew",
+        "WorkflowExecutionTerminated",
+    }
+)
+
+# Field kinds, read once from the annotations.
+_KINDS: dict[type[Event], dict[str, str]] = {}
+for _cls in EVENT_TYPES.values():
+    _hints = get_type_hints(_cls)
+    _KINDS[_cls] = {
+        f.name: ("int" if _hints[f.name] is int else "bytes" if _hints[f.name] is bytes
+                 else "str" if _hints[f.name] is str else "json")
+        for f in dataclasses.fields(_cls)
+        if f.name not in ("event_id", "timestamp")
+    }
+
+
+class EventDecodeError(ValueError):
+    """A history entry that is not a well-formed event."""
+
+
+def encode_attributes(event_type: type[Event], attrs: dict[str, Any]) -> list[bytes | str]:
+    """Flat field/value list for XADD (without id, type and ts, which Lua adds)."""
+    out: list[bytes | str] = []
+    for name, kind in _KINDS[event_type].items():
+        if name not in attrs:
+            continue
+        value = attrs[name]
+        out.append(name)
+        if kind == "json":
+            out.append(json.dumps(value, separators=(",", ":")))
+        elif kind == "bytes":
+            out.append(value)
+        else:
+            out.append(str(value))
+    return out
+
+
+def encode_event(event: Event) -> dict[str, bytes | str]:
+    """All fields of a stream entry, for tests and golden files."""
+    fields: dict[str, bytes | str] = {
+        "id": str(event.event_id),
+        "type": event.type,
+        "ts": str(event.timestamp),
+    }
+    flat = encode_attributes(type(event), event.attributes())
+    for i in range(0, len(flat), 2):
+        fields[str(flat[i])] = flat[i + 1]
+    return fields
+
+
+def decode_event(fields: dict[bytes, bytes]) -> Event:
+    """Rebuild an event from a stream entry's fields."""
+    try:
+        type_name = fields[b"type"].decode()
+        cls = EVENT_TYPES[type_name]
+        kwargs: dict[str, Any] = {
+            "event_id": int(fields[b"id"]),
+            "timestamp": int(fields[b"ts"]),
+        }
+        for name, kind in _KINDS[cls].items():
+            raw = fields.get(name.encode())
+            if raw is None:
+                continue
+            if kind == "int":
+                kwargs[name] = int(raw)
+            elif kind == "str":
+                kwargs[name] = raw.decode()
+            elif kind == "bytes":
+                kwargs[name] = bytes(raw)
+            else:
+                kwargs[name] = json.loads(raw)
+        return cls(**kwargs)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise EventDecodeError(f"malformed history entry {fields!r}: {exc}") from None

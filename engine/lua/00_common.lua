@@ -1,0 +1,242 @@
+-- Shared helpers for every redurable function. Loaded first into library "redurable".
+--
+-- Conventions of every per-workflow function:
+--   KEYS[1] workflow hash   KEYS[2] history stream   KEYS[3] buffer list
+--   KEYS[4] task stream of the message being processed (when there is one)
+--   ARGV[1] shard prefix ("redurable:{7}:")   ARGV[2] workflow id   ARGV[3] run id
+-- Every function validates first and writes last: Lua does not roll back.
+
+local GROUP = 'workers'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function ctx(keys, args)
+  return {wf = keys[1], hist = keys[2], buf = keys[3], task = keys[4],
+          prefix = args[1], id = args[2], run = args[3]}
+end
+
+local function ctx_of(prefix, wf_id)
+  local wf = prefix .. 'wf:' .. wf_id
+  return {wf = wf, hist = wf .. ':history', buf = wf .. ':buffer', prefix = prefix, id = wf_id}
+end
+
+-- Netstrings: the buffer stores events (with binary payloads) as one string each.
+local function pack_strings(list)
+  local parts = {}
+  for i = 1, #list do
+    local s = tostring(list[i])
+    parts[#parts + 1] = #s .. ':' .. s
+  end
+  return table.concat(parts)
+end
+
+local function unpack_strings(s)
+  local out, pos = {}, 1
+  while pos <= #s do
+    local colon = string.find(s, ':', pos, true)
+    local n = tonumber(string.sub(s, pos, colon - 1))
+    out[#out + 1] = string.sub(s, colon + 1, colon + n)
+    pos = colon + n + 1
+  end
+  return out
+end
+
+-- Append one event; returns its event id and stream entry id.
+local function append(c, etype, ts, fields)
+  local id = redis.call('HINCRBY', c.wf, 'next_event_id', 1) - 1
+  local cmd = {'XADD', c.hist, '*', 'id', id, 'type', etype, 'ts', ts}
+  for i = 1, #fields do cmd[#cmd + 1] = fields[i] end
+  local sid = redis.call(unpack(cmd))
+  c.last_id, c.last_sid = id, sid
+  return id, sid
+end
+
+local function ack(stream, msg_id)
+  if stream and msg_id and msg_id ~= '' then
+    redis.call('XACK', stream, GROUP, msg_id)
+    redis.call('XDEL', stream, msg_id)
+  end
+end
+
+local function wf_task_stream(c, tq)
+  return c.prefix .. 'tq:' .. tq .. ':wf'
+end
+
+local function act_task_stream(c, tq)
+  return c.prefix .. 'tq:' .. tq .. ':act'
+end
+
+local function schedule_wft(c)
+  local epoch = redis.call('HINCRBY', c.wf, 'wft_epoch', 1)
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id')
+  redis.call('HSET', c.wf, 'wft', 'scheduled')
+  redis.call('XADD', wf_task_stream(c, info[1]), '*',
+    'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
+end
+
+-- An input event: buffered while a workflow task runs (so the task's replay sees
+-- exactly what it saw live), else appended, scheduling a workflow task if none is due.
+local function deliver(c, etype, ts, fields)
+  local state = redis.call('HGET', c.wf, 'wft')
+  if state == 'started' then
+    local item = {etype, ts}
+    for i = 1, #fields do item[#item + 1] = fields[i] end
+    redis.call('RPUSH', c.buf, pack_strings(item))
+  else
+    append(c, etype, ts, fields)
+    if state == 'none' then schedule_wft(c) end
+  end
+end
+
+local function flush_buffer(c)
+  local items = redis.call('LRANGE', c.buf, 0, -1)
+  if #items == 0 then return 0 end
+  redis.call('DEL', c.buf)
+  for i = 1, #items do
+    local parts = unpack_strings(items[i])
+    local fields = {}
+    for j = 3, #parts do fields[#fields + 1] = parts[j] end
+    append(c, parts[1], parts[2], fields)
+  end
+  return #items
+end
+
+local function set_status(c, old, new, start)
+  if old then redis.call('ZREM', c.prefix .. 'index:status:' .. old, c.id) end
+  redis.call('ZADD', c.prefix .. 'index:status:' .. new, start, c.id)
+  redis.call('HSET', c.wf, 'status', new)
+end
+
+-- Close the run: status, close time, and no more work for it. Pending activity tasks
+-- and timers are discarded when they come up (they check run id and status).
+local function close_run(c, status, ts)
+  local info = redis.call('HMGET', c.wf, 'status', 'start_time')
+  set_status(c, info[1], status, info[2])
+  redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
+  local fields = redis.call('HKEYS', c.wf)
+  for i = 1, #fields do
+    local f = fields[i]
+    if string.sub(f, 1, 6) == 'timer:' then
+      redis.call('ZREM', c.prefix .. 'timers', redis.call('HGET', c.wf, f))
+      redis.call('HDEL', c.wf, f)
+    elseif string.sub(f, 1, 4) == 'act' then
+      redis.call('HDEL', c.wf, f)
+    end
+  end
+  redis.call('DEL', c.buf)
+end
+
+local function remove_from_indexes(c)
+  local info = redis.call('HMGET', c.wf, 'status', 'type')
+  if info[1] then redis.call('ZREM', c.prefix .. 'index:status:' .. info[1], c.id) end
+  if info[2] then redis.call('ZREM', c.prefix .. 'index:type:' .. info[2], c.id) end
+  redis.call('ZREM', c.prefix .. 'index:start', c.id)
+end
+
+-- A new run in the workflow's keys (start, or continue-as-new).
+local function new_run(c, run_id, wtype, tq, input, version, ts)
+  redis.call('DEL', c.wf, c.hist, c.buf)
+  redis.call('HSET', c.wf, 'workflow_id', c.id, 'run_id', run_id, 'type', wtype,
+    'task_queue', tq, 'start_time', ts, 'next_event_id', 1, 'wft', 'none',
+    'wft_epoch', 0, 'wft_token', 0, 'wft_attempt', 1)
+  set_status(c, nil, 'RUNNING', ts)
+  redis.call('ZADD', c.prefix .. 'index:start', ts, c.id)
+  redis.call('ZADD', c.prefix .. 'index:type:' .. wtype, ts, c.id)
+  append(c, 'WorkflowExecutionStarted', ts, {'workflow_type', wtype, 'task_queue', tq,
+    'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version})
+  schedule_wft(c)
+end
+
+local function is_current(c, run_id)
+  local info = redis.call('HMGET', c.wf, 'run_id', 'status')
+  return info[1] == run_id and info[2] == 'RUNNING'
+end
+
+-- --- activities --------------------------------------------------------------------
+
+local function get_activity(c, seq)
+  local raw = redis.call('HGET', c.wf, 'act:' .. seq)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+local function put_activity(c, seq, state)
+  redis.call('HSET', c.wf, 'act:' .. seq, cjson.encode(state))
+end
+
+local function forget_activity(c, seq)
+  redis.call('HDEL', c.wf, 'act:' .. seq, 'actin:' .. seq, 'acthb:' .. seq)
+end
+
+local function timer_member(kind, run, a, b, wf_id)
+  return kind .. '|' .. run .. '|' .. a .. '|' .. b .. '|' .. wf_id
+end
+
+local function clear_attempt_timers(c, seq, attempt)
+  local timers = c.prefix .. 'timers'
+  redis.call('ZREM', timers, timer_member('S', c.run, seq, attempt, c.id),
+    timer_member('H', c.run, seq, attempt, c.id))
+end
+
+-- Delay before the next attempt, or nil when the failure is final.
+local function retry_delay(state, err_type, non_retryable, ts)
+  if non_retryable then return nil end
+  local rp = state.retry or {}
+  local max_attempts = tonumber(rp.maximum_attempts) or 0
+  if max_attempts > 0 and state.attempt >= max_attempts then return nil end
+  if type(rp.non_retryable_error_types) == 'table' then
+    for _, t in ipairs(rp.non_retryable_error_types) do
+      if t == err_type then return nil end
+    end
+  end
+  local initial = tonumber(rp.initial_interval_ms) or 1000
+  local coeff = tonumber(rp.backoff_coefficient) or 2.0
+  local maximum = tonumber(rp.maximum_interval_ms) or (initial * 100)
+  local delay = math.floor(math.min(initial * coeff ^ (state.attempt - 1), maximum))
+  local stc = tonumber(state.schedule_to_close_ms)
+  if stc and stc > 0 and ts + delay >= state.scheduled + stc then return nil end
+  return delay
+end
+
+local function enqueue_activity(c, seq, attempt, tq)
+  redis.call('XADD', act_task_stream(c, tq), '*', 'workflow_id', c.id, 'run_id', c.run,
+    'activity_id', seq, 'attempt', attempt)
+end
+
+local function retry_activity(c, seq, state, failure, delay, ts)
+  state.attempt = state.attempt + 1
+  state.last_failure = failure
+  state.started = nil
+  state.msg = nil
+  state.next_attempt_at = ts + delay
+  put_activity(c, seq, state)
+  redis.call('ZADD', c.prefix .. 'timers', ts + delay,
+    timer_member('R', c.run, seq, state.attempt, c.id))
+end
+
+local function finish_activity(c, seq, state, etype, payload_field, payload, ts)
+  clear_attempt_timers(c, seq, state.attempt)
+  redis.call('ZREM', c.prefix .. 'timers', timer_member('C', c.run, seq, 0, c.id))
+  forget_activity(c, seq)
+  deliver(c, etype, ts, {'activity_id', seq, payload_field, payload, 'attempt', state.attempt})
+end
+
+local function activity_timed_out(c, seq, state, kind, ts)
+  local failure = {message = 'activity ' .. state.type .. ' timed out (' .. kind .. ')',
+    kind = 'timeout', type = 'ActivityTimeoutError', timeout_type = kind,
+    non_retryable = false}
+  if state.msg then ack(act_task_stream(c, state.tq), state.msg) end
+  clear_attempt_timers(c, seq, state.attempt)
+  local delay = nil
+  if kind ~= 'schedule_to_close' then
+    delay = retry_delay(state, 'ActivityTimeoutError', false, ts)
+  end
+  if delay then
+    retry_activity(c, seq, state, failure, delay, ts)
+  else
+    finish_activity(c, seq, state, 'ActivityTaskTimedOut', 'failure', cjson.encode(failure), ts)
+  end
+end

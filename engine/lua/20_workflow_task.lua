@@ -1,0 +1,181 @@
+-- Workflow task transitions: start, complete, fail.
+
+local function wft_fenced(c, epoch, token)
+  local info = redis.call('HMGET', c.wf, 'run_id', 'status', 'wft_epoch', 'wft', 'wft_token')
+  if info[1] ~= c.run or info[2] ~= 'RUNNING' or info[3] ~= epoch then return false end
+  if token == nil then return info[4] == 'scheduled' or info[4] == 'started' end
+  return info[4] == 'started' and info[5] == token
+end
+
+-- rd_wft_start: a worker took a workflow task; returns the history it has not seen.
+-- KEYS: wf, history, buffer, workflow task stream
+-- ARGV: prefix, workflow_id, run_id, epoch, msg_id, after_stream_id ('' = all),
+--       timeout_ms
+-- Returns {'ok', token, now_ms, attempt, entries} or {'stale'} (message acknowledged).
+redis.register_function('rd_wft_start', function(keys, args)
+  local c = ctx(keys, args)
+  local epoch, msg = args[4], args[5]
+  if not wft_fenced(c, epoch, nil) then
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  local ts = now_ms()
+  local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
+  redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg)
+  redis.call('ZADD', c.prefix .. 'timers', ts + tonumber(args[7]),
+    timer_member('W', c.run, epoch, token, c.id))
+  local from = '-'
+  if args[6] ~= '' then from = '(' .. args[6] end
+  local entries = redis.call('XRANGE', c.hist, from, '+')
+  return {'ok', token, ts, redis.call('HGET', c.wf, 'wft_attempt'), entries}
+end)
+
+-- Apply one command of a completion. Returns 'closed' when the run ended.
+local function apply_command(c, kind, fields, ts)
+  local f = {}
+  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+  if kind == 'ActivityTaskScheduled' then
+    append(c, kind, ts, fields)
+    local seq = f.activity_id
+    local opts = cjson.decode(f.options)
+    local state = {type = f.activity_type, tq = f.task_queue, attempt = 1, scheduled = ts,
+      retry = opts.retry, start_to_close_ms = opts.start_to_close_ms,
+      schedule_to_close_ms = opts.schedule_to_close_ms,
+      heartbeat_ms = opts.heartbeat_ms}
+    put_activity(c, seq, state)
+    redis.call('HSET', c.wf, 'actin:' .. seq, f.input)
+    enqueue_activity(c, seq, 1, f.task_queue)
+    local stc = tonumber(opts.schedule_to_close_ms)
+    if stc and stc > 0 then
+      redis.call('ZADD', c.prefix .. 'timers', ts + stc, timer_member('C', c.run, seq, 0, c.id))
+    end
+  elseif kind == 'ActivityTaskCanceled' then
+    append(c, kind, ts, fields)
+    local state = get_activity(c, f.activity_id)
+    if state then
+      clear_attempt_timers(c, f.activity_id, state.attempt)
+      redis.call('ZREM', c.prefix .. 'timers', timer_member('C', c.run, f.activity_id, 0, c.id))
+      if state.msg then ack(act_task_stream(c, state.tq), state.msg) end
+      forget_activity(c, f.activity_id)
+    end
+  elseif kind == 'TimerStarted' then
+    append(c, kind, ts, fields)
+    local member = timer_member('T', c.run, f.timer_id, 0, c.id)
+    redis.call('ZADD', c.prefix .. 'timers', ts + tonumber(f.duration_ms), member)
+    redis.call('HSET', c.wf, 'timer:' .. f.timer_id, member)
+  elseif kind == 'TimerCanceled' then
+    append(c, kind, ts, fields)
+    local member = redis.call('HGET', c.wf, 'timer:' .. f.timer_id)
+    if member then
+      redis.call('ZREM', c.prefix .. 'timers', member)
+      redis.call('HDEL', c.wf, 'timer:' .. f.timer_id)
+    end
+  elseif kind == 'WorkflowExecutionCompleted' then
+    append(c, kind, ts, fields)
+    redis.call('HSET', c.wf, 'result', f.result)
+    close_run(c, 'COMPLETED', ts)
+    return 'closed'
+  elseif kind == 'WorkflowExecutionFailed' then
+    append(c, kind, ts, fields)
+    redis.call('HSET', c.wf, 'failure', f.failure)
+    close_run(c, 'FAILED', ts)
+    return 'closed'
+  elseif kind == 'WorkflowExecutionCanceled' then
+    append(c, kind, ts, fields)
+    redis.call('HSET', c.wf, 'failure', cjson.encode({message = 'workflow cancelled',
+      kind = 'cancelled', type = 'CancelledError', non_retryable = true}))
+    close_run(c, 'CANCELED', ts)
+    return 'closed'
+  elseif kind == 'WorkflowExecutionContinuedAsNew' then
+    append(c, kind, ts, fields)
+    local info = redis.call('HMGET', c.wf, 'type', 'task_queue', 'status', 'start_time')
+    set_status(c, info[3], 'CONTINUED_AS_NEW', info[4])
+    remove_from_indexes(c)
+    redis.call('ZREM', c.prefix .. 'index:status:CONTINUED_AS_NEW', c.id)
+    close_run(c, 'CONTINUED_AS_NEW', ts)
+    new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts)
+    return 'closed'
+  else
+    error('unknown command ' .. tostring(kind))
+  end
+  return nil
+end
+
+local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed = true,
+  WorkflowExecutionCanceled = true, WorkflowExecutionContinuedAsNew = true}
+
+-- rd_wft_complete: write the activation's commands (one atomic transition).
+-- KEYS: wf, history, buffer, workflow task stream
+-- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
+--       then per command: kind, n_fields, field, value, ...
+-- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1)}
+--      or {'stale'} (message acknowledged, nothing written).
+redis.register_function('rd_wft_complete', function(keys, args)
+  local c = ctx(keys, args)
+  local epoch, token, msg = args[4], args[5], args[6]
+  if not wft_fenced(c, epoch, token) then
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  -- Validate the command list before writing anything.
+  local cmds, i = {}, 10
+  while i <= #args do
+    local n = tonumber(args[i + 1])
+    if not n then return redis.error_reply('ERR malformed command list') end
+    local fields = {}
+    for j = 1, n * 2 do fields[j] = args[i + 1 + j] end
+    cmds[#cmds + 1] = {args[i], fields}
+    i = i + 2 + n * 2
+  end
+  local ts = now_ms()
+  redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
+  local has_buffer = redis.call('LLEN', c.buf) > 0
+  append(c, 'WorkflowTaskCompleted', ts, {'worker', args[7], 'now', args[8], 'flags', args[9]})
+  local closed, dropped = 0, 0
+  for k = 1, #cmds do
+    local kind, fields = cmds[k][1], cmds[k][2]
+    if CLOSE_KINDS[kind] and has_buffer then
+      dropped = 1  -- new events arrived: the code must see them before it may close
+    else
+      if apply_command(c, kind, fields, ts) == 'closed' then
+        closed = 1
+        break
+      end
+    end
+  end
+  local last_id, last_sid = c.last_id, c.last_sid
+  ack(c.task, msg)
+  if closed == 0 then
+    redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
+    redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg')
+    if flush_buffer(c) > 0 then schedule_wft(c) end
+  end
+  return {'ok', last_id, last_sid, closed, dropped}
+end)
+
+local function wft_retry_later(c, epoch, failure, ts)
+  local attempt = redis.call('HINCRBY', c.wf, 'wft_attempt', 1)
+  redis.call('HSET', c.wf, 'last_wft_failure', failure, 'wft', 'backoff')
+  redis.call('HDEL', c.wf, 'wft_msg')
+  flush_buffer(c)
+  local delay = math.min(10000, 100 * 2 ^ (attempt - 2))
+  redis.call('ZADD', c.prefix .. 'timers', ts + delay, timer_member('B', c.run, epoch, 0, c.id))
+end
+
+-- rd_wft_fail: the activation failed (bug, non-determinism, unknown type); retry later.
+-- KEYS: wf, history, buffer, workflow task stream
+-- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, failure_json
+-- Returns {'ok'} or {'stale'}.
+redis.register_function('rd_wft_fail', function(keys, args)
+  local c = ctx(keys, args)
+  local epoch, token, msg = args[4], args[5], args[6]
+  if not wft_fenced(c, epoch, token) then
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  local ts = now_ms()
+  redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
+  ack(c.task, msg)
+  wft_retry_later(c, epoch, args[7], ts)
+  return {'ok'}
+end)

@@ -1,0 +1,84 @@
+-- Activity task transitions: start, heartbeat, complete/fail.
+
+local function act_fenced(c, seq, attempt)
+  if not is_current(c, c.run) then return nil end
+  local state = get_activity(c, seq)
+  if not state or tostring(state.attempt) ~= attempt then return nil end
+  return state
+end
+
+-- rd_act_start: a worker took an activity task; arm its timeouts, return its input.
+-- KEYS: wf, history, buffer, activity task stream
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker
+-- Returns {'ok', state_json, input, heartbeat_details, now_ms} or {'stale'}.
+redis.register_function('rd_act_start', function(keys, args)
+  local c = ctx(keys, args)
+  local seq, attempt, msg = args[4], args[5], args[6]
+  local state = act_fenced(c, seq, attempt)
+  if not state then
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  local ts = now_ms()
+  state.started = ts
+  state.msg = msg
+  state.worker = args[7]
+  put_activity(c, seq, state)
+  local timers = c.prefix .. 'timers'
+  local stc = tonumber(state.start_to_close_ms)
+  if stc and stc > 0 then
+    redis.call('ZADD', timers, ts + stc, timer_member('S', c.run, seq, attempt, c.id))
+  end
+  local hb = tonumber(state.heartbeat_ms)
+  if hb and hb > 0 then
+    redis.call('ZADD', timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
+  end
+  local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
+  return {'ok', cjson.encode(state), data[1] or '', data[2] or '', ts}
+end)
+
+-- rd_act_heartbeat: the activity is alive; push its heartbeat deadline out.
+-- KEYS: wf
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, details ('' = none)
+-- Returns {'ok'} or {'cancel'} when the activity is no longer wanted.
+redis.register_function('rd_act_heartbeat', function(keys, args)
+  local c = ctx(keys, args)
+  local seq, attempt = args[4], args[5]
+  local state = act_fenced(c, seq, attempt)
+  if not state then return {'cancel'} end
+  local hb = tonumber(state.heartbeat_ms)
+  if hb and hb > 0 then
+    redis.call('ZADD', c.prefix .. 'timers', now_ms() + hb,
+      timer_member('H', c.run, seq, attempt, c.id))
+  end
+  if args[6] ~= '' then redis.call('HSET', c.wf, 'acthb:' .. seq, args[6]) end
+  return {'ok'}
+end)
+
+-- rd_act_complete: an attempt finished. Success delivers the result; a failure is
+-- retried after a durable backoff timer, or delivered when final.
+-- KEYS: wf, history, buffer, activity task stream
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id,
+--       outcome ('completed'|'failed'), payload (result bytes | failure json),
+--       error_type, non_retryable ('1'|'0')
+-- Returns {'ok', 'completed'|'retrying'|'failed'} or {'stale'}.
+redis.register_function('rd_act_complete', function(keys, args)
+  local c = ctx(keys, args)
+  local seq, attempt, msg = args[4], args[5], args[6]
+  local state = act_fenced(c, seq, attempt)
+  ack(c.task, msg)
+  if not state then return {'stale'} end
+  local ts = now_ms()
+  if args[7] == 'completed' then
+    finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[8], ts)
+    return {'ok', 'completed'}
+  end
+  clear_attempt_timers(c, seq, state.attempt)
+  local delay = retry_delay(state, args[9], args[10] == '1', ts)
+  if delay then
+    retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)
+    return {'ok', 'retrying'}
+  end
+  finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', args[8], ts)
+  return {'ok', 'failed'}
+end)

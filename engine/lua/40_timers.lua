@@ -1,0 +1,73 @@
+-- Durable timers: user timers, activity retries and timeouts, workflow task timeouts
+-- and retries. Members read "KIND|run_id|a|b|workflow_id" (the id last: it may hold '|').
+
+local function split_member(member)
+  local parts, pos = {}, 1
+  for _ = 1, 4 do
+    local bar = string.find(member, '|', pos, true)
+    if not bar then return nil end
+    parts[#parts + 1] = string.sub(member, pos, bar - 1)
+    pos = bar + 1
+  end
+  parts[5] = string.sub(member, pos)
+  return parts
+end
+
+local function fire(prefix, member, ts)
+  local p = split_member(member)
+  if not p then return end
+  local kind, run, a, b = p[1], p[2], p[3], p[4]
+  local c = ctx_of(prefix, p[5])
+  c.run = run
+  if not is_current(c, run) then return end
+  if kind == 'T' then
+    if redis.call('HGET', c.wf, 'timer:' .. a) == member then
+      redis.call('HDEL', c.wf, 'timer:' .. a)
+      deliver(c, 'TimerFired', ts, {'timer_id', a})
+    end
+  elseif kind == 'R' then
+    local state = get_activity(c, a)
+    if state and tostring(state.attempt) == b then
+      state.next_attempt_at = nil
+      put_activity(c, a, state)
+      enqueue_activity(c, a, b, state.tq)
+    end
+  elseif kind == 'S' or kind == 'H' then
+    local state = get_activity(c, a)
+    if state and tostring(state.attempt) == b and state.started then
+      activity_timed_out(c, a, state, kind == 'S' and 'start_to_close' or 'heartbeat', ts)
+    end
+  elseif kind == 'C' then
+    local state = get_activity(c, a)
+    if state then activity_timed_out(c, a, state, 'schedule_to_close', ts) end
+  elseif kind == 'W' then
+    local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch', 'wft_token', 'wft_msg',
+      'task_queue')
+    if info[1] == 'started' and info[2] == a and info[3] == b then
+      ack(wf_task_stream(c, info[5]), info[4])
+      local failure = cjson.encode({message = 'workflow task timed out', kind = 'timeout',
+        type = 'WorkflowTaskTimeout', time = ts})
+      wft_retry_later(c, a, failure, ts)
+    end
+  elseif kind == 'B' then
+    local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch')
+    if info[1] == 'backoff' and info[2] == a then schedule_wft(c) end
+  end
+end
+
+-- rd_fire_timers: fire every timer of one shard that is due on the server's clock.
+-- KEYS: timers zset of the shard
+-- ARGV: prefix, limit
+-- Returns {fired_count, next_due_ms or -1}.
+redis.register_function('rd_fire_timers', function(keys, args)
+  local ts = now_ms()
+  local due = redis.call('ZRANGEBYSCORE', keys[1], '-inf', ts, 'LIMIT', 0, tonumber(args[2]))
+  for i = 1, #due do
+    redis.call('ZREM', keys[1], due[i])
+    fire(args[1], due[i], ts)
+  end
+  local next_due = redis.call('ZRANGE', keys[1], 0, 0, 'WITHSCORES')
+  local next_ms = -1
+  if next_due[2] then next_ms = tonumber(next_due[2]) end
+  return {#due, next_ms}
+end)

@@ -1,0 +1,414 @@
+"""The pure replay machine: history events in, commands out. No Redis, no clock.
+
+History is a sequence of activations. Each one is: input events (activity results,
+timer fires, signals, ...), then a `WorkflowTaskCompleted` boundary, then the command
+events that the workflow code decided. The machine replays complete activations and
+checks that the code issues the recorded commands again (else `NondeterminismError`);
+the trailing inputs, which have no boundary yet, form the live activation whose
+commands are new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import random
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine import commands as cmd
+from engine import events as ev
+from engine.codec import PayloadCodec
+from engine.errors import (
+    ActivityError,
+    ContinueAsNewError,
+    FailureError,
+    NondeterminismError,
+    PayloadError,
+    from_failure,
+    to_failure,
+)
+from engine.loop import DeterministicLoop
+
+#: Behaviour flags this engine writes into WorkflowTaskCompleted (none changed yet).
+LOGIC_FLAGS = ""
+
+
+class WorkflowHooks(Protocol):
+    """What the machine needs from a workflow definition; the sdk supplies it."""
+
+    def start(self, args: list[Any]) -> Coroutine[Any, Any, Any]: ...
+
+    def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None: ...
+
+    def query(self, name: str, args: list[Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    attempt: int = 1
+
+
+class ActivationFailed(Exception):
+    """Workflow code raised an error that fails the workflow task (not the workflow):
+    a bug the user can fix and deploy; the task is retried."""
+
+
+@dataclass
+class _Condition:
+    fn: Callable[[], bool]
+    future: asyncio.Future[bool]
+
+
+@dataclass
+class _PendingActivity:
+    future: asyncio.Future[Any]
+    activity_type: str
+
+
+_current: contextvars.ContextVar[WorkflowMachine | None] = contextvars.ContextVar(
+    "redurable_workflow_machine", default=None
+)
+
+
+def current_machine() -> WorkflowMachine:
+    """The machine whose workflow code is running; raises outside workflow code."""
+    machine = _current.get()
+    if machine is None:
+        raise RuntimeError("not in workflow code: this call is only allowed inside a workflow")
+    return machine
+
+
+@dataclass
+class WorkflowMachine:
+    info: WorkflowInfo
+    hooks: WorkflowHooks
+    codec: PayloadCodec
+    #: Id of the last history event this machine has consumed.
+    last_event_id: int = 0
+    replaying: bool = False
+    closed: bool = False
+    loop: DeterministicLoop = field(init=False)
+    random: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loop = DeterministicLoop(self)
+        self.random = random.Random(self.info.run_id)
+        self._now_ms = 0
+        self._commands: list[cmd.Command] = []
+        self._activity_seq = 0
+        self._timer_seq = 0
+        self._activities: dict[int, _PendingActivity] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._conditions: list[_Condition] = []
+        self._main: asyncio.Task[Any] | None = None
+        self._handlers: list[asyncio.Task[Any]] = []
+        self._close_emitted = False
+        self.cancel_requested = False
+
+    # --- driving ----------------------------------------------------------------------
+    def activate(self, events: Sequence[ev.Event], now_ms: int) -> list[cmd.Command]:
+        """Replay every complete activation in `events`, then run the trailing inputs
+        live and return their commands. `now_ms` is the live activation's time."""
+        self._check_contiguous(events)
+        pos = self._replay_complete(events)
+        inputs = list(events[pos:])
+        self.replaying = False
+        self._now_ms = max(self._now_ms, now_ms)
+        commands = self._run_activation(inputs)
+        if inputs:
+            self.last_event_id = inputs[-1].event_id
+        return commands
+
+    def replay(self, events: Sequence[ev.Event]) -> None:
+        """Replay complete activations only (for queries); trailing inputs stay unread."""
+        self._check_contiguous(events)
+        self._replay_complete(events)
+
+    def committed(self, last_event_id: int) -> None:
+        """The live activation's commands were written; its last event has this id."""
+        self.last_event_id = last_event_id
+
+    def query(self, name: str, args: list[Any]) -> Any:
+        token = _current.set(self)
+        try:
+            return self.hooks.query(name, args)
+        finally:
+            _current.reset(token)
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    # --- replay -----------------------------------------------------------------------
+    def _check_contiguous(self, events: Sequence[ev.Event]) -> None:
+        if events and events[0].event_id != self.last_event_id + 1:
+            raise NondeterminismError(
+                f"history gap: expected event {self.last_event_id + 1}, "
+                f"got {events[0].event_id}"
+            )
+
+    def _replay_complete(self, events: Sequence[ev.Event]) -> int:
+        pos = 0
+        while True:
+            boundary = pos
+            while boundary < len(events) and not isinstance(
+                events[boundary], ev.WorkflowTaskCompleted
+            ):
+                if events[boundary].is_command:
+                    raise NondeterminismError(
+                        f"history event {events[boundary].event_id} "
+                        f"({events[boundary].type}) is a command outside an activation"
+                    )
+                boundary += 1
+            if boundary == len(events):
+                return pos
+            marker = events[boundary]
+            assert isinstance(marker, ev.WorkflowTaskCompleted)
+            end = boundary + 1
+            while end < len(events) and events[end].is_command:
+                end += 1
+            self.replaying = True
+            self._now_ms = marker.now or marker.timestamp
+            commands = self._run_activation(list(events[pos:boundary]))
+            self._match(commands, events[boundary + 1 : end], marker)
+            self.last_event_id = events[end - 1].event_id
+            pos = end
+
+    def _match(
+        self,
+        commands: list[cmd.Command],
+        recorded: Sequence[ev.Event],
+        marker: ev.WorkflowTaskCompleted,
+    ) -> None:
+        for index, command in enumerate(commands):
+            if index >= len(recorded):
+                if isinstance(command, cmd.CLOSE_COMMANDS) and index == len(commands) - 1:
+                    # The close was not written because new events had arrived; the
+                    # next activation decides again (as it did when this ran live).
+                    self._close_emitted = False
+                    continue
+                raise NondeterminismError(
+                    f"workflow code issued {cmd.describe(command)} in the activation "
+                    f"ending at event {marker.event_id}, but the history records no "
+                    "more commands there"
+                )
+            event = recorded[index]
+            if not cmd.matches(command, event):
+                raise NondeterminismError(
+                    f"history event {event.event_id} is {event.type} "
+                    f"{_summary(event)} but workflow code issued {cmd.describe(command)}"
+                )
+            if event.type in ev.CLOSE_TYPES:
+                self.closed = True
+        if len(recorded) > len(commands):
+            extra = recorded[len(commands)]
+            raise NondeterminismError(
+                f"history event {extra.event_id} is {extra.type} {_summary(extra)} but "
+                "workflow code did not issue it"
+            )
+
+    # --- one activation ---------------------------------------------------------------
+    def _run_activation(self, inputs: list[ev.Event]) -> list[cmd.Command]:
+        self._commands = []
+        token = _current.set(self)
+        try:
+            for event in inputs:
+                self._apply(event)
+            self._drain()
+            self._emit_close_if_done()
+        finally:
+            _current.reset(token)
+        return self._commands
+
+    def _apply(self, event: ev.Event) -> None:
+        match event:
+            case ev.WorkflowExecutionStarted():
+                self._on_started(event)
+            case ev.ActivityTaskCompleted():
+                self._on_activity_completed(event)
+            case ev.ActivityTaskFailed() | ev.ActivityTaskTimedOut():
+                self._on_activity_failed(event)
+            case ev.TimerFired():
+                self._on_timer_fired(event)
+            case ev.WorkflowExecutionSignaled():
+                self._on_signaled(event)
+            case ev.WorkflowExecutionCancelRequested():
+                self._on_cancel_requested()
+            case ev.WorkflowExecutionTerminated():
+                self.closed = True
+
+    def _on_started(self, event: ev.WorkflowExecutionStarted) -> None:
+        args = self._decode_args(event.input, "workflow input")
+        self._main = self.loop.create_task(self.hooks.start(args), name="workflow-main")
+
+    def _on_activity_completed(self, event: ev.ActivityTaskCompleted) -> None:
+        pending = self._activities.pop(event.activity_id, None)
+        if pending is None or pending.future.done():
+            return  # cancelled by the workflow before the result arrived
+        try:
+            pending.future.set_result(self.codec.decode(event.result))
+        except PayloadError as exc:
+            pending.future.set_exception(exc)
+
+    def _on_activity_failed(
+        self, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut
+    ) -> None:
+        pending = self._activities.pop(event.activity_id, None)
+        if pending is None or pending.future.done():
+            return
+        verb = "timed out" if isinstance(event, ev.ActivityTaskTimedOut) else "failed"
+        pending.future.set_exception(
+            ActivityError(
+                f"activity {pending.activity_type} (id {event.activity_id}) {verb}",
+                activity_type=pending.activity_type,
+                activity_id=event.activity_id,
+                attempt=event.attempt,
+                cause=from_failure(event.failure),
+            )
+        )
+
+    def _on_timer_fired(self, event: ev.TimerFired) -> None:
+        handle = self._timers.pop(event.timer_id, None)
+        if handle is not None:
+            self.loop.fire(handle)
+
+    def _on_signaled(self, event: ev.WorkflowExecutionSignaled) -> None:
+        args = self._decode_args(event.input, f"signal {event.signal_name} input")
+        handler = self.hooks.signal(event.signal_name, args)
+        if handler is not None:
+            self._handlers.append(self.loop.create_task(handler, name=event.signal_name))
+
+    def _on_cancel_requested(self) -> None:
+        self.cancel_requested = True
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+
+    def _decode_args(self, payload: bytes, what: str) -> list[Any]:
+        args = self.codec.decode(payload)
+        if not isinstance(args, list):
+            raise PayloadError(f"{what} must encode a list of arguments")
+        return args
+
+    def _drain(self) -> None:
+        while True:
+            self.loop.run_ready()
+            progressed = False
+            for condition in list(self._conditions):
+                if condition.future.done():
+                    self._conditions.remove(condition)
+                    continue
+                try:
+                    satisfied = condition.fn()
+                except Exception as exc:  # the waiting code sees the error
+                    condition.future.set_exception(exc)
+                    satisfied = False
+                    progressed = True
+                if satisfied:
+                    condition.future.set_result(True)
+                    self._conditions.remove(condition)
+                    progressed = True
+            if not progressed and not self.loop.has_ready():
+                return
+
+    def _emit_close_if_done(self) -> None:
+        for handler in self._handlers:
+            if handler.done() and not handler.cancelled() and handler.exception() is not None:
+                exc = handler.exception()
+                assert exc is not None
+                if not isinstance(exc, FailureError):
+                    raise ActivationFailed(f"signal handler {handler.get_name()} raised") from exc
+                if self._main is not None and not self._main.done():
+                    self._main.cancel()  # a handler's FailureError fails the workflow
+                    self._drain()
+                self._append_close(cmd.FailWorkflow(to_failure(exc)))
+                return
+        self._handlers = [h for h in self._handlers if not h.done()]
+        if self.loop.errors:
+            context = self.loop.errors.pop(0)
+            raise ActivationFailed(str(context.get("message", "workflow code error"))) from (
+                context.get("exception")
+            )
+        main = self._main
+        if main is None or not main.done() or self._close_emitted:
+            return
+        if main.cancelled():
+            self._append_close(cmd.CancelWorkflow())
+            return
+        exc = main.exception()
+        if exc is None:
+            try:
+                result = self.codec.encode(main.result())
+            except PayloadError as perr:
+                self._append_close(cmd.FailWorkflow(to_failure(perr)))
+                return
+            self._append_close(cmd.CompleteWorkflow(result))
+        elif isinstance(exc, ContinueAsNewError):
+            payload = self.codec.encode(list(exc.input))
+            self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex))
+        elif isinstance(exc, asyncio.CancelledError):
+            self._append_close(cmd.CancelWorkflow())
+        elif isinstance(exc, FailureError):
+            self._append_close(cmd.FailWorkflow(to_failure(exc)))
+        else:
+            raise ActivationFailed(f"workflow raised {type(exc).__name__}: {exc}") from exc
+
+    def _append_close(self, command: cmd.Command) -> None:
+        self._commands.append(command)
+        self._close_emitted = True
+
+    # --- called by workflow code (through sdk.workflow) --------------------------------
+    def schedule_activity(
+        self, activity_type: str, args: Sequence[Any], task_queue: str, options: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        self._activity_seq += 1
+        seq = self._activity_seq
+        payload = self.codec.encode(list(args))
+        self._commands.append(cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options))
+        future = self.loop.create_future()
+        self._activities[seq] = _PendingActivity(future, activity_type)
+        future.add_done_callback(lambda f: self._activity_future_done(seq, f))
+        return future
+
+    def _activity_future_done(self, seq: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() and self._activities.pop(seq, None) is not None:
+            self._commands.append(cmd.RequestCancelActivity(seq))
+
+    def start_timer(self, delay: float, handle: asyncio.TimerHandle) -> int:
+        self._timer_seq += 1
+        seq = self._timer_seq
+        self._commands.append(cmd.StartTimer(seq, max(1, math.ceil(delay * 1000))))
+        self._timers[seq] = handle
+        return seq
+
+    def cancel_timer(self, seq: int) -> None:
+        if self._timers.pop(seq, None) is not None:
+            self._commands.append(cmd.CancelTimer(seq))
+
+    def wait_for(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:
+        """A future resolved when `fn()` becomes true (checked after every step)."""
+        future: asyncio.Future[bool] = self.loop.create_future()
+        self._conditions.append(_Condition(fn, future))
+        return future
+
+    def now_seconds(self) -> float:
+        return self._now_ms / 1000.0
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self.random.getrandbits(128), version=4)
+
+    @property
+    def pending_activity_count(self) -> int:
+        return len(self._activities)
+
+
+def _summary(event: ev.Event) -> str:
+    attrs = {k: v for k, v in event.attributes().items() if not isinstance(v, bytes | dict)}
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + ")"

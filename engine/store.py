@@ -1,0 +1,309 @@
+"""All Redis I/O of the engine: one method per transition (one FCALL each), history
+reads, and the housekeeping calls of task delivery. Calls that a worker batches are
+built as `Call` objects so they can share one pipeline round trip."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from engine import commands as cmd
+from engine import events as ev
+from engine.errors import (
+    WorkflowAlreadyStartedError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
+from engine.keys import GROUP, Keys
+
+HISTORY_VERSION = 1
+Arg = bytes | str | int
+
+
+@dataclass(frozen=True)
+class Call:
+    """One FCALL, ready to run alone or in a pipeline."""
+
+    function: str
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+@dataclass(frozen=True)
+class WorkflowTaskStart:
+    token: int
+    now_ms: int
+    attempt: int
+    #: (stream entry id, event) pairs after the cursor the worker gave.
+    entries: list[tuple[bytes, ev.Event]]
+
+
+@dataclass(frozen=True)
+class WorkflowTaskCommit:
+    last_event_id: int
+    last_stream_id: bytes
+    closed: bool
+    close_dropped: bool
+
+
+@dataclass(frozen=True)
+class ActivityStart:
+    state: dict[str, Any]
+    input: bytes
+    heartbeat_details: bytes
+    now_ms: int
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
+    out: list[tuple[bytes, ev.Event]] = []
+    for sid, fields in raw:
+        if isinstance(fields, list):  # raw RESP2 from inside a Lua reply
+            fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+        out.append((sid, ev.decode_event(fields)))
+    return out
+
+
+class Store:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    # --- plumbing ---------------------------------------------------------------------
+    async def call(self, call: Call) -> Any:
+        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
+
+    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run calls in one pipeline round trip; an error reply comes back as the
+        exception object in its slot rather than failing the others."""
+        if not calls:
+            return []
+        if len(calls) == 1:
+            try:
+                return [await self.call(calls[0])]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self.redis.pipeline(transaction=False)
+        for c in calls:
+            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    def _wf_keys(self, workflow_id: str) -> list[str]:
+        k = self.keys
+        return [k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)]
+
+    def _prefix(self, workflow_id: str) -> str:
+        return self.keys.shard_prefix(self.keys.shard(workflow_id))
+
+    async def ensure_groups(self, task_queue: str) -> None:
+        """Create the consumer groups of a task queue on every shard (idempotent)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.keys.shards):
+            for stream in (
+                self.keys.workflow_tasks(shard, task_queue),
+                self.keys.activity_tasks(shard, task_queue),
+            ):
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="$", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result
+
+    # --- client transitions -----------------------------------------------------------
+    async def start(
+        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, payload: bytes
+    ) -> str:
+        reply = await self.call(
+            Call(
+                "rd_start",
+                self._wf_keys(workflow_id),
+                [self._prefix(workflow_id), workflow_id, run_id, workflow_type, task_queue,
+                 payload, HISTORY_VERSION],
+            )
+        )
+        if _s(reply[0]) == "already_started":
+            raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
+        await self.redis.sadd(self.keys.task_queues(), task_queue)
+        return _s(reply[1])
+
+    async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
+        reply = await self.call(
+            Call(function, self._wf_keys(workflow_id),
+                 [self._prefix(workflow_id), workflow_id, run_id, *args])
+        )
+        status = _s(reply[0])
+        if status == "not_found":
+            raise WorkflowNotFoundError(workflow_id)
+        if status == "not_running":
+            raise WorkflowNotRunningError(workflow_id, _s(reply[1]))
+
+    async def signal(self, workflow_id: str, run_id: str, name: str, payload: bytes) -> None:
+        await self._to_running("rd_signal", workflow_id, run_id, name, payload)
+
+    async def cancel(self, workflow_id: str, run_id: str, reason: str) -> None:
+        await self._to_running("rd_cancel", workflow_id, run_id, reason)
+
+    async def terminate(self, workflow_id: str, run_id: str, reason: str) -> None:
+        await self._to_running("rd_terminate", workflow_id, run_id, reason)
+
+    # --- workflow tasks ---------------------------------------------------------------
+    def _task_keys(self, workflow_id: str, stream: str) -> list[str]:
+        return [*self._wf_keys(workflow_id), stream]
+
+    def wft_start_call(
+        self, workflow_id: str, run_id: str, epoch: str, msg_id: str, stream: str,
+        after_stream_id: bytes | None, timeout_ms: int,
+    ) -> Call:
+        return Call(
+            "rd_wft_start",
+            self._task_keys(workflow_id, stream),
+            [self._prefix(workflow_id), workflow_id, run_id, epoch, msg_id,
+             after_stream_id or b"", timeout_ms],
+        )
+
+    @staticmethod
+    def parse_wft_start(reply: Any) -> WorkflowTaskStart | None:
+        if isinstance(reply, Exception):
+            raise reply
+        if _s(reply[0]) != "ok":
+            return None
+        return WorkflowTaskStart(
+            token=int(reply[1]), now_ms=int(reply[2]), attempt=int(reply[3]),
+            entries=decode_entries(reply[4]),
+        )
+
+    def wft_complete_call(
+        self, workflow_id: str, run_id: str, epoch: str, token: int, msg_id: str, stream: str,
+        worker: str, now_ms: int, flags: str, commands: Sequence[cmd.Command],
+    ) -> Call:
+        args: list[Arg] = [self._prefix(workflow_id), workflow_id, run_id, epoch, token, msg_id,
+                           worker, now_ms, flags]
+        for command in commands:
+            event_type, attrs = cmd.to_event(command)
+            fields = ev.encode_attributes(event_type, attrs)
+            args += [event_type.__name__, len(fields) // 2, *fields]
+        return Call("rd_wft_complete", self._task_keys(workflow_id, stream), args)
+
+    @staticmethod
+    def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | None:
+        if isinstance(reply, Exception):
+            raise reply
+        if _s(reply[0]) != "ok":
+            return None
+        return WorkflowTaskCommit(
+            last_event_id=int(reply[1]), last_stream_id=bytes(reply[2]),
+            closed=bool(int(reply[3])), close_dropped=bool(int(reply[4])),
+        )
+
+    def wft_fail_call(
+        self, workflow_id: str, run_id: str, epoch: str, token: int, msg_id: str, stream: str,
+        failure: dict[str, Any],
+    ) -> Call:
+        return Call(
+            "rd_wft_fail",
+            self._task_keys(workflow_id, stream),
+            [self._prefix(workflow_id), workflow_id, run_id, epoch, token, msg_id,
+             json.dumps(failure, separators=(",", ":"))],
+        )
+
+    # --- activity tasks ---------------------------------------------------------------
+    def act_start_call(
+        self, workflow_id: str, run_id: str, activity_id: str, attempt: str, msg_id: str,
+        stream: str, worker: str,
+    ) -> Call:
+        return Call(
+            "rd_act_start",
+            self._task_keys(workflow_id, stream),
+            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id,
+             worker],
+        )
+
+    @staticmethod
+    def parse_act_start(reply: Any) -> ActivityStart | None:
+        if isinstance(reply, Exception):
+            raise reply
+        if _s(reply[0]) != "ok":
+            return None
+        return ActivityStart(
+            state=json.loads(reply[1]), input=bytes(reply[2]),
+            heartbeat_details=bytes(reply[3]), now_ms=int(reply[4]),
+        )
+
+    def act_complete_call(
+        self, workflow_id: str, run_id: str, activity_id: str, attempt: str, msg_id: str,
+        stream: str, *, result: bytes | None = None, failure: dict[str, Any] | None = None,
+    ) -> Call:
+        base: list[Arg] = [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt,
+                           msg_id]
+        if failure is None:
+            assert result is not None
+            tail: list[Arg] = ["completed", result, "", "0"]
+        else:
+            tail = ["failed", json.dumps(failure, separators=(",", ":")),
+                    str(failure.get("type", "")), "1" if failure.get("non_retryable") else "0"]
+        return Call("rd_act_complete", self._task_keys(workflow_id, stream), base + tail)
+
+    def act_heartbeat_call(
+        self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes
+    ) -> Call:
+        return Call(
+            "rd_act_heartbeat",
+            [self.keys.workflow(workflow_id)],
+            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, details],
+        )
+
+    # --- timers and delivery housekeeping ----------------------------------------------
+    async def fire_timers(self, limit: int = 200) -> int:
+        """Fire due timers on every shard (one pipeline); returns how many fired."""
+        calls = [
+            Call("rd_fire_timers", [self.keys.timers(s)], [self.keys.shard_prefix(s), limit])
+            for s in range(self.keys.shards)
+        ]
+        fired = 0
+        for reply in await self.call_many(calls):
+            if isinstance(reply, Exception):
+                raise reply
+            fired += int(reply[0])
+        return fired
+
+    async def claim_stale(
+        self, stream: str, shard: int, consumer: str, min_idle_ms: int, max_deliveries: int,
+        count: int = 100,
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Claim every entry of `stream` idle longer than `min_idle_ms`, following the
+        XAUTOCLAIM cursor to the end; over-delivered entries go to the dead letters."""
+        claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
+        cursor: bytes | str = "0-0"
+        while True:
+            reply = await self.call(
+                Call("rd_claim", [stream, self.keys.dead_letters(shard)],
+                     [consumer, min_idle_ms, cursor, count, max_deliveries])
+            )
+            cursor = reply[0]
+            for sid, fields in reply[1]:
+                claimed.append((sid, dict(zip(fields[0::2], fields[1::2], strict=True))))
+            if _s(cursor) == "0-0":
+                return claimed
+
+    def release_call(self, stream: str, msg_id: str) -> Call:
+        return Call("rd_release", [stream], [msg_id])
+
+    # --- reads ------------------------------------------------------------------------
+    async def read_history(
+        self, workflow_id: str, after: bytes | None = None, count: int | None = None
+    ) -> list[tuple[bytes, ev.Event]]:
+        start = b"(" + after if after else "-"
+        raw = await self.redis.xrange(self.keys.history(workflow_id), start, "+", count=count)
+        return decode_entries(raw)
+
+    async def get_state(self, workflow_id: str) -> dict[str, bytes]:
+        raw = await self.redis.hgetall(self.keys.workflow(workflow_id))
+        return {_s(k): v for k, v in raw.items()}

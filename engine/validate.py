@@ -1,0 +1,42 @@
+"""Validation of untrusted ids and names before they reach a key or a stream."""
+
+from __future__ import annotations
+
+import re
+
+from engine.errors import InvalidArgumentError
+
+MAX_ID_LENGTH = 256
+MAX_NAME_LENGTH = 128
+# Printable ASCII/Unicode without braces (they would break the shard hash tag),
+# without whitespace control characters, and without ':' at the start.
+_FORBIDDEN = re.compile(r"[{}\x00-\x1f\x7f]")
+
+
+def check_id(value: object, what: str = "workflow id") -> str:
+    """A workflow id: 1..256 characters, no braces, no control characters."""
+    return _check(value, what, MAX_ID_LENGTH)
+
+
+def check_name(value: object, what: str) -> str:
+    """A workflow type, activity type, signal, query or task queue name."""
+    name = _check(value, what, MAX_NAME_LENGTH)
+    if any(c.isspace() for c in name):
+        raise InvalidArgumentError(f"{what} {name!r} must not contain whitespace")
+    return name
+
+
+def _check(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidArgumentError(f"{what} must not be empty")
+    if len(value) > limit:
+        raise InvalidArgumentError(f"{what} is {len(value)} characters, over the limit of {limit}")
+    bad = _FORBIDDEN.search(value)
+    if bad:
+        raise InvalidArgumentError(
+            f"{what} {value!r} contains the forbidden character {bad.group()!r} "
+            "(braces and control characters are not allowed)"
+        )
+    return value

@@ -1,0 +1,384 @@
+"""Client and workflow handles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+
+from engine import events as ev
+from engine.codec import MsgpackCodec, PayloadCodec
+from engine.errors import (
+    InvalidArgumentError,
+    QueryFailedError,
+    QueryTimeoutError,
+    RedurableError,
+    UnknownQueryError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+    from_failure,
+)
+from engine.functions import load_library
+from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
+from engine.store import Store
+from engine.validate import check_id, check_name
+from sdk._definitions import query_name, signal_name, workflow_type_name
+
+DEFAULT_URL = "redis://localhost:6379"
+STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "TIMED_OUT",
+            "CONTINUED_AS_NEW")
+CLOSED = frozenset(STATUSES) - {"RUNNING"}
+
+
+def _dt(ms: bytes | str | int | None) -> datetime | None:
+    if ms is None or ms == b"":
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def _str(value: bytes | None) -> str:
+    return value.decode() if value is not None else ""
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    event_id: int
+    type: str
+    timestamp: datetime
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PendingActivity:
+    activity_id: int
+    activity_type: str
+    state: str  # SCHEDULED, STARTED or BACKOFF
+    attempt: int
+    last_failure: dict[str, Any] | None
+    scheduled_time: datetime | None
+    last_started_time: datetime | None
+    next_attempt_time: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkflowDescription:
+    id: str
+    run_id: str
+    status: str
+    workflow_type: str
+    task_queue: str
+    start_time: datetime | None
+    close_time: datetime | None
+    history_length: int
+    pending_activities: list[PendingActivity] = field(default_factory=list)
+    last_workflow_task_failure: dict[str, Any] | None = None
+    workflow_task_attempt: int = 1
+
+
+@dataclass(frozen=True)
+class WorkflowExecution:
+    """One row of `list_workflows`."""
+
+    id: str
+    run_id: str
+    status: str
+    workflow_type: str
+    task_queue: str
+    start_time: datetime | None
+    close_time: datetime | None
+
+
+class Client:
+    """Entry point to a namespace. One Redis connection pool, shared by handles."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        shards: int = DEFAULT_SHARDS,
+        codec: PayloadCodec | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
+        self.store = Store(redis, self.keys)
+        self.codec: PayloadCodec = codec or MsgpackCodec()
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        codec: PayloadCodec | None = None,
+        **redis_kwargs: Any,
+    ) -> Client:
+        """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379), load the
+        engine's functions, and agree on the namespace's shard count."""
+        url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
+        redis = Redis.from_url(url, **redis_kwargs)
+        try:
+            await load_library(redis)
+            config_key = f"{prefix}:config"
+            await redis.hsetnx(config_key, "shards", DEFAULT_SHARDS)
+            shards = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
+        except BaseException:
+            await redis.aclose()
+            raise
+        return cls(redis, prefix=prefix, shards=shards, codec=codec)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- workflows --------------------------------------------------------------------
+    async def start_workflow(
+        self, workflow: Callable[..., Any] | type | str, *args: Any, id: str, task_queue: str
+    ) -> WorkflowHandle:
+        """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running."""
+        workflow_id = check_id(id)
+        queue = check_name(task_queue, "task queue")
+        type_name = workflow_type_name(workflow)
+        payload = self.codec.encode(list(args))
+        run_id = uuid.uuid4().hex
+        await self.store.start(workflow_id, run_id, type_name, queue, payload)
+        return WorkflowHandle(self, workflow_id, run_id)
+
+    async def execute_workflow(
+        self, workflow: Callable[..., Any] | type | str, *args: Any, id: str, task_queue: str
+    ) -> Any:
+        handle = await self.start_workflow(workflow, *args, id=id, task_queue=task_queue)
+        return await handle.result()
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle:
+        return WorkflowHandle(self, check_id(workflow_id), run_id)
+
+    async def list_workflows(
+        self, *, status: str | None = None, type: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[WorkflowExecution]:
+        """Newest first, across all shards, optionally filtered by status and type."""
+        if status is not None and status not in STATUSES:
+            raise InvalidArgumentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if type is not None:
+            check_name(type, "workflow type")
+        cursor = "+inf"
+        seen_at_cursor: set[bytes] = set()
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for shard in range(self.keys.shards):
+                if status is not None:
+                    key = self.keys.index_status(shard, status)
+                elif type is not None:
+                    key = self.keys.index_type(shard, type)
+                else:
+                    key = self.keys.index_start(shard)
+                pipe.zrevrangebyscore(key, cursor, "-inf", start=0,
+                                      num=page_size + len(seen_at_cursor), withscores=True)
+            merged = sorted(
+                ((score, member) for rows in await pipe.execute() for member, score in rows
+                 if member not in seen_at_cursor or score != float(cursor)),
+                key=lambda row: (-row[0], row[1]),
+            )
+            page = merged[:page_size]
+            if not page:
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for _, member in page:
+                pipe.hmget(self.keys.workflow(member.decode()),
+                           "run_id", "status", "type", "task_queue", "start_time", "close_time")
+            for (_, member), row in zip(page, await pipe.execute(), strict=True):
+                if row[1] is None:
+                    continue
+                execution = WorkflowExecution(
+                    id=member.decode(), run_id=_str(row[0]), status=_str(row[1]),
+                    workflow_type=_str(row[2]), task_queue=_str(row[3]),
+                    start_time=_dt(row[4]), close_time=_dt(row[5]),
+                )
+                if type is not None and execution.workflow_type != type:
+                    continue
+                yield execution
+            last_score = page[-1][0]
+            if str(last_score) != cursor:
+                seen_at_cursor = set()
+            cursor = repr(last_score) if last_score != int(last_score) else str(int(last_score))
+            seen_at_cursor |= {m for s, m in page if s == last_score}
+            if len(merged) < page_size:
+                return
+
+    async def _live_workers(self, task_queue: str, within_ms: int = 15000) -> int:
+        now_s, now_us = await self.redis.time()
+        now_ms = int(now_s) * 1000 + int(now_us) // 1000
+        return int(await self.redis.zcount(self.keys.workers(task_queue), now_ms - within_ms,
+                                           "+inf"))
+
+
+class WorkflowHandle:
+    """A workflow by id (and optionally run id). Cheap: holds no connection."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None) -> None:
+        self.client = client
+        self.id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+    @property
+    def _store(self) -> Store:
+        return self.client.store
+
+    async def _state(self) -> dict[str, bytes]:
+        state = await self._store.get_state(self.id)
+        if not state:
+            raise WorkflowNotFoundError(self.id)
+        return state
+
+    async def result(self, *, timeout: float | None = None) -> Any:
+        """Wait for the run to close (following continue-as-new) and return its result,
+        or raise WorkflowFailureError. Blocks on the history stream: no polling."""
+        return await asyncio.wait_for(self._result(), timeout) if timeout else await self._result()
+
+    async def _result(self) -> Any:
+        redis = self.client.redis
+        history = self.client.keys.history(self.id)
+        while True:
+            pipe = redis.pipeline(transaction=False)
+            pipe.hmget(self.client.keys.workflow(self.id), "status", "result", "failure")
+            pipe.xrevrange(history, "+", "-", count=1)
+            (status, result, failure), tail = await pipe.execute()
+            if status is None:
+                raise WorkflowNotFoundError(self.id)
+            text = status.decode()
+            if text == "COMPLETED":
+                return self.client.codec.decode(result)
+            if text in CLOSED and text != "CONTINUED_AS_NEW":
+                cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
+                raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
+            last = tail[0][0] if tail else "0-0"
+            await redis.xread({history: last}, block=10000, count=100)
+
+    async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
+        """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""
+        name = signal_name(signal)
+        await self._store.signal(self.id, self.run_id or "", name, self.client.codec.encode(list(args)))
+
+    async def query(
+        self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0
+    ) -> Any:
+        """Ask a worker to answer a query from the workflow's state (running or closed)."""
+        name = query_name(query)
+        state = await self._state()
+        task_queue = state["task_queue"].decode()
+        keys = self.client.keys
+        request_id = uuid.uuid4().hex
+        reply_key = keys.query_reply(request_id)
+        await self.client.redis.xadd(
+            keys.queries(task_queue),
+            {"request_id": request_id, "workflow_id": self.id, "name": name,
+             "args": self.client.codec.encode(list(args)), "reply": reply_key},
+            maxlen=10000, approximate=True,
+        )
+        reply = await self.client.redis.blpop([reply_key], timeout=timeout)
+        if reply is None:
+            await self.client.redis.delete(reply_key)
+            live = await self.client._live_workers(task_queue)
+            hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
+            raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
+        answer = msgpack.unpackb(reply[1], raw=False)
+        if answer["status"] == "ok":
+            return self.client.codec.decode(answer["payload"])
+        if answer["status"] == "unknown_query":
+            raise UnknownQueryError(name, answer.get("known", []))
+        if answer["status"] == "not_found":
+            raise WorkflowNotFoundError(self.id)
+        raise QueryFailedError(answer.get("message", "query failed"))
+
+    async def cancel(self, reason: str = "") -> None:
+        await self._store.cancel(self.id, self.run_id or "", reason)
+
+    async def terminate(self, reason: str = "") -> None:
+        await self._store.terminate(self.id, self.run_id or "", reason)
+
+    async def describe(self) -> WorkflowDescription:
+        state = await self._state()
+        pending: list[PendingActivity] = []
+        for key, value in sorted(state.items()):
+            if not key.startswith("act:"):
+                continue
+            act = json.loads(value)
+            if act.get("next_attempt_at"):
+                act_state = "BACKOFF"
+            elif act.get("started"):
+                act_state = "STARTED"
+            else:
+                act_state = "SCHEDULED"
+            pending.append(PendingActivity(
+                activity_id=int(key[4:]), activity_type=act.get("type", ""), state=act_state,
+                attempt=int(act.get("attempt", 1)), last_failure=act.get("last_failure"),
+                scheduled_time=_dt(act.get("scheduled")), last_started_time=_dt(act.get("started")),
+                next_attempt_time=_dt(act.get("next_attempt_at")),
+            ))
+        pending.sort(key=lambda p: p.activity_id)
+        failure = state.get("last_wft_failure")
+        return WorkflowDescription(
+            id=self.id,
+            run_id=_str(state.get("run_id")),
+            status=_str(state.get("status")),
+            workflow_type=_str(state.get("type")),
+            task_queue=_str(state.get("task_queue")),
+            start_time=_dt(state.get("start_time")),
+            close_time=_dt(state.get("close_time")),
+            history_length=int(state.get("next_event_id", b"1")) - 1,
+            pending_activities=pending,
+            last_workflow_task_failure=json.loads(failure) if failure else None,
+            workflow_task_attempt=int(state.get("wft_attempt", b"1")),
+        )
+
+    async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
+        """Every event of the current run, payloads decoded."""
+        after: bytes | None = None
+        while True:
+            entries = await self._store.read_history(self.id, after, count=page_size)
+            if not entries and after is None and not await self._store.get_state(self.id):
+                raise WorkflowNotFoundError(self.id)
+            for sid, event in entries:
+                yield to_history_event(event, self.client.codec)
+                after = sid
+            if len(entries) < page_size:
+                return
+
+
+def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
+    """Public form of an event: payload attributes decoded with the codec."""
+    attributes: dict[str, Any] = {}
+    for name, value in event.attributes().items():
+        if isinstance(value, bytes):
+            try:
+                attributes[name] = codec.decode(value)
+            except RedurableError:
+                attributes[name] = value
+        else:
+            attributes[name] = value
+    return HistoryEvent(
+        event_id=event.event_id,
+        type=event.type,
+        timestamp=datetime.fromtimestamp(event.timestamp / 1000, tz=UTC),
+        attributes=attributes,
+    )
+
+
+def decode_events(events: Sequence[ev.Event], codec: PayloadCodec) -> list[HistoryEvent]:
+    return [to_history_event(e, codec) for e in events]

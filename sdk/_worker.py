@@ -1,0 +1,564 @@
+"""Worker: polls one task queue's workflow, activity and query streams, fires timers,
+keeps its in-flight tasks from being claimed, and claims those of dead workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgpack
+import structlog
+from anyio.abc import TaskGroup
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+
+from engine import events as ev
+from engine.errors import ApplicationError, UnknownQueryError, to_failure
+from engine.keys import GROUP
+from engine.machine import LOGIC_FLAGS
+from engine.store import ActivityStart, Call, Store, WorkflowTaskStart
+from engine.validate import check_name
+from sdk import activity as activity_api
+from sdk._client import Client
+from sdk._definitions import (
+    ActivityDefinition,
+    WorkflowDefinition,
+    activity_definition,
+    workflow_definition,
+)
+from sdk._workflow_runner import CachedRun, StickyCache, has_new_activation, new_machine
+
+log = structlog.get_logger("redurable.worker")
+Fields = dict[bytes, bytes]
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass
+class _Task:
+    stream: str
+    msg_id: str
+    fields: Fields
+
+    def get(self, name: str) -> str:
+        return self.fields[name.encode()].decode()
+
+
+@dataclass
+class _RunningActivity:
+    task: _Task
+    context: activity_api.ActivityContext
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    releasing: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        max_concurrent_activities: int = 100,
+        max_workflow_batch: int = 64,
+        identity: str | None = None,
+        liveness_timeout: float = 5.0,
+        workflow_task_timeout: float = 10.0,
+        graceful_shutdown_timeout: float = 10.0,
+        max_cached_workflows: int = 10000,
+        max_deliveries: int = 5,
+        timer_interval: float = 0.05,
+        handle_signals: bool = True,
+    ) -> None:
+        self.client = client
+        self.store: Store = client.store
+        self.keys = client.keys
+        self.task_queue = check_name(task_queue, "task queue")
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._workflows: dict[str, WorkflowDefinition] = {}
+        for w in workflows:
+            d = workflow_definition(w)
+            self._workflows[d.name] = d
+        self._activities: dict[str, ActivityDefinition] = {}
+        for a in activities:
+            ad = activity_definition(a)
+            self._activities[ad.name] = ad
+        if not self._workflows and not self._activities:
+            raise ValueError("a worker needs at least one workflow or activity")
+        self.max_concurrent_activities = max_concurrent_activities
+        self.max_workflow_batch = max_workflow_batch
+        self.liveness_ms = int(liveness_timeout * 1000)
+        self.workflow_task_timeout_ms = int(workflow_task_timeout * 1000)
+        self.graceful_shutdown_timeout = graceful_shutdown_timeout
+        self.max_deliveries = max_deliveries
+        self.timer_interval = timer_interval
+        self.handle_signals = handle_signals
+        self.cache = StickyCache(max_cached_workflows)
+        shards = range(self.keys.shards)
+        self._wf_streams = [self.keys.workflow_tasks(s, self.task_queue) for s in shards]
+        self._act_streams = [self.keys.activity_tasks(s, self.task_queue) for s in shards]
+        self._shard_of_stream = {s: i for i, s in enumerate(self._wf_streams)}
+        self._shard_of_stream.update({s: i for i, s in enumerate(self._act_streams)})
+        self._in_flight: dict[str, set[str]] = defaultdict(set)
+        self._running: dict[str, _RunningActivity] = {}
+        self._wf_backlog: list[_Task] = []
+        self._act_backlog: list[_Task] = []
+        self._completions: list[Call] = []
+        self._completion_ready = anyio.Event()
+        self._activity_slot_free = anyio.Event()
+        self._stopping = False
+        self._stop_requested = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self.stats: dict[str, int] = defaultdict(int)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Ask `run()` to stop polling, finish or hand back in-flight work, and return."""
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
+        await self.store.ensure_groups(self.task_queue)
+        await self._beat()
+        log.info("worker_started", worker=self.identity, task_queue=self.task_queue,
+                 workflows=sorted(self._workflows), activities=sorted(self._activities))
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._guard, self._liveness_loop)
+                tg.start_soon(self._guard, self._timer_loop)
+                if self._workflows:
+                    tg.start_soon(self._guard, self._workflow_loop)
+                    tg.start_soon(self._guard, self._query_loop)
+                if self._activities:
+                    tg.start_soon(self._guard, self._activity_loop)
+                    tg.start_soon(self._guard, self._completion_loop)
+                    tg.start_soon(self._guard, self._heartbeat_loop)
+                if self.handle_signals:
+                    tg.start_soon(self._signal_loop)
+                try:
+                    await self._stop_requested.wait()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._drain()
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.client.redis.zrem(self.keys.workers(self.task_queue), self.identity)
+                    await self.client.redis.hdel(self.keys.worker_info(self.task_queue),
+                                                 self.identity)
+                except RedisError:
+                    pass
+            log.info("worker_stopped", worker=self.identity)
+
+    async def _drain(self) -> None:
+        self._stopping = True
+        with anyio.move_on_after(self.graceful_shutdown_timeout):
+            while self._running:
+                await anyio.sleep(0.05)
+        for running in list(self._running.values()):
+            running.releasing = True
+            running.scope.cancel()
+        with anyio.move_on_after(2):
+            while self._running:
+                await anyio.sleep(0.01)
+        await self._flush_completions()
+
+    async def _guard(self, loop: Callable[[], Any]) -> None:
+        """Keep a loop alive across transient Redis errors (with a short pause)."""
+        while not self._stopping:
+            try:
+                await loop()
+                return
+            except _TRANSIENT as exc:
+                log.warning("redis_unavailable", loop=loop.__name__, error=str(exc))
+                await anyio.sleep(0.5)
+
+    async def _signal_loop(self) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    log.info("worker_shutdown_requested", worker=self.identity)
+                    self.shutdown()
+                    return
+        except (ValueError, RuntimeError):  # not the main thread: the owner stops us
+            return
+
+    # --- liveness, claiming, timers ---------------------------------------------------
+    async def _beat(self) -> None:
+        redis = self.client.redis
+        pipe = redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers(self.task_queue), {self.identity: int(time.time() * 1000)})
+        pipe.hset(self.keys.worker_info(self.task_queue), self.identity, json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
+            "activities": sorted(self._activities),
+        }))
+        await pipe.execute()
+
+    async def _liveness_loop(self) -> None:
+        interval = self.liveness_ms / 5000
+        while not self._stopping:
+            await self._beat()
+            await self._touch_in_flight()
+            await self._claim_from_dead()
+            await anyio.sleep(interval)
+
+    async def _touch_in_flight(self) -> None:
+        """Reset the idle time of every entry we hold: idle time is how others tell a
+        dead worker's tasks from a live worker's long ones."""
+        pipe = self.client.redis.pipeline(transaction=False)
+        touched = False
+        for stream, ids in self._in_flight.items():
+            if ids:
+                pipe.xclaim(stream, GROUP, self.identity, 0, list(ids), justid=True)
+                touched = True
+        if touched:
+            await pipe.execute(raise_on_error=False)
+
+    async def _claim_from_dead(self) -> None:
+        streams = (self._wf_streams if self._workflows else []) + (
+            self._act_streams if self._activities else [])
+        for stream in streams:
+            claimed = await self.store.claim_stale(
+                stream, self._shard_of_stream[stream], self.identity, self.liveness_ms,
+                self.max_deliveries)
+            for sid, fields in claimed:
+                task = _Task(stream, sid.decode(), fields)
+                self.stats["claimed"] += 1
+                log.info("task_claimed", stream=stream, message_id=task.msg_id)
+                if stream in self._wf_streams:
+                    self._wf_backlog.append(task)
+                else:
+                    self._act_backlog.append(task)
+
+    async def _timer_loop(self) -> None:
+        while not self._stopping:
+            await self.store.fire_timers()
+            await anyio.sleep(self.timer_interval)
+
+    # --- workflow tasks ---------------------------------------------------------------
+    async def _read(self, streams: Iterable[str], count: int, block_ms: int) -> list[_Task]:
+        reply = await self.client.redis.xreadgroup(
+            GROUP, self.identity, dict.fromkeys(streams, ">"), count=count, block=block_ms)
+        tasks = []
+        for stream, entries in reply or []:
+            name = stream.decode()
+            for sid, fields in entries:
+                tasks.append(_Task(name, sid.decode(), fields))
+        return tasks
+
+    async def _workflow_loop(self) -> None:
+        per_stream = max(1, self.max_workflow_batch // self.keys.shards)
+        while not self._stopping:
+            tasks, self._wf_backlog = self._wf_backlog, []
+            if not tasks:
+                tasks = await self._read(self._wf_streams, per_stream, 500)
+            if tasks:
+                await self._process_workflow_tasks(tasks)
+
+    async def _process_workflow_tasks(self, tasks: list[_Task]) -> None:
+        # One task per workflow per round: two for the same workflow must not interleave.
+        rounds: list[list[_Task]] = []
+        for task in tasks:
+            wf_id = task.get("workflow_id")
+            for r in rounds:
+                if all(t.get("workflow_id") != wf_id for t in r):
+                    r.append(task)
+                    break
+            else:
+                rounds.append([task])
+        for r in rounds:
+            await self._workflow_round(r)
+
+    async def _workflow_round(self, tasks: list[_Task]) -> None:
+        calls = []
+        for task in tasks:
+            self._in_flight[task.stream].add(task.msg_id)
+            cached = self.cache.get(task.get("workflow_id"), task.get("run_id"))
+            calls.append(self.store.wft_start_call(
+                task.get("workflow_id"), task.get("run_id"), task.get("epoch"), task.msg_id,
+                task.stream, cached.cursor if cached else None, self.workflow_task_timeout_ms))
+        starts = await self.store.call_many(calls)
+        completions: list[Call] = []
+        done: list[tuple[_Task, WorkflowTaskStart]] = []
+        for task, reply in zip(tasks, starts, strict=True):
+            try:
+                started = self.store.parse_wft_start(reply)
+            except RedisError as exc:
+                log.error("workflow_task_start_failed", workflow_id=task.get("workflow_id"),
+                          error=str(exc))
+                self._in_flight[task.stream].discard(task.msg_id)
+                continue
+            if started is None:
+                self._in_flight[task.stream].discard(task.msg_id)
+                self.stats["stale_workflow_tasks"] += 1
+                continue
+            completions.append(await self._activate(task, started))
+            done.append((task, started))
+        commits = await self.store.call_many(completions)
+        for (task, _), call, reply in zip(done, completions, commits, strict=True):
+            self._in_flight[task.stream].discard(task.msg_id)
+            wf_id = task.get("workflow_id")
+            if call.function != "rd_wft_complete":
+                continue
+            try:
+                commit = self.store.parse_wft_complete(reply)
+            except RedisError as exc:
+                log.error("workflow_task_commit_failed", workflow_id=wf_id, error=str(exc))
+                self.cache.evict(wf_id)
+                continue
+            cached = self.cache.get(wf_id, task.get("run_id"))
+            if commit is None or commit.closed or commit.close_dropped or cached is None:
+                self.cache.evict(wf_id)
+                continue
+            cached.machine.committed(commit.last_event_id)
+            cached.cursor = commit.last_stream_id
+            self.stats["workflow_tasks"] += 1
+
+    async def _activate(self, task: _Task, started: WorkflowTaskStart) -> Call:
+        """Run one activation; returns the completion (or failure) call to commit."""
+        wf_id, run_id = task.get("workflow_id"), task.get("run_id")
+        epoch = task.get("epoch")
+        entries = started.entries
+        cached = self.cache.get(wf_id, run_id)
+        if cached is not None and entries and (
+            entries[0][1].event_id != cached.machine.last_event_id + 1
+        ):
+            self.cache.evict(wf_id)
+            cached = None
+            entries = await self.store.read_history(wf_id)
+        try:
+            if cached is None:
+                if not entries or not isinstance(entries[0][1], ev.WorkflowExecutionStarted):
+                    entries = await self.store.read_history(wf_id)
+                first = entries[0][1]
+                assert isinstance(first, ev.WorkflowExecutionStarted)
+                definition = self._workflows.get(first.workflow_type)
+                if definition is None:
+                    raise ApplicationError(
+                        f"workflow type {first.workflow_type!r} is not registered on worker "
+                        f"{self.identity} (registered: {', '.join(sorted(self._workflows))})",
+                        type="WorkflowTypeNotRegistered")
+                machine = new_machine(definition, wf_id, run_id, first.task_queue,
+                                      self.client.codec, started.attempt)
+                cached = CachedRun(machine)
+                self.cache.put(wf_id, cached)
+            commands = cached.machine.activate([e for _, e in entries], started.now_ms)
+        except Exception as exc:
+            self.cache.evict(wf_id)
+            failure = to_failure(exc)
+            failure["attempt"] = started.attempt
+            failure["worker"] = self.identity
+            failure["time"] = started.now_ms
+            if exc.__cause__ is not None:
+                failure["stack"] = "".join(traceback.format_exception(exc.__cause__))[-4000:]
+            log.warning("workflow_task_failed", workflow_id=wf_id, run_id=run_id,
+                        error=failure["message"], attempt=started.attempt)
+            self.stats["workflow_task_failures"] += 1
+            return self.store.wft_fail_call(wf_id, run_id, epoch, started.token, task.msg_id,
+                                            task.stream, failure)
+        return self.store.wft_complete_call(
+            wf_id, run_id, epoch, started.token, task.msg_id, task.stream, self.identity,
+            started.now_ms, LOGIC_FLAGS, commands)
+
+    # --- queries ----------------------------------------------------------------------
+    async def _query_loop(self) -> None:
+        stream = self.keys.queries(self.task_queue)
+        while not self._stopping:
+            for task in await self._read([stream], 16, 500):
+                await self._answer_query(task)
+
+    async def _answer_query(self, task: _Task) -> None:
+        redis = self.client.redis
+        try:
+            answer = await self._query_answer(task)
+        except Exception as exc:  # a query must always get an answer
+            answer = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+        reply_key = task.get("reply")
+        pipe = redis.pipeline(transaction=False)
+        pipe.rpush(reply_key, msgpack.packb(answer, use_bin_type=True))
+        pipe.expire(reply_key, 60)
+        pipe.xack(task.stream, GROUP, task.msg_id)
+        pipe.xdel(task.stream, task.msg_id)
+        await pipe.execute()
+
+    async def _query_answer(self, task: _Task) -> dict[str, Any]:
+        wf_id = task.get("workflow_id")
+        run_id_raw, type_raw = await self.client.redis.hmget(
+            self.keys.workflow(wf_id), "run_id", "type")
+        if run_id_raw is None:
+            return {"status": "not_found"}
+        run_id, wf_type = run_id_raw.decode(), type_raw.decode()
+        definition = self._workflows.get(wf_type)
+        if definition is None:
+            return {"status": "failed",
+                    "message": f"workflow type {wf_type!r} is not registered on this worker"}
+        codec = self.client.codec
+        args = codec.decode(task.fields[b"args"])
+        machine = None
+        cached = self.cache.get(wf_id, run_id)
+        if cached is not None:
+            newer = await self.store.read_history(wf_id, cached.cursor)
+            if not has_new_activation([e for _, e in newer]):
+                machine = cached.machine
+        if machine is None:
+            entries = await self.store.read_history(wf_id)
+            machine = new_machine(definition, wf_id, run_id, self.task_queue, codec)
+            machine.replay([e for _, e in entries])
+        try:
+            value = machine.query(task.get("name"), list(args))
+        except UnknownQueryError:
+            return {"status": "unknown_query", "known": sorted(definition.queries)}
+        except Exception as exc:
+            return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+        return {"status": "ok", "payload": codec.encode(value)}
+
+    # --- activities -------------------------------------------------------------------
+    async def _activity_loop(self) -> None:
+        while not self._stopping:
+            free = self.max_concurrent_activities - len(self._running)
+            if free <= 0:
+                self._activity_slot_free = anyio.Event()
+                with anyio.move_on_after(0.5):
+                    await self._activity_slot_free.wait()
+                continue
+            tasks, self._act_backlog = self._act_backlog[:free], self._act_backlog[free:]
+            if not tasks:
+                per_stream = max(1, free // self.keys.shards)
+                tasks = await self._read(self._act_streams, per_stream, 500)
+            if tasks:
+                await self._start_activities(tasks)
+
+    async def _start_activities(self, tasks: list[_Task]) -> None:
+        calls = []
+        for task in tasks:
+            self._in_flight[task.stream].add(task.msg_id)
+            calls.append(self.store.act_start_call(
+                task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+                task.get("attempt"), task.msg_id, task.stream, self.identity))
+        replies = await self.store.call_many(calls)
+        assert self._tg is not None
+        for task, reply in zip(tasks, replies, strict=True):
+            try:
+                started = self.store.parse_act_start(reply)
+            except RedisError as exc:
+                log.error("activity_start_failed", error=str(exc))
+                self._in_flight[task.stream].discard(task.msg_id)
+                continue
+            if started is None:
+                self._in_flight[task.stream].discard(task.msg_id)
+                continue
+            running = _RunningActivity(task, self._activity_context(task, started))
+            self._running[task.msg_id] = running
+            self._tg.start_soon(self._run_activity, running, started)
+
+    def _activity_context(self, task: _Task, started: ActivityStart) -> activity_api.ActivityContext:
+        details = None
+        if started.heartbeat_details:
+            try:
+                details = self.client.codec.decode(started.heartbeat_details)
+            except ValueError:
+                details = None
+        info = activity_api.ActivityInfo(
+            workflow_id=task.get("workflow_id"), run_id=task.get("run_id"),
+            activity_id=int(task.get("activity_id")), activity_type=started.state["type"],
+            attempt=int(task.get("attempt")), task_queue=self.task_queue,
+            heartbeat_details=details,
+        )
+        return activity_api.ActivityContext(info)
+
+    async def _run_activity(self, running: _RunningActivity, started: ActivityStart) -> None:
+        task, ctx = running.task, running.context
+        info = ctx.info
+        token = activity_api._context.set(ctx)
+        structlog.contextvars.bind_contextvars(
+            workflow_id=info.workflow_id, run_id=info.run_id, activity=info.activity_type,
+            attempt=info.attempt, task_queue=self.task_queue)
+        call: Call | None = None
+        try:
+            definition = self._activities.get(info.activity_type)
+            if definition is None:
+                raise ApplicationError(
+                    f"activity type {info.activity_type!r} is not registered on worker "
+                    f"{self.identity}", type="ActivityNotRegistered")
+            args = self.client.codec.decode(started.input)
+            result: Any = None
+            with running.scope:
+                result = await definition.fn(*args)
+            if running.scope.cancelled_caught:
+                if running.releasing:
+                    call = self.store.release_call(task.stream, task.msg_id)
+                else:
+                    call = self._act_failure_call(task, ApplicationError(
+                        "activity cancelled", type="CancelledError", non_retryable=True))
+            else:
+                call = self.store.act_complete_call(
+                    info.workflow_id, info.run_id, task.get("activity_id"),
+                    task.get("attempt"), task.msg_id, task.stream,
+                    result=self.client.codec.encode(result))
+        except Exception as exc:
+            log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
+            call = self._act_failure_call(task, exc)
+        finally:
+            activity_api._context.reset(token)
+            structlog.contextvars.unbind_contextvars(
+                "workflow_id", "run_id", "activity", "attempt", "task_queue")
+            if call is not None:
+                self._completions.append(call)
+                self._completion_ready.set()
+            del self._running[task.msg_id]
+            self._activity_slot_free.set()
+
+    def _act_failure_call(self, task: _Task, exc: BaseException) -> Call:
+        return self.store.act_complete_call(
+            task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+            task.get("attempt"), task.msg_id, task.stream, failure=to_failure(exc))
+
+    async def _completion_loop(self) -> None:
+        while True:
+            await self._completion_ready.wait()
+            self._completion_ready = anyio.Event()
+            await self._flush_completions()
+
+    async def _flush_completions(self) -> None:
+        while self._completions:
+            batch, self._completions = self._completions[:256], self._completions[256:]
+            replies = await self.store.call_many(batch)
+            for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.error("activity_completion_failed", error=str(reply))
+                stream, msg_id = call.keys[-1], str(call.args[5] if call.function !=
+                                                    "rd_release" else call.args[0])
+                self._in_flight[stream].discard(msg_id)
+                self.stats["activities"] += 1
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping:
+            await anyio.sleep(0.2)
+            pending = [r for r in self._running.values() if r.context.heartbeat_pending]
+            if not pending:
+                continue
+            calls = []
+            for r in pending:
+                r.context.heartbeat_pending = False
+                details = r.context.heartbeat_details
+                calls.append(self.store.act_heartbeat_call(
+                    r.task.get("workflow_id"), r.task.get("run_id"), r.task.get("activity_id"),
+                    r.task.get("attempt"),
+                    self.client.codec.encode(details) if details is not None else b""))
+            for r, reply in zip(pending, await self.store.call_many(calls), strict=True):
+                if not isinstance(reply, Exception) and reply[0] == b"cancel":
+                    r.context.cancel_requested = True
+                    r.scope.cancel()

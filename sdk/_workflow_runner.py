@@ -1,0 +1,101 @@
+"""Workflow tasks on the worker side: the sticky cache of machines, one activation per
+task, and queries answered from the cache or by replay."""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from engine import events as ev
+from engine.codec import PayloadCodec
+from engine.errors import UnknownQueryError
+from engine.machine import WorkflowInfo, WorkflowMachine
+from sdk._definitions import WorkflowDefinition
+
+log = structlog.get_logger("redurable.worker")
+
+
+class DefinitionHooks:
+    """Binds a workflow definition to one instance of its class for one machine."""
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        self.definition = definition
+        self.instance: Any = None
+
+    def start(self, args: list[Any]) -> Coroutine[Any, Any, Any]:
+        self.instance = self.definition.cls()
+        coro = self.definition.run_fn(self.instance, *args)
+        assert inspect.iscoroutine(coro)
+        return coro
+
+    def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None:
+        handler = self.definition.signals.get(name)
+        if handler is None:
+            log.warning("signal_dropped", signal=name, reason="no handler with that name",
+                        workflow_type=self.definition.name)
+            return None
+        result = handler(self.instance, *args)
+        return result if inspect.iscoroutine(result) else None
+
+    def query(self, name: str, args: list[Any]) -> Any:
+        handler = self.definition.queries.get(name)
+        if handler is None:
+            raise UnknownQueryError(name, sorted(self.definition.queries))
+        if self.instance is None:
+            raise UnknownQueryError(name, [])
+        return handler(self.instance, *args)
+
+
+@dataclass
+class CachedRun:
+    machine: WorkflowMachine
+    #: Stream id of the last history entry the machine consumed.
+    cursor: bytes | None = None
+    busy: bool = False
+
+
+def new_machine(
+    definition: WorkflowDefinition, workflow_id: str, run_id: str, task_queue: str,
+    codec: PayloadCodec, attempt: int = 1,
+) -> WorkflowMachine:
+    info = WorkflowInfo(workflow_id, run_id, definition.name, task_queue, attempt)
+    return WorkflowMachine(info, DefinitionHooks(definition), codec)
+
+
+class StickyCache:
+    """LRU of workflow machines, so a new event costs one activation, not a replay."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._runs: OrderedDict[str, CachedRun] = OrderedDict()
+
+    def get(self, workflow_id: str, run_id: str) -> CachedRun | None:
+        run = self._runs.get(workflow_id)
+        if run is None or run.machine.info.run_id != run_id:
+            return None
+        self._runs.move_to_end(workflow_id)
+        return run
+
+    def put(self, workflow_id: str, run: CachedRun) -> None:
+        self._runs[workflow_id] = run
+        self._runs.move_to_end(workflow_id)
+        while len(self._runs) > self.capacity:
+            oldest, entry = next(iter(self._runs.items()))
+            if entry.busy:
+                break
+            del self._runs[oldest]
+
+    def evict(self, workflow_id: str) -> None:
+        self._runs.pop(workflow_id, None)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+def has_new_activation(events: list[ev.Event]) -> bool:
+    return any(isinstance(e, ev.WorkflowTaskCompleted) for e in events)

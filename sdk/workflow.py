@@ -1,0 +1,254 @@
+"""Workflow-side API: decorators, and the calls allowed inside workflow code.
+
+Everything here is deterministic on replay: time is the activation's recorded time,
+randomness is seeded by the run id, and every wait is a durable command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn, TypeVar, overload
+
+import structlog
+
+from engine.errors import ContinueAsNewError, InvalidArgumentError
+from engine.machine import WorkflowInfo, current_machine
+from sdk._definitions import (
+    activity_type_name,
+    define_workflow,
+    mark_query,
+    mark_run,
+    mark_signal,
+)
+from sdk._retry import RetryPolicy
+
+__all__ = [
+    "WorkflowInfo",
+    "continue_as_new",
+    "defn",
+    "execute_activity",
+    "info",
+    "is_replaying",
+    "logger",
+    "now",
+    "query",
+    "random",
+    "run",
+    "signal",
+    "sleep",
+    "start_activity",
+    "uuid4",
+    "wait_condition",
+]
+
+_C = TypeVar("_C", bound=type)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@overload
+def defn(cls: _C, /) -> _C: ...
+@overload
+def defn(*, name: str | None = None) -> Callable[[_C], _C]: ...
+def defn(cls: _C | None = None, /, *, name: str | None = None) -> _C | Callable[[_C], _C]:
+    """Class decorator: a workflow definition (one @run, any @signal and @query)."""
+
+    def wrap(c: _C) -> _C:
+        define_workflow(c, name)
+        return c
+
+    return wrap(cls) if cls is not None else wrap
+
+
+def run(fn: _F) -> _F:
+    """Marks the workflow's entry point: an `async def` method."""
+    mark_run(fn)
+    return fn
+
+
+@overload
+def signal(fn: _F, /) -> _F: ...
+@overload
+def signal(*, name: str | None = None) -> Callable[[_F], _F]: ...
+def signal(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
+    """Marks a signal handler (sync or async method); `name` overrides the wire name."""
+
+    def wrap(f: _F) -> _F:
+        mark_signal(f, name)
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def query(fn: _F, /) -> _F: ...
+@overload
+def query(*, name: str | None = None) -> Callable[[_F], _F]: ...
+def query(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
+    """Marks a query handler: a plain method that reads state and returns a value."""
+
+    def wrap(f: _F) -> _F:
+        mark_query(f, name)
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# --- inside workflow code -------------------------------------------------------------
+
+
+def _seconds(value: timedelta | float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise InvalidArgumentError(f"{what} must not be negative")
+    return seconds
+
+
+def _ms(value: timedelta | float | None, what: str) -> int | None:
+    seconds = _seconds(value, what)
+    return None if seconds is None else max(1, int(seconds * 1000))
+
+
+def start_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    task_queue: str | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> asyncio.Future[Any]:
+    """Schedule an activity and return its future (cancel it to cancel the activity)."""
+    if start_to_close_timeout is None and schedule_to_close_timeout is None:
+        raise InvalidArgumentError(
+            "an activity needs start_to_close_timeout or schedule_to_close_timeout"
+        )
+    machine = current_machine()
+    options: dict[str, Any] = {"retry": (retry_policy or RetryPolicy()).to_wire()}
+    for key, value, what in (
+        ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),
+        ("schedule_to_close_ms", schedule_to_close_timeout, "schedule_to_close_timeout"),
+        ("heartbeat_ms", heartbeat_timeout, "heartbeat_timeout"),
+    ):
+        ms = _ms(value, what)
+        if ms is not None:
+            options[key] = ms
+    return machine.schedule_activity(
+        activity_type_name(activity), args, task_queue or machine.info.task_queue, options
+    )
+
+
+async def execute_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    task_queue: str | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> Any:
+    """Run an activity and return its result; raises `ActivityError` when it fails for
+    good (retries exhausted, non-retryable error, or timeout)."""
+    return await start_activity(
+        activity,
+        *args,
+        task_queue=task_queue,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        retry_policy=retry_policy,
+    )
+
+
+async def sleep(duration: timedelta | float) -> None:
+    """A durable timer: survives worker restarts, fires on the Redis server's clock."""
+    seconds = _seconds(duration, "sleep duration") or 0.0
+    await asyncio.sleep(seconds)
+
+
+async def wait_condition(
+    fn: Callable[[], bool], *, timeout: timedelta | float | None = None
+) -> bool:
+    """Wait until `fn()` is true (re-checked after every step of the workflow).
+    Returns False if `timeout` passed first."""
+    machine = current_machine()
+    if fn():
+        return True
+    future = machine.wait_for(fn)
+    seconds = _seconds(timeout, "timeout")
+    if seconds is None:
+        await future
+        return True
+    try:
+        await asyncio.wait_for(future, seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def now() -> datetime:
+    """The workflow's current time (the activation's recorded time, in UTC)."""
+    return datetime.fromtimestamp(current_machine().now_seconds(), tz=UTC)
+
+
+def random() -> Any:
+    """A `random.Random` seeded by the run id: the same numbers on every replay."""
+    return current_machine().random
+
+
+def uuid4() -> uuid.UUID:
+    """A UUID4 from the deterministic random source."""
+    return current_machine().uuid4()
+
+
+def info() -> WorkflowInfo:
+    return current_machine().info
+
+
+def is_replaying() -> bool:
+    return current_machine().replaying
+
+
+def continue_as_new(*args: Any) -> NoReturn:
+    """End this run and start a new one of the same workflow with fresh history."""
+    current_machine()
+    raise ContinueAsNewError(list(args))
+
+
+class _ReplayAwareLogger:
+    """structlog logger that stays silent while history is being replayed, so each
+    line is logged once however often the workflow is replayed."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("redurable.workflow")
+
+    def _emit(self, level: str, event: str, **kw: Any) -> None:
+        try:
+            machine = current_machine()
+        except RuntimeError:
+            getattr(self._log, level)(event, **kw)
+            return
+        if machine.replaying:
+            return
+        getattr(self._log, level)(
+            event, workflow_id=machine.info.workflow_id, run_id=machine.info.run_id, **kw
+        )
+
+    def debug(self, event: str, **kw: Any) -> None:
+        self._emit("debug", event, **kw)
+
+    def info(self, event: str, **kw: Any) -> None:
+        self._emit("info", event, **kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self._emit("warning", event, **kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        self._emit("error", event, **kw)
+
+
+logger = _ReplayAwareLogger()
