@@ -24,6 +24,9 @@ class FailureError(RedurableError):
     """An error with a wire form. Raised inside workflow code it fails the workflow
     (any other exception fails only the workflow task, which is retried)."""
 
+    #: Stack trace text from the side that raised it, when it came over the wire.
+    stack: str | None = None
+
     def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -42,7 +45,7 @@ class ApplicationError(FailureError):
         self,
         message: str,
         *details: Any,
-        type: str | None = None,  # noqa: A002 - the name users of Temporal expect
+        type: str | None = None,
         non_retryable: bool = False,
     ) -> None:
         super().__init__(message)
@@ -247,7 +250,7 @@ def from_failure(doc: dict[str, Any]) -> FailureError:
         )
     if "cause" in doc:
         exc.__cause__ = from_failure(doc["cause"])
-    exc.stack = doc.get("stack")  # type: ignore[attr-defined]
+    exc.stack = doc.get("stack")
     return exc
 
 

@@ -202,8 +202,15 @@ _KINDS: dict[type[Event], dict[str, str]] = {}
 for _cls in EVENT_TYPES.values():
     _hints = get_type_hints(_cls)
     _KINDS[_cls] = {
-        f.name: ("int" if _hints[f.name] is int else "bytes" if _hints[f.name] is bytes
-                 else "str" if _hints[f.name] is str else "json")
+        f.name: (
+            "int"
+            if _hints[f.name] is int
+            else "bytes"
+            if _hints[f.name] is bytes
+            else "str"
+            if _hints[f.name] is str
+            else "json"
+        )
         for f in dataclasses.fields(_cls)
         if f.name not in ("event_id", "timestamp")
     }

@@ -99,7 +99,7 @@ class WorkflowMachine:
     random: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loop = DeterministicLoop(self)
+        self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # no I/O methods
         self.random = random.Random(self.info.run_id)
         self._now_ms = 0
         self._commands: list[cmd.Command] = []
@@ -151,8 +151,7 @@ class WorkflowMachine:
     def _check_contiguous(self, events: Sequence[ev.Event]) -> None:
         if events and events[0].event_id != self.last_event_id + 1:
             raise NondeterminismError(
-                f"history gap: expected event {self.last_event_id + 1}, "
-                f"got {events[0].event_id}"
+                f"history gap: expected event {self.last_event_id + 1}, got {events[0].event_id}"
             )
 
     def _replay_complete(self, events: Sequence[ev.Event]) -> int:
@@ -258,9 +257,7 @@ class WorkflowMachine:
         except PayloadError as exc:
             pending.future.set_exception(exc)
 
-    def _on_activity_failed(
-        self, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut
-    ) -> None:
+    def _on_activity_failed(self, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut) -> None:
         pending = self._activities.pop(event.activity_id, None)
         if pending is None or pending.future.done():
             return
@@ -371,7 +368,9 @@ class WorkflowMachine:
         self._activity_seq += 1
         seq = self._activity_seq
         payload = self.codec.encode(list(args))
-        self._commands.append(cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options))
+        self._commands.append(
+            cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options)
+        )
         future = self.loop.create_future()
         self._activities[seq] = _PendingActivity(future, activity_type)
         future.add_done_callback(lambda f: self._activity_future_done(seq, f))

@@ -112,7 +112,7 @@ class Store:
                 self.keys.activity_tasks(shard, task_queue),
             ):
                 pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="$", mkstream=True)
+        pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="0", mkstream=True)
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
@@ -125,8 +125,15 @@ class Store:
             Call(
                 "rd_start",
                 self._wf_keys(workflow_id),
-                [self._prefix(workflow_id), workflow_id, run_id, workflow_type, task_queue,
-                 payload, HISTORY_VERSION],
+                [
+                    self._prefix(workflow_id),
+                    workflow_id,
+                    run_id,
+                    workflow_type,
+                    task_queue,
+                    payload,
+                    HISTORY_VERSION,
+                ],
             )
         )
         if _s(reply[0]) == "already_started":
@@ -136,8 +143,11 @@ class Store:
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
         reply = await self.call(
-            Call(function, self._wf_keys(workflow_id),
-                 [self._prefix(workflow_id), workflow_id, run_id, *args])
+            Call(
+                function,
+                self._wf_keys(workflow_id),
+                [self._prefix(workflow_id), workflow_id, run_id, *args],
+            )
         )
         status = _s(reply[0])
         if status == "not_found":
@@ -159,14 +169,27 @@ class Store:
         return [*self._wf_keys(workflow_id), stream]
 
     def wft_start_call(
-        self, workflow_id: str, run_id: str, epoch: str, msg_id: str, stream: str,
-        after_stream_id: bytes | None, timeout_ms: int,
+        self,
+        workflow_id: str,
+        run_id: str,
+        epoch: str,
+        msg_id: str,
+        stream: str,
+        after_stream_id: bytes | None,
+        timeout_ms: int,
     ) -> Call:
         return Call(
             "rd_wft_start",
             self._task_keys(workflow_id, stream),
-            [self._prefix(workflow_id), workflow_id, run_id, epoch, msg_id,
-             after_stream_id or b"", timeout_ms],
+            [
+                self._prefix(workflow_id),
+                workflow_id,
+                run_id,
+                epoch,
+                msg_id,
+                after_stream_id or b"",
+                timeout_ms,
+            ],
         )
 
     @staticmethod
@@ -176,16 +199,36 @@ class Store:
         if _s(reply[0]) != "ok":
             return None
         return WorkflowTaskStart(
-            token=int(reply[1]), now_ms=int(reply[2]), attempt=int(reply[3]),
+            token=int(reply[1]),
+            now_ms=int(reply[2]),
+            attempt=int(reply[3]),
             entries=decode_entries(reply[4]),
         )
 
     def wft_complete_call(
-        self, workflow_id: str, run_id: str, epoch: str, token: int, msg_id: str, stream: str,
-        worker: str, now_ms: int, flags: str, commands: Sequence[cmd.Command],
+        self,
+        workflow_id: str,
+        run_id: str,
+        epoch: str,
+        token: int,
+        msg_id: str,
+        stream: str,
+        worker: str,
+        now_ms: int,
+        flags: str,
+        commands: Sequence[cmd.Command],
     ) -> Call:
-        args: list[Arg] = [self._prefix(workflow_id), workflow_id, run_id, epoch, token, msg_id,
-                           worker, now_ms, flags]
+        args: list[Arg] = [
+            self._prefix(workflow_id),
+            workflow_id,
+            run_id,
+            epoch,
+            token,
+            msg_id,
+            worker,
+            now_ms,
+            flags,
+        ]
         for command in commands:
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
@@ -199,31 +242,51 @@ class Store:
         if _s(reply[0]) != "ok":
             return None
         return WorkflowTaskCommit(
-            last_event_id=int(reply[1]), last_stream_id=bytes(reply[2]),
-            closed=bool(int(reply[3])), close_dropped=bool(int(reply[4])),
+            last_event_id=int(reply[1]),
+            last_stream_id=bytes(reply[2]),
+            closed=bool(int(reply[3])),
+            close_dropped=bool(int(reply[4])),
         )
 
     def wft_fail_call(
-        self, workflow_id: str, run_id: str, epoch: str, token: int, msg_id: str, stream: str,
+        self,
+        workflow_id: str,
+        run_id: str,
+        epoch: str,
+        token: int,
+        msg_id: str,
+        stream: str,
         failure: dict[str, Any],
     ) -> Call:
         return Call(
             "rd_wft_fail",
             self._task_keys(workflow_id, stream),
-            [self._prefix(workflow_id), workflow_id, run_id, epoch, token, msg_id,
-             json.dumps(failure, separators=(",", ":"))],
+            [
+                self._prefix(workflow_id),
+                workflow_id,
+                run_id,
+                epoch,
+                token,
+                msg_id,
+                json.dumps(failure, separators=(",", ":")),
+            ],
         )
 
     # --- activity tasks ---------------------------------------------------------------
     def act_start_call(
-        self, workflow_id: str, run_id: str, activity_id: str, attempt: str, msg_id: str,
-        stream: str, worker: str,
+        self,
+        workflow_id: str,
+        run_id: str,
+        activity_id: str,
+        attempt: str,
+        msg_id: str,
+        stream: str,
+        worker: str,
     ) -> Call:
         return Call(
             "rd_act_start",
             self._task_keys(workflow_id, stream),
-            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id,
-             worker],
+            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id, worker],
         )
 
     @staticmethod
@@ -233,22 +296,42 @@ class Store:
         if _s(reply[0]) != "ok":
             return None
         return ActivityStart(
-            state=json.loads(reply[1]), input=bytes(reply[2]),
-            heartbeat_details=bytes(reply[3]), now_ms=int(reply[4]),
+            state=json.loads(reply[1]),
+            input=bytes(reply[2]),
+            heartbeat_details=bytes(reply[3]),
+            now_ms=int(reply[4]),
         )
 
     def act_complete_call(
-        self, workflow_id: str, run_id: str, activity_id: str, attempt: str, msg_id: str,
-        stream: str, *, result: bytes | None = None, failure: dict[str, Any] | None = None,
+        self,
+        workflow_id: str,
+        run_id: str,
+        activity_id: str,
+        attempt: str,
+        msg_id: str,
+        stream: str,
+        *,
+        result: bytes | None = None,
+        failure: dict[str, Any] | None = None,
     ) -> Call:
-        base: list[Arg] = [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt,
-                           msg_id]
+        base: list[Arg] = [
+            self._prefix(workflow_id),
+            workflow_id,
+            run_id,
+            activity_id,
+            attempt,
+            msg_id,
+        ]
         if failure is None:
             assert result is not None
             tail: list[Arg] = ["completed", result, "", "0"]
         else:
-            tail = ["failed", json.dumps(failure, separators=(",", ":")),
-                    str(failure.get("type", "")), "1" if failure.get("non_retryable") else "0"]
+            tail = [
+                "failed",
+                json.dumps(failure, separators=(",", ":")),
+                str(failure.get("type", "")),
+                "1" if failure.get("non_retryable") else "0",
+            ]
         return Call("rd_act_complete", self._task_keys(workflow_id, stream), base + tail)
 
     def act_heartbeat_call(
@@ -275,7 +358,12 @@ class Store:
         return fired
 
     async def claim_stale(
-        self, stream: str, shard: int, consumer: str, min_idle_ms: int, max_deliveries: int,
+        self,
+        stream: str,
+        shard: int,
+        consumer: str,
+        min_idle_ms: int,
+        max_deliveries: int,
         count: int = 100,
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Claim every entry of `stream` idle longer than `min_idle_ms`, following the
@@ -284,8 +372,11 @@ class Store:
         cursor: bytes | str = "0-0"
         while True:
             reply = await self.call(
-                Call("rd_claim", [stream, self.keys.dead_letters(shard)],
-                     [consumer, min_idle_ms, cursor, count, max_deliveries])
+                Call(
+                    "rd_claim",
+                    [stream, self.keys.dead_letters(shard)],
+                    [consumer, min_idle_ms, cursor, count, max_deliveries],
+                )
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
@@ -301,9 +392,9 @@ class Store:
         self, workflow_id: str, after: bytes | None = None, count: int | None = None
     ) -> list[tuple[bytes, ev.Event]]:
         start = b"(" + after if after else "-"
-        raw = await self.redis.xrange(self.keys.history(workflow_id), start, "+", count=count)
+        raw: Any = await self.redis.xrange(self.keys.history(workflow_id), start, "+", count=count)
         return decode_entries(raw)
 
     async def get_state(self, workflow_id: str) -> dict[str, bytes]:
-        raw = await self.redis.hgetall(self.keys.workflow(workflow_id))
-        return {_s(k): v for k, v in raw.items()}
+        raw: dict[Any, Any] = await self.redis.hgetall(self.keys.workflow(workflow_id))
+        return {_s(k): bytes(v) for k, v in raw.items()}

@@ -1,6 +1,6 @@
 """redurable: durable execution for Python on Redis Streams.
 
-    from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationError
+from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationError
 """
 
 from engine.codec import MsgpackCodec, PayloadCodec

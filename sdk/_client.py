@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +34,15 @@ from engine.validate import check_id, check_name
 from sdk._definitions import query_name, signal_name, workflow_type_name
 
 DEFAULT_URL = "redis://localhost:6379"
-STATUSES = ("RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "TIMED_OUT",
-            "CONTINUED_AS_NEW")
+STATUSES = (
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELED",
+    "TERMINATED",
+    "TIMED_OUT",
+    "CONTINUED_AS_NEW",
+)
 CLOSED = frozenset(STATUSES) - {"RUNNING"}
 
 
@@ -185,11 +193,21 @@ class Client:
                     key = self.keys.index_type(shard, type)
                 else:
                     key = self.keys.index_start(shard)
-                pipe.zrevrangebyscore(key, cursor, "-inf", start=0,
-                                      num=page_size + len(seen_at_cursor), withscores=True)
+                pipe.zrevrangebyscore(
+                    key,
+                    cursor,
+                    "-inf",
+                    start=0,
+                    num=page_size + len(seen_at_cursor),
+                    withscores=True,
+                )
             merged = sorted(
-                ((score, member) for rows in await pipe.execute() for member, score in rows
-                 if member not in seen_at_cursor or score != float(cursor)),
+                (
+                    (score, member)
+                    for rows in await pipe.execute()
+                    for member, score in rows
+                    if member not in seen_at_cursor or score != float(cursor)
+                ),
                 key=lambda row: (-row[0], row[1]),
             )
             page = merged[:page_size]
@@ -197,15 +215,26 @@ class Client:
                 return
             pipe = self.redis.pipeline(transaction=False)
             for _, member in page:
-                pipe.hmget(self.keys.workflow(member.decode()),
-                           "run_id", "status", "type", "task_queue", "start_time", "close_time")
+                pipe.hmget(
+                    self.keys.workflow(member.decode()),
+                    "run_id",
+                    "status",
+                    "type",
+                    "task_queue",
+                    "start_time",
+                    "close_time",
+                )
             for (_, member), row in zip(page, await pipe.execute(), strict=True):
                 if row[1] is None:
                     continue
                 execution = WorkflowExecution(
-                    id=member.decode(), run_id=_str(row[0]), status=_str(row[1]),
-                    workflow_type=_str(row[2]), task_queue=_str(row[3]),
-                    start_time=_dt(row[4]), close_time=_dt(row[5]),
+                    id=member.decode(),
+                    run_id=_str(row[0]),
+                    status=_str(row[1]),
+                    workflow_type=_str(row[2]),
+                    task_queue=_str(row[3]),
+                    start_time=_dt(row[4]),
+                    close_time=_dt(row[5]),
                 )
                 if type is not None and execution.workflow_type != type:
                     continue
@@ -221,8 +250,9 @@ class Client:
     async def _live_workers(self, task_queue: str, within_ms: int = 15000) -> int:
         now_s, now_us = await self.redis.time()
         now_ms = int(now_s) * 1000 + int(now_us) // 1000
-        return int(await self.redis.zcount(self.keys.workers(task_queue), now_ms - within_ms,
-                                           "+inf"))
+        return int(
+            await self.redis.zcount(self.keys.workers(task_queue), now_ms - within_ms, "+inf")
+        )
 
 
 class WorkflowHandle:
@@ -273,11 +303,11 @@ class WorkflowHandle:
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
         """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""
         name = signal_name(signal)
-        await self._store.signal(self.id, self.run_id or "", name, self.client.codec.encode(list(args)))
+        await self._store.signal(
+            self.id, self.run_id or "", name, self.client.codec.encode(list(args))
+        )
 
-    async def query(
-        self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0
-    ) -> Any:
+    async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
         """Ask a worker to answer a query from the workflow's state (running or closed)."""
         name = query_name(query)
         state = await self._state()
@@ -287,9 +317,16 @@ class WorkflowHandle:
         reply_key = keys.query_reply(request_id)
         await self.client.redis.xadd(
             keys.queries(task_queue),
-            {"request_id": request_id, "workflow_id": self.id, "name": name,
-             "args": self.client.codec.encode(list(args)), "reply": reply_key},
-            maxlen=10000, approximate=True,
+            {
+                "request_id": request_id,
+                "workflow_id": self.id,
+                "name": name,
+                "args": self.client.codec.encode(list(args)),
+                "reply": reply_key,
+                "deadline": int((time.time() + timeout) * 1000),
+            },
+            maxlen=10000,
+            approximate=True,
         )
         reply = await self.client.redis.blpop([reply_key], timeout=timeout)
         if reply is None:
@@ -325,12 +362,18 @@ class WorkflowHandle:
                 act_state = "STARTED"
             else:
                 act_state = "SCHEDULED"
-            pending.append(PendingActivity(
-                activity_id=int(key[4:]), activity_type=act.get("type", ""), state=act_state,
-                attempt=int(act.get("attempt", 1)), last_failure=act.get("last_failure"),
-                scheduled_time=_dt(act.get("scheduled")), last_started_time=_dt(act.get("started")),
-                next_attempt_time=_dt(act.get("next_attempt_at")),
-            ))
+            pending.append(
+                PendingActivity(
+                    activity_id=int(key[4:]),
+                    activity_type=act.get("type", ""),
+                    state=act_state,
+                    attempt=int(act.get("attempt", 1)),
+                    last_failure=act.get("last_failure"),
+                    scheduled_time=_dt(act.get("scheduled")),
+                    last_started_time=_dt(act.get("started")),
+                    next_attempt_time=_dt(act.get("next_attempt_at")),
+                )
+            )
         pending.sort(key=lambda p: p.activity_id)
         failure = state.get("last_wft_failure")
         return WorkflowDescription(

@@ -85,12 +85,18 @@ def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
     init = cls.__init__
     if init is not object.__init__:
         params = list(inspect.signature(init).parameters.values())[1:]
-        if any(p.default is inspect.Parameter.empty and p.kind in (
-                p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+        if any(
+            p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in params
+        ):
             raise TypeError(f"{cls.__name__}.__init__ must take no required arguments")
     definition = WorkflowDefinition(
         name=check_name(name or cls.__name__, "workflow type"),
-        cls=cls, run_fn=run_fn, signals=signals, queries=queries,
+        cls=cls,
+        run_fn=run_fn,
+        signals=signals,
+        queries=queries,
     )
     setattr(cls, _WORKFLOW, definition)
     setattr(run_fn, _WORKFLOW, definition)

@@ -20,7 +20,8 @@ import msgpack
 import structlog
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import events as ev
 from engine.errors import ApplicationError, UnknownQueryError, to_failure
@@ -130,8 +131,13 @@ class Worker:
         """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
         await self.store.ensure_groups(self.task_queue)
         await self._beat()
-        log.info("worker_started", worker=self.identity, task_queue=self.task_queue,
-                 workflows=sorted(self._workflows), activities=sorted(self._activities))
+        log.info(
+            "worker_started",
+            worker=self.identity,
+            task_queue=self.task_queue,
+            workflows=sorted(self._workflows),
+            activities=sorted(self._activities),
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -156,8 +162,9 @@ class Worker:
             with anyio.CancelScope(shield=True):
                 try:
                     await self.client.redis.zrem(self.keys.workers(self.task_queue), self.identity)
-                    await self.client.redis.hdel(self.keys.worker_info(self.task_queue),
-                                                 self.identity)
+                    await self.client.redis.hdel(
+                        self.keys.worker_info(self.task_queue), self.identity
+                    )
                 except RedisError:
                     pass
             log.info("worker_stopped", worker=self.identity)
@@ -200,11 +207,18 @@ class Worker:
         redis = self.client.redis
         pipe = redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers(self.task_queue), {self.identity: int(time.time() * 1000)})
-        pipe.hset(self.keys.worker_info(self.task_queue), self.identity, json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
-            "activities": sorted(self._activities),
-        }))
+        pipe.hset(
+            self.keys.worker_info(self.task_queue),
+            self.identity,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
+                    "activities": sorted(self._activities),
+                }
+            ),
+        )
         await pipe.execute()
 
     async def _liveness_loop(self) -> None:
@@ -229,11 +243,16 @@ class Worker:
 
     async def _claim_from_dead(self) -> None:
         streams = (self._wf_streams if self._workflows else []) + (
-            self._act_streams if self._activities else [])
+            self._act_streams if self._activities else []
+        )
         for stream in streams:
             claimed = await self.store.claim_stale(
-                stream, self._shard_of_stream[stream], self.identity, self.liveness_ms,
-                self.max_deliveries)
+                stream,
+                self._shard_of_stream[stream],
+                self.identity,
+                self.liveness_ms,
+                self.max_deliveries,
+            )
             for sid, fields in claimed:
                 task = _Task(stream, sid.decode(), fields)
                 self.stats["claimed"] += 1
@@ -250,8 +269,13 @@ class Worker:
 
     # --- workflow tasks ---------------------------------------------------------------
     async def _read(self, streams: Iterable[str], count: int, block_ms: int) -> list[_Task]:
-        reply = await self.client.redis.xreadgroup(
-            GROUP, self.identity, dict.fromkeys(streams, ">"), count=count, block=block_ms)
+        started = time.monotonic()
+        reply: Any = await self.client.redis.xreadgroup(
+            GROUP, self.identity, dict.fromkeys(streams, ">"), count=count, block=block_ms
+        )
+        if not reply and time.monotonic() - started < 0.005:
+            # A server that does not block (fakeredis): do not spin on it.
+            await anyio.sleep(0.005)
         tasks = []
         for stream, entries in reply or []:
             name = stream.decode()
@@ -287,9 +311,17 @@ class Worker:
         for task in tasks:
             self._in_flight[task.stream].add(task.msg_id)
             cached = self.cache.get(task.get("workflow_id"), task.get("run_id"))
-            calls.append(self.store.wft_start_call(
-                task.get("workflow_id"), task.get("run_id"), task.get("epoch"), task.msg_id,
-                task.stream, cached.cursor if cached else None, self.workflow_task_timeout_ms))
+            calls.append(
+                self.store.wft_start_call(
+                    task.get("workflow_id"),
+                    task.get("run_id"),
+                    task.get("epoch"),
+                    task.msg_id,
+                    task.stream,
+                    cached.cursor if cached else None,
+                    self.workflow_task_timeout_ms,
+                )
+            )
         starts = await self.store.call_many(calls)
         completions: list[Call] = []
         done: list[tuple[_Task, WorkflowTaskStart]] = []
@@ -297,8 +329,11 @@ class Worker:
             try:
                 started = self.store.parse_wft_start(reply)
             except RedisError as exc:
-                log.error("workflow_task_start_failed", workflow_id=task.get("workflow_id"),
-                          error=str(exc))
+                log.error(
+                    "workflow_task_start_failed",
+                    workflow_id=task.get("workflow_id"),
+                    error=str(exc),
+                )
                 self._in_flight[task.stream].discard(task.msg_id)
                 continue
             if started is None:
@@ -333,8 +368,10 @@ class Worker:
         epoch = task.get("epoch")
         entries = started.entries
         cached = self.cache.get(wf_id, run_id)
-        if cached is not None and entries and (
-            entries[0][1].event_id != cached.machine.last_event_id + 1
+        if (
+            cached is not None
+            and entries
+            and (entries[0][1].event_id != cached.machine.last_event_id + 1)
         ):
             self.cache.evict(wf_id)
             cached = None
@@ -350,9 +387,11 @@ class Worker:
                     raise ApplicationError(
                         f"workflow type {first.workflow_type!r} is not registered on worker "
                         f"{self.identity} (registered: {', '.join(sorted(self._workflows))})",
-                        type="WorkflowTypeNotRegistered")
-                machine = new_machine(definition, wf_id, run_id, first.task_queue,
-                                      self.client.codec, started.attempt)
+                        type="WorkflowTypeNotRegistered",
+                    )
+                machine = new_machine(
+                    definition, wf_id, run_id, first.task_queue, self.client.codec, started.attempt
+                )
                 cached = CachedRun(machine)
                 self.cache.put(wf_id, cached)
             commands = cached.machine.activate([e for _, e in entries], started.now_ms)
@@ -364,14 +403,29 @@ class Worker:
             failure["time"] = started.now_ms
             if exc.__cause__ is not None:
                 failure["stack"] = "".join(traceback.format_exception(exc.__cause__))[-4000:]
-            log.warning("workflow_task_failed", workflow_id=wf_id, run_id=run_id,
-                        error=failure["message"], attempt=started.attempt)
+            log.warning(
+                "workflow_task_failed",
+                workflow_id=wf_id,
+                run_id=run_id,
+                error=failure["message"],
+                attempt=started.attempt,
+            )
             self.stats["workflow_task_failures"] += 1
-            return self.store.wft_fail_call(wf_id, run_id, epoch, started.token, task.msg_id,
-                                            task.stream, failure)
+            return self.store.wft_fail_call(
+                wf_id, run_id, epoch, started.token, task.msg_id, task.stream, failure
+            )
         return self.store.wft_complete_call(
-            wf_id, run_id, epoch, started.token, task.msg_id, task.stream, self.identity,
-            started.now_ms, LOGIC_FLAGS, commands)
+            wf_id,
+            run_id,
+            epoch,
+            started.token,
+            task.msg_id,
+            task.stream,
+            self.identity,
+            started.now_ms,
+            LOGIC_FLAGS,
+            commands,
+        )
 
     # --- queries ----------------------------------------------------------------------
     async def _query_loop(self) -> None:
@@ -382,6 +436,11 @@ class Worker:
 
     async def _answer_query(self, task: _Task) -> None:
         redis = self.client.redis
+        if int(task.fields.get(b"deadline", b"0")) < time.time() * 1000:
+            # The client gave up already (queries sent before any worker ran).
+            await redis.xack(task.stream, GROUP, task.msg_id)
+            await redis.xdel(task.stream, task.msg_id)
+            return
         try:
             answer = await self._query_answer(task)
         except Exception as exc:  # a query must always get an answer
@@ -396,15 +455,17 @@ class Worker:
 
     async def _query_answer(self, task: _Task) -> dict[str, Any]:
         wf_id = task.get("workflow_id")
-        run_id_raw, type_raw = await self.client.redis.hmget(
-            self.keys.workflow(wf_id), "run_id", "type")
+        row: Any = await self.client.redis.hmget(self.keys.workflow(wf_id), "run_id", "type")
+        run_id_raw, type_raw = row
         if run_id_raw is None:
             return {"status": "not_found"}
         run_id, wf_type = run_id_raw.decode(), type_raw.decode()
         definition = self._workflows.get(wf_type)
         if definition is None:
-            return {"status": "failed",
-                    "message": f"workflow type {wf_type!r} is not registered on this worker"}
+            return {
+                "status": "failed",
+                "message": f"workflow type {wf_type!r} is not registered on this worker",
+            }
         codec = self.client.codec
         args = codec.decode(task.fields[b"args"])
         machine = None
@@ -445,9 +506,17 @@ class Worker:
         calls = []
         for task in tasks:
             self._in_flight[task.stream].add(task.msg_id)
-            calls.append(self.store.act_start_call(
-                task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
-                task.get("attempt"), task.msg_id, task.stream, self.identity))
+            calls.append(
+                self.store.act_start_call(
+                    task.get("workflow_id"),
+                    task.get("run_id"),
+                    task.get("activity_id"),
+                    task.get("attempt"),
+                    task.msg_id,
+                    task.stream,
+                    self.identity,
+                )
+            )
         replies = await self.store.call_many(calls)
         assert self._tg is not None
         for task, reply in zip(tasks, replies, strict=True):
@@ -464,7 +533,9 @@ class Worker:
             self._running[task.msg_id] = running
             self._tg.start_soon(self._run_activity, running, started)
 
-    def _activity_context(self, task: _Task, started: ActivityStart) -> activity_api.ActivityContext:
+    def _activity_context(
+        self, task: _Task, started: ActivityStart
+    ) -> activity_api.ActivityContext:
         details = None
         if started.heartbeat_details:
             try:
@@ -472,9 +543,12 @@ class Worker:
             except ValueError:
                 details = None
         info = activity_api.ActivityInfo(
-            workflow_id=task.get("workflow_id"), run_id=task.get("run_id"),
-            activity_id=int(task.get("activity_id")), activity_type=started.state["type"],
-            attempt=int(task.get("attempt")), task_queue=self.task_queue,
+            workflow_id=task.get("workflow_id"),
+            run_id=task.get("run_id"),
+            activity_id=int(task.get("activity_id")),
+            activity_type=started.state["type"],
+            attempt=int(task.get("attempt")),
+            task_queue=self.task_queue,
             heartbeat_details=details,
         )
         return activity_api.ActivityContext(info)
@@ -484,15 +558,21 @@ class Worker:
         info = ctx.info
         token = activity_api._context.set(ctx)
         structlog.contextvars.bind_contextvars(
-            workflow_id=info.workflow_id, run_id=info.run_id, activity=info.activity_type,
-            attempt=info.attempt, task_queue=self.task_queue)
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            activity=info.activity_type,
+            attempt=info.attempt,
+            task_queue=self.task_queue,
+        )
         call: Call | None = None
         try:
             definition = self._activities.get(info.activity_type)
             if definition is None:
                 raise ApplicationError(
                     f"activity type {info.activity_type!r} is not registered on worker "
-                    f"{self.identity}", type="ActivityNotRegistered")
+                    f"{self.identity}",
+                    type="ActivityNotRegistered",
+                )
             args = self.client.codec.decode(started.input)
             result: Any = None
             with running.scope:
@@ -501,20 +581,30 @@ class Worker:
                 if running.releasing:
                     call = self.store.release_call(task.stream, task.msg_id)
                 else:
-                    call = self._act_failure_call(task, ApplicationError(
-                        "activity cancelled", type="CancelledError", non_retryable=True))
+                    call = self._act_failure_call(
+                        task,
+                        ApplicationError(
+                            "activity cancelled", type="CancelledError", non_retryable=True
+                        ),
+                    )
             else:
                 call = self.store.act_complete_call(
-                    info.workflow_id, info.run_id, task.get("activity_id"),
-                    task.get("attempt"), task.msg_id, task.stream,
-                    result=self.client.codec.encode(result))
+                    info.workflow_id,
+                    info.run_id,
+                    task.get("activity_id"),
+                    task.get("attempt"),
+                    task.msg_id,
+                    task.stream,
+                    result=self.client.codec.encode(result),
+                )
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
             call = self._act_failure_call(task, exc)
         finally:
             activity_api._context.reset(token)
             structlog.contextvars.unbind_contextvars(
-                "workflow_id", "run_id", "activity", "attempt", "task_queue")
+                "workflow_id", "run_id", "activity", "attempt", "task_queue"
+            )
             if call is not None:
                 self._completions.append(call)
                 self._completion_ready.set()
@@ -523,8 +613,14 @@ class Worker:
 
     def _act_failure_call(self, task: _Task, exc: BaseException) -> Call:
         return self.store.act_complete_call(
-            task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
-            task.get("attempt"), task.msg_id, task.stream, failure=to_failure(exc))
+            task.get("workflow_id"),
+            task.get("run_id"),
+            task.get("activity_id"),
+            task.get("attempt"),
+            task.msg_id,
+            task.stream,
+            failure=to_failure(exc),
+        )
 
     async def _completion_loop(self) -> None:
         while True:
@@ -539,8 +635,10 @@ class Worker:
             for call, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
                     log.error("activity_completion_failed", error=str(reply))
-                stream, msg_id = call.keys[-1], str(call.args[5] if call.function !=
-                                                    "rd_release" else call.args[0])
+                stream, msg_id = (
+                    call.keys[-1],
+                    str(call.args[5] if call.function != "rd_release" else call.args[0]),
+                )
                 self._in_flight[stream].discard(msg_id)
                 self.stats["activities"] += 1
 
@@ -554,10 +652,15 @@ class Worker:
             for r in pending:
                 r.context.heartbeat_pending = False
                 details = r.context.heartbeat_details
-                calls.append(self.store.act_heartbeat_call(
-                    r.task.get("workflow_id"), r.task.get("run_id"), r.task.get("activity_id"),
-                    r.task.get("attempt"),
-                    self.client.codec.encode(details) if details is not None else b""))
+                calls.append(
+                    self.store.act_heartbeat_call(
+                        r.task.get("workflow_id"),
+                        r.task.get("run_id"),
+                        r.task.get("activity_id"),
+                        r.task.get("attempt"),
+                        self.client.codec.encode(details) if details is not None else b"",
+                    )
+                )
             for r, reply in zip(pending, await self.store.call_many(calls), strict=True):
                 if not isinstance(reply, Exception) and reply[0] == b"cancel":
                     r.context.cancel_requested = True

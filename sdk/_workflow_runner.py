@@ -36,8 +36,12 @@ class DefinitionHooks:
     def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None:
         handler = self.definition.signals.get(name)
         if handler is None:
-            log.warning("signal_dropped", signal=name, reason="no handler with that name",
-                        workflow_type=self.definition.name)
+            log.warning(
+                "signal_dropped",
+                signal=name,
+                reason="no handler with that name",
+                workflow_type=self.definition.name,
+            )
             return None
         result = handler(self.instance, *args)
         return result if inspect.iscoroutine(result) else None
@@ -60,8 +64,12 @@ class CachedRun:
 
 
 def new_machine(
-    definition: WorkflowDefinition, workflow_id: str, run_id: str, task_queue: str,
-    codec: PayloadCodec, attempt: int = 1,
+    definition: WorkflowDefinition,
+    workflow_id: str,
+    run_id: str,
+    task_queue: str,
+    codec: PayloadCodec,
+    attempt: int = 1,
 ) -> WorkflowMachine:
     info = WorkflowInfo(workflow_id, run_id, definition.name, task_queue, attempt)
     return WorkflowMachine(info, DefinitionHooks(definition), codec)
