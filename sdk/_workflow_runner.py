@@ -51,7 +51,8 @@ class DefinitionHooks:
         if handler is None:
             raise UnknownQueryError(name, sorted(self.definition.queries))
         if self.instance is None:
-            raise UnknownQueryError(name, [])
+            # No activation has run yet: answer from the freshly constructed state.
+            self.instance = self.definition.cls()
         return handler(self.instance, *args)
 
 
