@@ -1,0 +1,1 @@
+"""Example workflows that ship with redurable (copy them as a starting point)."""
