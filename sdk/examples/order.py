@@ -46,8 +46,16 @@ async def send_push_notification(message: str) -> None:
 
 
 ACTIVITIES = [charge_customer, refund_customer, send_push_notification]
-_STEP = {"start_to_close_timeout": timedelta(minutes=1),
-         "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=5))}
+
+
+async def _step(fn: Any, *args: Any) -> Any:
+    """Every step of the story: 1 min start-to-close, retried with backoff up to 5 s."""
+    return await workflow.execute_activity(
+        fn,
+        *args,
+        start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+    )
 
 
 @workflow.defn
@@ -70,8 +78,11 @@ class Order:
 
     @workflow.query
     def get_status(self) -> dict[str, Any]:
-        return {"state": self.state, "delivered_at": self.delivered_at,
-                "product_id": self.product_id}
+        return {
+            "state": self.state,
+            "delivered_at": self.delivered_at,
+            "product_id": self.product_id,
+        }
 
     @workflow.run
     async def run(self, product_id: int, wait_seconds: float = 60.0) -> str:
@@ -79,30 +90,28 @@ class Order:
         self.product_id = product_id
         wait = timedelta(seconds=wait_seconds)
         try:
-            await workflow.execute_activity(charge_customer, product_id, **_STEP)
+            await _step(charge_customer, product_id)
         except Exception as exc:
             self.state = "Payment failed"
-            await workflow.execute_activity(
-                send_push_notification, "payment failed, order cancelled", **_STEP)
+            await _step(send_push_notification, "payment failed, order cancelled")
             raise ApplicationError(f"payment failed: {exc}") from exc
         self.state = "Paid"
         if not await workflow.wait_condition(lambda: self.state == "Picked up", timeout=wait):
             await self._give_up("not picked up in time")
-        await workflow.execute_activity(send_push_notification, "order picked up", **_STEP)
+        await _step(send_push_notification, "order picked up")
         if not await workflow.wait_condition(lambda: self.state == "Delivered", timeout=wait):
             await self._give_up("not delivered in time")
-        await workflow.execute_activity(send_push_notification, "order delivered", **_STEP)
+        await _step(send_push_notification, "order delivered")
         await workflow.sleep(wait)
-        await workflow.execute_activity(send_push_notification, "rate your meal", **_STEP)
+        await _step(send_push_notification, "rate your meal")
         self.state = "Completed"
         return "Completed"
 
     async def _give_up(self, reason: str) -> None:
         self.state = "Refunded"
         assert self.product_id is not None
-        await workflow.execute_activity(refund_customer, self.product_id, **_STEP)
-        await workflow.execute_activity(send_push_notification, f"order refunded: {reason}",
-                                        **_STEP)
+        await _step(refund_customer, self.product_id)
+        await _step(send_push_notification, f"order refunded: {reason}")
         raise ApplicationError(f"order {reason}", non_retryable=True)
 
 
