@@ -33,6 +33,7 @@ from sdk._client import (
     WorkflowExecution,
     WorkflowHandle,
 )
+from sdk._log import configure_logging
 from sdk._retry import RetryPolicy
 from sdk._worker import Worker
 
@@ -66,5 +67,6 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",
+    "configure_logging",
     "workflow",
 ]

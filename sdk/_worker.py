@@ -340,7 +340,15 @@ class Worker:
                 self._in_flight[task.stream].discard(task.msg_id)
                 self.stats["stale_workflow_tasks"] += 1
                 continue
-            completions.append(await self._activate(task, started))
+            try:
+                completions.append(await self._activate(task, started))
+            except RedisError as exc:
+                # Left pending: it goes idle and is claimed again (by us or another).
+                log.error("workflow_task_error", workflow_id=task.get("workflow_id"),
+                          error=str(exc))
+                self._in_flight[task.stream].discard(task.msg_id)
+                self.cache.evict(task.get("workflow_id"))
+                continue
             done.append((task, started))
         commits = await self.store.call_many(completions)
         for (task, _), call, reply in zip(done, completions, commits, strict=True):
@@ -624,14 +632,20 @@ class Worker:
 
     async def _completion_loop(self) -> None:
         while True:
-            await self._completion_ready.wait()
+            if not self._completions:
+                await self._completion_ready.wait()
             self._completion_ready = anyio.Event()
             await self._flush_completions()
 
     async def _flush_completions(self) -> None:
         while self._completions:
             batch, self._completions = self._completions[:256], self._completions[256:]
-            replies = await self.store.call_many(batch)
+            try:
+                replies = await self.store.call_many(batch)
+            except _TRANSIENT:
+                # Not written: keep them (their tasks stay in flight) and retry.
+                self._completions[:0] = batch
+                raise
             for call, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
                     log.error("activity_completion_failed", error=str(reply))

@@ -88,11 +88,10 @@ local function apply_command(c, kind, fields, ts)
     return 'closed'
   elseif kind == 'WorkflowExecutionContinuedAsNew' then
     append(c, kind, ts, fields)
-    local info = redis.call('HMGET', c.wf, 'type', 'task_queue', 'status', 'start_time')
-    set_status(c, info[3], 'CONTINUED_AS_NEW', info[4])
-    remove_from_indexes(c)
-    redis.call('ZREM', c.prefix .. 'index:status:CONTINUED_AS_NEW', c.id)
+    -- The next run takes over the workflow's keys: this run's history is replaced.
+    local info = redis.call('HMGET', c.wf, 'type', 'task_queue')
     close_run(c, 'CONTINUED_AS_NEW', ts)
+    remove_from_indexes(c)
     new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts)
     return 'closed'
   else
