@@ -69,6 +69,10 @@ class Keys:
     def index_type(self, shard: int, workflow_type: str) -> str:
         return f"{self.shard_tag(shard)}:index:type:{workflow_type}"
 
+    def closed_channel(self, shard: int) -> str:
+        """Pub/sub channel on which a shard announces workflow ids whose run closed."""
+        return f"{self.shard_tag(shard)}:closed"
+
     def shard_prefix(self, shard: int) -> str:
         """What the Lua functions prepend to build keys of the same shard."""
         return self.shard_tag(shard) + ":"

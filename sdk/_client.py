@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from engine import events as ev
 from engine.codec import MsgpackCodec, PayloadCodec
@@ -31,6 +32,7 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.store import Store
 from engine.validate import check_id, check_name
+from sdk._close_watch import CloseWatcher
 from sdk._definitions import query_name, signal_name, workflow_type_name
 
 DEFAULT_URL = "redis://localhost:6379"
@@ -119,6 +121,7 @@ class Client:
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
         self.store = Store(redis, self.keys)
         self.codec: PayloadCodec = codec or MsgpackCodec()
+        self.close_watcher = CloseWatcher(redis, self.keys)
 
     @classmethod
     async def connect(
@@ -132,7 +135,11 @@ class Client:
         """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379), load the
         engine's functions, and agree on the namespace's shard count."""
         url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
-        redis = Redis.from_url(url, **redis_kwargs)
+        # A blocking pool: a burst of concurrent calls waits for a connection instead
+        # of failing with "Too many connections".
+        redis_kwargs.setdefault("max_connections", 200)
+        pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
+        redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:
             await load_library(redis)
             config_key = f"{prefix}:config"
@@ -144,6 +151,7 @@ class Client:
         return cls(redis, prefix=prefix, shards=shards, codec=codec)
 
     async def close(self) -> None:
+        await self.close_watcher.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Client:
@@ -283,22 +291,27 @@ class WorkflowHandle:
 
     async def _result(self) -> Any:
         redis = self.client.redis
-        history = self.client.keys.history(self.id)
+        watcher = self.client.close_watcher
         while True:
-            pipe = redis.pipeline(transaction=False)
-            pipe.hmget(self.client.keys.workflow(self.id), "status", "result", "failure")
-            pipe.xrevrange(history, "+", "-", count=1)
-            (status, result, failure), tail = await pipe.execute()
-            if status is None:
-                raise WorkflowNotFoundError(self.id)
-            text = status.decode()
-            if text == "COMPLETED":
-                return self.client.codec.decode(result)
-            if text in CLOSED and text != "CONTINUED_AS_NEW":
-                cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
-                raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
-            last = tail[0][0] if tail else "0-0"
-            await redis.xread({history: last}, block=10000, count=100)
+            # Subscribe first, then look: a close between the two still wakes us.
+            closed = await watcher.register(self.id)
+            try:
+                row: Any = await redis.hmget(
+                    self.client.keys.workflow(self.id), "status", "result", "failure")
+                status, result, failure = row
+                if status is None:
+                    raise WorkflowNotFoundError(self.id)
+                text = status.decode()
+                if text == "COMPLETED":
+                    return self.client.codec.decode(result)
+                if text in CLOSED and text != "CONTINUED_AS_NEW":
+                    cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
+                    raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
+                # Re-check now and then in case a notification was lost with a connection.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(closed), 30)
+            finally:
+                watcher.unregister(self.id, closed)
 
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
         """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""

@@ -111,7 +111,8 @@ class Worker:
         self._shard_of_stream = {s: i for i, s in enumerate(self._wf_streams)}
         self._shard_of_stream.update({s: i for i, s in enumerate(self._act_streams)})
         self._in_flight: dict[str, set[str]] = defaultdict(set)
-        self._running: dict[str, _RunningActivity] = {}
+        # Keyed by (stream, entry id): entry ids are only unique within one stream.
+        self._running: dict[tuple[str, str], _RunningActivity] = {}
         self._wf_backlog: list[_Task] = []
         self._act_backlog: list[_Task] = []
         self._completions: list[Call] = []
@@ -538,7 +539,7 @@ class Worker:
                 self._in_flight[task.stream].discard(task.msg_id)
                 continue
             running = _RunningActivity(task, self._activity_context(task, started))
-            self._running[task.msg_id] = running
+            self._running[(task.stream, task.msg_id)] = running
             self._tg.start_soon(self._run_activity, running, started)
 
     def _activity_context(
@@ -616,7 +617,7 @@ class Worker:
             if call is not None:
                 self._completions.append(call)
                 self._completion_ready.set()
-            del self._running[task.msg_id]
+            del self._running[(task.stream, task.msg_id)]
             self._activity_slot_free.set()
 
     def _act_failure_call(self, task: _Task, exc: BaseException) -> Call:

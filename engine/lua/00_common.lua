@@ -116,6 +116,8 @@ local function close_run(c, status, ts)
   local info = redis.call('HMGET', c.wf, 'status', 'start_time')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
+  -- Wakes every client waiting in handle.result() (one subscription per client).
+  redis.call('PUBLISH', c.prefix .. 'closed', c.id)
   local fields = redis.call('HKEYS', c.wf)
   for i = 1, #fields do
     local f = fields[i]
