@@ -1,0 +1,89 @@
+"""Graceful shutdown hands work back; tasks delivered too often go to the dead letters."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import anyio
+import pytest
+
+from engine.keys import GROUP
+from sdk import Client, activity, workflow
+from sdk.testing import running_worker
+
+pytestmark = pytest.mark.anyio
+
+runs: list[str] = []
+
+
+@activity.defn
+async def slow_step(seconds: float) -> str:
+    runs.append(activity.info().workflow_id)
+    await anyio.sleep(seconds)
+    return "done"
+
+
+@workflow.defn
+class OneSlowStep:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        result: str = await workflow.execute_activity(
+            slow_step, seconds, start_to_close_timeout=timedelta(seconds=30)
+        )
+        return result
+
+
+async def test_shutdown_hands_back_running_activity(real_client: Client) -> None:
+    """A worker stopped mid-activity puts the task back at once: another worker finishes
+    it long before the liveness timeout would have let it claim the task."""
+    client = real_client
+    runs.clear()
+    liveness = 30.0  # so only the hand-back, not claiming, can explain a fast finish
+    async with running_worker(
+        client, task_queue="q", workflows=[OneSlowStep], activities=[slow_step],
+        liveness_timeout=liveness, graceful_shutdown_timeout=0.1,
+    ) as first:
+        handle = await client.start_workflow(OneSlowStep.run, 1.0, id="wf-handback",
+                                             task_queue="q")
+        with anyio.fail_after(10):
+            while not runs:
+                await anyio.sleep(0.01)
+        first.shutdown()
+    started = time.monotonic()
+    async with running_worker(
+        client, task_queue="q", workflows=[OneSlowStep], activities=[slow_step],
+        liveness_timeout=liveness,
+    ):
+        with anyio.fail_after(10):
+            assert await handle.result() == "done"
+    assert time.monotonic() - started < 5
+    assert runs == ["wf-handback", "wf-handback"]  # the first attempt was abandoned
+
+
+async def test_over_delivered_task_goes_to_dead_letters(client: Client) -> None:
+    """A task whose consumers keep dying is moved to the dead-letter stream with the
+    reason after max_deliveries, and does not block the queue."""
+    keys = client.keys
+    await client.store.ensure_groups("q")
+    handle = await client.start_workflow(OneSlowStep.run, 0.0, id="wf-poison", task_queue="q")
+    shard = keys.shard(handle.id)
+    stream = keys.workflow_tasks(shard, "q")
+    # A consumer takes the task and dies without ever acknowledging it.
+    await client.redis.xreadgroup(GROUP, "ghost", {stream: ">"}, count=10)
+    async with running_worker(
+        client, task_queue="q", workflows=[OneSlowStep], activities=[slow_step],
+        liveness_timeout=0.2, max_deliveries=1,
+    ):
+        with anyio.fail_after(10):
+            while not await client.redis.xlen(keys.dead_letters(shard)):
+                await anyio.sleep(0.05)
+        healthy = await client.start_workflow(OneSlowStep.run, 0.0, id="wf-healthy",
+                                              task_queue="q")
+        with anyio.fail_after(10):
+            assert await healthy.result() == "done"
+    entries = await client.redis.xrange(keys.dead_letters(shard))
+    fields = entries[0][1]
+    assert fields[b"workflow_id"] == b"wf-poison"
+    assert b"delivered 2 times" in fields[b"reason"]
+    assert fields[b"stream"] == stream.encode()
