@@ -20,6 +20,7 @@ from engine.errors import (
     WorkflowNotRunningError,
 )
 from engine.keys import GROUP, Keys
+from engine.resp import RespPool
 
 HISTORY_VERSION = 1
 Arg = bytes | str | int
@@ -73,12 +74,20 @@ def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
 
 
 class Store:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    """`fast`, when given, carries the hot path (transitions and task reads); without
+    it (fakeredis in unit tests) everything goes through redis-py."""
+
+    def __init__(self, redis: Redis, keys: Keys, fast: RespPool | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.fast = fast
+        self._known_queues: set[str] = set()
 
     # --- plumbing ---------------------------------------------------------------------
     async def call(self, call: Call) -> Any:
+        if self.fast is not None:
+            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
+                                           *call.args)
         return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
@@ -86,6 +95,9 @@ class Store:
         exception object in its slot rather than failing the others."""
         if not calls:
             return []
+        if self.fast is not None:
+            return await self.fast.execute_many(
+                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
         if len(calls) == 1:
             try:
                 return [await self.call(calls[0])]
@@ -138,7 +150,9 @@ class Store:
         )
         if _s(reply[0]) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
-        await self.redis.sadd(self.keys.task_queues(), task_queue)
+        if task_queue not in self._known_queues:  # the registry of queues, once per queue
+            await self.redis.sadd(self.keys.task_queues(), task_queue)
+            self._known_queues.add(task_queue)
         return _s(reply[1])
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
@@ -386,6 +400,29 @@ class Store:
 
     def release_call(self, stream: str, msg_id: str) -> Call:
         return Call("rd_release", [stream], [msg_id])
+
+    async def read_group(
+        self, consumer: str, streams: Sequence[str], count: int, block_ms: int
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """XREADGROUP new entries: (stream, entry id, fields) triples."""
+        if self.fast is not None:
+            raw: Any = await self.fast.execute(
+                "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
+                "STREAMS", *streams, *([">"] * len(streams)))
+            return [
+                (stream.decode(), sid.decode(), dict(zip(flat[0::2], flat[1::2], strict=True)))
+                for stream, entries in raw or []
+                for sid, flat in entries
+                if flat is not None
+            ]
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms)
+        return [
+            (stream.decode(), sid.decode(), fields)
+            for stream, entries in reply or []
+            for sid, fields in entries
+            if fields is not None
+        ]
 
     # --- reads ------------------------------------------------------------------------
     async def read_history(

@@ -30,6 +30,7 @@ from engine.errors import (
 )
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
+from engine.resp import RespPool
 from engine.store import Store
 from engine.validate import check_id, check_name
 from sdk._close_watch import CloseWatcher
@@ -116,10 +117,12 @@ class Client:
         prefix: str = DEFAULT_PREFIX,
         shards: int = DEFAULT_SHARDS,
         codec: PayloadCodec | None = None,
+        fast: RespPool | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
-        self.store = Store(redis, self.keys)
+        self.fast = fast
+        self.store = Store(redis, self.keys, fast)
         self.codec: PayloadCodec = codec or MsgpackCodec()
         self.close_watcher = CloseWatcher(redis, self.keys)
 
@@ -148,10 +151,12 @@ class Client:
         except BaseException:
             await redis.aclose()
             raise
-        return cls(redis, prefix=prefix, shards=shards, codec=codec)
+        return cls(redis, prefix=prefix, shards=shards, codec=codec, fast=RespPool.from_url(url))
 
     async def close(self) -> None:
         await self.close_watcher.close()
+        if self.fast is not None:
+            await self.fast.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Client:

@@ -296,14 +296,15 @@ class Worker:
     async def _process_workflow_tasks(self, tasks: list[_Task]) -> None:
         # One task per workflow per round: two for the same workflow must not interleave.
         rounds: list[list[_Task]] = []
+        # A workflow's n-th task in this batch goes to round n.
+        seen: dict[bytes, int] = {}
         for task in tasks:
-            wf_id = task.get("workflow_id")
-            for r in rounds:
-                if all(t.get("workflow_id") != wf_id for t in r):
-                    r.append(task)
-                    break
-            else:
-                rounds.append([task])
+            wf_id = task.fields[b"workflow_id"]
+            index = seen.get(wf_id, 0)
+            seen[wf_id] = index + 1
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(task)
         for r in rounds:
             await self._workflow_round(r)
 

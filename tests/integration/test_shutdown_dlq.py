@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import pytest
@@ -82,7 +83,7 @@ async def test_over_delivered_task_goes_to_dead_letters(client: Client) -> None:
                                               task_queue="q")
         with anyio.fail_after(10):
             assert await healthy.result() == "done"
-    entries = await client.redis.xrange(keys.dead_letters(shard))
+    entries: Any = await client.redis.xrange(keys.dead_letters(shard))
     fields = entries[0][1]
     assert fields[b"workflow_id"] == b"wf-poison"
     assert b"delivered 2 times" in fields[b"reason"]
