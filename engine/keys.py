@@ -6,6 +6,7 @@ Every key that a state transition touches carries the hash tag of one *history s
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ DEFAULT_SHARDS = 16
 GROUP = "workers"
 
 
+@functools.lru_cache(maxsize=65536)
 def shard_of(workflow_id: str, shards: int) -> int:
     """Stable shard of a workflow id: crc32 so every client and worker agrees."""
     return zlib.crc32(workflow_id.encode()) % shards

@@ -151,8 +151,8 @@ class Store:
         if _s(reply[0]) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
-            await self.redis.sadd(self.keys.task_queues(), task_queue)
             self._known_queues.add(task_queue)
+            await self.redis.sadd(self.keys.task_queues(), task_queue)
         return _s(reply[1])
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
@@ -431,6 +431,15 @@ class Store:
         start = b"(" + after if after else "-"
         raw: Any = await self.redis.xrange(self.keys.history(workflow_id), start, "+", count=count)
         return decode_entries(raw)
+
+    async def get_fields(self, workflow_id: str, *fields: str) -> list[bytes | None]:
+        """HMGET on the workflow hash (hot path: result() checks)."""
+        key = self.keys.workflow(workflow_id)
+        if self.fast is not None:
+            row: Any = await self.fast.execute("HMGET", key, *fields)
+        else:
+            row = await self.redis.hmget(key, list(fields))
+        return list(row)
 
     async def get_state(self, workflow_id: str) -> dict[str, bytes]:
         raw: dict[Any, Any] = await self.redis.hgetall(self.keys.workflow(workflow_id))

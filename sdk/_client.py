@@ -295,20 +295,18 @@ class WorkflowHandle:
         return await asyncio.wait_for(self._result(), timeout) if timeout else await self._result()
 
     async def _result(self) -> Any:
-        redis = self.client.redis
         watcher = self.client.close_watcher
         while True:
             # Subscribe first, then look: a close between the two still wakes us.
             closed = await watcher.register(self.id)
             try:
-                row: Any = await redis.hmget(
-                    self.client.keys.workflow(self.id), "status", "result", "failure")
-                status, result, failure = row
+                status, result, failure = await self.client.store.get_fields(
+                    self.id, "status", "result", "failure")
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
                 text = status.decode()
                 if text == "COMPLETED":
-                    return self.client.codec.decode(result)
+                    return self.client.codec.decode(result or b"")
                 if text in CLOSED and text != "CONTINUED_AS_NEW":
                     cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
                     raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
