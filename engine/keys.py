@@ -11,7 +11,10 @@ import zlib
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "redurable"
-DEFAULT_SHARDS = 16
+#: History shards of a new namespace. Each one is a hash slot's worth of keys (so a
+#: cluster can spread a namespace over this many nodes); every shard costs workers a
+#: stream to poll and a timer set to scan, so small is faster on a single server.
+DEFAULT_SHARDS = 4
 #: Consumer group that all workers of a task queue join.
 GROUP = "workers"
 

@@ -133,10 +133,16 @@ class Client:
         *,
         prefix: str = DEFAULT_PREFIX,
         codec: PayloadCodec | None = None,
+        shards: int | None = None,
         **redis_kwargs: Any,
     ) -> Client:
-        """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379), load the
-        engine's functions, and agree on the namespace's shard count."""
+        """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379) and load
+        the engine's functions. The namespace's shard count is fixed when it is first
+        used (`shards`, default 4) and stored in `<prefix>:config`; every client reads
+        it from there, and asking for a different one is an error."""
+        check_name(prefix, "namespace prefix")
+        if shards is not None and not 1 <= shards <= 1024:
+            raise InvalidArgumentError("shards must be between 1 and 1024")
         url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
         # A blocking pool: a burst of concurrent calls waits for a connection instead
         # of failing with "Too many connections".
@@ -146,12 +152,15 @@ class Client:
         try:
             await load_library(redis)
             config_key = f"{prefix}:config"
-            await redis.hsetnx(config_key, "shards", DEFAULT_SHARDS)
-            shards = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
+            await redis.hsetnx(config_key, "shards", shards or DEFAULT_SHARDS)
+            stored = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
+            if shards is not None and shards != stored:
+                raise InvalidArgumentError(
+                    f"namespace {prefix!r} already has {stored} shards, not {shards}")
         except BaseException:
             await redis.aclose()
             raise
-        return cls(redis, prefix=prefix, shards=shards, codec=codec, fast=RespPool.from_url(url))
+        return cls(redis, prefix=prefix, shards=stored, codec=codec, fast=RespPool.from_url(url))
 
     async def close(self) -> None:
         await self.close_watcher.close()

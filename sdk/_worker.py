@@ -27,7 +27,7 @@ from engine import events as ev
 from engine.errors import ApplicationError, UnknownQueryError, to_failure
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
-from engine.store import ActivityStart, Call, Store, WorkflowTaskStart
+from engine.store import Call, Store, WorkflowTaskStart
 from engine.validate import check_name
 from sdk import activity as activity_api
 from sdk._client import Client
@@ -42,6 +42,8 @@ from sdk._workflow_runner import CachedRun, StickyCache, has_new_activation, new
 log = structlog.get_logger("redurable.worker")
 Fields = dict[bytes, bytes]
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Activities that finish within this never pay for a start transition.
+LAZY_START_S = 0.05
 
 
 @dataclass
@@ -60,6 +62,9 @@ class _RunningActivity:
     context: activity_api.ActivityContext
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     releasing: bool = False
+    #: When (monotonic) to send the start mark if the attempt is still running.
+    mark_at: float = 0.0
+    marked: bool = False
 
 
 class Worker:
@@ -513,57 +518,41 @@ class Worker:
                 await self._start_activities(tasks)
 
     async def _start_activities(self, tasks: list[_Task]) -> None:
-        calls = []
+        """Run each attempt at once. The start mark (which arms start-to-close and
+        heartbeat timeouts) is sent later by the housekeeping loop, and only for
+        attempts still running by then: most activities finish first and save it."""
+        assert self._tg is not None
+        now = time.monotonic()
         for task in tasks:
             self._in_flight[task.stream].add(task.msg_id)
-            calls.append(
-                self.store.act_start_call(
-                    task.get("workflow_id"),
-                    task.get("run_id"),
-                    task.get("activity_id"),
-                    task.get("attempt"),
-                    task.msg_id,
-                    task.stream,
-                    self.identity,
-                )
-            )
-        replies = await self.store.call_many(calls)
-        assert self._tg is not None
-        for task, reply in zip(tasks, replies, strict=True):
-            try:
-                started = self.store.parse_act_start(reply)
-            except RedisError as exc:
-                log.error("activity_start_failed", error=str(exc))
-                self._in_flight[task.stream].discard(task.msg_id)
-                continue
-            if started is None:
-                self._in_flight[task.stream].discard(task.msg_id)
-                continue
-            running = _RunningActivity(task, self._activity_context(task, started))
+            timeouts = [int(task.fields.get(k, b"0") or 0)
+                        for k in (b"start_to_close_ms", b"heartbeat_ms")]
+            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts)
+            running = _RunningActivity(task, self._activity_context(task))
+            running.mark_at = now if short else now + LAZY_START_S
             self._running[(task.stream, task.msg_id)] = running
-            self._tg.start_soon(self._run_activity, running, started)
+            self._tg.start_soon(self._run_activity, running)
 
-    def _activity_context(
-        self, task: _Task, started: ActivityStart
-    ) -> activity_api.ActivityContext:
+    def _activity_context(self, task: _Task) -> activity_api.ActivityContext:
         details = None
-        if started.heartbeat_details:
+        raw_details = task.fields.get(b"heartbeat_details", b"")
+        if raw_details:
             try:
-                details = self.client.codec.decode(started.heartbeat_details)
+                details = self.client.codec.decode(raw_details)
             except ValueError:
                 details = None
         info = activity_api.ActivityInfo(
             workflow_id=task.get("workflow_id"),
             run_id=task.get("run_id"),
             activity_id=int(task.get("activity_id")),
-            activity_type=started.state["type"],
+            activity_type=task.get("activity_type"),
             attempt=int(task.get("attempt")),
             task_queue=self.task_queue,
             heartbeat_details=details,
         )
         return activity_api.ActivityContext(info)
 
-    async def _run_activity(self, running: _RunningActivity, started: ActivityStart) -> None:
+    async def _run_activity(self, running: _RunningActivity) -> None:
         task, ctx = running.task, running.context
         info = ctx.info
         token = activity_api._context.set(ctx)
@@ -583,7 +572,7 @@ class Worker:
                     f"{self.identity}",
                     type="ActivityNotRegistered",
                 )
-            args = self.client.codec.decode(started.input)
+            args = self.client.codec.decode(task.fields.get(b"input", b""))
             result: Any = None
             with running.scope:
                 result = await definition.fn(*args)
@@ -659,25 +648,34 @@ class Worker:
                 self.stats["activities"] += 1
 
     async def _heartbeat_loop(self) -> None:
+        """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched
+        into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt."""
         while not self._stopping:
-            await anyio.sleep(0.2)
-            pending = [r for r in self._running.values() if r.context.heartbeat_pending]
-            if not pending:
+            await anyio.sleep(0.025)
+            now = time.monotonic()
+            batch: list[tuple[_RunningActivity, Call]] = []
+            for r in list(self._running.values()):
+                task = r.task
+                if not r.marked and now >= r.mark_at:
+                    r.marked = True
+                    batch.append((r, self.store.act_start_call(
+                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+                        task.get("attempt"), task.msg_id, task.stream, self.identity)))
+                if r.context.heartbeat_pending:
+                    r.context.heartbeat_pending = False
+                    details = r.context.heartbeat_details
+                    batch.append((r, self.store.act_heartbeat_call(
+                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+                        task.get("attempt"),
+                        self.client.codec.encode(details) if details is not None else b"")))
+            if not batch:
                 continue
-            calls = []
-            for r in pending:
-                r.context.heartbeat_pending = False
-                details = r.context.heartbeat_details
-                calls.append(
-                    self.store.act_heartbeat_call(
-                        r.task.get("workflow_id"),
-                        r.task.get("run_id"),
-                        r.task.get("activity_id"),
-                        r.task.get("attempt"),
-                        self.client.codec.encode(details) if details is not None else b"",
-                    )
-                )
-            for r, reply in zip(pending, await self.store.call_many(calls), strict=True):
-                if not isinstance(reply, Exception) and reply[0] == b"cancel":
+            replies = await self.store.call_many([call for _, call in batch])
+            for (r, _), reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.warning("activity_housekeeping_failed", error=str(reply))
+                elif reply[0] in (b"cancel", b"stale") and (r.task.stream, r.task.msg_id) in (
+                    self._running
+                ):
                     r.context.cancel_requested = True
                     r.scope.cancel()

@@ -203,9 +203,15 @@ local function retry_delay(state, err_type, non_retryable, ts)
   return delay
 end
 
-local function enqueue_activity(c, seq, attempt, tq)
-  redis.call('XADD', act_task_stream(c, tq), '*', 'workflow_id', c.id, 'run_id', c.run,
-    'activity_id', seq, 'attempt', attempt)
+-- The task carries what a worker needs to run the attempt at once: type, input, the
+-- last heartbeat details, and the timeouts that decide when it must mark it started.
+local function enqueue_activity(c, seq, attempt, state)
+  local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
+  redis.call('XADD', act_task_stream(c, state.tq), '*', 'workflow_id', c.id, 'run_id', c.run,
+    'activity_id', seq, 'attempt', attempt, 'activity_type', state.type,
+    'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
+    'heartbeat_ms', tonumber(state.heartbeat_ms) or 0,
+    'input', data[1] or '', 'heartbeat_details', data[2] or '')
 end
 
 local function retry_activity(c, seq, state, failure, delay, ts)

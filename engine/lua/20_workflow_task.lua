@@ -44,7 +44,7 @@ local function apply_command(c, kind, fields, ts)
       heartbeat_ms = opts.heartbeat_ms}
     put_activity(c, seq, state)
     redis.call('HSET', c.wf, 'actin:' .. seq, f.input)
-    enqueue_activity(c, seq, 1, f.task_queue)
+    enqueue_activity(c, seq, 1, state)
     local stc = tonumber(opts.schedule_to_close_ms)
     if stc and stc > 0 then
       redis.call('ZADD', c.prefix .. 'timers', ts + stc, timer_member('C', c.run, seq, 0, c.id))

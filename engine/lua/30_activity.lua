@@ -7,7 +7,9 @@ local function act_fenced(c, seq, attempt)
   return state
 end
 
--- rd_act_start: a worker took an activity task; arm its timeouts, return its input.
+-- rd_act_start: mark a running attempt started and arm its timeouts. Workers call it
+-- only for attempts that run longer than a moment (or have short timeouts): an attempt
+-- that completes first never needs it, and a dead worker's task is claimed anyway.
 -- KEYS: wf, history, buffer, activity task stream
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker
 -- Returns {'ok', state_json, input, heartbeat_details, now_ms} or {'stale'}.

@@ -30,7 +30,7 @@ local function fire(prefix, member, ts)
     if state and tostring(state.attempt) == b then
       state.next_attempt_at = nil
       put_activity(c, a, state)
-      enqueue_activity(c, a, b, state.tq)
+      enqueue_activity(c, a, b, state)
     end
   elseif kind == 'S' or kind == 'H' then
     local state = get_activity(c, a)
