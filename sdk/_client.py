@@ -8,7 +8,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -198,7 +198,7 @@ class Client:
 
     async def list_workflows(
         self, *, status: str | None = None, type: str | None = None, page_size: int = 100
-    ) -> AsyncIterator[WorkflowExecution]:
+    ) -> AsyncGenerator[WorkflowExecution, None]:
         """Newest first, across all shards, optionally filtered by status and type."""
         if status is not None and status not in STATUSES:
             raise InvalidArgumentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
