@@ -64,6 +64,20 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def decode_packed_event(data: bytes) -> ev.Event:
+    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...)."""
+    parts: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        colon = data.index(b":", pos)
+        size = int(data[pos:colon])
+        parts.append(data[colon + 1 : colon + 1 + size])
+        pos = colon + 1 + size
+    fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
+    fields.update(zip(parts[3::2], parts[4::2], strict=True))
+    return ev.decode_event(fields)
+
+
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
     out: list[tuple[bytes, ev.Event]] = []
     for sid, fields in raw:
@@ -224,24 +238,28 @@ class Store:
         workflow_id: str,
         run_id: str,
         epoch: str,
-        token: int,
+        token: int | None,
         msg_id: str,
         stream: str,
         worker: str,
         now_ms: int,
         flags: str,
         commands: Sequence[cmd.Command],
+        seen_next_event_id: int = 0,
     ) -> Call:
+        """`token=None` is a speculative completion (no rd_wft_start): it lands only if
+        the history's next event id is still `seen_next_event_id`."""
         args: list[Arg] = [
             self._prefix(workflow_id),
             workflow_id,
             run_id,
             epoch,
-            token,
+            "" if token is None else token,
             msg_id,
             worker,
             now_ms,
             flags,
+            seen_next_event_id,
         ]
         for command in commands:
             event_type, attrs = cmd.to_event(command)
@@ -250,11 +268,12 @@ class Store:
         return Call("rd_wft_complete", self._task_keys(workflow_id, stream), args)
 
     @staticmethod
-    def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | None:
+    def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
+        """The commit, or "stale" (dropped) / "retry" (speculation failed: start it)."""
         if isinstance(reply, Exception):
             raise reply
         if _s(reply[0]) != "ok":
-            return None
+            return _s(reply[0])
         return WorkflowTaskCommit(
             last_event_id=int(reply[1]),
             last_stream_id=bytes(reply[2]),

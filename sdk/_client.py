@@ -156,7 +156,8 @@ class Client:
             stored = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
             if shards is not None and shards != stored:
                 raise InvalidArgumentError(
-                    f"namespace {prefix!r} already has {stored} shards, not {shards}")
+                    f"namespace {prefix!r} already has {stored} shards, not {shards}"
+                )
         except BaseException:
             await redis.aclose()
             raise
@@ -262,7 +263,10 @@ class Client:
                     continue
                 yield execution
             last_score = page[-1][0]
-            if str(last_score) != cursor:
+            # Compare as numbers: scores are floats ("5.0") but the cursor is written
+            # without ".0", so a text comparison forgot the members already listed at a
+            # tied score and paged through them forever.
+            if last_score != float(cursor):
                 seen_at_cursor = set()
             cursor = repr(last_score) if last_score != int(last_score) else str(int(last_score))
             seen_at_cursor |= {m for s, m in page if s == last_score}
@@ -310,7 +314,8 @@ class WorkflowHandle:
             closed = await watcher.register(self.id)
             try:
                 status, result, failure = await self.client.store.get_fields(
-                    self.id, "status", "result", "failure")
+                    self.id, "status", "result", "failure"
+                )
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
                 text = status.decode()

@@ -27,7 +27,7 @@ from engine import events as ev
 from engine.errors import ApplicationError, UnknownQueryError, to_failure
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
-from engine.store import Call, Store, WorkflowTaskStart
+from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
 from engine.validate import check_name
 from sdk import activity as activity_api
 from sdk._client import Client
@@ -51,6 +51,8 @@ class _Task:
     stream: str
     msg_id: str
     fields: Fields
+    #: Set when a speculative completion was refused: start it the normal way.
+    no_speculation: bool = False
 
     def get(self, name: str) -> str:
         return self.fields[name.encode()].decode()
@@ -314,33 +316,36 @@ class Worker:
             await self._workflow_round(r)
 
     async def _workflow_round(self, tasks: list[_Task]) -> None:
-        calls = []
+        """Speculative completions and normal starts share the first round trip; the
+        normal tasks' completions take a second."""
+        speculative: list[tuple[_Task, Call]] = []
+        normal: list[_Task] = []
         for task in tasks:
             self._in_flight[task.stream].add(task.msg_id)
+            call = None if task.no_speculation else self._speculate(task)
+            if call is None:
+                normal.append(task)
+            else:
+                speculative.append((task, call))
+        start_calls = []
+        for task in normal:
             cached = self.cache.get(task.get("workflow_id"), task.get("run_id"))
-            calls.append(
-                self.store.wft_start_call(
-                    task.get("workflow_id"),
-                    task.get("run_id"),
-                    task.get("epoch"),
-                    task.msg_id,
-                    task.stream,
-                    cached.cursor if cached else None,
-                    self.workflow_task_timeout_ms,
-                )
-            )
-        starts = await self.store.call_many(calls)
+            start_calls.append(self.store.wft_start_call(
+                task.get("workflow_id"), task.get("run_id"), task.get("epoch"), task.msg_id,
+                task.stream, cached.cursor if cached else None, self.workflow_task_timeout_ms))
+        replies = await self.store.call_many([c for _, c in speculative] + start_calls)
+        for (task, call), reply in zip(speculative, replies, strict=False):
+            if self._finish(task, call, reply) == "retry":
+                task.no_speculation = True
+                self._wf_backlog.append(task)  # still ours: run it the normal way next
         completions: list[Call] = []
-        done: list[tuple[_Task, WorkflowTaskStart]] = []
-        for task, reply in zip(tasks, starts, strict=True):
+        done: list[_Task] = []
+        for task, reply in zip(normal, replies[len(speculative):], strict=True):
             try:
                 started = self.store.parse_wft_start(reply)
             except RedisError as exc:
-                log.error(
-                    "workflow_task_start_failed",
-                    workflow_id=task.get("workflow_id"),
-                    error=str(exc),
-                )
+                log.error("workflow_task_start_failed", workflow_id=task.get("workflow_id"),
+                          error=str(exc))
                 self._in_flight[task.stream].discard(task.msg_id)
                 continue
             if started is None:
@@ -356,26 +361,70 @@ class Worker:
                 self._in_flight[task.stream].discard(task.msg_id)
                 self.cache.evict(task.get("workflow_id"))
                 continue
-            done.append((task, started))
+            done.append(task)
         commits = await self.store.call_many(completions)
-        for (task, _), call, reply in zip(done, completions, commits, strict=True):
+        for task, call, reply in zip(done, completions, commits, strict=True):
+            self._finish(task, call, reply)
+
+    def _speculate(self, task: _Task) -> Call | None:
+        """Run the activation on the event the task carries, if our cached machine is
+        right before it (or it is a new workflow's first event). None: start normally."""
+        raw = task.fields.get(b"event")
+        if not raw:
+            return None
+        wf_id, run_id = task.get("workflow_id"), task.get("run_id")
+        try:
+            event = decode_packed_event(raw)
+        except (ValueError, IndexError):
+            return None
+        cached = self.cache.get(wf_id, run_id)
+        if cached is None:
+            if not isinstance(event, ev.WorkflowExecutionStarted) or event.event_id != 1:
+                return None
+            definition = self._workflows.get(event.workflow_type)
+            if definition is None:
+                return None
+            cached = CachedRun(new_machine(definition, wf_id, run_id, event.task_queue,
+                                           self.client.codec))
+            self.cache.put(wf_id, cached)
+        elif cached.machine.last_event_id + 1 != event.event_id:
+            return None
+        try:
+            commands = cached.machine.activate([event], event.timestamp)
+        except Exception:  # the normal path replays and records the failure
+            self.cache.evict(wf_id)
+            return None
+        return self.store.wft_complete_call(
+            wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream, self.identity,
+            event.timestamp, LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1)
+
+    def _finish(self, task: _Task, call: Call, reply: Any) -> str | None:
+        """Apply a completion's reply to the cache; returns "retry" for a speculation
+        that must run the normal way."""
+        wf_id = task.get("workflow_id")
+        if call.function != "rd_wft_complete":  # a failure report
             self._in_flight[task.stream].discard(task.msg_id)
-            wf_id = task.get("workflow_id")
-            if call.function != "rd_wft_complete":
-                continue
-            try:
-                commit = self.store.parse_wft_complete(reply)
-            except RedisError as exc:
-                log.error("workflow_task_commit_failed", workflow_id=wf_id, error=str(exc))
-                self.cache.evict(wf_id)
-                continue
-            cached = self.cache.get(wf_id, task.get("run_id"))
-            if commit is None or commit.closed or commit.close_dropped or cached is None:
-                self.cache.evict(wf_id)
-                continue
-            cached.machine.committed(commit.last_event_id)
-            cached.cursor = commit.last_stream_id
-            self.stats["workflow_tasks"] += 1
+            return None
+        try:
+            commit = self.store.parse_wft_complete(reply)
+        except RedisError as exc:
+            log.error("workflow_task_commit_failed", workflow_id=wf_id, error=str(exc))
+            self._in_flight[task.stream].discard(task.msg_id)
+            self.cache.evict(wf_id)
+            return None
+        if commit == "retry":
+            self.cache.evict(wf_id)  # its machine ran ahead of what was written
+            self.stats["speculation_retries"] += 1
+            return "retry"
+        self._in_flight[task.stream].discard(task.msg_id)
+        cached = self.cache.get(wf_id, task.get("run_id"))
+        if isinstance(commit, str) or commit.closed or commit.close_dropped or cached is None:
+            self.cache.evict(wf_id)
+            return None
+        cached.machine.committed(commit.last_event_id)
+        cached.cursor = commit.last_stream_id
+        self.stats["workflow_tasks"] += 1
+        return None
 
     async def _activate(self, task: _Task, started: WorkflowTaskStart) -> Call:
         """Run one activation; returns the completion (or failure) call to commit."""

@@ -69,12 +69,26 @@ local function act_task_stream(c, tq)
   return c.prefix .. 'tq:' .. tq .. ':act'
 end
 
-local function schedule_wft(c)
+-- `event` (optional) is the one new event that caused the task, packed with its id:
+-- a worker whose cached machine is right before it can run the activation at once and
+-- complete speculatively, without a start round trip (see rd_wft_complete).
+local function schedule_wft(c, event)
   local epoch = redis.call('HINCRBY', c.wf, 'wft_epoch', 1)
   local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id')
   redis.call('HSET', c.wf, 'wft', 'scheduled')
-  redis.call('XADD', wf_task_stream(c, info[1]), '*',
-    'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
+  if event then
+    redis.call('XADD', wf_task_stream(c, info[1]), '*',
+      'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch, 'event', event)
+  else
+    redis.call('XADD', wf_task_stream(c, info[1]), '*',
+      'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
+  end
+end
+
+local function packed_event(id, etype, ts, fields)
+  local item = {id, etype, ts}
+  for i = 1, #fields do item[#item + 1] = fields[i] end
+  return pack_strings(item)
 end
 
 -- An input event: buffered while a workflow task runs (so the task's replay sees
@@ -86,8 +100,8 @@ local function deliver(c, etype, ts, fields)
     for i = 1, #fields do item[#item + 1] = fields[i] end
     redis.call('RPUSH', c.buf, pack_strings(item))
   else
-    append(c, etype, ts, fields)
-    if state == 'none' then schedule_wft(c) end
+    local id = append(c, etype, ts, fields)
+    if state == 'none' then schedule_wft(c, packed_event(id, etype, ts, fields)) end
   end
 end
 
@@ -147,9 +161,10 @@ local function new_run(c, run_id, wtype, tq, input, version, ts)
   set_status(c, nil, 'RUNNING', ts)
   redis.call('ZADD', c.prefix .. 'index:start', ts, c.id)
   redis.call('ZADD', c.prefix .. 'index:type:' .. wtype, ts, c.id)
-  append(c, 'WorkflowExecutionStarted', ts, {'workflow_type', wtype, 'task_queue', tq,
-    'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version})
-  schedule_wft(c)
+  local fields = {'workflow_type', wtype, 'task_queue', tq,
+    'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version}
+  append(c, 'WorkflowExecutionStarted', ts, fields)
+  schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
 end
 
 local function is_current(c, run_id)

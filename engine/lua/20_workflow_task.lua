@@ -4,6 +4,7 @@ local function wft_fenced(c, epoch, token)
   local info = redis.call('HMGET', c.wf, 'run_id', 'status', 'wft_epoch', 'wft', 'wft_token')
   if info[1] ~= c.run or info[2] ~= 'RUNNING' or info[3] ~= epoch then return false end
   if token == nil then return info[4] == 'scheduled' or info[4] == 'started' end
+  if token == '' then return info[4] == 'scheduled' end  -- speculative: never started
   return info[4] == 'started' and info[5] == token
 end
 
@@ -106,18 +107,28 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 -- rd_wft_complete: write the activation's commands (one atomic transition).
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
---       then per command: kind, n_fields, field, value, ...
--- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1)}
---      or {'stale'} (message acknowledged, nothing written).
+--       seen_next_event_id, then per command: kind, n_fields, field, value, ...
+-- A speculative completion (token '') ran without rd_wft_start, on the event carried
+-- by the task; it lands only if the task is still scheduled and no event came after
+-- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
+-- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1)},
+--      {'retry'}, or {'stale'} (message acknowledged, nothing written).
 redis.register_function('rd_wft_complete', function(keys, args)
   local c = ctx(keys, args)
   local epoch, token, msg = args[4], args[5], args[6]
   if not wft_fenced(c, epoch, token) then
+    if token == '' and is_current(c, c.run) and
+        redis.call('HGET', c.wf, 'wft_epoch') == epoch then
+      return {'retry'}  -- started meanwhile by someone: take the normal path
+    end
     ack(c.task, msg)
     return {'stale'}
   end
+  if token == '' and redis.call('HGET', c.wf, 'next_event_id') ~= args[10] then
+    return {'retry'}
+  end
   -- Validate the command list before writing anything.
-  local cmds, i = {}, 10
+  local cmds, i = {}, 11
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return redis.error_reply('ERR malformed command list') end
