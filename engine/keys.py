@@ -17,6 +17,12 @@ DEFAULT_PREFIX = "redurable"
 DEFAULT_SHARDS = 4
 #: Consumer group that all workers of a task queue join.
 GROUP = "workers"
+#: Suffixes of a workflow's other keys after its state hash `...:wf:<id>`. A workflow
+#: id may not end with one (engine.validate.check_id): the hash of id "x:history"
+#: would be the history stream of workflow "x" whenever both fall in one shard.
+HISTORY_SUFFIX = ":history"
+BUFFER_SUFFIX = ":buffer"
+WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -45,11 +51,11 @@ class Keys:
 
     def history(self, workflow_id: str) -> str:
         """Stream with one entry per history event."""
-        return self.workflow(workflow_id) + ":history"
+        return self.workflow(workflow_id) + HISTORY_SUFFIX
 
     def buffer(self, workflow_id: str) -> str:
         """List of events that arrived while a workflow task was running."""
-        return self.workflow(workflow_id) + ":buffer"
+        return self.workflow(workflow_id) + BUFFER_SUFFIX
 
     # --- per shard ----------------------------------------------------------------
     def workflow_tasks(self, shard: int, task_queue: str) -> str:

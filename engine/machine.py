@@ -17,7 +17,7 @@ import random
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from engine import commands as cmd
 from engine import events as ev
@@ -279,7 +279,14 @@ class WorkflowMachine:
 
     def _on_signaled(self, event: ev.WorkflowExecutionSignaled) -> None:
         args = self._decode_args(event.input, f"signal {event.signal_name} input")
-        handler = self.hooks.signal(event.signal_name, args)
+        try:
+            handler = self.hooks.signal(event.signal_name, args)
+        except Exception as exc:
+            # A sync handler raised while it was applied. Hand its error to the same
+            # path as an async handler's (a FailureError fails the workflow, anything
+            # else the task, naming the handler); it used to escape `activate` and
+            # fail the task even for a FailureError.
+            handler = _raise(exc)
         if handler is not None:
             self._handlers.append(self.loop.create_task(handler, name=event.signal_name))
 
@@ -316,6 +323,11 @@ class WorkflowMachine:
                 return
 
     def _emit_close_if_done(self) -> None:
+        if self._close_emitted:
+            # The run is closed (a replayed close, or this activation's). The failed
+            # handler that closed it stays in _handlers: without this check an
+            # activation after the replay of such a history issued a second close.
+            return
         for handler in self._handlers:
             if handler.done() and not handler.cancelled() and handler.exception() is not None:
                 exc = handler.exception()
@@ -406,6 +418,10 @@ class WorkflowMachine:
     @property
     def pending_activity_count(self) -> int:
         return len(self._activities)
+
+
+async def _raise(exc: BaseException) -> NoReturn:
+    raise exc
 
 
 def _summary(event: ev.Event) -> str:

@@ -6,15 +6,19 @@ and timeout wrappers, argument encoding). This client packs arguments itself and
 parses with hiredis, which is several times cheaper per command. It is used for the
 engine's transitions and task reads; everything else goes through redis-py.
 
-Cancellation safety: a connection whose call did not finish cleanly (an error, a
-timeout, or cancellation while a reply was outstanding) is closed, never reused, so a
-late reply can never be read as the answer to another command.
+Non-blocking commands share one multiplexed connection: concurrent callers' commands
+are written together in one send (automatic pipelining) and a reader task hands the
+replies back in order. A caller cancelled while waiting does not disturb that order:
+its replies are still read, and dropped. Blocking commands (XREADGROUP BLOCK) use
+connections of their own, handed to one call at a time and closed, never reused, when
+a call did not finish cleanly, so a late reply is never read as another's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -84,8 +88,77 @@ class _Connection:
         self.writer.close()
 
 
+class _Multiplexer:
+    """One connection shared by concurrent callers, replies matched in FIFO order."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+        self._out: list[bytes] = []
+        self._waiting: deque[tuple[asyncio.Future[list[Any]], int]] = deque()
+        self._flush_scheduled = False
+        self.broken: BaseException | None = None
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+
+    def submit(self, commands: Sequence[Sequence[Arg]]) -> asyncio.Future[list[Any]]:
+        if self.broken is not None:
+            raise RedisConnectionError(f"connection lost: {self.broken}")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        for command in commands:
+            pack_command(command, self._out)
+        idle = not self._waiting
+        self._waiting.append((future, len(commands)))
+        if idle and not self._flush_scheduled:
+            self._flush()  # nothing in flight: send now, latency first
+        elif not self._flush_scheduled:
+            # Everything submitted during this turn of the loop leaves in one send.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.broken is None:
+            self.conn.writer.write(b"".join(self._out))
+        self._out.clear()
+
+    async def _read_replies(self) -> None:
+        parser = self.conn.parser
+        replies: list[Any] = []
+        try:
+            while True:
+                reply = parser.gets()
+                if reply is False:
+                    chunk = await self.conn.reader.read(1 << 16)
+                    if not chunk:
+                        raise RedisConnectionError("connection closed by the server")
+                    parser.feed(chunk)
+                    continue
+                replies.append(reply)
+                future, count = self._waiting[0]
+                if len(replies) == count:
+                    self._waiting.popleft()
+                    if not future.done():  # a cancelled caller's replies are dropped
+                        future.set_result(replies)
+                    replies = []
+        except BaseException as exc:
+            self.broken = exc
+            for future, _ in self._waiting:
+                if not future.done():
+                    future.set_exception(RedisConnectionError(f"connection lost: {exc}"))
+            self._waiting.clear()
+            self.conn.close()
+            if not isinstance(exc, (Exception, asyncio.CancelledError)):
+                raise
+
+    def close(self) -> None:
+        self._reader.cancel()
+        self.conn.close()
+
+
 class RespPool:
-    """Connections to one server, handed to one call at a time."""
+    """A multiplexed connection for ordinary commands, and a pool of connections for
+    blocking ones."""
 
     def __init__(
         self,
@@ -104,6 +177,8 @@ class RespPool:
         self.password = password
         self.ssl_context = ssl_context
         self._idle: list[_Connection] = []
+        self._mux: _Multiplexer | None = None
+        self._mux_lock = asyncio.Lock()
         self.commands_sent = 0
         self.round_trips = 0
 
@@ -154,22 +229,22 @@ class RespPool:
                     raise reply
         return conn
 
+    async def _multiplexer(self) -> _Multiplexer:
+        mux = self._mux
+        if mux is not None and mux.broken is None:
+            return mux
+        async with self._mux_lock:
+            if self._mux is None or self._mux.broken is not None:
+                self._mux = _Multiplexer(await self._connect())
+            return self._mux
+
     async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        """Send commands in one write, read all replies. Error replies come back as
-        ResponseError objects in their slots; connection failures raise."""
-        conn = self._idle.pop() if self._idle else await self._connect()
-        clean = False
-        try:
-            replies = await conn.execute(commands)
-            clean = True
-        finally:
-            if clean:
-                self._idle.append(conn)
-            else:
-                conn.close()
+        """Send commands together, return all replies in order. Error replies come
+        back as ResponseError objects in their slots; a lost connection raises."""
+        mux = await self._multiplexer()
         self.commands_sent += len(commands)
         self.round_trips += 1
-        return replies
+        return await mux.submit(commands)
 
     async def execute(self, *args: Arg) -> Any:
         reply = (await self.execute_many([args]))[0]
@@ -177,6 +252,27 @@ class RespPool:
             raise reply
         return reply
 
+    async def execute_blocking(self, *args: Arg) -> Any:
+        """A command that may block (XREADGROUP ... BLOCK) on a connection of its own."""
+        conn = self._idle.pop() if self._idle else await self._connect()
+        clean = False
+        try:
+            reply = (await conn.execute([args]))[0]
+            clean = True
+        finally:
+            if clean:
+                self._idle.append(conn)
+            else:
+                conn.close()
+        self.commands_sent += 1
+        self.round_trips += 1
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
     async def close(self) -> None:
+        if self._mux is not None:
+            self._mux.close()
+            self._mux = None
         while self._idle:
             self._idle.pop().close()

@@ -425,7 +425,7 @@ class Store:
     ) -> list[tuple[str, str, dict[bytes, bytes]]]:
         """XREADGROUP new entries: (stream, entry id, fields) triples."""
         if self.fast is not None:
-            raw: Any = await self.fast.execute(
+            raw: Any = await self.fast.execute_blocking(
                 "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
                 "STREAMS", *streams, *([">"] * len(streams)))
             return [

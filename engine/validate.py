@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.errors import InvalidArgumentError
+from engine.keys import WORKFLOW_KEY_SUFFIXES
 
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 128
@@ -14,8 +15,16 @@ _FORBIDDEN = re.compile(r"[{}\x00-\x1f\x7f]")
 
 
 def check_id(value: object, what: str = "workflow id") -> str:
-    """A workflow id: 1..256 characters, no braces, no control characters."""
-    return _check(value, what, MAX_ID_LENGTH)
+    """A workflow id: 1..256 characters, no braces, no control characters, and not
+    ending with the suffix of a workflow's key (":history", ":buffer")."""
+    workflow_id = _check(value, what, MAX_ID_LENGTH)
+    for suffix in WORKFLOW_KEY_SUFFIXES:
+        if workflow_id.endswith(suffix):
+            raise InvalidArgumentError(
+                f"{what} {workflow_id!r} ends with {suffix!r}, which is reserved: it names "
+                f"a key of workflow {workflow_id[: -len(suffix)]!r}"
+            )
+    return workflow_id
 
 
 def check_name(value: object, what: str) -> str:
