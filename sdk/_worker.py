@@ -127,6 +127,7 @@ class Worker:
         self._activity_slot_free = anyio.Event()
         self._stopping = False
         self._stop_requested = anyio.Event()
+        self._workflow_loop_done = anyio.Event()
         self._tg: TaskGroup | None = None
         self.stats: dict[str, int] = defaultdict(int)
 
@@ -180,6 +181,8 @@ class Worker:
     async def _drain(self) -> None:
         self._stopping = True
         with anyio.move_on_after(self.graceful_shutdown_timeout):
+            if self._workflows:  # let the batch in hand commit (reads block <= 0.5 s)
+                await self._workflow_loop_done.wait()
             while self._running:
                 await anyio.sleep(0.05)
         for running in list(self._running.values()):
@@ -293,12 +296,16 @@ class Worker:
 
     async def _workflow_loop(self) -> None:
         per_stream = max(1, self.max_workflow_batch // self.keys.shards)
-        while not self._stopping:
-            tasks, self._wf_backlog = self._wf_backlog, []
-            if not tasks:
-                tasks = await self._read(self._wf_streams, per_stream, 500)
-            if tasks:
-                await self._process_workflow_tasks(tasks)
+        try:
+            while not self._stopping:
+                tasks, self._wf_backlog = self._wf_backlog, []
+                if not tasks:
+                    tasks = await self._read(self._wf_streams, per_stream, 500)
+                if tasks:
+                    await self._process_workflow_tasks(tasks)
+        finally:
+            if self._stopping:
+                self._workflow_loop_done.set()
 
     async def _process_workflow_tasks(self, tasks: list[_Task]) -> None:
         # One task per workflow per round: two for the same workflow must not interleave.
@@ -599,7 +606,7 @@ class Worker:
             task_queue=self.task_queue,
             heartbeat_details=details,
         )
-        return activity_api.ActivityContext(info)
+        return activity_api.ActivityContext(info, encode=self.client.codec.encode)
 
     async def _run_activity(self, running: _RunningActivity) -> None:
         task, ctx = running.task, running.context
@@ -712,11 +719,10 @@ class Worker:
                         task.get("attempt"), task.msg_id, task.stream, self.identity)))
                 if r.context.heartbeat_pending:
                     r.context.heartbeat_pending = False
-                    details = r.context.heartbeat_details
+                    # Encoded by activity.heartbeat(), where a bad value raises.
                     batch.append((r, self.store.act_heartbeat_call(
                         task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
-                        task.get("attempt"),
-                        self.client.codec.encode(details) if details is not None else b"")))
+                        task.get("attempt"), r.context.heartbeat_payload)))
             if not batch:
                 continue
             replies = await self.store.call_many([call for _, call in batch])
