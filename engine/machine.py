@@ -33,8 +33,14 @@ from engine.errors import (
 )
 from engine.loop import DeterministicLoop
 
-#: Behaviour flags this engine writes into WorkflowTaskCompleted (none changed yet).
-LOGIC_FLAGS = ""
+#: Replay behaviour flags. Each activation records the flags it ran with in its
+#: WorkflowTaskCompleted event, and replay honours what was recorded, so histories
+#: written before a behaviour changed still replay the way they ran.
+#:   1  Inputs are applied one at a time, the workflow running until it waits again
+#:      after each one (before: all inputs applied, then one run). So a signal recorded
+#:      before a timer's fire in the same activation is seen before the timeout.
+FLAG_STEP_PER_INPUT = "1"
+LOGIC_FLAGS = FLAG_STEP_PER_INPUT
 
 
 class WorkflowHooks(Protocol):
@@ -111,6 +117,7 @@ class WorkflowMachine:
         self._main: asyncio.Task[Any] | None = None
         self._handlers: list[asyncio.Task[Any]] = []
         self._close_emitted = False
+        self._firing: set[int] = set()
         self.cancel_requested = False
 
     # --- driving ----------------------------------------------------------------------
@@ -122,7 +129,7 @@ class WorkflowMachine:
         inputs = list(events[pos:])
         self.replaying = False
         self._now_ms = max(self._now_ms, now_ms)
-        commands = self._run_activation(inputs)
+        commands = self._run_activation(inputs, LOGIC_FLAGS)
         if inputs:
             self.last_event_id = inputs[-1].event_id
         return commands
@@ -138,9 +145,14 @@ class WorkflowMachine:
 
     def query(self, name: str, args: list[Any]) -> Any:
         token = _current.set(self)
+        # A query runs on the cached machine between activations: a handler that draws
+        # from workflow.random()/uuid4() must not move the source, or the next
+        # activation draws other numbers than a replay of the same history does.
+        random_state = self.random.getstate()
         try:
             return self.hooks.query(name, args)
         finally:
+            self.random.setstate(random_state)
             _current.reset(token)
 
     @property
@@ -176,7 +188,7 @@ class WorkflowMachine:
                 end += 1
             self.replaying = True
             self._now_ms = marker.now or marker.timestamp
-            commands = self._run_activation(list(events[pos:boundary]))
+            commands = self._run_activation(list(events[pos:boundary]), marker.flags)
             self._match(commands, events[boundary + 1 : end], marker)
             self.last_event_id = events[end - 1].event_id
             pos = end
@@ -215,16 +227,25 @@ class WorkflowMachine:
             )
 
     # --- one activation ---------------------------------------------------------------
-    def _run_activation(self, inputs: list[ev.Event]) -> list[cmd.Command]:
+    def _run_activation(self, inputs: list[ev.Event], flags: str) -> list[cmd.Command]:
         self._commands = []
+        step_per_input = FLAG_STEP_PER_INPUT in flags.split(",")
+        # Timers that fire later in this activation: cancelling one of them (its waiter
+        # was satisfied by an earlier input) needs no command, the fire is recorded.
+        self._firing = {e.timer_id for e in inputs if isinstance(e, ev.TimerFired)}
         token = _current.set(self)
         try:
             for event in inputs:
+                if isinstance(event, ev.TimerFired):
+                    self._firing.discard(event.timer_id)
                 self._apply(event)
+                if step_per_input:
+                    self._drain()
             self._drain()
             self._emit_close_if_done()
         finally:
             _current.reset(token)
+            self._firing = set()
         return self._commands
 
     def _apply(self, event: ev.Event) -> None:
@@ -400,7 +421,7 @@ class WorkflowMachine:
         return seq
 
     def cancel_timer(self, seq: int) -> None:
-        if self._timers.pop(seq, None) is not None:
+        if self._timers.pop(seq, None) is not None and seq not in self._firing:
             self._commands.append(cmd.CancelTimer(seq))
 
     def wait_for(self, fn: Callable[[], bool]) -> asyncio.Future[bool]:

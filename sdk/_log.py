@@ -12,7 +12,9 @@ def configure_logging(*, json: bool = False, level: str = "INFO") -> None:
     """Render logs as JSON lines (for log shippers) or for a console; `workflow_id`,
     `run_id`, `activity`, `attempt` and `task_queue` come from contextvars."""
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[
