@@ -1,0 +1,299 @@
+"""`redurable workflow ...`: start, signal, query, cancel; the read-only views are in
+_cli_inspect."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from engine.errors import WorkflowFailureError, to_failure
+from engine.keys import DEFAULT_PREFIX
+from sdk import _cli_inspect
+from sdk._cli_common import (
+    IdArgument,
+    Output,
+    OutputOption,
+    PrefixOption,
+    UrlOption,
+    connect,
+    fail,
+    parse_inputs,
+    print_json,
+    run,
+    stderr,
+    stdout,
+    to_json,
+)
+from sdk._client import Client, WorkflowHandle
+
+app = typer.Typer(
+    help="Start, signal, query and inspect workflows.",
+    no_args_is_help=True,
+)
+
+InputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="One argument as a JSON value; repeat for more (--input 3 --input '\"text\"').",
+        show_default=False,
+    ),
+]
+#: A worker that beat within this long counts as live (it beats every second or so).
+LIVE_WITHIN_MS = 15000
+
+
+# --- start, execute, result -----------------------------------------------------------
+
+
+@app.command()
+def start(
+    workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
+    task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
+    ] = None,
+    inputs: InputOption = None,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Start a workflow and print its id and run id."""
+    args = parse_inputs(inputs)
+    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+
+    async def body() -> WorkflowHandle:
+        async with connect(redis_url, prefix) as client:
+            handle = await client.start_workflow(
+                workflow_type, *args, id=wid, task_queue=task_queue
+            )
+            await _warn_about_workers(client, task_queue, workflow_type)
+            return handle
+
+    handle = run(body)
+    doc = {
+        "workflow_id": handle.id,
+        "run_id": handle.run_id,
+        "workflow_type": workflow_type,
+        "task_queue": task_queue,
+    }
+    if output is Output.json:
+        print_json(doc)
+    else:
+        stdout.print(Text(f"Started {workflow_type} {handle.id} (run {handle.run_id})"))
+
+
+@app.command()
+def execute(
+    workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
+    task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
+    workflow_id: Annotated[
+        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
+    ] = None,
+    inputs: InputOption = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
+    args = parse_inputs(inputs)
+    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+
+    async def body() -> dict[str, Any]:
+        async with connect(redis_url, prefix) as client:
+            handle = await client.start_workflow(
+                workflow_type, *args, id=wid, task_queue=task_queue
+            )
+            if output is Output.table:
+                stderr.print(Text(f"Started {workflow_type} {handle.id} (run {handle.run_id})"))
+            await _warn_about_workers(client, task_queue, workflow_type)
+            return await _outcome(handle, timeout)
+
+    _print_outcome(run(body), output)
+
+
+@app.command()
+def result(
+    workflow_id: IdArgument,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Wait for a workflow to close and print its result (exit 1 if it did not complete)."""
+
+    async def body() -> dict[str, Any]:
+        async with connect(redis_url, prefix) as client:
+            return await _outcome(client.get_workflow_handle(workflow_id), timeout)
+
+    _print_outcome(run(body), output)
+
+
+async def _outcome(handle: WorkflowHandle, timeout: float | None) -> dict[str, Any]:
+    """How the workflow closed, as the JSON document `result` prints."""
+    try:
+        value = await handle.result(timeout=timeout)
+    except TimeoutError:
+        fail(f"workflow {handle.id!r} did not close within {timeout:g}s")
+    except WorkflowFailureError as exc:
+        desc = await handle.describe()
+        return {
+            "workflow_id": handle.id,
+            "run_id": desc.run_id,
+            "status": desc.status,
+            "failure": to_failure(exc.cause, with_stack=False),
+        }
+    desc = await handle.describe()
+    return {
+        "workflow_id": handle.id,
+        "run_id": desc.run_id,
+        "status": desc.status,
+        "result": value,
+    }
+
+
+def _print_outcome(doc: dict[str, Any], output: Output) -> None:
+    if output is Output.json:
+        print_json(doc)
+    elif "failure" not in doc:
+        stdout.print(Text(to_json(doc["result"])))
+    if "failure" in doc:
+        # The reason goes to stderr in both formats, so a script sees it in its log.
+        stderr.print(
+            Text(f"workflow {doc['workflow_id']} {doc['status']}: {doc['failure']['message']}")
+        )
+        raise typer.Exit(1)
+
+
+async def _warn_about_workers(client: Client, task_queue: str, workflow_type: str) -> None:
+    """A started workflow waits silently for a worker: say so when none will run it."""
+    redis = client.redis
+    now_s, now_us = await redis.time()
+    since = int(now_s) * 1000 + int(now_us) // 1000 - LIVE_WITHIN_MS
+    live: Any = await redis.zrangebyscore(client.keys.workers(task_queue), since, "+inf")
+    if not live:
+        stderr.print(
+            Text(
+                f"note: no worker polls task queue {task_queue!r} yet; the workflow waits "
+                f"for one (redurable worker MODULE --task-queue {task_queue})"
+            )
+        )
+        return
+    known: set[str] = set()
+    for info in await redis.hmget(client.keys.worker_info(task_queue), live):
+        if info:
+            known |= set(json.loads(info).get("workflows", {}))
+    if workflow_type not in known:
+        stderr.print(
+            Text(
+                f"warning: no live worker on task queue {task_queue!r} knows workflow type "
+                f"{workflow_type!r} (known: {', '.join(sorted(known)) or 'none'})"
+            )
+        )
+
+
+# --- signal, query, cancel, terminate ---------------------------------------------------
+
+
+@app.command()
+def signal(
+    workflow_id: IdArgument,
+    name: Annotated[str, typer.Argument(help="Signal name, e.g. picked_up.")],
+    inputs: InputOption = None,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Send a signal to a running workflow."""
+    args = parse_inputs(inputs)
+
+    async def body() -> None:
+        async with connect(redis_url, prefix) as client:
+            await client.get_workflow_handle(workflow_id).signal(name, *args)
+
+    run(body)
+    if output is Output.json:
+        print_json({"workflow_id": workflow_id, "signal": name, "sent": True})
+    else:
+        stdout.print(Text(f"Sent signal {name} to {workflow_id}"))
+
+
+@app.command()
+def query(
+    workflow_id: IdArgument,
+    name: Annotated[str, typer.Argument(help="Query name, e.g. get_status.")],
+    inputs: InputOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker's answer.")] = 5.0,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Ask a worker to answer a query from the workflow's state (running or closed)."""
+    args = parse_inputs(inputs)
+
+    async def body() -> Any:
+        async with connect(redis_url, prefix) as client:
+            return await client.get_workflow_handle(workflow_id).query(name, *args, timeout=timeout)
+
+    answer = run(body)
+    if output is Output.json:
+        print_json({"workflow_id": workflow_id, "query": name, "result": answer})
+    else:
+        stdout.print(Text(to_json(answer)))
+
+
+@app.command()
+def cancel(
+    workflow_id: IdArgument,
+    reason: Annotated[str, typer.Option(help="Recorded in the cancel request.")] = "",
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Ask a workflow to cancel: its code sees CancelledError and may clean up."""
+
+    async def body() -> None:
+        async with connect(redis_url, prefix) as client:
+            await client.get_workflow_handle(workflow_id).cancel(reason)
+
+    run(body)
+    if output is Output.json:
+        print_json({"workflow_id": workflow_id, "cancel_requested": True})
+    else:
+        stdout.print(Text(f"Requested cancellation of {workflow_id}"))
+
+
+@app.command()
+def terminate(
+    workflow_id: IdArgument,
+    reason: Annotated[str, typer.Option(help="Recorded in the history.")] = "",
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """End a workflow at once: its code gets no chance to clean up."""
+
+    async def body() -> None:
+        async with connect(redis_url, prefix) as client:
+            await client.get_workflow_handle(workflow_id).terminate(reason)
+
+    run(body)
+    if output is Output.json:
+        print_json({"workflow_id": workflow_id, "terminated": True})
+    else:
+        stdout.print(Text(f"Terminated {workflow_id}"))
+
+
+app.command()(_cli_inspect.describe)
+app.command()(_cli_inspect.show)
+app.command("list")(_cli_inspect.list_)

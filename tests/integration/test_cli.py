@@ -1,0 +1,407 @@
+"""The `redurable` CLI as users run it: subprocesses against a real server, checking
+output (table and JSON) and exit codes. Each test has its own --prefix."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis
+
+from sdk import Client
+from sdk._devserver import DEFAULT_DEV_PORT, free_port, port_in_use
+from tests.conftest import unique_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Wide enough that rich never wraps a table cell the tests look for.
+ENV = {**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"}
+ENV.pop("REDURABLE_URL", None)
+ENV.pop("REDURABLE_PREFIX", None)
+
+
+def redurable(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sdk._cli", *args]
+
+
+@dataclass
+class Cli:
+    url: str
+    prefix: str
+
+    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run a command of this namespace; --redis-url/--prefix go after the command."""
+        return subprocess.run(
+            redurable(*args, "--redis-url", self.url, "--prefix", self.prefix),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=ENV,
+            cwd=ROOT,
+        )
+
+    def json(self, *args: str, timeout: float = 30) -> Any:
+        done = self(*args, "--output", "json", timeout=timeout)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def wait_state(self, workflow_id: str, state: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = self("workflow", "query", workflow_id, "get_status", "-o", "json")
+            if done.returncode == 0 and json.loads(done.stdout)["result"]["state"] == state:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{workflow_id} never reached state {state!r}")
+
+
+@pytest.fixture
+def cli(redis_url: str) -> Iterator[Cli]:
+    prefix = unique_prefix()
+    yield Cli(redis_url, prefix)
+    r = redis.Redis.from_url(redis_url)
+    for key in r.scan_iter(match=f"{prefix}:*", count=1000):
+        r.delete(key)
+    r.close()
+
+
+@pytest.fixture
+def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
+    """`redurable worker sdk.examples.order` in the background, polling when yielded."""
+    identity = f"test-worker-{cli.prefix}"
+    proc = subprocess.Popen(
+        redurable(
+            "worker", "sdk.examples.order", "--task-queue", "orders", "--identity", identity,
+            "--log-level", "WARNING", "--redis-url", cli.url, "--prefix", cli.prefix,
+        ),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    r = redis.Redis.from_url(cli.url)
+    try:
+        deadline = time.monotonic() + 20
+        while r.zscore(f"{cli.prefix}:workers:orders", identity) is None:
+            assert proc.poll() is None, "worker exited at start"
+            assert time.monotonic() < deadline, "worker did not start polling"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        r.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0  # SIGTERM: drained and stopped cleanly
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+# --- user errors ------------------------------------------------------------------------
+
+
+def test_user_errors_are_one_line_and_nonzero(cli: Cli) -> None:
+    assert_one_line_error(
+        cli("workflow", "start", "Order", "-q", "orders", "--input", "{nope"), "not valid JSON"
+    )
+    assert_one_line_error(
+        cli("workflow", "start", "Order", "-q", "orders", "--id", "a{b}"), "forbidden character"
+    )
+    assert_one_line_error(cli("workflow", "describe", "no-such-id"), "not found")
+    assert_one_line_error(cli("workflow", "show", "no-such-id"), "not found")
+    assert_one_line_error(cli("workflow", "show", "no-such-id", "--follow"), "not found")
+    assert_one_line_error(cli("workflow", "signal", "no-such-id", "picked_up"), "not found")
+    assert_one_line_error(cli("workflow", "result", "no-such-id"), "not found")
+    assert_one_line_error(cli("workflow", "list", "--status", "bogus"), "unknown status")
+    assert_one_line_error(cli("workflow", "list", "--after", "!!"), "not a token")
+    assert_one_line_error(cli("worker", "no_such_module", "-q", "orders"), "no module named")
+    assert_one_line_error(cli("worker", "json", "-q", "orders"), "no @workflow.defn")
+    missing = cli("workflow", "start", "Order")  # no --task-queue: a usage error
+    assert_one_line_error(missing, "Missing option")
+    assert missing.returncode == 2
+
+
+def test_unreachable_server_explains_how_to_start_one() -> None:
+    done = subprocess.run(
+        redurable("workflow", "list", "--redis-url", f"redis://127.0.0.1:{free_port()}"),
+        capture_output=True, text=True, env=ENV, timeout=30,
+    )  # fmt: skip
+    assert_one_line_error(done, "cannot reach a server")
+    if port_in_use(DEFAULT_DEV_PORT):
+        pytest.skip(f"a server listens on the dev port {DEFAULT_DEV_PORT}")
+    # No URL configured at all: the default is the dev server, and we say how to start it.
+    done = subprocess.run(
+        redurable("workflow", "list"), capture_output=True, text=True, env=ENV, timeout=30
+    )
+    assert_one_line_error(done, f"127.0.0.1:{DEFAULT_DEV_PORT}", "redurable dev")
+
+
+# --- the order's life, through the CLI ----------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+def test_order_lifecycle_table_and_json(cli: Cli) -> None:
+    started = cli.json(
+        "workflow", "start", "Order", "--id", "order-3", "-q", "orders", "-i", "3", "-i", "6.0"
+    )
+    assert started["workflow_id"] == "order-3" and len(started["run_id"]) == 32
+    cli.wait_state("order-3", "Paid")
+    sent = cli("workflow", "signal", "order-3", "picked_up")  # within the 6 s it waits
+    assert sent.returncode == 0 and "picked_up" in sent.stdout
+    cli.wait_state("order-3", "Picked up")
+
+    table = cli("workflow", "describe", "order-3")
+    assert table.returncode == 0 and "RUNNING" in table.stdout and "Order" in table.stdout
+    described = cli.json("workflow", "describe", "order-3")
+    assert described["status"] == "RUNNING" and described["run_id"] == started["run_id"]
+    assert cli.json("workflow", "signal", "order-3", "delivered")["sent"] is True
+
+    result = cli("workflow", "result", "order-3")  # waits out the 6 s durable sleep
+    assert result.returncode == 0 and result.stdout.strip() == '"Completed"'
+    outcome = cli.json("workflow", "result", "order-3")
+    assert outcome == {
+        "workflow_id": "order-3",
+        "run_id": started["run_id"],
+        "status": "COMPLETED",
+        "result": "Completed",
+    }
+
+    answer = cli.json("workflow", "query", "order-3", "get_status")  # answered by replay
+    assert answer["result"]["state"] == "Completed" and answer["result"]["product_id"] == 3
+    unknown = cli("workflow", "query", "order-3", "no_such_query")
+    assert_one_line_error(unknown, "no query named", "get_status")
+
+    events = cli.json("workflow", "show", "order-3")
+    assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["type"] == "WorkflowExecutionStarted"
+    assert events[0]["attributes"]["input"] == [3, 6.0]
+    assert events[-1] == {
+        "event_id": len(events),
+        "type": "WorkflowExecutionCompleted",
+        "timestamp": events[-1]["timestamp"],
+        "attributes": {"result": "Completed"},
+    }
+    signals = [e["attributes"]["signal_name"] for e in events if "Signaled" in e["type"]]
+    assert signals == ["picked_up", "delivered"]
+    shown = cli("workflow", "show", "order-3")
+    assert shown.returncode == 0
+    assert "WorkflowExecutionCompleted" in shown.stdout and "signal_name=delivered" in shown.stdout
+
+    listed = cli.json("workflow", "list", "--status", "COMPLETED", "--type", "Order")
+    assert [w["workflow_id"] for w in listed["workflows"]] == ["order-3"]
+    assert listed["next_page_token"] is None
+    assert "order-3" in cli("workflow", "list").stdout
+
+
+@pytest.mark.usefixtures("worker")
+def test_execute_failure_and_cancel(cli: Cli) -> None:
+    # Product 1000 is out of stock: the order fails, and execute says so with exit 1.
+    failed = cli("workflow", "execute", "Order", "--id", "order-oos", "-q", "orders", "-i", "1000")
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "order-oos FAILED: payment failed" in failed.stderr
+    doc = json.loads(cli("workflow", "result", "order-oos", "-o", "json").stdout)
+    assert doc["status"] == "FAILED" and doc["failure"]["type"] == "ApplicationError"
+
+    cli.json("workflow", "start", "Order", "--id", "order-c", "-q", "orders", "-i", "3")
+    cli.wait_state("order-c", "Paid")
+    assert cli.json("workflow", "cancel", "order-c", "--reason", "changed my mind") == {
+        "workflow_id": "order-c",
+        "cancel_requested": True,
+    }
+    cancelled = cli("workflow", "result", "order-c", "--timeout", "20")
+    assert cancelled.returncode == 1 and "CANCELED" in cancelled.stderr
+    assert cli.json("workflow", "describe", "order-c")["status"] == "CANCELED"
+
+
+def test_terminate_without_worker(cli: Cli) -> None:
+    started = cli("workflow", "start", "Order", "--id", "order-t", "-q", "orders", "-i", "3")
+    assert started.returncode == 0 and "order-t" in started.stdout
+    assert "no worker polls task queue 'orders'" in started.stderr  # a hint, not an error
+    assert cli("workflow", "terminate", "order-t", "--reason", "test").returncode == 0
+    assert cli.json("workflow", "describe", "order-t")["status"] == "TERMINATED"
+    assert_one_line_error(cli("workflow", "signal", "order-t", "picked_up"), "not running")
+    assert_one_line_error(cli("workflow", "result", "order-t"), "TERMINATED")
+    again = cli("workflow", "start", "Order", "--id", "order-t", "-q", "orders")
+    assert again.returncode == 0  # a closed id can be started again
+
+
+def test_list_filters_and_pages(cli: Cli) -> None:
+    ids = [f"order-{i}" for i in range(5)]
+
+    async def setup() -> None:  # in-process: only the listing is under test
+        async with await Client.connect(cli.url, prefix=cli.prefix) as client:
+            for wid in ids:
+                await client.start_workflow("Order", 1, id=wid, task_queue="orders")
+                await anyio.sleep(0.002)  # distinct start times: listed newest first
+            await client.start_workflow("Other", id="other-1", task_queue="orders")
+            await client.get_workflow_handle("order-1").terminate()
+
+    anyio.run(setup, backend="asyncio")
+
+    seen: list[str] = []
+    token: str | None = None
+    while True:
+        page = cli.json("workflow", "list", "--type", "Order", "--limit", "2",
+                        *(["--after", token] if token else []))  # fmt: skip
+        seen += [w["workflow_id"] for w in page["workflows"]]
+        token = page["next_page_token"]
+        assert len(page["workflows"]) == 2 or token is None
+        if token is None:
+            break
+    assert seen == ids[::-1]  # newest first, each once
+
+    running = cli.json("workflow", "list", "--status", "running", "--limit", "100")
+    assert {w["workflow_id"] for w in running["workflows"]} == {*ids, "other-1"} - {"order-1"}
+    terminated = cli.json("workflow", "list", "--status", "TERMINATED")
+    assert [(w["workflow_id"], w["status"]) for w in terminated["workflows"]] == [
+        ("order-1", "TERMINATED")
+    ]
+    table = cli("workflow", "list", "--limit", "2")
+    assert table.returncode == 0 and "More: add --after" in table.stdout
+    empty = cli("workflow", "list", "--type", "Nothing")
+    assert empty.returncode == 0 and "No workflows" in empty.stdout
+
+
+# --- show --follow ------------------------------------------------------------------------
+
+
+def _lines(proc: subprocess.Popen[bytes]) -> tuple[queue.Queue[bytes], threading.Thread]:
+    """The process's stdout lines as they come (a thread: reads never block the test).
+    Join the thread after the process ended, before closing its stdout."""
+    lines: queue.Queue[bytes] = queue.Queue()
+    assert proc.stdout is not None
+    stream = proc.stdout
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
+
+
+def test_show_follow_prints_events_as_they_are_written(cli: Cli) -> None:
+    cli.json("workflow", "start", "Order", "--id", "order-f", "-q", "orders", "-i", "3")
+    proc = subprocess.Popen(
+        redurable("workflow", "show", "order-f", "--follow", "-o", "json",
+                  "--redis-url", cli.url, "--prefix", cli.prefix),
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    lines, pump = _lines(proc)
+    try:
+        assert json.loads(lines.get(timeout=15))["type"] == "WorkflowExecutionStarted"
+        cli("workflow", "signal", "order-f", "picked_up", "-i", '"soon"')
+        signaled = json.loads(lines.get(timeout=15))
+        assert signaled["type"] == "WorkflowExecutionSignaled"
+        assert signaled["attributes"] == {"signal_name": "picked_up", "input": ["soon"]}
+        assert proc.poll() is None  # still following: the workflow runs
+        cli("workflow", "terminate", "order-f", "--reason", "done watching")
+        closed = json.loads(lines.get(timeout=15))
+        assert closed["type"] == "WorkflowExecutionTerminated"
+        assert closed["attributes"] == {"reason": "done watching"}
+        assert proc.wait(15) == 0  # it stops by itself once the run closed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        pump.join(10)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    # Following a closed workflow prints its history and returns.
+    table = cli("workflow", "show", "order-f", "--follow")
+    assert table.returncode == 0
+    printed = table.stdout.splitlines()
+    assert "WorkflowExecutionStarted" in printed[0]
+    assert "WorkflowExecutionTerminated" in printed[-1]
+
+
+# --- dev server, demo, compose --------------------------------------------------------------
+
+
+def test_dev_server_keeps_data_across_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}"
+    cli = Cli(url, "devtest")
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            redurable("dev", "--port", str(port), "--db-dir", str(tmp_path)),
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert url in proc.stdout.readline()
+        return proc
+
+    proc = start()
+    try:
+        cli.json("workflow", "start", "Order", "--id", "kept", "-q", "orders")
+        busy = subprocess.run(redurable("dev", "--port", str(port)),
+                              capture_output=True, text=True, env=ENV, timeout=30)  # fmt: skip
+        assert_one_line_error(busy, "already in use")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
+        assert not port_in_use(port)
+        proc = start()
+        assert cli.json("workflow", "describe", "kept")["status"] == "RUNNING"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=15)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_demo_runs_end_to_end() -> None:
+    """What the README's first command runs: embedded server, worker killed, carries on."""
+    started = time.monotonic()
+    done = subprocess.run(
+        redurable("demo"), capture_output=True, text=True, env=ENV, cwd="/", timeout=110
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for needle in ("kill -9", "Started worker 2", "state Picked up", "state Delivered",
+                   "Workflow result: Completed", "WorkflowExecutionCompleted",
+                   "each done exactly once", "Done."):  # fmt: skip
+        assert needle in out, out
+    assert time.monotonic() - started < 30, "the demo must take under 30 s"
+
+
+def _docker_compose_available() -> bool:
+    try:
+        done = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not _docker_compose_available(), reason="docker compose is not available")
+def test_compose_file_is_valid() -> None:
+    done = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
