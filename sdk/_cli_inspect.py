@@ -207,14 +207,12 @@ def list_(
             listing = client.list_workflows(
                 status=status.upper() if status else None,
                 type=workflow_type,
-                page_size=min(max(limit + 1, 100), 1000),
+                page_size=min(limit + 1, 1000),
+                after=cursor,
             )
             async with contextlib.aclosing(listing):
                 async for wf in listing:
-                    start_ms = round(wf.start_time.timestamp() * 1000) if wf.start_time else 0
-                    # Same order as the index: start time descending, then id.
-                    if cursor is not None and (-start_ms, wf.id) <= (-cursor[0], cursor[1]):
-                        continue
+                    start_ms = wf.cursor[0]
                     if len(rows) == limit:
                         last = rows[-1]
                         return rows, _encode_token(last["_start_ms"], last["workflow_id"])

@@ -32,7 +32,7 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.resp import RespPool
 from engine.store import Store
-from engine.validate import check_id, check_name
+from engine.validate import check_id, check_name, check_task_queue
 from sdk._close_watch import CloseWatcher
 from sdk._definitions import query_name, signal_name, workflow_type_name
 
@@ -105,6 +105,8 @@ class WorkflowExecution:
     task_queue: str
     start_time: datetime | None
     close_time: datetime | None
+    #: Pass as `list_workflows(after=...)` to continue after this row.
+    cursor: tuple[int, str] = (0, "")
 
 
 class Client:
@@ -181,7 +183,7 @@ class Client:
     ) -> WorkflowHandle:
         """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running."""
         workflow_id = check_id(id)
-        queue = check_name(task_queue, "task queue")
+        queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
         payload = self.codec.encode(list(args))
         run_id = uuid.uuid4().hex
@@ -198,79 +200,76 @@ class Client:
         return WorkflowHandle(self, check_id(workflow_id), run_id)
 
     async def list_workflows(
-        self, *, status: str | None = None, type: str | None = None, page_size: int = 100
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        page_size: int = 100,
+        after: tuple[int, str] | None = None,
     ) -> AsyncGenerator[WorkflowExecution, None]:
-        """Newest first, across all shards, optionally filtered by status and type."""
+        """Newest first, across all shards, optionally filtered by status and type.
+        Pages through the per-shard start-time indexes with a (score, id) cursor, so
+        workflows started in the same millisecond are neither lost nor repeated.
+        `after=(start_ms, workflow_id)` resumes after that row (WorkflowExecution.cursor)."""
         if status is not None and status not in STATUSES:
             raise InvalidArgumentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
         if type is not None:
             check_name(type, "workflow type")
-        cursor = "+inf"
-        seen_at_cursor: set[bytes] = set()
+        if page_size < 1:
+            raise InvalidArgumentError("page_size must be at least 1")
+        if status is not None:
+            index = [self.keys.index_status(s, status) for s in range(self.keys.shards)]
+        elif type is not None:
+            index = [self.keys.index_type(s, type) for s in range(self.keys.shards)]
+        else:
+            index = [self.keys.index_start(s) for s in range(self.keys.shards)]
+        # Order is (score, id) descending: ZREVRANGEBYSCORE's own order, so a shard's
+        # truncated reply never leaves out rows that sort before the ones it returned.
+        # Scores are compared as numbers.
+        cursor: float | None = None  # score of the last row yielded
+        yielded_at_cursor: set[bytes] = set()  # ids yielded with that score
+        floor: bytes | None = None  # with `after`: ids at the cursor score from it up
+        if after is not None:
+            cursor, floor = float(after[0]), after[1].encode()
         while True:
             pipe = self.redis.pipeline(transaction=False)
-            for shard in range(self.keys.shards):
-                if status is not None:
-                    key = self.keys.index_status(shard, status)
-                elif type is not None:
-                    key = self.keys.index_type(shard, type)
-                else:
-                    key = self.keys.index_start(shard)
-                pipe.zrevrangebyscore(
-                    key,
-                    cursor,
-                    "-inf",
-                    start=0,
-                    num=page_size + len(seen_at_cursor),
-                    withscores=True,
-                )
-            merged = sorted(
-                (
-                    (score, member)
-                    for rows in await pipe.execute()
-                    for member, score in rows
-                    if member not in seen_at_cursor or score != float(cursor)
-                ),
-                key=lambda row: (-row[0], row[1]),
-            )
-            page = merged[:page_size]
+            top = "+inf" if cursor is None else repr(cursor)
+            # Rows at the cursor score that get skipped must not crowd out the page.
+            skip = len(yielded_at_cursor) if floor is None else 100_000
+            for key in index:
+                pipe.zrevrangebyscore(key, top, "-inf", start=0, num=page_size + skip,
+                                      withscores=True)
+            rows = [
+                (float(score), member)
+                for result in await pipe.execute()
+                for member, score in result
+                if not (score == cursor and (member in yielded_at_cursor
+                                             or (floor is not None and member >= floor)))
+            ]
+            rows.sort(reverse=True)
+            page = rows[:page_size]
             if not page:
                 return
             pipe = self.redis.pipeline(transaction=False)
             for _, member in page:
-                pipe.hmget(
-                    self.keys.workflow(member.decode()),
-                    "run_id",
-                    "status",
-                    "type",
-                    "task_queue",
-                    "start_time",
-                    "close_time",
-                )
-            for (_, member), row in zip(page, await pipe.execute(), strict=True):
+                pipe.hmget(self.keys.workflow(member.decode()), "run_id", "status", "type",
+                           "task_queue", "start_time", "close_time")
+            for (score, member), row in zip(page, await pipe.execute(), strict=True):
+                if score != cursor:
+                    cursor, yielded_at_cursor, floor = score, set(), None
+                yielded_at_cursor.add(member)
                 if row[1] is None:
-                    continue
+                    continue  # deleted between the index read and now
                 execution = WorkflowExecution(
-                    id=member.decode(),
-                    run_id=_str(row[0]),
-                    status=_str(row[1]),
-                    workflow_type=_str(row[2]),
-                    task_queue=_str(row[3]),
-                    start_time=_dt(row[4]),
-                    close_time=_dt(row[5]),
+                    id=member.decode(), run_id=_str(row[0]), status=_str(row[1]),
+                    workflow_type=_str(row[2]), task_queue=_str(row[3]),
+                    start_time=_dt(row[4]), close_time=_dt(row[5]),
+                    cursor=(int(score), member.decode()),
                 )
                 if type is not None and execution.workflow_type != type:
                     continue
                 yield execution
-            last_score = page[-1][0]
-            # Compare as numbers: scores are floats ("5.0") but the cursor is written
-            # without ".0", so a text comparison forgot the members already listed at a
-            # tied score and paged through them forever.
-            if last_score != float(cursor):
-                seen_at_cursor = set()
-            cursor = repr(last_score) if last_score != int(last_score) else str(int(last_score))
-            seen_at_cursor |= {m for s, m in page if s == last_score}
-            if len(merged) < page_size:
+            if len(rows) <= page_size:
                 return
 
     async def _live_workers(self, task_queue: str, within_ms: int = 15000) -> int:
