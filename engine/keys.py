@@ -23,6 +23,9 @@ GROUP = "workers"
 HISTORY_SUFFIX = ":history"
 BUFFER_SUFFIX = ":buffer"
 WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX)
+#: Likewise for task queues (engine.validate.check_task_queue): `workers:<queue>` + this
+#: is the queue's worker-info hash.
+WORKER_INFO_SUFFIX = ":info"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -95,7 +98,7 @@ class Keys:
 
     def worker_info(self, task_queue: str) -> str:
         """Hash of worker id -> JSON (host, pid, registered types and queries)."""
-        return f"{self.prefix}:workers:{task_queue}:info"
+        return f"{self.prefix}:workers:{task_queue}{WORKER_INFO_SUFFIX}"
 
     def queries(self, task_queue: str) -> str:
         """Stream of query requests for the workers of a task queue."""

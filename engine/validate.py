@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.errors import InvalidArgumentError
-from engine.keys import WORKFLOW_KEY_SUFFIXES
+from engine.keys import WORKER_INFO_SUFFIX, WORKFLOW_KEY_SUFFIXES
 
 MAX_ID_LENGTH = 256
 MAX_NAME_LENGTH = 128
@@ -25,6 +25,19 @@ def check_id(value: object, what: str = "workflow id") -> str:
                 f"a key of workflow {workflow_id[: -len(suffix)]!r}"
             )
     return workflow_id
+
+
+def check_task_queue(value: object) -> str:
+    """A task queue name: a name that does not end with ":info" (the workers zset of
+    queue "q:info" would be the worker-info hash of queue "q", and the worker beating
+    into it would stop on a WRONGTYPE error)."""
+    name = check_name(value, "task queue")
+    if name.endswith(WORKER_INFO_SUFFIX):
+        raise InvalidArgumentError(
+            f"task queue {name!r} ends with {WORKER_INFO_SUFFIX!r}, which is reserved: it "
+            f"names a key of task queue {name[: -len(WORKER_INFO_SUFFIX)]!r}"
+        )
+    return name
 
 
 def check_name(value: object, what: str) -> str:
