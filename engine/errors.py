@@ -188,7 +188,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def to_failure(exc: BaseException, *, with_stack: bool = True) -> dict[str, Any]:
+#: Causes kept in a failure document. The limit was documented but not applied: a long
+#: or cyclic `__cause__` chain (a raise b from a after a raise a from b) recursed until
+#: RecursionError, raised inside the worker's own failure handling.
+MAX_CAUSE_DEPTH = 16
+
+
+def to_failure(
+    exc: BaseException, *, with_stack: bool = True, _depth: int = 0
+) -> dict[str, Any]:
     """The JSON-able wire form of an exception, causes included (depth limited)."""
     doc: dict[str, Any] = {
         "message": str(exc) or type(exc).__name__,
@@ -218,8 +226,8 @@ def to_failure(exc: BaseException, *, with_stack: bool = True) -> dict[str, Any]
     if with_stack and exc.__traceback__ is not None:
         doc["stack"] = "".join(traceback.format_tb(exc.__traceback__))[-4000:]
     cause = exc.__cause__
-    if cause is not None:
-        doc["cause"] = to_failure(cause, with_stack=with_stack)
+    if cause is not None and _depth < MAX_CAUSE_DEPTH:
+        doc["cause"] = to_failure(cause, with_stack=with_stack, _depth=_depth + 1)
     return doc
 
 

@@ -398,24 +398,28 @@ class Store:
         min_idle_ms: int,
         max_deliveries: int,
         count: int = 100,
+        limit: int | None = None,
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """Claim every entry of `stream` idle longer than `min_idle_ms`, following the
-        XAUTOCLAIM cursor to the end; over-delivered entries go to the dead letters."""
+        """Claim every entry of `stream` idle longer than `min_idle_ms` (at most about
+        `limit`), following the XAUTOCLAIM cursor to the end; over-delivered entries go
+        to the dead letters."""
         claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
         cursor: bytes | str = "0-0"
-        while True:
+        while limit is None or len(claimed) < limit:
+            batch = count if limit is None else min(count, limit - len(claimed))
             reply = await self.call(
                 Call(
                     "rd_claim",
                     [stream, self.keys.dead_letters(shard)],
-                    [consumer, min_idle_ms, cursor, count, max_deliveries],
+                    [consumer, min_idle_ms, cursor, batch, max_deliveries],
                 )
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
                 claimed.append((sid, dict(zip(fields[0::2], fields[1::2], strict=True))))
             if _s(cursor) == "0-0":
-                return claimed
+                break
+        return claimed
 
     def release_call(self, stream: str, msg_id: str) -> Call:
         return Call("rd_release", [stream], [msg_id])

@@ -31,6 +31,12 @@ class ActivityDefinition:
     fn: Callable[..., Any]
 
 
+def _or_default(name: str | None, default: str) -> str:
+    # Only None means "the Python name": `name or default` turned an explicit
+    # name="" into the default silently, where an empty name is refused everywhere else.
+    return default if name is None else name
+
+
 def _is_lambda(fn: Any) -> bool:
     return getattr(fn, "__name__", "") == "<lambda>"
 
@@ -45,7 +51,7 @@ def mark_run(fn: Callable[..., Any]) -> Callable[..., Any]:
 def mark_signal(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
     if _is_lambda(fn):
         raise TypeError("a signal handler must be a named method, not a lambda")
-    setattr(fn, _SIGNAL, check_name(name or fn.__name__, "signal name"))
+    setattr(fn, _SIGNAL, check_name(_or_default(name, fn.__name__), "signal name"))
     return fn
 
 
@@ -54,7 +60,7 @@ def mark_query(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
         raise TypeError("a query handler must be a named method, not a lambda")
     if inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow.query method {fn.__qualname__} must not be async")
-    setattr(fn, _QUERY, check_name(name or fn.__name__, "query name"))
+    setattr(fn, _QUERY, check_name(_or_default(name, fn.__name__), "query name"))
     return fn
 
 
@@ -92,7 +98,7 @@ def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
         ):
             raise TypeError(f"{cls.__name__}.__init__ must take no required arguments")
     definition = WorkflowDefinition(
-        name=check_name(name or cls.__name__, "workflow type"),
+        name=check_name(_or_default(name, cls.__name__), "workflow type"),
         cls=cls,
         run_fn=run_fn,
         signals=signals,
@@ -108,7 +114,7 @@ def define_activity(fn: Callable[..., Any], name: str | None) -> ActivityDefinit
         raise TypeError("an activity must be a named function, not a lambda")
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"activity {fn.__qualname__} must be 'async def'")
-    definition = ActivityDefinition(check_name(name or fn.__name__, "activity type"), fn)
+    definition = ActivityDefinition(check_name(_or_default(name, fn.__name__), "activity type"), fn)
     setattr(fn, _ACTIVITY, definition)
     return definition
 

@@ -3,6 +3,7 @@ keeps its in-flight tasks from being claimed, and claims those of dead workers."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from engine.errors import ApplicationError, UnknownQueryError, to_failure
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
 from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
-from engine.validate import check_name
+from engine.validate import check_task_queue
 from sdk import activity as activity_api
 from sdk._client import Client
 from sdk._definitions import (
@@ -69,6 +70,21 @@ class _RunningActivity:
     marked: bool = False
 
 
+async def _call_activity(fn: Callable[..., Any], args: list[Any]) -> Any:
+    try:
+        return await fn(*args)
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # cancelled by us: the attempt's scope or the worker's shutdown
+        # The activity's own code raised it (say it awaited a task it had cancelled):
+        # an ordinary failure. Escaping, it ended the attempt with no completion and
+        # its task stayed in flight, touched and never claimed, for ever.
+        raise ApplicationError(
+            f"activity raised CancelledError: {exc}", type="CancelledError"
+        ) from None
+
+
 class Worker:
     def __init__(
         self,
@@ -91,7 +107,7 @@ class Worker:
         self.client = client
         self.store: Store = client.store
         self.keys = client.keys
-        self.task_queue = check_name(task_queue, "task queue")
+        self.task_queue = check_task_queue(task_queue)
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._workflows: dict[str, WorkflowDefinition] = {}
         for w in workflows:
@@ -257,15 +273,31 @@ class Worker:
             self._act_streams if self._activities else []
         )
         for stream in streams:
+            limit = None
+            if stream in self._act_streams:
+                # Claim only what we have slots for: claimed tasks are ours until we run
+                # them (see below), and a busy worker must not hoard a dead one's work.
+                limit = self.max_concurrent_activities - len(self._running)
+                limit -= len(self._act_backlog)
+                if limit <= 0:
+                    continue
             claimed = await self.store.claim_stale(
                 stream,
                 self._shard_of_stream[stream],
                 self.identity,
                 self.liveness_ms,
                 self.max_deliveries,
+                limit=limit,
             )
+            held = self._in_flight[stream]
             for sid, fields in claimed:
                 task = _Task(stream, sid.decode(), fields)
+                if task.msg_id in held:
+                    continue  # ours already (a late touch let it go idle): it is in hand
+                # Touched from now on. Left untouched while it waited in a backlog (for a
+                # free activity slot), it went idle, was claimed again and again, started
+                # twice, and dead-lettered as poison after max_deliveries rounds.
+                held.add(task.msg_id)
                 self.stats["claimed"] += 1
                 log.info("task_claimed", stream=stream, message_id=task.msg_id)
                 if stream in self._wf_streams:
@@ -403,7 +435,8 @@ class Worker:
             return None
         return self.store.wft_complete_call(
             wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream, self.identity,
-            event.timestamp, LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1)
+            cached.machine.now_ms,  # the time the code saw (see _activate)
+            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1)
 
     def _finish(self, task: _Task, call: Call, reply: Any) -> str | None:
         """Apply a completion's reply to the cache; returns "retry" for a speculation
@@ -493,7 +526,10 @@ class Worker:
             task.msg_id,
             task.stream,
             self.identity,
-            started.now_ms,
+            # The time the code saw (the machine never lets it go back), not the
+            # server's: recording a server clock that stepped back made replays see
+            # another workflow.now() than the live run did.
+            cached.machine.now_ms,
             LOGIC_FLAGS,
             commands,
         )
@@ -631,7 +667,7 @@ class Worker:
             args = self.client.codec.decode(task.fields.get(b"input", b""))
             result: Any = None
             with running.scope:
-                result = await definition.fn(*args)
+                result = await _call_activity(definition.fn, args)
             if running.scope.cancelled_caught:
                 if running.releasing:
                     call = self.store.release_call(task.stream, task.msg_id)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from engine.codec import MsgpackCodec
 from sdk._definitions import define_activity
 
 __all__ = ["ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
@@ -30,9 +31,13 @@ class ActivityInfo:
 class ActivityContext:
     info: ActivityInfo
     heartbeat_details: Any = None
+    #: `heartbeat_details` encoded by `heartbeat()` (b"" = none): what the worker sends.
+    heartbeat_payload: bytes = b""
     heartbeat_pending: bool = False
     cancel_requested: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The worker's payload codec (encode side), used by `heartbeat()`.
+    encode: Callable[[Any], bytes] = field(default=MsgpackCodec().encode)
 
 
 _context: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(
@@ -69,7 +74,12 @@ def heartbeat(*details: Any) -> None:
     """Report progress. The worker sends heartbeats in batches; a heartbeat keeps
     `heartbeat_timeout` from firing, and its details reach the next attempt."""
     ctx = _current()
-    ctx.heartbeat_details = list(details) if details else None
+    payload = list(details) if details else None
+    # Encoded here, in the activity's own code: a value the codec refuses raises
+    # PayloadError where the user sees it (it used to raise in the worker's heartbeat
+    # loop and stop the whole worker).
+    ctx.heartbeat_payload = ctx.encode(payload) if payload is not None else b""
+    ctx.heartbeat_details = payload
     ctx.heartbeat_pending = True
 
 

@@ -16,6 +16,7 @@ import structlog
 
 from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
+from engine.validate import check_task_queue
 from sdk._definitions import (
     activity_type_name,
     define_workflow,
@@ -138,7 +139,11 @@ def start_activity(
         if ms is not None:
             options[key] = ms
     return machine.schedule_activity(
-        activity_type_name(activity), args, task_queue or machine.info.task_queue, options
+        activity_type_name(activity),
+        args,
+        # Validated like any queue name: it becomes part of a stream key.
+        machine.info.task_queue if task_queue is None else check_task_queue(task_queue),
+        options,
     )
 
 

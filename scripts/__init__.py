@@ -1,0 +1,1 @@
+"""Runnable project scripts (benchmarks, chaos tests, dev helpers)."""

@@ -1,0 +1,201 @@
+"""Typed usage of the public API: checked by `mypy` (strict), never run or collected by
+pytest (like structlog's tests/typing/api.py). A change that makes ordinary use of the
+API fail type checking fails `scripts/check`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, assert_type
+
+from sdk import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    Client,
+    HistoryEvent,
+    MsgpackCodec,
+    PayloadCodec,
+    PendingActivity,
+    RetryPolicy,
+    TerminatedError,
+    Worker,
+    WorkflowDescription,
+    WorkflowExecution,
+    WorkflowFailureError,
+    WorkflowHandle,
+    activity,
+    configure_logging,
+    workflow,
+)
+
+# --- activities ---------------------------------------------------------------------------
+
+
+@activity.defn
+async def charge(product_id: int, amount: float) -> str:
+    info = activity.info()
+    assert_type(info, activity.ActivityInfo)
+    assert_type(info.attempt, int)
+    assert_type(info.workflow_id, str)
+    assert_type(info.activity_id, int)
+    activity.heartbeat("progress", 1)
+    activity.heartbeat()
+    if activity.is_cancelled():
+        raise ApplicationError("cancelled", {"product": product_id}, type="Cancelled")
+    return f"{product_id}:{amount}"
+
+
+@activity.defn(name="notify")
+async def send_notification(message: str) -> None:
+    del message
+
+
+# The decorators keep the function's own type.
+_charge: Callable[[int, float], Coroutine[Any, Any, str]] = charge
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+@workflow.defn
+class Order:
+    def __init__(self) -> None:
+        self.state = "new"
+        self.items: list[str] = []
+
+    @workflow.signal
+    def picked_up(self) -> None:
+        self.state = "picked up"
+
+    @workflow.signal(name="addItem")
+    async def add_item(self, item: str) -> None:
+        self.items.append(item)
+
+    @workflow.query
+    def get_status(self) -> dict[str, Any]:
+        return {"state": self.state, "items": list(self.items)}
+
+    @workflow.query(name="itemCount")
+    def item_count(self) -> int:
+        return len(self.items)
+
+    @workflow.run
+    async def run(self, product_id: int, wait_seconds: float = 60.0) -> str:
+        info = workflow.info()
+        assert_type(info.workflow_id, str)
+        assert_type(info.attempt, int)
+        assert_type(workflow.now(), datetime)
+        assert_type(workflow.uuid4(), uuid.UUID)
+        assert_type(workflow.is_replaying(), bool)
+        rng: random.Random = workflow.random()
+        workflow.logger.info("started", product_id=product_id, roll=rng.random())
+        policy = RetryPolicy(
+            initial_interval=timedelta(milliseconds=100),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=5),
+            maximum_attempts=3,
+            non_retryable_error_types=["Declined"],
+        )
+        try:
+            receipt = await workflow.execute_activity(
+                charge,
+                product_id,
+                9.5,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=policy,
+            )
+        except ActivityError as exc:
+            assert_type(exc.attempt, int)
+            raise ApplicationError("payment failed", non_retryable=True) from exc
+        del receipt
+        future = workflow.start_activity(
+            "notify",
+            "paid",
+            schedule_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=5),
+            task_queue="notifications",
+        )
+        assert_type(future, "asyncio.Future[Any]")
+        ok = await workflow.wait_condition(
+            lambda: self.state == "picked up", timeout=timedelta(seconds=wait_seconds)
+        )
+        assert_type(ok, bool)
+        await asyncio.gather(future, workflow.sleep(timedelta(seconds=1)), workflow.sleep(0.5))
+        if not ok:
+            workflow.continue_as_new(product_id, wait_seconds * 2)
+        return self.state
+
+
+@workflow.defn(name="renamed")
+class Renamed:
+    @workflow.run
+    async def run(self) -> None:
+        try:
+            await workflow.sleep(10)
+        except asyncio.CancelledError:
+            await workflow.execute_activity(
+                send_notification, "cleanup", start_to_close_timeout=timedelta(seconds=5)
+            )
+            raise
+
+
+# --- client ----------------------------------------------------------------------------------
+
+
+async def client_usage() -> None:
+    configure_logging(json=True, level="info")
+    codec: PayloadCodec = MsgpackCodec(limit=1024)
+    client = await Client.connect("redis://127.0.0.1:6379", prefix="typed", codec=codec)
+    async with client:
+        handle = await client.start_workflow(Order.run, 3, 8.0, id="order-3", task_queue="orders")
+        assert_type(handle, WorkflowHandle)
+        await client.start_workflow("Order", 4, id="order-4", task_queue="orders")
+        await client.start_workflow(Order, 5, id="order-5", task_queue="orders")
+        await handle.signal(Order.picked_up)
+        await handle.signal("addItem", "fries")
+        status: dict[str, Any] = await handle.query(Order.get_status)
+        count: int = await handle.query("itemCount", timeout=1.0)
+        del status, count
+        desc = await handle.describe()
+        assert_type(desc, WorkflowDescription)
+        assert_type(desc.status, str)
+        assert_type(desc.start_time, datetime | None)
+        assert_type(desc.pending_activities, list[PendingActivity])
+        assert_type(desc.last_workflow_task_failure, dict[str, Any] | None)
+        async for event in handle.fetch_history():
+            assert_type(event, HistoryEvent)
+            assert_type(event.event_id, int)
+            assert_type(event.attributes, dict[str, Any])
+        async for execution in client.list_workflows(status="RUNNING", type="Order"):
+            assert_type(execution, WorkflowExecution)
+        try:
+            result: str = await handle.result(timeout=30)
+            del result
+        except WorkflowFailureError as exc:
+            assert_type(exc.cause, BaseException)
+            if isinstance(exc.cause, CancelledError | TerminatedError):
+                pass
+        await handle.cancel()
+        await handle.terminate(reason="typed")
+        again = client.get_workflow_handle("order-3", run_id=handle.run_id)
+        assert_type(await again.result(), Any)
+        assert_type(await client.execute_workflow(Renamed.run, id="r", task_queue="q"), Any)
+
+
+async def worker_usage(client: Client) -> None:
+    worker = Worker(
+        client,
+        task_queue="orders",
+        workflows=[Order, Renamed],
+        activities=[charge, send_notification],
+        max_concurrent_activities=10,
+        graceful_shutdown_timeout=5.0,
+        handle_signals=False,
+    )
+    task = asyncio.create_task(worker.run())
+    worker.shutdown()
+    await task

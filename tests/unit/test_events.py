@@ -1,0 +1,196 @@
+"""History events and commands: the stream-entry form round trips, reads as plain
+text, and tolerates what older or newer engines wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from engine import commands as cmd
+from engine import events as ev
+from engine.store import decode_entries
+
+OPTIONS = {"retry": {"initial_interval_ms": 1000, "maximum_attempts": 0}, "start_to_close_ms": 5}
+FAILURE = {"message": "boom", "type": "Boom", "kind": "application", "non_retryable": False}
+
+SAMPLES: list[ev.Event] = [
+    ev.WorkflowExecutionStarted(1, 1000, "Order", "orders", b"\x91\x03", "run-1", 2, 1),
+    ev.WorkflowTaskCompleted(2, 1001, worker="host:1:abc", now=1001, flags="a,b"),
+    ev.ActivityTaskScheduled(3, 1001, 1, "charge_customer", b"\x91\x03", "orders", OPTIONS),
+    ev.ActivityTaskCompleted(4, 1002, 1, b"\xc0", 1),
+    ev.ActivityTaskFailed(5, 1003, 2, FAILURE, 3),
+    ev.ActivityTaskTimedOut(6, 1004, 3, {**FAILURE, "kind": "timeout"}, 1),
+    ev.ActivityTaskCanceled(7, 1005, 4),
+    ev.TimerStarted(8, 1006, 1, 60000),
+    ev.TimerFired(9, 1007, 1),
+    ev.TimerCanceled(10, 1008, 2),
+    ev.WorkflowExecutionSignaled(11, 1009, "picked_up", b"\x90"),
+    ev.WorkflowExecutionCancelRequested(12, 1010, "user asked"),
+    ev.WorkflowExecutionCompleted(13, 1011, b"\xa9Completed"),
+    ev.WorkflowExecutionFailed(14, 1012, FAILURE),
+    ev.WorkflowExecutionCanceled(15, 1013),
+    ev.WorkflowExecutionContinuedAsNew(16, 1014, "run-2", b"\x91\x04"),
+    ev.WorkflowExecutionTerminated(17, 1015, "operator"),
+]
+
+
+def as_stream_fields(event: ev.Event) -> dict[bytes, bytes]:
+    """What XRANGE returns for the entry: every field and value as bytes."""
+    return {
+        k.encode(): v if isinstance(v, bytes) else v.encode()
+        for k, v in ev.encode_event(event).items()
+    }
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert {type(e) for e in SAMPLES} == set(ev.EVENT_TYPES.values())
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_event_round_trip(event: ev.Event) -> None:
+    assert ev.decode_event(as_stream_fields(event)) == event
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_lua_reply_form_round_trip(event: ev.Event) -> None:
+    """Inside a Function reply (RESP2), an entry's fields come as a flat list."""
+    flat: list[bytes] = []
+    for k, v in as_stream_fields(event).items():
+        flat += [k, v]
+    [(sid, decoded)] = decode_entries([(b"1-0", flat)])
+    assert sid == b"1-0"
+    assert decoded == event
+
+
+def test_entry_reads_as_plain_text() -> None:
+    fields = ev.encode_event(SAMPLES[2])
+    assert fields == {
+        "id": "3",
+        "type": "ActivityTaskScheduled",
+        "ts": "1001",
+        "activity_id": "1",
+        "activity_type": "charge_customer",
+        "input": b"\x91\x03",
+        "task_queue": "orders",
+        "options": '{"retry":{"initial_interval_ms":1000,"maximum_attempts":0},'
+        '"start_to_close_ms":5}',
+    }
+    failed = ev.encode_event(SAMPLES[4])
+    assert failed["failure"] == (
+        '{"message":"boom","type":"Boom","kind":"application","non_retryable":false}'
+    )
+    # Only user payloads are bytes.
+    for event in SAMPLES:
+        for name, value in ev.encode_event(event).items():
+            hints = {f.name: f.type for f in dataclasses.fields(event)}
+            assert isinstance(value, bytes) == (hints.get(name) == "bytes"), (event.type, name)
+
+
+def test_missing_optional_fields_take_defaults() -> None:
+    """An entry written before a field existed still decodes (older histories)."""
+    fields = as_stream_fields(SAMPLES[0])
+    del fields[b"history_version"], fields[b"attempt"]
+    started = ev.decode_event(fields)
+    assert isinstance(started, ev.WorkflowExecutionStarted)
+    assert (started.attempt, started.history_version) == (1, 1)
+    marker = ev.decode_event({b"id": b"2", b"type": b"WorkflowTaskCompleted", b"ts": b"5"})
+    assert marker == ev.WorkflowTaskCompleted(2, 5)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """An entry with fields from a newer engine still decodes."""
+    fields = as_stream_fields(SAMPLES[8])
+    fields[b"from_the_future"] = b"1"
+    assert ev.decode_event(fields) == SAMPLES[8]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"id": b"1", b"ts": b"1"},
+        {b"id": b"1", b"type": b"NoSuchEvent", b"ts": b"1"},
+        {b"id": b"x", b"type": b"TimerFired", b"ts": b"1", b"timer_id": b"1"},
+        {b"id": b"1", b"type": b"TimerFired", b"ts": b"1"},
+        {b"id": b"1", b"type": b"TimerFired", b"ts": b"1", b"timer_id": b"one"},
+        {b"id": b"1", b"type": b"WorkflowExecutionFailed", b"ts": b"1", b"failure": b"{"},
+        {b"id": b"1", b"type": b"\xff", b"ts": b"1"},
+    ],
+)
+def test_malformed_entries(fields: dict[bytes, bytes]) -> None:
+    with pytest.raises(ev.EventDecodeError, match="malformed history entry"):
+        ev.decode_event(fields)
+
+
+def test_command_flags() -> None:
+    commands = {n for n, c in ev.EVENT_TYPES.items() if c.is_command}
+    assert commands == {
+        "ActivityTaskScheduled",
+        "ActivityTaskCanceled",
+        "TimerStarted",
+        "TimerCanceled",
+        "WorkflowExecutionCompleted",
+        "WorkflowExecutionFailed",
+        "WorkflowExecutionCanceled",
+        "WorkflowExecutionContinuedAsNew",
+    }
+    assert {
+        "WorkflowExecutionCompleted",
+        "WorkflowExecutionFailed",
+        "WorkflowExecutionCanceled",
+        "WorkflowExecutionContinuedAsNew",
+        "WorkflowExecutionTerminated",
+    } == ev.CLOSE_TYPES
+
+
+def test_event_type_and_attributes() -> None:
+    event = SAMPLES[7]
+    assert event.type == "TimerStarted"
+    assert event.attributes() == {"timer_id": 1, "duration_ms": 60000}
+
+
+COMMANDS: list[cmd.Command] = [
+    cmd.ScheduleActivity(1, "charge", b"\x90", "orders", OPTIONS),
+    cmd.RequestCancelActivity(1),
+    cmd.StartTimer(2, 1500),
+    cmd.CancelTimer(2),
+    cmd.CompleteWorkflow(b"\xc0"),
+    cmd.FailWorkflow(FAILURE),
+    cmd.CancelWorkflow(),
+    cmd.ContinueAsNew(b"\x90", "run-2"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: type(c).__name__)
+def test_command_becomes_an_event_that_matches_it(command: cmd.Command) -> None:
+    event_type, attrs = cmd.to_event(command)
+    assert event_type.is_command
+    event = event_type(event_id=9, timestamp=1, **attrs)
+    assert cmd.matches(command, event)
+    # Through the stream form as well.
+    assert cmd.matches(command, ev.decode_event(as_stream_fields(event)))
+    # A command never matches another kind of event.
+    for other in COMMANDS:
+        if type(other) is not type(command):
+            other_type, other_attrs = cmd.to_event(other)
+            assert not cmd.matches(command, other_type(event_id=9, timestamp=1, **other_attrs))
+
+
+def test_matching_ignores_payloads_but_not_ids() -> None:
+    scheduled = ev.ActivityTaskScheduled(3, 1, 1, "charge", b"\x91\x01", "orders", {})
+    assert cmd.matches(cmd.ScheduleActivity(1, "charge", b"\x91\x02", "other", {"x": 1}), scheduled)
+    assert not cmd.matches(cmd.ScheduleActivity(2, "charge", b"", "orders"), scheduled)
+    assert not cmd.matches(cmd.ScheduleActivity(1, "refund", b"", "orders"), scheduled)
+    assert cmd.matches(cmd.StartTimer(1, 5), ev.TimerStarted(4, 1, 1, 99999))
+    assert not cmd.matches(cmd.StartTimer(2, 5), ev.TimerStarted(4, 1, 1, 5))
+
+
+def test_describe_commands() -> None:
+    assert cmd.describe(COMMANDS[0]) == "ScheduleActivity(activity_id=1, activity_type='charge')"
+    assert cmd.describe(COMMANDS[2]) == "StartTimer(timer_id=2, duration_ms=1500)"
+    assert cmd.describe(COMMANDS[6]) == "CancelWorkflow"
+
+
+def test_encode_attributes_skips_missing() -> None:
+    flat = ev.encode_attributes(ev.TimerStarted, {"timer_id": 1})
+    assert flat == ["timer_id", "1"]

@@ -1,0 +1,130 @@
+"""The public API is what sdk/__init__.py, sdk.workflow and sdk.activity export: pinned
+here so that adding or removing a name is a deliberate change (like Temporal's
+tests/test_workflow_exports.py)."""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import types
+
+import sdk
+from sdk import activity, workflow
+
+SDK_ALL = [
+    "ActivityError",
+    "ActivityTimeoutError",
+    "ApplicationError",
+    "CancelledError",
+    "Client",
+    "FailureError",
+    "HistoryEvent",
+    "InvalidArgumentError",
+    "MsgpackCodec",
+    "NondeterminismError",
+    "PayloadCodec",
+    "PayloadError",
+    "PendingActivity",
+    "QueryError",
+    "QueryFailedError",
+    "QueryTimeoutError",
+    "RedurableError",
+    "RetryPolicy",
+    "TerminatedError",
+    "UnknownQueryError",
+    "Worker",
+    "WorkflowAlreadyStartedError",
+    "WorkflowDescription",
+    "WorkflowExecution",
+    "WorkflowFailureError",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
+    "activity",
+    "configure_logging",
+    "workflow",
+]
+
+WORKFLOW_ALL = [
+    "WorkflowInfo",
+    "continue_as_new",
+    "defn",
+    "execute_activity",
+    "info",
+    "is_replaying",
+    "logger",
+    "now",
+    "query",
+    "random",
+    "run",
+    "signal",
+    "sleep",
+    "start_activity",
+    "uuid4",
+    "wait_condition",
+]
+
+ACTIVITY_ALL = ["ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
+
+
+def test_sdk_exports() -> None:
+    assert sorted(sdk.__all__) == SDK_ALL
+
+
+def test_workflow_exports() -> None:
+    assert sorted(workflow.__all__) == WORKFLOW_ALL
+
+
+def test_activity_exports() -> None:
+    assert sorted(activity.__all__) == ACTIVITY_ALL
+
+
+def test_exports_resolve_and_are_unique() -> None:
+    for module in (sdk, workflow, activity):
+        assert len(set(module.__all__)) == len(module.__all__), module.__name__
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_no_public_name_outside_all() -> None:
+    """Every public attribute of the package root is exported (or a submodule)."""
+    leaked = [
+        name
+        for name, value in vars(sdk).items()
+        if not name.startswith("_")
+        and name not in sdk.__all__
+        and not isinstance(value, types.ModuleType)
+    ]
+    assert leaked == []
+
+
+def test_star_import_gives_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from sdk import *", namespace)
+    assert sorted(k for k in namespace if k != "__builtins__") == SDK_ALL
+
+
+def test_exported_errors_share_one_root() -> None:
+    errors = [
+        getattr(sdk, name)
+        for name in SDK_ALL
+        if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
+    ]
+    assert len(errors) == 18
+    for error in errors:
+        assert issubclass(error, sdk.RedurableError), error
+    # Never shadow the builtins: no exported error is named like one.
+    assert not [e.__name__ for e in errors if hasattr(builtins, e.__name__)]
+
+
+def test_public_api_is_async() -> None:
+    """Stay async: no sync twins of client or handle calls."""
+    for cls in (sdk.Client, sdk.WorkflowHandle):
+        for name, member in vars(cls).items():
+            if name.startswith("_") or not inspect.isfunction(member):
+                continue
+            if name in ("get_workflow_handle",):
+                continue
+            assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), (
+                f"{cls.__name__}.{name} is not async"
+            )
