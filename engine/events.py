@@ -98,6 +98,9 @@ class WorkflowTaskCompleted(Event):
     now: int = 0
     #: Comma-separated replay behaviour flags used by this activation.
     flags: str = ""
+    #: 1 when the activation's close command was not written because events had
+    #: arrived meanwhile (the next activation decides again).
+    close_dropped: int = 0
 
 
 # --- commands: what the workflow code decided -----------------------------------------

@@ -39,8 +39,12 @@ from engine.loop import DeterministicLoop
 #:   1  Inputs are applied one at a time, the workflow running until it waits again
 #:      after each one (before: all inputs applied, then one run). So a signal recorded
 #:      before a timer's fire in the same activation is seen before the timeout.
+#:   2  WorkflowTaskCompleted records `close_dropped`: a close command with no close
+#:      event is accepted only there (before: anywhere, so code changed to close
+#:      earlier went undetected).
 FLAG_STEP_PER_INPUT = "1"
-LOGIC_FLAGS = FLAG_STEP_PER_INPUT
+FLAG_CLOSE_DROP_RECORDED = "2"
+LOGIC_FLAGS = f"{FLAG_STEP_PER_INPUT},{FLAG_CLOSE_DROP_RECORDED}"
 
 
 class WorkflowHooks(Protocol):
@@ -201,7 +205,12 @@ class WorkflowMachine:
     ) -> None:
         for index, command in enumerate(commands):
             if index >= len(recorded):
-                if isinstance(command, cmd.CLOSE_COMMANDS) and index == len(commands) - 1:
+                lenient = FLAG_CLOSE_DROP_RECORDED not in marker.flags.split(",")
+                if (
+                    isinstance(command, cmd.CLOSE_COMMANDS)
+                    and index == len(commands) - 1
+                    and (marker.close_dropped or lenient)
+                ):
                     # The close was not written because new events had arrived; the
                     # next activation decides again (as it did when this ran live).
                     self._close_emitted = False

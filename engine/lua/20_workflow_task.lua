@@ -140,12 +140,22 @@ redis.register_function('rd_wft_complete', function(keys, args)
   local ts = now_ms()
   redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
   local has_buffer = redis.call('LLEN', c.buf) > 0
-  append(c, 'WorkflowTaskCompleted', ts, {'worker', args[7], 'now', args[8], 'flags', args[9]})
-  local closed, dropped = 0, 0
+  local dropped = 0
+  for k = 1, #cmds do
+    if CLOSE_KINDS[cmds[k][1]] and has_buffer then dropped = 1 end
+  end
+  -- The boundary records a dropped close, so replay can tell it from code that changed.
+  local marker = {'worker', args[7], 'now', args[8], 'flags', args[9]}
+  if dropped == 1 then
+    marker[#marker + 1] = 'close_dropped'
+    marker[#marker + 1] = 1
+  end
+  append(c, 'WorkflowTaskCompleted', ts, marker)
+  local closed = 0
   for k = 1, #cmds do
     local kind, fields = cmds[k][1], cmds[k][2]
     if CLOSE_KINDS[kind] and has_buffer then
-      dropped = 1  -- new events arrived: the code must see them before it may close
+      -- new events arrived: the code must see them before it may close
     else
       if apply_command(c, kind, fields, ts) == 'closed' then
         closed = 1

@@ -86,12 +86,14 @@ class Sim:
         command is not written. `flags` overrides the replay behaviour flags recorded
         (as an older engine would have written them); the live run uses the current."""
         commands = self.machine.activate(self.events[self._fed :], self.now_ms)
+        dropped = drop_close and any(isinstance(c, cmd.CLOSE_COMMANDS) for c in commands)
         # As the worker does: record the time the code saw, which never goes back.
         self.add(
             ev.WorkflowTaskCompleted,
             worker="sim",
             now=self.machine.now_ms,
             flags=LOGIC_FLAGS if flags is None else flags,
+            close_dropped=int(dropped),
         )
         for command in commands:
             if drop_close and isinstance(command, cmd.CLOSE_COMMANDS):

@@ -720,10 +720,9 @@ def test_queries_do_not_move_the_random_source() -> None:
     assert completed_value(queried.activate()) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: docs/testing.md, a lenient close")
 def test_nondeterminism_code_that_closes_earlier() -> None:
-    """v2 completes where v1 waited for a signal. History cannot tell this close apart
-    from one dropped because events arrived meanwhile, so the replay accepts it."""
+    """v2 completes where v1 waited for a signal. Since flag 2 the boundary records a
+    close dropped because events arrived, so this close is told apart and rejected."""
     sim = Sim(Recorder)
     sim.activate()
     sim.signal("add", "x")
