@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import events as ev
-from engine.errors import ApplicationError, UnknownQueryError, to_failure
+from engine.errors import ApplicationError, PayloadError, UnknownQueryError, to_failure
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
 from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
@@ -679,6 +679,13 @@ class Worker:
                         ),
                     )
             else:
+                try:
+                    payload = self.client.codec.encode(result)
+                except PayloadError as exc:
+                    # Another attempt would return the same value: do not retry.
+                    raise ApplicationError(
+                        f"activity result cannot be stored: {exc}", type="PayloadError",
+                        non_retryable=True) from None
                 call = self.store.act_complete_call(
                     info.workflow_id,
                     info.run_id,
@@ -686,7 +693,7 @@ class Worker:
                     task.get("attempt"),
                     task.msg_id,
                     task.stream,
-                    result=self.client.codec.encode(result),
+                    result=payload,
                 )
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from engine.keys import GROUP
-from sdk import Client, activity, workflow
+from sdk import ActivityError, Client, activity, workflow
 from sdk.testing import running_worker
 
 pytestmark = pytest.mark.anyio
@@ -88,3 +88,33 @@ async def test_over_delivered_task_goes_to_dead_letters(client: Client) -> None:
     assert fields[b"workflow_id"] == b"wf-poison"
     assert b"delivered 2 times" in fields[b"reason"]
     assert fields[b"stream"] == stream.encode()
+
+
+@activity.defn
+async def huge_result() -> bytes:
+    return b"x" * (3 * 1024 * 1024)
+
+
+@workflow.defn
+class WantsHuge:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(
+                huge_result, start_to_close_timeout=timedelta(seconds=10)
+            )
+        except ActivityError as exc:
+            return f"{type(exc.cause).__name__}: {exc.cause}"
+        return "stored"
+
+
+async def test_oversized_activity_result_fails_without_retry(client: Client) -> None:
+    """A result over the payload limit would be as big on every attempt: the activity
+    fails at once, non-retryable, instead of retrying for ever."""
+    async with running_worker(
+        client, task_queue="q", workflows=[WantsHuge], activities=[huge_result]
+    ):
+        handle = await client.start_workflow(WantsHuge.run, id="wf-huge", task_queue="q")
+        with anyio.fail_after(10):
+            result = await handle.result()
+    assert result.startswith("ApplicationError: activity result cannot be stored")
