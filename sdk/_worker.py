@@ -45,6 +45,9 @@ Fields = dict[bytes, bytes]
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #: Activities that finish within this never pay for a start transition.
 LAZY_START_S = 0.05
+#: Workers and consumers silent this long are forgotten (checked every TIDY_INTERVAL_S).
+DEPARTED_AFTER_MS = 10 * 60 * 1000
+TIDY_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -250,11 +253,40 @@ class Worker:
 
     async def _liveness_loop(self) -> None:
         interval = self.liveness_ms / 5000
+        next_tidy = time.monotonic() + TIDY_INTERVAL_S
         while not self._stopping:
             await self._beat()
             await self._touch_in_flight()
             await self._claim_from_dead()
+            if time.monotonic() >= next_tidy:
+                await self._forget_departed_workers()
+                next_tidy = time.monotonic() + TIDY_INTERVAL_S
             await anyio.sleep(interval)
+
+    async def _forget_departed_workers(self) -> None:
+        """Workers gone for long leave a beat in the workers zset and a consumer in each
+        group: drop them, so operators see live workers only. Consumers still holding
+        task entries are kept (claiming takes those); a dead consumer's pending query
+        requests are dropped with it (their clients gave up long ago)."""
+        redis = self.client.redis
+        cutoff_ms = int(time.time() * 1000) - DEPARTED_AFTER_MS
+        workers_key = self.keys.workers(self.task_queue)
+        gone: Any = await redis.zrangebyscore(workers_key, "-inf", cutoff_ms)
+        if gone:
+            await redis.zrem(workers_key, *gone)
+            await redis.hdel(self.keys.worker_info(self.task_queue), *gone)
+        queries = self.keys.queries(self.task_queue)
+        for stream in [*self._wf_streams, *self._act_streams, queries]:
+            try:
+                consumers: Any = await redis.xinfo_consumers(stream, GROUP)
+            except RedisError:
+                continue
+            for consumer in consumers:
+                idle = int(consumer["idle"])  # since its last read attempt, any outcome
+                if idle < DEPARTED_AFTER_MS or consumer["name"] == self.identity.encode():
+                    continue
+                if consumer["pending"] == 0 or stream == queries:
+                    await redis.xgroup_delconsumer(stream, GROUP, consumer["name"])
 
     async def _touch_in_flight(self) -> None:
         """Reset the idle time of every entry we hold: idle time is how others tell a

@@ -118,3 +118,32 @@ async def test_oversized_activity_result_fails_without_retry(client: Client) -> 
         with anyio.fail_after(10):
             result = await handle.result()
     assert result.startswith("ApplicationError: activity result cannot be stored")
+
+
+async def test_departed_workers_are_forgotten(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers silent for long drop out of the workers zset and the consumer groups;
+    a consumer still holding a task entry stays (claiming handles it)."""
+    from sdk import _worker
+
+    monkeypatch.setattr(_worker, "DEPARTED_AFTER_MS", 0)
+    keys = client.keys
+    worker = _worker.Worker(client, task_queue="q", workflows=[OneSlowStep],
+                            handle_signals=False)
+    await client.store.ensure_groups("q")
+    await client.redis.zadd(keys.workers("q"), {"ghost": 1})
+    await client.redis.hset(keys.worker_info("q"), "ghost", "{}")
+    stream = keys.workflow_tasks(0, "q")
+    await client.redis.xreadgroup(GROUP, "ghost", {stream: ">"}, count=1)  # holds nothing
+    await client.start_workflow(OneSlowStep.run, 0.0, id="wf-held", task_queue="q")
+    held_stream = keys.workflow_tasks(keys.shard("wf-held"), "q")
+    await client.redis.xreadgroup(GROUP, "holder", {held_stream: ">"}, count=10)
+    await anyio.sleep(0.01)
+    await worker._forget_departed_workers()
+    assert await client.redis.zscore(keys.workers("q"), "ghost") is None
+    assert not await client.redis.hexists(keys.worker_info("q"), "ghost")
+    names = {c["name"] for c in await client.redis.xinfo_consumers(stream, GROUP)}
+    assert b"ghost" not in names
+    held = {c["name"] for c in await client.redis.xinfo_consumers(held_stream, GROUP)}
+    assert b"holder" in held
