@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -50,6 +50,8 @@ class WorkflowTaskCommit:
     last_stream_id: bytes
     closed: bool
     close_dropped: bool
+    #: Activity tasks delivered to this worker with the commit: (stream, id, fields).
+    eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ class Store:
         flags: str,
         commands: Sequence[cmd.Command],
         seen_next_event_id: int = 0,
+        eager_slots: int = 0,
     ) -> Call:
         """`token=None` is a speculative completion (no rd_wft_start): it lands only if
         the history's next event id is still `seen_next_event_id`."""
@@ -260,6 +263,7 @@ class Store:
             now_ms,
             flags,
             seen_next_event_id,
+            eager_slots,
         ]
         for command in commands:
             event_type, attrs = cmd.to_event(command)
@@ -279,6 +283,10 @@ class Store:
             last_stream_id=bytes(reply[2]),
             closed=bool(int(reply[3])),
             close_dropped=bool(int(reply[4])),
+            eager=[
+                (_s(stream), _s(sid), dict(zip(flat[0::2], flat[1::2], strict=True)))
+                for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
+            ],
         )
 
     def wft_fail_call(

@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine import commands as cmd
 from engine import events as ev
 from engine.errors import ApplicationError, PayloadError, UnknownQueryError, to_failure
 from engine.keys import GROUP
@@ -147,6 +148,7 @@ class Worker:
         self._stopping = False
         self._stop_requested = anyio.Event()
         self._workflow_loop_done = anyio.Event()
+        self._eager_free = 0
         self._tg: TaskGroup | None = None
         self.stats: dict[str, int] = defaultdict(int)
 
@@ -391,6 +393,8 @@ class Worker:
         normal tasks' completions take a second."""
         speculative: list[tuple[_Task, Call]] = []
         normal: list[_Task] = []
+        self._eager_free = max(0, self.max_concurrent_activities - len(self._running)
+                               - len(self._act_backlog))
         for task in tasks:
             self._in_flight[task.stream].add(task.msg_id)
             call = None if task.no_speculation else self._speculate(task)
@@ -468,7 +472,8 @@ class Worker:
         return self.store.wft_complete_call(
             wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream, self.identity,
             cached.machine.now_ms,  # the time the code saw (see _activate)
-            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1)
+            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1,
+            eager_slots=self._eager_slots(commands))
 
     def _finish(self, task: _Task, call: Call, reply: Any) -> str | None:
         """Apply a completion's reply to the cache; returns "retry" for a speculation
@@ -489,6 +494,9 @@ class Worker:
             self.stats["speculation_retries"] += 1
             return "retry"
         self._in_flight[task.stream].discard(task.msg_id)
+        if not isinstance(commit, str) and commit.eager:
+            self.stats["eager_activities"] += len(commit.eager)
+            self._start_activities([_Task(*entry) for entry in commit.eager])
         cached = self.cache.get(wf_id, task.get("run_id"))
         if isinstance(commit, str) or commit.closed or commit.close_dropped or cached is None:
             self.cache.evict(wf_id)
@@ -564,7 +572,18 @@ class Worker:
             cached.machine.now_ms,
             LOGIC_FLAGS,
             commands,
+            eager_slots=self._eager_slots(commands),
         )
+
+    def _eager_slots(self, commands: list[Any]) -> int:
+        """How many of this completion's activity tasks to take at once: only when we
+        run every type it schedules, and only from the free slots not yet promised."""
+        types = [c.activity_type for c in commands if isinstance(c, cmd.ScheduleActivity)]
+        if not types or any(t not in self._activities for t in types) or self._stopping:
+            return 0
+        granted = min(len(types), self._eager_free)
+        self._eager_free -= granted
+        return granted
 
     # --- queries ----------------------------------------------------------------------
     async def _query_loop(self) -> None:
@@ -639,9 +658,9 @@ class Worker:
                 per_stream = max(1, free // self.keys.shards)
                 tasks = await self._read(self._act_streams, per_stream, 500)
             if tasks:
-                await self._start_activities(tasks)
+                self._start_activities(tasks)
 
-    async def _start_activities(self, tasks: list[_Task]) -> None:
+    def _start_activities(self, tasks: list[_Task]) -> None:
         """Run each attempt at once. The start mark (which arms start-to-close and
         heartbeat timeouts) is sent later by the housekeeping loop, and only for
         attempts still running by then: most activities finish first and save it."""

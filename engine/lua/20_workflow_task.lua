@@ -31,6 +31,17 @@ redis.register_function('rd_wft_start', function(keys, args)
   return {'ok', token, ts, redis.call('HGET', c.wf, 'wft_attempt'), entries}
 end)
 
+-- The first entry of a one-stream XREADGROUP reply, or nil. (Redis nests it as
+-- {{stream, entries}}; fakeredis, used in unit tests, gives {stream, entries}.)
+local function first_entry(read)
+  if type(read) ~= 'table' or #read == 0 then return nil end
+  local per_stream = read[1]
+  if type(per_stream) ~= 'table' then per_stream = read end
+  local entries = per_stream[2]
+  if type(entries) ~= 'table' then return nil end
+  return entries[1]
+end
+
 -- Apply one command of a completion. Returns 'closed' when the run ended.
 local function apply_command(c, kind, fields, ts)
   local f = {}
@@ -46,6 +57,18 @@ local function apply_command(c, kind, fields, ts)
     put_activity(c, seq, state)
     redis.call('HSET', c.wf, 'actin:' .. seq, f.input)
     enqueue_activity(c, seq, 1, state)
+    if c.eager_slots > 0 and f.task_queue == c.task_queue then
+      -- Eager dispatch: the completing worker takes the task it just queued (a normal
+      -- delivery to its consumer), saving the wake-up of its activity poller.
+      local stream = act_task_stream(c, f.task_queue)
+      local read = redis.call('XREADGROUP', 'GROUP', GROUP, c.worker, 'COUNT', 1,
+        'STREAMS', stream, '>')
+      local entry = first_entry(read)
+      if entry then
+        c.eager[#c.eager + 1] = {stream, entry[1], entry[2]}
+        c.eager_slots = c.eager_slots - 1
+      end
+    end
     local stc = tonumber(opts.schedule_to_close_ms)
     if stc and stc > 0 then
       redis.call('ZADD', c.prefix .. 'timers', ts + stc, timer_member('C', c.run, seq, 0, c.id))
@@ -107,11 +130,14 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 -- rd_wft_complete: write the activation's commands (one atomic transition).
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
---       seen_next_event_id, then per command: kind, n_fields, field, value, ...
+--       seen_next_event_id, eager_slots, then per command: kind, n_fields, field, value...
+-- eager_slots > 0: up to that many activity tasks scheduled here on the workflow's own
+-- task queue are delivered to this worker (consumer = worker) in the reply.
 -- A speculative completion (token '') ran without rd_wft_start, on the event carried
 -- by the task; it lands only if the task is still scheduled and no event came after
 -- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
--- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1)},
+-- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1),
+--          {{stream, entry_id, fields}...} (eager activity tasks)},
 --      {'retry'}, or {'stale'} (message acknowledged, nothing written).
 redis.register_function('rd_wft_complete', function(keys, args)
   local c = ctx(keys, args)
@@ -128,7 +154,12 @@ redis.register_function('rd_wft_complete', function(keys, args)
     return {'retry'}
   end
   -- Validate the command list before writing anything.
-  local cmds, i = {}, 11
+  -- Activity tasks this worker will run at once if they are for its own queue.
+  c.eager_slots = tonumber(args[11]) or 0
+  c.eager = {}
+  c.worker = args[7]
+  c.task_queue = redis.call('HGET', c.wf, 'task_queue')
+  local cmds, i = {}, 12
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return redis.error_reply('ERR malformed command list') end
@@ -170,7 +201,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg')
     if flush_buffer(c) > 0 then schedule_wft(c) end
   end
-  return {'ok', last_id, last_sid, closed, dropped}
+  return {'ok', last_id, last_sid, closed, dropped, c.eager}
 end)
 
 local function wft_retry_later(c, epoch, failure, ts)

@@ -65,3 +65,16 @@ async def test_steps_signal_query_result(client: Client) -> None:
         assert types[-1] == "WorkflowExecutionCompleted"
         ids = [e.event_id async for e in handle.fetch_history()]
         assert ids == list(range(1, len(ids) + 1))
+
+
+async def test_activities_are_dispatched_eagerly(client: Client) -> None:
+    """A worker that runs both the workflow and its activities takes the activity tasks
+    it schedules with the completion itself (no poller wake-up in between)."""
+    async with running_worker(
+        client, task_queue="q", workflows=[Steps], activities=[double]
+    ) as worker:
+        handle = await client.start_workflow(Steps.run, 2, id="wf-eager", task_queue="q")
+        await handle.signal(Steps.proceed)
+        with anyio.fail_after(10):
+            assert await handle.result() == 2
+    assert worker.stats["eager_activities"] >= 2
