@@ -1,0 +1,1 @@
+"""The benchmark suite: `scripts/bench/run` (see docs/benchmarks.md)."""

@@ -1,0 +1,104 @@
+"""A benchmark worker in its own process: `python -m scripts.bench.worker --url U --prefix P`.
+
+Prints `ready <pid>` once it has joined the task queue; on SIGUSR1 it prints one
+`counters <json>` line (round trips and commands it sent so far); on SIGTERM it drains
+and prints one `stats <json>` line (the same counters, tasks it ran, RSS) and exits.
+`--profile FILE` runs it under cProfile and writes the stats to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from scripts.bench import counters, workload
+from scripts.bench.util import use_uvloop
+from sdk import Client, Worker, configure_logging
+
+TASK_QUEUE = "bench"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="redurable benchmark worker")
+    p.add_argument("--url", required=True)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--task-queue", default=TASK_QUEUE)
+    p.add_argument("--max-cached", type=int, default=10000)
+    p.add_argument("--liveness", type=float, default=5.0)
+    p.add_argument("--profile", default=None, help="write cProfile stats to this file")
+    return p.parse_args(argv)
+
+
+def rss_kib() -> int:
+    with open(f"/proc/{os.getpid()}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> dict[str, Any]:
+    counters.install()
+    client = await Client.connect(args.url, prefix=args.prefix)
+    try:
+        worker = Worker(
+            client,
+            task_queue=args.task_queue,
+            workflows=workload.WORKFLOWS,
+            activities=workload.ACTIVITIES,
+            max_cached_workflows=args.max_cached,
+            liveness_timeout=args.liveness,
+            handle_signals=True,
+        )
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            key = client.keys.workers(args.task_queue)
+            while await client.redis.zscore(key, worker.identity) is None:
+                await anyio.sleep(0.01)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR1,
+                lambda: print("counters " + json.dumps(counters.snapshot()), flush=True),
+            )
+            print(f"ready {os.getpid()}", flush=True)
+        return {
+            "pid": os.getpid(),
+            "seconds": time.monotonic() - started,
+            "cached": len(worker.cache),
+            "rss_kib": rss_kib(),
+            "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "cpu_s": time.process_time(),
+            **dict(worker.stats),
+            **counters.snapshot(),
+        }
+    finally:
+        await client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_logging(level="WARNING")
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    stats = anyio.run(serve, args, backend="asyncio", backend_options={"use_uvloop": use_uvloop()})
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    print("stats " + json.dumps(stats), flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
