@@ -187,7 +187,10 @@ def main(quick: bool = False) -> None:
         lines += [
             f"Unprofiled run for reference: {base['wf_per_s']:.0f} wf/s; CPU s workers / "
             f"redis / driver: {base['cpu_s']['workers']:.2f} / {base['cpu_s']['server']:.2f} / "
-            f"{base['cpu_s']['driver']:.2f} over {base['elapsed_s']:.2f} s.",
+            f"{base['cpu_s']['driver']:.2f} over {base['elapsed_s']:.2f} s; Redis "
+            f"{base['fcall_usec_per_call']:.1f} us per FCALL, "
+            f"{base['per_step']['server_usec']:.0f} us of commands per step (INFO "
+            "commandstats; the SLOWLOG run below inflates both).",
             "",
         ]
         if pyspy.exists():
