@@ -9,6 +9,9 @@ import msgpack
 from engine.errors import PayloadError
 
 DEFAULT_PAYLOAD_LIMIT = 2 * 1024 * 1024
+#: First byte of every codec chain header (engine.codec_chain): the one byte value
+#: MessagePack never uses, so chained and plain payloads cannot be confused.
+CHAIN_HEADER = b"\xc1"
 
 
 class PayloadCodec(Protocol):
@@ -39,6 +42,11 @@ class MsgpackCodec:
         return data
 
     def decode(self, data: bytes) -> Any:
+        if data[:1] == CHAIN_HEADER:
+            raise PayloadError(
+                "payload is compressed or encrypted: decode it with the codec chain that "
+                "wrote it (REDURABLE_ENCRYPTION_KEYS / REDURABLE_COMPRESSION, docs/security.md)"
+            )
         try:
             return msgpack.unpackb(data, raw=False, strict_map_key=False)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:

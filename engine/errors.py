@@ -168,6 +168,15 @@ class HistoryLimitError(RedurableError):
     """The history reached its length limit; the workflow should continue-as-new."""
 
 
+class DurabilityError(RedurableError):
+    """A transition was applied but the durability asked for (fsync, replicas) was not
+    confirmed in time: it may be lost if the server crashes now."""
+
+
+class DeadLetterNotFoundError(RedurableError):
+    """No dead letter with that id (requeued or dropped already?)."""
+
+
 class ContinueAsNewError(BaseException):
     """Control flow: raised by `workflow.continue_as_new` to end this run and start the
     next one with fresh history. A BaseException so `except Exception:` cannot catch it."""

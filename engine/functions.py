@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from importlib import resources
 
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError, ResponseError
+
+from engine.errors import RedurableError
 
 LIBRARY_NAME = "redurable"
+#: A read-only function that returns the library's version (a hash of its source), so
+#: a client can tell whether the server already has the code it was built with.
+VERSION_FUNCTION = "rd_library_version"
 
 
-def library_source() -> str:
-    """The library as FUNCTION LOAD takes it: one chunk, common helpers first."""
+class LibraryMissingError(RedurableError):
+    """The server lacks this version of the library and this user may not load it."""
+
+
+@functools.cache
+def _lua_files() -> str:
     folder = resources.files("engine").joinpath("lua")
-    parts = [f"#!lua name={LIBRARY_NAME}\n"]
+    parts = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".lua"):
             parts.append(f"-- ===== {entry.name} =====\n")
@@ -20,6 +32,48 @@ def library_source() -> str:
     return "\n".join(parts)
 
 
+def library_version() -> str:
+    return hashlib.sha256(_lua_files().encode()).hexdigest()[:16]
+
+
+def library_source() -> str:
+    """The library as FUNCTION LOAD takes it: one chunk, common helpers first, and the
+    version function last."""
+    return "\n".join(
+        [
+            f"#!lua name={LIBRARY_NAME}\n",
+            _lua_files(),
+            f"redis.register_function{{function_name='{VERSION_FUNCTION}', "
+            f"callback=function() return '{library_version()}' end, flags={{'no-writes'}}}}\n",
+        ]
+    )
+
+
+async def installed_version(redis: Redis) -> str | None:
+    """Version of the library on the server, None when there is none (or an old one
+    without the version function)."""
+    try:
+        version = await redis.fcall_ro(VERSION_FUNCTION, 0)
+    except ResponseError as exc:
+        if "function not found" in str(exc).lower():
+            return None
+        raise
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
 async def load_library(redis: Redis) -> None:
-    """Load (or replace) the library. Idempotent: every client and worker calls it."""
-    await redis.function_load(library_source(), replace=True)
+    """Make sure the server runs this version of the library: loaded (or replaced) only
+    when it is missing or different, so a user without FUNCTION LOAD permission (an
+    ACL user limited to its namespace, docs/security.md) can connect once an admin has
+    loaded it."""
+    if await installed_version(redis) == library_version():
+        return
+    try:
+        await redis.function_load(library_source(), replace=True)
+    except NoPermissionError:
+        raise LibraryMissingError(
+            f"the server does not have version {library_version()} of the redurable "
+            "function library and this user may not load it (FUNCTION LOAD); load it "
+            "once as an admin: redurable load-functions --redis-url <admin URL> "
+            "(docs/security.md)"
+        ) from None

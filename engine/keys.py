@@ -100,6 +100,13 @@ class Keys:
         """Hash of worker id -> JSON (host, pid, registered types and queries)."""
         return f"{self.prefix}:workers:{task_queue}{WORKER_INFO_SUFFIX}"
 
+    def worker_presence(self, worker_id: str) -> str:
+        """Pub/sub channel a live worker stays subscribed to. The server drops the
+        subscription the instant the worker's process dies (its socket closes), so
+        `PUBSUB NUMSUB` tells a dead worker from a slow one without waiting for its
+        heartbeat to go stale."""
+        return f"{self.prefix}:presence:{worker_id}"
+
     def queries(self, task_queue: str) -> str:
         """Stream of query requests for the workers of a task queue."""
         return f"{self.prefix}:tq:{task_queue}:queries"

@@ -17,15 +17,18 @@ a call did not finish cleanly, so a late reply is never read as another's answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+
+from engine.tls import ssl_context_from_query
 
 Arg = bytes | str | int | float
 
@@ -34,6 +37,16 @@ def pack_command(args: Sequence[Arg], out: list[bytes]) -> None:
     """Append the RESP encoding of one command to `out` (hiredis packs in C)."""
     # The stub types the argument as a 1-tuple; hiredis takes any length.
     out.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
+
+
+def _raise_if_loading(replies: Sequence[Any]) -> None:
+    """A server loading its dataset (just restarted) rejects every command with a
+    LOADING error reply: raise it as redis-py does, a ConnectionError (transient, worth
+    a retry), never as the command's own failure. Nothing of the batch was applied while
+    it loaded; a command that slipped in just after is fenced when it is retried."""
+    for reply in replies:
+        if isinstance(reply, ResponseError) and str(reply).startswith("LOADING"):
+            raise BusyLoadingError(str(reply))
 
 
 class _Connection:
@@ -163,22 +176,15 @@ class RespPool:
         if parsed.scheme not in ("redis", "rediss"):
             raise ValueError(f"unsupported URL scheme {parsed.scheme!r} (redis:// or rediss://)")
         query = parse_qs(parsed.query)
-        context = None
-        if parsed.scheme == "rediss":
-            context = ssl.create_default_context(cafile=query.get("ssl_ca_certs", [None])[0])
-            if query.get("ssl_cert_reqs", ["required"])[0] == "none":
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            certfile = query.get("ssl_certfile", [None])[0]
-            if certfile:
-                context.load_cert_chain(certfile, query.get("ssl_keyfile", [None])[0])
+        context = ssl_context_from_query(query) if parsed.scheme == "rediss" else None
         db = int(parsed.path.lstrip("/") or query.get("db", ["0"])[0])
         return cls(
             parsed.hostname or "localhost",
             parsed.port or 6379,
             db=db,
-            username=parsed.username or None,
-            password=parsed.password or None,
+            # Percent-decoded as redis-py does: a password may contain '@' or ':'.
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
             ssl_context=context,
         )
 
@@ -198,7 +204,13 @@ class RespPool:
         if self.db:
             setup.append(["SELECT", self.db])
         if setup:
-            for reply in await conn.execute(setup):
+            replies = await conn.execute(setup)
+            try:
+                _raise_if_loading(replies)
+            except BusyLoadingError:
+                conn.close()
+                raise
+            for reply in replies:
                 if isinstance(reply, ResponseError):
                     conn.close()
                     raise reply
@@ -219,7 +231,9 @@ class RespPool:
         mux = await self._multiplexer()
         self.commands_sent += len(commands)
         self.round_trips += 1
-        return await mux.submit(commands)
+        replies = await mux.submit(commands)
+        _raise_if_loading(replies)
+        return replies
 
     async def execute(self, *args: Arg) -> Any:
         reply = (await self.execute_many([args]))[0]
@@ -241,13 +255,24 @@ class RespPool:
                 conn.close()
         self.commands_sent += 1
         self.round_trips += 1
+        _raise_if_loading([reply])
         if isinstance(reply, ResponseError):
             raise reply
         return reply
 
     async def close(self) -> None:
+        closing: list[asyncio.StreamWriter] = []
         if self._mux is not None:
             self._mux.close()
+            closing.append(self._mux.conn.writer)
             self._mux = None
         while self._idle:
-            self._idle.pop().close()
+            conn = self._idle.pop()
+            conn.close()
+            closing.append(conn.writer)
+        # A TLS connection closes with an exchange with the server: wait for it (briefly),
+        # else the socket outlives the pool and leaks when the loop ends.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.wait_closed() for w in closing), return_exceptions=True), 1
+            )

@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from engine import commands as cmd
 from engine import events as ev
+from engine.durability import Durability
 from engine.errors import (
+    DurabilityError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
@@ -22,6 +25,7 @@ from engine.errors import (
 from engine.keys import GROUP, Keys
 from engine.resp import RespPool
 
+log = structlog.get_logger("redurable.store")
 HISTORY_VERSION = 1
 Arg = bytes | str | int
 
@@ -93,14 +97,29 @@ class Store:
     """`fast`, when given, carries the hot path (transitions and task reads); without
     it (fakeredis in unit tests) everything goes through redis-py."""
 
-    def __init__(self, redis: Redis, keys: Keys, fast: RespPool | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        fast: RespPool | None = None,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.fast = fast
+        #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
+        self.durability = durability
         self._known_queues: set[str] = set()
 
     # --- plumbing ---------------------------------------------------------------------
     async def call(self, call: Call) -> Any:
+        """One transition; with a durability mode, DurabilityError when it was applied
+        but not confirmed durable in time."""
+        if self.durability is not None:
+            reply = (await self._call_batch([call], self.durability, strict=True))[0]
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         if self.fast is not None:
             return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
                                            *call.args)
@@ -111,6 +130,8 @@ class Store:
         exception object in its slot rather than failing the others."""
         if not calls:
             return []
+        if self.durability is not None:
+            return await self._call_batch(calls, self.durability, strict=False)
         if self.fast is not None:
             return await self.fast.execute_many(
                 [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
@@ -123,6 +144,33 @@ class Store:
         for c in calls:
             pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
         return list(await pipe.execute(raise_on_error=False))
+
+    async def _call_batch(
+        self, calls: Sequence[Call], durability: Durability, *, strict: bool
+    ) -> list[Any]:
+        """Calls, then the durability wait on the same connection (it covers every
+        earlier write of that connection). When the wait falls short and `strict`, each
+        reply slot holds the DurabilityError (the writes happened, their durability is
+        unknown: a client must hear it). Workers pass strict=False and go on: a
+        transition lost in a crash loses its XACK with it, so its task runs again."""
+        commands: list[tuple[Any, ...]] = [
+            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
+        ]
+        commands.append(durability.command())
+        if self.fast is not None:
+            replies = await self.fast.execute_many(commands)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(await pipe.execute(raise_on_error=False))
+        try:
+            durability.check(replies[-1])
+        except DurabilityError as exc:
+            if strict:
+                return [r if isinstance(r, Exception) else exc for r in replies[:-1]]
+            log.warning("durability_not_confirmed", error=str(exc))
+        return list(replies[:-1])
 
     def _wf_keys(self, workflow_id: str) -> list[str]:
         k = self.keys
@@ -298,20 +346,23 @@ class Store:
         msg_id: str,
         stream: str,
         failure: dict[str, Any],
+        dead_letter_reason: str | None = None,
     ) -> Call:
-        return Call(
-            "rd_wft_fail",
-            self._task_keys(workflow_id, stream),
-            [
-                self._prefix(workflow_id),
-                workflow_id,
-                run_id,
-                epoch,
-                token,
-                msg_id,
-                json.dumps(failure, separators=(",", ":")),
-            ],
-        )
+        """With a reason, the task goes to the dead letters instead of being retried."""
+        keys = self._task_keys(workflow_id, stream)
+        args: list[Arg] = [
+            self._prefix(workflow_id),
+            workflow_id,
+            run_id,
+            epoch,
+            token,
+            msg_id,
+            json.dumps(failure, separators=(",", ":")),
+        ]
+        if dead_letter_reason:
+            keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
+            args.append(dead_letter_reason)
+        return Call("rd_wft_fail", keys, args)
 
     # --- activity tasks ---------------------------------------------------------------
     def act_start_call(
@@ -354,7 +405,11 @@ class Store:
         *,
         result: bytes | None = None,
         failure: dict[str, Any] | None = None,
+        eager_consumer: str = "",
+        eager_task_queue: str = "",
     ) -> Call:
+        """`eager_consumer`: a worker polling `eager_task_queue`'s workflow tasks, to be
+        handed the workflow task this completion queues (see parse_eager_wft)."""
         base: list[Arg] = [
             self._prefix(workflow_id),
             workflow_id,
@@ -373,7 +428,17 @@ class Store:
                 str(failure.get("type", "")),
                 "1" if failure.get("non_retryable") else "0",
             ]
+        if eager_consumer:
+            tail += [eager_consumer, eager_task_queue]
         return Call("rd_act_complete", self._task_keys(workflow_id, stream), base + tail)
+
+    @staticmethod
+    def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
+        """The workflow task an activity completion handed over: (stream, id, fields)."""
+        if not isinstance(reply, list) or len(reply) < 3 or not reply[2]:
+            return None
+        stream, sid, fields = reply[2]
+        return _s(stream), _s(sid), dict(zip(fields[0::2], fields[1::2], strict=True))
 
     def act_heartbeat_call(
         self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes
@@ -429,8 +494,35 @@ class Store:
                 break
         return claimed
 
+    async def claim_from_consumer(
+        self,
+        stream: str,
+        shard: int,
+        dead_consumer: str,
+        consumer: str,
+        max_deliveries: int,
+        limit: int = 100,
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
+        """Take over up to `limit` pending entries of a consumer known to be dead; the
+        flag says whether it may hold more."""
+        reply = await self.call(
+            Call(
+                "rd_claim_from",
+                [stream, self.keys.dead_letters(shard)],
+                [dead_consumer, consumer, limit, max_deliveries],
+            )
+        )
+        claimed = [
+            (sid, dict(zip(fields[0::2], fields[1::2], strict=True))) for sid, fields in reply[0]
+        ]
+        return claimed, bool(int(reply[2]))
+
     def release_call(self, stream: str, msg_id: str) -> Call:
         return Call("rd_release", [stream], [msg_id])
+
+    def dead_letter_call(self, stream: str, shard: int, msg_id: str, reason: str) -> Call:
+        """Move a delivered entry that cannot be processed to the dead letters now."""
+        return Call("rd_dead_letter", [stream, self.keys.dead_letters(shard)], [msg_id, reason])
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int

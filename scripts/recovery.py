@@ -80,11 +80,11 @@ async def server_ms(client: Client) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def in_flight_on(client: Client, consumer: str) -> set[str]:
+async def in_flight_on(client: Client, consumer: str, task_queue: str = TASK_QUEUE) -> set[str]:
     """Workflow ids of the tasks pending on `consumer` (a killed worker)."""
     keys = client.keys
-    streams = [keys.workflow_tasks(s, TASK_QUEUE) for s in range(keys.shards)]
-    streams += [keys.activity_tasks(s, TASK_QUEUE) for s in range(keys.shards)]
+    streams = [keys.workflow_tasks(s, task_queue) for s in range(keys.shards)]
+    streams += [keys.activity_tasks(s, task_queue) for s in range(keys.shards)]
     pipe = client.redis.pipeline(transaction=False)
     for stream in streams:
         pipe.xpending_range(stream, GROUP, "-", "+", 1000, consumername=consumer)

@@ -4,11 +4,14 @@ from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationErro
 """
 
 from engine.codec import MsgpackCodec, PayloadCodec
+from engine.codec_chain import AesGcmCodec, CompressionCodec
+from engine.durability import Durability
 from engine.errors import (
     ActivityError,
     ActivityTimeoutError,
     ApplicationError,
     CancelledError,
+    DurabilityError,
     FailureError,
     InvalidArgumentError,
     NondeterminismError,
@@ -33,6 +36,7 @@ from sdk._client import (
     WorkflowExecution,
     WorkflowHandle,
 )
+from sdk._codec_config import codec_from_env
 from sdk._log import configure_logging
 from sdk._retry import RetryPolicy
 from sdk._worker import Worker
@@ -40,9 +44,13 @@ from sdk._worker import Worker
 __all__ = [
     "ActivityError",
     "ActivityTimeoutError",
+    "AesGcmCodec",
     "ApplicationError",
     "CancelledError",
     "Client",
+    "CompressionCodec",
+    "Durability",
+    "DurabilityError",
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
@@ -67,6 +75,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",
+    "codec_from_env",
     "configure_logging",
     "workflow",
 ]

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from engine.errors import RedurableError
 from engine.keys import DEFAULT_PREFIX
-from sdk import _cli_demo, _cli_workflow
+from sdk import _cli_admin, _cli_demo, _cli_dlq, _cli_ui, _cli_workflow
 from sdk._cli_common import CliError, PrefixOption, UrlOption, connect, fail, run, stderr, stdout
 from sdk._definitions import _ACTIVITY, _WORKFLOW
 from sdk._devserver import DEFAULT_DEV_PORT, EmbeddedServer, ServerError
@@ -38,7 +38,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(_cli_workflow.app, name="workflow")
+app.add_typer(_cli_dlq.app, name="dlq")
 app.command(name="demo")(_cli_demo.demo)
+app.command(name="ui")(_cli_ui.ui)
+app.command(name="load-functions")(_cli_admin.load_functions)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import typer
@@ -23,7 +24,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 
+from engine.functions import LibraryMissingError
 from sdk._client import Client, HistoryEvent
+from sdk._codec_config import codec_from_env
 from sdk._devserver import DEFAULT_DEV_PORT
 
 #: Where commands look when no URL is configured: the server `redurable dev` starts.
@@ -90,8 +93,12 @@ async def connect(url: str | None, prefix: str) -> AsyncIterator[Client]:
     that says how to start one when the user configured no URL."""
     target = url or DEV_URL
     try:
-        client = await Client.connect(target, prefix=prefix, socket_connect_timeout=5)
-    except ValueError as exc:  # a malformed URL, or a bad prefix (InvalidArgumentError)
+        client = await Client.connect(
+            target, prefix=prefix, codec=codec_from_env(), socket_connect_timeout=5
+        )
+    except ValueError as exc:  # a malformed URL, a bad prefix or codec setting
+        fail(str(exc))
+    except LibraryMissingError as exc:
         fail(str(exc))
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         hint = (
@@ -100,14 +107,24 @@ async def connect(url: str | None, prefix: str) -> AsyncIterator[Client]:
             if url is None
             else ""
         )
-        fail(f"cannot reach a server at {target}: {_first_line(exc)}{hint}")
+        fail(f"cannot reach a server at {redacted(target)}: {_first_line(exc)}{hint}")
     except RedisError as exc:
-        fail(f"server at {target} refused the connection: {_first_line(exc)}")
+        fail(f"server at {redacted(target)} refused the connection: {_first_line(exc)}")
     try:
         yield client
     finally:
         with anyio.CancelScope(shield=True):
             await client.close()
+
+
+def redacted(url: str) -> str:
+    """The URL for messages: its password replaced, so errors and logs never show it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _first_line(exc: BaseException) -> str:

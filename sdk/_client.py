@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +14,15 @@ from typing import Any
 
 import msgpack
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
 
+from engine import dead_letters
 from engine import events as ev
 from engine.codec import MsgpackCodec, PayloadCodec
+from engine.dead_letters import DeadLetter
+from engine.durability import Durability
 from engine.errors import (
+    DurabilityError,
     InvalidArgumentError,
     QueryFailedError,
     QueryTimeoutError,
@@ -109,6 +113,16 @@ class WorkflowExecution:
     cursor: tuple[int, str] = (0, "")
 
 
+async def _check_durability(redis: Redis, durability: Durability) -> None:
+    """Run the durability wait once, so a server that cannot provide it (no WAITAOF,
+    AOF off, too few replicas) is a clear error at connect, not on every transition."""
+    try:
+        reply = await redis.execute_command(*durability.command())  # type: ignore[no-untyped-call]
+    except ResponseError as exc:
+        raise DurabilityError(durability.unsupported_reason(str(exc))) from None
+    durability.check(reply)
+
+
 class Client:
     """Entry point to a namespace. One Redis connection pool, shared by handles."""
 
@@ -120,11 +134,15 @@ class Client:
         shards: int = DEFAULT_SHARDS,
         codec: PayloadCodec | None = None,
         fast: RespPool | None = None,
+        durability: str | Durability | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
         self.fast = fast
-        self.store = Store(redis, self.keys, fast)
+        #: What every transition waits for (engine/durability.py); None: the server's AOF
+        #: and replication settings alone decide what a crash can lose.
+        self.durability = Durability.parse(durability)
+        self.store = Store(redis, self.keys, fast, self.durability)
         self.codec: PayloadCodec = codec or MsgpackCodec()
         self.close_watcher = CloseWatcher(redis, self.keys)
 
@@ -136,13 +154,19 @@ class Client:
         prefix: str = DEFAULT_PREFIX,
         codec: PayloadCodec | None = None,
         shards: int | None = None,
+        durability: str | Durability | None = None,
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379) and load
         the engine's functions. The namespace's shard count is fixed when it is first
         used (`shards`, default 4) and stored in `<prefix>:config`; every client reads
-        it from there, and asking for a different one is an error."""
+        it from there, and asking for a different one is an error.
+
+        `durability` ("fsync", "replicas:N", "fsync+replicas:N"; default none) makes
+        every transition wait for the server's AOF fsync and/or replicas (WAITAOF /
+        WAIT); the server is checked for it here (DurabilityError if it cannot)."""
         check_name(prefix, "namespace prefix")
+        wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
             raise InvalidArgumentError("shards must be between 1 and 1024")
         url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
@@ -160,10 +184,19 @@ class Client:
                 raise InvalidArgumentError(
                     f"namespace {prefix!r} already has {stored} shards, not {shards}"
                 )
+            if wanted is not None:
+                await _check_durability(redis, wanted)
         except BaseException:
             await redis.aclose()
             raise
-        return cls(redis, prefix=prefix, shards=stored, codec=codec, fast=RespPool.from_url(url))
+        return cls(
+            redis,
+            prefix=prefix,
+            shards=stored,
+            codec=codec,
+            fast=RespPool.from_url(url),
+            durability=wanted,
+        )
 
     async def close(self) -> None:
         await self.close_watcher.close()
@@ -272,6 +305,21 @@ class Client:
             if len(rows) <= page_size:
                 return
 
+    # --- dead letters (engine/dead_letters.py; `redurable dlq`) ------------------------
+    async def list_dead_letters(self, *, limit: int | None = None) -> list[DeadLetter]:
+        """Tasks taken off their queues as poison, with the reason, every shard."""
+        if limit is not None and limit < 1:
+            raise InvalidArgumentError("limit must be at least 1")
+        return await dead_letters.list_dead_letters(self.redis, self.keys, limit=limit)
+
+    async def requeue_dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        """Put a dead letter ("<shard>/<entry id>") back on its task queue."""
+        return await dead_letters.requeue(self.redis, self.keys, dead_letter_id)
+
+    async def drop_dead_letter(self, dead_letter_id: str) -> DeadLetter:
+        """Delete a dead letter for good."""
+        return await dead_letters.drop(self.redis, self.keys, dead_letter_id)
+
     async def _live_workers(self, task_queue: str, within_ms: int = 15000) -> int:
         now_s, now_us = await self.redis.time()
         now_ms = int(now_s) * 1000 + int(now_us) // 1000
@@ -352,7 +400,8 @@ class WorkflowHandle:
                 "name": name,
                 "args": self.client.codec.encode(list(args)),
                 "reply": reply_key,
-                "deadline": int((time.time() + timeout) * 1000),
+                # From the request's entry id, on the server's clock (sdk/_worker.py).
+                "timeout_ms": int(timeout * 1000),
             },
             maxlen=10000,
             approximate=True,

@@ -39,6 +39,7 @@ from sdk._definitions import (
     activity_definition,
     workflow_definition,
 )
+from sdk._presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
 from sdk._workflow_runner import CachedRun, StickyCache, has_new_activation, new_machine
 
 log = structlog.get_logger("redurable.worker")
@@ -49,6 +50,14 @@ LAZY_START_S = 0.05
 #: Workers and consumers silent this long are forgotten (checked every TIDY_INTERVAL_S).
 DEPARTED_AFTER_MS = 10 * 60 * 1000
 TIDY_INTERVAL_S = 60.0
+#: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
+#: to the dead letters (an operator deploys the type or fixes the data, then requeues).
+#: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
+POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError"})
+#: Fields a task entry must have, by the kind of stream it is on.
+_WF_TASK_FIELDS = (b"workflow_id", b"run_id", b"epoch")
+_ACT_TASK_FIELDS = (b"workflow_id", b"run_id", b"activity_id", b"attempt", b"activity_type")
+_INT_TASK_FIELDS = frozenset({b"activity_id", b"attempt"})
 
 
 @dataclass
@@ -144,13 +153,21 @@ class Worker:
         self._act_backlog: list[_Task] = []
         self._completions: list[Call] = []
         self._completion_ready = anyio.Event()
+        #: One batch of workflow tasks at a time: the poller's and eager ones.
+        self._wf_lock = anyio.Lock()
         self._activity_slot_free = anyio.Event()
         self._stopping = False
         self._stop_requested = anyio.Event()
         self._workflow_loop_done = anyio.Event()
         self._eager_free = 0
         self._tg: TaskGroup | None = None
+        self._presence = PresenceHolder(client.redis, self.keys, self.identity)
+        self._death_watch = DeathWatch(client.redis, self.keys, self.task_queue, self.identity)
         self.stats: dict[str, int] = defaultdict(int)
+        #: Server clock minus ours (ms), measured at every beat: times that other
+        #: processes compare (beats, query deadlines) are on the server's clock, so a
+        #: worker whose clock is minutes off is neither "dead" nor dropping queries.
+        self._clock_offset_ms = 0
 
     # --- lifecycle --------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -160,6 +177,7 @@ class Worker:
     async def run(self) -> None:
         """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
         await self.store.ensure_groups(self.task_queue)
+        await self._presence.subscribe()
         await self._beat()
         log.info(
             "worker_started",
@@ -172,6 +190,8 @@ class Worker:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._guard, self._liveness_loop)
+                tg.start_soon(self._presence.hold)
+                tg.start_soon(self._guard, self._death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
                 if self._workflows:
                     tg.start_soon(self._guard, self._workflow_loop)
@@ -204,6 +224,8 @@ class Worker:
         with anyio.move_on_after(self.graceful_shutdown_timeout):
             if self._workflows:  # let the batch in hand commit (reads block <= 0.5 s)
                 await self._workflow_loop_done.wait()
+                async with self._wf_lock:  # and eager workflow tasks (_flush_completions)
+                    pass
             while self._running:
                 await anyio.sleep(0.05)
         for running in list(self._running.values()):
@@ -235,10 +257,16 @@ class Worker:
             return
 
     # --- liveness, claiming, timers ---------------------------------------------------
+    def _server_ms(self) -> int:
+        """Now on the server's clock (as of the last beat's measurement)."""
+        return int(time.time() * 1000) + self._clock_offset_ms
+
     async def _beat(self) -> None:
         redis = self.client.redis
+        seconds, micros = await redis.time()
+        self._clock_offset_ms = int(seconds) * 1000 + int(micros) // 1000 - int(time.time() * 1000)
         pipe = redis.pipeline(transaction=False)
-        pipe.zadd(self.keys.workers(self.task_queue), {self.identity: int(time.time() * 1000)})
+        pipe.zadd(self.keys.workers(self.task_queue), {self.identity: self._server_ms()})
         pipe.hset(
             self.keys.worker_info(self.task_queue),
             self.identity,
@@ -248,6 +276,7 @@ class Worker:
                     "host": socket.gethostname(),
                     "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
                     "activities": sorted(self._activities),
+                    "presence": self._presence.supported,
                 }
             ),
         )
@@ -265,13 +294,53 @@ class Worker:
                 next_tidy = time.monotonic() + TIDY_INTERVAL_S
             await anyio.sleep(interval)
 
+    async def _death_watch_loop(self) -> None:
+        """Claim the tasks of workers that died (sdk/_presence.py) as soon as their
+        death is seen, instead of after the liveness timeout."""
+        while not self._stopping and self._death_watch.working:
+            try:
+                dead = await self._death_watch.find_dead()
+            except RedisError as exc:
+                if not self._death_watch.working:
+                    log.info("presence_check_unsupported", error=str(exc))
+                    return
+                raise
+            for worker in dead:
+                if await self._claim_all_of(worker):
+                    await self._death_watch.forget(worker)
+            await anyio.sleep(CHECK_INTERVAL_S)
+
+    async def _claim_all_of(self, dead_worker: str) -> bool:
+        """Claim the pending tasks of a dead worker that we have room for; True when
+        it holds none any more."""
+        done = True
+        for stream in self._claimable_streams():
+            limit = self._claim_limit(stream)
+            if limit is not None and limit <= 0:
+                done = False
+                continue
+            claimed, more = await self.store.claim_from_consumer(
+                stream,
+                self._shard_of_stream[stream],
+                dead_worker,
+                self.identity,
+                self.max_deliveries,
+                limit=100 if limit is None else min(limit, 100),
+            )
+            if claimed:
+                log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
+                         tasks=len(claimed))
+            self._adopt(stream, claimed)
+            done = done and not more
+        return done
+
     async def _forget_departed_workers(self) -> None:
         """Workers gone for long leave a beat in the workers zset and a consumer in each
         group: drop them, so operators see live workers only. Consumers still holding
         task entries are kept (claiming takes those); a dead consumer's pending query
         requests are dropped with it (their clients gave up long ago)."""
         redis = self.client.redis
-        cutoff_ms = int(time.time() * 1000) - DEPARTED_AFTER_MS
+        cutoff_ms = self._server_ms() - DEPARTED_AFTER_MS
         workers_key = self.keys.workers(self.task_queue)
         gone: Any = await redis.zrangebyscore(workers_key, "-inf", cutoff_ms)
         if gone:
@@ -302,19 +371,23 @@ class Worker:
         if touched:
             await pipe.execute(raise_on_error=False)
 
-    async def _claim_from_dead(self) -> None:
-        streams = (self._wf_streams if self._workflows else []) + (
+    def _claimable_streams(self) -> list[str]:
+        return (self._wf_streams if self._workflows else []) + (
             self._act_streams if self._activities else []
         )
-        for stream in streams:
-            limit = None
-            if stream in self._act_streams:
-                # Claim only what we have slots for: claimed tasks are ours until we run
-                # them (see below), and a busy worker must not hoard a dead one's work.
-                limit = self.max_concurrent_activities - len(self._running)
-                limit -= len(self._act_backlog)
-                if limit <= 0:
-                    continue
+
+    def _claim_limit(self, stream: str) -> int | None:
+        """Claim only what we have slots for: claimed tasks are ours until we run them
+        (see _adopt), and a busy worker must not hoard a dead one's work."""
+        if stream not in self._act_streams:
+            return None
+        return self.max_concurrent_activities - len(self._running) - len(self._act_backlog)
+
+    async def _claim_from_dead(self) -> None:
+        for stream in self._claimable_streams():
+            limit = self._claim_limit(stream)
+            if limit is not None and limit <= 0:
+                continue
             claimed = await self.store.claim_stale(
                 stream,
                 self._shard_of_stream[stream],
@@ -323,21 +396,30 @@ class Worker:
                 self.max_deliveries,
                 limit=limit,
             )
-            held = self._in_flight[stream]
-            for sid, fields in claimed:
-                task = _Task(stream, sid.decode(), fields)
-                if task.msg_id in held:
-                    continue  # ours already (a late touch let it go idle): it is in hand
-                # Touched from now on. Left untouched while it waited in a backlog (for a
-                # free activity slot), it went idle, was claimed again and again, started
-                # twice, and dead-lettered as poison after max_deliveries rounds.
-                held.add(task.msg_id)
-                self.stats["claimed"] += 1
-                log.info("task_claimed", stream=stream, message_id=task.msg_id)
-                if stream in self._wf_streams:
-                    self._wf_backlog.append(task)
-                else:
-                    self._act_backlog.append(task)
+            self._adopt(stream, claimed)
+
+    def _adopt(self, stream: str, claimed: list[tuple[bytes, Fields]]) -> None:
+        """Queue tasks claimed from a dead worker for this one."""
+        held = self._in_flight[stream]
+        for sid, fields in claimed:
+            task = _Task(stream, sid.decode(), fields)
+            problem = self._malformed(stream, fields)
+            if problem is not None:
+                assert self._tg is not None
+                self._tg.start_soon(self._dead_letter, [self._dead_letter_call(task, problem)])
+                continue
+            if task.msg_id in held:
+                continue  # ours already (a late touch let it go idle): it is in hand
+            # Touched from now on. Left untouched while it waited in a backlog (for a
+            # free activity slot), it went idle, was claimed again and again, started
+            # twice, and dead-lettered as poison after max_deliveries rounds.
+            held.add(task.msg_id)
+            self.stats["claimed"] += 1
+            log.info("task_claimed", stream=stream, message_id=task.msg_id)
+            if stream in self._wf_streams:
+                self._wf_backlog.append(task)
+            else:
+                self._act_backlog.append(task)
 
     async def _timer_loop(self) -> None:
         while not self._stopping:
@@ -354,11 +436,53 @@ class Worker:
             # A server that does not block (fakeredis): do not spin on it.
             await anyio.sleep(0.005)
         tasks = []
+        malformed: list[Call] = []
         for stream, entries in reply or []:
             name = stream.decode()
             for sid, fields in entries:
-                tasks.append(_Task(name, sid.decode(), fields))
+                task = _Task(name, sid.decode(), fields)
+                problem = self._malformed(name, fields)
+                if problem is None:
+                    tasks.append(task)
+                else:
+                    malformed.append(self._dead_letter_call(task, problem))
+        if malformed:
+            await self._dead_letter(malformed)
         return tasks
+
+    def _dead_letter_call(self, task: _Task, problem: str) -> Call:
+        log.error("task_dead_lettered", stream=task.stream, message_id=task.msg_id,
+                  reason=problem)
+        return self.store.dead_letter_call(
+            task.stream, self._shard_of_stream.get(task.stream, 0), task.msg_id, problem)
+
+    async def _dead_letter(self, calls: list[Call]) -> None:
+        """Dead-letter malformed entries at once: every delivery would fail (or kill a
+        loop) alike. Not written (Redis away): they stay pending and come back claimed."""
+        try:
+            await self.store.call_many(calls)
+        except (RedisError, OSError) as exc:
+            log.warning("dead_letter_failed", error=str(exc))
+            return
+        self.stats["dead_lettered"] += len(calls)
+
+    def _malformed(self, stream: str, fields: Fields) -> str | None:
+        """Why a task entry cannot be processed (fields missing or not text), or None."""
+        if stream in self._shard_of_stream:
+            required = _WF_TASK_FIELDS if stream.endswith(":wf") else _ACT_TASK_FIELDS
+        else:
+            return None  # query requests are checked where they are answered
+        for name in required:
+            value = fields.get(name)
+            if value is None:
+                return f"malformed task entry: no {name.decode()!r} field"
+            try:
+                text = value.decode()
+            except UnicodeDecodeError:
+                return f"malformed task entry: field {name.decode()!r} is not UTF-8 text"
+            if name in _INT_TASK_FIELDS and not text.isdigit():
+                return f"malformed task entry: field {name.decode()!r} is not a number"
+        return None
 
     async def _workflow_loop(self) -> None:
         per_stream = max(1, self.max_workflow_batch // self.keys.shards)
@@ -368,7 +492,8 @@ class Worker:
                 if not tasks:
                     tasks = await self._read(self._wf_streams, per_stream, 500)
                 if tasks:
-                    await self._process_workflow_tasks(tasks)
+                    async with self._wf_lock:
+                        await self._process_workflow_tasks(tasks)
         finally:
             if self._stopping:
                 self._workflow_loop_done.set()
@@ -385,8 +510,20 @@ class Worker:
             if index == len(rounds):
                 rounds.append([])
             rounds[index].append(task)
-        for r in rounds:
-            await self._workflow_round(r)
+        for i, r in enumerate(rounds):
+            try:
+                await self._workflow_round(r)
+            except _TRANSIENT:
+                # The connection dropped mid-round: whether our calls ran is unknown, and
+                # the tasks are still pending on us. Forgotten here they would stay
+                # touched (never idle, never claimed) for ever: retry them instead, from
+                # a fresh replay (a commit that did land makes the retry stale: acked).
+                unfinished = [t for t in r if t.msg_id in self._in_flight[t.stream]]
+                for task in unfinished + [t for later in rounds[i + 1:] for t in later]:
+                    self.cache.evict(task.get("workflow_id"))
+                    task.no_speculation = True
+                    self._wf_backlog.append(task)
+                raise
 
     async def _workflow_round(self, tasks: list[_Task]) -> None:
         """Speculative completions and normal starts share the first round trip; the
@@ -555,8 +692,13 @@ class Worker:
                 attempt=started.attempt,
             )
             self.stats["workflow_task_failures"] += 1
+            reason = None
+            if failure["type"] in POISON_TYPES and started.attempt >= self.max_deliveries:
+                reason = f"{failure['message']} (workflow task failed {started.attempt} times)"
+                log.error("workflow_task_dead_lettered", workflow_id=wf_id, reason=reason)
+                self.stats["dead_lettered"] += 1
             return self.store.wft_fail_call(
-                wf_id, run_id, epoch, started.token, task.msg_id, task.stream, failure
+                wf_id, run_id, epoch, started.token, task.msg_id, task.stream, failure, reason
             )
         return self.store.wft_complete_call(
             wf_id,
@@ -594,8 +736,13 @@ class Worker:
 
     async def _answer_query(self, task: _Task) -> None:
         redis = self.client.redis
-        if int(task.fields.get(b"deadline", b"0")) < time.time() * 1000:
-            # The client gave up already (queries sent before any worker ran).
+        # The deadline is on the server's clock: the request's entry id (the time the
+        # server added it) plus the client's timeout.
+        timeout_ms = task.fields.get(b"timeout_ms", b"")
+        # Expired (the client gave up: queries sent before any worker ran), or malformed
+        # (nobody to answer): drop it.
+        if (not timeout_ms.isdigit() or b"reply" not in task.fields
+                or int(task.msg_id.split("-")[0]) + int(timeout_ms) < self._server_ms()):
             await redis.xack(task.stream, GROUP, task.msg_id)
             await redis.xdel(task.stream, task.msg_id)
             return
@@ -745,6 +892,8 @@ class Worker:
                     task.msg_id,
                     task.stream,
                     result=payload,
+                    eager_consumer=self._eager_wft_consumer(),
+                    eager_task_queue=self.task_queue,
                 )
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
@@ -769,7 +918,14 @@ class Worker:
             task.msg_id,
             task.stream,
             failure=to_failure(exc),
+            eager_consumer=self._eager_wft_consumer(),
+            eager_task_queue=self.task_queue,
         )
+
+    def _eager_wft_consumer(self) -> str:
+        """Ask an activity completion to hand us the workflow task it queues, when we
+        poll workflow tasks (of our task queue: the Lua checks the workflow's)."""
+        return "" if not self._workflows or self._stopping else self.identity
 
     async def _completion_loop(self) -> None:
         while True:
@@ -787,6 +943,7 @@ class Worker:
                 # Not written: keep them (their tasks stay in flight) and retry.
                 self._completions[:0] = batch
                 raise
+            eager: list[_Task] = []
             for call, reply in zip(batch, replies, strict=True):
                 if isinstance(reply, Exception):
                     log.error("activity_completion_failed", error=str(reply))
@@ -796,6 +953,33 @@ class Worker:
                 )
                 self._in_flight[stream].discard(msg_id)
                 self.stats["activities"] += 1
+                handed = self.store.parse_eager_wft(reply)
+                if handed is not None:
+                    eager.append(_Task(*handed))
+            if eager:
+                await self._take_eager_workflow_tasks(eager)
+
+    async def _take_eager_workflow_tasks(self, tasks: list[_Task]) -> None:
+        """Workflow tasks that activity completions handed us: run them now (the
+        workflow poller is likely blocked in a read that would not see them)."""
+        self.stats["eager_workflow_tasks"] += len(tasks)
+        for task in tasks:
+            self._in_flight[task.stream].add(task.msg_id)  # ours: keep it touched
+        if self._stopping or self._tg is None:
+            await self.store.call_many([self.store.release_call(t.stream, t.msg_id) for t in tasks])
+            for task in tasks:
+                self._in_flight[task.stream].discard(task.msg_id)
+            return
+        self._tg.start_soon(self._run_eager_workflow_tasks, tasks)
+
+    async def _run_eager_workflow_tasks(self, tasks: list[_Task]) -> None:
+        try:
+            async with self._wf_lock:
+                await self._process_workflow_tasks(tasks)
+        except _TRANSIENT as exc:
+            # Still pending on us: the workflow loop retries them from the backlog.
+            log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
+            self._wf_backlog.extend(tasks)
 
     async def _heartbeat_loop(self) -> None:
         """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched

@@ -213,10 +213,24 @@ local function wft_retry_later(c, epoch, failure, ts)
   redis.call('ZADD', c.prefix .. 'timers', ts + delay, timer_member('B', c.run, epoch, 0, c.id))
 end
 
--- rd_wft_fail: the activation failed (bug, non-determinism, unknown type); retry later.
--- KEYS: wf, history, buffer, workflow task stream
--- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, failure_json
--- Returns {'ok'} or {'stale'}.
+-- A poison workflow task (its workflow type is not registered, its input cannot be
+-- decoded: no retry can help) leaves the queue for the dead letters. The run stays
+-- RUNNING with no task due ('dead': events still append, none schedules a task) until
+-- an operator requeues the entry (rd_dlq_requeue) or terminates the workflow.
+local function wft_dead_letter(c, epoch, msg, failure, reason, dlq)
+  local attempt = redis.call('HGET', c.wf, 'wft_attempt')
+  redis.call('HSET', c.wf, 'last_wft_failure', failure, 'wft', 'dead')
+  redis.call('HDEL', c.wf, 'wft_msg')
+  flush_buffer(c)
+  redis.call('XADD', dlq, '*', 'stream', c.task, 'message_id', msg, 'deliveries', attempt,
+    'reason', reason, 'workflow_id', c.id, 'run_id', c.run, 'epoch', epoch)
+end
+
+-- rd_wft_fail: the activation failed (bug, non-determinism, unknown type); retry later,
+-- or dead-letter the task when the worker gives a reason (poison, see above).
+-- KEYS: wf, history, buffer, workflow task stream[, dead-letter stream]
+-- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, failure_json[, reason]
+-- Returns {'ok'}, {'dead'} or {'stale'}.
 redis.register_function('rd_wft_fail', function(keys, args)
   local c = ctx(keys, args)
   local epoch, token, msg = args[4], args[5], args[6]
@@ -227,6 +241,10 @@ redis.register_function('rd_wft_fail', function(keys, args)
   local ts = now_ms()
   redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
   ack(c.task, msg)
+  if keys[5] and args[8] and args[8] ~= '' then
+    wft_dead_letter(c, epoch, msg, args[7], args[8], keys[5])
+    return {'dead'}
+  end
   wft_retry_later(c, epoch, args[7], ts)
   return {'ok'}
 end)

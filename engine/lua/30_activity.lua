@@ -57,13 +57,29 @@ redis.register_function('rd_act_heartbeat', function(keys, args)
   return {'ok'}
 end)
 
+-- Eager workflow task: when the completing worker also polls the workflow's task queue
+-- and this completion queued the run's next workflow task, the worker takes it in the
+-- reply (a normal delivery to its consumer) instead of its poller being woken for it.
+local function take_queued_wft(c, consumer, task_queue, before)
+  if before ~= 'none' then return nil end  -- a task was already due or running
+  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue')
+  if info[1] ~= 'scheduled' or info[2] ~= task_queue then return nil end
+  local stream = wf_task_stream(c, task_queue)
+  local entry = first_entry(redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1,
+    'STREAMS', stream, '>'))
+  if entry then return {stream, entry[1], entry[2]} end
+  return nil
+end
+
 -- rd_act_complete: an attempt finished. Success delivers the result; a failure is
 -- retried after a durable backoff timer, or delivered when final.
 -- KEYS: wf, history, buffer, activity task stream
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id,
 --       outcome ('completed'|'failed'), payload (result bytes | failure json),
---       error_type, non_retryable ('1'|'0')
--- Returns {'ok', 'completed'|'retrying'|'failed'} or {'stale'}.
+--       error_type, non_retryable ('1'|'0'),
+--       [eager consumer, its workflow task queue] (optional: see take_queued_wft)
+-- Returns {'ok', 'completed'|'retrying'|'failed', [{stream, entry_id, fields}]} or
+-- {'stale'}.
 redis.register_function('rd_act_complete', function(keys, args)
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
@@ -71,16 +87,26 @@ redis.register_function('rd_act_complete', function(keys, args)
   ack(c.task, msg)
   if not state then return {'stale'} end
   local ts = now_ms()
+  local consumer = args[11]
+  local before = nil
+  if consumer and consumer ~= '' then before = redis.call('HGET', c.wf, 'wft') end
+  local outcome
   if args[7] == 'completed' then
     finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[8], ts)
-    return {'ok', 'completed'}
+    outcome = 'completed'
+  else
+    clear_attempt_timers(c, seq, state.attempt)
+    local delay = retry_delay(state, args[9], args[10] == '1', ts)
+    if delay then
+      retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)
+      return {'ok', 'retrying'}
+    end
+    finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', args[8], ts)
+    outcome = 'failed'
   end
-  clear_attempt_timers(c, seq, state.attempt)
-  local delay = retry_delay(state, args[9], args[10] == '1', ts)
-  if delay then
-    retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)
-    return {'ok', 'retrying'}
+  if before then
+    local eager = take_queued_wft(c, consumer, args[12], before)
+    if eager then return {'ok', outcome, eager} end
   end
-  finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', args[8], ts)
-  return {'ok', 'failed'}
+  return {'ok', outcome}
 end)

@@ -45,7 +45,25 @@ redis.register_function('rd_release', function(keys, args)
   return 1
 end)
 
--- rd_dlq_requeue: put a dead-lettered task back on its stream.
+-- rd_dead_letter: move one delivered entry to the dead letters at once (it cannot be
+-- processed at all: a malformed task entry), with the reason.
+-- KEYS: task stream, dead-letter stream
+-- ARGV: msg_id, reason
+-- Returns 1 when moved, 0 when the entry was gone.
+redis.register_function('rd_dead_letter', function(keys, args)
+  local entries = redis.call('XRANGE', keys[1], args[1], args[1])
+  ack(keys[1], args[1])
+  if #entries == 0 then return 0 end
+  local cmd = {'XADD', keys[2], '*', 'stream', keys[1], 'message_id', args[1],
+    'deliveries', 1, 'reason', args[2]}
+  for _, v in ipairs(entries[1][2]) do cmd[#cmd + 1] = v end
+  redis.call(unpack(cmd))
+  return 1
+end)
+
+-- rd_dlq_requeue: put a dead-lettered task back on its stream. A workflow task that
+-- was dead-lettered as poison (rd_wft_fail) left its run with no task due: the run is
+-- made to expect it again, with a fresh attempt count.
 -- KEYS: dead-letter stream, task stream (the entry's "stream" field)
 -- ARGV: dead-letter entry id
 -- Returns 1 when requeued, 0 when not found.
@@ -55,13 +73,63 @@ redis.register_function('rd_dlq_requeue', function(keys, args)
   local fields = entries[1][2]
   local cmd = {'XADD', keys[2], '*'}
   local skip = {stream = true, message_id = true, deliveries = true, reason = true}
+  local f = {}
   for i = 1, #fields, 2 do
+    f[fields[i]] = fields[i + 1]
     if not skip[fields[i]] then
       cmd[#cmd + 1] = fields[i]
       cmd[#cmd + 1] = fields[i + 1]
     end
   end
+  if #cmd == 3 then return redis.error_reply('ERR dead letter has no task fields') end
+  if f.workflow_id and f.epoch and string.sub(keys[2], -3) == ':wf' then
+    -- The dead-letter stream is '<shard prefix>dlq': the run's hash is in the shard.
+    local wf = string.sub(keys[1], 1, -4) .. 'wf:' .. f.workflow_id
+    local info = redis.call('HMGET', wf, 'wft', 'run_id', 'wft_epoch')
+    if info[1] == 'dead' and info[2] == f.run_id and info[3] == f.epoch then
+      redis.call('HSET', wf, 'wft', 'scheduled', 'wft_attempt', 1)
+    end
+  end
   redis.call(unpack(cmd))
   redis.call('XDEL', keys[1], args[1])
   return 1
+end)
+
+-- rd_claim_from: take over every pending entry of one consumer known to be dead (its
+-- presence subscription is gone), without waiting for the entries to go idle. Entries
+-- delivered more than max_deliveries times go to the dead-letter stream, as in rd_claim.
+-- KEYS: task stream, dead-letter stream
+-- ARGV: dead consumer, new consumer, count, max_deliveries
+-- Returns {{entries claimed}, dead_lettered_count, more} (more = 1 when count was hit).
+redis.register_function('rd_claim_from', function(keys, args)
+  local count = tonumber(args[3])
+  local pending = redis.call('XPENDING', keys[1], GROUP, '-', '+', count, args[1])
+  local max_deliveries = tonumber(args[4])
+  local claimed, dead = {}, 0
+  for _, p in ipairs(pending) do
+    local id, deliveries = p[1], tonumber(p[4])
+    -- XCLAIM counts this delivery too, as XAUTOCLAIM does in rd_claim.
+    if deliveries + 1 > max_deliveries then
+      local entries = redis.call('XRANGE', keys[1], id, id)
+      if entries[1] then
+        local cmd = {'XADD', keys[2], '*', 'stream', keys[1], 'message_id', id,
+          'deliveries', deliveries, 'reason',
+          'delivered ' .. deliveries .. ' times without completing (worker crashed each time?)'}
+        for j = 1, #entries[1][2] do cmd[#cmd + 1] = entries[1][2][j] end
+        redis.call(unpack(cmd))
+      end
+      ack(keys[1], id)
+      dead = dead + 1
+    else
+      local got = redis.call('XCLAIM', keys[1], GROUP, args[2], 0, id)
+      if got[1] then
+        claimed[#claimed + 1] = got[1]
+      else
+        ack(keys[1], id)  -- the entry was deleted (trimmed): nothing left to run
+      end
+    end
+  end
+  local more = 0
+  if #pending == count then more = 1 end
+  return {claimed, dead, more}
 end)

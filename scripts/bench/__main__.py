@@ -101,24 +101,38 @@ def run_redurable(args: argparse.Namespace, only: set[str], results: dict[str, A
             _section(results, "transport", lambda: transport.floor(server, 200 if q else 1000))
         # Throughput variants, `--repeat` rounds of each, interleaved so that a noisy
         # moment of the shared machine does not land on one variant only.
-        variants: list[tuple[str, PrivateServer, int, dict[str, str] | None]] = []
+        variants: list[tuple[str, PrivateServer, int, dict[str, str] | None, str | None]] = []
         if "throughput" in only:
-            variants += [("throughput_1", server, 1, None), ("throughput_2", server, 2, None)]
+            variants += [
+                ("throughput_1", server, 1, None, None),
+                ("throughput_2", server, 2, None, None),
+            ]
             if loop_name() == "uvloop":
-                variants.append(("throughput_1_asyncio", server, 1, {LOOP_ENV: "asyncio"}))
+                variants.append(("throughput_1_asyncio", server, 1, {LOOP_ENV: "asyncio"}, None))
         if "valkey" in only:
             vk = servers.enter_context(PrivateServer(valkey_binary(), label="valkey"))
             results["valkey_server"] = vk.version()
-            variants.append(("valkey_throughput_1", vk, 1, None))
+            variants.append(("valkey_throughput_1", vk, 1, None, None))
         if "durability" in only:
             for fsync in ("everysec", "always"):
                 aof = servers.enter_context(PrivateServer(binary, appendfsync=fsync))
-                variants.append((f"aof_{fsync}", aof, 1, None))
+                variants.append((f"aof_{fsync}", aof, 1, None, None))
+                # durability="fsync" (WAITAOF after every transition) needs Redis 7.2+
+                # or Valkey: measured on the embedded Valkey.
+                vk_aof = servers.enter_context(
+                    PrivateServer(valkey_binary(), appendfsync=fsync, label="valkey")
+                )
+                variants.append((f"aof_{fsync}_wait", vk_aof, 1, None, "fsync"))
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in variants}
+        if "durability" in only:
+            results["durability_server"] = vk_aof.version()
         for _ in range(args.repeat):
-            for name, srv, workers, env in variants:
+            for name, srv, workers, env, durability in variants:
                 one: dict[str, Any] = {}
-                _section(one, name, partial(rb.throughput, srv, workers, n_tp, worker_env=env))
+                run = partial(
+                    rb.throughput, srv, workers, n_tp, worker_env=env, durability=durability
+                )
+                _section(one, name, run)
                 runs[name].append(one[name])
         for name, done in runs.items():
             results[name] = _median_run(done)

@@ -37,9 +37,11 @@ def new_prefix(tag: str) -> str:
     return f"b{tag}{uuid.uuid4().hex[:6]}"
 
 
-async def _connect(url: str, prefix: str) -> Client:
+async def _connect(url: str, prefix: str, durability: str | None = None) -> Client:
     counters.install()
-    return await Client.connect(url, prefix=prefix, max_connections=256)
+    return await Client.connect(
+        url, prefix=prefix, max_connections=256, durability=durability
+    )
 
 
 async def _count_status(client: Client, status: str) -> int:
@@ -88,11 +90,14 @@ async def throughput(
     wrapper: Sequence[str] = (),
     attach: Sequence[str] = (),
     worker_env: dict[str, str] | None = None,
+    durability: str | None = None,
 ) -> dict[str, Any]:
     """`n` workflows of 3 steps; the clock runs from the first start to the last close.
     `attach`: a profiler command that takes `--pid PID`, run on the (first) worker from
     just before the first start until the last workflow closed (then sent SIGINT)."""
     prefix = new_prefix("tp")
+    if durability:
+        worker_args = [*worker_args, "--durability", durability]
     procs = [
         WorkerProcess(server.url, prefix, extra=worker_args, wrapper=wrapper, env=worker_env)
         for _ in range(workers)
@@ -100,7 +105,7 @@ async def throughput(
     try:
         for p in procs:
             p.wait_ready()
-        client = await _connect(server.url, prefix)
+        client = await _connect(server.url, prefix, durability)
         try:
             before = [p.counters() for p in procs]
             server.reset_stats()

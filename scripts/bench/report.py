@@ -133,6 +133,21 @@ def summary_rows(res: dict[str, Any]) -> list[list[str]]:
             ]
         )
     for fsync in ("everysec", "always"):
+        key = f"aof_{fsync}_wait"
+        if key in rd:
+            rows.append(
+                [
+                    "redurable",
+                    f"{rd.get('durability_server', '')}, AOF {fsync}, durability=fsync",
+                    tp(key),
+                    "-",
+                    steps(key),
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
+    for fsync in ("everysec", "always"):
         key = f"aof_{fsync}"
         if key in rd:
             rows.append(
@@ -286,7 +301,8 @@ def details(res: dict[str, Any]) -> list[str]:
     rd = res["redurable"]
     out: list[str] = []
     tps = [k for k in ("throughput_1", "throughput_2", "throughput_1_asyncio",
-                       "valkey_throughput_1", "aof_everysec", "aof_always") if _ok(rd.get(k))]
+                       "valkey_throughput_1", "aof_everysec", "aof_always", "aof_everysec_wait",
+                       "aof_always_wait") if _ok(rd.get(k))]
     if tps:
         out += [
             "",
@@ -331,8 +347,9 @@ def details(res: dict[str, Any]) -> list[str]:
             rows,
         )
     failed = [k for k in ("throughput_1", "throughput_2", "throughput_1_asyncio",
-                          "valkey_throughput_1", "aof_everysec",
-                          "aof_always", "latency", "signals", "history", "memory", "transport")
+                          "valkey_throughput_1", "aof_everysec", "aof_always",
+                          "aof_everysec_wait", "aof_always_wait", "latency", "signals",
+                          "history", "memory", "transport")
               if k in rd and not _ok(rd[k])]
     for k in failed:
         out.append(f"\n{k}: failed: {_err(rd[k])}")

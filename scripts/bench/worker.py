@@ -36,6 +36,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task-queue", default=TASK_QUEUE)
     p.add_argument("--max-cached", type=int, default=10000)
     p.add_argument("--liveness", type=float, default=5.0)
+    p.add_argument("--durability", default=None, help="Client durability mode (e.g. fsync)")
     p.add_argument("--profile", default=None, help="write cProfile stats to this file")
     return p.parse_args(argv)
 
@@ -50,7 +51,7 @@ def rss_kib() -> int:
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     counters.install()
-    client = await Client.connect(args.url, prefix=args.prefix)
+    client = await Client.connect(args.url, prefix=args.prefix, durability=args.durability)
     try:
         worker = Worker(
             client,

@@ -46,6 +46,7 @@ class Workers:
         self.module, self.env, self.log = module, env, log
         self.all: list[WorkerProcess] = []
         self.max_deliveries = 5
+        self.liveness = LIVENESS
 
     def start(self, max_activities: int = 100) -> WorkerProcess:
         proc = WorkerProcess(
@@ -53,7 +54,7 @@ class Workers:
             self.client.keys.prefix,
             self.task_queue,
             self.module,
-            liveness=LIVENESS,
+            liveness=self.liveness,
             max_activities=max_activities,
             max_deliveries=self.max_deliveries,
             env=self.env,
@@ -378,3 +379,33 @@ async def test_busy_worker_keeps_claimed_tasks_until_it_can_run_them(
     for shard in range(client.keys.shards):
         pipe.xlen(client.keys.dead_letters(shard))
     assert sum(await pipe.execute()) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_a_killed_workers_tasks_are_claimed_long_before_its_liveness_timeout(
+    redis_url: str, real_client: Client, tmp_path: Path
+) -> None:
+    """SIGKILL closes the dead worker's connections, so its presence subscription is gone
+    at once (sdk/_presence.py): the others claim its activity without waiting the
+    liveness timeout, here a minute."""
+    client = real_client
+    async with workers(
+        redis_url, client, "presence", "tests.integration.chaos_workflows", tmp_path
+    ) as pool:
+        pool.liveness = 60.0
+        w1 = await pool.spawn()
+        handle = await client.start_workflow(Slow.run, 2.0, id="slow-1", task_queue="presence")
+        keys = client.keys
+        act_streams = [keys.activity_tasks(s, "presence") for s in range(keys.shards)]
+
+        async def running_on_w1() -> bool:
+            return await pending_for(client, w1.identity, act_streams) > 0
+
+        await eventually("the activity runs on w1", running_on_w1)
+        await pool.spawn()
+        w1.kill()
+        with anyio.fail_after(30):  # half the liveness timeout: only presence explains it
+            assert await handle.result() == "done"
+        assert await pending_for(client, w1.identity, act_streams) == 0
+        live: Any = await client.redis.zrange(client.keys.workers("presence"), 0, -1)
+        assert w1.identity.encode() not in live  # forgotten once its tasks were taken

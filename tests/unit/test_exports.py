@@ -14,9 +14,13 @@ from sdk import activity, workflow
 SDK_ALL = [
     "ActivityError",
     "ActivityTimeoutError",
+    "AesGcmCodec",
     "ApplicationError",
     "CancelledError",
     "Client",
+    "CompressionCodec",
+    "Durability",
+    "DurabilityError",
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
@@ -41,6 +45,7 @@ SDK_ALL = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",
+    "codec_from_env",
     "configure_logging",
     "workflow",
 ]
@@ -110,7 +115,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 18
+    assert len(errors) == 19
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.

@@ -1,0 +1,163 @@
+"""Pieces the scenarios share: a pool of worker processes (tests/integration/
+worker_proc.py) that can be killed and replaced, starting the Storm workflows, waiting
+for them, and clearing a namespace afterwards."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from scripts.chaos import ledger
+from scripts.chaos.workflows import Storm, storm_expected
+from sdk import Client
+from tests.integration.worker_proc import WorkerProcess
+
+MODULE = "scripts.chaos.workflows"
+TASK_QUEUE = "chaos"
+
+
+class WorkerPool:
+    """Worker subprocesses for one scenario; `close()` kills every one still alive."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        ledger_path: Path,
+        liveness: float = 1.0,
+        # A task whose holder dies over and over would be dead-lettered as poison after
+        # max_deliveries (rule 6): in a kill storm that is the storm, not poison.
+        max_deliveries: int = 1000,
+        log: IO[bytes] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url, self.prefix, self.liveness = url, prefix, liveness
+        self.max_deliveries = max_deliveries
+        self.env = {ledger.ENV: str(ledger_path), **(env or {})}
+        self.log = log
+        self.live: list[WorkerProcess] = []
+        self.kills = 0
+
+    def spawn(self) -> WorkerProcess:
+        proc = WorkerProcess(
+            self.url,
+            self.prefix,
+            TASK_QUEUE,
+            MODULE,
+            liveness=self.liveness,
+            max_deliveries=self.max_deliveries,
+            env=self.env,
+            log=self.log,
+        ).start()
+        self.live.append(proc)
+        return proc
+
+    async def wait_ready(self) -> None:
+        for proc in list(self.live):
+            await anyio.to_thread.run_sync(proc.wait_ready)
+
+    async def ready(self, client: Client) -> list[WorkerProcess]:
+        """Live workers that have joined the task queue (beaten at least once)."""
+        pipe = client.redis.pipeline(transaction=False)
+        for proc in self.live:
+            pipe.zscore(client.keys.workers(TASK_QUEUE), proc.identity)
+        scores = await pipe.execute()
+        return [p for p, s in zip(self.live, scores, strict=True) if s is not None]
+
+    def kill(self, victim: WorkerProcess) -> WorkerProcess:
+        """SIGKILL `victim` (returns once it is reaped) and start its replacement."""
+        victim.kill()
+        self.kills += 1
+        self.live.remove(victim)
+        return self.spawn()
+
+    def close(self) -> None:
+        for proc in self.live:
+            proc.kill()
+        self.live.clear()
+
+
+@dataclass
+class Started:
+    """Workflows the client was told started, and those whose start call failed (they
+    may or may not exist), each with its expected result."""
+
+    expected: dict[str, int] = field(default_factory=dict)
+    maybe: dict[str, int] = field(default_factory=dict)
+    start_errors: int = 0
+
+
+async def start_storms(
+    client: Client, count: int, started: Started, delay: float, timer: float, *,
+    pause: float = 0.0, retry_errors: bool = False, tag: str = "storm",
+) -> None:
+    """Start `count` Storm workflows. A start that raises (connection lost) goes to
+    `started.maybe`; with `retry_errors` it is retried under a new id until one works."""
+    for i in range(count):
+        attempt = 0
+        while True:
+            wf_id = f"{tag}-{i}" if attempt == 0 else f"{tag}-{i}-r{attempt}"
+            try:
+                await client.start_workflow(
+                    Storm.run, i, delay, timer, id=wf_id, task_queue=TASK_QUEUE
+                )
+                started.expected[wf_id] = storm_expected(i)
+                break
+            except (RedisError, OSError):
+                started.start_errors += 1
+                started.maybe[wf_id] = storm_expected(i)
+                if not retry_errors:
+                    break
+                attempt += 1
+                await anyio.sleep(0.1)
+        if pause:
+            await anyio.sleep(pause)
+
+
+async def open_count(client: Client, ids: list[str], redis: Redis | None = None) -> int:
+    """How many of `ids` have not closed yet (missing ones count as open). `redis`:
+    read through this connection instead of the client's (one outside the faults)."""
+    pipe = (redis or client.redis).pipeline(transaction=False)
+    for wf_id in ids:
+        pipe.hget(client.keys.workflow(wf_id), "status")
+    return sum(1 for s in await pipe.execute() if s is None or s == b"RUNNING")
+
+
+async def wait_closed(client: Client, ids: list[str], timeout: float,
+                      redis: Redis | None = None) -> int:
+    """Wait until every workflow closed or `timeout` passed; returns how many are open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = await open_count(client, ids, redis)
+        if left == 0 or time.monotonic() > deadline:
+            return left
+        await anyio.sleep(0.2)
+
+
+async def server_ms(client: Client) -> int:
+    seconds, micros = await client.redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def clear_namespace(redis: Any, prefix: str) -> None:
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        await redis.delete(key)
+
+
+def percentile(samples: list[int], q: float) -> int:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0
+
+
+def unique_prefix(name: str) -> str:
+    return f"chaos{name}{random.getrandbits(32):08x}"
+

@@ -1,0 +1,159 @@
+"""`redurable dlq list|requeue|drop`: the dead letters (engine/dead_letters.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from engine.dead_letters import DeadLetter, parse_id
+from engine.keys import DEFAULT_PREFIX
+from sdk._cli_common import (
+    Output,
+    OutputOption,
+    PrefixOption,
+    UrlOption,
+    connect,
+    fail,
+    local_time,
+    print_json,
+    run,
+    stdout,
+)
+from sdk._client import Client
+
+app = typer.Typer(
+    help="Tasks taken off their queues as poison: list, requeue or drop them.",
+    no_args_is_help=True,
+)
+
+IdsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dead letter ids (<shard>/<entry id>, from `dlq list`).",
+                   show_default=False),
+]
+AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
+
+
+def _time(letter: DeadLetter) -> datetime:
+    return datetime.fromtimestamp(letter.time_ms / 1000, tz=UTC)
+
+
+def letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "kind": letter.kind,
+        "task_queue": letter.task_queue,
+        "workflow_id": letter.workflow_id,
+        "run_id": letter.run_id,
+        "activity_type": letter.activity_type or None,
+        "deliveries": letter.deliveries,
+        "reason": letter.reason,
+        "time": _time(letter).isoformat().replace("+00:00", "Z"),
+        "stream": letter.stream,
+    }
+
+
+@app.command(name="list")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """List dead letters with the reason each was taken off its queue."""
+
+    async def body() -> list[DeadLetter]:
+        async with connect(redis_url, prefix) as client:
+            return await client.list_dead_letters(limit=limit)
+
+    letters = run(body)
+    if output is Output.json:
+        print_json({"dead_letters": [letter_json(letter) for letter in letters]})
+        return
+    if not letters:
+        stdout.print("No dead letters.")
+        return
+    table = Table()
+    for column in ("Id", "Kind", "Queue", "Workflow id", "Deliveries", "Time", "Reason"):
+        table.add_column(column, no_wrap=column != "Reason")
+    for letter in letters:
+        kind = letter.kind if not letter.activity_type else f"activity {letter.activity_type}"
+        table.add_row(
+            letter.id, kind, letter.task_queue, Text(letter.workflow_id),
+            str(letter.deliveries), local_time(_time(letter)), Text(letter.reason),
+        )
+    stdout.print(table)
+
+
+def _chosen(ids: list[str] | None, every: bool, verb: str) -> list[str] | None:
+    """The ids to act on; None means all. Exactly one of the two must be given."""
+    if every and ids:
+        fail(f"give dead letter ids or --all to {verb}, not both")
+    if not every and not ids:
+        fail(f"give the dead letter ids to {verb} (see `redurable dlq list`), or --all")
+    return None if every else ids
+
+
+async def _ids(client: Client, ids: list[str] | None) -> list[str]:
+    if ids is None:
+        return [letter.id for letter in await client.list_dead_letters()]
+    for i in ids:  # every id well-formed before any is acted on
+        parse_id(client.keys, i)
+    return ids
+
+
+@app.command()
+def requeue(
+    ids: IdsArgument = None,
+    every: AllOption = False,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Put dead letters back on their task queues (fix the cause first: deploy the
+    workflow type, fix the data)."""
+    chosen = _chosen(ids, every, "requeue")
+
+    async def body() -> list[DeadLetter]:
+        async with connect(redis_url, prefix) as client:
+            return [await client.requeue_dead_letter(i) for i in await _ids(client, chosen)]
+
+    done = run(body)
+    if output is Output.json:
+        print_json({"requeued": [letter.id for letter in done]})
+        return
+    for letter in done:
+        stdout.print(f"requeued {letter.id} ({letter.kind} task of {letter.workflow_id!r} "
+                     f"on {letter.task_queue!r})")
+    if not done:
+        stdout.print("No dead letters.")
+
+
+@app.command()
+def drop(
+    ids: IdsArgument = None,
+    every: AllOption = False,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """Delete dead letters for good. Their workflows stay as they are: terminate those
+    that should end (`redurable workflow terminate ID`)."""
+    chosen = _chosen(ids, every, "drop")
+
+    async def body() -> list[DeadLetter]:
+        async with connect(redis_url, prefix) as client:
+            return [await client.drop_dead_letter(i) for i in await _ids(client, chosen)]
+
+    done = run(body)
+    if output is Output.json:
+        print_json({"dropped": [letter.id for letter in done]})
+        return
+    for letter in done:
+        stdout.print(f"dropped {letter.id} ({letter.kind} task of {letter.workflow_id!r})")
+    if not done:
+        stdout.print("No dead letters.")

@@ -1,0 +1,50 @@
+"""`redurable ui`: the web UI (docs/ui.md). Its libraries come with the `ui` extra and
+are imported only when the command runs, so the CLI works without them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine.keys import DEFAULT_PREFIX
+from sdk._cli_common import PrefixOption, UrlOption, connect, fail, run, stdout
+
+DEFAULT_UI_PORT = 8233
+INSTALL_HINT = "the web UI needs the ui extra: pip install 'redurable[ui]'"
+
+
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but 127.0.0.1 exposes it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = (
+        DEFAULT_UI_PORT
+    ),
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+) -> None:
+    """Serve the web UI for a namespace until Ctrl-C: workflows, history, queries,
+    signals, task queues."""
+    try:
+        from sdk._ui.server import bind, make_server
+    except ImportError as exc:
+        fail(f"{INSTALL_HINT} ({exc})")
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (pick another --port)")
+
+    async def body() -> None:
+        # The same connect() as every command: codec configuration there applies here.
+        async with connect(redis_url, prefix) as client:
+            server = make_server(client, host=host)
+            shown = f"[{host}]" if ":" in host else host
+            stdout.print(f"redurable ui: [bold]http://{shown}:{sock.getsockname()[1]}/[/] "
+                         f"(namespace {prefix}). Ctrl-C to stop.")
+            await server.serve(sockets=[sock])
+
+    try:
+        run(body)
+    finally:
+        sock.close()

@@ -1,0 +1,159 @@
+"""Telling a dead worker from a slow one in well under a second.
+
+A heartbeat alone can only say "silent for longer than the liveness timeout", so a
+worker killed with SIGKILL would hold its tasks for that long. But when a process dies
+its kernel closes its sockets and the Redis server drops its connections at once. Each
+worker therefore keeps one pub/sub subscription on its own presence channel for as long
+as it runs, and the others ask `PUBSUB NUMSUB` for the channels of the workers in the
+task queue's liveness zset: a worker that advertises presence and has no subscriber on
+two checks in a row has died, and its pending tasks can be claimed without waiting for
+them to go idle.
+
+The heartbeat stays as the fallback for what presence cannot see: a hung process whose
+sockets stay open, a host that vanished without closing its connections, and workers
+that do not advertise presence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+import anyio
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from engine.keys import Keys
+
+log = structlog.get_logger("redurable.worker")
+
+#: How often live workers look for dead ones.
+CHECK_INTERVAL_S = 0.1
+#: A worker's channel must stay without a subscriber this long (over two checks at
+#: least) before it counts as dead: a live worker whose pub/sub connection dropped
+#: subscribes again at once.
+DEAD_AFTER_S = 0.2
+#: Pause before subscribing again after the presence connection failed.
+RESUBSCRIBE_PAUSE_S = 0.05
+
+
+class PresenceHolder:
+    """Holds this worker's presence subscription, re-subscribing if it drops."""
+
+    def __init__(self, redis: Redis, keys: Keys, worker_id: str) -> None:
+        self._redis = redis
+        self._channel = keys.worker_presence(worker_id)
+        self._pubsub: Any = None
+        self.supported = True
+
+    async def subscribe(self) -> None:
+        """Subscribe before the first heartbeat, so no one sees us beating without it."""
+        await self._close()
+        self._pubsub = self._redis.pubsub()
+        try:
+            await self._pubsub.subscribe(self._channel)
+        except RedisError as exc:
+            # A server or ACL without pub/sub: live by the heartbeat alone.
+            log.warning("presence_unavailable", error=str(exc))
+            self.supported = False
+            await self._close()
+
+    async def hold(self) -> None:
+        """Keep the subscription open until cancelled (nothing is ever published)."""
+        try:
+            while self.supported:
+                try:
+                    if self._pubsub is None:
+                        await self.subscribe()
+                        continue
+                    await self._pubsub.get_message(timeout=None)
+                except (RedisError, OSError) as exc:
+                    log.warning("presence_lost", error=str(exc))
+                    await self._close()
+                    await anyio.sleep(RESUBSCRIBE_PAUSE_S)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+
+    async def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+class DeathWatch:
+    """Finds workers of one task queue whose presence subscription is gone."""
+
+    def __init__(self, redis: Redis, keys: Keys, task_queue: str, worker_id: str) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._task_queue = task_queue
+        self._me = worker_id
+        #: worker id -> whether it advertises presence (from its worker-info entry).
+        self._advertises: dict[str, bool] = {}
+        #: worker id -> when (monotonic) its channel was first seen without subscriber.
+        self._silent_since: dict[str, float] = {}
+        self.working = True
+
+    async def find_dead(self) -> list[str]:
+        """Workers that died since they last beat. Each is reported on every check until
+        it leaves the liveness zset (`forget`), so a claim that could not take all of its
+        tasks at once is resumed."""
+        if not self.working:
+            return []
+        redis = self._redis
+        try:
+            members: Any = await redis.zrange(self._keys.workers(self._task_queue), 0, -1)
+            others = [m.decode() for m in members if m.decode() != self._me]
+            unknown = [w for w in others if w not in self._advertises]
+            if unknown:
+                infos: Any = await redis.hmget(self._keys.worker_info(self._task_queue), unknown)
+                for worker, info in zip(unknown, infos, strict=True):
+                    self._advertises[worker] = _advertises_presence(info)
+            watched = [w for w in others if self._advertises.get(w)]
+            if not watched:
+                return []
+            counts: Any = await redis.pubsub_numsub(
+                *[self._keys.worker_presence(w) for w in watched]
+            )
+        except RedisError as exc:
+            if "unknown command" in str(exc).lower():
+                self.working = False  # a server without PUBSUB NUMSUB: heartbeat only
+            raise
+        now = time.monotonic()
+        dead = []
+        for worker, (_, subscribers) in zip(watched, counts, strict=True):
+            if int(subscribers) > 0:
+                self._silent_since.pop(worker, None)
+                continue
+            since = self._silent_since.setdefault(worker, now)
+            if now - since >= DEAD_AFTER_S:
+                dead.append(worker)
+        for worker in set(self._advertises) - set(others):
+            self._advertises.pop(worker, None)
+            self._silent_since.pop(worker, None)
+        return dead
+
+    async def forget(self, worker: str) -> None:
+        """Drop a dead worker whose tasks are all claimed from the liveness zset (and its
+        info), so operators and other workers stop seeing it."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(self._keys.workers(self._task_queue), worker)
+        pipe.hdel(self._keys.worker_info(self._task_queue), worker)
+        await pipe.execute()
+        self._advertises.pop(worker, None)
+        self._silent_since.pop(worker, None)
+        log.info("dead_worker_forgotten", dead_worker=worker)
+
+
+def _advertises_presence(info: bytes | None) -> bool:
+    if not info:
+        return False
+    try:
+        return bool(json.loads(info).get("presence"))
+    except (ValueError, AttributeError):
+        return False

@@ -1,0 +1,98 @@
+"""What the detail page shows, assembled from describe() and the decoded history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sdk._cli_common import TABLE_HIDDEN, to_json
+from sdk._client import Client, HistoryEvent, WorkflowDescription
+from sdk._ui import timeline
+from sdk._ui.queries import registered_queries
+
+#: Attributes that hold user payloads: shown pretty-printed in their own block.
+PAYLOAD_ATTRIBUTES = frozenset({"input", "result", "failure", "details"})
+
+
+def pretty(value: Any) -> str:
+    """A decoded payload as indented JSON (bytes the codec could not decode as base64)."""
+    return to_json(value, indent=2)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: int
+    type: str
+    time: datetime
+    #: Short attributes as (name, JSON text); payloads separately, pretty-printed.
+    fields: list[tuple[str, str]]
+    payloads: list[tuple[str, str]]
+
+
+def event_row(event: HistoryEvent) -> EventRow:
+    fields: list[tuple[str, str]] = []
+    payloads: list[tuple[str, str]] = []
+    for name, value in event.attributes.items():
+        if name in PAYLOAD_ATTRIBUTES:
+            payloads.append((name, pretty(value)))
+        elif value not in ("", None, {}, []) and name not in TABLE_HIDDEN:
+            fields.append((name, value if isinstance(value, str) else to_json(value, indent=None)))
+    return EventRow(event.event_id, event.type, event.timestamp, fields, payloads)
+
+
+def failure_chain(failure: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A failure document and its causes, outermost first."""
+    chain: list[dict[str, Any]] = []
+    while isinstance(failure, dict) and len(chain) < 20:
+        chain.append(failure)
+        failure = failure.get("cause")
+    return chain
+
+
+@dataclass(frozen=True)
+class Detail:
+    description: WorkflowDescription
+    events: list[EventRow]
+    timeline: timeline.Timeline
+    input: str | None
+    result: str | None
+    failure: list[dict[str, Any]]
+    close_reason: str
+    queries: list[str]
+
+    @property
+    def running(self) -> bool:
+        return self.description.status == "RUNNING"
+
+
+async def load_detail(client: Client, workflow_id: str) -> Detail:
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    events = [e async for e in handle.fetch_history()]
+    start = next((e for e in events if e.type == "WorkflowExecutionStarted"), None)
+    result: str | None = None
+    failure: dict[str, Any] | None = None
+    reason = ""
+    for event in reversed(events):
+        if event.type == "WorkflowExecutionCompleted":
+            result = pretty(event.attributes.get("result"))
+        elif event.type == "WorkflowExecutionFailed":
+            failure = event.attributes.get("failure")
+        elif event.type in ("WorkflowExecutionTerminated", "WorkflowExecutionCancelRequested"):
+            reason = str(event.attributes.get("reason", ""))
+        else:
+            continue
+        break
+    return Detail(
+        description=description,
+        events=[event_row(e) for e in events],
+        timeline=timeline.build(events, datetime.now(UTC)),
+        input=pretty(start.attributes.get("input")) if start is not None else None,
+        result=result,
+        failure=failure_chain(failure),
+        close_reason=reason,
+        queries=await registered_queries(
+            client, description.task_queue, description.workflow_type
+        ),
+    )

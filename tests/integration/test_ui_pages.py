@@ -1,0 +1,99 @@
+"""The UI's pages over plain HTTP (no browser): errors are pages with a clear message
+and the right status, and what the task-queue page shows is escaped."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import anyio
+import pytest
+import redis
+
+from engine.keys import Keys
+from sdk import Client
+from tests.conftest import unique_prefix
+from tests.ui.harness import ui_server
+
+
+@pytest.fixture
+def ui(redis_url: str) -> Iterator[tuple[str, redis.Redis, Keys]]:
+    prefix = unique_prefix()
+    with ui_server(redis_url, prefix) as base, redis.Redis.from_url(redis_url) as r:
+        yield base, r, Keys(prefix)
+        for key in r.scan_iter(match=f"{prefix}:*", count=1000):
+            r.delete(key)
+
+
+def get(url: str) -> tuple[int, str, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/workflow?id=nope", 404, "nope"),
+        ("/workflow", 400, "missing parameter &#39;id&#39;"),
+        ("/workflow?id=a&tab=secret", 400, "unknown tab"),
+        ("/workflow?id=a%7Bb%7D", 400, "forbidden character"),
+        ("/workflows?after=xyz", 400, "malformed page cursor"),
+        ("/workflows?status=SLEEPING", 400, "unknown status"),
+        ("/workflows?from=tomorrow", 400, "not a date"),
+    ],
+)
+def test_bad_requests_are_pages_that_say_what_is_wrong(
+    ui: tuple[str, redis.Redis, Keys], path: str, status: int, message: str
+) -> None:
+    base, _, _ = ui
+    code, body, headers = get(base + path)
+    assert code == status
+    assert message in body
+    assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_queue_page_escapes_what_it_shows(ui: tuple[str, redis.Redis, Keys]) -> None:
+    base, r, keys = ui
+    r.sadd(keys.task_queues(), "q")
+    r.xadd(keys.workflow_tasks(0, "q"), {"workflow_id": "w"})
+    r.xadd(keys.dead_letters(0), {"stream": keys.workflow_tasks(0, "q"), "message_id": "1-1",
+                                  "deliveries": 7, "reason": "<script>alert(1)</script>"})
+    r.zadd(keys.workers("q"), {"<b>worker</b>": 1})
+    code, body, _ = get(base + "/queues")
+    assert code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<script>alert" not in body
+    assert "&lt;b&gt;worker&lt;/b&gt;" in body
+    assert "Dead letters <span class=\"muted\">(1)</span>" in body
+
+
+def test_the_list_pages_on_with_its_filters(
+    ui: tuple[str, redis.Redis, Keys], redis_url: str
+) -> None:
+    base, _, keys = ui
+
+    async def start() -> None:
+        async with await Client.connect(redis_url, prefix=keys.prefix) as client:
+            for i in range(53):
+                await client.start_workflow("Job", id=f"job-{i:02d}", task_queue="q")
+            await client.start_workflow("Job", id="other", task_queue="q")
+
+    anyio.run(start)
+    code, first, _ = get(base + "/workflows?id_prefix=job-&type=Job")
+    assert code == 200
+    assert first.count('href="/workflow?id=job-') == 50
+    assert "other" not in first
+    older = re.search(r'<a href="([^"]+)">older »</a>', first)
+    assert older is not None
+    code, second, _ = get(base + html.unescape(older.group(1)))
+    assert code == 200
+    shown = re.findall(r'href="/workflow\?id=(job-\d+)"', first + second)
+    assert sorted(shown) == [f"job-{i:02d}" for i in range(53)]
+    assert "« newest" in second
+    assert "older »" not in second
