@@ -399,7 +399,9 @@ class Worker:
             self._adopt(stream, claimed)
 
     def _adopt(self, stream: str, claimed: list[tuple[bytes, Fields]]) -> None:
-        """Queue tasks claimed from a dead worker for this one."""
+        """Run tasks claimed from a dead worker now: the pollers may be blocked in a
+        read for up to half a second (claiming leaves them no wake-up)."""
+        tasks: list[_Task] = []
         held = self._in_flight[stream]
         for sid, fields in claimed:
             task = _Task(stream, sid.decode(), fields)
@@ -416,10 +418,16 @@ class Worker:
             held.add(task.msg_id)
             self.stats["claimed"] += 1
             log.info("task_claimed", stream=stream, message_id=task.msg_id)
-            if stream in self._wf_streams:
-                self._wf_backlog.append(task)
-            else:
-                self._act_backlog.append(task)
+            tasks.append(task)
+        if not tasks:
+            return
+        if self._stopping or self._tg is None:
+            backlog = self._wf_backlog if stream in self._wf_streams else self._act_backlog
+            backlog.extend(tasks)
+        elif stream in self._wf_streams:
+            self._tg.start_soon(self._run_workflow_tasks_now, tasks)
+        else:
+            self._start_activities(tasks)  # within our free slots: see _claim_limit
 
     async def _timer_loop(self) -> None:
         while not self._stopping:
@@ -970,9 +978,10 @@ class Worker:
             for task in tasks:
                 self._in_flight[task.stream].discard(task.msg_id)
             return
-        self._tg.start_soon(self._run_eager_workflow_tasks, tasks)
+        self._tg.start_soon(self._run_workflow_tasks_now, tasks)
 
-    async def _run_eager_workflow_tasks(self, tasks: list[_Task]) -> None:
+    async def _run_workflow_tasks_now(self, tasks: list[_Task]) -> None:
+        """Workflow tasks handed over outside the poller (eager, claimed)."""
         try:
             async with self._wf_lock:
                 await self._process_workflow_tasks(tasks)
