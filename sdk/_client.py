@@ -170,6 +170,8 @@ class Client:
         if shards is not None and not 1 <= shards <= 1024:
             raise InvalidArgumentError("shards must be between 1 and 1024")
         url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
+        # Parsed first: a URL option it refuses (e.g. TLS) then fails before any connection.
+        fast = RespPool.from_url(url)
         # A blocking pool: a burst of concurrent calls waits for a connection instead
         # of failing with "Too many connections".
         redis_kwargs.setdefault("max_connections", 200)
@@ -194,7 +196,7 @@ class Client:
             prefix=prefix,
             shards=stored,
             codec=codec,
-            fast=RespPool.from_url(url),
+            fast=fast,
             durability=wanted,
         )
 

@@ -133,3 +133,9 @@ def test_credentials_in_the_url_are_percent_decoded() -> None:
     pool = RespPool.from_url("rediss://us%40er:p%3Ass%40w@127.0.0.1:1/?ssl_cert_reqs=none")
     assert (pool.username, pool.password) == ("us@er", "p:ss@w")
     assert pool.ssl_context is not None
+
+
+async def test_bad_tls_option_fails_before_connecting() -> None:
+    # Nothing listens on port 1: a connection attempt would be a ConnectionError.
+    with pytest.raises(ValueError, match="ssl_check_hostname='perhaps'"):
+        await Client.connect("rediss://127.0.0.1:1/?ssl_check_hostname=perhaps")
