@@ -8,7 +8,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine engine
 COPY sdk sdk
-RUN pip install . && useradd --create-home redurable
+RUN pip install ".[ui]" && useradd --create-home redurable
 USER redurable
 
 ENTRYPOINT ["redurable"]

@@ -37,7 +37,7 @@ async def until_state(client: Client, workflow_id: str, state: str) -> None:
 
 async def play_orders(client: Client) -> None:
     """A delivered order (short waits), a failed one, and ones still running."""
-    delivered = await client.start_workflow(Order.run, 3, 1.5, id="order-3", task_queue=TASK_QUEUE)
+    delivered = await client.start_workflow(Order.run, 3, 3.0, id="order-3", task_queue=TASK_QUEUE)
     await until_state(client, "order-3", "Paid")
     await anyio.sleep(0.4)
     await delivered.signal(Order.picked_up)

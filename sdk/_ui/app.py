@@ -30,6 +30,7 @@ from starlette.templating import Jinja2Templates
 
 from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
+from engine.validate import check_id
 from sdk._client import STATUSES, Client
 from sdk._ui import queries, security
 from sdk._ui.views import load_detail, pretty
@@ -108,13 +109,13 @@ class UI:
             page = await queries.list_page(self.client, filters, page_size=PAGE_SIZE, after=after)
         except InvalidArgumentError as exc:
             raise HTTPException(400, str(exc)) from None
-        template = "_list_body.html" if "hx-request" in request.headers else "list.html"
+        fragment = "hx-request" in request.headers  # the 3-second refresh: rows only
         return self.render(
             request,
-            template,
+            "_list_body.html" if fragment else "list.html",
             page=page,
             counts=await queries.status_counts(self.client),
-            types=await queries.workflow_types(self.client),
+            types=[] if fragment else await queries.workflow_types(self.client),
             params=dict(params),
             next_url=url("/workflows", **{**params, "after": queries.format_cursor(
                 page.next_cursor)}) if page.next_cursor else None,
@@ -123,7 +124,7 @@ class UI:
 
     # --- one workflow ----------------------------------------------------------------
     async def workflow(self, request: Request) -> Response:
-        workflow_id = _required(request.query_params, "id")
+        workflow_id = check_id(_required(request.query_params, "id"))
         tab = request.query_params.get("tab", "overview")
         if tab not in TABS:
             raise HTTPException(400, f"unknown tab {tab!r}; one of {', '.join(TABS)}")
@@ -149,7 +150,7 @@ class UI:
         appended, then `closed` when the run closes. Fed by a blocking XREAD on the
         history stream, on a connection of its own: a client that goes away cancels
         the read, and a cancelled read must not leave a shared connection out of step."""
-        workflow_id = _required(request.query_params, "id")
+        workflow_id = check_id(_required(request.query_params, "id"))
         after = request.query_params.get("after", "0") or "0"
         key = self.client.keys.history(workflow_id)
         pool = self.client.redis.connection_pool

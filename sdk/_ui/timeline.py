@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.events import EVENT_TYPES
 from sdk._client import HistoryEvent
 
 #: Events that end an activity, and the bar's state after each.
@@ -19,6 +20,14 @@ _ACTIVITY_END = {
     "ActivityTaskCanceled": "canceled",
 }
 _TIMER_END = {"TimerFired": "fired", "TimerCanceled": "canceled"}
+
+
+def _is_command(kind: str) -> bool:
+    """Written by a workflow task (what the code decided), not an input to one."""
+    event_type = EVENT_TYPES.get(kind)
+    return event_type is not None and event_type.is_command
+
+
 #: Events that happen at one moment and are drawn as a marker on the workflow row.
 _MARKERS = {
     "WorkflowExecutionSignaled",
@@ -119,12 +128,6 @@ def build(events: list[HistoryEvent], now: datetime) -> Timeline:
         if not _is_command(kind) and task_start is None:
             task_start = at
     return layout(bars, markers, events, _ms(now))
-
-
-def _is_command(kind: str) -> bool:
-    return kind in {"ActivityTaskScheduled", "ActivityTaskCanceled", "TimerStarted",
-                    "TimerCanceled", "WorkflowExecutionCompleted", "WorkflowExecutionFailed",
-                    "WorkflowExecutionCanceled", "WorkflowExecutionContinuedAsNew"}
 
 
 def layout(

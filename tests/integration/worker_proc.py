@@ -100,19 +100,24 @@ class WorkerProcess:
         if self.ready:
             return self.identity
         deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"worker {self.proc.pid} not ready in {timeout}s")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 1)
-                if not chunk:
-                    raise RuntimeError(f"worker exited at start (code {self.proc.wait()})")
-                line += chunk
-        words = line.decode().split()
-        assert words == ["ready", self.identity], line
+        # Activities may print before the announcement: a worker that joins a queue with
+        # a dead worker's tasks claims and runs them within its first 100 ms.
+        while True:
+            line = b""
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"worker {self.proc.pid} not ready in {timeout}s")
+                ready, _, _ = select.select([self.proc.stdout], [], [], left)
+                if ready:
+                    chunk = os.read(self.proc.stdout.fileno(), 1)
+                    if not chunk:
+                        raise RuntimeError(f"worker exited at start (code {self.proc.wait()})")
+                    line += chunk
+            words = line.decode().split()
+            if words[:1] == ["ready"]:
+                assert words == ["ready", self.identity], line
+                break
         self.ready = True
         return self.identity
 

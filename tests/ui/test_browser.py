@@ -113,7 +113,9 @@ async def test_queries_tab_answers_get_status_of_a_completed_order(
     real_client: Client, ui_url: str, page: Page
 ) -> None:
     async with worker(real_client):
-        handle = await real_client.start_workflow(Order.run, 5, 0.1, id="order-5",
+        # Each signal wait is 4 s (then the rating delay): room for a busy machine to
+        # signal in time, and the order then completes in about 4 s.
+        handle = await real_client.start_workflow(Order.run, 5, 4.0, id="order-5",
                                                   task_queue=QUEUE)
         await wait_for_state(real_client, "order-5", "Paid")
         await handle.signal(Order.picked_up)
