@@ -123,6 +123,10 @@ def run_redurable(args: argparse.Namespace, only: set[str], results: dict[str, A
                     PrivateServer(valkey_binary(), appendfsync=fsync, label="valkey")
                 )
                 variants.append((f"aof_{fsync}_wait", vk_aof, 1, None, "fsync"))
+            # durability="replicas:1" (WAIT 1 after every transition), one local replica.
+            primary = servers.enter_context(PrivateServer(binary))
+            servers.enter_context(PrivateServer(binary, replica_of=primary))
+            variants.append(("replicas_1_wait", primary, 1, None, "replicas:1"))
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in variants}
         if "durability" in only:
             results["durability_server"] = vk_aof.version()

@@ -132,6 +132,19 @@ def summary_rows(res: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
         )
+    if "replicas_1_wait" in rd:
+        rows.append(
+            [
+                "redurable",
+                f"{rd.get('server', '')}, no AOF, 1 replica, durability=replicas:1",
+                tp("replicas_1_wait"),
+                "-",
+                steps("replicas_1_wait"),
+                "-",
+                "-",
+                "-",
+            ]
+        )
     for fsync in ("everysec", "always"):
         key = f"aof_{fsync}_wait"
         if key in rd:
@@ -302,7 +315,7 @@ def details(res: dict[str, Any]) -> list[str]:
     out: list[str] = []
     tps = [k for k in ("throughput_1", "throughput_2", "throughput_1_asyncio",
                        "valkey_throughput_1", "aof_everysec", "aof_always", "aof_everysec_wait",
-                       "aof_always_wait") if _ok(rd.get(k))]
+                       "aof_always_wait", "replicas_1_wait") if _ok(rd.get(k))]
     if tps:
         out += [
             "",
@@ -348,7 +361,8 @@ def details(res: dict[str, Any]) -> list[str]:
         )
     failed = [k for k in ("throughput_1", "throughput_2", "throughput_1_asyncio",
                           "valkey_throughput_1", "aof_everysec", "aof_always",
-                          "aof_everysec_wait", "aof_always_wait", "latency", "signals",
+                          "aof_everysec_wait", "aof_always_wait", "replicas_1_wait",
+                          "latency", "signals",
                           "history", "memory", "transport")
               if k in rd and not _ok(rd[k])]
     for k in failed:

@@ -29,9 +29,17 @@ def valkey_binary() -> str:
 class PrivateServer:
     """A server process; `appendfsync` None means no AOF at all (no persistence)."""
 
-    def __init__(self, binary: str, appendfsync: str | None = None, label: str = "") -> None:
+    def __init__(
+        self,
+        binary: str,
+        appendfsync: str | None = None,
+        label: str = "",
+        replica_of: PrivateServer | None = None,
+    ) -> None:
         self.binary = binary
         self.appendfsync = appendfsync
+        #: Started as a replica of this server (for durability="replicas:N").
+        self.replica_of = replica_of
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redurable-bench-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -65,6 +73,8 @@ class PrivateServer:
             "--slowlog-max-len",
             "1024",
         ]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -74,10 +84,24 @@ class PrivateServer:
                 log = (self.dir / "server.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{self.binary} exited at start: {log}")
             if port_in_use(self.port):
+                if self.replica_of is not None:
+                    self._wait_online()
                 return self
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"{self.binary} did not listen on port {self.port}")
+
+    def _wait_online(self) -> None:
+        """Until the primary counts this replica online (WAIT counts only those)."""
+        assert self.replica_of is not None
+        deadline = time.monotonic() + 30
+        with self.replica_of.sync_client() as primary:
+            while time.monotonic() < deadline:
+                slave: Any = primary.info("replication").get("slave0", {})
+                if isinstance(slave, dict) and slave.get("state") == "online":
+                    return
+                time.sleep(0.05)
+        raise RuntimeError(f"replica on port {self.port} did not come online")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
