@@ -37,6 +37,10 @@ class Durability:
     #: (it was applied: the error says it is not confirmed durable).
     timeout_ms: int = 5000
 
+    def __post_init__(self) -> None:
+        if self.timeout_ms < 1:  # WAIT/WAITAOF take 0 for "block for ever"
+            raise InvalidArgumentError("durability timeout_ms must be at least 1")
+
     @classmethod
     def parse(cls, spec: str | Durability | None, timeout_ms: int = 5000) -> Durability | None:
         """`None`/"none" (the server's own setting), "fsync" (local AOF fsync),

@@ -24,6 +24,7 @@ from engine import events as ev
 from engine.codec import PayloadCodec
 from engine.errors import (
     ActivityError,
+    ApplicationError,
     ContinueAsNewError,
     FailureError,
     NondeterminismError,
@@ -31,6 +32,7 @@ from engine.errors import (
     from_failure,
     to_failure,
 )
+from engine.limits import MAX_PENDING_ACTIVITIES
 from engine.loop import DeterministicLoop
 
 #: Replay behaviour flags. Each activation records the flags it ran with in its
@@ -407,6 +409,15 @@ class WorkflowMachine:
     def schedule_activity(
         self, activity_type: str, args: Sequence[Any], task_queue: str, options: dict[str, Any]
     ) -> asyncio.Future[Any]:
+        if len(self._activities) >= MAX_PENDING_ACTIVITIES:
+            # Raised before anything is recorded, the same way on replay.
+            raise ApplicationError(
+                f"cannot schedule activity {activity_type}: {len(self._activities)} "
+                f"activities are pending, the limit is {MAX_PENDING_ACTIVITIES} (await some "
+                "before scheduling more)",
+                type="PendingActivityLimit",
+                non_retryable=True,
+            )
         self._activity_seq += 1
         seq = self._activity_seq
         payload = self.codec.encode(list(args))

@@ -18,6 +18,7 @@ from engine import events as ev
 from engine.durability import Durability
 from engine.errors import (
     DurabilityError,
+    HistoryLimitError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
@@ -172,6 +173,14 @@ class Store:
             log.warning("durability_not_confirmed", error=str(exc))
         return list(replies[:-1])
 
+    async def _worker_call(self, call: Call) -> Any:
+        """One call of a worker's own: like `call`, but a durability wait that falls
+        short is logged, not raised (as in call_many: see _call_batch)."""
+        reply = (await self.call_many([call]))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
     def _wf_keys(self, workflow_id: str) -> list[str]:
         k = self.keys
         return [k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)]
@@ -232,6 +241,8 @@ class Store:
             raise WorkflowNotFoundError(workflow_id)
         if status == "not_running":
             raise WorkflowNotRunningError(workflow_id, _s(reply[1]))
+        if status == "history_limit":
+            raise HistoryLimitError(f"workflow {workflow_id!r}: {_s(reply[1])}")
 
     async def signal(self, workflow_id: str, run_id: str, name: str, payload: bytes) -> None:
         await self._to_running("rd_signal", workflow_id, run_id, name, payload)
@@ -480,7 +491,7 @@ class Store:
         cursor: bytes | str = "0-0"
         while limit is None or len(claimed) < limit:
             batch = count if limit is None else min(count, limit - len(claimed))
-            reply = await self.call(
+            reply = await self._worker_call(
                 Call(
                     "rd_claim",
                     [stream, self.keys.dead_letters(shard)],
@@ -505,7 +516,7 @@ class Store:
     ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
         """Take over up to `limit` pending entries of a consumer known to be dead; the
         flag says whether it may hold more."""
-        reply = await self.call(
+        reply = await self._worker_call(
             Call(
                 "rd_claim_from",
                 [stream, self.keys.dead_letters(shard)],

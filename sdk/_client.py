@@ -308,11 +308,20 @@ class Client:
                 return
 
     # --- dead letters (engine/dead_letters.py; `redurable dlq`) ------------------------
-    async def list_dead_letters(self, *, limit: int | None = None) -> list[DeadLetter]:
-        """Tasks taken off their queues as poison, with the reason, every shard."""
+    async def list_dead_letters(
+        self, *, limit: int | None = None, newest_first: bool = False
+    ) -> list[DeadLetter]:
+        """Tasks taken off their queues as poison, with the reason, every shard (oldest
+        first per shard; with `newest_first`, the newest of all shards first)."""
         if limit is not None and limit < 1:
             raise InvalidArgumentError("limit must be at least 1")
-        return await dead_letters.list_dead_letters(self.redis, self.keys, limit=limit)
+        return await dead_letters.list_dead_letters(
+            self.redis, self.keys, limit=limit, newest_first=newest_first
+        )
+
+    async def count_dead_letters(self) -> int:
+        """How many dead letters the namespace holds (every shard)."""
+        return await dead_letters.count_dead_letters(self.redis, self.keys)
 
     async def requeue_dead_letter(self, dead_letter_id: str) -> DeadLetter:
         """Put a dead letter ("<shard>/<entry id>") back on its task queue."""

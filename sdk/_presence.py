@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from engine.keys import Keys
 
@@ -55,8 +55,13 @@ class PresenceHolder:
         self._pubsub = self._redis.pubsub()
         try:
             await self._pubsub.subscribe(self._channel)
-        except RedisError as exc:
-            # A server or ACL without pub/sub: live by the heartbeat alone.
+            # Its reply (or NOPERM: an ACL without the channel) is read only with the
+            # next message: read it now, before the first beat advertises presence.
+            await self._pubsub.get_message(timeout=5.0)
+        except ResponseError as exc:
+            # A server or ACL without pub/sub: live by the heartbeat alone. (Not a
+            # connection error: Redis away for a moment is no reason to give up presence,
+            # and `hold` subscribes again.)
             log.warning("presence_unavailable", error=str(exc))
             self.supported = False
             await self._close()
@@ -121,8 +126,9 @@ class DeathWatch:
                 *[self._keys.worker_presence(w) for w in watched]
             )
         except RedisError as exc:
-            if "unknown command" in str(exc).lower():
-                self.working = False  # a server without PUBSUB NUMSUB: heartbeat only
+            if "unknown command" in str(exc).lower() or isinstance(exc, NoPermissionError):
+                # A server (or an ACL) without PUBSUB NUMSUB: heartbeat only
+                self.working = False
             raise
         now = time.monotonic()
         dead = []
@@ -133,6 +139,13 @@ class DeathWatch:
             since = self._silent_since.setdefault(worker, now)
             if now - since >= DEAD_AFTER_S:
                 dead.append(worker)
+        if dead:
+            # Read again: a worker may have given presence up since (its flag was read
+            # once), and a silent channel then says nothing about its death.
+            infos = await redis.hmget(self._keys.worker_info(self._task_queue), dead)
+            for worker, info in zip(dead, infos, strict=True):
+                self._advertises[worker] = _advertises_presence(info)
+            dead = [w for w in dead if self._advertises[w]]
         for worker in set(self._advertises) - set(others):
             self._advertises.pop(worker, None)
             self._silent_since.pop(worker, None)

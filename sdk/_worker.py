@@ -234,6 +234,11 @@ class Worker:
         with anyio.move_on_after(2):
             while self._running:
                 await anyio.sleep(0.01)
+        # Held but never started (claimed while the slots were full, speculations to
+        # retry, ...): hand them back too, or they wait for the idle-time claim.
+        left = [*self._wf_backlog, *self._act_backlog]
+        self._wf_backlog, self._act_backlog = [], []
+        self._completions.extend(self.store.release_call(t.stream, t.msg_id) for t in left)
         await self._flush_completions()
 
     async def _guard(self, loop: Callable[[], Any]) -> None:
@@ -332,6 +337,15 @@ class Worker:
                          tasks=len(claimed))
             self._adopt(stream, claimed)
             done = done and not more
+        # Streams we do not poll (a worker of activities only): the dead worker stays
+        # watched (not forgotten) until the workers that poll them have taken its tasks.
+        unpolled = [s for s in [*self._wf_streams, *self._act_streams]
+                    if s not in self._claimable_streams()]
+        if done and unpolled:
+            pipe = self.client.redis.pipeline(transaction=False)
+            for stream in unpolled:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1, consumername=dead_worker)
+            done = not any(await pipe.execute())
         return done
 
     async def _forget_departed_workers(self) -> None:
@@ -427,7 +441,11 @@ class Worker:
         elif stream in self._wf_streams:
             self._tg.start_soon(self._run_workflow_tasks_now, tasks)
         else:
-            self._start_activities(tasks)  # within our free slots: see _claim_limit
+            # Within our free slots (_claim_limit), counted before the claim's round trip:
+            # the ones filled meanwhile (the poller, the other claim loop) wait.
+            free = max(0, self.max_concurrent_activities - len(self._running))
+            self._start_activities(tasks[:free])
+            self._act_backlog.extend(tasks[free:])
 
     async def _timer_loop(self) -> None:
         while not self._stopping:
@@ -457,6 +475,16 @@ class Worker:
         if malformed:
             await self._dead_letter(malformed)
         return tasks
+
+    def _screened(self, tasks: list[_Task]) -> list[_Task]:
+        """The tasks that are well-formed; the others are dead-lettered. For entries
+        handed over eagerly: the eager read takes the stream's next new entry, which
+        is not always the one just queued (a malformed one may come first)."""
+        bad = [(t, p) for t in tasks if (p := self._malformed(t.stream, t.fields))]
+        if bad:
+            assert self._tg is not None
+            self._tg.start_soon(self._dead_letter, [self._dead_letter_call(t, p) for t, p in bad])
+        return [t for t in tasks if all(t is not b for b, _ in bad)]
 
     def _dead_letter_call(self, task: _Task, problem: str) -> Call:
         log.error("task_dead_lettered", stream=task.stream, message_id=task.msg_id,
@@ -641,7 +669,7 @@ class Worker:
         self._in_flight[task.stream].discard(task.msg_id)
         if not isinstance(commit, str) and commit.eager:
             self.stats["eager_activities"] += len(commit.eager)
-            self._start_activities([_Task(*entry) for entry in commit.eager])
+            self._start_activities(self._screened([_Task(*e) for e in commit.eager]))
         cached = self.cache.get(wf_id, task.get("run_id"))
         if isinstance(commit, str) or commit.closed or commit.close_dropped or cached is None:
             self.cache.evict(wf_id)
@@ -964,6 +992,7 @@ class Worker:
                 handed = self.store.parse_eager_wft(reply)
                 if handed is not None:
                     eager.append(_Task(*handed))
+            eager = self._screened(eager)
             if eager:
                 await self._take_eager_workflow_tasks(eager)
 
@@ -986,9 +1015,9 @@ class Worker:
             async with self._wf_lock:
                 await self._process_workflow_tasks(tasks)
         except _TRANSIENT as exc:
-            # Still pending on us: the workflow loop retries them from the backlog.
+            # Still pending on us: the workflow loop retries them from the backlog, where
+            # _process_workflow_tasks put back the unfinished ones.
             log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
-            self._wf_backlog.extend(tasks)
 
     async def _heartbeat_loop(self) -> None:
         """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched

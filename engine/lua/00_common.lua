@@ -7,6 +7,9 @@
 -- Every function validates first and writes last: Lua does not roll back.
 
 local GROUP = 'workers'
+-- Events one run's history may reach (engine/limits.py MAX_HISTORY_EVENTS; the
+-- state hash field max_events overrides it per run).
+local MAX_HISTORY_EVENTS = 50000
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -138,7 +141,7 @@ local function close_run(c, status, ts)
     if string.sub(f, 1, 6) == 'timer:' then
       redis.call('ZREM', c.prefix .. 'timers', redis.call('HGET', c.wf, f))
       redis.call('HDEL', c.wf, f)
-    elseif string.sub(f, 1, 4) == 'act' then
+    elseif string.sub(f, 1, 3) == 'act' then  -- act:, actin:, acthb: (4 chars never matched)
       redis.call('HDEL', c.wf, f)
     end
   end
@@ -165,6 +168,18 @@ local function new_run(c, run_id, wtype, tq, input, version, ts)
     'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version}
   append(c, 'WorkflowExecutionStarted', ts, fields)
   schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
+end
+
+-- {events so far, limit} of the run's history.
+local function history_size(c)
+  local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
+  return (tonumber(info[1]) or 1) - 1, tonumber(info[2]) or MAX_HISTORY_EVENTS
+end
+
+local function history_limit_message(events, limit)
+  return 'history limit: the run has ' .. events .. ' events and may not go past ' ..
+    limit .. '; a long-running workflow should call workflow.continue_as_new() ' ..
+    'to carry its state into a fresh history'
 end
 
 local function is_current(c, run_id)

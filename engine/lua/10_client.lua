@@ -23,11 +23,16 @@ end
 -- rd_signal: deliver a signal.
 -- KEYS: wf, history, buffer
 -- ARGV: prefix, workflow_id, run_id ('' = current run), signal_name, input
--- Returns {'ok'} | {'not_found'} | {'not_running', status}.
+-- Returns {'ok'} | {'not_found'} | {'not_running', status} |
+--         {'history_limit', message} (the history is full: refused).
 redis.register_function('rd_signal', function(keys, args)
   local c = ctx(keys, args)
   local bad = check_running(c)
   if bad then return bad end
+  local events, limit = history_size(c)
+  if events + redis.call('LLEN', c.buf) >= limit then
+    return {'history_limit', history_limit_message(events, limit)}
+  end
   deliver(c, 'WorkflowExecutionSignaled', now_ms(), {'signal_name', args[4], 'input', args[5]})
   return {'ok'}
 end)

@@ -170,7 +170,25 @@ redis.register_function('rd_wft_complete', function(keys, args)
   end
   local ts = now_ms()
   redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
-  local has_buffer = redis.call('LLEN', c.buf) > 0
+  local buffered = redis.call('LLEN', c.buf)
+  local has_buffer = buffered > 0
+  -- The history limit: a completion that would take the history past it terminates
+  -- the run instead, unless it closes the run (so continue-as-new always gets through).
+  local events, limit = history_size(c)
+  local closes = false
+  for k = 1, #cmds do
+    if CLOSE_KINDS[cmds[k][1]] then closes = true end
+  end
+  if not (closes and not has_buffer) and events + 1 + #cmds + buffered > limit then
+    local message = history_limit_message(events, limit)
+    ack(c.task, msg)
+    flush_buffer(c)
+    append(c, 'WorkflowExecutionTerminated', ts, {'reason', message})
+    redis.call('HSET', c.wf, 'failure', cjson.encode({message = message, kind = 'terminated',
+      type = 'HistoryLimitError', non_retryable = true}))
+    close_run(c, 'TERMINATED', ts)
+    return {'ok', c.last_id, c.last_sid, 1, 0, {}}
+  end
   local dropped = 0
   for k = 1, #cmds do
     if CLOSE_KINDS[cmds[k][1]] and has_buffer then dropped = 1 end

@@ -44,6 +44,8 @@ class StormConfig:
     delay: float = 0.05
     timer: float = 0.2
     seed: int = 1
+    #: The storm goes on until every workflow closed and at least this many kills.
+    min_kills: int = 0
     #: The storm stops after this long even if workflows are still open (s).
     storm_max: float = 900.0
     #: Then, with no more kills, the rest must finish within this (s).
@@ -96,9 +98,8 @@ async def run(url: str, cfg: StormConfig, workdir: Path) -> StormReport:
                     if time.monotonic() >= next_look:  # every second: cheap enough
                         next_look = time.monotonic() + 1.0
                         done_starting = len(started.expected) + started.start_errors
-                        if done_starting == cfg.workflows and not await open_count(
-                            client, list(started.expected)
-                        ):
+                        if (done_starting == cfg.workflows and pool.kills >= cfg.min_kills
+                                and not await open_count(client, list(started.expected))):
                             break
                     ready = await pool.ready(client)
                     if not ready:

@@ -80,16 +80,19 @@ async def overstay(seconds: float) -> None:
 
 @workflow.defn
 class Clocks:
-    """A durable sleep, a wait_condition timeout and an activity start-to-close timeout,
-    each `ms` long: the clock-skew scenario reads when each fired from the history."""
+    """A durable sleep and a wait_condition timeout, each `ms` long, and an activity
+    start-to-close timeout of `activity_ms`: the clock-skew scenario reads when each
+    fired from the history. (A start-to-close timeout runs from the start mark, which a
+    worker sends at once only for timeouts under 200 ms: see LAZY_START_S.)"""
 
     @workflow.run
-    async def run(self, ms: int) -> str:
+    async def run(self, ms: int, activity_ms: int = 150) -> str:
         await workflow.sleep(timedelta(milliseconds=ms))
         await workflow.wait_condition(lambda: False, timeout=timedelta(milliseconds=ms))
         try:
             await workflow.execute_activity(
-                overstay, ms / 1000 + 5, start_to_close_timeout=timedelta(milliseconds=ms),
+                overstay, activity_ms / 1000 + 5,
+                start_to_close_timeout=timedelta(milliseconds=activity_ms),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError as exc:

@@ -53,7 +53,9 @@ class CrashConfig:
     timer: float = 0.2
     #: Pause between two starts (s): spreads the starts over several crashes.
     start_pause: float = 0.0
-    #: Crashes stop after this many, or after `chaos_max` seconds.
+    #: Crashes go on until every workflow closed and at least `min_crashes` happened;
+    #: they stop after `max_crashes`, or after `chaos_max` seconds.
+    min_crashes: int = 0
     max_crashes: int = 1000
     #: Crashes stop after this long even if workflows are still open (s).
     chaos_max: float = 900.0
@@ -118,9 +120,9 @@ async def run(cfg: CrashConfig, workdir: Path) -> CrashReport:
                     next_crash = time.monotonic() + cfg.crash_every
                     while time.monotonic() - began < cfg.chaos_max:
                         await anyio.sleep(min(1.0, max(0.0, next_crash - time.monotonic())))
-                        if len(started.expected) == cfg.workflows and not await _open(
-                            client, started
-                        ):
+                        if (len(started.expected) == cfg.workflows
+                                and report.crashes >= cfg.min_crashes
+                                and not await _open(client, started)):
                             break
                         if time.monotonic() < next_crash or report.crashes >= cfg.max_crashes:
                             continue

@@ -13,7 +13,7 @@ from engine.errors import DeadLetterNotFoundError, InvalidArgumentError
 from engine.keys import GROUP
 from scripts.chaos import checker, poison
 from scripts.chaos.poison_workflows import Healthy, SignalLog, healthy_step
-from sdk import Client
+from sdk import Client, _worker
 from sdk.testing import running_worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos]
@@ -162,9 +162,35 @@ async def test_poison_scenario_ci_size(redis_url: str) -> None:
     cfg = poison.PoisonConfig(healthy=30, poison=6, crashes=1, spread=3.0, drain=60.0)
     report = await poison.run(redis_url, cfg)
     print(report.line())
-    assert report.ok, (report.line(), report.bad_reasons, report.verdict.details())
+    assert not report.bad_reasons, report.bad_reasons
+    assert report.ok, (report.line(), report.verdict.details())
     assert +report.dead_letters == +report.expected_dead
     assert report.expected_dead == {"crash": 1, "unregistered": 6, "undecodable": 6,
                                     "malformed": 6}
     assert report.worker_deaths >= cfg.max_deliveries
     assert report.poisoned_ms and report.baseline_ms
+
+
+async def test_eagerly_handed_entries_are_screened(client: Client) -> None:
+    """An eager read (rd_wft_complete) takes the stream's next new entry, which may be a
+    malformed one queued before the task just scheduled: it must be dead-lettered, not
+    run (its missing fields raised KeyError in the workflow loop and killed the worker,
+    until its delivery count dead-lettered it as a crash)."""
+    keys = client.keys
+    await client.store.ensure_groups(Q)
+    stream = keys.activity_tasks(2, Q)
+    async with running_worker(client, task_queue=Q, workflows=[Healthy],
+                              activities=[healthy_step]) as worker:
+        with anyio.fail_after(10):
+            while worker._tg is None:  # run() has opened its task group
+                await anyio.sleep(0.01)
+        sid: Any = await client.redis.xadd(stream, {"workflow_id": "m-eager"})
+        good = _worker._Task(stream, "1-0", {
+            b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
+            b"activity_type": b"healthy_step"})
+        bad = _worker._Task(stream, sid.decode(), {b"workflow_id": b"m-eager"})
+        assert worker._screened([bad, good]) == [good]
+        [letter] = await wait_dead_letters(client, 1)
+        await check_healthy(client, 5)
+    assert letter.workflow_id == "m-eager"
+    assert letter.reason == "malformed task entry: no 'run_id' field"

@@ -24,7 +24,7 @@ pytestmark = [
 async def test_appendfsync_always_loses_nothing_acknowledged(tmp_path: Path) -> None:
     cfg = redis_crash.CrashConfig(
         workflows=40, workers=2, crash_every=2.0, appendfsync="always", start_pause=0.1,
-        delay=0.1, timer=0.3, chaos_max=60.0, drain=60.0)
+        min_crashes=2, delay=0.1, timer=0.3, chaos_max=60.0, drain=60.0)
     report = await redis_crash.run(cfg, tmp_path)
     print(report.line())
     assert report.crashes >= 2
@@ -41,7 +41,8 @@ async def test_lost_writes_are_detected_not_silent(tmp_path: Path) -> None:
     workflow or a rolled-back history; no history may disagree with its state."""
     cfg = redis_crash.CrashConfig(
         workflows=40, workers=2, crash_every=2.0, appendfsync="everysec", lose_last=0.5,
-        max_crashes=3, start_pause=0.1, delay=0.1, timer=0.3, chaos_max=60.0, drain=30.0)
+        min_crashes=2, max_crashes=3, start_pause=0.1, delay=0.1, timer=0.3, chaos_max=60.0,
+        drain=30.0)
     report = await redis_crash.run(cfg, tmp_path)
     print(report.line())
     print(report.verdict.details())

@@ -4,6 +4,7 @@ Valkey), so the shared server's users are never changed."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, NoPermissionError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from engine.acl import acl_rules, acl_setuser_command
 from engine.errors import InvalidArgumentError
@@ -25,6 +26,7 @@ from engine.functions import (
 from engine.keys import Keys
 from sdk import Client
 from sdk._devserver import free_port
+from sdk._presence import DeathWatch, PresenceHolder
 from tests.conftest import unique_prefix
 from tests.integration.private_server import pass_binary, private_server, run_smoke_workflow
 from tests.integration.test_cli import redurable
@@ -185,3 +187,43 @@ async def test_wrong_password_is_refused(app_url: tuple[str, str]) -> None:
     assert done.returncode == 1
     assert b"invalid username-password pair" in done.stderr
     assert b":***@127.0.0.1" in done.stderr and b"wrong-secret" not in done.stderr
+
+
+async def test_a_user_without_channel_rights_does_not_claim_presence(
+    admin: Redis, acl_port: int
+) -> None:
+    """SUBSCRIBE's refusal (NOPERM: Redis 7 users get no channels by default) comes back
+    only with the next read: unseen, the worker advertised presence with an empty
+    channel and every other worker took it for dead and claimed its tasks."""
+    await command(admin, "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "+@all",
+                  "resetchannels")
+    redis = Redis(host="127.0.0.1", port=acl_port, username="nochan", password="pw")
+    try:
+        holder = PresenceHolder(redis, Keys("p", 4), "w")
+        await holder.subscribe()
+        assert not holder.supported
+    finally:
+        await redis.aclose()
+        await command(admin, "ACL", "DELUSER", "nochan")
+
+
+async def test_a_user_without_pubsub_numsub_falls_back_to_the_heartbeat(
+    admin: Redis, acl_port: int
+) -> None:
+    """A refused PUBSUB NUMSUB is a server that cannot tell presence, like one without
+    the command: the watcher stops, it does not raise out of the worker (a crash)."""
+    await command(admin, "ACL", "SETUSER", "nonumsub", "on", ">pw", "~*", "&*", "+@all",
+                  "-pubsub|numsub")
+    redis = Redis(host="127.0.0.1", port=acl_port, username="nonumsub", password="pw")
+    keys = Keys(unique_prefix(), 4)
+    try:
+        await redis.zadd(keys.workers("q"), {"other": 1})
+        await redis.hset(keys.worker_info("q"), "other", '{"presence": true}')
+        watch = DeathWatch(redis, keys, "q", "me")
+        with contextlib.suppress(RedisError):
+            assert await watch.find_dead() == []
+        assert not watch.working
+    finally:
+        await redis.delete(keys.workers("q"), keys.worker_info("q"))
+        await redis.aclose()
+        await command(admin, "ACL", "DELUSER", "nonumsub")

@@ -137,3 +137,27 @@ async def test_fsync_mode_on_a_server_without_waitaof_is_a_clear_error(tmp_path:
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_a_worker_goes_on_when_the_waits_fall_short(
+    real_client: Client, redis_url: str
+) -> None:
+    """A worker's waits are not strict (docs/durability.md): a replica falling behind is
+    logged, it never stops the worker. Its claim sweeps used to raise DurabilityError out
+    of the liveness loop, which ended worker.run()."""
+    worker_client = await Client.connect(redis_url, prefix=real_client.keys.prefix)
+    try:
+        # No replica here: every WAIT falls short (set after connect, which refuses it).
+        worker_client.store.durability = Durability(replicas=1, timeout_ms=10)
+        async with running_worker(
+            worker_client, task_queue="d", workflows=[TwoSteps], activities=[add_one],
+            liveness_timeout=0.5,
+        ) as worker:
+            with anyio.fail_after(20):
+                handle = await real_client.start_workflow(
+                    TwoSteps.run, 1, id="d-short", task_queue="d")
+                assert await handle.result() == 3
+                await anyio.sleep(0.5)  # a few liveness passes (claims) more
+            assert worker.stats["workflow_tasks"] >= 1
+    finally:
+        await worker_client.close()

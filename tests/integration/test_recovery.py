@@ -409,3 +409,30 @@ async def test_a_killed_workers_tasks_are_claimed_long_before_its_liveness_timeo
         assert await pending_for(client, w1.identity, act_streams) == 0
         live: Any = await client.redis.zrange(client.keys.workers("presence"), 0, -1)
         assert w1.identity.encode() not in live  # forgotten once its tasks were taken
+
+
+@pytest.mark.timeout(60)
+async def test_a_dead_worker_is_not_forgotten_while_it_holds_tasks_we_cannot_claim(
+    real_client: Client,
+) -> None:
+    """A worker with activities only claims a dead worker's activity tasks, never its
+    workflow tasks: forgetting the dead worker then (out of the liveness zset) left its
+    workflow tasks to the idle-time claim, a liveness timeout later, because the
+    workflow workers no longer saw it to watch."""
+    import json
+
+    from sdk.testing import running_worker
+    from tests.integration.chaos_workflows import chaos_slow
+
+    client, tq = real_client, "mixed"
+    redis, keys = client.redis, client.keys
+    await client.store.ensure_groups(tq)
+    wf_stream = keys.workflow_tasks(0, tq)
+    await redis.xadd(wf_stream, {"workflow_id": "w", "run_id": "r", "epoch": "1"})
+    await redis.xreadgroup(GROUP, "dead", {wf_stream: ">"}, count=1)
+    await redis.zadd(keys.workers(tq), {"dead": int(time.time() * 1000)})
+    await redis.hset(keys.worker_info(tq), "dead", json.dumps({"presence": True}))
+    async with running_worker(client, task_queue=tq, activities=[chaos_slow],
+                              liveness_timeout=60.0):
+        await anyio.sleep(1.5)  # many presence checks: "dead" is seen dead at 0.2 s
+        assert await redis.zscore(keys.workers(tq), "dead") is not None

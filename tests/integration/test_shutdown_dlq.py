@@ -147,3 +147,35 @@ async def test_departed_workers_are_forgotten(
     assert b"ghost" not in names
     held = {c["name"] for c in await client.redis.xinfo_consumers(held_stream, GROUP)}
     assert b"holder" in held
+
+
+async def test_shutdown_hands_back_tasks_waiting_in_the_backlog(real_client: Client) -> None:
+    """Tasks a worker holds but has not started (claimed from a dead worker while its
+    slots were full, speculations to retry) are handed back by a graceful shutdown too:
+    left pending on a worker that left the liveness zset, they waited for the idle claim."""
+    client = real_client
+    runs.clear()
+    tq = "backlog"
+    stream = client.keys.activity_tasks(0, tq)
+    async with running_worker(
+        client, task_queue=tq, workflows=[OneSlowStep], activities=[slow_step],
+        max_concurrent_activities=1, liveness_timeout=30.0, graceful_shutdown_timeout=0.1,
+    ) as worker:
+        await client.start_workflow(OneSlowStep.run, 5.0, id="wf-busy", task_queue=tq)
+        with anyio.fail_after(10):
+            while not runs:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.6)  # the activity poller's read (blocked <= 0.5 s) is over
+        # A dead worker's task, claimed while our only slot is busy: it waits.
+        await client.redis.xadd(stream, {
+            "workflow_id": "ghost", "run_id": "r", "activity_id": "1", "attempt": "1",
+            "activity_type": "slow_step", "input": client.codec.encode([0.0])})
+        await client.redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=1)
+        claimed, _ = await client.store.claim_from_consumer(
+            stream, 0, "dead", worker.identity, 5)
+        worker._adopt(stream, claimed)
+        assert len(worker._act_backlog) == 1
+        worker.shutdown()
+    pending: Any = await client.redis.xpending_range(
+        stream, GROUP, "-", "+", 10, consumername=worker.identity)
+    assert pending == []

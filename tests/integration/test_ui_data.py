@@ -145,6 +145,12 @@ async def test_dead_letters_of_every_shard_newest_first(real_client: Client) -> 
         await anyio.sleep(0.002)
     total, letters = await queries.dead_letters(real_client)
     assert total == 2
-    assert [d.reason for d in letters] == ["second", "first"]
-    assert letters[0].deliveries == "6"
+    assert [d.letter.reason for d in letters] == ["second", "first"]
+    assert letters[0].letter.deliveries == 6
+    assert letters[0].letter.id.startswith(f"{keys.shards - 1}/")
     assert letters[0].fields == {"workflow_id": "w", "args": "<3 bytes>"}
+    total, letters = await queries.dead_letters(real_client, limit=1)
+    assert total == 2
+    assert [d.letter.reason for d in letters] == ["second"]
+    # The CLI's order is unchanged: oldest first, shard by shard.
+    assert [d.reason for d in await real_client.list_dead_letters()] == ["first", "second"]

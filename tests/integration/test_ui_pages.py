@@ -4,10 +4,13 @@ and the right status, and what the task-queue page shows is escaped."""
 from __future__ import annotations
 
 import html
+import http.client
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anyio
 import pytest
@@ -63,7 +66,8 @@ def test_queue_page_escapes_what_it_shows(ui: tuple[str, redis.Redis, Keys]) -> 
     r.sadd(keys.task_queues(), "q")
     r.xadd(keys.workflow_tasks(0, "q"), {"workflow_id": "w"})
     r.xadd(keys.dead_letters(0), {"stream": keys.workflow_tasks(0, "q"), "message_id": "1-1",
-                                  "deliveries": 7, "reason": "<script>alert(1)</script>"})
+                                  "deliveries": 7, "reason": "<script>alert(1)</script>",
+                                  "workflow_id": '"><img src=x>'})
     r.zadd(keys.workers("q"), {"<b>worker</b>": 1})
     code, body, _ = get(base + "/queues")
     assert code == 200
@@ -71,6 +75,8 @@ def test_queue_page_escapes_what_it_shows(ui: tuple[str, redis.Redis, Keys]) -> 
     assert "<script>alert" not in body
     assert "&lt;b&gt;worker&lt;/b&gt;" in body
     assert "Dead letters <span class=\"muted\">(1)</span>" in body
+    assert "<img" not in body
+    assert 'of &#34;&gt;&lt;img src=x&gt; back on task queue q?"' in body  # the confirm text
 
 
 def test_the_list_pages_on_with_its_filters(
@@ -97,3 +103,75 @@ def test_the_list_pages_on_with_its_filters(
     assert sorted(shown) == [f"job-{i:02d}" for i in range(53)]
     assert "« newest" in second
     assert "older »" not in second
+
+
+def post(base: str, path: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+    """A form POST, redirects not followed: (status, Location or body)."""
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    try:
+        connection.request("POST", path, urlencode(form), {
+            "content-type": "application/x-www-form-urlencoded", **headers})
+        response = connection.getresponse()
+        body = response.read().decode()
+        return response.status, response.getheader("location") or body
+    finally:
+        connection.close()
+
+
+def test_dead_letter_actions_need_the_token_and_our_origin(
+    ui: tuple[str, redis.Redis, Keys]
+) -> None:
+    base, r, keys = ui
+    r.sadd(keys.task_queues(), "q")
+    ids = []
+    for shard in (0, 1):
+        sid: Any = r.xadd(keys.dead_letters(shard), {
+            "stream": keys.workflow_tasks(shard, "q"), "message_id": "1-0", "deliveries": 5,
+            "reason": "poison", "workflow_id": f"wf-{shard}"})
+        ids.append(f"{shard}/{sid.decode()}")
+    first, second = ids
+    with urllib.request.urlopen(base + "/queues", timeout=10) as response:
+        cookie = response.headers["set-cookie"].split(";")[0]
+        page = response.read().decode()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    assert page.count('action="/queues/dead-letters/requeue"') == 3  # each, and "all"
+    ours = {"cookie": cookie, "origin": base}
+
+    refused = [
+        post(base, "/queues/dead-letters/requeue", {"id": first}, ours),
+        post(base, "/queues/dead-letters/requeue",
+             {"id": first, "csrf_token": "x" * 43}, ours),
+        post(base, "/queues/dead-letters/drop", {"all": "1", "csrf_token": token[1]},
+             {**ours, "origin": "http://attacker.invalid"}),
+    ]
+    assert [status for status, _ in refused] == [403, 403, 403]
+    assert "CSRF token" in refused[0][1]
+    assert r.xlen(keys.dead_letters(0)) == r.xlen(keys.dead_letters(1)) == 1
+
+    status, location = post(base, "/queues/dead-letters/requeue",
+                            {"id": first, "csrf_token": token[1]}, ours)
+    assert status == 303
+    assert parse_qs(urlsplit(location).query)["notice"] == [f"requeued {first}"]
+    assert r.xlen(keys.dead_letters(0)) == 0
+    requeued: Any = r.xrange(keys.workflow_tasks(0, "q"))
+    assert requeued[0][1][b"workflow_id"] == b"wf-0"
+    code, shown, _ = get(base + location)
+    assert code == 200
+    assert f'<p class="notice" role="status">requeued {first}</p>' in shown
+    assert "Dead letters <span class=\"muted\">(1)</span>" in shown
+
+    status, location = post(base, "/queues/dead-letters/requeue",
+                            {"id": first, "csrf_token": token[1]}, ours)
+    assert status == 303
+    [notice] = parse_qs(urlsplit(location).query)["notice"]
+    assert notice.startswith(f"requeue failed: {first}: DeadLetterNotFoundError")
+    status, location = post(base, "/queues/dead-letters/drop",
+                            {"all": "1", "csrf_token": token[1]}, ours)
+    assert parse_qs(urlsplit(location).query)["notice"] == ["dropped 1 of 1 dead letters"]
+    assert r.xlen(keys.dead_letters(1)) == 0  # `second`, the one left
+    assert second not in get(base + "/queues")[1]
+    status, _ = post(base, "/queues/dead-letters/explode",
+                     {"id": first, "csrf_token": token[1]}, ours)
+    assert status == 404

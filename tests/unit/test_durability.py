@@ -45,3 +45,13 @@ def test_refusals_at_connect_are_explained() -> None:
     assert "appendonly yes" in fsync.unsupported_reason(
         "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled."
     )
+
+
+@pytest.mark.parametrize("timeout_ms", [0, -1])
+def test_a_wait_without_timeout_is_refused(timeout_ms: int) -> None:
+    """WAIT/WAITAOF with a timeout of 0 block for ever: a replica that falls behind would
+    hang every transition (a worker that still beats, so nobody claims its tasks)."""
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        Durability(replicas=1, timeout_ms=timeout_ms)
+    with pytest.raises(InvalidArgumentError, match="timeout"):
+        Durability.parse("fsync", timeout_ms=timeout_ms)

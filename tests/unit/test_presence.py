@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import fakeredis
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.keys import Keys
-from sdk import _presence
+from sdk import Client, Worker, _presence, activity, workflow
 from sdk._presence import DeathWatch, PresenceHolder
+from sdk._worker import _Task
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +75,136 @@ async def test_the_watcher_never_reports_itself(redis: Redis) -> None:
     assert await watch.find_dead() == []
     await anyio.sleep(0.25)
     assert await watch.find_dead() == []
+
+
+async def test_a_connection_error_is_not_a_server_without_pubsub(redis: Redis) -> None:
+    """Subscribing again while Redis is away (a restart) must not turn presence off for
+    good: the worker would stop subscribing while the others, which read its "presence"
+    flag once, watch its empty channel and claim its running tasks."""
+    keys = Keys("p", 4)
+    holder = PresenceHolder(redis, keys, "w")
+    server = redis.connection_pool.connection_kwargs["server"]
+    server.connected = False
+    with pytest.raises(RedisConnectionError):
+        await holder.subscribe()
+    assert holder.supported
+    server.connected = True
+    await holder.subscribe()
+    assert holder.supported
+    assert dict(await redis.pubsub_numsub(keys.worker_presence("w"))) == {
+        keys.worker_presence("w").encode(): 1
+    }
+    await holder._close()
+
+
+async def test_claimed_activities_wait_for_a_free_slot(fake_client: Client) -> None:
+    """The claim limit is counted before the claim's round trip; slots filled meanwhile
+    (the poller, the other claim loop) must not let claimed tasks run beyond
+    max_concurrent_activities: the extra ones wait in the backlog (held, touched)."""
+
+    @activity.defn
+    async def idle() -> None:
+        await anyio.sleep(10)
+
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[idle],
+                    max_concurrent_activities=1, handle_signals=False)
+    stream = worker._act_streams[0]
+    fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1",
+              b"attempt": b"1", b"activity_type": b"idle", b"input": b"\x90"}
+    async with anyio.create_task_group() as tg:
+        worker._tg = tg
+        worker._start_activities([_Task(stream, "1-0", dict(fields))])  # the slot is taken
+        worker._adopt(stream, [(b"2-0", dict(fields))])  # claimed in the meantime
+        assert len(worker._running) == 1
+        assert [t.msg_id for t in worker._act_backlog] == ["2-0"]
+        assert worker._in_flight[stream] == {"1-0", "2-0"}
+        tg.cancel_scope.cancel()
+
+
+async def test_a_worker_that_stopped_advertising_presence_is_not_declared_dead(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Presence can be given up while a worker runs (its ACL lost the channel: it beats
+    on with "presence": false); a watcher that read the flag before must read it again
+    before it takes an empty channel for a death and claims the worker's tasks."""
+    monkeypatch.setattr(_presence, "DEAD_AFTER_S", 0.05)
+    keys = Keys("p", 4)
+    await register(redis, keys, "w", True)
+    watch = DeathWatch(redis, keys, QUEUE, "me")
+    assert await watch.find_dead() == []
+    await register(redis, keys, "w", False)  # its next beat
+    await anyio.sleep(0.06)
+    assert await watch.find_dead() == []
+
+
+async def test_workflow_tasks_run_outside_the_poller_are_retried_once(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection error in a claimed or eager batch: _process_workflow_tasks puts the
+    unfinished tasks back in the backlog; they must be there once, not twice."""
+
+    @workflow.defn
+    class Noop:
+        @workflow.run
+        async def run(self) -> None:
+            return None
+
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[Noop], handle_signals=False)
+
+    async def broken(calls: Any) -> Any:
+        raise RedisConnectionError("connection lost")
+
+    monkeypatch.setattr(worker.store, "call_many", broken)
+    fields = {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"}
+    task = _Task(worker._wf_streams[0], "1-0", fields)
+    await worker._run_workflow_tasks_now([task])
+    assert worker._wf_backlog == [task]
+
+
+async def test_a_malformed_entry_handed_over_eagerly_is_dead_lettered(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The XREADGROUP inside an activity completion (or a workflow task completion)
+    takes the stream's oldest new entry, whichever it is: a malformed one must be
+    dead-lettered as the pollers do, not crash the worker (a KeyError in its task group)."""
+
+    @workflow.defn
+    class Noop:
+        @workflow.run
+        async def run(self) -> None:
+            return None
+
+    @activity.defn
+    async def quick() -> None:
+        return None
+
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[Noop], activities=[quick],
+                    handle_signals=False)
+    wf_stream, act_stream = worker._wf_streams[0], worker._act_streams[0]
+    sent: list[str] = []
+
+    async def fake_call_many(calls: Any) -> Any:
+        sent.extend(c.function for c in calls)
+        return [
+            [b"ok", b"completed", [wf_stream.encode(), b"5-0", [b"junk", b"1"]]]
+            if c.function == "rd_act_complete" else 1
+            for c in calls
+        ]
+
+    monkeypatch.setattr(worker.store, "call_many", fake_call_many)
+    async with anyio.create_task_group() as tg:
+        worker._tg = tg
+        worker._completions.append(worker.store.act_complete_call(
+            "w", "r", "1", "1", "1-0", act_stream, result=b"\xc0",
+            eager_consumer=worker.identity, eager_task_queue=QUEUE))
+        await worker._flush_completions()
+        # An eager activity task with a commit: the same.
+        task = _Task(wf_stream, "2-0", {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"})
+        call = worker.store.wft_complete_call(
+            "w", "r", "1", None, "2-0", wf_stream, worker.identity, 0, "", [])
+        reply = [b"ok", 3, b"3-0", 0, 0, [[act_stream.encode(), b"6-0", [b"junk", b"1"]]]]
+        worker._finish(task, call, reply)
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert sent.count("rd_dead_letter") == 2
+    assert not worker._running

@@ -1,0 +1,179 @@
+"""Scenario 6, signal storm: one SignalLog workflow (scripts/chaos/poison_workflows.py)
+gets `--signals` signals 0..N-1 from one sender, in order, while the worker process
+running it is SIGKILLed `--kills` times (at even intervals of the stream of signals)
+and replaced. The workflow returns the signals in the order it applied them: it must be
+exactly 0..N-1, each once, and the history must hold N signal events in that order
+(the shared checker checks the rest: contiguous event ids, one completion).
+
+    python -m scripts.chaos.signal_storm [--redis-url URL] [--signals 10000] [--kills 2]
+        [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from engine.keys import GROUP
+from scripts.chaos import checker
+from scripts.chaos.common import clear_namespace, unique_prefix
+from scripts.chaos.poison_workflows import SignalLog
+from sdk import Client
+from sdk._devserver import EmbeddedServer
+from tests.integration.worker_proc import WorkerProcess
+
+MODULE = "scripts.chaos.poison_workflows"
+TASK_QUEUE = "signals"
+WORKFLOW_ID = "signal-storm"
+
+
+@dataclass(frozen=True)
+class StormConfig:
+    signals: int = 10_000
+    kills: int = 2
+    duration: float = 10.0
+    """Signals are paced over this long, so they keep arriving at live workers."""
+    liveness: float = 1.0
+    finish: float = 120.0
+    """How long the workflow may take to finish after the last signal."""
+
+
+@dataclass
+class SignalStormReport:
+    cfg: StormConfig
+    kills: int = 0
+    #: Kills that hit the worker while it held a workflow task of the storm's workflow.
+    kills_holding: int = 0
+    send_s: float = 0.0
+    finish_s: float = 0.0
+    history_signals: int = 0
+    problems: list[str] = field(default_factory=list)
+    verdict: checker.Verdict = field(default_factory=checker.Verdict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.verdict.ok
+
+    def line(self) -> str:
+        return (
+            f"signal storm: {self.cfg.signals} signals in {self.send_s:.1f} s "
+            f"({self.cfg.signals / max(self.send_s, 1e-9):.0f}/s), {self.kills} worker kills "
+            f"({self.kills_holding} while it held the workflow's task), "
+            f"result {self.finish_s:.1f} s after the last signal; {self.history_signals} "
+            f"signal events in history; {len(self.problems)} problems; "
+            f"{self.verdict.summary()}"
+        )
+
+
+async def _holds(client: Client, stream: str, consumer: str) -> bool:
+    pending: Any = await client.redis.xpending_range(stream, GROUP, "-", "+", 1,
+                                                     consumername=consumer)
+    return bool(pending)
+
+
+def _order_problems(applied: list[Any], n: int) -> list[str]:
+    if applied == list(range(n)):
+        return []
+    seen = set(applied)
+    missing = [i for i in range(n) if i not in seen]
+    dupes = len(applied) - len(seen)
+    first_bad = next((i for i, v in enumerate(applied) if v != i), None)
+    return [f"applied {len(applied)} signals: {len(missing)} missing, {dupes} duplicates, "
+            f"first out of order at position {first_bad}"]
+
+
+async def run(url: str, cfg: StormConfig) -> SignalStormReport:
+    report = SignalStormReport(cfg)
+    prefix = unique_prefix("signals")
+    client = await Client.connect(url, prefix=prefix)
+    worker: WorkerProcess | None = None
+
+    def spawn() -> WorkerProcess:
+        return WorkerProcess(url, prefix, TASK_QUEUE, MODULE, liveness=cfg.liveness).start()
+
+    stream = client.keys.workflow_tasks(client.keys.shard(WORKFLOW_ID), TASK_QUEUE)
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        started = time.monotonic()
+        for i in range(cfg.signals):
+            # Paced: signal i goes out at i/N of the duration (or later).
+            delay = started + cfg.duration * i / cfg.signals - time.monotonic()
+            if delay > 0:
+                await anyio.sleep(delay)
+            await handle.signal(SignalLog.add, i)
+            sent = i + 1
+        report.send_s = time.monotonic() - started
+
+    async def kill() -> None:
+        nonlocal worker
+        for k in range(cfg.kills):
+            while sent < cfg.signals * (k + 1) // (cfg.kills + 1):
+                await anyio.sleep(0.005)
+            assert worker is not None
+            # Wait (briefly) for a moment when it holds the workflow's task.
+            with anyio.move_on_after(1.0):
+                while not await _holds(client, stream, worker.identity):
+                    await anyio.sleep(0.001)
+            report.kills_holding += await _holds(client, stream, worker.identity)
+            worker.kill()  # SIGKILL; the replacement claims what it held
+            report.kills += 1
+            worker = spawn()
+            await anyio.to_thread.run_sync(worker.wait_ready)
+
+    try:
+        worker = spawn()
+        await anyio.to_thread.run_sync(worker.wait_ready)
+        handle = await client.start_workflow(SignalLog.run, cfg.signals, id=WORKFLOW_ID,
+                                             task_queue=TASK_QUEUE)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(kill)
+            await send()
+        last = time.monotonic()
+        with anyio.fail_after(cfg.finish):
+            applied = await handle.result()
+        report.finish_s = time.monotonic() - last
+        report.problems += _order_problems(applied, cfg.signals)
+        signals = [e.attributes for e in [e async for e in handle.fetch_history()]
+                   if e.type == "WorkflowExecutionSignaled"]
+        report.history_signals = len(signals)
+        inputs = [a.get("input") for a in signals]
+        if inputs != [[i] for i in range(cfg.signals)]:
+            report.problems.append("the history's signal events are not 0..N-1 in order")
+        report.verdict = await checker.check(client.redis, client.keys, client.codec,
+                                             {WORKFLOW_ID: list(range(cfg.signals))})
+    finally:
+        if worker is not None:
+            worker.kill()
+        await clear_namespace(client.redis, prefix)
+        await client.close()
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    p.add_argument("--signals", type=int, default=StormConfig.signals)
+    p.add_argument("--kills", type=int, default=StormConfig.kills)
+    p.add_argument("--duration", type=float, default=StormConfig.duration)
+    args = p.parse_args(argv)
+    cfg = StormConfig(signals=args.signals, kills=args.kills, duration=args.duration)
+    with ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(EmbeddedServer()).url
+        report = anyio.run(run, url, cfg, backend="asyncio")
+    print(report.line())
+    if not report.ok:
+        print("\n".join(report.problems))
+        print(report.verdict.details())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
