@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from typing import Any
 
@@ -38,6 +39,12 @@ CHECK_INTERVAL_S = 0.1
 DEAD_AFTER_S = 0.2
 #: Pause before subscribing again after the presence connection failed.
 RESUBSCRIBE_PAUSE_S = 0.05
+#: After this worker's own view went wrong (its presence subscription or a check was
+#: lost: a server restart, a failover, a network blip drops everyone's subscriptions
+#: at once), nobody is declared dead for this long: the others subscribe again first.
+REGAIN_GRACE_S = 1.0
+#: How often the holder wakes to see whether it was asked to subscribe again.
+HOLD_POLL_S = 0.25
 
 
 class PresenceHolder:
@@ -48,6 +55,19 @@ class PresenceHolder:
         self._channel = keys.worker_presence(worker_id)
         self._pubsub: Any = None
         self.supported = True
+        #: When (monotonic) the subscription was last lost or found missing.
+        self.lost_at = -math.inf
+        self._resubscribe = False
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    def request_resubscribe(self) -> None:
+        """The server shows no subscriber on our channel although we hold one (cut on the
+        server's side only): subscribe again on a fresh connection."""
+        self.lost_at = time.monotonic()
+        self._resubscribe = True
 
     async def subscribe(self) -> None:
         """Subscribe before the first heartbeat, so no one sees us beating without it."""
@@ -71,12 +91,14 @@ class PresenceHolder:
         try:
             while self.supported:
                 try:
-                    if self._pubsub is None:
+                    if self._pubsub is None or self._resubscribe:
+                        self._resubscribe = False
                         await self.subscribe()
                         continue
-                    await self._pubsub.get_message(timeout=None)
+                    await self._pubsub.get_message(timeout=HOLD_POLL_S)
                 except (RedisError, OSError) as exc:
                     log.warning("presence_lost", error=str(exc))
+                    self.lost_at = time.monotonic()
                     await self._close()
                     await anyio.sleep(RESUBSCRIBE_PAUSE_S)
         finally:
@@ -93,8 +115,18 @@ class PresenceHolder:
 class DeathWatch:
     """Finds workers of one task queue whose presence subscription is gone."""
 
-    def __init__(self, redis: Redis, keys: Keys, task_queue: str, worker_id: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        task_queue: str,
+        worker_id: str,
+        holder: PresenceHolder | None = None,
+    ) -> None:
         self._redis = redis
+        #: This worker's own subscription: while it is in doubt, so is our view of others.
+        self._holder = holder
+        self._quiet_until = -math.inf
         self._keys = keys
         self._task_queue = task_queue
         self._me = worker_id
@@ -122,15 +154,26 @@ class DeathWatch:
             watched = [w for w in others if self._advertises.get(w)]
             if not watched:
                 return []
+            own = [self._holder.channel] if self._holder and self._holder.supported else []
             counts: Any = await redis.pubsub_numsub(
-                *[self._keys.worker_presence(w) for w in watched]
+                *own, *[self._keys.worker_presence(w) for w in watched]
             )
         except RedisError as exc:
             if "unknown command" in str(exc).lower() or isinstance(exc, NoPermissionError):
                 # A server (or an ACL) without PUBSUB NUMSUB: heartbeat only
                 self.working = False
+            self._quiet_until = time.monotonic() + REGAIN_GRACE_S
             raise
         now = time.monotonic()
+        if own:
+            own_count, counts = counts[0], counts[1:]
+            if self._holder is not None and int(own_count[1]) == 0:
+                self._holder.request_resubscribe()
+        if self._holder is not None:
+            self._quiet_until = max(self._quiet_until, self._holder.lost_at + REGAIN_GRACE_S)
+        if now < self._quiet_until:
+            self._silent_since.clear()
+            return []
         dead = []
         for worker, (_, subscribers) in zip(watched, counts, strict=True):
             if int(subscribers) > 0:

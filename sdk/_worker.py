@@ -162,7 +162,9 @@ class Worker:
         self._eager_free = 0
         self._tg: TaskGroup | None = None
         self._presence = PresenceHolder(client.redis, self.keys, self.identity)
-        self._death_watch = DeathWatch(client.redis, self.keys, self.task_queue, self.identity)
+        self._death_watch = DeathWatch(
+            client.redis, self.keys, self.task_queue, self.identity, self._presence
+        )
         self.stats: dict[str, int] = defaultdict(int)
         #: Server clock minus ours (ms), measured at every beat: times that other
         #: processes compare (beats, query deadlines) are on the server's clock, so a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import anyio
@@ -208,3 +209,42 @@ async def test_a_malformed_entry_handed_over_eagerly_is_dead_lettered(
         tg.cancel_scope.cancel()
     assert sent.count("rd_dead_letter") == 2
     assert not worker._running
+
+
+async def test_nobody_is_dead_while_our_own_subscription_was_just_lost(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server restart drops every worker's subscription at once: the watcher, whose
+    own one went too, gives the others REGAIN_GRACE_S to subscribe again."""
+    monkeypatch.setattr(_presence, "DEAD_AFTER_S", 0.05)
+    monkeypatch.setattr(_presence, "REGAIN_GRACE_S", 0.3)
+    keys = Keys("p", 4)
+    await register(redis, keys, "other", True)
+    mine = PresenceHolder(redis, keys, "me")
+    await mine.subscribe()
+    watch = DeathWatch(redis, keys, QUEUE, "me", mine)
+    mine.lost_at = time.monotonic()  # as hold() records a lost connection
+    assert await watch.find_dead() == []
+    await anyio.sleep(0.1)
+    assert await watch.find_dead() == []  # silent long enough, but within the grace
+    await anyio.sleep(0.3)
+    assert await watch.find_dead() == []  # the grace is over: silence counts afresh
+    await anyio.sleep(0.06)
+    assert await watch.find_dead() == ["other"]
+
+
+async def test_a_subscription_cut_on_the_server_side_is_renewed(redis: Redis) -> None:
+    """The server shows no subscriber on our own channel although we hold one: we
+    subscribe again, and declare nobody dead meanwhile."""
+    keys = Keys("p", 4)
+    await register(redis, keys, "other", True)
+    mine = PresenceHolder(redis, keys, "me")  # never subscribed: the server sees none
+    watch = DeathWatch(redis, keys, QUEUE, "me", mine)
+    assert await watch.find_dead() == []
+    assert mine._resubscribe
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(mine.hold)
+        with anyio.fail_after(5):
+            while not (await redis.pubsub_numsub(mine.channel))[0][1]:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
