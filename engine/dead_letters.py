@@ -68,9 +68,12 @@ def _parse(keys: Keys, shard: int, entry_id: bytes, raw: dict[bytes, bytes]) -> 
 
 
 async def list_dead_letters(
-    redis: Redis, keys: Keys, *, limit: int | None = None
+    redis: Redis, keys: Keys, *, limit: int | None = None, newest_first: bool = False
 ) -> list[DeadLetter]:
-    """Dead letters of every shard, oldest first within a shard (at most `limit`)."""
+    """Dead letters of every shard, oldest first within a shard (at most `limit`); with
+    `newest_first`, the newest `limit` of all shards, newest first (the web UI)."""
+    if newest_first:
+        return await _newest(redis, keys, limit)
     out: list[DeadLetter] = []
     for shard in range(keys.shards):
         count = None if limit is None else limit - len(out)
@@ -79,6 +82,30 @@ async def list_dead_letters(
         entries: Any = await redis.xrange(keys.dead_letters(shard), count=count)
         out.extend(_parse(keys, shard, sid, fields) for sid, fields in entries)
     return out
+
+
+async def _newest(redis: Redis, keys: Keys, limit: int | None) -> list[DeadLetter]:
+    # The newest `limit` of each shard, merged: entry ids are "<ms>-<seq>" on the server
+    # clock, so they order letters across shards too.
+    out: list[DeadLetter] = []
+    for shard in range(keys.shards):
+        entries: Any = await redis.xrevrange(keys.dead_letters(shard), count=limit)
+        out.extend(_parse(keys, shard, sid, fields) for sid, fields in entries)
+    out.sort(key=_order, reverse=True)
+    return out if limit is None else out[:limit]
+
+
+def _order(letter: DeadLetter) -> tuple[int, int, int]:
+    sequence = letter.id.rpartition("-")[2]
+    return letter.time_ms, int(sequence), -letter.shard
+
+
+async def count_dead_letters(redis: Redis, keys: Keys) -> int:
+    """How many dead letters every shard holds."""
+    pipe = redis.pipeline(transaction=False)
+    for shard in range(keys.shards):
+        pipe.xlen(keys.dead_letters(shard))
+    return sum(int(n) for n in await pipe.execute())
 
 
 def parse_id(keys: Keys, dead_letter_id: str) -> tuple[int, str]:

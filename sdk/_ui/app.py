@@ -222,6 +222,36 @@ class UI:
         return RedirectResponse(url("/workflow", id=workflow_id, tab="actions", notice=notice),
                                 status_code=303)
 
+    async def dead_letter_action(self, request: Request) -> Response:
+        """Requeue or drop one dead letter (`id`) or all of them (`all=1`)."""
+        form = await security.read_form(request)
+        security.check_request(request, form)
+        kind = request.path_params["action"]
+        act = {"requeue": self.client.requeue_dead_letter,
+               "drop": self.client.drop_dead_letter}.get(kind)
+        if act is None:
+            raise HTTPException(404, f"no dead-letter action {kind!r}")
+        every = form.get("all") == "1"
+        if every:
+            ids = [letter.id for letter in await self.client.list_dead_letters()]
+        else:
+            ids = [_required(form, "id")]
+        failed: list[str] = []
+        for dead_letter_id in ids:
+            try:
+                await act(dead_letter_id)
+            except RedurableError as exc:  # gone meanwhile, malformed id, no task stream
+                failed.append(f"{dead_letter_id}: {type(exc).__name__}: {exc}")
+        verb = "requeued" if kind == "requeue" else "dropped"
+        if not every:
+            notice = f"{kind} failed: {failed[0]}" if failed else f"{verb} {ids[0]}"
+        else:
+            notice = f"{verb} {len(ids) - len(failed)} of {len(ids)} dead letters"
+            if failed:
+                notice += f"; {len(failed)} failed: " + "; ".join(failed[:3])
+        # Post/redirect/get, as for the workflow actions.
+        return RedirectResponse(url("/queues", notice=notice), status_code=303)
+
     # --- task queues ----------------------------------------------------------------
     async def queues(self, request: Request) -> Response:
         names = await queries.task_queue_names(self.client)
@@ -233,6 +263,7 @@ class UI:
             dead_total=total,
             dead_letters=letters,
             now=datetime.now(UTC),
+            notice=request.query_params.get("notice", ""),
         )
 
     async def home(self, request: Request) -> Response:
@@ -300,6 +331,7 @@ def create_app(client: Client, *, host: str = "127.0.0.1") -> Starlette:
             Route("/workflow/query", ui.query, methods=["POST"]),
             Route("/workflow/{action}", ui.action, methods=["POST"]),
             Route("/queues", ui.queues),
+            Route("/queues/dead-letters/{action}", ui.dead_letter_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

@@ -1,5 +1,6 @@
 """What the web UI reads from Redis beyond the Client's own API: filtered pages of the
-visibility indexes, counts per status, task-queue backlogs, workers and dead letters.
+visibility indexes, counts per status, task-queue backlogs and workers; dead letters come
+through the Client (engine/dead_letters.py, shared with `redurable dlq`).
 
 Everything here only reads. Functions take the Client and return plain dataclasses, so
 the routes stay thin and these can be tested on fakeredis.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.dead_letters import DeadLetter
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP
 from sdk._client import STATUSES, Client, WorkflowExecution
@@ -260,19 +262,13 @@ async def _workers(client: Client, task_queue: str, now: int) -> list[WorkerRow]
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    shard: int
-    entry_id: str
+class DeadLetterRow:
+    """A dead letter as the task-queue page shows it (read by engine/dead_letters.py)."""
+
+    letter: DeadLetter
     time: datetime
-    stream: str
-    reason: str
-    deliveries: str
-    #: The dead task's own fields, payloads shown only when they are text.
+    #: The dead task's own fields as text; payloads only when they are text.
     fields: dict[str, str]
-
-
-#: Fields the dead-letter entry adds in front of the task's own ones.
-_DLQ_FIELDS = ("stream", "message_id", "deliveries", "reason")
 
 
 def _text(value: bytes, limit: int = 200) -> str:
@@ -283,30 +279,15 @@ def _text(value: bytes, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def dead_letters(client: Client, *, limit: int = 50) -> tuple[int, list[DeadLetter]]:
+async def dead_letters(client: Client, *, limit: int = 50) -> tuple[int, list[DeadLetterRow]]:
     """(total count, newest `limit` entries) over every shard's dead-letter stream."""
-    keys = client.keys
-    pipe = client.redis.pipeline(transaction=False)
-    for shard in range(keys.shards):
-        pipe.xlen(keys.dead_letters(shard))
-        pipe.xrevrange(keys.dead_letters(shard), "+", "-", count=limit)
-    replies = await pipe.execute()
-    total = 0
-    letters: list[DeadLetter] = []
-    for shard in range(keys.shards):
-        total += int(replies[2 * shard])
-        for entry_id, raw in replies[2 * shard + 1]:
-            fields = {k.decode(errors="replace"): _text(v) for k, v in raw.items()}
-            letters.append(
-                DeadLetter(
-                    shard=shard,
-                    entry_id=entry_id.decode(),
-                    time=datetime.fromtimestamp(int(entry_id.split(b"-")[0]) / 1000, tz=UTC),
-                    stream=fields.get("stream", ""),
-                    reason=fields.get("reason", ""),
-                    deliveries=fields.get("deliveries", ""),
-                    fields={k: v for k, v in fields.items() if k not in _DLQ_FIELDS},
-                )
-            )
-    letters.sort(key=lambda d: d.time, reverse=True)
-    return total, letters[:limit]
+    total = await client.count_dead_letters()
+    letters = await client.list_dead_letters(limit=limit, newest_first=True)
+    return total, [
+        DeadLetterRow(
+            letter=letter,
+            time=datetime.fromtimestamp(letter.time_ms / 1000, tz=UTC),
+            fields={k: _text(v) for k, v in letter.fields.items()},
+        )
+        for letter in letters
+    ]

@@ -71,6 +71,13 @@ class DeployV2(DeployV1):
         await workflow.wait_condition(lambda: self.go)
 
 
+@workflow.defn
+class Greeting:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return f"hello {name}"
+
+
 def worker(client: Client) -> Any:
     return running_worker(client, task_queue=QUEUE, workflows=[Order, Notes],
                           activities=ACTIVITIES)
@@ -246,3 +253,33 @@ async def test_overview_shows_the_mismatch_of_a_nondeterministic_workflow_task(
         await expect(failure).to_contain_text("NondeterminismError")
         await expect(failure).to_contain_text("StartTimer")
         await expect(page.get_by_test_id("status")).to_have_text("RUNNING")
+
+
+async def test_a_dead_letter_requeued_from_the_queue_page_runs_on(
+    real_client: Client, ui_url: str, page: Page
+) -> None:
+    dialogs: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    # A worker without the type dead-letters its first workflow task (max_deliveries=1).
+    async with running_worker(real_client, task_queue=QUEUE, workflows=[Notes],
+                              max_deliveries=1):
+        handle = await real_client.start_workflow("Greeting", "ui", id="greeting-1",
+                                                  task_queue=QUEUE)
+        with anyio.fail_after(15):
+            while not (letters := await real_client.list_dead_letters()):
+                await anyio.sleep(0.05)
+    [letter] = letters
+    await page.goto(f"{ui_url}/queues")
+    row = page.locator("tr[data-dead-letter]", has_text="greeting-1")
+    await expect(row).to_contain_text("workflow type 'Greeting' is not registered")
+    async with running_worker(real_client, task_queue=QUEUE, workflows=[Greeting]):
+        await row.get_by_role("button", name="Requeue").click()
+        await expect(page.get_by_role("status")).to_have_text(f"requeued {letter.id}")
+        await expect(page.locator("tr[data-dead-letter]")).to_have_count(0)
+        assert await handle.result(timeout=15) == "hello ui"
+    assert dialogs == [f"Put dead letter {letter.id} of greeting-1 back on task queue {QUEUE}?"]

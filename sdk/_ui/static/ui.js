@@ -1,6 +1,7 @@
 // The UI's only script of its own (no build step; the page's CSP allows no inline script).
 
-// Forms with data-confirm (signal, cancel, terminate) ask before they are sent.
+// Forms with data-confirm (workflow actions, dead-letter requeue/drop) ask before they
+// are sent.
 document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) {
