@@ -3,8 +3,6 @@ keeps its in-flight tasks from being claimed, and claims those of dead workers."
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
 import socket
@@ -13,11 +11,9 @@ import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import msgpack
 import structlog
 from anyio.abc import TaskGroup
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,12 +22,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.errors import ApplicationError, PayloadError, UnknownQueryError, to_failure
+from engine.errors import ApplicationError, PayloadError, to_failure
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
 from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
 from engine.validate import check_task_queue
 from sdk import activity as activity_api
+from sdk._activity_attempt import RunningActivity, call_activity
 from sdk._client import Client
 from sdk._definitions import (
     ActivityDefinition,
@@ -39,63 +36,21 @@ from sdk._definitions import (
     activity_definition,
     workflow_definition,
 )
-from sdk._presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
-from sdk._workflow_runner import CachedRun, StickyCache, has_new_activation, new_machine
+from sdk._liveness import Liveness
+from sdk._query_answer import QueryAnswerer
+from sdk._task_entry import Fields, TaskEntry, malformed
+from sdk._workflow_runner import CachedRun, StickyCache, new_machine
 
 log = structlog.get_logger("redurable.worker")
-Fields = dict[bytes, bytes]
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #: Activities that finish within this never pay for a start transition.
 LAZY_START_S = 0.05
-#: Workers and consumers silent this long are forgotten (checked every TIDY_INTERVAL_S).
-DEPARTED_AFTER_MS = 10 * 60 * 1000
-TIDY_INTERVAL_S = 60.0
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
 POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError"})
-#: Fields a task entry must have, by the kind of stream it is on.
-_WF_TASK_FIELDS = (b"workflow_id", b"run_id", b"epoch")
-_ACT_TASK_FIELDS = (b"workflow_id", b"run_id", b"activity_id", b"attempt", b"activity_type")
-_INT_TASK_FIELDS = frozenset({b"activity_id", b"attempt"})
-
-
-@dataclass
-class _Task:
-    stream: str
-    msg_id: str
-    fields: Fields
-    #: Set when a speculative completion was refused: start it the normal way.
-    no_speculation: bool = False
-
-    def get(self, name: str) -> str:
-        return self.fields[name.encode()].decode()
-
-
-@dataclass
-class _RunningActivity:
-    task: _Task
-    context: activity_api.ActivityContext
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    releasing: bool = False
-    #: When (monotonic) to send the start mark if the attempt is still running.
-    mark_at: float = 0.0
-    marked: bool = False
-
-
-async def _call_activity(fn: Callable[..., Any], args: list[Any]) -> Any:
-    try:
-        return await fn(*args)
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # cancelled by us: the attempt's scope or the worker's shutdown
-        # The activity's own code raised it (say it awaited a task it had cancelled):
-        # an ordinary failure. Escaping, it ended the attempt with no completion and
-        # its task stayed in flight, touched and never claimed, for ever.
-        raise ApplicationError(
-            f"activity raised CancelledError: {exc}", type="CancelledError"
-        ) from None
+#: The worker's name for a held task entry (sdk/_task_entry.py).
+_Task = TaskEntry
 
 
 class Worker:
@@ -148,7 +103,7 @@ class Worker:
         self._shard_of_stream.update({s: i for i, s in enumerate(self._act_streams)})
         self._in_flight: dict[str, set[str]] = defaultdict(set)
         # Keyed by (stream, entry id): entry ids are only unique within one stream.
-        self._running: dict[tuple[str, str], _RunningActivity] = {}
+        self._running: dict[tuple[str, str], RunningActivity] = {}
         self._wf_backlog: list[_Task] = []
         self._act_backlog: list[_Task] = []
         self._completions: list[Call] = []
@@ -161,15 +116,29 @@ class Worker:
         self._workflow_loop_done = anyio.Event()
         self._eager_free = 0
         self._tg: TaskGroup | None = None
-        self._presence = PresenceHolder(client.redis, self.keys, self.identity)
-        self._death_watch = DeathWatch(
-            client.redis, self.keys, self.task_queue, self.identity, self._presence
-        )
         self.stats: dict[str, int] = defaultdict(int)
-        #: Server clock minus ours (ms), measured at every beat: times that other
-        #: processes compare (beats, query deadlines) are on the server's clock, so a
-        #: worker whose clock is minutes off is neither "dead" nor dropping queries.
-        self._clock_offset_ms = 0
+        self.liveness = Liveness(
+            client,
+            self.task_queue,
+            self.identity,
+            liveness_ms=self.liveness_ms,
+            max_deliveries=max_deliveries,
+            all_streams=[*self._wf_streams, *self._act_streams],
+            claimable_streams=(self._wf_streams if self._workflows else [])
+            + (self._act_streams if self._activities else []),
+            shard_of_stream=self._shard_of_stream,
+            in_flight=self._in_flight,
+            worker_info=lambda: {
+                "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
+                "activities": sorted(self._activities),
+            },
+            claim_limit=self._claim_limit,
+            adopt=self._adopt,
+            stopping=lambda: self._stopping,
+        )
+        self._queries = QueryAnswerer(
+            client, self.task_queue, self._workflows, self.cache, self.liveness.server_ms
+        )
 
     # --- lifecycle --------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -179,8 +148,8 @@ class Worker:
     async def run(self) -> None:
         """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
         await self.store.ensure_groups(self.task_queue)
-        await self._presence.subscribe()
-        await self._beat()
+        await self.liveness.presence.subscribe()
+        await self.liveness.beat()
         log.info(
             "worker_started",
             worker=self.identity,
@@ -191,9 +160,9 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(self._guard, self._liveness_loop)
-                tg.start_soon(self._presence.hold)
-                tg.start_soon(self._guard, self._death_watch_loop)
+                tg.start_soon(self._guard, self.liveness.beat_loop)
+                tg.start_soon(self.liveness.presence.hold)
+                tg.start_soon(self._guard, self.liveness.death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
                 if self._workflows:
                     tg.start_soon(self._guard, self._workflow_loop)
@@ -263,156 +232,13 @@ class Worker:
         except (ValueError, RuntimeError):  # not the main thread: the owner stops us
             return
 
-    # --- liveness, claiming, timers ---------------------------------------------------
-    def _server_ms(self) -> int:
-        """Now on the server's clock (as of the last beat's measurement)."""
-        return int(time.time() * 1000) + self._clock_offset_ms
-
-    async def _beat(self) -> None:
-        redis = self.client.redis
-        seconds, micros = await redis.time()
-        self._clock_offset_ms = int(seconds) * 1000 + int(micros) // 1000 - int(time.time() * 1000)
-        pipe = redis.pipeline(transaction=False)
-        pipe.zadd(self.keys.workers(self.task_queue), {self.identity: self._server_ms()})
-        pipe.hset(
-            self.keys.worker_info(self.task_queue),
-            self.identity,
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
-                    "activities": sorted(self._activities),
-                    "presence": self._presence.supported,
-                }
-            ),
-        )
-        await pipe.execute()
-
-    async def _liveness_loop(self) -> None:
-        interval = self.liveness_ms / 5000
-        next_tidy = time.monotonic() + TIDY_INTERVAL_S
-        while not self._stopping:
-            await self._beat()
-            await self._touch_in_flight()
-            await self._claim_from_dead()
-            if time.monotonic() >= next_tidy:
-                await self._forget_departed_workers()
-                next_tidy = time.monotonic() + TIDY_INTERVAL_S
-            await anyio.sleep(interval)
-
-    async def _death_watch_loop(self) -> None:
-        """Claim the tasks of workers that died (sdk/_presence.py) as soon as their
-        death is seen, instead of after the liveness timeout."""
-        while not self._stopping and self._death_watch.working:
-            try:
-                dead = await self._death_watch.find_dead()
-            except RedisError as exc:
-                if not self._death_watch.working:
-                    log.info("presence_check_unsupported", error=str(exc))
-                    return
-                raise
-            for worker in dead:
-                if await self._claim_all_of(worker):
-                    await self._death_watch.forget(worker)
-            await anyio.sleep(CHECK_INTERVAL_S)
-
-    async def _claim_all_of(self, dead_worker: str) -> bool:
-        """Claim the pending tasks of a dead worker that we have room for; True when
-        it holds none any more."""
-        done = True
-        for stream in self._claimable_streams():
-            limit = self._claim_limit(stream)
-            if limit is not None and limit <= 0:
-                done = False
-                continue
-            claimed, more = await self.store.claim_from_consumer(
-                stream,
-                self._shard_of_stream[stream],
-                dead_worker,
-                self.identity,
-                self.max_deliveries,
-                limit=100 if limit is None else min(limit, 100),
-            )
-            if claimed:
-                log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
-                         tasks=len(claimed))
-            self._adopt(stream, claimed)
-            done = done and not more
-        # Streams we do not poll (a worker of activities only): the dead worker stays
-        # watched (not forgotten) until the workers that poll them have taken its tasks.
-        unpolled = [s for s in [*self._wf_streams, *self._act_streams]
-                    if s not in self._claimable_streams()]
-        if done and unpolled:
-            pipe = self.client.redis.pipeline(transaction=False)
-            for stream in unpolled:
-                pipe.xpending_range(stream, GROUP, "-", "+", 1, consumername=dead_worker)
-            done = not any(await pipe.execute())
-        return done
-
-    async def _forget_departed_workers(self) -> None:
-        """Workers gone for long leave a beat in the workers zset and a consumer in each
-        group: drop them, so operators see live workers only. Consumers still holding
-        task entries are kept (claiming takes those); a dead consumer's pending query
-        requests are dropped with it (their clients gave up long ago)."""
-        redis = self.client.redis
-        cutoff_ms = self._server_ms() - DEPARTED_AFTER_MS
-        workers_key = self.keys.workers(self.task_queue)
-        gone: Any = await redis.zrangebyscore(workers_key, "-inf", cutoff_ms)
-        if gone:
-            await redis.zrem(workers_key, *gone)
-            await redis.hdel(self.keys.worker_info(self.task_queue), *gone)
-        queries = self.keys.queries(self.task_queue)
-        for stream in [*self._wf_streams, *self._act_streams, queries]:
-            try:
-                consumers: Any = await redis.xinfo_consumers(stream, GROUP)
-            except RedisError:
-                continue
-            for consumer in consumers:
-                idle = int(consumer["idle"])  # since its last read attempt, any outcome
-                if idle < DEPARTED_AFTER_MS or consumer["name"] == self.identity.encode():
-                    continue
-                if consumer["pending"] == 0 or stream == queries:
-                    await redis.xgroup_delconsumer(stream, GROUP, consumer["name"])
-
-    async def _touch_in_flight(self) -> None:
-        """Reset the idle time of every entry we hold: idle time is how others tell a
-        dead worker's tasks from a live worker's long ones."""
-        pipe = self.client.redis.pipeline(transaction=False)
-        touched = False
-        for stream, ids in self._in_flight.items():
-            if ids:
-                pipe.xclaim(stream, GROUP, self.identity, 0, list(ids), justid=True)
-                touched = True
-        if touched:
-            await pipe.execute(raise_on_error=False)
-
-    def _claimable_streams(self) -> list[str]:
-        return (self._wf_streams if self._workflows else []) + (
-            self._act_streams if self._activities else []
-        )
-
+    # --- claiming (sdk/_liveness.py finds what to claim) -----------------------------
     def _claim_limit(self, stream: str) -> int | None:
         """Claim only what we have slots for: claimed tasks are ours until we run them
         (see _adopt), and a busy worker must not hoard a dead one's work."""
         if stream not in self._act_streams:
             return None
         return self.max_concurrent_activities - len(self._running) - len(self._act_backlog)
-
-    async def _claim_from_dead(self) -> None:
-        for stream in self._claimable_streams():
-            limit = self._claim_limit(stream)
-            if limit is not None and limit <= 0:
-                continue
-            claimed = await self.store.claim_stale(
-                stream,
-                self._shard_of_stream[stream],
-                self.identity,
-                self.liveness_ms,
-                self.max_deliveries,
-                limit=limit,
-            )
-            self._adopt(stream, claimed)
 
     def _adopt(self, stream: str, claimed: list[tuple[bytes, Fields]]) -> None:
         """Run tasks claimed from a dead worker now: the pollers may be blocked in a
@@ -505,22 +331,11 @@ class Worker:
         self.stats["dead_lettered"] += len(calls)
 
     def _malformed(self, stream: str, fields: Fields) -> str | None:
-        """Why a task entry cannot be processed (fields missing or not text), or None."""
-        if stream in self._shard_of_stream:
-            required = _WF_TASK_FIELDS if stream.endswith(":wf") else _ACT_TASK_FIELDS
-        else:
-            return None  # query requests are checked where they are answered
-        for name in required:
-            value = fields.get(name)
-            if value is None:
-                return f"malformed task entry: no {name.decode()!r} field"
-            try:
-                text = value.decode()
-            except UnicodeDecodeError:
-                return f"malformed task entry: field {name.decode()!r} is not UTF-8 text"
-            if name in _INT_TASK_FIELDS and not text.isdigit():
-                return f"malformed task entry: field {name.decode()!r} is not a number"
-        return None
+        """Why a task entry cannot be processed, or None (query requests are checked
+        where they are answered)."""
+        if stream not in self._shard_of_stream:
+            return None
+        return malformed(stream.endswith(":wf"), fields)
 
     async def _workflow_loop(self) -> None:
         per_stream = max(1, self.max_workflow_batch // self.keys.shards)
@@ -770,64 +585,7 @@ class Worker:
         stream = self.keys.queries(self.task_queue)
         while not self._stopping:
             for task in await self._read([stream], 16, 500):
-                await self._answer_query(task)
-
-    async def _answer_query(self, task: _Task) -> None:
-        redis = self.client.redis
-        # The deadline is on the server's clock: the request's entry id (the time the
-        # server added it) plus the client's timeout.
-        timeout_ms = task.fields.get(b"timeout_ms", b"")
-        # Expired (the client gave up: queries sent before any worker ran), or malformed
-        # (nobody to answer): drop it.
-        if (not timeout_ms.isdigit() or b"reply" not in task.fields
-                or int(task.msg_id.split("-")[0]) + int(timeout_ms) < self._server_ms()):
-            await redis.xack(task.stream, GROUP, task.msg_id)
-            await redis.xdel(task.stream, task.msg_id)
-            return
-        try:
-            answer = await self._query_answer(task)
-        except Exception as exc:  # a query must always get an answer
-            answer = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-        reply_key = task.get("reply")
-        pipe = redis.pipeline(transaction=False)
-        pipe.rpush(reply_key, msgpack.packb(answer, use_bin_type=True))
-        pipe.expire(reply_key, 60)
-        pipe.xack(task.stream, GROUP, task.msg_id)
-        pipe.xdel(task.stream, task.msg_id)
-        await pipe.execute()
-
-    async def _query_answer(self, task: _Task) -> dict[str, Any]:
-        wf_id = task.get("workflow_id")
-        row: Any = await self.client.redis.hmget(self.keys.workflow(wf_id), "run_id", "type")
-        run_id_raw, type_raw = row
-        if run_id_raw is None:
-            return {"status": "not_found"}
-        run_id, wf_type = run_id_raw.decode(), type_raw.decode()
-        definition = self._workflows.get(wf_type)
-        if definition is None:
-            return {
-                "status": "failed",
-                "message": f"workflow type {wf_type!r} is not registered on this worker",
-            }
-        codec = self.client.codec
-        args = codec.decode(task.fields[b"args"])
-        machine = None
-        cached = self.cache.get(wf_id, run_id)
-        if cached is not None:
-            newer = await self.store.read_history(wf_id, cached.cursor)
-            if not has_new_activation([e for _, e in newer]):
-                machine = cached.machine
-        if machine is None:
-            entries = await self.store.read_history(wf_id)
-            machine = new_machine(definition, wf_id, run_id, self.task_queue, codec)
-            machine.replay([e for _, e in entries])
-        try:
-            value = machine.query(task.get("name"), list(args))
-        except UnknownQueryError:
-            return {"status": "unknown_query", "known": sorted(definition.queries)}
-        except Exception as exc:
-            return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-        return {"status": "ok", "payload": codec.encode(value)}
+                await self._queries.answer(task)
 
     # --- activities -------------------------------------------------------------------
     async def _activity_loop(self) -> None:
@@ -856,7 +614,7 @@ class Worker:
             timeouts = [int(task.fields.get(k, b"0") or 0)
                         for k in (b"start_to_close_ms", b"heartbeat_ms")]
             short = any(0 < t < 4000 * LAZY_START_S for t in timeouts)
-            running = _RunningActivity(task, self._activity_context(task))
+            running = RunningActivity(task, self._activity_context(task))
             running.mark_at = now if short else now + LAZY_START_S
             self._running[(task.stream, task.msg_id)] = running
             self._tg.start_soon(self._run_activity, running)
@@ -880,7 +638,7 @@ class Worker:
         )
         return activity_api.ActivityContext(info, encode=self.client.codec.encode)
 
-    async def _run_activity(self, running: _RunningActivity) -> None:
+    async def _run_activity(self, running: RunningActivity) -> None:
         task, ctx = running.task, running.context
         info = ctx.info
         token = activity_api._context.set(ctx)
@@ -903,7 +661,7 @@ class Worker:
             args = self.client.codec.decode(task.fields.get(b"input", b""))
             result: Any = None
             with running.scope:
-                result = await _call_activity(definition.fn, args)
+                result = await call_activity(definition.fn, args)
             if running.scope.cancelled_caught:
                 if running.releasing:
                     call = self.store.release_call(task.stream, task.msg_id)
@@ -1027,7 +785,7 @@ class Worker:
         while not self._stopping:
             await anyio.sleep(0.025)
             now = time.monotonic()
-            batch: list[tuple[_RunningActivity, Call]] = []
+            batch: list[tuple[RunningActivity, Call]] = []
             for r in list(self._running.values()):
                 task = r.task
                 if not r.marked and now >= r.mark_at:

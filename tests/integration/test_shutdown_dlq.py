@@ -125,9 +125,9 @@ async def test_departed_workers_are_forgotten(
 ) -> None:
     """Workers silent for long drop out of the workers zset and the consumer groups;
     a consumer still holding a task entry stays (claiming handles it)."""
-    from sdk import _worker
+    from sdk import _liveness, _worker
 
-    monkeypatch.setattr(_worker, "DEPARTED_AFTER_MS", 0)
+    monkeypatch.setattr(_liveness, "DEPARTED_AFTER_MS", 0)
     keys = client.keys
     worker = _worker.Worker(client, task_queue="q", workflows=[OneSlowStep],
                             handle_signals=False)
@@ -140,7 +140,7 @@ async def test_departed_workers_are_forgotten(
     held_stream = keys.workflow_tasks(keys.shard("wf-held"), "q")
     await client.redis.xreadgroup(GROUP, "holder", {held_stream: ">"}, count=10)
     await anyio.sleep(0.01)
-    await worker._forget_departed_workers()
+    await worker.liveness.forget_departed_workers()
     assert await client.redis.zscore(keys.workers("q"), "ghost") is None
     assert not await client.redis.hexists(keys.worker_info("q"), "ghost")
     names = {c["name"] for c in await client.redis.xinfo_consumers(stream, GROUP)}
