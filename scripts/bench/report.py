@@ -106,19 +106,13 @@ def summary_rows(res: dict[str, Any]) -> list[list[str]]:
             pq(sig.get("signal_to_result"), 2),
         ]
     )
-    if _ok(rd.get("throughput_1_asyncio")):
-        rows.append(
-            [
-                "redurable, worker on plain asyncio",
-                rd.get("server", "-"),
-                tp("throughput_1_asyncio"),
-                "-",
-                steps("throughput_1_asyncio"),
-                "-",
-                "-",
-                "-",
-            ]
-        )
+    def throughput_only(system: str, server: str, key: str) -> None:
+        """A row of a throughput-only variant (no latency or signal figures)."""
+        if key in rd and (key != "throughput_1_asyncio" or _ok(rd[key])):
+            rows.append([system, server, tp(key), "-", steps(key), "-", "-", "-"])
+
+    throughput_only("redurable, worker on plain asyncio", rd.get("server", "-"),
+                    "throughput_1_asyncio")
     if "valkey_throughput_1" in rd:
         rows.append(
             [
@@ -132,49 +126,15 @@ def summary_rows(res: dict[str, Any]) -> list[list[str]]:
                 "-",
             ]
         )
-    if "replicas_1_wait" in rd:
-        rows.append(
-            [
-                "redurable",
-                f"{rd.get('server', '')}, no AOF, 1 replica, durability=replicas:1",
-                tp("replicas_1_wait"),
-                "-",
-                steps("replicas_1_wait"),
-                "-",
-                "-",
-                "-",
-            ]
-        )
+    server = rd.get("server", "")
+    throughput_only("redurable", f"{server}, no AOF, 1 replica, durability=replicas:1",
+                    "replicas_1_wait")
     for fsync in ("everysec", "always"):
-        key = f"aof_{fsync}_wait"
-        if key in rd:
-            rows.append(
-                [
-                    "redurable",
-                    f"{rd.get('durability_server', '')}, AOF {fsync}, durability=fsync",
-                    tp(key),
-                    "-",
-                    steps(key),
-                    "-",
-                    "-",
-                    "-",
-                ]
-            )
+        throughput_only("redurable",
+                        f"{rd.get('durability_server', '')}, AOF {fsync}, durability=fsync",
+                        f"aof_{fsync}_wait")
     for fsync in ("everysec", "always"):
-        key = f"aof_{fsync}"
-        if key in rd:
-            rows.append(
-                [
-                    "redurable",
-                    f"{rd.get('server', '')}, AOF {fsync}",
-                    tp(key),
-                    "-",
-                    steps(key),
-                    "-",
-                    "-",
-                    "-",
-                ]
-            )
+        throughput_only("redurable", f"{server}, AOF {fsync}", f"aof_{fsync}")
     for name, p in res["peers"].items():
         if p.get("status") not in ("ok", "partial"):
             rows.append([name, p.get("server", "-"), p.get("status", "-"), "", "", "", "", ""])
