@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -106,6 +107,38 @@ async def _ids(client: Client, ids: list[str] | None) -> list[str]:
     return ids
 
 
+def _act_on(
+    verb: str,
+    done_verb: str,
+    act: Callable[[Client, str], Awaitable[DeadLetter]],
+    ids: list[str] | None,
+    every: bool,
+    redis_url: str | None,
+    prefix: str,
+    output: Output,
+    *,
+    show_queue: bool,
+) -> None:
+    """`act` on each chosen dead letter, then report them as `<done_verb> <id> (...)`
+    (or as JSON under the key done_verb)."""
+    chosen = _chosen(ids, every, verb)
+
+    async def body() -> list[DeadLetter]:
+        async with connect(redis_url, prefix) as client:
+            return [await act(client, i) for i in await _ids(client, chosen)]
+
+    done = run(body)
+    if output is Output.json:
+        print_json({done_verb: [letter.id for letter in done]})
+        return
+    for letter in done:
+        queue = f" on {letter.task_queue!r}" if show_queue else ""
+        stdout.print(f"{done_verb} {letter.id} ({letter.kind} task of "
+                     f"{letter.workflow_id!r}{queue})")
+    if not done:
+        stdout.print("No dead letters.")
+
+
 @app.command()
 def requeue(
     ids: IdsArgument = None,
@@ -116,21 +149,8 @@ def requeue(
 ) -> None:
     """Put dead letters back on their task queues (fix the cause first: deploy the
     workflow type, fix the data)."""
-    chosen = _chosen(ids, every, "requeue")
-
-    async def body() -> list[DeadLetter]:
-        async with connect(redis_url, prefix) as client:
-            return [await client.requeue_dead_letter(i) for i in await _ids(client, chosen)]
-
-    done = run(body)
-    if output is Output.json:
-        print_json({"requeued": [letter.id for letter in done]})
-        return
-    for letter in done:
-        stdout.print(f"requeued {letter.id} ({letter.kind} task of {letter.workflow_id!r} "
-                     f"on {letter.task_queue!r})")
-    if not done:
-        stdout.print("No dead letters.")
+    _act_on("requeue", "requeued", Client.requeue_dead_letter,
+            ids, every, redis_url, prefix, output, show_queue=True)
 
 
 @app.command()
@@ -143,17 +163,5 @@ def drop(
 ) -> None:
     """Delete dead letters for good. Their workflows stay as they are: terminate those
     that should end (`redurable workflow terminate ID`)."""
-    chosen = _chosen(ids, every, "drop")
-
-    async def body() -> list[DeadLetter]:
-        async with connect(redis_url, prefix) as client:
-            return [await client.drop_dead_letter(i) for i in await _ids(client, chosen)]
-
-    done = run(body)
-    if output is Output.json:
-        print_json({"dropped": [letter.id for letter in done]})
-        return
-    for letter in done:
-        stdout.print(f"dropped {letter.id} ({letter.kind} task of {letter.workflow_id!r})")
-    if not done:
-        stdout.print("No dead letters.")
+    _act_on("drop", "dropped", Client.drop_dead_letter,
+            ids, every, redis_url, prefix, output, show_queue=False)

@@ -12,9 +12,7 @@ of other scenarios are left as they are). The exit code is 1 if any verdict fail
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Sequence
@@ -26,9 +24,8 @@ from typing import Any
 import anyio
 
 from scripts.chaos import connection_faults, kill_storm, redis_crash, runners_b
-from sdk._devserver import EmbeddedServer
+from scripts.chaos.common import ROOT, run_pytest, server_for
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
 SCENARIOS = ["kill-storm", "redis-crash", "redis-crash-everysec", "redis-os-crash",
              "connection-faults", "duplicate-delivery"]
@@ -38,12 +35,11 @@ Outcome = tuple[bool, str]
 
 async def _kill_storm(args: argparse.Namespace, workdir: Path) -> Outcome:
     with ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(EmbeddedServer()).url
+        url, server = server_for(args.redis_url, stack)
         cfg = kill_storm.StormConfig()
         if args.workflows:
             cfg = replace(cfg, workflows=args.workflows)
         report = await kill_storm.run(url, cfg, workdir)
-        server = "Redis at " + url if args.redis_url else "embedded Valkey"
         return report.verdict.ok and report.unrecovered == 0, (
             f"{cfg.workflows} workflows x (5 activities + 2 timers), {cfg.workers} workers, "
             f"one SIGKILLed every {cfg.kill_every * 1000:g} ms, liveness {cfg.liveness:g} s, "
@@ -84,16 +80,11 @@ async def _connection_faults(args: argparse.Namespace, workdir: Path) -> Outcome
 async def _duplicate_delivery(args: argparse.Namespace, workdir: Path) -> Outcome:
     del workdir
     env_note = f" (REDURABLE_TEST_URL={args.redis_url})" if args.redis_url else ""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "tests/chaos/test_duplicate_delivery.py"]
-    env = {**os.environ, "REDURABLE_TEST_URL": args.redis_url} if args.redis_url else None
-    done = await anyio.run_process(command, cwd=ROOT, env=env, check=False,
-                                   stderr=subprocess.STDOUT)
-    last = done.stdout.decode().strip().splitlines()[-1:] or ["no output"]
-    return done.returncode == 0, (
+    ok, last = await run_pytest("tests/chaos/test_duplicate_delivery.py", args.redis_url)
+    return ok, (
         f"a workflow task (both started / one started) and an activity task each held by "
         f"two consumers at once (XCLAIM) and completed by both in one round trip{env_note}: "
-        f"exactly one commit landed, the other was rejected as stale; {last[0]}")
+        f"exactly one commit landed, the other was rejected as stale; {last}")
 
 
 RUNNERS = {

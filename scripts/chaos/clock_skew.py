@@ -15,22 +15,25 @@ The faketime command is installed with apt-get when missing (as root, or with su
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from scripts.chaos import checker
-from scripts.chaos.common import clear_namespace, server_ms, unique_prefix
+from scripts.chaos.common import (
+    drop_client,
+    run_on_server,
+    scenario_parser,
+    server_ms,
+    unique_prefix,
+)
 from scripts.chaos.poison_workflows import Clocks, SignalLog
 from sdk import Client
-from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
 
 MODULE = "scripts.chaos.poison_workflows"
@@ -161,14 +164,12 @@ async def run(url: str, cfg: SkewConfig, faketime: str) -> SkewReport:
     finally:
         for proc in workers:
             proc.kill()
-        await clear_namespace(client.redis, prefix)
-        await client.close()
+        await drop_client(client, prefix)
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    p = scenario_parser(__doc__)
     p.add_argument("--workflows", type=int, default=SkewConfig.workflows)
     p.add_argument("--ms", type=int, default=SkewConfig.ms)
     p.add_argument("--skew", action="append", default=None,
@@ -178,9 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     if faketime is None:
         sys.exit(f"clock skew: cannot run: {why}")
     cfg = SkewConfig(workflows=args.workflows, ms=args.ms, skews=tuple(args.skew or SKEWS))
-    with ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(EmbeddedServer()).url
-        report = anyio.run(run, url, cfg, faketime, backend="asyncio")
+    report = run_on_server(args.redis_url, lambda url: run(url, cfg, faketime))
     print(report.line())
     if not report.verdict.ok:
         print(report.verdict.details())

@@ -1,15 +1,21 @@
 """Pieces the scenarios share: a pool of worker processes (tests/integration/
 worker_proc.py) that can be killed and replaced, starting the Storm workflows, waiting
-for them, and clearing a namespace afterwards."""
+for them, clearing a namespace afterwards, the server a scenario runs on, and running
+a pytest module as a scenario."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
+import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import anyio
 from redis.asyncio import Redis
@@ -18,10 +24,13 @@ from redis.exceptions import RedisError
 from scripts.chaos import ledger
 from scripts.chaos.workflows import Storm, storm_expected
 from sdk import Client
+from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
 
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = "scripts.chaos.workflows"
 TASK_QUEUE = "chaos"
+T = TypeVar("T")
 
 
 class WorkerPool:
@@ -60,6 +69,12 @@ class WorkerPool:
         ).start()
         self.live.append(proc)
         return proc
+
+    async def start(self, count: int) -> None:
+        """Spawn `count` workers and wait until each one is ready."""
+        for _ in range(count):
+            self.spawn()
+        await self.wait_ready()
 
     async def wait_ready(self) -> None:
         for proc in list(self.live):
@@ -152,6 +167,52 @@ async def server_ms(client: Client) -> int:
 async def clear_namespace(redis: Any, prefix: str) -> None:
     async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
         await redis.delete(key)
+
+
+async def drop_client(client: Client, prefix: str, redis: Redis | None = None) -> None:
+    """Clear the scenario's namespace (through `redis` if given) and close its client,
+    shielded: a run cut short must not leave its keys behind."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await clear_namespace(redis or client.redis, prefix)
+        finally:
+            await client.close()
+
+
+def server_for(redis_url: str | None, stack: ExitStack) -> tuple[str, str]:
+    """The URL to run on and how the report names it: `redis_url`, or else an embedded
+    Valkey that lives as long as `stack`."""
+    if redis_url:
+        return redis_url, f"Redis at {redis_url}"
+    return stack.enter_context(EmbeddedServer()).url, "embedded Valkey"
+
+
+def run_on_server(redis_url: str | None, main: Callable[[str], Awaitable[T]]) -> T:
+    """`main(url)` in a fresh event loop, on `redis_url` or an embedded Valkey."""
+    with ExitStack() as stack:
+        url, _ = server_for(redis_url, stack)
+        return anyio.run(main, url, backend="asyncio")
+
+
+def scenario_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A scenario module's command line: its docstring's first line, and --redis-url."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    return p
+
+
+async def run_pytest(module: str, redis_url: str | None,
+                     env: Mapping[str, str] | None = None) -> tuple[bool, str]:
+    """Run one pytest module (on `redis_url` if given, else its default server): whether
+    it passed, and the last line of its output."""
+    full_env = {**os.environ, **(env or {})}
+    if redis_url:
+        full_env["REDURABLE_TEST_URL"] = redis_url
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module]
+    done = await anyio.run_process(command, cwd=ROOT, env=full_env, check=False,
+                                   stderr=subprocess.STDOUT)
+    last = done.stdout.decode().strip().splitlines()[-1:] or ["no output"]
+    return done.returncode == 0, last[0]
 
 
 def percentile(samples: list[int], q: float) -> int:

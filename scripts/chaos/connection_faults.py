@@ -30,7 +30,7 @@ from scripts.chaos.common import (
     TASK_QUEUE,
     Started,
     WorkerPool,
-    clear_namespace,
+    drop_client,
     open_count,
     start_storms,
     unique_prefix,
@@ -135,9 +135,7 @@ async def run(cfg: FaultConfig, workdir: Path) -> FaultReport:
                               log=log)
             try:
                 proxy.cutting = False  # workers start up cleanly, then the faults begin
-                for _ in range(cfg.workers):
-                    pool.spawn()
-                await pool.wait_ready()
+                await pool.start(cfg.workers)
                 proxy.cutting = True
                 stop = anyio.Event()
                 async with anyio.create_task_group() as tg:
@@ -168,8 +166,7 @@ async def run(cfg: FaultConfig, workdir: Path) -> FaultReport:
     finally:
         with anyio.CancelScope(shield=True):
             if client is not None:
-                await clear_namespace(admin, prefix)
-                await client.close()
+                await drop_client(client, prefix, admin)
             await admin.aclose()
             await proxy.close()
             server.close()

@@ -22,7 +22,7 @@ from scripts.chaos.common import (
     TASK_QUEUE,
     Started,
     WorkerPool,
-    clear_namespace,
+    drop_client,
     open_count,
     percentile,
     server_ms,
@@ -86,9 +86,7 @@ async def run(url: str, cfg: StormConfig, workdir: Path) -> StormReport:
     with (workdir / f"{prefix}.log").open("ab") as log:
         pool = WorkerPool(url, prefix, ledger_path=db, liveness=cfg.liveness, log=log)
         try:
-            for _ in range(cfg.workers):
-                pool.spawn()
-            await pool.wait_ready()
+            await pool.start(cfg.workers)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(start_storms, client, cfg.workflows, started, cfg.delay,
                               cfg.timer)
@@ -128,6 +126,4 @@ async def run(url: str, cfg: StormConfig, workdir: Path) -> StormReport:
             return report
         finally:
             pool.close()
-            with anyio.CancelScope(shield=True):
-                await clear_namespace(client.redis, prefix)
-                await client.close()
+            await drop_client(client, prefix)

@@ -23,23 +23,26 @@ their ratio (the goal: under 2). Healthy workflows end with the shared checker.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import sys
 import time
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
 
 from scripts.chaos import checker
-from scripts.chaos.common import clear_namespace, unique_prefix, wait_closed
+from scripts.chaos.common import (
+    drop_client,
+    run_on_server,
+    scenario_parser,
+    unique_prefix,
+    wait_closed,
+)
 from scripts.chaos.poison_workflows import ALLOW_EXIT_ENV, CrashesWorker, Healthy
 from sdk import Client
-from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
 
 MODULE = "scripts.chaos.poison_workflows"
@@ -280,15 +283,13 @@ async def run(url: str, cfg: PoisonConfig) -> PoisonReport:
         report.verdict = await checker.check(client.redis, client.keys, client.codec, expected)
     finally:
         pool.close()
-        await clear_namespace(client.redis, prefix)
         await bad.close()
-        await client.close()
+        await drop_client(client, prefix)
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    p = scenario_parser(__doc__)
     p.add_argument("--healthy", type=int, default=PoisonConfig.healthy)
     p.add_argument("--poison", type=int, default=PoisonConfig.poison)
     p.add_argument("--crashes", type=int, default=PoisonConfig.crashes)
@@ -296,9 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = PoisonConfig(healthy=args.healthy, poison=args.poison, crashes=args.crashes,
                        spread=args.spread)
-    with ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(EmbeddedServer()).url
-        report = anyio.run(run, url, cfg, backend="asyncio")
+    report = run_on_server(args.redis_url, lambda url: run(url, cfg))
     print(report.line())
     if not report.ok:
         print("\n".join(report.bad_reasons[:20]))

@@ -29,7 +29,7 @@ from scripts.chaos import checker, ledger
 from scripts.chaos.common import (
     Started,
     WorkerPool,
-    clear_namespace,
+    drop_client,
     open_count,
     start_storms,
     unique_prefix,
@@ -110,9 +110,7 @@ async def run(cfg: CrashConfig, workdir: Path) -> CrashReport:
             pool = WorkerPool(server.url, prefix, ledger_path=db, liveness=cfg.liveness,
                               log=log)
             try:
-                for _ in range(cfg.workers):
-                    pool.spawn()
-                await pool.wait_ready()
+                await pool.start(cfg.workers)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(lambda: start_storms(
                         client, cfg.workflows, started, cfg.delay, cfg.timer,
@@ -150,12 +148,10 @@ async def run(cfg: CrashConfig, workdir: Path) -> CrashReport:
             maybe_started=started.maybe)
         return report
     finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await clear_namespace(client.redis, prefix)
-            finally:
-                await client.close()
-                server.close()
+        try:
+            await drop_client(client, prefix)
+        finally:
+            server.close()
 
 
 async def _open(client: Client, started: Started) -> int:

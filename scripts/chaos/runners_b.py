@@ -5,35 +5,23 @@ run with many more examples than CI's)."""
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from scripts.chaos import clock_skew, poison, signal_storm
-from sdk._devserver import EmbeddedServer
+from scripts.chaos.common import run_pytest, server_for
 
-ROOT = Path(__file__).resolve().parents[2]
 Outcome = tuple[bool, str]
 Runner = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, Outcome]]
-
-
-def _server(args: argparse.Namespace, stack: ExitStack) -> tuple[str, str]:
-    if args.redis_url:
-        return args.redis_url, f"Redis at {args.redis_url}"
-    return stack.enter_context(EmbeddedServer()).url, "embedded Valkey"
 
 
 async def _poison(args: argparse.Namespace, workdir: Path) -> Outcome:
     del workdir
     with ExitStack() as stack:
-        url, server = _server(args, stack)
+        url, server = server_for(args.redis_url, stack)
         cfg = poison.PoisonConfig()
         if args.workflows:
             cfg = replace(cfg, healthy=args.workflows)
@@ -47,7 +35,7 @@ async def _poison(args: argparse.Namespace, workdir: Path) -> Outcome:
 async def _signal_storm(args: argparse.Namespace, workdir: Path) -> Outcome:
     del workdir
     with ExitStack() as stack:
-        url, server = _server(args, stack)
+        url, server = server_for(args.redis_url, stack)
         cfg = signal_storm.StormConfig()
         if args.workflows:
             cfg = replace(cfg, signals=args.workflows)
@@ -61,7 +49,7 @@ async def _clock_skew(args: argparse.Namespace, workdir: Path) -> Outcome:
     if faketime is None:
         return False, f"not run: {why}"
     with ExitStack() as stack:
-        url, server = _server(args, stack)
+        url, server = server_for(args.redis_url, stack)
         cfg = clock_skew.SkewConfig()
         if args.workflows:
             cfg = replace(cfg, workflows=args.workflows)
@@ -75,18 +63,12 @@ async def _clock_skew(args: argparse.Namespace, workdir: Path) -> Outcome:
 async def _fuzz(args: argparse.Namespace, workdir: Path) -> Outcome:
     """The pytest module with 10x CI's examples (it reads REDURABLE_FUZZ_EXAMPLES)."""
     del workdir
-    env = {**os.environ, "REDURABLE_FUZZ_EXAMPLES": "400"}
-    if args.redis_url:
-        env["REDURABLE_TEST_URL"] = args.redis_url
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "tests/chaos/test_fuzz.py"]
-    done = await anyio.run_process(command, cwd=ROOT, env=env, check=False,
-                                   stderr=subprocess.STDOUT)
-    last = done.stdout.decode().strip().splitlines()[-1:] or ["no output"]
-    return done.returncode == 0, (
+    ok, last = await run_pytest("tests/chaos/test_fuzz.py", args.redis_url,
+                                {"REDURABLE_FUZZ_EXAMPLES": "400"})
+    return ok, (
         "start_workflow, signal, query, CLI input/page-token/dead-letter-id parsing and "
         "payload/task-event decoding over hypothesis-generated ids, names, payloads and "
-        f"sizes, 400 examples per server call test (derandomized): {last[0]}")
+        f"sizes, 400 examples per server call test (derandomized): {last}")
 
 
 RUNNERS: dict[str, Runner] = {

@@ -11,10 +11,8 @@ exactly 0..N-1, each once, and the history must hold N signal events in that ord
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +20,9 @@ import anyio
 
 from engine.keys import GROUP
 from scripts.chaos import checker
-from scripts.chaos.common import clear_namespace, unique_prefix
+from scripts.chaos.common import drop_client, run_on_server, scenario_parser, unique_prefix
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
-from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
 
 MODULE = "scripts.chaos.poison_workflows"
@@ -152,22 +149,18 @@ async def run(url: str, cfg: StormConfig) -> SignalStormReport:
     finally:
         if worker is not None:
             worker.kill()
-        await clear_namespace(client.redis, prefix)
-        await client.close()
+        await drop_client(client, prefix)
     return report
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    p = scenario_parser(__doc__)
     p.add_argument("--signals", type=int, default=StormConfig.signals)
     p.add_argument("--kills", type=int, default=StormConfig.kills)
     p.add_argument("--duration", type=float, default=StormConfig.duration)
     args = p.parse_args(argv)
     cfg = StormConfig(signals=args.signals, kills=args.kills, duration=args.duration)
-    with ExitStack() as stack:
-        url = args.redis_url or stack.enter_context(EmbeddedServer()).url
-        report = anyio.run(run, url, cfg, backend="asyncio")
+    report = run_on_server(args.redis_url, lambda url: run(url, cfg))
     print(report.line())
     if not report.ok:
         print("\n".join(report.problems))

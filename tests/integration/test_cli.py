@@ -40,14 +40,17 @@ class Cli:
     url: str
     prefix: str
 
-    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run a command of this namespace; --redis-url/--prefix go after the command."""
+    def __call__(
+        self, *args: str, timeout: float = 30, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command of this namespace; --redis-url/--prefix go after the command.
+        `env`: the subprocess's whole environment (default ENV)."""
         return subprocess.run(
             redurable(*args, "--redis-url", self.url, "--prefix", self.prefix),
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=ENV,
+            env=ENV if env is None else env,
             cwd=ROOT,
         )
 

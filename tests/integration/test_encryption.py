@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -24,7 +23,14 @@ from sdk import Client
 from sdk.testing import running_worker
 from tests.conftest import unique_prefix
 from tests.integration.secret_workflows import SecretEcho, stamp
-from tests.integration.test_cli import ENV, ROOT, Cli, assert_one_line_error, redurable
+from tests.integration.test_cli import (  # noqa: F401 (cli: the fixture)
+    ENV,
+    ROOT,
+    Cli,
+    assert_one_line_error,
+    cli,
+    redurable,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -133,25 +139,7 @@ def env_with_keys(*keys: tuple[str, bytes]) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def secret_cli(redis_url: str) -> Iterator[Cli]:
-    prefix = unique_prefix()
-    yield Cli(redis_url, prefix)
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(match=f"{prefix}:*", count=1000):
-        r.delete(key)
-    r.close()
-
-
-def run_cli(cli: Cli, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        redurable(*args, "--redis-url", cli.url, "--prefix", cli.prefix),
-        capture_output=True, text=True, timeout=30, env=env, cwd=ROOT,
-    )  # fmt: skip
-
-
-def test_cli_worker_and_commands_decode_with_the_env(secret_cli: Cli) -> None:
-    cli = secret_cli
+def test_cli_worker_and_commands_decode_with_the_env(cli: Cli) -> None:  # noqa: F811
     env = env_with_keys(("k1", KEY_OLD))
     identity = f"secret-worker-{cli.prefix}"
     worker = subprocess.Popen(
@@ -164,24 +152,24 @@ def test_cli_worker_and_commands_decode_with_the_env(secret_cli: Cli) -> None:
     )  # fmt: skip
     r = redis.Redis.from_url(cli.url)
     try:
-        started = run_cli(
-            cli, env, "workflow", "start", "SecretEcho", "--id", "cli-secret", "-q", "secret",
-            "-i", json.dumps(CARD), "-i", json.dumps(PADDING),
+        started = cli(
+            "workflow", "start", "SecretEcho", "--id", "cli-secret", "-q", "secret",
+            "-i", json.dumps(CARD), "-i", json.dumps(PADDING), env=env,
         )  # fmt: skip
         assert started.returncode == 0, started.stderr
-        signalled = run_cli(cli, env, "workflow", "signal", "cli-secret", "annotate",
-                            "-i", json.dumps(NOTE))  # fmt: skip
+        signalled = cli("workflow", "signal", "cli-secret", "annotate",
+                        "-i", json.dumps(NOTE), env=env)  # fmt: skip
         assert signalled.returncode == 0, signalled.stderr
-        done = run_cli(cli, env, "workflow", "result", "cli-secret", "-o", "json")
+        done = cli("workflow", "result", "cli-secret", "-o", "json", env=env)
         assert done.returncode == 0, done.stderr
         assert f"charged {CARD}" in done.stdout and NOTE in done.stdout
 
-        shown = run_cli(cli, env, "workflow", "show", "cli-secret", "-o", "json")
+        shown = cli("workflow", "show", "cli-secret", "-o", "json", env=env)
         assert shown.returncode == 0, shown.stderr
         events = json.loads(shown.stdout)
         assert events[0]["attributes"]["input"] == [CARD, PADDING]
         assert NOTE in shown.stdout and f"charged {CARD}" in shown.stdout
-        described = run_cli(cli, env, "workflow", "describe", "cli-secret", "-o", "json")
+        described = cli("workflow", "describe", "cli-secret", "-o", "json", env=env)
         assert json.loads(described.stdout)["status"] == "COMPLETED"
 
         keys = Keys(cli.prefix, int(r.hget(f"{cli.prefix}:config", "shards") or 0))
@@ -194,18 +182,18 @@ def test_cli_worker_and_commands_decode_with_the_env(secret_cli: Cli) -> None:
         # Without the keys: history still shows, payloads stay opaque, and the result
         # is a one-line error that says what is wrong.
         plain_env = {k: v for k, v in ENV.items() if not k.startswith("REDURABLE_ENC")}
-        opaque = run_cli(cli, plain_env, "workflow", "show", "cli-secret", "-o", "json")
+        opaque = cli("workflow", "show", "cli-secret", "-o", "json", env=plain_env)
         assert opaque.returncode == 0, opaque.stderr
         assert CARD not in opaque.stdout
         assert "base64" in json.loads(opaque.stdout)[0]["attributes"]["input"]
-        refused = run_cli(cli, plain_env, "workflow", "result", "cli-secret")
+        refused = cli("workflow", "result", "cli-secret", env=plain_env)
         assert_one_line_error(refused, "compressed or encrypted")
         # A key list that lacks the key that wrote it names the missing key id.
-        wrong = run_cli(cli, env_with_keys(("k9", KEY_NEW)), "workflow", "result", "cli-secret")
+        wrong = cli("workflow", "result", "cli-secret", env=env_with_keys(("k9", KEY_NEW)))
         assert_one_line_error(wrong, "'k1'", "not configured")
         # Bad configuration is a one-line error too.
-        bad = run_cli(cli, {**env, "REDURABLE_ENCRYPTION_KEYS": "k1:###"},
-                      "workflow", "describe", "cli-secret")  # fmt: skip
+        bad = cli("workflow", "describe", "cli-secret",
+                  env={**env, "REDURABLE_ENCRYPTION_KEYS": "k1:###"})
         assert_one_line_error(bad, "REDURABLE_ENCRYPTION_KEYS", "not valid base64")
     finally:
         r.close()

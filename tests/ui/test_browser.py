@@ -87,6 +87,19 @@ def detail(base: str, workflow_id: str, tab: str = "overview") -> str:
     return f"{base}/workflow?id={quote(workflow_id, safe='')}&tab={tab}"
 
 
+def accept_dialogs(page: Page) -> list[Dialog]:
+    """Accept every dialog `page` opens (actions ask for confirmation); the returned
+    list collects them."""
+    dialogs: list[Dialog] = []
+
+    async def accept(dialog: Dialog) -> None:
+        dialogs.append(dialog)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    return dialogs
+
+
 async def wait_for_state(client: Client, workflow_id: str, state: str) -> None:
     handle = client.get_workflow_handle(workflow_id)
     with anyio.fail_after(15):
@@ -140,13 +153,7 @@ async def test_queries_tab_answers_get_status_of_a_completed_order(
 async def test_signal_button_delivers_a_signal_the_workflow_acts_on(
     real_client: Client, ui_url: str, page: Page
 ) -> None:
-    dialogs: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        dialogs.append(dialog.type)
-        await dialog.accept()
-
-    page.on("dialog", accept)
+    dialogs = accept_dialogs(page)
     async with worker(real_client):
         await real_client.start_workflow(Order.run, 8, 30.0, id="order-8", task_queue=QUEUE)
         await wait_for_state(real_client, "order-8", "Paid")
@@ -154,7 +161,7 @@ async def test_signal_button_delivers_a_signal_the_workflow_acts_on(
         await page.locator("form[action='/workflow/signal'] input[name=name]").fill("picked_up")
         await page.get_by_role("button", name="Send signal").click()
         await expect(page.get_by_role("status")).to_have_text("signal picked_up sent")
-        assert dialogs == ["confirm"]
+        assert [d.type for d in dialogs] == ["confirm"]
         # The workflow acted on it: state moved on and it notified "picked up".
         await wait_for_state(real_client, "order-8", "Picked up")
 
@@ -163,13 +170,7 @@ async def test_a_script_in_a_signal_argument_renders_as_text(
     real_client: Client, ui_url: str, page: Page
 ) -> None:
     payload = "<script>window.__xss = 1; alert('xss')</script><img src=x onerror=alert(2)>"
-    dialogs: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        dialogs.append(dialog.type)
-        await dialog.accept()
-
-    page.on("dialog", accept)
+    dialogs = accept_dialogs(page)
     async with worker(real_client):
         await real_client.start_workflow(Notes.run, id="notes<b>x</b>", task_queue=QUEUE)
         await page.goto(detail(ui_url, "notes<b>x</b>", "actions"))
@@ -188,7 +189,7 @@ async def test_a_script_in_a_signal_argument_renders_as_text(
         await expect(page.locator("h1")).to_contain_text("notes<b>x</b>")
         assert await page.locator("main script, main img, h1 b").count() == 0
         assert await page.evaluate("window.__xss") is None
-        assert dialogs == ["confirm"]  # the action's own confirmation, no alert
+        assert [d.type for d in dialogs] == ["confirm"]  # the action's own confirmation, no alert
 
 
 async def test_a_running_workflow_page_shows_new_events_without_a_reload(
@@ -258,13 +259,7 @@ async def test_overview_shows_the_mismatch_of_a_nondeterministic_workflow_task(
 async def test_a_dead_letter_requeued_from_the_queue_page_runs_on(
     real_client: Client, ui_url: str, page: Page
 ) -> None:
-    dialogs: list[str] = []
-
-    async def accept(dialog: Dialog) -> None:
-        dialogs.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
+    dialogs = accept_dialogs(page)
     # A worker without the type dead-letters its first workflow task (max_deliveries=1).
     async with running_worker(real_client, task_queue=QUEUE, workflows=[Notes],
                               max_deliveries=1):
@@ -282,4 +277,5 @@ async def test_a_dead_letter_requeued_from_the_queue_page_runs_on(
         await expect(page.get_by_role("status")).to_have_text(f"requeued {letter.id}")
         await expect(page.locator("tr[data-dead-letter]")).to_have_count(0)
         assert await handle.result(timeout=15) == "hello ui"
-    assert dialogs == [f"Put dead letter {letter.id} of greeting-1 back on task queue {QUEUE}?"]
+    assert [d.message for d in dialogs] == [
+        f"Put dead letter {letter.id} of greeting-1 back on task queue {QUEUE}?"]
