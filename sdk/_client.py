@@ -175,6 +175,10 @@ class Client:
         # A blocking pool: a burst of concurrent calls waits for a connection instead
         # of failing with "Too many connections".
         redis_kwargs.setdefault("max_connections", 200)
+        # No read timeout on the pool (redis-py 8 sets 5 s by default): blocking calls
+        # (a query's BLPOP, the close watcher's pub/sub read) wait as long as they are
+        # told to, and a dead server is seen by the connection closing.
+        redis_kwargs.setdefault("socket_timeout", None)
         pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
         redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:

@@ -41,6 +41,7 @@ class Liveness:
         max_deliveries: int,
         all_streams: list[str],
         claimable_streams: list[str],
+        query_stream: str | None,
         shard_of_stream: dict[str, int],
         in_flight: dict[str, set[str]],
         worker_info: Callable[[], dict[str, Any]],
@@ -58,6 +59,10 @@ class Liveness:
         #: The task queue's workflow and activity streams, and those this worker polls.
         self._all_streams = all_streams
         self._claimable = claimable_streams
+        #: The task queue's query requests, when this worker answers them: a dead
+        #: worker's unanswered ones are taken over too (claimed by presence only: a
+        #: request is answered at once or not at all, it never goes idle while alive).
+        self._query_stream = query_stream
         self._shard_of_stream = shard_of_stream
         #: The worker's in-flight entries by stream (shared, not copied).
         self._in_flight = in_flight
@@ -146,6 +151,12 @@ class Liveness:
                          tasks=len(claimed))
             self._adopt(stream, claimed)
             done = done and not more
+        if self._query_stream is not None:
+            # Dead-lettered past max_deliveries like tasks (a query that kills workers).
+            claimed, _ = await self.store.claim_from_consumer(
+                self._query_stream, 0, dead_worker, self.identity, self.max_deliveries
+            )
+            self._adopt(self._query_stream, claimed)
         # Streams we do not poll (a worker of activities only): the dead worker stays
         # watched (not forgotten) until the workers that poll them have taken its tasks.
         unpolled = [s for s in self._all_streams if s not in self._claimable]

@@ -126,6 +126,7 @@ class Worker:
             all_streams=[*self._wf_streams, *self._act_streams],
             claimable_streams=(self._wf_streams if self._workflows else [])
             + (self._act_streams if self._activities else []),
+            query_stream=self.keys.queries(self.task_queue) if self._workflows else None,
             shard_of_stream=self._shard_of_stream,
             in_flight=self._in_flight,
             worker_info=lambda: {
@@ -243,6 +244,15 @@ class Worker:
     def _adopt(self, stream: str, claimed: list[tuple[bytes, Fields]]) -> None:
         """Run tasks claimed from a dead worker now: the pollers may be blocked in a
         read for up to half a second (claiming leaves them no wake-up)."""
+        if stream == self.keys.queries(self.task_queue):
+            # A dead worker's unanswered query requests: answered (or, expired, dropped)
+            # by QueryAnswerer, which acknowledges each one.
+            for sid, fields in claimed:
+                if self._tg is not None and not self._stopping:
+                    self.stats["queries_claimed"] += 1
+                    query = _Task(stream, sid.decode(), fields)
+                    self._tg.start_soon(self._answer_claimed_query, query)
+            return
         tasks: list[_Task] = []
         held = self._in_flight[stream]
         for sid, fields in claimed:
@@ -581,6 +591,12 @@ class Worker:
         return granted
 
     # --- queries ----------------------------------------------------------------------
+    async def _answer_claimed_query(self, task: _Task) -> None:
+        try:
+            await self._queries.answer(task)
+        except (RedisError, OSError) as exc:  # left pending: the client times out
+            log.warning("claimed_query_failed", error=str(exc))
+
     async def _query_loop(self) -> None:
         stream = self.keys.queries(self.task_queue)
         while not self._stopping:

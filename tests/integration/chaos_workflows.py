@@ -10,6 +10,7 @@ and count the executions that a kill interrupted.
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
 import anyio
@@ -114,5 +115,21 @@ class Looper:
         workflow.continue_as_new(delay, per_run)
 
 
-WORKFLOWS = [Chaos, Slow, Looper]
+@workflow.defn
+class Waiter:
+    """Waits for ever. Its query blocks the worker's whole process when
+    REDURABLE_SLOW_QUERY is set: a worker stuck in a query, to be killed."""
+
+    @workflow.query
+    def status(self) -> str:
+        if os.environ.get("REDURABLE_SLOW_QUERY"):
+            time.sleep(60)
+        return "waiting"
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+WORKFLOWS = [Chaos, Slow, Looper, Waiter]
 ACTIVITIES = [chaos_double, chaos_add, chaos_square, chaos_slow, tick]

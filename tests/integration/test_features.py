@@ -745,6 +745,18 @@ async def test_query_errors(client: Client) -> None:
         assert await handle.query(WaitForever.poked_plus, 1) == 2
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+async def test_a_query_may_wait_longer_than_five_seconds(real_client: Client) -> None:
+    """redis-py 8 gives its pools a 5 s read timeout by default: a query's BLPOP with a
+    longer timeout failed with a redis TimeoutError after 5 s, not QueryTimeoutError."""
+    handle = await real_client.start_workflow(WaitForever.run, id="query-6s", task_queue="q")
+    started = time.monotonic()
+    with pytest.raises(QueryTimeoutError, match="within 6"):
+        await handle.query(WaitForever.poked, timeout=6)
+    assert time.monotonic() - started >= 6
+
+
 async def test_queries_after_completion_by_replay(client: Client) -> None:
     async with worker(client):
         handle = await client.start_workflow(order.Order.run, 3, 0.05, id="order-q", task_queue="q")

@@ -436,3 +436,42 @@ async def test_a_dead_worker_is_not_forgotten_while_it_holds_tasks_we_cannot_cla
                               liveness_timeout=60.0):
         await anyio.sleep(1.5)  # many presence checks: "dead" is seen dead at 0.2 s
         assert await redis.zscore(keys.workers(tq), "dead") is not None
+
+
+@pytest.mark.timeout(60)
+async def test_a_query_taken_by_a_killed_worker_is_answered_by_another(
+    redis_url: str, real_client: Client, tmp_path: Path
+) -> None:
+    """The query request pending on a worker that dies is taken over with its tasks
+    (by presence) and answered: the caller does not wait out its timeout."""
+    from tests.integration.chaos_workflows import Waiter
+
+    client, tq = real_client, "queries"
+    async with workers(redis_url, client, tq, "tests.integration.chaos_workflows",
+                       tmp_path) as pool:
+        pool.liveness = 60.0
+        plain_env = pool.env
+        pool.env = {**plain_env, "REDURABLE_SLOW_QUERY": "1"}
+        w1 = await pool.spawn()  # its query handler blocks the process
+        handle = await client.start_workflow(Waiter.run, id="q-1", task_queue=tq)
+        await eventually("the workflow waits", lambda: is_idle(handle))
+        answers: list[Any] = []
+
+        async def ask() -> None:
+            answers.append(await handle.query("status", timeout=40))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            queries = [client.keys.queries(tq)]
+
+            async def taken_by_w1() -> bool:
+                return await pending_for(client, w1.identity, queries) > 0
+
+            await eventually("w1 took the query", taken_by_w1)
+            pool.env = plain_env
+            await pool.spawn()
+            w1.kill()
+            with anyio.fail_after(20):  # half the query's timeout
+                while not answers:
+                    await anyio.sleep(0.05)
+        assert answers == ["waiting"]
