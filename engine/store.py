@@ -513,20 +513,22 @@ class Store:
         consumer: str,
         max_deliveries: int,
         limit: int = 100,
-    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
-        """Take over up to `limit` pending entries of a consumer known to be dead; the
-        flag says whether it may hold more."""
+        max_suspects: int | None = None,
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool, set[bytes]]:
+        """Take over up to `limit` pending entries of a consumer known to be dead, and
+        at most `max_suspects` of those delivered more than once (default: no limit).
+        Returns the entries, whether it may hold more, and the ids of the suspects."""
+        args: list[Arg] = [dead_consumer, consumer, limit, max_deliveries]
+        if max_suspects is not None:
+            args.append(max_suspects)
         reply = await self._worker_call(
-            Call(
-                "rd_claim_from",
-                [stream, self.keys.dead_letters(shard)],
-                [dead_consumer, consumer, limit, max_deliveries],
-            )
+            Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
         )
         claimed = [
             (sid, dict(zip(fields[0::2], fields[1::2], strict=True))) for sid, fields in reply[0]
         ]
-        return claimed, bool(int(reply[2]))
+        suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
+        return claimed, bool(int(reply[2])), suspects
 
     def release_call(self, stream: str, msg_id: str) -> Call:
         return Call("rd_release", [stream], [msg_id])

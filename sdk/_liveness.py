@@ -46,7 +46,8 @@ class Liveness:
         in_flight: dict[str, set[str]],
         worker_info: Callable[[], dict[str, Any]],
         claim_limit: Callable[[str], int | None],
-        adopt: Callable[[str, list[tuple[bytes, Fields]]], None],
+        adopt: Callable[[str, list[tuple[bytes, Fields]], set[bytes]], None],
+        suspect_room: Callable[[str], int | None],
         stopping: Callable[[], bool],
     ) -> None:
         self.client = client
@@ -69,6 +70,9 @@ class Liveness:
         self._worker_info = worker_info
         self._claim_limit = claim_limit
         self._adopt = adopt
+        #: How many suspects (tasks delivered more than once) the worker can take from a
+        #: dead one on this stream now; None: no limit (rd_claim_from).
+        self._suspect_room = suspect_room
         self._stopping = stopping
         self.presence = PresenceHolder(client.redis, self.keys, identity)
         self.death_watch = DeathWatch(client.redis, self.keys, task_queue, identity, self.presence)
@@ -138,25 +142,26 @@ class Liveness:
             if limit is not None and limit <= 0:
                 done = False
                 continue
-            claimed, more = await self.store.claim_from_consumer(
+            claimed, more, suspects = await self.store.claim_from_consumer(
                 stream,
                 self._shard_of_stream[stream],
                 dead_worker,
                 self.identity,
                 self.max_deliveries,
                 limit=100 if limit is None else min(limit, 100),
+                max_suspects=self._suspect_room(stream),
             )
             if claimed:
                 log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
-                         tasks=len(claimed))
-            self._adopt(stream, claimed)
+                         tasks=len(claimed), suspects=len(suspects))
+            self._adopt(stream, claimed, suspects)
             done = done and not more
         if self._query_stream is not None:
             # Dead-lettered past max_deliveries like tasks (a query that kills workers).
-            claimed, _ = await self.store.claim_from_consumer(
+            claimed, _, _ = await self.store.claim_from_consumer(
                 self._query_stream, 0, dead_worker, self.identity, self.max_deliveries
             )
-            self._adopt(self._query_stream, claimed)
+            self._adopt(self._query_stream, claimed, set())
         # Streams we do not poll (a worker of activities only): the dead worker stays
         # watched (not forgotten) until the workers that poll them have taken its tasks.
         unpolled = [s for s in self._all_streams if s not in self._claimable]
@@ -217,4 +222,4 @@ class Liveness:
                 self.max_deliveries,
                 limit=limit,
             )
-            self._adopt(stream, claimed)
+            self._adopt(stream, claimed, set())

@@ -11,6 +11,7 @@ import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import anyio
@@ -45,6 +46,8 @@ log = structlog.get_logger("redurable.worker")
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 #: Activities that finish within this never pay for a start transition.
 LAZY_START_S = 0.05
+#: How long a suspect task waits for the other claimed tasks to be done.
+SUSPECT_WAIT_S = 5.0
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
@@ -115,6 +118,10 @@ class Worker:
         self._stop_requested = anyio.Event()
         self._workflow_loop_done = anyio.Event()
         self._eager_free = 0
+        #: The task delivered more than once that we hold, if any (_suspect_room).
+        self._suspect: tuple[str, str] | None = None
+        #: Tasks claimed from dead workers and not yet done (_start_suspect_when_clear).
+        self._claimed_in_flight = 0
         self._tg: TaskGroup | None = None
         self.stats: dict[str, int] = defaultdict(int)
         self.liveness = Liveness(
@@ -135,6 +142,7 @@ class Worker:
             },
             claim_limit=self._claim_limit,
             adopt=self._adopt,
+            suspect_room=self._suspect_room,
             stopping=lambda: self._stopping,
         )
         self._queries = QueryAnswerer(
@@ -234,6 +242,32 @@ class Worker:
             return
 
     # --- claiming (sdk/_liveness.py finds what to claim) -----------------------------
+    def _claimed_done(self, tasks: Iterable[_Task]) -> None:
+        for task in tasks:
+            if task.claimed:
+                task.claimed = False
+                self._claimed_in_flight -= 1
+
+    async def _start_suspect_when_clear(self, task: _Task) -> None:
+        """Run a suspect once the other tasks claimed from dead workers are done (for at
+        most SUSPECT_WAIT_S): if it is what kills workers, they must not go down with
+        it, delivery after delivery, into the dead letters."""
+        with anyio.move_on_after(SUSPECT_WAIT_S):
+            while self._claimed_in_flight > 0:
+                await anyio.sleep(0.01)
+        if self._stopping or len(self._running) >= self.max_concurrent_activities:
+            self._act_backlog.append(task)
+        else:
+            self._start_activities([task])
+
+    def _suspect_room(self, stream: str) -> int | None:
+        """Activity tasks that went down with a worker before may be what kills workers:
+        we hold one of them at a time, so that a healthy one is not in flight, delivery
+        after delivery, on every worker a poison one kills (and dead-lettered with it)."""
+        if stream not in self._act_streams:
+            return None
+        return 0 if self._suspect is not None else 1
+
     def _claim_limit(self, stream: str) -> int | None:
         """Claim only what we have slots for: claimed tasks are ours until we run them
         (see _adopt), and a busy worker must not hoard a dead one's work."""
@@ -241,9 +275,15 @@ class Worker:
             return None
         return self.max_concurrent_activities - len(self._running) - len(self._act_backlog)
 
-    def _adopt(self, stream: str, claimed: list[tuple[bytes, Fields]]) -> None:
+    def _adopt(
+        self,
+        stream: str,
+        claimed: list[tuple[bytes, Fields]],
+        suspects: AbstractSet[bytes] = frozenset(),
+    ) -> None:
         """Run tasks claimed from a dead worker now: the pollers may be blocked in a
-        read for up to half a second (claiming leaves them no wake-up)."""
+        read for up to half a second (claiming leaves them no wake-up). `suspects` went
+        down with workers before: we hold one at a time (see _suspect_room)."""
         if stream == self.keys.queries(self.task_queue):
             # A dead worker's unanswered query requests: answered (or, expired, dropped)
             # by QueryAnswerer, which acknowledges each one.
@@ -270,11 +310,20 @@ class Worker:
             held.add(task.msg_id)
             self.stats["claimed"] += 1
             log.info("task_claimed", stream=stream, message_id=task.msg_id)
+            if sid in suspects and stream in self._act_streams:
+                self._suspect = (stream, task.msg_id)  # until its attempt ends
+                if self._tg is not None and not self._stopping:
+                    self._tg.start_soon(self._start_suspect_when_clear, task)
+                    continue
+            else:
+                task.claimed = True
+                self._claimed_in_flight += 1
             tasks.append(task)
         if not tasks:
             return
         if self._stopping or self._tg is None:
             backlog = self._wf_backlog if stream in self._wf_streams else self._act_backlog
+            self._claimed_done(tasks)
             backlog.extend(tasks)
         elif stream in self._wf_streams:
             self._tg.start_soon(self._run_workflow_tasks_now, tasks)
@@ -719,6 +768,9 @@ class Worker:
                 self._completions.append(call)
                 self._completion_ready.set()
             del self._running[(task.stream, task.msg_id)]
+            self._claimed_done([task])
+            if self._suspect == (task.stream, task.msg_id):
+                self._suspect = None
             self._activity_slot_free.set()
 
     def _act_failure_call(self, task: _Task, exc: BaseException) -> Call:
@@ -794,6 +846,8 @@ class Worker:
             # Still pending on us: the workflow loop retries them from the backlog, where
             # _process_workflow_tasks put back the unfinished ones.
             log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
+        finally:
+            self._claimed_done(tasks)
 
     async def _heartbeat_loop(self) -> None:
         """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched

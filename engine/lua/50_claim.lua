@@ -98,14 +98,21 @@ end)
 -- rd_claim_from: take over every pending entry of one consumer known to be dead (its
 -- presence subscription is gone), without waiting for the entries to go idle. Entries
 -- delivered more than max_deliveries times go to the dead-letter stream, as in rd_claim.
+-- Suspects, entries that were already delivered more than once (they went down with a
+-- worker before: maybe they are what kills workers), are taken at most max_suspects at
+-- a time and left pending on the dead consumer otherwise: a claimer runs them one at a
+-- time, so that healthy tasks stop going down with a poison one, delivery after
+-- delivery, into the dead letters.
 -- KEYS: task stream, dead-letter stream
--- ARGV: dead consumer, new consumer, count, max_deliveries
--- Returns {{entries claimed}, dead_lettered_count, more} (more = 1 when count was hit).
+-- ARGV: dead consumer, new consumer, count, max_deliveries, [max_suspects] (default: all)
+-- Returns {{entries claimed}, dead_lettered_count, more, {suspect entry ids}} (more = 1
+-- when count was hit or suspects were left).
 redis.register_function('rd_claim_from', function(keys, args)
   local count = tonumber(args[3])
   local pending = redis.call('XPENDING', keys[1], GROUP, '-', '+', count, args[1])
   local max_deliveries = tonumber(args[4])
-  local claimed, dead = {}, 0
+  local suspects_left = tonumber(args[5]) or count
+  local claimed, dead, suspects, more = {}, 0, {}, 0
   for _, p in ipairs(pending) do
     local id, deliveries = p[1], tonumber(p[4])
     -- XCLAIM counts this delivery too, as XAUTOCLAIM does in rd_claim.
@@ -120,16 +127,21 @@ redis.register_function('rd_claim_from', function(keys, args)
       end
       ack(keys[1], id)
       dead = dead + 1
+    elseif deliveries > 1 and suspects_left <= 0 then
+      more = 1  -- a suspect for later (or for another claimer)
     else
       local got = redis.call('XCLAIM', keys[1], GROUP, args[2], 0, id)
       if got[1] then
         claimed[#claimed + 1] = got[1]
+        if deliveries > 1 then
+          suspects[#suspects + 1] = id
+          suspects_left = suspects_left - 1
+        end
       else
         ack(keys[1], id)  -- the entry was deleted (trimmed): nothing left to run
       end
     end
   end
-  local more = 0
   if #pending == count then more = 1 end
-  return {claimed, dead, more}
+  return {claimed, dead, more, suspects}
 end)

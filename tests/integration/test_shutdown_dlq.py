@@ -171,7 +171,7 @@ async def test_shutdown_hands_back_tasks_waiting_in_the_backlog(real_client: Cli
             "workflow_id": "ghost", "run_id": "r", "activity_id": "1", "attempt": "1",
             "activity_type": "slow_step", "input": client.codec.encode([0.0])})
         await client.redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=1)
-        claimed, _ = await client.store.claim_from_consumer(
+        claimed, _, _ = await client.store.claim_from_consumer(
             stream, 0, "dead", worker.identity, 5)
         worker._adopt(stream, claimed)
         assert len(worker._act_backlog) == 1

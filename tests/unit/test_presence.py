@@ -248,3 +248,68 @@ async def test_a_subscription_cut_on_the_server_side_is_renewed(redis: Redis) ->
             while not (await redis.pubsub_numsub(mine.channel))[0][1]:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
+
+
+async def test_suspects_are_claimed_one_at_a_time(fake_client: Client) -> None:
+    """rd_claim_from leaves entries already delivered more than once (suspects: they
+    went down with a worker before) pending on the dead consumer beyond max_suspects."""
+    from engine.keys import GROUP
+
+    store, keys = fake_client.store, fake_client.keys
+    await store.ensure_groups(QUEUE)
+    stream = keys.activity_tasks(0, QUEUE)
+    redis = fake_client.redis
+    fresh = await redis.xadd(stream, {"n": "1"})
+    twice = await redis.xadd(stream, {"n": "2"})
+    await redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=2)
+    await redis.xclaim(stream, GROUP, "dead", 0, [twice])  # its second delivery
+    claimed, more, suspects = await store.claim_from_consumer(
+        stream, 0, "dead", "me", 5, max_suspects=0
+    )
+    assert [sid for sid, _ in claimed] == [fresh] and more and suspects == set()
+    claimed, more, suspects = await store.claim_from_consumer(
+        stream, 0, "dead", "me", 5, max_suspects=1
+    )
+    assert [sid for sid, _ in claimed] == [twice] and not more and suspects == {twice}
+
+
+@activity.defn
+async def instant() -> None:
+    return None
+
+
+async def test_a_worker_holds_one_suspect_at_a_time(fake_client: Client) -> None:
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[instant], handle_signals=False)
+    act, wf = worker._act_streams[0], worker._wf_streams[0]
+    assert worker._suspect_room(act) == 1 and worker._suspect_room(wf) is None
+    fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
+              b"activity_type": b"instant", b"input": fake_client.codec.encode([])}
+    async with anyio.create_task_group() as tg:
+        worker._tg = tg
+        worker._adopt(act, [(b"5-0", dict(fields))], {b"5-0"})
+        assert worker._suspect == (act, "5-0") and worker._suspect_room(act) == 0
+        with anyio.fail_after(5):
+            while worker._suspect is not None:  # `instant` returns at once
+                await anyio.sleep(0.01)
+        assert worker._suspect_room(act) == 1 and not worker._running
+        tg.cancel_scope.cancel()
+
+
+async def test_a_suspect_waits_for_the_other_claimed_tasks(fake_client: Client) -> None:
+    """Claimed with workflow tasks of the same dead worker, a suspect activity starts
+    only once they are done: if it kills the worker, they do not go down with it."""
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[instant], handle_signals=False)
+    act = worker._act_streams[0]
+    fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
+              b"activity_type": b"instant", b"input": fake_client.codec.encode([])}
+    async with anyio.create_task_group() as tg:
+        worker._tg = tg
+        worker._claimed_in_flight = 1  # a claimed workflow task still running
+        worker._adopt(act, [(b"7-0", dict(fields))], {b"7-0"})
+        await anyio.sleep(0.1)
+        assert not worker._running and worker._suspect == (act, "7-0")
+        worker._claimed_in_flight = 0  # it is done
+        with anyio.fail_after(5):
+            while worker._suspect is not None:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
