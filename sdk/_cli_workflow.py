@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -252,6 +253,28 @@ def query(
         stdout.print(Text(to_json(answer)))
 
 
+def _stop(
+    workflow_id: str,
+    redis_url: str | None,
+    prefix: str,
+    output: Output,
+    request: Callable[[WorkflowHandle], Awaitable[None]],
+    json_field: str,
+    done: str,
+) -> None:
+    """The body of `cancel` and `terminate`: one request, then its confirmation."""
+
+    async def body() -> None:
+        async with connect(redis_url, prefix) as client:
+            await request(client.get_workflow_handle(workflow_id))
+
+    run(body)
+    if output is Output.json:
+        print_json({"workflow_id": workflow_id, json_field: True})
+    else:
+        stdout.print(Text(f"{done} {workflow_id}"))
+
+
 @app.command()
 def cancel(
     workflow_id: IdArgument,
@@ -261,16 +284,8 @@ def cancel(
     output: OutputOption = Output.table,
 ) -> None:
     """Ask a workflow to cancel: its code sees CancelledError and may clean up."""
-
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await client.get_workflow_handle(workflow_id).cancel(reason)
-
-    run(body)
-    if output is Output.json:
-        print_json({"workflow_id": workflow_id, "cancel_requested": True})
-    else:
-        stdout.print(Text(f"Requested cancellation of {workflow_id}"))
+    _stop(workflow_id, redis_url, prefix, output, lambda h: h.cancel(reason),
+          "cancel_requested", "Requested cancellation of")
 
 
 @app.command()
@@ -282,16 +297,8 @@ def terminate(
     output: OutputOption = Output.table,
 ) -> None:
     """End a workflow at once: its code gets no chance to clean up."""
-
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await client.get_workflow_handle(workflow_id).terminate(reason)
-
-    run(body)
-    if output is Output.json:
-        print_json({"workflow_id": workflow_id, "terminated": True})
-    else:
-        stdout.print(Text(f"Terminated {workflow_id}"))
+    _stop(workflow_id, redis_url, prefix, output, lambda h: h.terminate(reason),
+          "terminated", "Terminated")
 
 
 app.command()(_cli_inspect.describe)

@@ -104,6 +104,7 @@ class Worker:
         self._act_streams = [self.keys.activity_tasks(s, self.task_queue) for s in shards]
         self._shard_of_stream = {s: i for i, s in enumerate(self._wf_streams)}
         self._shard_of_stream.update({s: i for i, s in enumerate(self._act_streams)})
+        self._query_stream = self.keys.queries(self.task_queue)
         self._in_flight: dict[str, set[str]] = defaultdict(set)
         # Keyed by (stream, entry id): entry ids are only unique within one stream.
         self._running: dict[tuple[str, str], RunningActivity] = {}
@@ -133,7 +134,7 @@ class Worker:
             all_streams=[*self._wf_streams, *self._act_streams],
             claimable_streams=(self._wf_streams if self._workflows else [])
             + (self._act_streams if self._activities else []),
-            query_stream=self.keys.queries(self.task_queue) if self._workflows else None,
+            query_stream=self._query_stream if self._workflows else None,
             shard_of_stream=self._shard_of_stream,
             in_flight=self._in_flight,
             worker_info=lambda: {
@@ -284,7 +285,7 @@ class Worker:
         """Run tasks claimed from a dead worker now: the pollers may be blocked in a
         read for up to half a second (claiming leaves them no wake-up). `suspects` went
         down with workers before: we hold one at a time (see _suspect_room)."""
-        if stream == self.keys.queries(self.task_queue):
+        if stream == self._query_stream:
             # A dead worker's unanswered query requests: answered (or, expired, dropped)
             # by QueryAnswerer, which acknowledges each one.
             for sid, fields in claimed:
@@ -647,7 +648,7 @@ class Worker:
             log.warning("claimed_query_failed", error=str(exc))
 
     async def _query_loop(self) -> None:
-        stream = self.keys.queries(self.task_queue)
+        stream = self._query_stream
         while not self._stopping:
             for task in await self._read([stream], 16, 500):
                 await self._queries.answer(task)
@@ -768,7 +769,8 @@ class Worker:
                 self._completions.append(call)
                 self._completion_ready.set()
             del self._running[(task.stream, task.msg_id)]
-            self._claimed_done([task])
+            if task.claimed:
+                self._claimed_done([task])
             if self._suspect == (task.stream, task.msg_id):
                 self._suspect = None
             self._activity_slot_free.set()
