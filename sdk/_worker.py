@@ -48,6 +48,8 @@ _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 LAZY_START_S = 0.05
 #: How long a suspect task waits for the other claimed tasks to be done.
 SUSPECT_WAIT_S = 5.0
+#: How long a poller's read blocks: the longest a stopping worker waits for its reads.
+READ_BLOCK_MS = 500
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
@@ -117,7 +119,10 @@ class Worker:
         self._activity_slot_free = anyio.Event()
         self._stopping = False
         self._stop_requested = anyio.Event()
-        self._workflow_loop_done = anyio.Event()
+        #: Pollers still reading (set by each as it ends): a stop lets their reads end
+        #: by themselves (they block <= 0.5 s) rather than cancel them (_drain).
+        self._pollers_running: set[str] = set()
+        self._pollers_done = anyio.Event()
         self._eager_free = 0
         #: The task delivered more than once that we hold, if any (_suspect_room).
         self._suspect: tuple[str, str] | None = None
@@ -175,10 +180,10 @@ class Worker:
                 tg.start_soon(self._guard, self.liveness.death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
                 if self._workflows:
-                    tg.start_soon(self._guard, self._workflow_loop)
-                    tg.start_soon(self._guard, self._query_loop)
+                    self._start_poller(tg, self._workflow_loop)
+                    self._start_poller(tg, self._query_loop)
                 if self._activities:
-                    tg.start_soon(self._guard, self._activity_loop)
+                    self._start_poller(tg, self._activity_loop)
                     tg.start_soon(self._guard, self._completion_loop)
                     tg.start_soon(self._guard, self._heartbeat_loop)
                 if self.handle_signals:
@@ -200,13 +205,30 @@ class Worker:
                     pass
             log.info("worker_stopped", worker=self.identity)
 
+    def _start_poller(self, tg: TaskGroup, loop: Callable[[], Any]) -> None:
+        self._pollers_running.add(loop.__name__)
+
+        async def poller() -> None:
+            try:
+                await self._guard(loop)
+            finally:
+                self._pollers_running.discard(loop.__name__)
+                if not self._pollers_running:
+                    self._pollers_done.set()
+
+        tg.start_soon(poller)
+
     async def _drain(self) -> None:
         self._stopping = True
+        # Let the pollers' reads end by themselves (they block <= READ_BLOCK_MS) and the
+        # workflow batch in hand commit. A read cancelled mid-way may have been served
+        # already: its entries would be pending on us, unseen (_hand_back_unseen).
+        with anyio.move_on_after(max(self.graceful_shutdown_timeout, 2 * READ_BLOCK_MS / 1000)):
+            if self._pollers_running:
+                await self._pollers_done.wait()
         with anyio.move_on_after(self.graceful_shutdown_timeout):
-            if self._workflows:  # let the batch in hand commit (reads block <= 0.5 s)
-                await self._workflow_loop_done.wait()
-                async with self._wf_lock:  # and eager workflow tasks (_flush_completions)
-                    pass
+            async with self._wf_lock:  # and eager workflow tasks (_flush_completions)
+                pass
             while self._running:
                 await anyio.sleep(0.05)
         for running in list(self._running.values()):
@@ -221,6 +243,42 @@ class Worker:
         self._wf_backlog, self._act_backlog = [], []
         self._completions.extend(self.store.release_call(t.stream, t.msg_id) for t in left)
         await self._flush_completions()
+        with anyio.move_on_after(2):
+            await self._hand_back_unseen()
+
+    async def _hand_back_unseen(self) -> None:
+        """Entries the server delivered to us that we never took in hand: a read whose
+        reply was lost with its connection, or cut short as we stopped. Nobody else reads
+        for our consumer name, and a worker that stops is not claimed from: left there,
+        a query request would go unanswered and a task would wait for the liveness
+        timeout. Tasks go back to their queue; query requests are answered here."""
+        streams = [*self._wf_streams, *self._act_streams, self._query_stream]
+        redis = self.client.redis
+        try:
+            pipe = redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xpending_range(stream, GROUP, "-", "+", 1000, consumername=self.identity)
+            pending: list[Any] = await pipe.execute(raise_on_error=False)
+            releases: list[Call] = []
+            for stream, rows in zip(streams, pending, strict=True):
+                if isinstance(rows, Exception):
+                    continue
+                ids = [row["message_id"].decode() for row in rows]
+                ids = [i for i in ids if i not in self._in_flight[stream]]
+                if not ids:
+                    continue
+                log.info("unseen_entries_handed_back", stream=stream, entries=len(ids))
+                if stream != self._query_stream:
+                    releases.extend(self.store.release_call(stream, i) for i in ids)
+                    continue
+                claimed: Any = await redis.xclaim(stream, GROUP, self.identity, 0, ids)
+                for sid, fields in claimed:
+                    if fields:
+                        await self._queries.answer(_Task(stream, sid.decode(), fields))
+            if releases:
+                await self.store.call_many(releases)
+        except (RedisError, OSError) as exc:  # left pending: claimed when found idle
+            log.warning("hand_back_failed", error=str(exc))
 
     async def _guard(self, loop: Callable[[], Any]) -> None:
         """Keep a loop alive across transient Redis errors (with a short pause)."""
@@ -399,17 +457,13 @@ class Worker:
 
     async def _workflow_loop(self) -> None:
         per_stream = max(1, self.max_workflow_batch // self.keys.shards)
-        try:
-            while not self._stopping:
-                tasks, self._wf_backlog = self._wf_backlog, []
-                if not tasks:
-                    tasks = await self._read(self._wf_streams, per_stream, 500)
-                if tasks:
-                    async with self._wf_lock:
-                        await self._process_workflow_tasks(tasks)
-        finally:
-            if self._stopping:
-                self._workflow_loop_done.set()
+        while not self._stopping:
+            tasks, self._wf_backlog = self._wf_backlog, []
+            if not tasks:
+                tasks = await self._read(self._wf_streams, per_stream, READ_BLOCK_MS)
+            if tasks:
+                async with self._wf_lock:
+                    await self._process_workflow_tasks(tasks)
 
     async def _process_workflow_tasks(self, tasks: list[_Task]) -> None:
         # One task per workflow per round: two for the same workflow must not interleave.
@@ -650,7 +704,7 @@ class Worker:
     async def _query_loop(self) -> None:
         stream = self._query_stream
         while not self._stopping:
-            for task in await self._read([stream], 16, 500):
+            for task in await self._read([stream], 16, READ_BLOCK_MS):
                 await self._queries.answer(task)
 
     # --- activities -------------------------------------------------------------------
@@ -665,8 +719,10 @@ class Worker:
             tasks, self._act_backlog = self._act_backlog[:free], self._act_backlog[free:]
             if not tasks:
                 per_stream = max(1, free // self.keys.shards)
-                tasks = await self._read(self._act_streams, per_stream, 500)
-            if tasks:
+                tasks = await self._read(self._act_streams, per_stream, READ_BLOCK_MS)
+            if tasks and self._stopping:  # read as we stopped: handed back by _drain
+                self._act_backlog.extend(tasks)
+            elif tasks:
                 self._start_activities(tasks)
 
     def _start_activities(self, tasks: list[_Task]) -> None:

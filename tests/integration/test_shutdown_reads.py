@@ -1,0 +1,79 @@
+"""A worker that stops leaves nothing delivered to it behind, however its last reads
+ended (the bug fakeredis 2.41 exposed: docs/testing.md, "fakeredis")."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import msgpack
+import pytest
+from redis.asyncio import Redis
+
+from engine.keys import GROUP
+from sdk import Client, WorkflowFailureError
+from sdk.examples import order
+from sdk.testing import running_worker
+
+pytestmark = pytest.mark.anyio
+
+
+def _worker(client: Client, **options: Any) -> Any:
+    return running_worker(
+        client, task_queue="q", workflows=[order.Order], activities=order.ACTIVITIES,
+        graceful_shutdown_timeout=0.3, liveness_timeout=30.0, **options,
+    )
+
+
+async def test_query_delivered_to_a_stopping_worker_is_answered_by_the_next(
+    client: Client,
+) -> None:
+    """A query request the server delivered to a worker whose read never returned it (a
+    reply lost with a connection, or a read cut short as the worker stopped) was pending
+    on a consumer that no longer reads: no other worker ever took it, and the query timed
+    out. The stopping worker now hands back what it was delivered but never took."""
+    async with _worker(client) as first:
+        handle = await client.start_workflow(order.Order.run, 3, 0.05, id="o-q", task_queue="q")
+        with anyio.fail_after(10), pytest.raises(WorkflowFailureError):
+            await handle.result()  # not picked up in time: refunded
+        # Deliver a query request to `first` without its poller seeing it: the add and
+        # the read in one MULTI, so the poller blocked on the stream cannot take it first.
+        reply_key = client.keys.query_reply(uuid.uuid4().hex)
+        stream = client.keys.queries("q")
+        pipe = client.redis.pipeline(transaction=True)
+        pipe.xadd(stream, {
+            "request_id": "r1", "workflow_id": "o-q", "name": "get_status",
+            "args": client.codec.encode([]), "reply": reply_key, "timeout_ms": 10_000,
+        })
+        pipe.xreadgroup(GROUP, first.identity, {stream: ">"}, count=1)
+        await pipe.execute()
+    async with _worker(client):
+        reply = await client.redis.blpop([reply_key], timeout=5)
+    assert reply is not None, "the query request was left pending on the stopped worker"
+    answer = msgpack.unpackb(reply[1], raw=False)
+    assert answer["status"] == "ok"
+    assert client.codec.decode(answer["payload"])["state"] == "Refunded"
+
+
+async def test_cancelled_blocking_read_takes_nothing_on_a_real_server(
+    real_client: Client,
+) -> None:
+    """Why the query test above failed on fakeredis 2.41 only, before the fix: a blocking
+    XREADGROUP that the client cancels. redis-py then closes the connection and a real
+    server forgets the read, so an entry added later goes to the next reader. fakeredis
+    2.41 (the first version whose XREADGROUP really blocks) keeps the cancelled read
+    waiting inside its fake server, where it takes the next entry for a consumer nobody
+    reads for. The worker no longer cancels its reads when it stops (they end by
+    themselves within half a second), so neither server can strand an entry that way."""
+    redis: Redis = real_client.redis
+    stream = f"{real_client.keys.prefix}:probe"
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    with anyio.move_on_after(0.2):
+        await redis.xreadgroup(GROUP, "gone", {stream: ">"}, count=1, block=5000)
+    await redis.xadd(stream, {"k": "v"})
+    await anyio.sleep(0.1)
+    pending: Any = await redis.xpending(stream, GROUP)
+    assert pending["pending"] == 0
+    read: Any = await redis.xreadgroup(GROUP, "next", {stream: ">"}, count=1)
+    assert len(read[0][1]) == 1
