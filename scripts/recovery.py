@@ -18,7 +18,7 @@ clock, ms), so polling adds no error.
 It prints, per liveness timeout, the number of kills and samples and the median, p99
 and worst recovery time. A SIGKILLed worker's presence subscription vanishes with its
 connections, so the others see it dead within 100-300 ms whatever the liveness timeout
-(sdk/_presence.py) and recovery is that plus the step itself; the liveness timeout
+(sdk/worker/presence.py) and recovery is that plus the step itself; the liveness timeout
 matters only for a worker that hangs with its connections open (docs/recovery.md).
 
 Measured on a 2-core VM, embedded Valkey, 20 workflows, 50 ms activities, 20 kills:

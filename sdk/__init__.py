@@ -28,7 +28,9 @@ from engine.errors import (
     WorkflowNotRunningError,
 )
 from sdk import activity, workflow
-from sdk._client import (
+from sdk._log import configure_logging
+from sdk._retry import RetryPolicy
+from sdk.client.client import (
     Client,
     HistoryEvent,
     PendingActivity,
@@ -36,10 +38,8 @@ from sdk._client import (
     WorkflowExecution,
     WorkflowHandle,
 )
-from sdk._codec_config import codec_from_env
-from sdk._log import configure_logging
-from sdk._retry import RetryPolicy
-from sdk._worker import Worker
+from sdk.client.codec_config import codec_from_env
+from sdk.worker.worker import Worker
 
 __all__ = [
     "ActivityError",

@@ -8,8 +8,8 @@ from typing import Any
 
 import anyio
 
-from sdk._client import Client
-from sdk._worker import Worker
+from sdk.client.client import Client
+from sdk.worker.worker import Worker
 
 
 @asynccontextmanager

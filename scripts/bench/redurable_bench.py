@@ -28,7 +28,7 @@ from scripts.bench.util import (
 from scripts.bench.worker import TASK_QUEUE
 from scripts.bench.workload import Gate, Probe, Stamps, Steps
 from sdk import Client
-from sdk._workflow_runner import new_machine
+from sdk.worker.workflow_runner import new_machine
 
 STEPS = 3
 

@@ -27,7 +27,7 @@ OUT = REPO / ".bench-out"
 BENCH_VENV = REPO / ".bench-venv"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Event loop of the driver and the workers: "auto" = uvloop when it is installed, as
-#: the CLI does (sdk/_cli_common.run); set with `--loop` or REDURABLE_BENCH_LOOP.
+#: the CLI does (sdk/cli/common.run); set with `--loop` or REDURABLE_BENCH_LOOP.
 LOOP_ENV = "REDURABLE_BENCH_LOOP"
 
 

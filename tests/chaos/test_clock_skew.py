@@ -11,8 +11,9 @@ import pytest
 
 from scripts.chaos import clock_skew
 from scripts.chaos.poison_workflows import SignalLog
-from sdk import Client, _worker
+from sdk import Client
 from sdk.testing import running_worker
+from sdk.worker import worker as _worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from scripts.chaos import checker
 from scripts.chaos.workflows import Storm, storm_expected, storm_step
 from sdk import Client, Worker
 from sdk._definitions import workflow_definition
-from sdk._workflow_runner import new_machine
+from sdk.worker.workflow_runner import new_machine
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos]
 

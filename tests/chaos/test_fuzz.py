@@ -24,8 +24,8 @@ from engine.limits import MAX_PAYLOAD_BYTES
 from engine.store import decode_packed_event
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
-from sdk._cli_common import CliError, parse_inputs
-from sdk._cli_inspect import _decode_token
+from sdk.cli.common import CliError, parse_inputs
+from sdk.cli.inspect import _decode_token
 from sdk.testing import running_worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos]

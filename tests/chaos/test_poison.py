@@ -13,8 +13,9 @@ from engine.errors import DeadLetterNotFoundError, InvalidArgumentError
 from engine.keys import GROUP
 from scripts.chaos import checker, poison
 from scripts.chaos.poison_workflows import Healthy, SignalLog, healthy_step
-from sdk import Client, _worker
+from sdk import Client
 from sdk.testing import running_worker
+from sdk.worker import worker as _worker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos]
 

@@ -26,7 +26,7 @@ from engine.functions import (
 from engine.keys import Keys
 from sdk import Client
 from sdk._devserver import free_port
-from sdk._presence import DeathWatch, PresenceHolder
+from sdk.worker.presence import DeathWatch, PresenceHolder
 from tests.conftest import unique_prefix
 from tests.integration.private_server import pass_binary, private_server, run_smoke_workflow
 from tests.integration.test_cli import redurable

@@ -32,7 +32,7 @@ ENV.pop("REDURABLE_PREFIX", None)
 
 
 def redurable(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sdk._cli", *args]
+    return [sys.executable, "-m", "sdk.cli.main", *args]
 
 
 @dataclass

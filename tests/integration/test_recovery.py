@@ -386,7 +386,7 @@ async def test_a_killed_workers_tasks_are_claimed_long_before_its_liveness_timeo
     redis_url: str, real_client: Client, tmp_path: Path
 ) -> None:
     """SIGKILL closes the dead worker's connections, so its presence subscription is gone
-    at once (sdk/_presence.py): the others claim its activity without waiting the
+    at once (sdk/worker/presence.py): the others claim its activity without waiting the
     liveness timeout, here a minute."""
     client = real_client
     async with workers(

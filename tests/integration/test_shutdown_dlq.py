@@ -125,7 +125,8 @@ async def test_departed_workers_are_forgotten(
 ) -> None:
     """Workers silent for long drop out of the workers zset and the consumer groups;
     a consumer still holding a task entry stays (claiming handles it)."""
-    from sdk import _liveness, _worker
+    from sdk.worker import liveness as _liveness
+    from sdk.worker import worker as _worker
 
     monkeypatch.setattr(_liveness, "DEPARTED_AFTER_MS", 0)
     keys = client.keys

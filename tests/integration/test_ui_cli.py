@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from sdk import Client
-from sdk._cli import main
-from sdk._cli_ui import INSTALL_HINT
 from sdk._devserver import free_port
+from sdk.cli.main import main
+from sdk.cli.ui import INSTALL_HINT
 from tests.conftest import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("REDURABLE_URL", "REDURA
 
 
 def ui_command(url: str, prefix: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "sdk._cli", "ui", "--port", str(port),
+    return [sys.executable, "-m", "sdk.cli.main", "ui", "--port", str(port),
             "--redis-url", url, "--prefix", prefix]
 
 
@@ -82,7 +82,7 @@ def test_a_taken_port_is_one_line(redis_url: str) -> None:
 def test_without_the_extra_it_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "sdk._ui.server", None)  # as if starlette were missing
+    monkeypatch.setitem(sys.modules, "sdk.ui.server", None)  # as if starlette were missing
     with pytest.raises(SystemExit) as exit_info:
         main(["ui"])
     assert exit_info.value.code == 1

@@ -10,10 +10,10 @@ import pytest
 
 from engine.errors import InvalidArgumentError
 from sdk import Client, workflow
-from sdk._ui import queries
-from sdk._ui.app import _json_args, _parse_time, url
 from sdk.examples.order import ACTIVITIES, Order
 from sdk.testing import running_worker
+from sdk.ui import queries
+from sdk.ui.app import _json_args, _parse_time, url
 
 pytestmark = pytest.mark.anyio
 

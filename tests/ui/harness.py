@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from sdk import Client
-from sdk._ui.server import bind, make_server
+from sdk.ui.server import bind, make_server
 
 
 @contextmanager

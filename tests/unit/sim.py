@@ -15,7 +15,7 @@ from engine import events as ev
 from engine.codec import MsgpackCodec
 from engine.machine import LOGIC_FLAGS, WorkflowMachine
 from sdk._definitions import workflow_definition
-from sdk._workflow_runner import DefinitionHooks, new_machine
+from sdk.worker.workflow_runner import DefinitionHooks, new_machine
 
 codec = MsgpackCodec()
 START_MS = 1_700_000_000_000

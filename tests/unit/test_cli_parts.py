@@ -7,9 +7,9 @@ import types
 import pytest
 
 from sdk import activity, workflow
-from sdk._cli import discover
-from sdk._cli_common import CliError, parse_inputs
-from sdk._cli_inspect import _decode_token, _encode_token
+from sdk.cli.common import CliError, parse_inputs
+from sdk.cli.inspect import _decode_token, _encode_token
+from sdk.cli.main import discover
 from sdk.examples import order
 
 

@@ -13,7 +13,7 @@ import pytest
 from engine.codec import MsgpackCodec
 from engine.codec_chain import AESGCM_MAGIC, ZLIB_MAGIC, AesGcmCodec, CompressionCodec
 from engine.errors import InvalidArgumentError, PayloadError
-from sdk._codec_config import codec_from_env
+from sdk.client.codec_config import codec_from_env
 
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))

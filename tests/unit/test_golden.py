@@ -18,7 +18,7 @@ from engine.errors import NondeterminismError, to_failure
 from engine.machine import WorkflowInfo, WorkflowMachine
 from sdk import workflow
 from sdk._definitions import workflow_definition
-from sdk._workflow_runner import DefinitionHooks
+from sdk.worker.workflow_runner import DefinitionHooks
 from tests.golden import Golden, all_files, event_from_json, event_to_json, load
 from tests.golden.workflows import T, step
 

@@ -1,4 +1,4 @@
-"""Dead-worker detection by presence subscription (sdk/_presence.py), on fakeredis."""
+"""Dead-worker detection by presence subscription (sdk/worker/presence.py), on fakeredis."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.keys import Keys
-from sdk import Client, Worker, _presence, activity, workflow
-from sdk._presence import DeathWatch, PresenceHolder
-from sdk._worker import _Task
+from sdk import Client, Worker, activity, workflow
+from sdk.worker import presence as _presence
+from sdk.worker.presence import DeathWatch, PresenceHolder
+from sdk.worker.worker import _Task
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from engine.functions import (
     library_version,
     load_library,
 )
-from sdk._cli_common import redacted
+from sdk.cli.common import redacted
 
 pytestmark = pytest.mark.anyio
 

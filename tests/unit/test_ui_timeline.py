@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sdk._client import HistoryEvent
-from sdk._ui.timeline import build
+from sdk.client.client import HistoryEvent
+from sdk.ui.timeline import build
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

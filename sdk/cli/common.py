@@ -25,9 +25,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 
 from engine.functions import LibraryMissingError
-from sdk._client import Client, HistoryEvent
-from sdk._codec_config import codec_from_env
 from sdk._devserver import DEFAULT_DEV_PORT
+from sdk.client.client import Client, HistoryEvent
+from sdk.client.codec_config import codec_from_env
 
 #: Where commands look when no URL is configured: the server `redurable dev` starts.
 DEV_URL = f"redis://127.0.0.1:{DEFAULT_DEV_PORT}"

@@ -1,5 +1,5 @@
 """`redurable workflow ...`: start, signal, query, cancel; the read-only views are in
-_cli_inspect."""
+sdk/cli/inspect.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from rich.text import Text
 
 from engine.errors import WorkflowFailureError, to_failure
 from engine.keys import DEFAULT_PREFIX
-from sdk import _cli_inspect
-from sdk._cli_common import (
+from sdk.cli import inspect as _cli_inspect
+from sdk.cli.common import (
     IdArgument,
     Output,
     OutputOption,
@@ -29,7 +29,7 @@ from sdk._cli_common import (
     stdout,
     to_json,
 )
-from sdk._client import Client, WorkflowHandle
+from sdk.client.client import Client, WorkflowHandle
 
 app = typer.Typer(
     help="Start, signal, query and inspect workflows.",

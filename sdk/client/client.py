@@ -37,8 +37,8 @@ from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.resp import RespPool
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
-from sdk._close_watch import CloseWatcher
 from sdk._definitions import query_name, signal_name, workflow_type_name
+from sdk.client.close_watch import CloseWatcher
 
 DEFAULT_URL = "redis://localhost:6379"
 STATUSES = (
@@ -415,7 +415,7 @@ class WorkflowHandle:
                 "name": name,
                 "args": self.client.codec.encode(list(args)),
                 "reply": reply_key,
-                # From the request's entry id, on the server's clock (sdk/_worker.py).
+                # From the request's entry id, on the server's clock (sdk/worker/worker.py).
                 "timeout_ms": int(timeout * 1000),
             },
             maxlen=10000,

@@ -31,9 +31,9 @@ from starlette.templating import Jinja2Templates
 from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
 from engine.validate import check_id
-from sdk._client import STATUSES, Client
-from sdk._ui import queries, security
-from sdk._ui.views import load_detail, pretty
+from sdk.client.client import STATUSES, Client
+from sdk.ui import queries, security
+from sdk.ui.views import load_detail, pretty
 
 HERE = Path(__file__).parent
 TABS = ("overview", "history", "queries", "actions")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from engine.keys import DEFAULT_PREFIX
-from sdk._cli_common import PrefixOption, UrlOption, connect, fail, run, stdout
+from sdk.cli.common import PrefixOption, UrlOption, connect, fail, run, stdout
 
 DEFAULT_UI_PORT = 8233
 INSTALL_HINT = "the web UI needs the ui extra: pip install 'redurable[ui]'"
@@ -27,7 +27,7 @@ def ui(
     """Serve the web UI for a namespace until Ctrl-C: workflows, history, queries,
     signals, task queues."""
     try:
-        from sdk._ui.server import bind, make_server
+        from sdk.ui.server import bind, make_server
     except ImportError as exc:
         fail(f"{INSTALL_HINT} ({exc})")
     try:

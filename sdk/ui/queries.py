@@ -16,7 +16,7 @@ from typing import Any
 from engine.dead_letters import DeadLetter
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP
-from sdk._client import STATUSES, Client, WorkflowExecution
+from sdk.client.client import STATUSES, Client, WorkflowExecution
 
 #: A worker whose last beat is older than this is shown as gone (the Client's own
 #: liveness window for queries).

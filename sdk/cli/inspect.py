@@ -18,7 +18,7 @@ from engine.errors import WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
 from engine.keys import DEFAULT_PREFIX
 from engine.store import decode_entries
-from sdk._cli_common import (
+from sdk.cli.common import (
     IdArgument,
     Output,
     OutputOption,
@@ -34,7 +34,7 @@ from sdk._cli_common import (
     stdout,
     styled_status,
 )
-from sdk._client import Client, HistoryEvent, to_history_event
+from sdk.client.client import Client, HistoryEvent, to_history_event
 
 
 def describe(

@@ -7,8 +7,8 @@ import socket
 
 import uvicorn
 
-from sdk._client import Client
-from sdk._ui.app import create_app
+from sdk.client.client import Client
+from sdk.ui.app import create_app
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -23,12 +23,16 @@ from rich.text import Text
 
 from engine.errors import RedurableError
 from engine.keys import DEFAULT_PREFIX
-from sdk import _cli_admin, _cli_demo, _cli_dlq, _cli_ui, _cli_workflow
-from sdk._cli_common import CliError, PrefixOption, UrlOption, connect, fail, run, stderr, stdout
 from sdk._definitions import _ACTIVITY, _WORKFLOW
 from sdk._devserver import DEFAULT_DEV_PORT, EmbeddedServer, ServerError
 from sdk._log import configure_logging
-from sdk._worker import Worker
+from sdk.cli import admin as _cli_admin
+from sdk.cli import demo as _cli_demo
+from sdk.cli import dlq as _cli_dlq
+from sdk.cli import ui as _cli_ui
+from sdk.cli import workflow as _cli_workflow
+from sdk.cli.common import CliError, PrefixOption, UrlOption, connect, fail, run, stderr, stdout
+from sdk.worker.worker import Worker
 
 app = typer.Typer(
     name="redurable",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sdk._cli_common import TABLE_HIDDEN, to_json
-from sdk._client import Client, HistoryEvent, WorkflowDescription
-from sdk._ui import timeline
-from sdk._ui.queries import registered_queries
+from sdk.cli.common import TABLE_HIDDEN, to_json
+from sdk.client.client import Client, HistoryEvent, WorkflowDescription
+from sdk.ui import timeline
+from sdk.ui.queries import registered_queries
 
 #: Attributes that hold user payloads: shown pretty-printed in their own block.
 PAYLOAD_ATTRIBUTES = frozenset({"input", "result", "failure", "details"})

@@ -18,8 +18,8 @@ from redis.exceptions import RedisError
 
 from engine.keys import GROUP
 from engine.store import Store
-from sdk._client import Client
-from sdk._presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
+from sdk.client.client import Client
+from sdk.worker.presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
 
 log = structlog.get_logger("redurable.worker")
 Fields = dict[bytes, bytes]
@@ -118,7 +118,7 @@ class Liveness:
             await anyio.sleep(interval)
 
     async def death_watch_loop(self) -> None:
-        """Claim the tasks of workers that died (sdk/_presence.py) as soon as their
+        """Claim the tasks of workers that died (sdk/worker/presence.py) as soon as their
         death is seen, instead of after the liveness timeout."""
         while not self._stopping() and self.death_watch.working:
             try:

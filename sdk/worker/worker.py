@@ -29,18 +29,18 @@ from engine.machine import LOGIC_FLAGS
 from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
 from engine.validate import check_task_queue
 from sdk import activity as activity_api
-from sdk._activity_attempt import RunningActivity, call_activity
-from sdk._client import Client
 from sdk._definitions import (
     ActivityDefinition,
     WorkflowDefinition,
     activity_definition,
     workflow_definition,
 )
-from sdk._liveness import Liveness
-from sdk._query_answer import QueryAnswerer
-from sdk._task_entry import Fields, TaskEntry, malformed
-from sdk._workflow_runner import CachedRun, StickyCache, new_machine
+from sdk.client.client import Client
+from sdk.worker.activity_attempt import RunningActivity, call_activity
+from sdk.worker.liveness import Liveness
+from sdk.worker.queries import QueryAnswerer
+from sdk.worker.task_entry import Fields, TaskEntry, malformed
+from sdk.worker.workflow_runner import CachedRun, StickyCache, new_machine
 
 log = structlog.get_logger("redurable.worker")
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -54,7 +54,7 @@ READ_BLOCK_MS = 500
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
 POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError"})
-#: The worker's name for a held task entry (sdk/_task_entry.py).
+#: The worker's name for a held task entry (sdk/worker/task_entry.py).
 _Task = TaskEntry
 
 
@@ -300,7 +300,7 @@ class Worker:
         except (ValueError, RuntimeError):  # not the main thread: the owner stops us
             return
 
-    # --- claiming (sdk/_liveness.py finds what to claim) -----------------------------
+    # --- claiming (sdk/worker/liveness.py finds what to claim) -----------------------------
     def _claimed_done(self, tasks: Iterable[_Task]) -> None:
         for task in tasks:
             if task.claimed:

@@ -24,10 +24,10 @@ from rich.text import Text
 
 from engine.errors import QueryError
 from engine.keys import DEFAULT_PREFIX
-from sdk._cli_common import PrefixOption, UrlOption, connect, fail, run, stdout, to_json
-from sdk._cli_inspect import history_table
-from sdk._client import Client, WorkflowHandle
 from sdk._devserver import EmbeddedServer, ServerError
+from sdk.cli.common import PrefixOption, UrlOption, connect, fail, run, stdout, to_json
+from sdk.cli.inspect import history_table
+from sdk.client.client import Client, WorkflowHandle
 from sdk.examples.order import TASK_QUEUE, Order
 
 MODULE = "sdk.examples.order"
@@ -55,7 +55,7 @@ class WorkerProcess:
     def __init__(self, number: int, url: str, prefix: str, ledger: Path) -> None:
         self.number = number
         self.identity = f"demo-worker-{number}-{uuid.uuid4().hex[:6]}"
-        args = [sys.executable, "-m", "sdk._cli", "worker", MODULE, "--task-queue", TASK_QUEUE]
+        args = [sys.executable, "-m", "sdk.cli.main", "worker", MODULE, "--task-queue", TASK_QUEUE]
         args += ["--redis-url", url, "--prefix", prefix, "--identity", self.identity]
         args += ["--log-level", "WARNING"]
         env = {**os.environ, "REDURABLE_ORDER_LEDGER": str(ledger), "PYTHONUNBUFFERED": "1"}

@@ -11,10 +11,10 @@ import msgpack
 
 from engine.errors import UnknownQueryError
 from engine.keys import GROUP
-from sdk._client import Client
 from sdk._definitions import WorkflowDefinition
-from sdk._task_entry import TaskEntry
-from sdk._workflow_runner import StickyCache, has_new_activation, new_machine
+from sdk.client.client import Client
+from sdk.worker.task_entry import TaskEntry
+from sdk.worker.workflow_runner import StickyCache, has_new_activation, new_machine
 
 
 class QueryAnswerer:

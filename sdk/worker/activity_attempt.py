@@ -11,7 +11,7 @@ import anyio
 
 from engine.errors import ApplicationError
 from sdk import activity as activity_api
-from sdk._task_entry import TaskEntry
+from sdk.worker.task_entry import TaskEntry
 
 
 @dataclass

@@ -9,7 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from engine.functions import LIBRARY_NAME, library_version, load_library
-from sdk._cli_common import DEV_URL, UrlOption, fail, redacted, run, stdout
+from sdk.cli.common import DEV_URL, UrlOption, fail, redacted, run, stdout
 
 
 def load_functions(redis_url: UrlOption = None) -> None:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from engine.dead_letters import DeadLetter, parse_id
 from engine.keys import DEFAULT_PREFIX
-from sdk._cli_common import (
+from sdk.cli.common import (
     Output,
     OutputOption,
     PrefixOption,
@@ -24,7 +24,7 @@ from sdk._cli_common import (
     run,
     stdout,
 )
-from sdk._client import Client
+from sdk.client.client import Client
 
 app = typer.Typer(
     help="Tasks taken off their queues as poison: list, requeue or drop them.",

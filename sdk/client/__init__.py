@@ -1,0 +1,1 @@
+"""The client wing: connecting to a namespace, starting workflows, handles to them."""

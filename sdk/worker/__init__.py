@@ -1,0 +1,2 @@
+"""The worker wing: polling a task queue, running workflow and activity tasks, answering
+queries, and the liveness that lets live workers take over the tasks of dead ones."""
