@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from engine.errors import PayloadError
+from engine.errors import CodecKeyError, PayloadError
 
 DEFAULT_PAYLOAD_LIMIT = 2 * 1024 * 1024
 #: First byte of every codec chain header (engine.codec_chain): the one byte value
@@ -43,7 +43,7 @@ class MsgpackCodec:
 
     def decode(self, data: bytes) -> Any:
         if data[:1] == CHAIN_HEADER:
-            raise PayloadError(
+            raise CodecKeyError(
                 "payload is compressed or encrypted: decode it with the codec chain that "
                 "wrote it (REDURABLE_ENCRYPTION_KEYS / REDURABLE_COMPRESSION, docs/security.md)"
             )

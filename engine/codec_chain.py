@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.codec import DEFAULT_PAYLOAD_LIMIT, PayloadCodec
-from engine.errors import InvalidArgumentError, PayloadError
+from engine.errors import CodecKeyError, InvalidArgumentError, PayloadError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -147,7 +147,7 @@ class AesGcmCodec:
         key_id = data[start:end].decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise PayloadError(
+            raise CodecKeyError(
                 f"payload was encrypted with key {key_id!r}, which is not configured"
             )
         nonce = data[end : end + NONCE_SIZE]
@@ -158,7 +158,7 @@ class AesGcmCodec:
         try:
             plain = cipher.decrypt(nonce, data[end + NONCE_SIZE :], data[:end])
         except InvalidTag:
-            raise PayloadError(
+            raise CodecKeyError(
                 f"encrypted payload (key {key_id!r}) failed authentication: "
                 "it was altered, or the key with that id is not the one that encrypted it"
             ) from None

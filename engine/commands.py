@@ -55,6 +55,19 @@ class ContinueAsNew:
     new_run_id: str
 
 
+@dataclass(frozen=True)
+class RecordSignalDropped:
+    """Not a decision but a note: a signal the workflow could not take (its input does
+    not decode, its arguments do not fit the handler, or no handler has its name) was
+    dropped, and the workflow went on. Written on the activation's boundary event and
+    the run's state (`last_signal_dropped`) so that describe and show tell why; never
+    an event of its own, so replay has nothing to match."""
+
+    event_id: int
+    signal_name: str
+    reason: str
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -64,7 +77,11 @@ Command = (
     | FailWorkflow
     | CancelWorkflow
     | ContinueAsNew
+    | RecordSignalDropped
 )
+
+#: Commands that are notes about the activation rather than history events.
+NOTE_COMMANDS = (RecordSignalDropped,)
 
 CLOSE_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 
@@ -94,6 +111,8 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             return ev.WorkflowExecutionCanceled, {}
         case ContinueAsNew(payload, new_run_id):
             return ev.WorkflowExecutionContinuedAsNew, {"input": payload, "new_run_id": new_run_id}
+        case RecordSignalDropped():
+            raise TypeError("a dropped signal is noted on the boundary, not an event")
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -118,6 +137,20 @@ def matches(command: Command, event: ev.Event) -> bool:
         case ContinueAsNew(), ev.WorkflowExecutionContinuedAsNew():
             return True
     return False
+
+
+def dropped_signals_note(commands: list[Command]) -> str:
+    """The boundary's `signals_dropped` text for the notes among `commands` ("" if none)."""
+    notes = [
+        f"event {c.event_id}: signal {c.signal_name!r} dropped: {c.reason}"
+        for c in commands
+        if isinstance(c, RecordSignalDropped)
+    ]
+    return "; ".join(notes)[:MAX_NOTE_CHARS]
+
+
+#: A note is for people reading describe/show: a storm of drops keeps its beginning.
+MAX_NOTE_CHARS = 2000
 
 
 def describe(command: Command) -> str:

@@ -119,6 +119,13 @@ class PayloadError(InvalidArgumentError):
     """A payload that cannot be encoded or decoded, or is over the size limit."""
 
 
+class CodecKeyError(PayloadError):
+    """This process's codec cannot read a payload that another may: it was compressed or
+    encrypted by a codec chain, or with a key, that is not configured here. Not the
+    payload's fault, so a signal carrying it is not dropped: the workflow task fails and
+    is retried (docs/security.md)."""
+
+
 class WorkflowAlreadyStartedError(RedurableError):
     def __init__(self, workflow_id: str, run_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} is already running (run {run_id})")

@@ -101,6 +101,9 @@ class WorkflowTaskCompleted(Event):
     #: 1 when the activation's close command was not written because events had
     #: arrived meanwhile (the next activation decides again).
     close_dropped: int = 0
+    #: Signals of this activation's inputs that the workflow could not take, and why
+    #: (engine.commands.RecordSignalDropped); "" when none. Not replayed.
+    signals_dropped: str = ""
 
 
 # --- commands: what the workflow code decided -----------------------------------------

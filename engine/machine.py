@@ -25,6 +25,7 @@ from engine.codec import PayloadCodec
 from engine.errors import (
     ActivityError,
     ApplicationError,
+    CodecKeyError,
     ContinueAsNewError,
     FailureError,
     NondeterminismError,
@@ -66,6 +67,13 @@ class WorkflowInfo:
     workflow_type: str
     task_queue: str
     attempt: int = 1
+
+
+class SignalInputError(Exception):
+    """A signal the workflow cannot take: its arguments do not fit the handler, or no
+    handler has its name. Raised by `WorkflowHooks.signal`; the signal is dropped with
+    this reason, as Temporal drops a signal it cannot decode, and the workflow goes on
+    (before, the workflow task failed on every retry, for ever)."""
 
 
 class ActivationFailed(Exception):
@@ -310,9 +318,18 @@ class WorkflowMachine:
             self.loop.fire(handle)
 
     def _on_signaled(self, event: ev.WorkflowExecutionSignaled) -> None:
-        args = self._decode_args(event.input, f"signal {event.signal_name} input")
+        try:
+            args = self._decode_args(event.input, "its input")
+        except CodecKeyError:
+            raise  # a worker with the codec's key can read it: fail the task, retried
+        except PayloadError as exc:
+            self._drop_signal(event, str(exc))
+            return
         try:
             handler = self.hooks.signal(event.signal_name, args)
+        except SignalInputError as exc:
+            self._drop_signal(event, str(exc))
+            return
         except Exception as exc:
             # A sync handler raised while it was applied. Hand its error to the same
             # path as an async handler's (a FailureError fails the workflow, anything
@@ -321,6 +338,14 @@ class WorkflowMachine:
             handler = _raise(exc)
         if handler is not None:
             self._handlers.append(self.loop.create_task(handler, name=event.signal_name))
+
+    def _drop_signal(self, event: ev.WorkflowExecutionSignaled, reason: str) -> None:
+        # Dropped the same way on every replay (same code, same history); noted only
+        # when it happens live, so the note is written once.
+        if not self.replaying:
+            self._commands.append(
+                cmd.RecordSignalDropped(event.event_id, event.signal_name, reason)
+            )
 
     def _on_cancel_requested(self) -> None:
         self.cancel_requested = True

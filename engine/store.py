@@ -323,8 +323,11 @@ class Store:
             flags,
             seen_next_event_id,
             eager_slots,
+            cmd.dropped_signals_note(list(commands)),
         ]
         for command in commands:
+            if isinstance(command, cmd.NOTE_COMMANDS):
+                continue
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
             args += [event_type.__name__, len(fields) // 2, *fields]

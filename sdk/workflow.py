@@ -226,34 +226,60 @@ def continue_as_new(*args: Any) -> NoReturn:
 
 class _ReplayAwareLogger:
     """structlog logger that stays silent while history is being replayed, so each
-    line is logged once however often the workflow is replayed."""
+    line is logged once however often the workflow is replayed. Called the stdlib way
+    too: `logger.info("charged %s", amount, extra={...}, exc_info=True)`."""
 
     def __init__(self) -> None:
         self._log = structlog.get_logger("redurable.workflow")
 
-    def _emit(self, level: str, event: str, **kw: Any) -> None:
+    def _emit(self, level: str, msg: object, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         try:
             machine = current_machine()
         except RuntimeError:
-            getattr(self._log, level)(event, **kw)
+            machine = None
+        if machine is not None and machine.replaying:
             return
-        if machine.replaying:
-            return
-        getattr(self._log, level)(
-            event, workflow_id=machine.info.workflow_id, run_id=machine.info.run_id, **kw
-        )
+        event = _format(msg, args)
+        kw.pop("stack_info", None)
+        kw.pop("stacklevel", None)
+        extra = kw.pop("extra", None)
+        if isinstance(extra, dict):
+            kw = {**extra, **kw}
+        if machine is not None:
+            kw = {"workflow_id": machine.info.workflow_id, "run_id": machine.info.run_id, **kw}
+        getattr(self._log, level)(event, **kw)
 
-    def debug(self, event: str, **kw: Any) -> None:
-        self._emit("debug", event, **kw)
+    def debug(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._emit("debug", msg, args, kw)
 
-    def info(self, event: str, **kw: Any) -> None:
-        self._emit("info", event, **kw)
+    def info(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._emit("info", msg, args, kw)
 
-    def warning(self, event: str, **kw: Any) -> None:
-        self._emit("warning", event, **kw)
+    def warning(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._emit("warning", msg, args, kw)
 
-    def error(self, event: str, **kw: Any) -> None:
-        self._emit("error", event, **kw)
+    def error(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._emit("error", msg, args, kw)
+
+    def exception(self, msg: object, *args: Any, **kw: Any) -> None:
+        kw.setdefault("exc_info", True)
+        self._emit("error", msg, args, kw)
+
+    def critical(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._emit("critical", msg, args, kw)
+
+
+def _format(msg: object, args: tuple[Any, ...]) -> str:
+    """`msg % args` as the stdlib does it; a line whose arguments do not fit its format
+    is still logged (with the arguments shown) rather than failing the workflow task."""
+    if not args:
+        return str(msg)
+    # One mapping is for "%(name)s" formats, as in logging.
+    values: object = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
+    try:
+        return str(msg) % values
+    except (TypeError, ValueError, KeyError) as exc:
+        return f"{msg} {args!r} (log arguments do not fit the format: {exc})"
 
 
 logger = _ReplayAwareLogger()

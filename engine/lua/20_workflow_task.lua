@@ -130,7 +130,8 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 -- rd_wft_complete: write the activation's commands (one atomic transition).
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
---       seen_next_event_id, eager_slots, then per command: kind, n_fields, field, value...
+--       seen_next_event_id, eager_slots, signals_dropped (a note, '' if none),
+--       then per command: kind, n_fields, field, value...
 -- eager_slots > 0: up to that many activity tasks scheduled here on the workflow's own
 -- task queue are delivered to this worker (consumer = worker) in the reply.
 -- A speculative completion (token '') ran without rd_wft_start, on the event carried
@@ -159,7 +160,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
   c.eager = {}
   c.worker = args[7]
   c.task_queue = redis.call('HGET', c.wf, 'task_queue')
-  local cmds, i = {}, 12
+  local cmds, i = {}, 13
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return redis.error_reply('ERR malformed command list') end
@@ -198,6 +199,12 @@ redis.register_function('rd_wft_complete', function(keys, args)
   if dropped == 1 then
     marker[#marker + 1] = 'close_dropped'
     marker[#marker + 1] = 1
+  end
+  -- Signals the code could not take (bad arguments, no handler): why, for show/describe.
+  if args[12] ~= '' then
+    marker[#marker + 1] = 'signals_dropped'
+    marker[#marker + 1] = args[12]
+    redis.call('HSET', c.wf, 'last_signal_dropped', args[12])
   end
   append(c, 'WorkflowTaskCompleted', ts, marker)
   local closed = 0
@@ -240,8 +247,11 @@ local function wft_dead_letter(c, epoch, msg, failure, reason, dlq)
   redis.call('HSET', c.wf, 'last_wft_failure', failure, 'wft', 'dead')
   redis.call('HDEL', c.wf, 'wft_msg')
   flush_buffer(c)
-  redis.call('XADD', dlq, '*', 'stream', c.task, 'message_id', msg, 'deliveries', attempt,
-    'reason', reason, 'workflow_id', c.id, 'run_id', c.run, 'epoch', epoch)
+  local letter = redis.call('XADD', dlq, '*', 'stream', c.task, 'message_id', msg,
+    'deliveries', attempt, 'reason', reason, 'workflow_id', c.id, 'run_id', c.run,
+    'epoch', epoch)
+  -- So describe can say which dead letter to requeue (while 'wft' stays 'dead').
+  redis.call('HSET', c.wf, 'wft_dead_letter', letter)
 end
 
 -- rd_wft_fail: the activation failed (bug, non-determinism, unknown type); retry later,

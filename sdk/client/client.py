@@ -96,6 +96,13 @@ class WorkflowDescription:
     pending_activities: list[PendingActivity] = field(default_factory=list)
     last_workflow_task_failure: dict[str, Any] | None = None
     workflow_task_attempt: int = 1
+    #: The run's workflow task is in the dead letters (it failed in a way no retry
+    #: cures, max_deliveries times): its id for `redurable dlq requeue`, else None.
+    #: The run stays RUNNING with nothing due until it is requeued or terminated.
+    dead_letter_id: str | None = None
+    #: The last signals the workflow dropped (input that does not decode, arguments
+    #: that do not fit the handler, no handler of that name) and why, else None.
+    last_signal_dropped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -481,7 +488,15 @@ class WorkflowHandle:
             pending_activities=pending,
             last_workflow_task_failure=json.loads(failure) if failure else None,
             workflow_task_attempt=int(state.get("wft_attempt", b"1")),
+            dead_letter_id=self._dead_letter_id(state),
+            last_signal_dropped=_str(state.get("last_signal_dropped")) or None,
         )
+
+    def _dead_letter_id(self, state: dict[str, bytes]) -> str | None:
+        letter = state.get("wft_dead_letter")
+        if state.get("wft") != b"dead" or not letter:
+            return None
+        return f"{self.client.keys.shard(self.id)}/{letter.decode()}"
 
     async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
         """Every event of the current run, payloads decoded."""

@@ -3,9 +3,10 @@ task, and queries answered from the cache or by replay."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,15 @@ import structlog
 from engine import events as ev
 from engine.codec import PayloadCodec
 from engine.errors import UnknownQueryError
-from engine.machine import WorkflowInfo, WorkflowMachine
+from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
 from sdk._definitions import WorkflowDefinition
 
 log = structlog.get_logger("redurable.worker")
+
+
+@functools.cache
+def _signature(handler: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(handler)
 
 
 class DefinitionHooks:
@@ -36,13 +42,18 @@ class DefinitionHooks:
     def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None:
         handler = self.definition.signals.get(name)
         if handler is None:
-            log.warning(
-                "signal_dropped",
-                signal=name,
-                reason="no handler with that name",
-                workflow_type=self.definition.name,
+            known = ", ".join(sorted(self.definition.signals)) or "none"
+            raise SignalInputError(
+                f"workflow {self.definition.name} has no signal handler named {name!r} "
+                f"(handlers: {known})"
             )
-            return None
+        try:
+            _signature(handler).bind(self.instance, *args)
+        except TypeError as exc:
+            raise SignalInputError(
+                f"{len(args)} argument(s) do not fit handler {handler.__name__}"
+                f"{_signature(handler)}: {exc}"
+            ) from None
         result = handler(self.instance, *args)
         return result if inspect.iscoroutine(result) else None
 

@@ -94,8 +94,11 @@ class Sim:
             now=self.machine.now_ms,
             flags=LOGIC_FLAGS if flags is None else flags,
             close_dropped=int(dropped),
+            signals_dropped=cmd.dropped_signals_note(commands),
         )
         for command in commands:
+            if isinstance(command, cmd.NOTE_COMMANDS):
+                continue
             if drop_close and isinstance(command, cmd.CLOSE_COMMANDS):
                 continue
             event_type, attrs = cmd.to_event(command)

@@ -1,0 +1,98 @@
+"""Wrong input is dropped or answered with an error, with the reason on record; it
+never leaves a workflow task failing for ever (issue: a signal whose arguments did not
+fit its handler failed the task ~90 times in 14 minutes, the run RUNNING for good)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import structlog
+
+from sdk import Client, workflow
+from sdk.testing import running_worker
+
+pytestmark = pytest.mark.anyio
+
+
+@workflow.defn
+class Collector:
+    def __init__(self) -> None:
+        self.got: list[Any] = []
+
+    @workflow.signal
+    def go(self) -> None:
+        self.got.append("go")
+
+    @workflow.signal
+    def add(self, n: int) -> None:
+        self.got.append(n)
+
+    @workflow.query
+    def seen(self) -> list[Any]:
+        return self.got
+
+    @workflow.run
+    async def run(self) -> list[Any]:
+        await workflow.wait_condition(lambda: "go" in self.got)
+        workflow.logger.info("collected %d values: %s", len(self.got), self.got)
+        workflow.logger.warning("one argument short: %s %s", "x")
+        workflow.logger.info("with extra", extra={"customer": "c-1"})
+        return self.got
+
+
+def _worker(client: Client, **options: Any) -> Any:
+    return running_worker(client, task_queue="q", workflows=[Collector], **options)
+
+
+async def _history_notes(client: Client, workflow_id: str) -> str:
+    handle = client.get_workflow_handle(workflow_id)
+    notes = [
+        e.attributes["signals_dropped"]
+        async for e in handle.fetch_history()
+        if e.type == "WorkflowTaskCompleted" and e.attributes.get("signals_dropped")
+    ]
+    return " | ".join(notes)
+
+
+async def test_signals_that_do_not_fit_are_dropped_with_a_reason(client: Client) -> None:
+    async with _worker(client):
+        handle = await client.start_workflow(Collector.run, id="bad-signals", task_queue="q")
+        await handle.signal("go_nowhere")                 # no handler of that name
+        await handle.signal(Collector.add, 1, 2)          # one argument too many
+        await handle.signal(Collector.add)                # one too few
+        await client.store.signal(handle.id, "", "add", b"\x92\x01")  # not MessagePack
+        await handle.signal(Collector.add, 5)             # fits
+        await handle.signal(Collector.go, "x")            # the issue's case: go() takes none
+        await handle.signal(Collector.go)
+        with anyio.fail_after(10):
+            assert await handle.result() == [5, "go"]
+    description = await handle.describe()
+    assert description.last_workflow_task_failure is None
+    assert description.last_signal_dropped is not None
+    notes = await _history_notes(client, "bad-signals")
+    assert "'go_nowhere' dropped: workflow Collector has no signal handler named" in notes
+    assert "handlers: add, go" in notes
+    assert notes.count("'add' dropped: ") == 3
+    assert "not valid MessagePack" in notes
+    assert "'go' dropped: 1 argument(s) do not fit handler go(self)" in notes
+    # A worker with nothing cached replays the history with the drops: same state.
+    async with _worker(client, max_cached_workflows=0):
+        assert await handle.query(Collector.seen) == [5, "go"]
+
+
+async def test_workflow_logger_takes_stdlib_arguments(client: Client) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with _worker(client):
+            handle = await client.start_workflow(Collector.run, id="log-args", task_queue="q")
+            await handle.signal(Collector.add, 3)
+            await handle.signal(Collector.go)
+            with anyio.fail_after(10):
+                assert await handle.result() == [3, "go"]
+    events = {entry["event"]: entry for entry in logs}
+    assert "collected 2 values: [3, 'go']" in events
+    assert events["collected 2 values: [3, 'go']"]["workflow_id"] == "log-args"
+    short = [e for e in events if e.startswith("one argument short")]
+    assert short and "do not fit the format" in short[0]
+    assert events["with extra"]["customer"] == "c-1"
