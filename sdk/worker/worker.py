@@ -144,6 +144,7 @@ class Worker:
             in_flight=self._in_flight,
             worker_info=lambda: {
                 "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
+                "signals": {n: sorted(d.signals) for n, d in self._workflows.items()},
                 "activities": sorted(self._activities),
             },
             claim_limit=self._claim_limit,

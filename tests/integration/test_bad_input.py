@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from sdk import Client, workflow
+from sdk.client.registry import live_registry
 from sdk.testing import running_worker
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +97,27 @@ async def test_workflow_logger_takes_stdlib_arguments(client: Client) -> None:
     short = [e for e in events if e.startswith("one argument short")]
     assert short and "do not fit the format" in short[0]
     assert events["with extra"]["customer"] == "c-1"
+
+
+async def test_registry_names_what_no_live_worker_handles(client: Client) -> None:
+    assert (await live_registry(client, "q")).handler_problem("Collector", "signal", "go") == (
+        "no live worker polls task queue 'q'"
+    )
+    async with _worker(client):
+        with anyio.fail_after(5):
+            while (registry := await live_registry(client, "q")).live_workers == 0:
+                await anyio.sleep(0.01)
+    assert registry.live_workers == 1
+    assert registry.handler_problem("Collector", "signal", "go") is None
+    assert registry.handler_problem("Collector", "query", "seen") is None
+    assert registry.handler_problem("Collector", "signal", "picked_up") == (
+        "workflow Collector has no signal named 'picked_up' on the live workers of task "
+        "queue 'q' (signals: add, go)"
+    )
+    assert registry.handler_problem("Collector", "query", "status") == (
+        "workflow Collector has no query named 'status' on the live workers of task "
+        "queue 'q' (queries: seen)"
+    )
+    assert "knows workflow type 'Order'" in str(
+        registry.handler_problem("Order", "signal", "go")
+    )
