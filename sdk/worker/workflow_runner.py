@@ -14,7 +14,7 @@ import structlog
 
 from engine import events as ev
 from engine.codec import PayloadCodec
-from engine.errors import UnknownQueryError
+from engine.errors import QueryFailedError, UnknownQueryError
 from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
 from sdk._definitions import WorkflowDefinition
 
@@ -64,6 +64,13 @@ class DefinitionHooks:
         if self.instance is None:
             # No activation has run yet: answer from the freshly constructed state.
             self.instance = self.definition.cls()
+        try:
+            _signature(handler).bind(self.instance, *args)
+        except TypeError as exc:
+            raise QueryFailedError(
+                f"{len(args)} argument(s) do not fit query handler {handler.__name__}"
+                f"{_signature(handler)}: {exc}"
+            ) from None
         return handler(self.instance, *args)
 
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import structlog
 
-from sdk import Client, workflow
+from sdk import Client, QueryFailedError, workflow
 from sdk.client.registry import live_registry
 from sdk.testing import running_worker
 
@@ -121,3 +121,14 @@ async def test_registry_names_what_no_live_worker_handles(client: Client) -> Non
     assert "knows workflow type 'Order'" in str(
         registry.handler_problem("Order", "signal", "go")
     )
+
+
+async def test_query_with_arguments_that_do_not_fit_answers_an_error(client: Client) -> None:
+    async with _worker(client):
+        handle = await client.start_workflow(Collector.run, id="bad-query", task_queue="q")
+        with pytest.raises(QueryFailedError, match=r"do not fit query handler seen\(self\)"):
+            await handle.query(Collector.seen, "extra")
+        await handle.signal(Collector.add, 1)
+        await handle.signal(Collector.go)
+        with anyio.fail_after(10):
+            assert await handle.result() == [1, "go"]
