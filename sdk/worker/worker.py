@@ -53,7 +53,7 @@ READ_BLOCK_MS = 500
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
-POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError"})
+POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError", "CodecKeyError"})
 #: The worker's name for a held task entry (sdk/worker/task_entry.py).
 _Task = TaskEntry
 

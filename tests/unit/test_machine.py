@@ -246,7 +246,13 @@ def test_activation_without_news_issues_nothing() -> None:
     sim = Sim(Greeter, "ann")
     sim.activate()
     sim.signal("unknown_signal")  # dropped: no handler, nothing to decide
-    assert sim.activate() == []
+    [note] = sim.activate()  # but the drop is noted, with the reason
+    assert note == cmd.RecordSignalDropped(
+        4, "unknown_signal",
+        "workflow Greeter has no signal handler named 'unknown_signal' (handlers: none)")
+    # Replayed, the same drop notes nothing: only a live activation writes its notes.
+    machine, commands = replay(Greeter, sim.events)
+    assert commands == []
 
 
 def test_full_replay_reproduces_state() -> None:
