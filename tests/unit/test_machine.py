@@ -251,7 +251,7 @@ def test_activation_without_news_issues_nothing() -> None:
         4, "unknown_signal",
         "workflow Greeter has no signal handler named 'unknown_signal' (handlers: none)")
     # Replayed, the same drop notes nothing: only a live activation writes its notes.
-    machine, commands = replay(Greeter, sim.events)
+    _, commands = replay(Greeter, sim.events)
     assert commands == []
 
 
