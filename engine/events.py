@@ -277,3 +277,18 @@ def decode_event(fields: dict[bytes, bytes]) -> Event:
         return cls(**kwargs)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise EventDecodeError(f"malformed history entry {fields!r}: {exc}") from None
+
+
+def decode_packed_event(data: bytes) -> Event:
+    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...):
+    the one event a workflow task entry carries, for a speculative activation."""
+    parts: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        colon = data.index(b":", pos)
+        size = int(data[pos:colon])
+        parts.append(data[colon + 1 : colon + 1 + size])
+        pos = colon + 1 + size
+    fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
+    fields.update(zip(parts[3::2], parts[4::2], strict=True))
+    return decode_event(fields)

@@ -59,30 +59,20 @@ class WorkflowTaskCommit:
     eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ActivityStart:
-    state: dict[str, Any]
-    input: bytes
-    heartbeat_details: bytes
-    now_ms: int
-
-
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def decode_packed_event(data: bytes) -> ev.Event:
-    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...)."""
-    parts: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        colon = data.index(b":", pos)
-        size = int(data[pos:colon])
-        parts.append(data[colon + 1 : colon + 1 + size])
-        pos = colon + 1 + size
-    fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
-    fields.update(zip(parts[3::2], parts[4::2], strict=True))
-    return ev.decode_event(fields)
+def _unwrap(reply: Any) -> Any:
+    """A reply as it came; an error reply (which call_many leaves in its slot) raised."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _status(reply: Any) -> str:
+    """The first word of a function's reply: "ok", or why nothing was applied."""
+    return _s(_unwrap(reply)[0])
 
 
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
@@ -117,10 +107,7 @@ class Store:
         """One transition; with a durability mode, DurabilityError when it was applied
         but not confirmed durable in time."""
         if self.durability is not None:
-            reply = (await self._call_batch([call], self.durability, strict=True))[0]
-            if isinstance(reply, Exception):
-                raise reply
-            return reply
+            return _unwrap((await self._call_batch([call], self.durability, strict=True))[0])
         if self.fast is not None:
             return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
                                            *call.args)
@@ -176,10 +163,7 @@ class Store:
     async def _worker_call(self, call: Call) -> Any:
         """One call of a worker's own: like `call`, but a durability wait that falls
         short is logged, not raised (as in call_many: see _call_batch)."""
-        reply = (await self.call_many([call]))[0]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return _unwrap((await self.call_many([call]))[0])
 
     def _wf_keys(self, workflow_id: str) -> list[str]:
         k = self.keys
@@ -221,7 +205,7 @@ class Store:
                 ],
             )
         )
-        if _s(reply[0]) == "already_started":
+        if _status(reply) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
             self._known_queues.add(task_queue)
@@ -236,7 +220,7 @@ class Store:
                 [self._prefix(workflow_id), workflow_id, run_id, *args],
             )
         )
-        status = _s(reply[0])
+        status = _status(reply)
         if status == "not_found":
             raise WorkflowNotFoundError(workflow_id)
         if status == "not_running":
@@ -283,9 +267,7 @@ class Store:
 
     @staticmethod
     def parse_wft_start(reply: Any) -> WorkflowTaskStart | None:
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
+        if _status(reply) != "ok":
             return None
         return WorkflowTaskStart(
             token=int(reply[1]),
@@ -333,10 +315,9 @@ class Store:
     @staticmethod
     def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
         """The commit, or "stale" (dropped) / "retry" (speculation failed: start it)."""
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
-            return _s(reply[0])
+        status = _status(reply)
+        if status != "ok":
+            return status
         return WorkflowTaskCommit(
             last_event_id=int(reply[1]),
             last_stream_id=bytes(reply[2]),
@@ -390,19 +371,6 @@ class Store:
             "rd_act_start",
             self._task_keys(workflow_id, stream),
             [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id, worker],
-        )
-
-    @staticmethod
-    def parse_act_start(reply: Any) -> ActivityStart | None:
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
-            return None
-        return ActivityStart(
-            state=json.loads(reply[1]),
-            input=bytes(reply[2]),
-            heartbeat_details=bytes(reply[3]),
-            now_ms=int(reply[4]),
         )
 
     def act_complete_call(
@@ -469,9 +437,7 @@ class Store:
         ]
         fired = 0
         for reply in await self.call_many(calls):
-            if isinstance(reply, Exception):
-                raise reply
-            fired += int(reply[0])
+            fired += int(_unwrap(reply)[0])
         return fired
 
     async def claim_stale(

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -514,7 +514,3 @@ def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
         timestamp=datetime.fromtimestamp(event.timestamp / 1000, tz=UTC),
         attributes=attributes,
     )
-
-
-def decode_events(events: Sequence[ev.Event], codec: PayloadCodec) -> list[HistoryEvent]:
-    return [to_history_event(e, codec) for e in events]
