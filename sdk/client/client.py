@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import msgpack
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
@@ -34,6 +33,7 @@ from engine.errors import (
 )
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
+from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
 from engine.resp import RespPool
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
@@ -406,35 +406,31 @@ class WorkflowHandle:
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
         request_id = uuid.uuid4().hex
-        reply_key = keys.query_reply(request_id)
-        await self.client.redis.xadd(
-            keys.queries(task_queue),
-            {
-                "request_id": request_id,
-                "workflow_id": self.id,
-                "name": name,
-                "args": self.client.codec.encode(list(args)),
-                "reply": reply_key,
-                # From the request's entry id, on the server's clock (sdk/worker/worker.py).
-                "timeout_ms": int(timeout * 1000),
-            },
-            maxlen=10000,
-            approximate=True,
+        request = QueryRequest(
+            workflow_id=self.id,
+            name=name,
+            args=self.client.codec.encode(list(args)),
+            reply=keys.query_reply(request_id),
+            timeout_ms=int(timeout * 1000),
+            request_id=request_id,
         )
-        reply = await self.client.redis.blpop([reply_key], timeout=timeout)
+        fields: dict[Any, Any] = encode_request(request)  # redis-py's own field types
+        await self.client.redis.xadd(keys.queries(task_queue), fields, maxlen=10000,
+                                     approximate=True)
+        reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
         if reply is None:
-            await self.client.redis.delete(reply_key)
+            await self.client.redis.delete(request.reply)
             live = await self.client._live_workers(task_queue)
             hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
             raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
-        answer = msgpack.unpackb(reply[1], raw=False)
-        if answer["status"] == "ok":
-            return self.client.codec.decode(answer["payload"])
-        if answer["status"] == "unknown_query":
-            raise UnknownQueryError(name, answer.get("known", []))
-        if answer["status"] == "not_found":
+        answer = decode_answer(reply[1])
+        if answer.status is QueryStatus.OK:
+            return self.client.codec.decode(answer.payload)
+        if answer.status is QueryStatus.UNKNOWN_QUERY:
+            raise UnknownQueryError(name, list(answer.known))
+        if answer.status is QueryStatus.NOT_FOUND:
             raise WorkflowNotFoundError(self.id)
-        raise QueryFailedError(answer.get("message", "query failed"))
+        raise QueryFailedError(answer.message)
 
     async def cancel(self, reason: str = "") -> None:
         await self._store.cancel(self.id, self.run_id or "", reason)
