@@ -25,6 +25,7 @@ from engine.errors import (
 )
 from engine.keys import GROUP, Keys
 from engine.resp import RespPool
+from engine.status import WorkflowExecutionStatus
 
 log = structlog.get_logger("redurable.store")
 HISTORY_VERSION = 1
@@ -224,7 +225,7 @@ class Store:
         if status == "not_found":
             raise WorkflowNotFoundError(workflow_id)
         if status == "not_running":
-            raise WorkflowNotRunningError(workflow_id, _s(reply[1]))
+            raise WorkflowNotRunningError(workflow_id, WorkflowExecutionStatus.parse(reply[1]))
         if status == "history_limit":
             raise HistoryLimitError(f"workflow {workflow_id!r}: {_s(reply[1])}")
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from scripts.chaos import ledger
 from scripts.chaos.workflows import Storm, storm_expected
-from sdk import Client
+from sdk import Client, WorkflowExecutionStatus
 from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
 
@@ -145,7 +145,8 @@ async def open_count(client: Client, ids: list[str], redis: Redis | None = None)
     pipe = (redis or client.redis).pipeline(transaction=False)
     for wf_id in ids:
         pipe.hget(client.keys.workflow(wf_id), "status")
-    return sum(1 for s in await pipe.execute() if s == b"RUNNING")
+    running = WorkflowExecutionStatus.RUNNING.encode()
+    return sum(1 for s in await pipe.execute() if s == running)
 
 
 async def wait_closed(client: Client, ids: list[str], timeout: float,

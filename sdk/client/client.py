@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -35,22 +35,16 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
 from engine.resp import RespPool
+from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import query_name, signal_name, workflow_type_name
 from sdk.client.close_watch import CloseWatcher
 
 DEFAULT_URL = "redis://localhost:6379"
-STATUSES = (
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELED",
-    "TERMINATED",
-    "TIMED_OUT",
-    "CONTINUED_AS_NEW",
-)
-CLOSED = frozenset(STATUSES) - {"RUNNING"}
+_EPOCH = datetime.fromtimestamp(0, tz=UTC)
+#: What result() waits past: the run goes on (a continued run in the same keys).
+_NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
 
 
 def _dt(ms: bytes | str | int | None) -> datetime | None:
@@ -84,33 +78,33 @@ class PendingActivity:
 
 
 @dataclass(frozen=True)
-class WorkflowDescription:
-    id: str
-    run_id: str
-    status: str
-    workflow_type: str
-    task_queue: str
-    start_time: datetime | None
-    close_time: datetime | None
-    history_length: int
-    pending_activities: list[PendingActivity] = field(default_factory=list)
-    last_workflow_task_failure: dict[str, Any] | None = None
-    workflow_task_attempt: int = 1
-
-
-@dataclass(frozen=True)
 class WorkflowExecution:
     """One row of `list_workflows`."""
 
     id: str
     run_id: str
-    status: str
+    status: WorkflowExecutionStatus
     workflow_type: str
     task_queue: str
     start_time: datetime | None
     close_time: datetime | None
-    #: Pass as `list_workflows(after=...)` to continue after this row.
-    cursor: tuple[int, str] = (0, "")
+
+    @property
+    def cursor(self) -> tuple[int, str]:
+        """Pass as `list_workflows(after=...)` to continue after this row: its start
+        time (ms, the score of every visibility index) and id."""
+        start_ms = (self.start_time - _EPOCH) // timedelta(milliseconds=1) if self.start_time else 0
+        return start_ms, self.id
+
+
+@dataclass(frozen=True)
+class WorkflowDescription(WorkflowExecution):
+    """What `describe()` tells: the row, and the run's progress."""
+
+    history_length: int
+    pending_activities: list[PendingActivity] = field(default_factory=list)
+    last_workflow_task_failure: dict[str, Any] | None = None
+    workflow_task_attempt: int = 1
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -250,8 +244,13 @@ class Client:
         Pages through the per-shard start-time indexes with a (score, id) cursor, so
         workflows started in the same millisecond are neither lost nor repeated.
         `after=(start_ms, workflow_id)` resumes after that row (WorkflowExecution.cursor)."""
-        if status is not None and status not in STATUSES:
-            raise InvalidArgumentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if status is not None:
+            try:
+                status = WorkflowExecutionStatus(status)
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"unknown status {status!r}; one of {', '.join(WorkflowExecutionStatus)}"
+                ) from None
         if type is not None:
             check_name(type, "workflow type")
         if page_size < 1:
@@ -300,10 +299,10 @@ class Client:
                 if row[1] is None:
                     continue  # deleted between the index read and now
                 execution = WorkflowExecution(
-                    id=member.decode(), run_id=_str(row[0]), status=_str(row[1]),
+                    id=member.decode(), run_id=_str(row[0]),
+                    status=WorkflowExecutionStatus.parse(row[1]),
                     workflow_type=_str(row[2]), task_queue=_str(row[3]),
                     start_time=_dt(row[4]), close_time=_dt(row[5]),
-                    cursor=(int(score), member.decode()),
                 )
                 if type is not None and execution.workflow_type != type:
                     continue
@@ -380,10 +379,11 @@ class WorkflowHandle:
                 )
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
-                text = status.decode()
-                if text == "COMPLETED":
+                run_status = WorkflowExecutionStatus.parse(status)
+                if run_status is WorkflowExecutionStatus.COMPLETED:
                     return self.client.codec.decode(result or b"")
-                if text in CLOSED and text != "CONTINUED_AS_NEW":
+                if run_status not in _NOT_FAILED:
+                    text = run_status.value
                     cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
                     raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
                 # Re-check now and then in case a notification was lost with a connection.
@@ -468,7 +468,7 @@ class WorkflowHandle:
         return WorkflowDescription(
             id=self.id,
             run_id=_str(state.get("run_id")),
-            status=_str(state.get("status")),
+            status=WorkflowExecutionStatus.parse(state["status"]),
             workflow_type=_str(state.get("type")),
             task_queue=_str(state.get("task_queue")),
             start_time=_dt(state.get("start_time")),
