@@ -177,7 +177,7 @@ class Client:
         redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:
             await load_library(redis)
-            config_key = f"{prefix}:config"
+            config_key = Keys(prefix).config()
             await redis.hsetnx(config_key, "shards", shards or DEFAULT_SHARDS)
             stored = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
             if shards is not None and shards != stored:
