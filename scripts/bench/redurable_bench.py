@@ -13,17 +13,15 @@ from typing import Any
 
 from engine.store import Store
 from scripts.bench import counters
+from scripts.bench.peers.common import cpu_seconds, percentile, summary_ms
 from scripts.bench.servers import PrivateServer
 from scripts.bench.util import (
     LOOP_ENV,
     WorkerProcess,
-    cpu_seconds,
     loop_name,
-    percentile,
     rss_kib,
     start_sampler,
     stop_sampler,
-    summary_ms,
 )
 from scripts.bench.worker import TASK_QUEUE
 from scripts.bench.workload import Gate, Probe, Stamps, Steps
