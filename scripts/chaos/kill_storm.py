@@ -21,6 +21,7 @@ from scripts.chaos import checker, ledger
 from scripts.chaos.common import (
     TASK_QUEUE,
     Started,
+    StormLoad,
     WorkerPool,
     drop_client,
     open_count,
@@ -35,14 +36,8 @@ from sdk import Client
 
 
 @dataclass(frozen=True)
-class StormConfig:
-    workflows: int = 1000
-    workers: int = 4
+class StormConfig(StormLoad):
     kill_every: float = 0.2
-    liveness: float = 1.0
-    #: Activity duration and timer length (s) of each Storm workflow.
-    delay: float = 0.05
-    timer: float = 0.2
     seed: int = 1
     #: The storm goes on until every workflow closed and at least this many kills.
     min_kills: int = 0

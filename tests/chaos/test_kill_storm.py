@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from scripts.chaos import kill_storm
+from tests.chaos.marks import SCENARIO
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
+pytestmark = SCENARIO
 
 
 @pytest.mark.timeout(150)
