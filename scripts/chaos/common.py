@@ -51,6 +51,8 @@ class StormLoad:
     #: Activity duration and timer length (s) of each Storm workflow.
     delay: float = 0.05
     timer: float = 0.2
+    #: The faults stop after this long even if workflows are still open (s).
+    chaos_max: float = 900.0
 
 
 def sized(cfg: Config, count: int | None, field_name: str = "workflows") -> Config:

@@ -53,7 +53,6 @@ class FaultConfig(StormLoad):
     #: Share of client->server chunks after which the proxy cuts the connection.
     cut_rate: float = 0.005
     seed: int = 1
-    #: Faults stop after this long even if workflows are still open (s).
     chaos_max: float = 600.0
     #: Once faults stop, everything must be closed and acknowledged within this (s).
     stuck_after: float = 60.0

@@ -53,8 +53,6 @@ class CrashConfig(StormLoad):
     #: they stop after `max_crashes`, or after `chaos_max` seconds.
     min_crashes: int = 0
     max_crashes: int = 1000
-    #: Crashes stop after this long even if workflows are still open (s).
-    chaos_max: float = 900.0
     drain: float = 120.0
 
 
