@@ -1,6 +1,7 @@
 """All Redis I/O of the engine: one method per transition (one FCALL each), history
 reads, and the housekeeping calls of task delivery. Calls that a worker batches are
-built as `Call` objects so they can share one pipeline round trip."""
+built as `Call` objects so they can share one pipeline round trip (engine/calls.py
+runs them)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from engine import commands as cmd
 from engine import events as ev
+from engine.calls import Arg, FunctionCaller, unwrap
+from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
-    DurabilityError,
     HistoryLimitError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
@@ -27,18 +28,7 @@ from engine.keys import GROUP, Keys
 from engine.resp import RespPool
 from engine.status import WorkflowExecutionStatus
 
-log = structlog.get_logger("redurable.store")
 HISTORY_VERSION = 1
-Arg = bytes | str | int
-
-
-@dataclass(frozen=True)
-class Call:
-    """One FCALL, ready to run alone or in a pipeline."""
-
-    function: str
-    keys: Sequence[str]
-    args: Sequence[Arg]
 
 
 @dataclass(frozen=True)
@@ -64,28 +54,26 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _unwrap(reply: Any) -> Any:
-    """A reply as it came; an error reply (which call_many leaves in its slot) raised."""
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
+def _pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
+    """Fields of a stream entry as a Lua reply holds them (a flat list), as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
 def _status(reply: Any) -> str:
     """The first word of a function's reply: "ok", or why nothing was applied."""
-    return _s(_unwrap(reply)[0])
+    return _s(unwrap(reply)[0])
 
 
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
     out: list[tuple[bytes, ev.Event]] = []
     for sid, fields in raw:
         if isinstance(fields, list):  # raw RESP2 from inside a Lua reply
-            fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+            fields = _pairs(fields)
         out.append((sid, ev.decode_event(fields)))
     return out
 
 
-class Store:
+class Store(FunctionCaller):
     """`fast`, when given, carries the hot path (transitions and task reads); without
     it (fakeredis in unit tests) everything goes through redis-py."""
 
@@ -96,82 +84,19 @@ class Store:
         fast: RespPool | None = None,
         durability: Durability | None = None,
     ) -> None:
-        self.redis = redis
+        super().__init__(redis, fast, durability)
         self.keys = keys
-        self.fast = fast
-        #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
-        self.durability = durability
         self._known_queues: set[str] = set()
-
-    # --- plumbing ---------------------------------------------------------------------
-    async def call(self, call: Call) -> Any:
-        """One transition; with a durability mode, DurabilityError when it was applied
-        but not confirmed durable in time."""
-        if self.durability is not None:
-            return _unwrap((await self._call_batch([call], self.durability, strict=True))[0])
-        if self.fast is not None:
-            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
-                                           *call.args)
-        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
-
-    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run calls in one pipeline round trip; an error reply comes back as the
-        exception object in its slot rather than failing the others."""
-        if not calls:
-            return []
-        if self.durability is not None:
-            return await self._call_batch(calls, self.durability, strict=False)
-        if self.fast is not None:
-            return await self.fast.execute_many(
-                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
-        if len(calls) == 1:
-            try:
-                return [await self.call(calls[0])]
-            except ResponseError as exc:
-                return [exc]
-        pipe = self.redis.pipeline(transaction=False)
-        for c in calls:
-            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
-        return list(await pipe.execute(raise_on_error=False))
-
-    async def _call_batch(
-        self, calls: Sequence[Call], durability: Durability, *, strict: bool
-    ) -> list[Any]:
-        """Calls, then the durability wait on the same connection (it covers every
-        earlier write of that connection). When the wait falls short and `strict`, each
-        reply slot holds the DurabilityError (the writes happened, their durability is
-        unknown: a client must hear it). Workers pass strict=False and go on: a
-        transition lost in a crash loses its XACK with it, so its task runs again."""
-        commands: list[tuple[Any, ...]] = [
-            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
-        ]
-        commands.append(durability.command())
-        if self.fast is not None:
-            replies = await self.fast.execute_many(commands)
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = list(await pipe.execute(raise_on_error=False))
-        try:
-            durability.check(replies[-1])
-        except DurabilityError as exc:
-            if strict:
-                return [r if isinstance(r, Exception) else exc for r in replies[:-1]]
-            log.warning("durability_not_confirmed", error=str(exc))
-        return list(replies[:-1])
-
-    async def _worker_call(self, call: Call) -> Any:
-        """One call of a worker's own: like `call`, but a durability wait that falls
-        short is logged, not raised (as in call_many: see _call_batch)."""
-        return _unwrap((await self.call_many([call]))[0])
 
     def _wf_keys(self, workflow_id: str) -> list[str]:
         k = self.keys
         return [k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)]
 
-    def _prefix(self, workflow_id: str) -> str:
-        return self.keys.shard_prefix(self.keys.shard(workflow_id))
+    def _wf_args(self, workflow_id: str, run_id: str, *rest: Arg) -> list[Arg]:
+        """ARGV of a per-workflow function (engine/lua/00_common.lua): the shard prefix,
+        the workflow and run ids, then the function's own arguments."""
+        prefix = self.keys.shard_prefix(self.keys.shard(workflow_id))
+        return [prefix, workflow_id, run_id, *rest]
 
     async def ensure_groups(self, task_queue: str) -> None:
         """Create the consumer groups of a task queue on every shard (idempotent)."""
@@ -195,15 +120,9 @@ class Store:
             Call(
                 "rd_start",
                 self._wf_keys(workflow_id),
-                [
-                    self._prefix(workflow_id),
-                    workflow_id,
-                    run_id,
-                    workflow_type,
-                    task_queue,
-                    payload,
-                    HISTORY_VERSION,
-                ],
+                self._wf_args(
+                    workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION
+                ),
             )
         )
         if _status(reply) == "already_started":
@@ -215,11 +134,7 @@ class Store:
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
         reply = await self.call(
-            Call(
-                function,
-                self._wf_keys(workflow_id),
-                [self._prefix(workflow_id), workflow_id, run_id, *args],
-            )
+            Call(function, self._wf_keys(workflow_id), self._wf_args(workflow_id, run_id, *args))
         )
         status = _status(reply)
         if status == "not_found":
@@ -255,15 +170,7 @@ class Store:
         return Call(
             "rd_wft_start",
             self._task_keys(workflow_id, stream),
-            [
-                self._prefix(workflow_id),
-                workflow_id,
-                run_id,
-                epoch,
-                msg_id,
-                after_stream_id or b"",
-                timeout_ms,
-            ],
+            self._wf_args(workflow_id, run_id, epoch, msg_id, after_stream_id or b"", timeout_ms),
         )
 
     @staticmethod
@@ -294,8 +201,7 @@ class Store:
     ) -> Call:
         """`token=None` is a speculative completion (no rd_wft_start): it lands only if
         the history's next event id is still `seen_next_event_id`."""
-        args: list[Arg] = [
-            self._prefix(workflow_id),
+        args = self._wf_args(
             workflow_id,
             run_id,
             epoch,
@@ -306,7 +212,7 @@ class Store:
             flags,
             seen_next_event_id,
             eager_slots,
-        ]
+        )
         for command in commands:
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
@@ -325,7 +231,7 @@ class Store:
             closed=bool(int(reply[3])),
             close_dropped=bool(int(reply[4])),
             eager=[
-                (_s(stream), _s(sid), dict(zip(flat[0::2], flat[1::2], strict=True)))
+                (_s(stream), _s(sid), _pairs(flat))
                 for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
             ],
         )
@@ -343,15 +249,9 @@ class Store:
     ) -> Call:
         """With a reason, the task goes to the dead letters instead of being retried."""
         keys = self._task_keys(workflow_id, stream)
-        args: list[Arg] = [
-            self._prefix(workflow_id),
-            workflow_id,
-            run_id,
-            epoch,
-            token,
-            msg_id,
-            json.dumps(failure, separators=(",", ":")),
-        ]
+        args = self._wf_args(
+            workflow_id, run_id, epoch, token, msg_id, json.dumps(failure, separators=(",", ":"))
+        )
         if dead_letter_reason:
             keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
             args.append(dead_letter_reason)
@@ -371,7 +271,7 @@ class Store:
         return Call(
             "rd_act_start",
             self._task_keys(workflow_id, stream),
-            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id, worker],
+            self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id, worker),
         )
 
     def act_complete_call(
@@ -390,14 +290,7 @@ class Store:
     ) -> Call:
         """`eager_consumer`: a worker polling `eager_task_queue`'s workflow tasks, to be
         handed the workflow task this completion queues (see parse_eager_wft)."""
-        base: list[Arg] = [
-            self._prefix(workflow_id),
-            workflow_id,
-            run_id,
-            activity_id,
-            attempt,
-            msg_id,
-        ]
+        base = self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id)
         if failure is None:
             assert result is not None
             tail: list[Arg] = ["completed", result, "", "0"]
@@ -418,7 +311,7 @@ class Store:
         if not isinstance(reply, list) or len(reply) < 3 or not reply[2]:
             return None
         stream, sid, fields = reply[2]
-        return _s(stream), _s(sid), dict(zip(fields[0::2], fields[1::2], strict=True))
+        return _s(stream), _s(sid), _pairs(fields)
 
     def act_heartbeat_call(
         self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes
@@ -426,7 +319,7 @@ class Store:
         return Call(
             "rd_act_heartbeat",
             [self.keys.workflow(workflow_id)],
-            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, details],
+            self._wf_args(workflow_id, run_id, activity_id, attempt, details),
         )
 
     # --- timers and delivery housekeeping ----------------------------------------------
@@ -438,7 +331,7 @@ class Store:
         ]
         fired = 0
         for reply in await self.call_many(calls):
-            fired += int(_unwrap(reply)[0])
+            fired += int(unwrap(reply)[0])
         return fired
 
     async def claim_stale(
@@ -467,7 +360,7 @@ class Store:
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
-                claimed.append((sid, dict(zip(fields[0::2], fields[1::2], strict=True))))
+                claimed.append((sid, _pairs(fields)))
             if _s(cursor) == "0-0":
                 break
         return claimed
@@ -491,9 +384,7 @@ class Store:
         reply = await self._worker_call(
             Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
         )
-        claimed = [
-            (sid, dict(zip(fields[0::2], fields[1::2], strict=True))) for sid, fields in reply[0]
-        ]
+        claimed = [(sid, _pairs(fields)) for sid, fields in reply[0]]
         suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
         return claimed, bool(int(reply[2])), suspects
 
