@@ -141,9 +141,14 @@ async def requeue(redis: Redis, keys: Keys, dead_letter_id: str) -> DeadLetter:
             f"({letter.stream!r}): drop it instead"
         )
     shard, sid = parse_id(keys, dead_letter_id)
-    done = await redis.fcall(
-        "rd_dlq_requeue", 2, keys.dead_letters(shard), letter.stream, sid
-    )
+    task_keys = [keys.dead_letters(shard), letter.stream]
+    # A workflow task's run may be waiting for it (rd_dlq_requeue); its state hash is
+    # named here, where the key schema lives. A workflow of another shard cannot be
+    # this letter's (nor be reached from this shard's slot): its run is left alone.
+    if (letter.kind == "workflow" and letter.workflow_id
+            and keys.shard(letter.workflow_id) == shard):
+        task_keys.append(keys.workflow(letter.workflow_id))
+    done = await redis.fcall("rd_dlq_requeue", len(task_keys), *task_keys, sid)
     if not int(done):
         raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
     return letter

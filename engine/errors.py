@@ -145,6 +145,7 @@ class WorkflowNotRunningError(RedurableError):
     def __init__(self, workflow_id: str, status: str) -> None:
         super().__init__(f"workflow {workflow_id!r} is not running (status {status})")
         self.workflow_id = workflow_id
+        #: A WorkflowExecutionStatus when the engine raises it (a StrEnum: text compares).
         self.status = status
 
 

@@ -10,8 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, ClassVar, get_type_hints
+
+
+class WorkflowLogicFlag(IntEnum):
+    """Replay behaviour flags (temporalio's `_WorkflowLogicFlag`). Each activation
+    records the flags it ran with in its WorkflowTaskCompleted event, and replay honours
+    what was recorded, so histories written before a behaviour changed still replay the
+    way they ran. The numbers are in recorded histories (tests/golden): never reuse one."""
+
+    #: Inputs are applied one at a time, the workflow running until it waits again
+    #: after each one (before: all inputs applied, then one run). So a signal recorded
+    #: before a timer's fire in the same activation is seen before the timeout.
+    STEP_PER_INPUT = 1
+    #: WorkflowTaskCompleted records `close_dropped`: a close command with no close
+    #: event is accepted only there (before: anywhere, so code changed to close
+    #: earlier went undetected).
+    CLOSE_DROP_RECORDED = 2
+
+
+def encode_logic_flags(flags: Iterable[WorkflowLogicFlag]) -> str:
+    """The flags as WorkflowTaskCompleted records them: "1,2"."""
+    return ",".join(str(flag.value) for flag in sorted(flags))
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,7 @@ class WorkflowTaskCompleted(Event):
     worker: str = ""
     #: Workflow time of the activation (ms), replayed as `workflow.now()`.
     now: int = 0
-    #: Comma-separated replay behaviour flags used by this activation.
+    #: Comma-separated replay behaviour flags used by this activation (logic_flags).
     flags: str = ""
     #: 1 when the activation's close command was not written because events had
     #: arrived meanwhile (the next activation decides again).
@@ -104,6 +127,13 @@ class WorkflowTaskCompleted(Event):
     #: Signals of this activation's inputs that the workflow could not take, and why
     #: (engine.commands.RecordSignalDropped); "" when none. Not replayed.
     signals_dropped: str = ""
+
+    @property
+    def logic_flags(self) -> frozenset[WorkflowLogicFlag]:
+        """The recorded flags this code knows (a number it does not know changes
+        nothing it does)."""
+        recorded = self.flags.split(",")
+        return frozenset(flag for flag in WorkflowLogicFlag if str(flag.value) in recorded)
 
 
 # --- commands: what the workflow code decided -----------------------------------------
@@ -280,3 +310,18 @@ def decode_event(fields: dict[bytes, bytes]) -> Event:
         return cls(**kwargs)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise EventDecodeError(f"malformed history entry {fields!r}: {exc}") from None
+
+
+def decode_packed_event(data: bytes) -> Event:
+    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...):
+    the one event a workflow task entry carries, for a speculative activation."""
+    parts: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        colon = data.index(b":", pos)
+        size = int(data[pos:colon])
+        parts.append(data[colon + 1 : colon + 1 + size])
+        pos = colon + 1 + size
+    fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
+    fields.update(zip(parts[3::2], parts[4::2], strict=True))
+    return decode_event(fields)

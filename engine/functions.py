@@ -1,4 +1,5 @@
-"""Loading the Redis Functions library (engine/lua/*.lua, concatenated in name order)."""
+"""Loading the Redis Functions library: the key helpers generated from engine/keys.py,
+then engine/lua/*.lua concatenated in name order."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from engine.errors import RedurableError
+from engine.keys import lua_key_helpers
 
 LIBRARY_NAME = "redurable"
 #: A read-only function that returns the library's version (a hash of its source), so
@@ -24,7 +26,7 @@ class LibraryMissingError(RedurableError):
 @functools.cache
 def _lua_files() -> str:
     folder = resources.files("engine").joinpath("lua")
-    parts = []
+    parts = ["-- ===== engine/keys.py =====\n", lua_key_helpers()]
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".lua"):
             parts.append(f"-- ===== {entry.name} =====\n")
@@ -37,8 +39,8 @@ def library_version() -> str:
 
 
 def library_source() -> str:
-    """The library as FUNCTION LOAD takes it: one chunk, common helpers first, and the
-    version function last."""
+    """The library as FUNCTION LOAD takes it: one chunk, key and common helpers first,
+    and the version function last."""
     return "\n".join(
         [
             f"#!lua name={LIBRARY_NAME}\n",

@@ -7,6 +7,7 @@ Every key that a state transition touches carries the hash tag of one *history s
 from __future__ import annotations
 
 import functools
+import string
 import zlib
 from dataclasses import dataclass
 
@@ -28,6 +29,31 @@ WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX)
 WORKER_INFO_SUFFIX = ":info"
 
 
+#: The keys of one history shard, as templates after the shard's prefix
+#: (`Keys.shard_prefix`, "redurable:{7}:"). Keys builds them in Python, and
+#: lua_key_helpers() writes the same templates as the Lua functions the library builds
+#: keys with (those named by stored state: a run's task queue, status or type, a timer's
+#: workflow id), so the two cannot disagree.
+SHARD_KEYS: dict[str, str] = {
+    #: Hash with the mutable state of the workflow's current run.
+    "workflow": "wf:{workflow_id}",
+    #: Stream with one entry per history event.
+    "history": "wf:{workflow_id}" + HISTORY_SUFFIX,
+    #: List of events that arrived while a workflow task was running.
+    "buffer": "wf:{workflow_id}" + BUFFER_SUFFIX,
+    "workflow_tasks": "tq:{task_queue}:wf",
+    "activity_tasks": "tq:{task_queue}:act",
+    "timers": "timers",
+    "dead_letters": "dlq",
+    #: All workflows of the shard by start time.
+    "index_start": "index:start",
+    "index_status": "index:status:{status}",
+    "index_type": "index:type:{workflow_type}",
+    #: Pub/sub channel on which a shard announces workflow ids whose run closed.
+    "closed_channel": "closed",
+}
+
+
 @functools.lru_cache(maxsize=65536)
 def shard_of(workflow_id: str, shards: int) -> int:
     """Stable shard of a workflow id: crc32 so every client and worker agrees."""
@@ -47,49 +73,48 @@ class Keys:
     def shard(self, workflow_id: str) -> int:
         return shard_of(workflow_id, self.shards)
 
-    # --- per workflow -------------------------------------------------------------
+    def shard_prefix(self, shard: int) -> str:
+        """What every key of the shard starts with; the Lua functions get it as ARGV[1]
+        (or the `prefix` argument) and build the shard's other keys from it."""
+        return self.shard_tag(shard) + ":"
+
+    def _in_shard(self, shard: int, name: str, **params: str) -> str:
+        return self.shard_prefix(shard) + SHARD_KEYS[name].format(**params)
+
+    # --- per workflow (in the workflow id's shard) --------------------------------
     def workflow(self, workflow_id: str) -> str:
-        """Hash with the mutable state of the workflow's current run."""
-        return f"{self.shard_tag(self.shard(workflow_id))}:wf:{workflow_id}"
+        return self._in_shard(self.shard(workflow_id), "workflow", workflow_id=workflow_id)
 
     def history(self, workflow_id: str) -> str:
-        """Stream with one entry per history event."""
-        return self.workflow(workflow_id) + HISTORY_SUFFIX
+        return self._in_shard(self.shard(workflow_id), "history", workflow_id=workflow_id)
 
     def buffer(self, workflow_id: str) -> str:
-        """List of events that arrived while a workflow task was running."""
-        return self.workflow(workflow_id) + BUFFER_SUFFIX
+        return self._in_shard(self.shard(workflow_id), "buffer", workflow_id=workflow_id)
 
     # --- per shard ----------------------------------------------------------------
     def workflow_tasks(self, shard: int, task_queue: str) -> str:
-        return f"{self.shard_tag(shard)}:tq:{task_queue}:wf"
+        return self._in_shard(shard, "workflow_tasks", task_queue=task_queue)
 
     def activity_tasks(self, shard: int, task_queue: str) -> str:
-        return f"{self.shard_tag(shard)}:tq:{task_queue}:act"
+        return self._in_shard(shard, "activity_tasks", task_queue=task_queue)
 
     def timers(self, shard: int) -> str:
-        return f"{self.shard_tag(shard)}:timers"
+        return self._in_shard(shard, "timers")
 
     def dead_letters(self, shard: int) -> str:
-        return f"{self.shard_tag(shard)}:dlq"
+        return self._in_shard(shard, "dead_letters")
 
     def index_start(self, shard: int) -> str:
-        """All workflows of the shard by start time."""
-        return f"{self.shard_tag(shard)}:index:start"
+        return self._in_shard(shard, "index_start")
 
     def index_status(self, shard: int, status: str) -> str:
-        return f"{self.shard_tag(shard)}:index:status:{status}"
+        return self._in_shard(shard, "index_status", status=status)
 
     def index_type(self, shard: int, workflow_type: str) -> str:
-        return f"{self.shard_tag(shard)}:index:type:{workflow_type}"
+        return self._in_shard(shard, "index_type", workflow_type=workflow_type)
 
     def closed_channel(self, shard: int) -> str:
-        """Pub/sub channel on which a shard announces workflow ids whose run closed."""
-        return f"{self.shard_tag(shard)}:closed"
-
-    def shard_prefix(self, shard: int) -> str:
-        """What the Lua functions prepend to build keys of the same shard."""
-        return self.shard_tag(shard) + ":"
+        return self._in_shard(shard, "closed_channel")
 
     # --- per namespace (single-key operations only) -------------------------------
     def workers(self, task_queue: str) -> str:
@@ -117,3 +142,37 @@ class Keys:
     def task_queues(self) -> str:
         """Set of task queue names that ever had a workflow started on them."""
         return f"{self.prefix}:task_queues"
+
+    def config(self) -> str:
+        """Hash of the namespace's settings (`shards`), fixed when it is first used."""
+        return f"{self.prefix}:config"
+
+
+def lua_key_helpers() -> str:
+    """Lua for the library's start (engine/functions.py): the consumer group's name, and
+    one function `key_<name>(prefix, <params>)` per SHARD_KEYS template."""
+    lines = [
+        "-- Generated from engine/keys.py (GROUP, SHARD_KEYS): the key schema's one source.",
+        f"local GROUP = {_lua_string(GROUP)}",
+    ]
+    for name, template in SHARD_KEYS.items():
+        params: list[str] = []
+        parts = ["prefix"]
+        for literal, param, _, _ in string.Formatter().parse(template):
+            if literal:
+                parts.append(_lua_string(literal))
+            if param:
+                params.append(param)
+                parts.append(param)
+        lines.append(f"local function key_{name}({', '.join(['prefix', *params])})")
+        lines.append(f"  return {' .. '.join(parts)}")
+        lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _lua_string(text: str) -> str:
+    # Key names are plain text (engine.validate refuses quotes, braces and control
+    # characters in the parts users choose); a template with anything else is a bug.
+    if not all(c.isalnum() or c in ":_-" for c in text):
+        raise ValueError(f"unexpected character in key template text {text!r}")
+    return f"'{text}'"

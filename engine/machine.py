@@ -36,18 +36,10 @@ from engine.errors import (
 from engine.limits import MAX_PENDING_ACTIVITIES
 from engine.loop import DeterministicLoop
 
-#: Replay behaviour flags. Each activation records the flags it ran with in its
-#: WorkflowTaskCompleted event, and replay honours what was recorded, so histories
-#: written before a behaviour changed still replay the way they ran.
-#:   1  Inputs are applied one at a time, the workflow running until it waits again
-#:      after each one (before: all inputs applied, then one run). So a signal recorded
-#:      before a timer's fire in the same activation is seen before the timeout.
-#:   2  WorkflowTaskCompleted records `close_dropped`: a close command with no close
-#:      event is accepted only there (before: anywhere, so code changed to close
-#:      earlier went undetected).
-FLAG_STEP_PER_INPUT = "1"
-FLAG_CLOSE_DROP_RECORDED = "2"
-LOGIC_FLAGS = f"{FLAG_STEP_PER_INPUT},{FLAG_CLOSE_DROP_RECORDED}"
+#: The replay behaviour flags new activations run with (every one this code knows), and
+#: the text the worker records them as in the activation's WorkflowTaskCompleted.
+CURRENT_FLAGS = frozenset(ev.WorkflowLogicFlag)
+LOGIC_FLAGS = ev.encode_logic_flags(CURRENT_FLAGS)
 
 
 class WorkflowHooks(Protocol):
@@ -143,7 +135,7 @@ class WorkflowMachine:
         inputs = list(events[pos:])
         self.replaying = False
         self._now_ms = max(self._now_ms, now_ms)
-        commands = self._run_activation(inputs, LOGIC_FLAGS)
+        commands = self._run_activation(inputs, CURRENT_FLAGS)
         if inputs:
             self.last_event_id = inputs[-1].event_id
         return commands
@@ -202,7 +194,7 @@ class WorkflowMachine:
                 end += 1
             self.replaying = True
             self._now_ms = marker.now or marker.timestamp
-            commands = self._run_activation(list(events[pos:boundary]), marker.flags)
+            commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
             self._match(commands, events[boundary + 1 : end], marker)
             self.last_event_id = events[end - 1].event_id
             pos = end
@@ -215,7 +207,7 @@ class WorkflowMachine:
     ) -> None:
         for index, command in enumerate(commands):
             if index >= len(recorded):
-                lenient = FLAG_CLOSE_DROP_RECORDED not in marker.flags.split(",")
+                lenient = ev.WorkflowLogicFlag.CLOSE_DROP_RECORDED not in marker.logic_flags
                 if (
                     isinstance(command, cmd.CLOSE_COMMANDS)
                     and index == len(commands) - 1
@@ -246,9 +238,11 @@ class WorkflowMachine:
             )
 
     # --- one activation ---------------------------------------------------------------
-    def _run_activation(self, inputs: list[ev.Event], flags: str) -> list[cmd.Command]:
+    def _run_activation(
+        self, inputs: list[ev.Event], flags: frozenset[ev.WorkflowLogicFlag]
+    ) -> list[cmd.Command]:
         self._commands = []
-        step_per_input = FLAG_STEP_PER_INPUT in flags.split(",")
+        step_per_input = ev.WorkflowLogicFlag.STEP_PER_INPUT in flags
         # Timers that fire later in this activation: cancelling one of them (its waiter
         # was satisfied by an earlier input) needs no command, the fire is recorded.
         self._firing = {e.timer_id for e in inputs if isinstance(e, ev.TimerFired)}

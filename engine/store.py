@@ -1,6 +1,7 @@
 """All Redis I/O of the engine: one method per transition (one FCALL each), history
 reads, and the housekeeping calls of task delivery. Calls that a worker batches are
-built as `Call` objects so they can share one pipeline round trip."""
+built as `Call` objects so they can share one pipeline round trip (engine/calls.py
+runs them)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from engine import commands as cmd
 from engine import events as ev
+from engine.calls import Arg, FunctionCaller, unwrap
+from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
-    DurabilityError,
     HistoryLimitError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
@@ -25,19 +26,9 @@ from engine.errors import (
 )
 from engine.keys import GROUP, Keys
 from engine.resp import RespPool
+from engine.status import WorkflowExecutionStatus
 
-log = structlog.get_logger("redurable.store")
 HISTORY_VERSION = 1
-Arg = bytes | str | int
-
-
-@dataclass(frozen=True)
-class Call:
-    """One FCALL, ready to run alone or in a pipeline."""
-
-    function: str
-    keys: Sequence[str]
-    args: Sequence[Arg]
 
 
 @dataclass(frozen=True)
@@ -59,42 +50,30 @@ class WorkflowTaskCommit:
     eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ActivityStart:
-    state: dict[str, Any]
-    input: bytes
-    heartbeat_details: bytes
-    now_ms: int
-
-
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def decode_packed_event(data: bytes) -> ev.Event:
-    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...)."""
-    parts: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        colon = data.index(b":", pos)
-        size = int(data[pos:colon])
-        parts.append(data[colon + 1 : colon + 1 + size])
-        pos = colon + 1 + size
-    fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
-    fields.update(zip(parts[3::2], parts[4::2], strict=True))
-    return ev.decode_event(fields)
+def _pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
+    """Fields of a stream entry as a Lua reply holds them (a flat list), as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _status(reply: Any) -> str:
+    """The first word of a function's reply: "ok", or why nothing was applied."""
+    return _s(unwrap(reply)[0])
 
 
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
     out: list[tuple[bytes, ev.Event]] = []
     for sid, fields in raw:
         if isinstance(fields, list):  # raw RESP2 from inside a Lua reply
-            fields = dict(zip(fields[0::2], fields[1::2], strict=True))
+            fields = _pairs(fields)
         out.append((sid, ev.decode_event(fields)))
     return out
 
 
-class Store:
+class Store(FunctionCaller):
     """`fast`, when given, carries the hot path (transitions and task reads); without
     it (fakeredis in unit tests) everything goes through redis-py."""
 
@@ -105,88 +84,19 @@ class Store:
         fast: RespPool | None = None,
         durability: Durability | None = None,
     ) -> None:
-        self.redis = redis
+        super().__init__(redis, fast, durability)
         self.keys = keys
-        self.fast = fast
-        #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
-        self.durability = durability
         self._known_queues: set[str] = set()
-
-    # --- plumbing ---------------------------------------------------------------------
-    async def call(self, call: Call) -> Any:
-        """One transition; with a durability mode, DurabilityError when it was applied
-        but not confirmed durable in time."""
-        if self.durability is not None:
-            reply = (await self._call_batch([call], self.durability, strict=True))[0]
-            if isinstance(reply, Exception):
-                raise reply
-            return reply
-        if self.fast is not None:
-            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
-                                           *call.args)
-        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
-
-    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
-        """Run calls in one pipeline round trip; an error reply comes back as the
-        exception object in its slot rather than failing the others."""
-        if not calls:
-            return []
-        if self.durability is not None:
-            return await self._call_batch(calls, self.durability, strict=False)
-        if self.fast is not None:
-            return await self.fast.execute_many(
-                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
-        if len(calls) == 1:
-            try:
-                return [await self.call(calls[0])]
-            except ResponseError as exc:
-                return [exc]
-        pipe = self.redis.pipeline(transaction=False)
-        for c in calls:
-            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
-        return list(await pipe.execute(raise_on_error=False))
-
-    async def _call_batch(
-        self, calls: Sequence[Call], durability: Durability, *, strict: bool
-    ) -> list[Any]:
-        """Calls, then the durability wait on the same connection (it covers every
-        earlier write of that connection). When the wait falls short and `strict`, each
-        reply slot holds the DurabilityError (the writes happened, their durability is
-        unknown: a client must hear it). Workers pass strict=False and go on: a
-        transition lost in a crash loses its XACK with it, so its task runs again."""
-        commands: list[tuple[Any, ...]] = [
-            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
-        ]
-        commands.append(durability.command())
-        if self.fast is not None:
-            replies = await self.fast.execute_many(commands)
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = list(await pipe.execute(raise_on_error=False))
-        try:
-            durability.check(replies[-1])
-        except DurabilityError as exc:
-            if strict:
-                return [r if isinstance(r, Exception) else exc for r in replies[:-1]]
-            log.warning("durability_not_confirmed", error=str(exc))
-        return list(replies[:-1])
-
-    async def _worker_call(self, call: Call) -> Any:
-        """One call of a worker's own: like `call`, but a durability wait that falls
-        short is logged, not raised (as in call_many: see _call_batch)."""
-        reply = (await self.call_many([call]))[0]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
 
     def _wf_keys(self, workflow_id: str) -> list[str]:
         k = self.keys
         return [k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)]
 
-    def _prefix(self, workflow_id: str) -> str:
-        return self.keys.shard_prefix(self.keys.shard(workflow_id))
+    def _wf_args(self, workflow_id: str, run_id: str, *rest: Arg) -> list[Arg]:
+        """ARGV of a per-workflow function (engine/lua/00_common.lua): the shard prefix,
+        the workflow and run ids, then the function's own arguments."""
+        prefix = self.keys.shard_prefix(self.keys.shard(workflow_id))
+        return [prefix, workflow_id, run_id, *rest]
 
     async def ensure_groups(self, task_queue: str) -> None:
         """Create the consumer groups of a task queue on every shard (idempotent)."""
@@ -210,18 +120,12 @@ class Store:
             Call(
                 "rd_start",
                 self._wf_keys(workflow_id),
-                [
-                    self._prefix(workflow_id),
-                    workflow_id,
-                    run_id,
-                    workflow_type,
-                    task_queue,
-                    payload,
-                    HISTORY_VERSION,
-                ],
+                self._wf_args(
+                    workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION
+                ),
             )
         )
-        if _s(reply[0]) == "already_started":
+        if _status(reply) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
             self._known_queues.add(task_queue)
@@ -230,17 +134,13 @@ class Store:
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
         reply = await self.call(
-            Call(
-                function,
-                self._wf_keys(workflow_id),
-                [self._prefix(workflow_id), workflow_id, run_id, *args],
-            )
+            Call(function, self._wf_keys(workflow_id), self._wf_args(workflow_id, run_id, *args))
         )
-        status = _s(reply[0])
+        status = _status(reply)
         if status == "not_found":
             raise WorkflowNotFoundError(workflow_id)
         if status == "not_running":
-            raise WorkflowNotRunningError(workflow_id, _s(reply[1]))
+            raise WorkflowNotRunningError(workflow_id, WorkflowExecutionStatus.parse(reply[1]))
         if status == "history_limit":
             raise HistoryLimitError(f"workflow {workflow_id!r}: {_s(reply[1])}")
 
@@ -270,22 +170,12 @@ class Store:
         return Call(
             "rd_wft_start",
             self._task_keys(workflow_id, stream),
-            [
-                self._prefix(workflow_id),
-                workflow_id,
-                run_id,
-                epoch,
-                msg_id,
-                after_stream_id or b"",
-                timeout_ms,
-            ],
+            self._wf_args(workflow_id, run_id, epoch, msg_id, after_stream_id or b"", timeout_ms),
         )
 
     @staticmethod
     def parse_wft_start(reply: Any) -> WorkflowTaskStart | None:
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
+        if _status(reply) != "ok":
             return None
         return WorkflowTaskStart(
             token=int(reply[1]),
@@ -311,8 +201,7 @@ class Store:
     ) -> Call:
         """`token=None` is a speculative completion (no rd_wft_start): it lands only if
         the history's next event id is still `seen_next_event_id`."""
-        args: list[Arg] = [
-            self._prefix(workflow_id),
+        args = self._wf_args(
             workflow_id,
             run_id,
             epoch,
@@ -324,7 +213,7 @@ class Store:
             seen_next_event_id,
             eager_slots,
             cmd.dropped_signals_note(list(commands)),
-        ]
+        )
         for command in commands:
             if isinstance(command, cmd.NOTE_COMMANDS):
                 continue
@@ -336,17 +225,16 @@ class Store:
     @staticmethod
     def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
         """The commit, or "stale" (dropped) / "retry" (speculation failed: start it)."""
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
-            return _s(reply[0])
+        status = _status(reply)
+        if status != "ok":
+            return status
         return WorkflowTaskCommit(
             last_event_id=int(reply[1]),
             last_stream_id=bytes(reply[2]),
             closed=bool(int(reply[3])),
             close_dropped=bool(int(reply[4])),
             eager=[
-                (_s(stream), _s(sid), dict(zip(flat[0::2], flat[1::2], strict=True)))
+                (_s(stream), _s(sid), _pairs(flat))
                 for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
             ],
         )
@@ -364,15 +252,9 @@ class Store:
     ) -> Call:
         """With a reason, the task goes to the dead letters instead of being retried."""
         keys = self._task_keys(workflow_id, stream)
-        args: list[Arg] = [
-            self._prefix(workflow_id),
-            workflow_id,
-            run_id,
-            epoch,
-            token,
-            msg_id,
-            json.dumps(failure, separators=(",", ":")),
-        ]
+        args = self._wf_args(
+            workflow_id, run_id, epoch, token, msg_id, json.dumps(failure, separators=(",", ":"))
+        )
         if dead_letter_reason:
             keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
             args.append(dead_letter_reason)
@@ -392,20 +274,7 @@ class Store:
         return Call(
             "rd_act_start",
             self._task_keys(workflow_id, stream),
-            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id, worker],
-        )
-
-    @staticmethod
-    def parse_act_start(reply: Any) -> ActivityStart | None:
-        if isinstance(reply, Exception):
-            raise reply
-        if _s(reply[0]) != "ok":
-            return None
-        return ActivityStart(
-            state=json.loads(reply[1]),
-            input=bytes(reply[2]),
-            heartbeat_details=bytes(reply[3]),
-            now_ms=int(reply[4]),
+            self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id, worker),
         )
 
     def act_complete_call(
@@ -424,14 +293,7 @@ class Store:
     ) -> Call:
         """`eager_consumer`: a worker polling `eager_task_queue`'s workflow tasks, to be
         handed the workflow task this completion queues (see parse_eager_wft)."""
-        base: list[Arg] = [
-            self._prefix(workflow_id),
-            workflow_id,
-            run_id,
-            activity_id,
-            attempt,
-            msg_id,
-        ]
+        base = self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id)
         if failure is None:
             assert result is not None
             tail: list[Arg] = ["completed", result, "", "0"]
@@ -452,7 +314,7 @@ class Store:
         if not isinstance(reply, list) or len(reply) < 3 or not reply[2]:
             return None
         stream, sid, fields = reply[2]
-        return _s(stream), _s(sid), dict(zip(fields[0::2], fields[1::2], strict=True))
+        return _s(stream), _s(sid), _pairs(fields)
 
     def act_heartbeat_call(
         self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes
@@ -460,7 +322,7 @@ class Store:
         return Call(
             "rd_act_heartbeat",
             [self.keys.workflow(workflow_id)],
-            [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, details],
+            self._wf_args(workflow_id, run_id, activity_id, attempt, details),
         )
 
     # --- timers and delivery housekeeping ----------------------------------------------
@@ -472,9 +334,7 @@ class Store:
         ]
         fired = 0
         for reply in await self.call_many(calls):
-            if isinstance(reply, Exception):
-                raise reply
-            fired += int(reply[0])
+            fired += int(unwrap(reply)[0])
         return fired
 
     async def claim_stale(
@@ -503,7 +363,7 @@ class Store:
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
-                claimed.append((sid, dict(zip(fields[0::2], fields[1::2], strict=True))))
+                claimed.append((sid, _pairs(fields)))
             if _s(cursor) == "0-0":
                 break
         return claimed
@@ -527,9 +387,7 @@ class Store:
         reply = await self._worker_call(
             Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
         )
-        claimed = [
-            (sid, dict(zip(fields[0::2], fields[1::2], strict=True))) for sid, fields in reply[0]
-        ]
+        claimed = [(sid, _pairs(fields)) for sid, fields in reply[0]]
         suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
         return claimed, bool(int(reply[2])), suspects
 

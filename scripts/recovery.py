@@ -42,6 +42,7 @@ from typing import Any
 import anyio
 
 from engine.keys import GROUP
+from scripts.chaos.common import percentile
 from sdk import Client
 from sdk._devserver import EmbeddedServer
 from tests.integration.chaos_workflows import Looper
@@ -61,8 +62,7 @@ class Result:
     empty_kills: int = 0
 
     def percentile(self, q: float) -> int:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.samples, q)
 
     def line(self) -> str:
         if not self.samples:

@@ -27,6 +27,7 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._retry import RetryPolicy
@@ -70,6 +71,7 @@ __all__ = [
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowNotFoundError",

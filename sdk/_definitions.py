@@ -5,15 +5,27 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.validate import check_name
 
+_T = TypeVar("_T")
 _RUN = "__redurable_run__"
-_SIGNAL = "__redurable_signal__"
-_QUERY = "__redurable_query__"
 _WORKFLOW = "__redurable_workflow__"
 _ACTIVITY = "__redurable_activity__"
+
+
+@dataclass(frozen=True)
+class _HandlerKind:
+    """Signal and query handlers are marked, named and collected the same way."""
+
+    kind: str
+    #: Attribute the decorator sets on the method: its wire name.
+    marker: str
+
+
+_SIGNAL = _HandlerKind("signal", "__redurable_signal__")
+_QUERY = _HandlerKind("query", "__redurable_query__")
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,17 @@ class WorkflowDefinition:
 class ActivityDefinition:
     name: str
     fn: Callable[..., Any]
+
+
+def decorate(target: _T | None, mark: Callable[[_T], object]) -> _T | Callable[[_T], _T]:
+    """The body of every decorator that takes an optional `name`: `@d` marks `target`
+    at once, `@d(name=...)` returns the decorator that will."""
+
+    def wrap(obj: _T) -> _T:
+        mark(obj)
+        return obj
+
+    return wrap(target) if target is not None else wrap
 
 
 def _or_default(name: str | None, default: str) -> str:
@@ -48,19 +71,22 @@ def mark_run(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def mark_signal(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
+def _mark_handler(fn: Callable[..., Any], name: str | None, kind: _HandlerKind) -> None:
     if _is_lambda(fn):
-        raise TypeError("a signal handler must be a named method, not a lambda")
-    setattr(fn, _SIGNAL, check_name(_or_default(name, fn.__name__), "signal name"))
+        raise TypeError(f"a {kind.kind} handler must be a named method, not a lambda")
+    setattr(fn, kind.marker, check_name(_or_default(name, fn.__name__), f"{kind.kind} name"))
+
+
+def mark_signal(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
+    _mark_handler(fn, name, _SIGNAL)
     return fn
 
 
 def mark_query(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
-    if _is_lambda(fn):
-        raise TypeError("a query handler must be a named method, not a lambda")
+    # A lambda is never a coroutine function: checking this first changes no message.
     if inspect.iscoroutinefunction(fn):
         raise TypeError(f"@workflow.query method {fn.__qualname__} must not be async")
-    setattr(fn, _QUERY, check_name(_or_default(name, fn.__name__), "query name"))
+    _mark_handler(fn, name, _QUERY)
     return fn
 
 
@@ -75,16 +101,13 @@ def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
             if run_fn is not None:
                 raise TypeError(f"{cls.__name__} has two @workflow.run methods")
             run_fn = member
-        signal_name = getattr(member, _SIGNAL, None)
-        if signal_name is not None:
-            if signal_name in signals:
-                raise TypeError(f"{cls.__name__} has two signal handlers named {signal_name!r}")
-            signals[signal_name] = member
-        query_name = getattr(member, _QUERY, None)
-        if query_name is not None:
-            if query_name in queries:
-                raise TypeError(f"{cls.__name__} has two query handlers named {query_name!r}")
-            queries[query_name] = member
+        for kind, handlers in ((_SIGNAL, signals), (_QUERY, queries)):
+            wire_name = getattr(member, kind.marker, None)
+            if wire_name is None:
+                continue
+            if wire_name in handlers:
+                raise TypeError(f"{cls.__name__} has two {kind.kind} handlers named {wire_name!r}")
+            handlers[wire_name] = member
         del attr_name
     if run_fn is None:
         raise TypeError(f"{cls.__name__} has no @workflow.run method")
@@ -133,32 +156,36 @@ def activity_definition(obj: Any) -> ActivityDefinition:
     return definition
 
 
+def _wire_name(obj: Any, what: str, definition: Callable[[Any], Any]) -> str:
+    """The wire name of a workflow or activity given as its Python object or as text."""
+    if isinstance(obj, str):
+        return check_name(obj, what)
+    return str(definition(obj).name)
+
+
 def workflow_type_name(obj: Any) -> str:
     """Wire name of a workflow given as class, run method or string."""
-    if isinstance(obj, str):
-        return check_name(obj, "workflow type")
-    return workflow_definition(obj).name
+    return _wire_name(obj, "workflow type", workflow_definition)
 
 
 def activity_type_name(obj: Any) -> str:
+    return _wire_name(obj, "activity type", activity_definition)
+
+
+def _handler_name(obj: Any, kind: _HandlerKind) -> str:
     if isinstance(obj, str):
-        return check_name(obj, "activity type")
-    return activity_definition(obj).name
+        return check_name(obj, f"{kind.kind} name")
+    name = getattr(obj, kind.marker, None)
+    if name is None:
+        raise TypeError(f"{obj!r} is not a @workflow.{kind.kind} method")
+    return str(name)
 
 
 def signal_name(obj: Any) -> str:
-    if isinstance(obj, str):
-        return check_name(obj, "signal name")
-    name = getattr(obj, _SIGNAL, None)
-    if name is None:
-        raise TypeError(f"{obj!r} is not a @workflow.signal method")
-    return str(name)
+    """Wire name of a signal given as its handler method or as text."""
+    return _handler_name(obj, _SIGNAL)
 
 
 def query_name(obj: Any) -> str:
-    if isinstance(obj, str):
-        return check_name(obj, "query name")
-    name = getattr(obj, _QUERY, None)
-    if name is None:
-        raise TypeError(f"{obj!r} is not a @workflow.query method")
-    return str(name)
+    """Wire name of a query given as its handler method or as text."""
+    return _handler_name(obj, _QUERY)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from engine.codec import MsgpackCodec
-from sdk._definitions import define_activity
+from sdk._definitions import decorate, define_activity
 
 __all__ = ["ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
 
@@ -59,11 +59,7 @@ def defn(*, name: str | None = None) -> Callable[[_F], _F]: ...
 def defn(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
     """Marks an `async def` function as an activity; `name` overrides its wire name."""
 
-    def wrap(f: _F) -> _F:
-        define_activity(f, name)
-        return f
-
-    return wrap(fn) if fn is not None else wrap
+    return decorate(fn, lambda f: define_activity(f, name))
 
 
 def info() -> ActivityInfo:

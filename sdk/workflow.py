@@ -19,6 +19,7 @@ from engine.machine import WorkflowInfo, current_machine
 from engine.validate import check_task_queue
 from sdk._definitions import (
     activity_type_name,
+    decorate,
     define_workflow,
     mark_query,
     mark_run,
@@ -56,11 +57,7 @@ def defn(*, name: str | None = None) -> Callable[[_C], _C]: ...
 def defn(cls: _C | None = None, /, *, name: str | None = None) -> _C | Callable[[_C], _C]:
     """Class decorator: a workflow definition (one @run, any @signal and @query)."""
 
-    def wrap(c: _C) -> _C:
-        define_workflow(c, name)
-        return c
-
-    return wrap(cls) if cls is not None else wrap
+    return decorate(cls, lambda c: define_workflow(c, name))
 
 
 def run(fn: _F) -> _F:
@@ -76,11 +73,7 @@ def signal(*, name: str | None = None) -> Callable[[_F], _F]: ...
 def signal(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
     """Marks a signal handler (sync or async method); `name` overrides the wire name."""
 
-    def wrap(f: _F) -> _F:
-        mark_signal(f, name)
-        return f
-
-    return wrap(fn) if fn is not None else wrap
+    return decorate(fn, lambda f: mark_signal(f, name))
 
 
 @overload
@@ -90,11 +83,7 @@ def query(*, name: str | None = None) -> Callable[[_F], _F]: ...
 def query(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
     """Marks a query handler: a plain method that reads state and returns a value."""
 
-    def wrap(f: _F) -> _F:
-        mark_query(f, name)
-        return f
-
-    return wrap(fn) if fn is not None else wrap
+    return decorate(fn, lambda f: mark_query(f, name))
 
 
 # --- inside workflow code -------------------------------------------------------------

@@ -1,12 +1,12 @@
--- Shared helpers for every redurable function. Loaded first into library "redurable".
+-- Shared helpers for every redurable function. Loaded into library "redurable" right
+-- after the key helpers generated from engine/keys.py (GROUP, key_<name>(prefix, ...)):
+-- every key name built here comes from one of those, never from text of its own.
 --
 -- Conventions of every per-workflow function:
 --   KEYS[1] workflow hash   KEYS[2] history stream   KEYS[3] buffer list
 --   KEYS[4] task stream of the message being processed (when there is one)
 --   ARGV[1] shard prefix ("redurable:{7}:")   ARGV[2] workflow id   ARGV[3] run id
 -- Every function validates first and writes last: Lua does not roll back.
-
-local GROUP = 'workers'
 -- Events one run's history may reach (engine/limits.py MAX_HISTORY_EVENTS; the
 -- state hash field max_events overrides it per run).
 local MAX_HISTORY_EVENTS = 50000
@@ -18,12 +18,14 @@ end
 
 local function ctx(keys, args)
   return {wf = keys[1], hist = keys[2], buf = keys[3], task = keys[4],
-          prefix = args[1], id = args[2], run = args[3]}
+          prefix = args[1], id = args[2], run = args[3], timers = key_timers(args[1])}
 end
 
+-- The context of a workflow named by stored state (a timer's member), not by KEYS.
 local function ctx_of(prefix, wf_id)
-  local wf = prefix .. 'wf:' .. wf_id
-  return {wf = wf, hist = wf .. ':history', buf = wf .. ':buffer', prefix = prefix, id = wf_id}
+  return {wf = key_workflow(prefix, wf_id), hist = key_history(prefix, wf_id),
+          buf = key_buffer(prefix, wf_id), prefix = prefix, id = wf_id,
+          timers = key_timers(prefix)}
 end
 
 -- Netstrings: the buffer stores events (with binary payloads) as one string each.
@@ -64,14 +66,6 @@ local function ack(stream, msg_id)
   end
 end
 
-local function wf_task_stream(c, tq)
-  return c.prefix .. 'tq:' .. tq .. ':wf'
-end
-
-local function act_task_stream(c, tq)
-  return c.prefix .. 'tq:' .. tq .. ':act'
-end
-
 -- `event` (optional) is the one new event that caused the task, packed with its id:
 -- a worker whose cached machine is right before it can run the activation at once and
 -- complete speculatively, without a start round trip (see rd_wft_complete).
@@ -80,10 +74,10 @@ local function schedule_wft(c, event)
   local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id')
   redis.call('HSET', c.wf, 'wft', 'scheduled')
   if event then
-    redis.call('XADD', wf_task_stream(c, info[1]), '*',
+    redis.call('XADD', key_workflow_tasks(c.prefix, info[1]), '*',
       'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch, 'event', event)
   else
-    redis.call('XADD', wf_task_stream(c, info[1]), '*',
+    redis.call('XADD', key_workflow_tasks(c.prefix, info[1]), '*',
       'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
   end
 end
@@ -122,8 +116,8 @@ local function flush_buffer(c)
 end
 
 local function set_status(c, old, new, start)
-  if old then redis.call('ZREM', c.prefix .. 'index:status:' .. old, c.id) end
-  redis.call('ZADD', c.prefix .. 'index:status:' .. new, start, c.id)
+  if old then redis.call('ZREM', key_index_status(c.prefix, old), c.id) end
+  redis.call('ZADD', key_index_status(c.prefix, new), start, c.id)
   redis.call('HSET', c.wf, 'status', new)
 end
 
@@ -134,12 +128,12 @@ local function close_run(c, status, ts)
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
   -- Wakes every client waiting in handle.result() (one subscription per client).
-  redis.call('PUBLISH', c.prefix .. 'closed', c.id)
+  redis.call('PUBLISH', key_closed_channel(c.prefix), c.id)
   local fields = redis.call('HKEYS', c.wf)
   for i = 1, #fields do
     local f = fields[i]
     if string.sub(f, 1, 6) == 'timer:' then
-      redis.call('ZREM', c.prefix .. 'timers', redis.call('HGET', c.wf, f))
+      redis.call('ZREM', c.timers, redis.call('HGET', c.wf, f))
       redis.call('HDEL', c.wf, f)
     elseif string.sub(f, 1, 3) == 'act' then  -- act:, actin:, acthb: (4 chars never matched)
       redis.call('HDEL', c.wf, f)
@@ -150,9 +144,9 @@ end
 
 local function remove_from_indexes(c)
   local info = redis.call('HMGET', c.wf, 'status', 'type')
-  if info[1] then redis.call('ZREM', c.prefix .. 'index:status:' .. info[1], c.id) end
-  if info[2] then redis.call('ZREM', c.prefix .. 'index:type:' .. info[2], c.id) end
-  redis.call('ZREM', c.prefix .. 'index:start', c.id)
+  if info[1] then redis.call('ZREM', key_index_status(c.prefix, info[1]), c.id) end
+  if info[2] then redis.call('ZREM', key_index_type(c.prefix, info[2]), c.id) end
+  redis.call('ZREM', key_index_start(c.prefix), c.id)
 end
 
 -- A new run in the workflow's keys (start, or continue-as-new).
@@ -162,8 +156,8 @@ local function new_run(c, run_id, wtype, tq, input, version, ts)
     'task_queue', tq, 'start_time', ts, 'next_event_id', 1, 'wft', 'none',
     'wft_epoch', 0, 'wft_token', 0, 'wft_attempt', 1)
   set_status(c, nil, 'RUNNING', ts)
-  redis.call('ZADD', c.prefix .. 'index:start', ts, c.id)
-  redis.call('ZADD', c.prefix .. 'index:type:' .. wtype, ts, c.id)
+  redis.call('ZADD', key_index_start(c.prefix), ts, c.id)
+  redis.call('ZADD', key_index_type(c.prefix, wtype), ts, c.id)
   local fields = {'workflow_type', wtype, 'task_queue', tq,
     'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version}
   append(c, 'WorkflowExecutionStarted', ts, fields)
@@ -208,8 +202,7 @@ local function timer_member(kind, run, a, b, wf_id)
 end
 
 local function clear_attempt_timers(c, seq, attempt)
-  local timers = c.prefix .. 'timers'
-  redis.call('ZREM', timers, timer_member('S', c.run, seq, attempt, c.id),
+  redis.call('ZREM', c.timers, timer_member('S', c.run, seq, attempt, c.id),
     timer_member('H', c.run, seq, attempt, c.id))
 end
 
@@ -237,8 +230,9 @@ end
 -- last heartbeat details, and the timeouts that decide when it must mark it started.
 local function enqueue_activity(c, seq, attempt, state)
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
-  redis.call('XADD', act_task_stream(c, state.tq), '*', 'workflow_id', c.id, 'run_id', c.run,
-    'activity_id', seq, 'attempt', attempt, 'activity_type', state.type,
+  redis.call('XADD', key_activity_tasks(c.prefix, state.tq), '*',
+    'workflow_id', c.id, 'run_id', c.run, 'activity_id', seq, 'attempt', attempt,
+    'activity_type', state.type,
     'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
     'heartbeat_ms', tonumber(state.heartbeat_ms) or 0,
     'input', data[1] or '', 'heartbeat_details', data[2] or '')
@@ -251,13 +245,13 @@ local function retry_activity(c, seq, state, failure, delay, ts)
   state.msg = nil
   state.next_attempt_at = ts + delay
   put_activity(c, seq, state)
-  redis.call('ZADD', c.prefix .. 'timers', ts + delay,
+  redis.call('ZADD', c.timers, ts + delay,
     timer_member('R', c.run, seq, state.attempt, c.id))
 end
 
 local function finish_activity(c, seq, state, etype, payload_field, payload, ts)
   clear_attempt_timers(c, seq, state.attempt)
-  redis.call('ZREM', c.prefix .. 'timers', timer_member('C', c.run, seq, 0, c.id))
+  redis.call('ZREM', c.timers, timer_member('C', c.run, seq, 0, c.id))
   forget_activity(c, seq)
   deliver(c, etype, ts, {'activity_id', seq, payload_field, payload, 'attempt', state.attempt})
 end
@@ -266,7 +260,7 @@ local function activity_timed_out(c, seq, state, kind, ts)
   local failure = {message = 'activity ' .. state.type .. ' timed out (' .. kind .. ')',
     kind = 'timeout', type = 'ActivityTimeoutError', timeout_type = kind,
     non_retryable = false}
-  if state.msg then ack(act_task_stream(c, state.tq), state.msg) end
+  if state.msg then ack(key_activity_tasks(c.prefix, state.tq), state.msg) end
   clear_attempt_timers(c, seq, state.attempt)
   local delay = nil
   if kind ~= 'schedule_to_close' then

@@ -23,7 +23,7 @@ redis.register_function('rd_wft_start', function(keys, args)
   local ts = now_ms()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
   redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg)
-  redis.call('ZADD', c.prefix .. 'timers', ts + tonumber(args[7]),
+  redis.call('ZADD', c.timers, ts + tonumber(args[7]),
     timer_member('W', c.run, epoch, token, c.id))
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
@@ -60,7 +60,7 @@ local function apply_command(c, kind, fields, ts)
     if c.eager_slots > 0 and f.task_queue == c.task_queue then
       -- Eager dispatch: the completing worker takes the task it just queued (a normal
       -- delivery to its consumer), saving the wake-up of its activity poller.
-      local stream = act_task_stream(c, f.task_queue)
+      local stream = key_activity_tasks(c.prefix, f.task_queue)
       local read = redis.call('XREADGROUP', 'GROUP', GROUP, c.worker, 'COUNT', 1,
         'STREAMS', stream, '>')
       local entry = first_entry(read)
@@ -71,27 +71,27 @@ local function apply_command(c, kind, fields, ts)
     end
     local stc = tonumber(opts.schedule_to_close_ms)
     if stc and stc > 0 then
-      redis.call('ZADD', c.prefix .. 'timers', ts + stc, timer_member('C', c.run, seq, 0, c.id))
+      redis.call('ZADD', c.timers, ts + stc, timer_member('C', c.run, seq, 0, c.id))
     end
   elseif kind == 'ActivityTaskCanceled' then
     append(c, kind, ts, fields)
     local state = get_activity(c, f.activity_id)
     if state then
       clear_attempt_timers(c, f.activity_id, state.attempt)
-      redis.call('ZREM', c.prefix .. 'timers', timer_member('C', c.run, f.activity_id, 0, c.id))
-      if state.msg then ack(act_task_stream(c, state.tq), state.msg) end
+      redis.call('ZREM', c.timers, timer_member('C', c.run, f.activity_id, 0, c.id))
+      if state.msg then ack(key_activity_tasks(c.prefix, state.tq), state.msg) end
       forget_activity(c, f.activity_id)
     end
   elseif kind == 'TimerStarted' then
     append(c, kind, ts, fields)
     local member = timer_member('T', c.run, f.timer_id, 0, c.id)
-    redis.call('ZADD', c.prefix .. 'timers', ts + tonumber(f.duration_ms), member)
+    redis.call('ZADD', c.timers, ts + tonumber(f.duration_ms), member)
     redis.call('HSET', c.wf, 'timer:' .. f.timer_id, member)
   elseif kind == 'TimerCanceled' then
     append(c, kind, ts, fields)
     local member = redis.call('HGET', c.wf, 'timer:' .. f.timer_id)
     if member then
-      redis.call('ZREM', c.prefix .. 'timers', member)
+      redis.call('ZREM', c.timers, member)
       redis.call('HDEL', c.wf, 'timer:' .. f.timer_id)
     end
   elseif kind == 'WorkflowExecutionCompleted' then
@@ -170,7 +170,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     i = i + 2 + n * 2
   end
   local ts = now_ms()
-  redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
+  redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
   local buffered = redis.call('LLEN', c.buf)
   local has_buffer = buffered > 0
   -- The history limit: a completion that would take the history past it terminates
@@ -235,7 +235,7 @@ local function wft_retry_later(c, epoch, failure, ts)
   redis.call('HDEL', c.wf, 'wft_msg')
   flush_buffer(c)
   local delay = math.min(10000, 100 * 2 ^ (attempt - 2))
-  redis.call('ZADD', c.prefix .. 'timers', ts + delay, timer_member('B', c.run, epoch, 0, c.id))
+  redis.call('ZADD', c.timers, ts + delay, timer_member('B', c.run, epoch, 0, c.id))
 end
 
 -- A poison workflow task (its workflow type is not registered, its input cannot be
@@ -267,7 +267,7 @@ redis.register_function('rd_wft_fail', function(keys, args)
     return {'stale'}
   end
   local ts = now_ms()
-  redis.call('ZREM', c.prefix .. 'timers', timer_member('W', c.run, epoch, token, c.id))
+  redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
   ack(c.task, msg)
   if keys[5] and args[8] and args[8] ~= '' then
     wft_dead_letter(c, epoch, msg, args[7], args[8], keys[5])

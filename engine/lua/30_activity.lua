@@ -26,14 +26,13 @@ redis.register_function('rd_act_start', function(keys, args)
   state.msg = msg
   state.worker = args[7]
   put_activity(c, seq, state)
-  local timers = c.prefix .. 'timers'
   local stc = tonumber(state.start_to_close_ms)
   if stc and stc > 0 then
-    redis.call('ZADD', timers, ts + stc, timer_member('S', c.run, seq, attempt, c.id))
+    redis.call('ZADD', c.timers, ts + stc, timer_member('S', c.run, seq, attempt, c.id))
   end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
-    redis.call('ZADD', timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
+    redis.call('ZADD', c.timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
   end
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
   return {'ok', cjson.encode(state), data[1] or '', data[2] or '', ts}
@@ -50,7 +49,7 @@ redis.register_function('rd_act_heartbeat', function(keys, args)
   if not state then return {'cancel'} end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
-    redis.call('ZADD', c.prefix .. 'timers', now_ms() + hb,
+    redis.call('ZADD', c.timers, now_ms() + hb,
       timer_member('H', c.run, seq, attempt, c.id))
   end
   if args[6] ~= '' then redis.call('HSET', c.wf, 'acthb:' .. seq, args[6]) end
@@ -64,7 +63,7 @@ local function take_queued_wft(c, consumer, task_queue, before)
   if before ~= 'none' then return nil end  -- a task was already due or running
   local info = redis.call('HMGET', c.wf, 'wft', 'task_queue')
   if info[1] ~= 'scheduled' or info[2] ~= task_queue then return nil end
-  local stream = wf_task_stream(c, task_queue)
+  local stream = key_workflow_tasks(c.prefix, task_queue)
   local entry = first_entry(redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1,
     'STREAMS', stream, '>'))
   if entry then return {stream, entry[1], entry[2]} end

@@ -44,7 +44,7 @@ local function fire(prefix, member, ts)
     local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch', 'wft_token', 'wft_msg',
       'task_queue')
     if info[1] == 'started' and info[2] == a and info[3] == b then
-      ack(wf_task_stream(c, info[5]), info[4])
+      ack(key_workflow_tasks(c.prefix, info[5]), info[4])
       local failure = cjson.encode({message = 'workflow task timed out', kind = 'timeout',
         type = 'WorkflowTaskTimeout', time = ts})
       wft_retry_later(c, a, failure, ts)

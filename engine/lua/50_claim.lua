@@ -64,7 +64,8 @@ end)
 -- rd_dlq_requeue: put a dead-lettered task back on its stream. A workflow task that
 -- was dead-lettered as poison (rd_wft_fail) left its run with no task due: the run is
 -- made to expect it again, with a fresh attempt count.
--- KEYS: dead-letter stream, task stream (the entry's "stream" field)
+-- KEYS: dead-letter stream, task stream (the entry's "stream" field)[, state hash of the
+--       entry's workflow: given for a workflow task whose workflow is in this shard]
 -- ARGV: dead-letter entry id
 -- Returns 1 when requeued, 0 when not found.
 redis.register_function('rd_dlq_requeue', function(keys, args)
@@ -82,12 +83,10 @@ redis.register_function('rd_dlq_requeue', function(keys, args)
     end
   end
   if #cmd == 3 then return redis.error_reply('ERR dead letter has no task fields') end
-  if f.workflow_id and f.epoch and string.sub(keys[2], -3) == ':wf' then
-    -- The dead-letter stream is '<shard prefix>dlq': the run's hash is in the shard.
-    local wf = string.sub(keys[1], 1, -4) .. 'wf:' .. f.workflow_id
-    local info = redis.call('HMGET', wf, 'wft', 'run_id', 'wft_epoch')
+  if keys[3] and f.epoch then
+    local info = redis.call('HMGET', keys[3], 'wft', 'run_id', 'wft_epoch')
     if info[1] == 'dead' and info[2] == f.run_id and info[3] == f.epoch then
-      redis.call('HSET', wf, 'wft', 'scheduled', 'wft_attempt', 1)
+      redis.call('HSET', keys[3], 'wft', 'scheduled', 'wft_attempt', 1)
     end
   end
   redis.call(unpack(cmd))

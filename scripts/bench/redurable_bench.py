@@ -13,21 +13,19 @@ from typing import Any
 
 from engine.store import Store
 from scripts.bench import counters
+from scripts.bench.peers.common import cpu_seconds, percentile, summary_ms
 from scripts.bench.servers import PrivateServer
 from scripts.bench.util import (
     LOOP_ENV,
     WorkerProcess,
-    cpu_seconds,
     loop_name,
-    percentile,
     rss_kib,
     start_sampler,
     stop_sampler,
-    summary_ms,
 )
 from scripts.bench.worker import TASK_QUEUE
 from scripts.bench.workload import Gate, Probe, Stamps, Steps
-from sdk import Client
+from sdk import Client, WorkflowExecutionStatus
 from sdk.worker.workflow_runner import new_machine
 
 STEPS = 3
@@ -44,7 +42,7 @@ async def _connect(url: str, prefix: str, durability: str | None = None) -> Clie
     )
 
 
-async def _count_status(client: Client, status: str) -> int:
+async def _count_status(client: Client, status: WorkflowExecutionStatus) -> int:
     pipe = client.redis.pipeline(transaction=False)
     for shard in range(client.keys.shards):
         pipe.zcard(client.keys.index_status(shard, status))
@@ -57,14 +55,14 @@ async def _wait_closed(client: Client, n: int, timeout: float, stall: float = 20
     deadline = time.monotonic() + timeout
     last, progress_at = -1, time.monotonic()
     while time.monotonic() < deadline:
-        done = await _count_status(client, "COMPLETED")
+        done = await _count_status(client, WorkflowExecutionStatus.COMPLETED)
         if done >= n:
             return
         if done != last:
             last, progress_at = done, time.monotonic()
         elif time.monotonic() - progress_at > stall:
             break
-        failed = await _count_status(client, "FAILED")
+        failed = await _count_status(client, WorkflowExecutionStatus.FAILED)
         if failed:
             raise RuntimeError(f"{failed} benchmark workflows failed")
         await asyncio.sleep(0.01)

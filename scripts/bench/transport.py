@@ -21,8 +21,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from scripts.bench.peers.common import summary_ms
 from scripts.bench.servers import PrivateServer
-from scripts.bench.util import CODE, run_async, summary_ms
+from scripts.bench.util import CODE, run_async
 
 LIBRARY = """#!lua name=rdbench
 redis.register_function('rdbench_noop', function(keys, args) return 1 end)

@@ -1,5 +1,6 @@
-"""Small helpers shared by the benchmark modules: percentiles, process CPU, and the
-worker subprocesses."""
+"""Small helpers shared by the benchmark modules: paths, the event loop, process memory,
+and the worker subprocesses (percentiles and CPU time: scripts/bench/peers/common.py,
+which the peer drivers share)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ CODE = Path(__file__).resolve().parents[2]
 REPO = Path(os.environ.get("REDURABLE_BENCH_REPO") or CODE)
 OUT = REPO / ".bench-out"
 BENCH_VENV = REPO / ".bench-venv"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Event loop of the driver and the workers: "auto" = uvloop when it is installed, as
 #: the CLI does (sdk/cli/common.run); set with `--loop` or REDURABLE_BENCH_LOOP.
 LOOP_ENV = "REDURABLE_BENCH_LOOP"
@@ -55,36 +55,6 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
         return uvloop.run(coro)
     return asyncio.run(coro)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
-    ms = [s * 1000 for s in seconds]
-    return {
-        "n": len(ms),
-        "p50_ms": percentile(ms, 50),
-        "p99_ms": percentile(ms, 99),
-        "mean_ms": sum(ms) / len(ms) if ms else float("nan"),
-        "max_ms": max(ms) if ms else float("nan"),
-    }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_kib(pid: int) -> int:

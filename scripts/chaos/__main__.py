@@ -17,14 +17,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from scripts.chaos import connection_faults, kill_storm, redis_crash, runners_b
-from scripts.chaos.common import ROOT, run_pytest, server_for
+from scripts.chaos.common import ROOT, run_pytest, server_for, sized
 
 DOC = ROOT / "docs" / "reliability.md"
 SCENARIOS = ["kill-storm", "redis-crash", "redis-crash-everysec", "redis-os-crash",
@@ -36,9 +35,7 @@ Outcome = tuple[bool, str]
 async def _kill_storm(args: argparse.Namespace, workdir: Path) -> Outcome:
     with ExitStack() as stack:
         url, server = server_for(args.redis_url, stack)
-        cfg = kill_storm.StormConfig()
-        if args.workflows:
-            cfg = replace(cfg, workflows=args.workflows)
+        cfg = sized(kill_storm.StormConfig(), args.workflows)
         report = await kill_storm.run(url, cfg, workdir)
         return report.verdict.ok and report.unrecovered == 0, (
             f"{cfg.workflows} workflows x (5 activities + 2 timers), {cfg.workers} workers, "
@@ -50,10 +47,9 @@ def _crash(appendfsync: str, lose_last: float) -> Callable[[argparse.Namespace, 
                                                           Coroutine[Any, Any, Outcome]]:
     async def scenario(args: argparse.Namespace, workdir: Path) -> Outcome:
         # Starts spread over ~50 s, so several crashes hit a busy system.
-        cfg = redis_crash.CrashConfig(appendfsync=appendfsync, lose_last=lose_last,
-                                      start_pause=0.05)
-        if args.workflows:
-            cfg = replace(cfg, workflows=args.workflows)
+        crash = redis_crash.CrashConfig(appendfsync=appendfsync, lose_last=lose_last,
+                                        start_pause=0.05)
+        cfg = sized(crash, args.workflows)
         report = await redis_crash.run(cfg, workdir)
         ok = report.verdict.ok if not lose_last else not [
             p for p in report.verdict.problems if "disagrees" in p or "event ids" in p]
@@ -66,9 +62,7 @@ def _crash(appendfsync: str, lose_last: float) -> Callable[[argparse.Namespace, 
 
 
 async def _connection_faults(args: argparse.Namespace, workdir: Path) -> Outcome:
-    cfg = connection_faults.FaultConfig()
-    if args.workflows:
-        cfg = replace(cfg, workflows=args.workflows)
+    cfg = sized(connection_faults.FaultConfig(), args.workflows)
     report = await connection_faults.run(cfg, workdir)
     ok = report.verdict.ok and not report.stuck_workflows and not report.stuck_entries
     return ok, (

@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from redis.asyncio import Redis
@@ -23,14 +23,41 @@ from redis.exceptions import RedisError
 
 from scripts.chaos import ledger
 from scripts.chaos.workflows import Storm, storm_expected
-from sdk import Client
+from sdk import Client, WorkflowExecutionStatus
 from sdk._devserver import EmbeddedServer
 from tests.integration.worker_proc import WorkerProcess
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "scripts.chaos.workflows"
 TASK_QUEUE = "chaos"
 T = TypeVar("T")
+#: A scenario's config (a dataclass).
+Config = TypeVar("Config", bound="DataclassInstance")
+
+
+@dataclass(frozen=True)
+class StormLoad:
+    """The load of the Storm scenarios (kill storm, Redis crash, connection faults):
+    Storm workflows (5 activities, 2 timers) on a pool of worker processes. Each
+    scenario's config adds its faults and may change these defaults."""
+
+    workflows: int = 1000
+    workers: int = 4
+    #: The workers' liveness timeout (s): how soon a dead worker's tasks are claimed.
+    liveness: float = 1.0
+    #: Activity duration and timer length (s) of each Storm workflow.
+    delay: float = 0.05
+    timer: float = 0.2
+    #: The faults stop after this long even if workflows are still open (s).
+    chaos_max: float = 900.0
+
+
+def sized(cfg: Config, count: int | None, field_name: str = "workflows") -> Config:
+    """`cfg` resized by the runner's `--workflows` (into `field_name`) when it is given."""
+    return replace(cfg, **{field_name: count}) if count else cfg
 
 
 class WorkerPool:
@@ -145,7 +172,8 @@ async def open_count(client: Client, ids: list[str], redis: Redis | None = None)
     pipe = (redis or client.redis).pipeline(transaction=False)
     for wf_id in ids:
         pipe.hget(client.keys.workflow(wf_id), "status")
-    return sum(1 for s in await pipe.execute() if s == b"RUNNING")
+    running = WorkflowExecutionStatus.RUNNING.encode()
+    return sum(1 for s in await pipe.execute() if s == running)
 
 
 async def wait_closed(client: Client, ids: list[str], timeout: float,

@@ -29,6 +29,7 @@ from scripts.chaos import checker, ledger
 from scripts.chaos.common import (
     TASK_QUEUE,
     Started,
+    StormLoad,
     WorkerPool,
     drop_client,
     open_count,
@@ -44,18 +45,14 @@ ADMIN_NAME = "chaos-admin"
 
 
 @dataclass(frozen=True)
-class FaultConfig:
+class FaultConfig(StormLoad):
     workflows: int = 300
     workers: int = 3
     #: Pause between two CLIENT KILLs (s).
     kill_every: float = 0.05
     #: Share of client->server chunks after which the proxy cuts the connection.
     cut_rate: float = 0.005
-    liveness: float = 1.0
-    delay: float = 0.05
-    timer: float = 0.2
     seed: int = 1
-    #: Faults stop after this long even if workflows are still open (s).
     chaos_max: float = 600.0
     #: Once faults stop, everything must be closed and acknowledged within this (s).
     stuck_after: float = 60.0

@@ -21,6 +21,7 @@ from scripts.chaos import checker, ledger
 from scripts.chaos.common import (
     TASK_QUEUE,
     Started,
+    StormLoad,
     WorkerPool,
     drop_client,
     open_count,
@@ -35,19 +36,12 @@ from sdk import Client
 
 
 @dataclass(frozen=True)
-class StormConfig:
-    workflows: int = 1000
-    workers: int = 4
+class StormConfig(StormLoad):
     kill_every: float = 0.2
-    liveness: float = 1.0
-    #: Activity duration and timer length (s) of each Storm workflow.
-    delay: float = 0.05
-    timer: float = 0.2
     seed: int = 1
-    #: The storm goes on until every workflow closed and at least this many kills.
+    #: The storm goes on until every workflow closed and at least this many kills (and
+    #: at most chaos_max seconds).
     min_kills: int = 0
-    #: The storm stops after this long even if workflows are still open (s).
-    storm_max: float = 900.0
     #: Then, with no more kills, the rest must finish within this (s).
     drain: float = 120.0
 
@@ -91,7 +85,7 @@ async def run(url: str, cfg: StormConfig, workdir: Path) -> StormReport:
                 tg.start_soon(start_storms, client, cfg.workflows, started, cfg.delay,
                               cfg.timer)
                 next_look = 0.0
-                while time.monotonic() - began < cfg.storm_max:
+                while time.monotonic() - began < cfg.chaos_max:
                     await anyio.sleep(cfg.kill_every)
                     if time.monotonic() >= next_look:  # every second: cheap enough
                         next_look = time.monotonic() + 1.0
@@ -107,7 +101,7 @@ async def run(url: str, cfg: StormConfig, workdir: Path) -> StormReport:
                     killed_at = await server_ms(client)
                     kills.append((killed_at, await in_flight_on(client, victim.identity,
                                                                 TASK_QUEUE)))
-                tg.cancel_scope.cancel()  # a start loop cut short by storm_max
+                tg.cancel_scope.cancel()  # a start loop cut short by chaos_max
             report = StormReport(cfg, checker.Verdict(), kills=pool.kills)
             report.open_after_storm = await open_count(client, list(started.expected))
             await wait_closed(client, list(started.expected), cfg.drain)

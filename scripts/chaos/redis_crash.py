@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from scripts.chaos import checker, ledger
 from scripts.chaos.common import (
     Started,
+    StormLoad,
     WorkerPool,
     drop_client,
     open_count,
@@ -40,25 +41,18 @@ from sdk import Client
 
 
 @dataclass(frozen=True)
-class CrashConfig:
-    workflows: int = 1000
-    workers: int = 4
+class CrashConfig(StormLoad):
     crash_every: float = 10.0
     appendfsync: str = "always"
     #: > 0: simulate an OS crash instead of a process kill: each restart loads the AOF
     #: as it was this many seconds before the crash (what `everysec` may lose then).
     lose_last: float = 0.0
-    liveness: float = 1.0
-    delay: float = 0.05
-    timer: float = 0.2
     #: Pause between two starts (s): spreads the starts over several crashes.
     start_pause: float = 0.0
     #: Crashes go on until every workflow closed and at least `min_crashes` happened;
     #: they stop after `max_crashes`, or after `chaos_max` seconds.
     min_crashes: int = 0
     max_crashes: int = 1000
-    #: Crashes stop after this long even if workflows are still open (s).
-    chaos_max: float = 900.0
     drain: float = 120.0
 
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from scripts.chaos import clock_skew, poison, signal_storm
-from scripts.chaos.common import run_pytest, server_for
+from scripts.chaos.common import run_pytest, server_for, sized
 
 Outcome = tuple[bool, str]
 Runner = Callable[[argparse.Namespace, Path], Coroutine[Any, Any, Outcome]]
@@ -22,9 +21,7 @@ async def _poison(args: argparse.Namespace, workdir: Path) -> Outcome:
     del workdir
     with ExitStack() as stack:
         url, server = server_for(args.redis_url, stack)
-        cfg = poison.PoisonConfig()
-        if args.workflows:
-            cfg = replace(cfg, healthy=args.workflows)
+        cfg = sized(poison.PoisonConfig(), args.workflows, "healthy")
         report = await poison.run(url, cfg)
         return report.ok, (
             f"{cfg.healthy}+ healthy workflows x 2 phases, {cfg.concurrency} at a time, "
@@ -36,9 +33,7 @@ async def _signal_storm(args: argparse.Namespace, workdir: Path) -> Outcome:
     del workdir
     with ExitStack() as stack:
         url, server = server_for(args.redis_url, stack)
-        cfg = signal_storm.StormConfig()
-        if args.workflows:
-            cfg = replace(cfg, signals=args.workflows)
+        cfg = sized(signal_storm.StormConfig(), args.workflows, "signals")
         report = await signal_storm.run(url, cfg)
         return report.ok, f"one workflow, paced over {cfg.duration:g} s, {server}: {report.line()}"
 
@@ -50,9 +45,7 @@ async def _clock_skew(args: argparse.Namespace, workdir: Path) -> Outcome:
         return False, f"not run: {why}"
     with ExitStack() as stack:
         url, server = server_for(args.redis_url, stack)
-        cfg = clock_skew.SkewConfig()
-        if args.workflows:
-            cfg = replace(cfg, workflows=args.workflows)
+        cfg = sized(clock_skew.SkewConfig(), args.workflows)
         report = await clock_skew.run(url, cfg, faketime)
         on_time = all(0 <= late < 100 for samples in report.late.values() for late in samples)
         ok = (report.verdict.ok and on_time and report.query_answered

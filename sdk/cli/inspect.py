@@ -17,6 +17,7 @@ from rich.text import Text
 from engine.errors import WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
 from engine.keys import DEFAULT_PREFIX
+from engine.status import WorkflowExecutionStatus
 from engine.store import decode_entries
 from sdk.cli.common import (
     IdArgument,
@@ -177,7 +178,7 @@ async def follow_history(
         status = await client.redis.hget(state_key, "status")
         if status is None:
             raise WorkflowNotFoundError(handle.id)
-        if status != b"RUNNING":
+        if status != WorkflowExecutionStatus.RUNNING.encode():
             rest: Any = await client.redis.xread({key: last})
             for _, entries in rest or []:
                 for _, event in decode_entries(entries):

@@ -7,12 +7,11 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgpack
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
@@ -34,29 +33,34 @@ from engine.errors import (
 )
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
+from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
 from engine.resp import RespPool
+from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import query_name, signal_name, workflow_type_name
 from sdk.client.close_watch import CloseWatcher
 
 DEFAULT_URL = "redis://localhost:6379"
-STATUSES = (
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "CANCELED",
-    "TERMINATED",
-    "TIMED_OUT",
-    "CONTINUED_AS_NEW",
-)
-CLOSED = frozenset(STATUSES) - {"RUNNING"}
+_EPOCH = datetime.fromtimestamp(0, tz=UTC)
+#: What result() waits past: the run goes on (a continued run in the same keys).
+_NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
 
 
 def _dt(ms: bytes | str | int | None) -> datetime | None:
     if ms is None or ms == b"":
         return None
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+
+
+def _dead_letter_id(
+    keys: Keys, workflow_id: str, wft: bytes | None, letter: bytes | None
+) -> str | None:
+    """The `dlq` id of the run's dead-lettered workflow task (rd_wft_fail notes its
+    entry while the run's task state is 'dead'), else None."""
+    if wft != b"dead" or not letter:
+        return None
+    return f"{keys.shard(workflow_id)}/{letter.decode()}"
 
 
 def _str(value: bytes | None) -> str:
@@ -84,40 +88,40 @@ class PendingActivity:
 
 
 @dataclass(frozen=True)
-class WorkflowDescription:
-    id: str
-    run_id: str
-    status: str
-    workflow_type: str
-    task_queue: str
-    start_time: datetime | None
-    close_time: datetime | None
-    history_length: int
-    pending_activities: list[PendingActivity] = field(default_factory=list)
-    last_workflow_task_failure: dict[str, Any] | None = None
-    workflow_task_attempt: int = 1
-    #: The run's workflow task is in the dead letters (it failed in a way no retry
-    #: cures, max_deliveries times): its id for `redurable dlq requeue`, else None.
-    #: The run stays RUNNING with nothing due until it is requeued or terminated.
-    dead_letter_id: str | None = None
-    #: The last signals the workflow dropped (input that does not decode, arguments
-    #: that do not fit the handler, no handler of that name) and why, else None.
-    last_signal_dropped: str | None = None
-
-
-@dataclass(frozen=True)
 class WorkflowExecution:
     """One row of `list_workflows`."""
 
     id: str
     run_id: str
-    status: str
+    status: WorkflowExecutionStatus
     workflow_type: str
     task_queue: str
     start_time: datetime | None
     close_time: datetime | None
-    #: Pass as `list_workflows(after=...)` to continue after this row.
-    cursor: tuple[int, str] = (0, "")
+    #: The run's workflow task is in the dead letters (it failed in a way no retry
+    #: cures, max_deliveries times): its id for `redurable dlq requeue`, else None.
+    #: The run stays RUNNING with nothing due until it is requeued or terminated.
+    dead_letter_id: str | None = None
+
+    @property
+    def cursor(self) -> tuple[int, str]:
+        """Pass as `list_workflows(after=...)` to continue after this row: its start
+        time (ms, the score of every visibility index) and id."""
+        start_ms = (self.start_time - _EPOCH) // timedelta(milliseconds=1) if self.start_time else 0
+        return start_ms, self.id
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowDescription(WorkflowExecution):
+    """What `describe()` tells: the row, and the run's progress."""
+
+    history_length: int
+    pending_activities: list[PendingActivity] = field(default_factory=list)
+    last_workflow_task_failure: dict[str, Any] | None = None
+    workflow_task_attempt: int = 1
+    #: The last signals the workflow dropped (input that does not decode, arguments
+    #: that do not fit the handler, no handler of that name) and why, else None.
+    last_signal_dropped: str | None = None
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -190,7 +194,7 @@ class Client:
         redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:
             await load_library(redis)
-            config_key = f"{prefix}:config"
+            config_key = Keys(prefix).config()
             await redis.hsetnx(config_key, "shards", shards or DEFAULT_SHARDS)
             stored = int(await redis.hget(config_key, "shards") or DEFAULT_SHARDS)
             if shards is not None and shards != stored:
@@ -257,8 +261,13 @@ class Client:
         Pages through the per-shard start-time indexes with a (score, id) cursor, so
         workflows started in the same millisecond are neither lost nor repeated.
         `after=(start_ms, workflow_id)` resumes after that row (WorkflowExecution.cursor)."""
-        if status is not None and status not in STATUSES:
-            raise InvalidArgumentError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if status is not None:
+            try:
+                status = WorkflowExecutionStatus(status)
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"unknown status {status!r}; one of {', '.join(WorkflowExecutionStatus)}"
+                ) from None
         if type is not None:
             check_name(type, "workflow type")
         if page_size < 1:
@@ -299,7 +308,7 @@ class Client:
             pipe = self.redis.pipeline(transaction=False)
             for _, member in page:
                 pipe.hmget(self.keys.workflow(member.decode()), "run_id", "status", "type",
-                           "task_queue", "start_time", "close_time")
+                           "task_queue", "start_time", "close_time", "wft", "wft_dead_letter")
             for (score, member), row in zip(page, await pipe.execute(), strict=True):
                 if score != cursor:
                     cursor, yielded_at_cursor, floor = score, set(), None
@@ -307,10 +316,11 @@ class Client:
                 if row[1] is None:
                     continue  # deleted between the index read and now
                 execution = WorkflowExecution(
-                    id=member.decode(), run_id=_str(row[0]), status=_str(row[1]),
+                    id=member.decode(), run_id=_str(row[0]),
+                    status=WorkflowExecutionStatus.parse(row[1]),
                     workflow_type=_str(row[2]), task_queue=_str(row[3]),
                     start_time=_dt(row[4]), close_time=_dt(row[5]),
-                    cursor=(int(score), member.decode()),
+                    dead_letter_id=_dead_letter_id(self.keys, member.decode(), row[6], row[7]),
                 )
                 if type is not None and execution.workflow_type != type:
                     continue
@@ -387,10 +397,11 @@ class WorkflowHandle:
                 )
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
-                text = status.decode()
-                if text == "COMPLETED":
+                run_status = WorkflowExecutionStatus.parse(status)
+                if run_status is WorkflowExecutionStatus.COMPLETED:
                     return self.client.codec.decode(result or b"")
-                if text in CLOSED and text != "CONTINUED_AS_NEW":
+                if run_status not in _NOT_FAILED:
+                    text = run_status.value
                     cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
                     raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
                 # Re-check now and then in case a notification was lost with a connection.
@@ -413,35 +424,31 @@ class WorkflowHandle:
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
         request_id = uuid.uuid4().hex
-        reply_key = keys.query_reply(request_id)
-        await self.client.redis.xadd(
-            keys.queries(task_queue),
-            {
-                "request_id": request_id,
-                "workflow_id": self.id,
-                "name": name,
-                "args": self.client.codec.encode(list(args)),
-                "reply": reply_key,
-                # From the request's entry id, on the server's clock (sdk/worker/worker.py).
-                "timeout_ms": int(timeout * 1000),
-            },
-            maxlen=10000,
-            approximate=True,
+        request = QueryRequest(
+            workflow_id=self.id,
+            name=name,
+            args=self.client.codec.encode(list(args)),
+            reply=keys.query_reply(request_id),
+            timeout_ms=int(timeout * 1000),
+            request_id=request_id,
         )
-        reply = await self.client.redis.blpop([reply_key], timeout=timeout)
+        fields: dict[Any, Any] = encode_request(request)  # redis-py's own field types
+        await self.client.redis.xadd(keys.queries(task_queue), fields, maxlen=10000,
+                                     approximate=True)
+        reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
         if reply is None:
-            await self.client.redis.delete(reply_key)
+            await self.client.redis.delete(request.reply)
             live = await self.client._live_workers(task_queue)
             hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
             raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
-        answer = msgpack.unpackb(reply[1], raw=False)
-        if answer["status"] == "ok":
-            return self.client.codec.decode(answer["payload"])
-        if answer["status"] == "unknown_query":
-            raise UnknownQueryError(name, answer.get("known", []))
-        if answer["status"] == "not_found":
+        answer = decode_answer(reply[1])
+        if answer.status is QueryStatus.OK:
+            return self.client.codec.decode(answer.payload)
+        if answer.status is QueryStatus.UNKNOWN_QUERY:
+            raise UnknownQueryError(name, list(answer.known))
+        if answer.status is QueryStatus.NOT_FOUND:
             raise WorkflowNotFoundError(self.id)
-        raise QueryFailedError(answer.get("message", "query failed"))
+        raise QueryFailedError(answer.message)
 
     async def cancel(self, reason: str = "") -> None:
         await self._store.cancel(self.id, self.run_id or "", reason)
@@ -479,7 +486,7 @@ class WorkflowHandle:
         return WorkflowDescription(
             id=self.id,
             run_id=_str(state.get("run_id")),
-            status=_str(state.get("status")),
+            status=WorkflowExecutionStatus.parse(state["status"]),
             workflow_type=_str(state.get("type")),
             task_queue=_str(state.get("task_queue")),
             start_time=_dt(state.get("start_time")),
@@ -488,15 +495,12 @@ class WorkflowHandle:
             pending_activities=pending,
             last_workflow_task_failure=json.loads(failure) if failure else None,
             workflow_task_attempt=int(state.get("wft_attempt", b"1")),
-            dead_letter_id=self._dead_letter_id(state),
+            dead_letter_id=_dead_letter_id(
+                self.client.keys, self.id, state.get("wft"), state.get("wft_dead_letter")
+            ),
             last_signal_dropped=_str(state.get("last_signal_dropped")) or None,
         )
 
-    def _dead_letter_id(self, state: dict[str, bytes]) -> str | None:
-        letter = state.get("wft_dead_letter")
-        if state.get("wft") != b"dead" or not letter:
-            return None
-        return f"{self.client.keys.shard(self.id)}/{letter.decode()}"
 
     async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
         """Every event of the current run, payloads decoded."""
@@ -529,7 +533,3 @@ def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
         timestamp=datetime.fromtimestamp(event.timestamp / 1000, tz=UTC),
         attributes=attributes,
     )
-
-
-def decode_events(events: Sequence[ev.Event], codec: PayloadCodec) -> list[HistoryEvent]:
-    return [to_history_event(e, codec) for e in events]

@@ -30,8 +30,9 @@ from starlette.templating import Jinja2Templates
 
 from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
+from engine.status import WorkflowExecutionStatus
 from engine.validate import check_id
-from sdk.client.client import STATUSES, Client
+from sdk.client.client import Client
 from sdk.ui import queries, security
 from sdk.ui.views import load_detail, pretty
 
@@ -68,7 +69,7 @@ def _templates() -> Jinja2Templates:
         autoescape=True,  # every name and payload is text, never markup
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(url=url, statuses=STATUSES, tabs=TABS)
+    env.globals.update(url=url, statuses=tuple(WorkflowExecutionStatus), tabs=TABS)
     env.filters.update(local_time=local_time, duration=duration, pretty=pretty)
     return Jinja2Templates(env=env)
 

@@ -16,7 +16,8 @@ from typing import Any
 from engine.dead_letters import DeadLetter
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP
-from sdk.client.client import STATUSES, Client, WorkflowExecution
+from engine.status import WorkflowExecutionStatus
+from sdk.client.client import Client, WorkflowExecution
 
 #: A worker whose last beat is older than this is shown as gone (the Client's own
 #: liveness window for queries).
@@ -97,13 +98,13 @@ async def status_counts(client: Client) -> dict[str, int]:
     """Workflows of the namespace per status (every status, zeros included)."""
     keys = client.keys
     pipe = client.redis.pipeline(transaction=False)
-    for status in STATUSES:
+    for status in WorkflowExecutionStatus:
         for shard in range(keys.shards):
             pipe.zcard(keys.index_status(shard, status))
     counts = await pipe.execute()
     return {
         status: sum(counts[i * keys.shards : (i + 1) * keys.shards])
-        for i, status in enumerate(STATUSES)
+        for i, status in enumerate(WorkflowExecutionStatus)
     }
 
 

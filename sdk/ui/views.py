@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.status import WorkflowExecutionStatus
 from sdk.cli.common import TABLE_HIDDEN, to_json
 from sdk.client.client import Client, HistoryEvent, WorkflowDescription
 from sdk.ui import timeline
@@ -63,7 +64,7 @@ class Detail:
 
     @property
     def running(self) -> bool:
-        return self.description.status == "RUNNING"
+        return self.description.status is WorkflowExecutionStatus.RUNNING
 
 
 async def load_detail(client: Client, workflow_id: str) -> Detail:

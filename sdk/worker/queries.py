@@ -7,10 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from engine.errors import UnknownQueryError
 from engine.keys import GROUP
+from engine.query_wire import (
+    QueryAnswer,
+    QueryRequest,
+    QueryStatus,
+    decode_request,
+    encode_answer,
+)
 from sdk._definitions import WorkflowDefinition
 from sdk.client.client import Client
 from sdk.worker.task_entry import TaskEntry
@@ -40,43 +45,39 @@ class QueryAnswerer:
         """Answer one query request and acknowledge it (always: a query gets an answer,
         or is dropped when expired or malformed)."""
         redis = self.client.redis
-        # The deadline is on the server's clock: the request's entry id (the time the
-        # server added it) plus the client's timeout.
-        timeout_ms = task.fields.get(b"timeout_ms", b"")
+        request = decode_request(task.fields)
         # Expired (the client gave up: queries sent before any worker ran), or malformed
         # (nobody to answer): drop it.
-        if (not timeout_ms.isdigit() or b"reply" not in task.fields
-                or int(task.msg_id.split("-")[0]) + int(timeout_ms) < self._server_ms()):
+        if request is None or request.expired(task.msg_id, self._server_ms()):
             await redis.xack(task.stream, GROUP, task.msg_id)
             await redis.xdel(task.stream, task.msg_id)
             return
         try:
-            answer = await self._query_answer(task)
+            answer = await self._query_answer(request)
         except Exception as exc:  # a query must always get an answer
-            answer = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-        reply_key = task.get("reply")
+            answer = QueryAnswer(QueryStatus.FAILED, message=f"{type(exc).__name__}: {exc}")
         pipe = redis.pipeline(transaction=False)
-        pipe.rpush(reply_key, msgpack.packb(answer, use_bin_type=True))
-        pipe.expire(reply_key, 60)
+        pipe.rpush(request.reply, encode_answer(answer))
+        pipe.expire(request.reply, 60)
         pipe.xack(task.stream, GROUP, task.msg_id)
         pipe.xdel(task.stream, task.msg_id)
         await pipe.execute()
 
-    async def _query_answer(self, task: TaskEntry) -> dict[str, Any]:
-        wf_id = task.get("workflow_id")
+    async def _query_answer(self, request: QueryRequest) -> QueryAnswer:
+        wf_id = request.workflow_id
         row: Any = await self.client.redis.hmget(self.keys.workflow(wf_id), "run_id", "type")
         run_id_raw, type_raw = row
         if run_id_raw is None:
-            return {"status": "not_found"}
+            return QueryAnswer(QueryStatus.NOT_FOUND)
         run_id, wf_type = run_id_raw.decode(), type_raw.decode()
         definition = self._workflows.get(wf_type)
         if definition is None:
-            return {
-                "status": "failed",
-                "message": f"workflow type {wf_type!r} is not registered on this worker",
-            }
+            return QueryAnswer(
+                QueryStatus.FAILED,
+                message=f"workflow type {wf_type!r} is not registered on this worker",
+            )
         codec = self.client.codec
-        args = codec.decode(task.fields[b"args"])
+        args = codec.decode(request.args)
         machine = None
         cached = self.cache.get(wf_id, run_id)
         if cached is not None:
@@ -88,9 +89,9 @@ class QueryAnswerer:
             machine = new_machine(definition, wf_id, run_id, self.task_queue, codec)
             machine.replay([e for _, e in entries])
         try:
-            value = machine.query(task.get("name"), list(args))
+            value = machine.query(request.name, list(args))
         except UnknownQueryError:
-            return {"status": "unknown_query", "known": sorted(definition.queries)}
+            return QueryAnswer(QueryStatus.UNKNOWN_QUERY, known=tuple(sorted(definition.queries)))
         except Exception as exc:
-            return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-        return {"status": "ok", "payload": codec.encode(value)}
+            return QueryAnswer(QueryStatus.FAILED, message=f"{type(exc).__name__}: {exc}")
+        return QueryAnswer(QueryStatus.OK, payload=codec.encode(value))

@@ -24,9 +24,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from engine import commands as cmd
 from engine import events as ev
 from engine.errors import ApplicationError, PayloadError, to_failure
+from engine.events import decode_packed_event
 from engine.keys import GROUP
 from engine.machine import LOGIC_FLAGS
-from engine.store import Call, Store, WorkflowTaskStart, decode_packed_event
+from engine.store import Call, Store, WorkflowTaskStart
 from engine.validate import check_task_queue
 from sdk import activity as activity_api
 from sdk._definitions import (

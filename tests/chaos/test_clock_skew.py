@@ -14,8 +14,9 @@ from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
 from sdk.testing import running_worker
 from sdk.worker import worker as _worker
+from tests.chaos.marks import SCENARIO
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
+pytestmark = SCENARIO
 
 #: A timer decided on a skewed worker's clock would be off by the skew (300,000 ms);
 #: the goal is under 100 ms, which the runner reports. Here only a wide bound is

@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 
 from scripts.chaos import connection_faults
-from scripts.chaos.server import redis_server_binary
+from tests.chaos.marks import PRIVATE_SERVER
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.integration,
-    pytest.mark.chaos,
-    pytest.mark.slow,
-    pytest.mark.skipif(redis_server_binary() is None, reason="needs Debian's redis-server"),
-]
+pytestmark = PRIVATE_SERVER
 
 
 @pytest.mark.timeout(150)

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from engine.codec import MsgpackCodec
 from engine.dead_letters import parse_id
 from engine.errors import RedurableError
+from engine.events import decode_packed_event
 from engine.keys import Keys
 from engine.limits import MAX_PAYLOAD_BYTES
-from engine.store import decode_packed_event
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
 from sdk.cli.common import CliError, parse_inputs

@@ -4,27 +4,25 @@ Runs on a private redis-server whatever REDURABLE_TEST_URL says: it kills the se
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from scripts.chaos import redis_crash
-from scripts.chaos.server import redis_server_binary
+from tests.chaos.marks import PRIVATE_SERVER
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.integration,
-    pytest.mark.chaos,
-    pytest.mark.slow,
-    pytest.mark.skipif(redis_server_binary() is None, reason="needs Debian's redis-server"),
-]
+pytestmark = PRIVATE_SERVER
+
+#: Both tests: 40 workflows over a few crashes 2 s apart.
+CI_SIZE = redis_crash.CrashConfig(
+    workflows=40, workers=2, crash_every=2.0, start_pause=0.1, min_crashes=2, delay=0.1,
+    timer=0.3, chaos_max=60.0)
 
 
 @pytest.mark.timeout(150)
 async def test_appendfsync_always_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    cfg = redis_crash.CrashConfig(
-        workflows=40, workers=2, crash_every=2.0, appendfsync="always", start_pause=0.1,
-        min_crashes=2, delay=0.1, timer=0.3, chaos_max=60.0, drain=60.0)
+    cfg = replace(CI_SIZE, appendfsync="always", drain=60.0)
     report = await redis_crash.run(cfg, tmp_path)
     print(report.line())
     assert report.crashes >= 2
@@ -39,10 +37,7 @@ async def test_lost_writes_are_detected_not_silent(tmp_path: Path) -> None:
     restarting from a copy of the AOF taken 0.5 s before the crash: acknowledged
     starts vanish and histories roll back. Every such loss must show up: as a lost
     workflow or a rolled-back history; no history may disagree with its state."""
-    cfg = redis_crash.CrashConfig(
-        workflows=40, workers=2, crash_every=2.0, appendfsync="everysec", lose_last=0.5,
-        min_crashes=2, max_crashes=3, start_pause=0.1, delay=0.1, timer=0.3, chaos_max=60.0,
-        drain=30.0)
+    cfg = replace(CI_SIZE, appendfsync="everysec", lose_last=0.5, max_crashes=3, drain=30.0)
     report = await redis_crash.run(cfg, tmp_path)
     print(report.line())
     print(report.verdict.details())

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from scripts.chaos import signal_storm
+from tests.chaos.marks import SCENARIO
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
+pytestmark = SCENARIO
 
 
 @pytest.mark.timeout(120)

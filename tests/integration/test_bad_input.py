@@ -132,3 +132,23 @@ async def test_query_with_arguments_that_do_not_fit_answers_an_error(client: Cli
         await handle.signal(Collector.go)
         with anyio.fail_after(10):
             assert await handle.result() == [1, "go"]
+
+
+async def test_dead_lettered_workflow_task_is_named_in_describe_and_list(client: Client) -> None:
+    """A run whose workflow task went to the dead letters used to look like any RUNNING
+    run; describe and list now carry the dead letter's id, until it is requeued."""
+    async with _worker(client, max_deliveries=2):
+        handle = await client.start_workflow("NotDeployed", id="dead-task", task_queue="q")
+        with anyio.fail_after(15):
+            while not (letters := await client.list_dead_letters()):
+                await anyio.sleep(0.02)
+        [letter] = letters
+        description = await handle.describe()
+        assert description.status == "RUNNING"
+        assert description.dead_letter_id == letter.id
+        assert "not registered" in (description.last_workflow_task_failure or {})["message"]
+        [row] = [r async for r in client.list_workflows()]
+        assert row.dead_letter_id == letter.id
+        await client.requeue_dead_letter(letter.id)
+        assert (await handle.describe()).dead_letter_id is None
+        await handle.terminate("not deployed")

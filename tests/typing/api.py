@@ -25,6 +25,7 @@ from sdk import (
     Worker,
     WorkflowDescription,
     WorkflowExecution,
+    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     activity,
@@ -162,7 +163,9 @@ async def client_usage() -> None:
         del status, count
         desc = await handle.describe()
         assert_type(desc, WorkflowDescription)
-        assert_type(desc.status, str)
+        assert_type(desc.status, WorkflowExecutionStatus)
+        running: bool = desc.status == "RUNNING"  # a StrEnum: plain text compares too
+        del running
         assert_type(desc.start_time, datetime | None)
         assert_type(desc.pending_activities, list[PendingActivity])
         assert_type(desc.last_workflow_task_failure, dict[str, Any] | None)
@@ -172,6 +175,9 @@ async def client_usage() -> None:
             assert_type(event.attributes, dict[str, Any])
         async for execution in client.list_workflows(status="RUNNING", type="Order"):
             assert_type(execution, WorkflowExecution)
+            assert_type(execution.status, WorkflowExecutionStatus)
+        async for execution in client.list_workflows(status=WorkflowExecutionStatus.FAILED):
+            assert_type(execution.cursor, tuple[int, str])
         try:
             result: str = await handle.result(timeout=30)
             del result

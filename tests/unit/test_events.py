@@ -194,3 +194,18 @@ def test_describe_commands() -> None:
 def test_encode_attributes_skips_missing() -> None:
     flat = ev.encode_attributes(ev.TimerStarted, {"timer_id": 1})
     assert flat == ["timer_id", "1"]
+
+
+def test_logic_flags_read_as_recorded() -> None:
+    flag = ev.WorkflowLogicFlag
+    marks = {text: ev.WorkflowTaskCompleted(1, 1, flags=text).logic_flags
+             for text in ("", "1", "1,2", "2,9", "a,b")}
+    assert marks == {
+        "": frozenset(),
+        "1": {flag.STEP_PER_INPUT},
+        "1,2": {flag.STEP_PER_INPUT, flag.CLOSE_DROP_RECORDED},
+        "2,9": {flag.CLOSE_DROP_RECORDED},  # a number this code does not know: ignored
+        "a,b": frozenset(),
+    }
+    assert ev.encode_logic_flags([flag.CLOSE_DROP_RECORDED, flag.STEP_PER_INPUT]) == "1,2"
+    assert ev.encode_logic_flags([]) == ""

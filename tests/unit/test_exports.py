@@ -40,6 +40,7 @@ SDK_ALL = [
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowNotFoundError",

@@ -15,7 +15,7 @@ import pytest
 from engine import events as ev
 from engine.codec import MsgpackCodec
 from engine.errors import NondeterminismError, to_failure
-from engine.machine import WorkflowInfo, WorkflowMachine
+from engine.machine import LOGIC_FLAGS, WorkflowInfo, WorkflowMachine
 from sdk import workflow
 from sdk._definitions import workflow_definition
 from sdk.worker.workflow_runner import DefinitionHooks
@@ -64,6 +64,14 @@ def test_golden_files_exist() -> None:
     names = {load(p).name for p in all_files()}
     assert {"order_completed", "party", "cancelled", "nondeterministic"} <= names
     assert NONDETERMINISTIC
+
+
+def test_every_history_is_recorded_under_the_current_flags() -> None:
+    """The flags new activations run with: each golden history has a file recorded
+    under them (scripts/record_golden.py names the file after them)."""
+    assert LOGIC_FLAGS == "1,2"
+    current = {p.name.split(".")[0] for p in all_files() if ".flags-1-2." in p.name}
+    assert current == {load(p).name for p in all_files()}
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)

@@ -343,7 +343,7 @@ def test_wait_condition_timeout() -> None:
 def test_signal_and_timer_in_one_activation() -> None:
     """Signal and timeout fire land in one activation, the signal first: the code runs
     after each input, so it sees the signal before the timeout (flag
-    FLAG_STEP_PER_INPUT). The timer needs no CancelTimer: its fire is recorded."""
+    WorkflowLogicFlag.STEP_PER_INPUT). The timer needs no CancelTimer: its fire is recorded."""
     sim = Sim(Waiter)
     sim.activate()
     sim.signal("proceed")
@@ -372,9 +372,9 @@ def old_engine_history(
 
 
 def test_history_without_flags_replays_the_old_way() -> None:
-    """Before FLAG_STEP_PER_INPUT, all inputs were applied, then the code ran once: the
-    timer's callback ran before conditions were checked and the wait timed out. Such
-    histories must replay as they ran."""
+    """Before WorkflowLogicFlag.STEP_PER_INPUT, all inputs were applied, then the code
+    ran once: the timer's callback ran before conditions were checked and the wait timed
+    out. Such histories must replay as they ran."""
     inputs = (
         (ev.WorkflowExecutionSignaled, {"signal_name": "proceed", "input": codec.encode([])}),
         (ev.TimerFired, {"timer_id": 1}),

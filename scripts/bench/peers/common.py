@@ -1,4 +1,5 @@
-"""Shared by the peer drivers (standard library only: they run in the peers' venvs)."""
+"""Shared by the peer drivers and the redurable benchmark (standard library only: the
+drivers run in the peers' venvs and import it as a plain module, `import common`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -39,6 +41,7 @@ def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
         "p50_ms": percentile(ms, 50),
         "p99_ms": percentile(ms, 99),
         "mean_ms": sum(ms) / len(ms) if ms else float("nan"),
+        "max_ms": max(ms) if ms else float("nan"),
     }
 
 
@@ -74,6 +77,7 @@ def stop(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()

@@ -1,0 +1,110 @@
+"""Running Redis Function calls: one alone, several in one pipeline round trip, and
+with a durability wait (WAITAOF/WAIT) on the connection that made them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from engine.durability import Durability
+from engine.errors import DurabilityError
+from engine.resp import RespPool
+
+log = structlog.get_logger("redurable.store")
+Arg = bytes | str | int
+
+
+@dataclass(frozen=True)
+class Call:
+    """One FCALL, ready to run alone or in a pipeline."""
+
+    function: str
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+def unwrap(reply: Any) -> Any:
+    """A reply as it came; an error reply (which call_many leaves in its slot) raised."""
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+class FunctionCaller:
+    """`fast`, when given, carries the calls; without it (fakeredis in unit tests)
+    they go through redis-py."""
+
+    def __init__(
+        self, redis: Redis, fast: RespPool | None = None, durability: Durability | None = None
+    ) -> None:
+        self.redis = redis
+        self.fast = fast
+        #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
+        self.durability = durability
+
+    async def call(self, call: Call) -> Any:
+        """One transition; with a durability mode, DurabilityError when it was applied
+        but not confirmed durable in time."""
+        if self.durability is not None:
+            return unwrap((await self._call_batch([call], self.durability, strict=True))[0])
+        if self.fast is not None:
+            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
+                                           *call.args)
+        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
+
+    async def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Run calls in one pipeline round trip; an error reply comes back as the
+        exception object in its slot rather than failing the others."""
+        if not calls:
+            return []
+        if self.durability is not None:
+            return await self._call_batch(calls, self.durability, strict=False)
+        if self.fast is not None:
+            return await self.fast.execute_many(
+                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
+        if len(calls) == 1:
+            try:
+                return [await self.call(calls[0])]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self.redis.pipeline(transaction=False)
+        for c in calls:
+            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _call_batch(
+        self, calls: Sequence[Call], durability: Durability, *, strict: bool
+    ) -> list[Any]:
+        """Calls, then the durability wait on the same connection (it covers every
+        earlier write of that connection). When the wait falls short and `strict`, each
+        reply slot holds the DurabilityError (the writes happened, their durability is
+        unknown: a client must hear it). Workers pass strict=False and go on: a
+        transition lost in a crash loses its XACK with it, so its task runs again."""
+        commands: list[tuple[Any, ...]] = [
+            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
+        ]
+        commands.append(durability.command())
+        if self.fast is not None:
+            replies = await self.fast.execute_many(commands)
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = list(await pipe.execute(raise_on_error=False))
+        try:
+            durability.check(replies[-1])
+        except DurabilityError as exc:
+            if strict:
+                return [r if isinstance(r, Exception) else exc for r in replies[:-1]]
+            log.warning("durability_not_confirmed", error=str(exc))
+        return list(replies[:-1])
+
+    async def _worker_call(self, call: Call) -> Any:
+        """One call of a worker's own: like `call`, but a durability wait that falls
+        short is logged, not raised (as in call_many: see _call_batch)."""
+        return unwrap((await self.call_many([call]))[0])

@@ -1,0 +1,107 @@
+"""engine/keys.py is the key schema's one source: the Lua library builds key names only
+with the helpers generated from it, and those give exactly the names Keys gives."""
+
+from __future__ import annotations
+
+import re
+import string
+from importlib import resources
+from typing import Any
+
+import fakeredis
+import pytest
+
+from engine.keys import SHARD_KEYS, Keys, lua_key_helpers
+
+pytestmark = pytest.mark.anyio
+
+#: Sample values of every template parameter, awkward ones included (validate allows
+#: ':' and '|' in ids and names).
+SAMPLES = {
+    "workflow_id": ["order-3", "a:b|c", "ünïcödé-✓"],
+    "task_queue": ["orders", "q:1"],
+    "status": ["RUNNING", "CONTINUED_AS_NEW"],
+    "workflow_type": ["Order", "ns.Type"],
+}
+
+
+def _params(template: str) -> list[str]:
+    return [p for _, p, _, _ in string.Formatter().parse(template) if p]
+
+
+def _python_key(keys: Keys, name: str, shard: int, value: str | None) -> str:
+    method: Any = getattr(keys, name)
+    if name in ("workflow", "history", "buffer"):
+        return str(method(value))
+    return str(method(shard) if value is None else method(shard, value))
+
+
+@pytest.mark.parametrize("keys", [Keys(), Keys("shop", 16)])
+async def test_lua_helpers_name_the_keys_keys_names(keys: Keys) -> None:
+    cases: list[tuple[str, str, str, str | None]] = []  # (helper, shard prefix, value, ...)
+    expected: list[str] = []
+    for name, template in SHARD_KEYS.items():
+        params = _params(template)
+        param = params[0] if params else None
+        for value in SAMPLES[param] if param else [None]:
+            shard = keys.shard(value) if param == "workflow_id" and value else 3 % keys.shards
+            cases.append((name, keys.shard_prefix(shard), value or "", param))
+            expected.append(_python_key(keys, name, shard, value))
+    calls = ", ".join(
+        f"key_{name}(ARGV[{2 * i + 1}]{f', ARGV[{2 * i + 2}]' if param else ''})"
+        for i, (name, _, _, param) in enumerate(cases)
+    )
+    argv = [a for _, prefix, value, _ in cases for a in (prefix, value)]
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    try:
+        got: Any = await redis.eval(f"{lua_key_helpers()}\nreturn {{{calls}}}", 0, *argv)
+    finally:
+        await redis.aclose()
+    assert [g.decode() for g in got] == expected
+
+
+def test_every_template_has_its_keys_method() -> None:
+    for name in SHARD_KEYS:
+        assert callable(getattr(Keys, name)), name
+
+
+def test_the_schema_as_operators_read_it() -> None:
+    """DESIGN.md's key schema: these names must not change."""
+    keys = Keys()
+    shard = keys.shard("order-3")
+    tag = f"redurable:{{{shard}}}"
+    assert keys.workflow("order-3") == f"{tag}:wf:order-3"
+    assert keys.history("order-3") == f"{tag}:wf:order-3:history"
+    assert keys.buffer("order-3") == f"{tag}:wf:order-3:buffer"
+    assert keys.workflow_tasks(7, "orders") == "redurable:{7}:tq:orders:wf"
+    assert keys.activity_tasks(7, "orders") == "redurable:{7}:tq:orders:act"
+    assert keys.timers(7) == "redurable:{7}:timers"
+    assert keys.dead_letters(7) == "redurable:{7}:dlq"
+    assert keys.index_start(7) == "redurable:{7}:index:start"
+    assert keys.index_status(7, "RUNNING") == "redurable:{7}:index:status:RUNNING"
+    assert keys.index_type(7, "Order") == "redurable:{7}:index:type:Order"
+    assert keys.closed_channel(7) == "redurable:{7}:closed"
+    assert keys.workers("orders") == "redurable:workers:orders"
+    assert keys.worker_info("orders") == "redurable:workers:orders:info"
+    assert keys.config() == "redurable:config"
+
+
+# What a key name built in Lua by hand looks like: a schema fragment in a string, or a
+# key name (or prefix) concatenated or cut.
+_HAND_BUILT = re.compile(
+    r"'(?:wf:|tq:|index:|:history|:buffer|:wf|:act|dlq|timers)'"
+    r"|prefix\s*\.\.|\.\.\s*(?:c\.)?prefix\b|keys\[\d+\]\s*\.\.|string\.sub\(keys\["
+)
+
+
+def test_no_lua_file_builds_a_key_name_itself() -> None:
+    folder = resources.files("engine").joinpath("lua")
+    found = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".lua"):
+            continue
+        for number, line in enumerate(entry.read_text().splitlines(), 1):
+            code = line.split("--", 1)[0]
+            if _HAND_BUILT.search(code):
+                found.append(f"{entry.name}:{number}: {line.strip()}")
+    assert found == []
