@@ -32,12 +32,23 @@ Arg = bytes | str | int
 
 
 @dataclass(frozen=True)
+class TaskRef:
+    """One entry of a task stream: what a worker holds, completes or hands back."""
+
+    stream: str
+    msg_id: str
+
+
+@dataclass(frozen=True)
 class Call:
     """One FCALL, ready to run alone or in a pipeline."""
 
     function: str
     keys: Sequence[str]
     args: Sequence[Arg]
+    #: The task entry the call is about, so that a worker learns which entry a reply
+    #: settles from this, never from the function's argument positions.
+    task: TaskRef | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +290,7 @@ class Store:
                 after_stream_id or b"",
                 timeout_ms,
             ],
+            TaskRef(stream, msg_id),
         )
 
     @staticmethod
@@ -328,7 +340,9 @@ class Store:
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
             args += [event_type.__name__, len(fields) // 2, *fields]
-        return Call("rd_wft_complete", self._task_keys(workflow_id, stream), args)
+        return Call(
+            "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id)
+        )
 
     @staticmethod
     def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
@@ -373,7 +387,7 @@ class Store:
         if dead_letter_reason:
             keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
             args.append(dead_letter_reason)
-        return Call("rd_wft_fail", keys, args)
+        return Call("rd_wft_fail", keys, args, TaskRef(stream, msg_id))
 
     # --- activity tasks ---------------------------------------------------------------
     def act_start_call(
@@ -390,6 +404,7 @@ class Store:
             "rd_act_start",
             self._task_keys(workflow_id, stream),
             [self._prefix(workflow_id), workflow_id, run_id, activity_id, attempt, msg_id, worker],
+            TaskRef(stream, msg_id),
         )
 
     @staticmethod
@@ -441,7 +456,12 @@ class Store:
             ]
         if eager_consumer:
             tail += [eager_consumer, eager_task_queue]
-        return Call("rd_act_complete", self._task_keys(workflow_id, stream), base + tail)
+        return Call(
+            "rd_act_complete",
+            self._task_keys(workflow_id, stream),
+            base + tail,
+            TaskRef(stream, msg_id),
+        )
 
     @staticmethod
     def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
@@ -531,11 +551,16 @@ class Store:
         return claimed, bool(int(reply[2])), suspects
 
     def release_call(self, stream: str, msg_id: str) -> Call:
-        return Call("rd_release", [stream], [msg_id])
+        return Call("rd_release", [stream], [msg_id], TaskRef(stream, msg_id))
 
     def dead_letter_call(self, stream: str, shard: int, msg_id: str, reason: str) -> Call:
         """Move a delivered entry that cannot be processed to the dead letters now."""
-        return Call("rd_dead_letter", [stream, self.keys.dead_letters(shard)], [msg_id, reason])
+        return Call(
+            "rd_dead_letter",
+            [stream, self.keys.dead_letters(shard)],
+            [msg_id, reason],
+            TaskRef(stream, msg_id),
+        )
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int
