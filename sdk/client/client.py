@@ -415,7 +415,7 @@ class WorkflowHandle:
                 "name": name,
                 "args": self.client.codec.encode(list(args)),
                 "reply": reply_key,
-                # From the request's entry id, on the server's clock (sdk/worker/worker.py).
+                # From the request's entry id, on the server's clock (sdk/worker/queries.py).
                 "timeout_ms": int(timeout * 1000),
             },
             maxlen=10000,
