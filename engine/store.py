@@ -565,7 +565,9 @@ class Store:
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str, dict[bytes, bytes]]]:
-        """XREADGROUP new entries: (stream, entry id, fields) triples."""
+        """XREADGROUP new entries: (stream, entry id, fields) triples. The worker's task
+        reads; on the fast path a blocking read has a connection of its own, shut at
+        once if the read is cancelled, so the server forgets it (engine/resp.py)."""
         if self.fast is not None:
             raw: Any = await self.fast.execute_blocking(
                 "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import anyio
 import structlog
@@ -16,7 +15,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.keys import GROUP
 from engine.store import Call, Store, TaskRef
 from sdk.client.client import Client
 from sdk.worker.task_entry import Fields, TaskEntry, malformed
@@ -114,23 +112,19 @@ class TaskPlumbing:
         """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
         ones dead-lettered."""
         started = time.monotonic()
-        reply: Any = await self.client.redis.xreadgroup(
-            GROUP, self.identity, dict.fromkeys(streams, ">"), count=count, block=READ_BLOCK_MS
-        )
-        if not reply and time.monotonic() - started < 0.005:
+        entries = await self.store.read_group(self.identity, list(streams), count, READ_BLOCK_MS)
+        if not entries and time.monotonic() - started < 0.005:
             # A server that does not block (fakeredis): do not spin on it.
             await anyio.sleep(0.005)
         tasks = []
         bad: list[Call] = []
-        for stream, entries in reply or []:
-            name = stream.decode()
-            for sid, fields in entries:
-                task = TaskEntry(name, sid.decode(), fields)
-                problem = self.malformed(name, fields)
-                if problem is None:
-                    tasks.append(task)
-                else:
-                    bad.append(self.dead_letter_call(task, problem))
+        for stream, msg_id, fields in entries:
+            task = TaskEntry(stream, msg_id, fields)
+            problem = self.malformed(stream, fields)
+            if problem is None:
+                tasks.append(task)
+            else:
+                bad.append(self.dead_letter_call(task, problem))
         if bad:
             await self.dead_letter(bad)
         return tasks
