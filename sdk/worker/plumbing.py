@@ -108,11 +108,11 @@ class TaskPlumbing:
             self.let_go(task)
 
     # --- reading ----------------------------------------------------------------------
-    async def read(self, streams: Iterable[str], count: int) -> list[TaskEntry]:
+    async def read(self, streams: Sequence[str], count: int) -> list[TaskEntry]:
         """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
         ones dead-lettered."""
         started = time.monotonic()
-        entries = await self.store.read_group(self.identity, list(streams), count, READ_BLOCK_MS)
+        entries = await self.store.read_group(self.identity, streams, count, READ_BLOCK_MS)
         if not entries and time.monotonic() - started < 0.005:
             # A server that does not block (fakeredis): do not spin on it.
             await anyio.sleep(0.005)

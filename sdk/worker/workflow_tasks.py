@@ -70,7 +70,7 @@ class WorkflowTasks:
         return None  # a workflow task takes no slot: it runs in the batch it joins
 
     def suspect_room(self, stream: str) -> int | None:
-        return None  # a workflow task cannot kill the worker: its code runs in the machine
+        return None  # one suspect at a time holds for activity tasks only (ActivityTasks)
 
     def adopt(
         self,
