@@ -20,12 +20,23 @@ Arg = bytes | str | int
 
 
 @dataclass(frozen=True)
+class TaskRef:
+    """One entry of a task stream: what a worker holds, completes or hands back."""
+
+    stream: str
+    msg_id: str
+
+
+@dataclass(frozen=True)
 class Call:
     """One FCALL, ready to run alone or in a pipeline."""
 
     function: str
     keys: Sequence[str]
     args: Sequence[Arg]
+    #: The task entry the call is about, so that a worker learns which entry a reply
+    #: settles from this, never from the function's argument positions.
+    task: TaskRef | None = None
 
 
 def unwrap(reply: Any) -> Any:

@@ -4,20 +4,23 @@ replies parsed by hiredis.
 Why: redis-py spends most of a worker's CPU per command (connection checkout, retry
 and timeout wrappers, argument encoding). This client packs arguments itself and
 parses with hiredis, which is several times cheaper per command. It is used for the
-engine's transitions and task reads; everything else goes through redis-py.
+engine's transitions and the worker's task reads (`Store.read_group`); everything else
+goes through redis-py.
 
 Non-blocking commands share one multiplexed connection: concurrent callers' commands
 are written together in one send (automatic pipelining) and a reader task hands the
 replies back in order. A caller cancelled while waiting does not disturb that order:
 its replies are still read, and dropped. Blocking commands (XREADGROUP BLOCK) use
-connections of their own, handed to one call at a time and closed, never reused, when
-a call did not finish cleanly, so a late reply is never read as another's answer.
+connections of their own, handed to one call at a time and shut at once, never reused,
+when a call did not finish cleanly: a late reply is never read as another's answer, and
+the server frees a cancelled read before it could serve it an entry nobody would see.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -73,6 +76,22 @@ class _Connection:
         return replies
 
     def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        """Close at once, after a command that did not finish (a blocking read cancelled
+        or failed). The FIN leaves now, before anything this process sends next on its
+        other connections, so the server frees a read still blocked here rather than
+        serve it an entry nobody would see: `close()` acts only on the loop's next turn."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            # Through a duplicate descriptor: the loops' socket wrappers (uvloop's)
+            # refuse shutdown(), the connection under them does not.
+            with (
+                contextlib.suppress(OSError, ValueError),
+                socket.fromfd(sock.fileno(), sock.family, sock.type) as dup,
+            ):
+                dup.shutdown(socket.SHUT_RDWR)
         self.writer.close()
 
 
@@ -252,7 +271,7 @@ class RespPool:
             if clean:
                 self._idle.append(conn)
             else:
-                conn.close()
+                conn.abort()
         self.commands_sent += 1
         self.round_trips += 1
         _raise_if_loading([reply])

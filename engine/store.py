@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.calls import Arg, FunctionCaller, unwrap
+from engine.calls import Arg, FunctionCaller, TaskRef, unwrap
 from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
@@ -171,6 +171,7 @@ class Store(FunctionCaller):
             "rd_wft_start",
             self._task_keys(workflow_id, stream),
             self._wf_args(workflow_id, run_id, epoch, msg_id, after_stream_id or b"", timeout_ms),
+            TaskRef(stream, msg_id),
         )
 
     @staticmethod
@@ -220,7 +221,9 @@ class Store(FunctionCaller):
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
             args += [event_type.__name__, len(fields) // 2, *fields]
-        return Call("rd_wft_complete", self._task_keys(workflow_id, stream), args)
+        return Call(
+            "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id)
+        )
 
     @staticmethod
     def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
@@ -258,7 +261,7 @@ class Store(FunctionCaller):
         if dead_letter_reason:
             keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
             args.append(dead_letter_reason)
-        return Call("rd_wft_fail", keys, args)
+        return Call("rd_wft_fail", keys, args, TaskRef(stream, msg_id))
 
     # --- activity tasks ---------------------------------------------------------------
     def act_start_call(
@@ -275,6 +278,7 @@ class Store(FunctionCaller):
             "rd_act_start",
             self._task_keys(workflow_id, stream),
             self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id, worker),
+            TaskRef(stream, msg_id),
         )
 
     def act_complete_call(
@@ -306,7 +310,12 @@ class Store(FunctionCaller):
             ]
         if eager_consumer:
             tail += [eager_consumer, eager_task_queue]
-        return Call("rd_act_complete", self._task_keys(workflow_id, stream), base + tail)
+        return Call(
+            "rd_act_complete",
+            self._task_keys(workflow_id, stream),
+            base + tail,
+            TaskRef(stream, msg_id),
+        )
 
     @staticmethod
     def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
@@ -392,16 +401,23 @@ class Store(FunctionCaller):
         return claimed, bool(int(reply[2])), suspects
 
     def release_call(self, stream: str, msg_id: str) -> Call:
-        return Call("rd_release", [stream], [msg_id])
+        return Call("rd_release", [stream], [msg_id], TaskRef(stream, msg_id))
 
     def dead_letter_call(self, stream: str, shard: int, msg_id: str, reason: str) -> Call:
         """Move a delivered entry that cannot be processed to the dead letters now."""
-        return Call("rd_dead_letter", [stream, self.keys.dead_letters(shard)], [msg_id, reason])
+        return Call(
+            "rd_dead_letter",
+            [stream, self.keys.dead_letters(shard)],
+            [msg_id, reason],
+            TaskRef(stream, msg_id),
+        )
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str, dict[bytes, bytes]]]:
-        """XREADGROUP new entries: (stream, entry id, fields) triples."""
+        """XREADGROUP new entries: (stream, entry id, fields) triples. The worker's task
+        reads; on the fast path a blocking read has a connection of its own, shut at
+        once if the read is cancelled, so the server forgets it (engine/resp.py)."""
         if self.fast is not None:
             raw: Any = await self.fast.execute_blocking(
                 "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,

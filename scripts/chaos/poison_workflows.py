@@ -83,7 +83,8 @@ class Clocks:
     """A durable sleep and a wait_condition timeout, each `ms` long, and an activity
     start-to-close timeout of `activity_ms`: the clock-skew scenario reads when each
     fired from the history. (A start-to-close timeout runs from the start mark, which a
-    worker sends at once only for timeouts under 200 ms: see LAZY_START_S.)"""
+    worker sends at once only for timeouts under 200 ms: see LAZY_START_S in
+    sdk/worker/activity_tasks.py.)"""
 
     @workflow.run
     async def run(self, ms: int, activity_ms: int = 150) -> str:

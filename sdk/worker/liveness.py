@@ -1,7 +1,8 @@
 """A worker's standing in its task queue: its heartbeat and presence subscription, the
 touch that keeps its in-flight tasks from being claimed, and the claiming of the tasks
-of workers that died (docs/recovery.md). The worker decides what to do with what is
-claimed (`adopt`) and how much it has room for (`claim_limit`)."""
+of workers that died (docs/recovery.md). Each part of the worker that takes tasks over
+(a `Claimant`: the workflow-task and activity-task paths, the query answerer) says how
+much it has room for and what to do with what is claimed."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Protocol
 
 import anyio
 import structlog
 from redis.exceptions import RedisError
 
 from engine.keys import GROUP
-from engine.store import Store
-from sdk.client.client import Client
+from sdk.worker.plumbing import TaskPlumbing
 from sdk.worker.presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
 
 log = structlog.get_logger("redurable.worker")
@@ -28,67 +29,85 @@ DEPARTED_AFTER_MS = 10 * 60 * 1000
 TIDY_INTERVAL_S = 60.0
 
 
+class Claimant(Protocol):
+    """A part of the worker that takes over the entries of dead workers on its streams."""
+
+    @property
+    def claim_streams(self) -> Sequence[str]:
+        """The streams it polls, whose entries it takes over."""
+
+    @property
+    def claims_idle(self) -> bool:
+        """Whether entries idle past the liveness timeout are taken too, not only those
+        of workers whose death presence showed: only held entries are touched."""
+
+    def claim_limit(self, stream: str) -> int | None:
+        """How many entries it has room for now; None: no limit."""
+
+    def suspect_room(self, stream: str) -> int | None:
+        """How many suspects (entries delivered more than once) it can hold now; None:
+        no limit (rd_claim_from)."""
+
+    def adopt(
+        self, stream: str, claimed: list[tuple[bytes, Fields]], suspects: AbstractSet[bytes]
+    ) -> None:
+        """Take claimed entries in hand (they are pending on us from now on)."""
+
+
+class ServerClock:
+    """Now on the server's clock. Times that other processes compare (beats, query
+    deadlines) are on the server's clock, so a worker whose clock is minutes off is
+    neither "dead" nor dropping queries. The offset is measured at every beat."""
+
+    def __init__(self) -> None:
+        #: Server clock minus ours (ms).
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
+
+    def measured(self, seconds: Any, micros: Any) -> None:
+        """Take the offset from a TIME reply."""
+        self.offset_ms = int(seconds) * 1000 + int(micros) // 1000 - int(time.time() * 1000)
+
+
 class Liveness:
     """Beats, presence, touching and claiming for one worker (see the module doc)."""
 
     def __init__(
         self,
-        client: Client,
-        task_queue: str,
-        identity: str,
+        plumbing: TaskPlumbing,
+        claimants: Sequence[Claimant],
+        clock: ServerClock,
         *,
         liveness_ms: int,
-        max_deliveries: int,
-        all_streams: list[str],
-        claimable_streams: list[str],
-        query_stream: str | None,
-        shard_of_stream: dict[str, int],
-        in_flight: dict[str, set[str]],
-        worker_info: Callable[[], dict[str, Any]],
-        claim_limit: Callable[[str], int | None],
-        adopt: Callable[[str, list[tuple[bytes, Fields]], set[bytes]], None],
-        suspect_room: Callable[[str], int | None],
-        stopping: Callable[[], bool],
+        advertised: dict[str, Any],
     ) -> None:
-        self.client = client
-        self.store: Store = client.store
-        self.keys = client.keys
-        self.task_queue = task_queue
-        self.identity = identity
+        self._plumbing = plumbing
+        self.client = plumbing.client
+        self.store = plumbing.store
+        self.keys = plumbing.keys
+        self.task_queue = plumbing.task_queue
+        self.identity = plumbing.identity
         self.liveness_ms = liveness_ms
-        self.max_deliveries = max_deliveries
-        #: The task queue's workflow and activity streams, and those this worker polls.
-        self._all_streams = all_streams
-        self._claimable = claimable_streams
-        #: The task queue's query requests, when this worker answers them: a dead
-        #: worker's unanswered ones are taken over too (claimed by presence only: a
-        #: request is answered at once or not at all, it never goes idle while alive).
-        self._query_stream = query_stream
-        self._shard_of_stream = shard_of_stream
-        #: The worker's in-flight entries by stream (shared, not copied).
-        self._in_flight = in_flight
-        self._worker_info = worker_info
-        self._claim_limit = claim_limit
-        self._adopt = adopt
-        #: How many suspects (tasks delivered more than once) the worker can take from a
-        #: dead one on this stream now; None: no limit (rd_claim_from).
-        self._suspect_room = suspect_room
-        self._stopping = stopping
-        self.presence = PresenceHolder(client.redis, self.keys, identity)
-        self.death_watch = DeathWatch(client.redis, self.keys, task_queue, identity, self.presence)
-        #: Server clock minus ours (ms), measured at every beat: times that other
-        #: processes compare (beats, query deadlines) are on the server's clock, so a
-        #: worker whose clock is minutes off is neither "dead" nor dropping queries.
-        self._clock_offset_ms = 0
+        self._claimants = claimants
+        self.clock = clock
+        #: What the worker runs, in its worker-info entry (for the UI, the CLI's hints).
+        self._advertised = advertised
+        #: The task queue's workflow and activity streams, polled by us or not.
+        self._task_streams = [*plumbing.workflow_streams, *plumbing.activity_streams]
+        self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
+        self.death_watch = DeathWatch(
+            self.client.redis, self.keys, self.task_queue, self.identity, self.presence
+        )
 
     def server_ms(self) -> int:
         """Now on the server's clock (as of the last beat's measurement)."""
-        return int(time.time() * 1000) + self._clock_offset_ms
+        return self.clock.now_ms()
 
     async def beat(self) -> None:
         redis = self.client.redis
-        seconds, micros = await redis.time()
-        self._clock_offset_ms = int(seconds) * 1000 + int(micros) // 1000 - int(time.time() * 1000)
+        self.clock.measured(*await redis.time())
         pipe = redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers(self.task_queue), {self.identity: self.server_ms()})
         pipe.hset(
@@ -98,7 +117,7 @@ class Liveness:
                 {
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
-                    **self._worker_info(),
+                    **self._advertised,
                     "presence": self.presence.supported,
                 }
             ),
@@ -108,7 +127,7 @@ class Liveness:
     async def beat_loop(self) -> None:
         interval = self.liveness_ms / 5000
         next_tidy = time.monotonic() + TIDY_INTERVAL_S
-        while not self._stopping():
+        while not self._plumbing.stopping:
             await self.beat()
             await self.touch_in_flight()
             await self.claim_from_dead()
@@ -120,7 +139,7 @@ class Liveness:
     async def death_watch_loop(self) -> None:
         """Claim the tasks of workers that died (sdk/worker/presence.py) as soon as their
         death is seen, instead of after the liveness timeout."""
-        while not self._stopping() and self.death_watch.working:
+        while not self._plumbing.stopping and self.death_watch.working:
             try:
                 dead = await self.death_watch.find_dead()
             except RedisError as exc:
@@ -137,34 +156,33 @@ class Liveness:
         """Claim the pending tasks of a dead worker that we have room for; True when
         it holds none any more."""
         done = True
-        for stream in self._claimable:
-            limit = self._claim_limit(stream)
-            if limit is not None and limit <= 0:
-                done = False
-                continue
-            claimed, more, suspects = await self.store.claim_from_consumer(
-                stream,
-                self._shard_of_stream[stream],
-                dead_worker,
-                self.identity,
-                self.max_deliveries,
-                limit=100 if limit is None else min(limit, 100),
-                max_suspects=self._suspect_room(stream),
-            )
-            if claimed:
-                log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
-                         tasks=len(claimed), suspects=len(suspects))
-            self._adopt(stream, claimed, suspects)
-            done = done and not more
-        if self._query_stream is not None:
-            # Dead-lettered past max_deliveries like tasks (a query that kills workers).
-            claimed, _, _ = await self.store.claim_from_consumer(
-                self._query_stream, 0, dead_worker, self.identity, self.max_deliveries
-            )
-            self._adopt(self._query_stream, claimed, set())
+        polled: set[str] = set()
+        for claimant in self._claimants:
+            for stream in claimant.claim_streams:
+                polled.add(stream)
+                limit = claimant.claim_limit(stream)
+                if limit is not None and limit <= 0:
+                    done = False
+                    continue
+                # Past max_deliveries an entry goes to the dead letters (a query request
+                # too): it is what kills the workers that take it.
+                claimed, more, suspects = await self.store.claim_from_consumer(
+                    stream,
+                    self._plumbing.shard_of_stream.get(stream, 0),
+                    dead_worker,
+                    self.identity,
+                    self._plumbing.max_deliveries,
+                    limit=100 if limit is None else min(limit, 100),
+                    max_suspects=claimant.suspect_room(stream),
+                )
+                if claimed:
+                    log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
+                             tasks=len(claimed), suspects=len(suspects))
+                claimant.adopt(stream, claimed, suspects)
+                done = done and not more
         # Streams we do not poll (a worker of activities only): the dead worker stays
         # watched (not forgotten) until the workers that poll them have taken its tasks.
-        unpolled = [s for s in self._all_streams if s not in self._claimable]
+        unpolled = [s for s in self._task_streams if s not in polled]
         if done and unpolled:
             pipe = self.client.redis.pipeline(transaction=False)
             for stream in unpolled:
@@ -185,7 +203,7 @@ class Liveness:
             await redis.zrem(workers_key, *gone)
             await redis.hdel(self.keys.worker_info(self.task_queue), *gone)
         queries = self.keys.queries(self.task_queue)
-        for stream in [*self._all_streams, queries]:
+        for stream in [*self._task_streams, queries]:
             try:
                 consumers: Any = await redis.xinfo_consumers(stream, GROUP)
             except RedisError:
@@ -202,7 +220,7 @@ class Liveness:
         dead worker's tasks from a live worker's long ones."""
         pipe = self.client.redis.pipeline(transaction=False)
         touched = False
-        for stream, ids in self._in_flight.items():
+        for stream, ids in self._plumbing.in_flight.items():
             if ids:
                 pipe.xclaim(stream, GROUP, self.identity, 0, list(ids), justid=True)
                 touched = True
@@ -210,16 +228,21 @@ class Liveness:
             await pipe.execute(raise_on_error=False)
 
     async def claim_from_dead(self) -> None:
-        for stream in self._claimable:
-            limit = self._claim_limit(stream)
-            if limit is not None and limit <= 0:
+        """Claim the entries left idle past the liveness timeout: their worker stopped
+        touching them (hung, or gone without presence)."""
+        for claimant in self._claimants:
+            if not claimant.claims_idle:
                 continue
-            claimed = await self.store.claim_stale(
-                stream,
-                self._shard_of_stream[stream],
-                self.identity,
-                self.liveness_ms,
-                self.max_deliveries,
-                limit=limit,
-            )
-            self._adopt(stream, claimed, set())
+            for stream in claimant.claim_streams:
+                limit = claimant.claim_limit(stream)
+                if limit is not None and limit <= 0:
+                    continue
+                claimed = await self.store.claim_stale(
+                    stream,
+                    self._plumbing.shard_of_stream[stream],
+                    self.identity,
+                    self.liveness_ms,
+                    self._plumbing.max_deliveries,
+                    limit=limit,
+                )
+                claimant.adopt(stream, claimed, set())

@@ -20,7 +20,7 @@ class TaskEntry:
     fields: Fields
     #: Set when a speculative completion was refused: start it the normal way.
     no_speculation: bool = False
-    #: Claimed from a dead worker (counted in Worker._claimed_in_flight while it runs).
+    #: Claimed from a dead worker (counted in TaskPlumbing.claimed_in_flight while it runs).
     claimed: bool = False
 
     def get(self, name: str) -> str:

@@ -13,7 +13,7 @@ from scripts.chaos import clock_skew
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
 from sdk.testing import running_worker
-from sdk.worker import worker as _worker
+from sdk.worker import liveness as _liveness
 from tests.chaos.marks import SCENARIO
 
 pytestmark = SCENARIO
@@ -63,7 +63,8 @@ def test_lateness_reads_event_times() -> None:
 
 
 class _SkewedTime:
-    """Stands in for the worker module's `time`: wall clock `offset_s` off."""
+    """Stands in for the liveness module's `time` (where the worker reads its wall
+    clock): wall clock `offset_s` off."""
 
     def __init__(self, offset_s: float) -> None:
         self.offset_s = offset_s
@@ -83,7 +84,7 @@ async def test_skewed_worker_beats_and_answers_on_server_time(
     looked dead to `workflow start`'s live-worker check and to other workers' tidying),
     and query deadlines were compared with the worker's clock (a worker 5 minutes
     ahead dropped every query as expired)."""
-    monkeypatch.setattr(_worker, "time", _SkewedTime(offset_s))
+    monkeypatch.setattr(_liveness, "time", _SkewedTime(offset_s))
     async with running_worker(client, task_queue="q", workflows=[SignalLog]):
         handle = await client.start_workflow(SignalLog.run, 1, id="wf-skew", task_queue="q")
         assert await handle.query(SignalLog.received, timeout=5) == 0

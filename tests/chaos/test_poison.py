@@ -15,7 +15,7 @@ from scripts.chaos import checker, poison
 from scripts.chaos.poison_workflows import Healthy, SignalLog, healthy_step
 from sdk import Client
 from sdk.testing import running_worker
-from sdk.worker import worker as _worker
+from sdk.worker.task_entry import TaskEntry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos]
 
@@ -183,14 +183,14 @@ async def test_eagerly_handed_entries_are_screened(client: Client) -> None:
     async with running_worker(client, task_queue=Q, workflows=[Healthy],
                               activities=[healthy_step]) as worker:
         with anyio.fail_after(10):
-            while worker._tg is None:  # run() has opened its task group
+            while worker._plumbing.tg is None:  # run() has opened its task group
                 await anyio.sleep(0.01)
         sid: Any = await client.redis.xadd(stream, {"workflow_id": "m-eager"})
-        good = _worker._Task(stream, "1-0", {
+        good = TaskEntry(stream, "1-0", {
             b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
             b"activity_type": b"healthy_step"})
-        bad = _worker._Task(stream, sid.decode(), {b"workflow_id": b"m-eager"})
-        assert worker._screened([bad, good]) == [good]
+        bad = TaskEntry(stream, sid.decode(), {b"workflow_id": b"m-eager"})
+        assert worker._plumbing.screened([bad, good]) == [good]
         [letter] = await wait_dead_letters(client, 1)
         await check_healthy(client, 5)
     assert letter.workflow_id == "m-eager"

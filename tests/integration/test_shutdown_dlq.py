@@ -174,8 +174,8 @@ async def test_shutdown_hands_back_tasks_waiting_in_the_backlog(real_client: Cli
         await client.redis.xreadgroup(GROUP, "dead", {stream: ">"}, count=1)
         claimed, _, _ = await client.store.claim_from_consumer(
             stream, 0, "dead", worker.identity, 5)
-        worker._adopt(stream, claimed)
-        assert len(worker._act_backlog) == 1
+        worker._activity_tasks.adopt(stream, claimed)
+        assert len(worker._activity_tasks.backlog) == 1
         worker.shutdown()
     pending: Any = await client.redis.xpending_range(
         stream, GROUP, "-", "+", 10, consumername=worker.identity)

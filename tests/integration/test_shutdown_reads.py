@@ -77,3 +77,23 @@ async def test_cancelled_blocking_read_takes_nothing_on_a_real_server(
     assert pending["pending"] == 0
     read: Any = await redis.xreadgroup(GROUP, "next", {stream: ">"}, count=1)
     assert len(read[0][1]) == 1
+
+
+async def test_cancelled_blocking_read_on_the_fast_path_takes_nothing(
+    real_client: Client,
+) -> None:
+    """The same for the worker's own reads (`Store.read_group` on engine/resp.py's
+    blocking connections): a cancelled read closes its connection, never reused, and the
+    server forgets the read, so the entry added next goes to the next reader."""
+    store, redis = real_client.store, real_client.redis
+    assert store.fast is not None
+    stream = f"{real_client.keys.prefix}:probe-fast"
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    with anyio.move_on_after(0.2):
+        await store.read_group("gone", [stream], 1, 5000)
+    await redis.xadd(stream, {"k": "v"})
+    await anyio.sleep(0.1)
+    pending: Any = await redis.xpending(stream, GROUP)
+    assert pending["pending"] == 0
+    read = await store.read_group("next", [stream], 1, 100)
+    assert [fields for _, _, fields in read] == [{b"k": b"v"}]

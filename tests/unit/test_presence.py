@@ -16,7 +16,7 @@ from engine.keys import Keys
 from sdk import Client, Worker, activity, workflow
 from sdk.worker import presence as _presence
 from sdk.worker.presence import DeathWatch, PresenceHolder
-from sdk.worker.worker import _Task
+from sdk.worker.task_entry import TaskEntry as _Task
 
 pytestmark = pytest.mark.anyio
 
@@ -110,16 +110,17 @@ async def test_claimed_activities_wait_for_a_free_slot(fake_client: Client) -> N
 
     worker = Worker(fake_client, task_queue=QUEUE, activities=[idle],
                     max_concurrent_activities=1, handle_signals=False)
-    stream = worker._act_streams[0]
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    stream = plumbing.activity_streams[0]
     fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1",
               b"attempt": b"1", b"activity_type": b"idle", b"input": b"\x90"}
     async with anyio.create_task_group() as tg:
-        worker._tg = tg
-        worker._start_activities([_Task(stream, "1-0", dict(fields))])  # the slot is taken
-        worker._adopt(stream, [(b"2-0", dict(fields))])  # claimed in the meantime
-        assert len(worker._running) == 1
-        assert [t.msg_id for t in worker._act_backlog] == ["2-0"]
-        assert worker._in_flight[stream] == {"1-0", "2-0"}
+        plumbing.tg = tg
+        activities.start([_Task(stream, "1-0", dict(fields))])  # the slot is taken
+        activities.adopt(stream, [(b"2-0", dict(fields))])  # claimed in the meantime
+        assert len(activities.running) == 1
+        assert [t.msg_id for t in activities.backlog] == ["2-0"]
+        assert plumbing.in_flight[stream] == {"1-0", "2-0"}
         tg.cancel_scope.cancel()
 
 
@@ -142,7 +143,7 @@ async def test_a_worker_that_stopped_advertising_presence_is_not_declared_dead(
 async def test_workflow_tasks_run_outside_the_poller_are_retried_once(
     fake_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection error in a claimed or eager batch: _process_workflow_tasks puts the
+    """A connection error in a claimed or eager batch: WorkflowTasks._process puts the
     unfinished tasks back in the backlog; they must be there once, not twice."""
 
     @workflow.defn
@@ -158,9 +159,9 @@ async def test_workflow_tasks_run_outside_the_poller_are_retried_once(
 
     monkeypatch.setattr(worker.store, "call_many", broken)
     fields = {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"}
-    task = _Task(worker._wf_streams[0], "1-0", fields)
-    await worker._run_workflow_tasks_now([task])
-    assert worker._wf_backlog == [task]
+    task = _Task(worker._plumbing.workflow_streams[0], "1-0", fields)
+    await worker._workflow_tasks.run_now([task])
+    assert worker._workflow_tasks.backlog == [task]
 
 
 async def test_a_malformed_entry_handed_over_eagerly_is_dead_lettered(
@@ -182,7 +183,8 @@ async def test_a_malformed_entry_handed_over_eagerly_is_dead_lettered(
 
     worker = Worker(fake_client, task_queue=QUEUE, workflows=[Noop], activities=[quick],
                     handle_signals=False)
-    wf_stream, act_stream = worker._wf_streams[0], worker._act_streams[0]
+    plumbing = worker._plumbing
+    wf_stream, act_stream = plumbing.workflow_streams[0], plumbing.activity_streams[0]
     sent: list[str] = []
 
     async def fake_call_many(calls: Any) -> Any:
@@ -195,21 +197,21 @@ async def test_a_malformed_entry_handed_over_eagerly_is_dead_lettered(
 
     monkeypatch.setattr(worker.store, "call_many", fake_call_many)
     async with anyio.create_task_group() as tg:
-        worker._tg = tg
-        worker._completions.append(worker.store.act_complete_call(
+        plumbing.tg = tg
+        worker._activity_tasks.completions.append(worker.store.act_complete_call(
             "w", "r", "1", "1", "1-0", act_stream, result=b"\xc0",
             eager_consumer=worker.identity, eager_task_queue=QUEUE))
-        await worker._flush_completions()
+        await worker._activity_tasks.flush_completions()
         # An eager activity task with a commit: the same.
         task = _Task(wf_stream, "2-0", {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"})
         call = worker.store.wft_complete_call(
             "w", "r", "1", None, "2-0", wf_stream, worker.identity, 0, "", [])
         reply = [b"ok", 3, b"3-0", 0, 0, [[act_stream.encode(), b"6-0", [b"junk", b"1"]]]]
-        worker._finish(task, call, reply)
+        worker._workflow_tasks._finish(task, call, reply)
         await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     assert sent.count("rd_dead_letter") == 2
-    assert not worker._running
+    assert not worker._activity_tasks.running
 
 
 async def test_nobody_is_dead_while_our_own_subscription_was_just_lost(
@@ -281,18 +283,20 @@ async def instant() -> None:
 
 async def test_a_worker_holds_one_suspect_at_a_time(fake_client: Client) -> None:
     worker = Worker(fake_client, task_queue=QUEUE, activities=[instant], handle_signals=False)
-    act, wf = worker._act_streams[0], worker._wf_streams[0]
-    assert worker._suspect_room(act) == 1 and worker._suspect_room(wf) is None
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    act, wf = plumbing.activity_streams[0], plumbing.workflow_streams[0]
+    assert activities.suspect_room(act) == 1
+    assert worker._workflow_tasks.suspect_room(wf) is None
     fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
               b"activity_type": b"instant", b"input": fake_client.codec.encode([])}
     async with anyio.create_task_group() as tg:
-        worker._tg = tg
-        worker._adopt(act, [(b"5-0", dict(fields))], {b"5-0"})
-        assert worker._suspect == (act, "5-0") and worker._suspect_room(act) == 0
+        plumbing.tg = tg
+        activities.adopt(act, [(b"5-0", dict(fields))], {b"5-0"})
+        assert activities.suspect == (act, "5-0") and activities.suspect_room(act) == 0
         with anyio.fail_after(5):
-            while worker._suspect is not None:  # `instant` returns at once
+            while activities.suspect is not None:  # `instant` returns at once
                 await anyio.sleep(0.01)
-        assert worker._suspect_room(act) == 1 and not worker._running
+        assert activities.suspect_room(act) == 1 and not activities.running
         tg.cancel_scope.cancel()
 
 
@@ -300,17 +304,18 @@ async def test_a_suspect_waits_for_the_other_claimed_tasks(fake_client: Client) 
     """Claimed with workflow tasks of the same dead worker, a suspect activity starts
     only once they are done: if it kills the worker, they do not go down with it."""
     worker = Worker(fake_client, task_queue=QUEUE, activities=[instant], handle_signals=False)
-    act = worker._act_streams[0]
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    act = plumbing.activity_streams[0]
     fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
               b"activity_type": b"instant", b"input": fake_client.codec.encode([])}
     async with anyio.create_task_group() as tg:
-        worker._tg = tg
-        worker._claimed_in_flight = 1  # a claimed workflow task still running
-        worker._adopt(act, [(b"7-0", dict(fields))], {b"7-0"})
+        plumbing.tg = tg
+        plumbing.claimed_in_flight = 1  # a claimed workflow task still running
+        activities.adopt(act, [(b"7-0", dict(fields))], {b"7-0"})
         await anyio.sleep(0.1)
-        assert not worker._running and worker._suspect == (act, "7-0")
-        worker._claimed_in_flight = 0  # it is done
+        assert not activities.running and activities.suspect == (act, "7-0")
+        plumbing.claimed_in_flight = 0  # it is done
         with anyio.fail_after(5):
-            while worker._suspect is not None:
+            while activities.suspect is not None:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()

@@ -1,0 +1,359 @@
+"""The activity-task path of a worker: polling the activity streams, running each
+attempt, sending start marks and heartbeats, and committing completions in batches
+(which may hand the workflow's next workflow task over to us)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from engine.errors import ApplicationError, PayloadError, to_failure
+from engine.store import Call
+from sdk import activity as activity_api
+from sdk._definitions import ActivityDefinition
+from sdk.worker.activity_attempt import RunningActivity, call_activity
+from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.task_entry import Fields, TaskEntry
+
+log = structlog.get_logger("redurable.worker")
+#: Activities that finish within this never pay for a start transition.
+LAZY_START_S = 0.05
+#: How long a suspect task waits for the other claimed tasks to be done.
+SUSPECT_WAIT_S = 5.0
+#: Completions committed in one round trip at most.
+COMPLETION_BATCH = 256
+
+
+class EagerWorkflowTasks(Protocol):
+    """Where the workflow tasks that activity completions hand over go."""
+
+    async def take_eager(self, tasks: list[TaskEntry]) -> None: ...
+
+
+class ActivityTasks:
+    """Runs the activity tasks of one worker (see the module doc)."""
+
+    claims_idle = True
+
+    def __init__(
+        self,
+        plumbing: TaskPlumbing,
+        activities: dict[str, ActivityDefinition],
+        *,
+        max_concurrent: int,
+    ) -> None:
+        self._plumbing = plumbing
+        self._store = plumbing.store
+        self._codec = plumbing.client.codec
+        self._activities = activities
+        self.max_concurrent = max_concurrent
+        self.claim_streams: Sequence[str] = plumbing.activity_streams
+        # Keyed by (stream, entry id): entry ids are only unique within one stream.
+        self.running: dict[tuple[str, str], RunningActivity] = {}
+        #: Held but not started: claimed while the slots were full.
+        self.backlog: list[TaskEntry] = []
+        self.completions: list[Call] = []
+        self._completion_ready = anyio.Event()
+        self._slot_free = anyio.Event()
+        #: The task delivered more than once that we hold, if any (suspect_room).
+        self.suspect: tuple[str, str] | None = None
+        #: Set when the worker polls workflow tasks too: activity completions then ask
+        #: for the workflow task they queue.
+        self.eager_workflow_tasks: EagerWorkflowTasks | None = None
+
+    def runs(self, activity_type: str) -> bool:
+        return activity_type in self._activities
+
+    def free_slots(self) -> int:
+        """Slots neither running nor promised to the backlog."""
+        return self.max_concurrent - len(self.running) - len(self.backlog)
+
+    # --- what Liveness claims for us (sdk/worker/liveness.py) --------------------------
+    def claim_limit(self, stream: str) -> int | None:
+        """Claim only what we have slots for: claimed tasks are ours until we run them
+        (see adopt), and a busy worker must not hoard a dead one's work."""
+        return self.free_slots()
+
+    def suspect_room(self, stream: str) -> int | None:
+        """Activity tasks that went down with a worker before may be what kills workers:
+        we hold one of them at a time, so that a healthy one is not in flight, delivery
+        after delivery, on every worker a poison one kills (and dead-lettered with it)."""
+        return 0 if self.suspect is not None else 1
+
+    def adopt(
+        self,
+        stream: str,
+        claimed: list[tuple[bytes, Fields]],
+        suspects: AbstractSet[bytes] = frozenset(),
+    ) -> None:
+        """Run tasks claimed from a dead worker now: the poller may be blocked in a read
+        for up to half a second (claiming leaves it no wake-up). `suspects` went down
+        with workers before: we hold one at a time (see suspect_room)."""
+        plumbing = self._plumbing
+        tasks: list[TaskEntry] = []
+        for task in plumbing.take_over(stream, claimed):
+            if task.msg_id.encode() in suspects:
+                self.suspect = (stream, task.msg_id)  # until its attempt ends
+                if plumbing.tg is not None and not plumbing.stopping:
+                    plumbing.tg.start_soon(self._start_suspect_when_clear, task)
+                    continue
+            else:
+                plumbing.count_claimed([task])
+            tasks.append(task)
+        if not tasks:
+            return
+        if plumbing.stopping or plumbing.tg is None:
+            plumbing.claimed_done(tasks)
+            self.backlog.extend(tasks)
+            return
+        # Within our free slots (claim_limit), counted before the claim's round trip:
+        # the ones filled meanwhile (the poller, the other claim loop) wait.
+        free = max(0, self.max_concurrent - len(self.running))
+        self.start(tasks[:free])
+        self.backlog.extend(tasks[free:])
+
+    async def _start_suspect_when_clear(self, task: TaskEntry) -> None:
+        """Run a suspect once the other tasks claimed from dead workers are done (for at
+        most SUSPECT_WAIT_S): if it is what kills workers, they must not go down with
+        it, delivery after delivery, into the dead letters."""
+        with anyio.move_on_after(SUSPECT_WAIT_S):
+            while self._plumbing.claimed_in_flight > 0:
+                await anyio.sleep(0.01)
+        if self._plumbing.stopping or len(self.running) >= self.max_concurrent:
+            self.backlog.append(task)
+        else:
+            self.start([task])
+
+    # --- polling and running ----------------------------------------------------------
+    async def poll(self) -> None:
+        plumbing = self._plumbing
+        while not plumbing.stopping:
+            free = self.max_concurrent - len(self.running)
+            if free <= 0:
+                self._slot_free = anyio.Event()
+                with anyio.move_on_after(0.5):
+                    await self._slot_free.wait()
+                continue
+            tasks, self.backlog = self.backlog[:free], self.backlog[free:]
+            if not tasks:
+                per_stream = max(1, free // plumbing.keys.shards)
+                tasks = await plumbing.read(plumbing.activity_streams, per_stream)
+            if tasks and plumbing.stopping:  # read as we stopped: handed back by the drain
+                self.backlog.extend(tasks)
+            elif tasks:
+                self.start(tasks)
+
+    def start(self, tasks: list[TaskEntry]) -> None:
+        """Run each attempt at once. The start mark (which arms start-to-close and
+        heartbeat timeouts) is sent later by the housekeeping loop, and only for
+        attempts still running by then: most activities finish first and save it."""
+        tg = self._plumbing.tg
+        assert tg is not None
+        now = time.monotonic()
+        for task in tasks:
+            self._plumbing.hold(task)
+            timeouts = [int(task.fields.get(k, b"0") or 0)
+                        for k in (b"start_to_close_ms", b"heartbeat_ms")]
+            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts)
+            running = RunningActivity(task, self._context(task))
+            running.mark_at = now if short else now + LAZY_START_S
+            self.running[(task.stream, task.msg_id)] = running
+            tg.start_soon(self._run, running)
+
+    def _context(self, task: TaskEntry) -> activity_api.ActivityContext:
+        details = None
+        raw_details = task.fields.get(b"heartbeat_details", b"")
+        if raw_details:
+            try:
+                details = self._codec.decode(raw_details)
+            except ValueError:
+                details = None
+        info = activity_api.ActivityInfo(
+            workflow_id=task.get("workflow_id"),
+            run_id=task.get("run_id"),
+            activity_id=int(task.get("activity_id")),
+            activity_type=task.get("activity_type"),
+            attempt=int(task.get("attempt")),
+            task_queue=self._plumbing.task_queue,
+            heartbeat_details=details,
+        )
+        return activity_api.ActivityContext(info, encode=self._codec.encode)
+
+    async def _run(self, running: RunningActivity) -> None:
+        task, ctx = running.task, running.context
+        info = ctx.info
+        token = activity_api._context.set(ctx)
+        structlog.contextvars.bind_contextvars(
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            activity=info.activity_type,
+            attempt=info.attempt,
+            task_queue=self._plumbing.task_queue,
+        )
+        call: Call | None = None
+        try:
+            definition = self._activities.get(info.activity_type)
+            if definition is None:
+                raise ApplicationError(
+                    f"activity type {info.activity_type!r} is not registered on worker "
+                    f"{self._plumbing.identity}",
+                    type="ActivityNotRegistered",
+                )
+            args = self._codec.decode(task.fields.get(b"input", b""))
+            result: Any = None
+            with running.scope:
+                result = await call_activity(definition.fn, args)
+            if running.scope.cancelled_caught:
+                if running.releasing:
+                    call = self._store.release_call(task.stream, task.msg_id)
+                else:
+                    call = self._failure_call(
+                        task,
+                        ApplicationError(
+                            "activity cancelled", type="CancelledError", non_retryable=True
+                        ),
+                    )
+            else:
+                try:
+                    payload = self._codec.encode(result)
+                except PayloadError as exc:
+                    # Another attempt would return the same value: do not retry.
+                    raise ApplicationError(
+                        f"activity result cannot be stored: {exc}", type="PayloadError",
+                        non_retryable=True) from None
+                call = self._store.act_complete_call(
+                    info.workflow_id,
+                    info.run_id,
+                    task.get("activity_id"),
+                    task.get("attempt"),
+                    task.msg_id,
+                    task.stream,
+                    result=payload,
+                    eager_consumer=self._eager_consumer(),
+                    eager_task_queue=self._plumbing.task_queue,
+                )
+        except Exception as exc:
+            log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
+            call = self._failure_call(task, exc)
+        finally:
+            activity_api._context.reset(token)
+            structlog.contextvars.unbind_contextvars(
+                "workflow_id", "run_id", "activity", "attempt", "task_queue"
+            )
+            if call is not None:
+                self.completions.append(call)
+                self._completion_ready.set()
+            del self.running[(task.stream, task.msg_id)]
+            if task.claimed:
+                self._plumbing.claimed_done([task])
+            if self.suspect == (task.stream, task.msg_id):
+                self.suspect = None
+            self._slot_free.set()
+
+    def _failure_call(self, task: TaskEntry, exc: BaseException) -> Call:
+        return self._store.act_complete_call(
+            task.get("workflow_id"),
+            task.get("run_id"),
+            task.get("activity_id"),
+            task.get("attempt"),
+            task.msg_id,
+            task.stream,
+            failure=to_failure(exc),
+            eager_consumer=self._eager_consumer(),
+            eager_task_queue=self._plumbing.task_queue,
+        )
+
+    def _eager_consumer(self) -> str:
+        """Ask an activity completion to hand us the workflow task it queues, when we
+        poll workflow tasks (of our task queue: the Lua checks the workflow's)."""
+        if self.eager_workflow_tasks is None or self._plumbing.stopping:
+            return ""
+        return self._plumbing.identity
+
+    # --- completions ------------------------------------------------------------------
+    async def completion_loop(self) -> None:
+        while True:
+            if not self.completions:
+                await self._completion_ready.wait()
+            self._completion_ready = anyio.Event()
+            await self.flush_completions()
+
+    async def flush_completions(self) -> None:
+        plumbing = self._plumbing
+        while self.completions:
+            batch = self.completions[:COMPLETION_BATCH]
+            self.completions = self.completions[COMPLETION_BATCH:]
+            try:
+                replies = await self._store.call_many(batch)
+            except TRANSIENT:
+                # Not written: keep them (their tasks stay in flight) and retry.
+                self.completions[:0] = batch
+                raise
+            eager: list[TaskEntry] = []
+            for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.error("activity_completion_failed", error=str(reply))
+                if call.task is not None:
+                    plumbing.let_go(call.task)
+                plumbing.stats["activities"] += 1
+                handed = self._store.parse_eager_wft(reply)
+                if handed is not None:
+                    eager.append(TaskEntry(*handed))
+            eager = plumbing.screened(eager)
+            if eager and self.eager_workflow_tasks is not None:
+                await self.eager_workflow_tasks.take_eager(eager)
+
+    # --- start marks and heartbeats ---------------------------------------------------
+    async def housekeeping_loop(self) -> None:
+        """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched
+        into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt."""
+        store, identity = self._store, self._plumbing.identity
+        while not self._plumbing.stopping:
+            await anyio.sleep(0.025)
+            now = time.monotonic()
+            batch: list[tuple[RunningActivity, Call]] = []
+            for r in list(self.running.values()):
+                task = r.task
+                if not r.marked and now >= r.mark_at:
+                    r.marked = True
+                    batch.append((r, store.act_start_call(
+                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+                        task.get("attempt"), task.msg_id, task.stream, identity)))
+                if r.context.heartbeat_pending:
+                    r.context.heartbeat_pending = False
+                    # Encoded by activity.heartbeat(), where a bad value raises.
+                    batch.append((r, store.act_heartbeat_call(
+                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
+                        task.get("attempt"), r.context.heartbeat_payload)))
+            if not batch:
+                continue
+            replies = await store.call_many([call for _, call in batch])
+            for (r, _), reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    log.warning("activity_housekeeping_failed", error=str(reply))
+                elif reply[0] in (b"cancel", b"stale") and (r.task.stream, r.task.msg_id) in (
+                    self.running
+                ):
+                    r.context.cancel_requested = True
+                    r.scope.cancel()
+
+    # --- stopping ---------------------------------------------------------------------
+    async def finished(self) -> None:
+        """Until every running attempt has ended (the caller bounds the wait)."""
+        while self.running:
+            await anyio.sleep(0.05)
+
+    async def hand_back_running(self) -> None:
+        """Cancel the attempts still running: their tasks go back to the queue (a
+        release, committed by the next flush), for another worker to run."""
+        for running in list(self.running.values()):
+            running.releasing = True
+            running.scope.cancel()
+        with anyio.move_on_after(2):
+            while self.running:
+                await anyio.sleep(0.01)

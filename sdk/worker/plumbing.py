@@ -1,0 +1,165 @@
+"""What the workflow-task and activity-task paths of one worker share: the task streams
+of its task queue, reading them, screening out malformed entries (dead-lettered at
+once), and the bookkeeping of the entries it holds."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.calls import TaskRef
+from engine.store import Call, Store
+from sdk.client.client import Client
+from sdk.worker.task_entry import Fields, TaskEntry, malformed
+
+log = structlog.get_logger("redurable.worker")
+#: Errors a worker outlives: Redis away for a moment (its loops pause and go on).
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+#: How long a poller's read blocks: the longest a stopping worker waits for its reads.
+READ_BLOCK_MS = 500
+
+
+class TaskPlumbing:
+    """The task streams of one worker's task queue and what it holds of them."""
+
+    def __init__(
+        self, client: Client, task_queue: str, identity: str, *, max_deliveries: int
+    ) -> None:
+        self.client = client
+        self.store: Store = client.store
+        self.keys = client.keys
+        self.task_queue = task_queue
+        self.identity = identity
+        self.max_deliveries = max_deliveries
+        shards = range(self.keys.shards)
+        self.workflow_streams = [self.keys.workflow_tasks(s, task_queue) for s in shards]
+        self.activity_streams = [self.keys.activity_tasks(s, task_queue) for s in shards]
+        self.query_stream = self.keys.queries(task_queue)
+        self.shard_of_stream = {s: i for i, s in enumerate(self.workflow_streams)}
+        self.shard_of_stream.update({s: i for i, s in enumerate(self.activity_streams)})
+        #: Entry ids we hold, by stream: touched on every beat (sdk/worker/liveness.py),
+        #: so that no live worker takes them for a dead one's.
+        self.in_flight: dict[str, set[str]] = defaultdict(set)
+        #: Tasks claimed from dead workers and not yet done: a suspect waits for them
+        #: (sdk/worker/activity_tasks.py).
+        self.claimed_in_flight = 0
+        self.stats: dict[str, int] = defaultdict(int)
+        self.stopping = False
+        #: The worker's task group while it runs (None before).
+        self.tg: TaskGroup | None = None
+
+    # --- held entries -----------------------------------------------------------------
+    def hold(self, task: TaskEntry | TaskRef) -> None:
+        self.in_flight[task.stream].add(task.msg_id)
+
+    def let_go(self, task: TaskEntry | TaskRef) -> None:
+        self.in_flight[task.stream].discard(task.msg_id)
+
+    def holds(self, task: TaskEntry | TaskRef) -> bool:
+        return task.msg_id in self.in_flight[task.stream]
+
+    def count_claimed(self, tasks: Iterable[TaskEntry]) -> None:
+        for task in tasks:
+            task.claimed = True
+            self.claimed_in_flight += 1
+
+    def claimed_done(self, tasks: Iterable[TaskEntry]) -> None:
+        for task in tasks:
+            if task.claimed:
+                task.claimed = False
+                self.claimed_in_flight -= 1
+
+    def take_over(self, stream: str, claimed: Sequence[tuple[bytes, Fields]]) -> list[TaskEntry]:
+        """The entries claimed from a dead worker that are ours to run: malformed ones
+        are dead-lettered, and the rest are held from now on."""
+        tasks: list[TaskEntry] = []
+        held = self.in_flight[stream]
+        for sid, fields in claimed:
+            task = TaskEntry(stream, sid.decode(), fields)
+            problem = self.malformed(stream, fields)
+            if problem is not None:
+                assert self.tg is not None
+                self.tg.start_soon(self.dead_letter, [self.dead_letter_call(task, problem)])
+                continue
+            if task.msg_id in held:
+                continue  # ours already (a late touch let it go idle): it is in hand
+            # Touched from now on. Left untouched while it waited in a backlog (for a
+            # free activity slot), it went idle, was claimed again and again, started
+            # twice, and dead-lettered as poison after max_deliveries rounds.
+            held.add(task.msg_id)
+            self.stats["claimed"] += 1
+            log.info("task_claimed", stream=stream, message_id=task.msg_id)
+            tasks.append(task)
+        return tasks
+
+    async def release(self, tasks: Sequence[TaskEntry]) -> None:
+        """Hand tasks we hold but will not run back to their queue, for any worker."""
+        if not tasks:
+            return
+        await self.store.call_many([self.store.release_call(t.stream, t.msg_id) for t in tasks])
+        for task in tasks:
+            self.let_go(task)
+
+    # --- reading ----------------------------------------------------------------------
+    async def read(self, streams: Sequence[str], count: int) -> list[TaskEntry]:
+        """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
+        ones dead-lettered."""
+        started = time.monotonic()
+        entries = await self.store.read_group(self.identity, streams, count, READ_BLOCK_MS)
+        if not entries and time.monotonic() - started < 0.005:
+            # A server that does not block (fakeredis): do not spin on it.
+            await anyio.sleep(0.005)
+        tasks = []
+        bad: list[Call] = []
+        for stream, msg_id, fields in entries:
+            task = TaskEntry(stream, msg_id, fields)
+            problem = self.malformed(stream, fields)
+            if problem is None:
+                tasks.append(task)
+            else:
+                bad.append(self.dead_letter_call(task, problem))
+        if bad:
+            await self.dead_letter(bad)
+        return tasks
+
+    # --- malformed entries ------------------------------------------------------------
+    def screened(self, tasks: list[TaskEntry]) -> list[TaskEntry]:
+        """The tasks that are well-formed; the others are dead-lettered. For entries
+        handed over eagerly: the eager read takes the stream's next new entry, which
+        is not always the one just queued (a malformed one may come first)."""
+        bad = [(t, p) for t in tasks if (p := self.malformed(t.stream, t.fields))]
+        if bad:
+            assert self.tg is not None
+            self.tg.start_soon(self.dead_letter, [self.dead_letter_call(t, p) for t, p in bad])
+        return [t for t in tasks if all(t is not b for b, _ in bad)]
+
+    def malformed(self, stream: str, fields: Fields) -> str | None:
+        """Why a task entry cannot be processed, or None (query requests are checked
+        where they are answered)."""
+        if stream not in self.shard_of_stream:
+            return None
+        return malformed(stream.endswith(":wf"), fields)
+
+    def dead_letter_call(self, task: TaskEntry, problem: str) -> Call:
+        log.error("task_dead_lettered", stream=task.stream, message_id=task.msg_id,
+                  reason=problem)
+        return self.store.dead_letter_call(
+            task.stream, self.shard_of_stream.get(task.stream, 0), task.msg_id, problem)
+
+    async def dead_letter(self, calls: list[Call]) -> None:
+        """Dead-letter malformed entries at once: every delivery would fail (or kill a
+        loop) alike. Not written (Redis away): they stay pending and come back claimed."""
+        try:
+            await self.store.call_many(calls)
+        except (RedisError, OSError) as exc:
+            log.warning("dead_letter_failed", error=str(exc))
+            return
+        self.stats["dead_lettered"] += len(calls)

@@ -1,0 +1,367 @@
+"""The workflow-task path of a worker: polling the workflow streams, running a batch in
+rounds (one task per workflow per round), speculating on the event a task carries,
+activating the replay machine, and committing its commands, which may hand us activity
+tasks to run at once (eager slots). Activity completions hand workflow tasks over too
+(`take_eager`)."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+import anyio
+import structlog
+from redis.exceptions import RedisError
+
+from engine import commands as cmd
+from engine import events as ev
+from engine.errors import ApplicationError, to_failure
+from engine.events import decode_packed_event
+from engine.machine import LOGIC_FLAGS
+from engine.store import Call, WorkflowTaskStart
+from sdk._definitions import WorkflowDefinition
+from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.task_entry import Fields, TaskEntry
+from sdk.worker.workflow_runner import CachedRun, StickyCache, new_machine
+
+log = structlog.get_logger("redurable.worker")
+#: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
+#: to the dead letters (an operator deploys the type or fixes the data, then requeues).
+#: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
+POISON_TYPES = frozenset({"WorkflowTypeNotRegistered", "PayloadError", "CodecKeyError"})
+
+
+class WorkflowTasks:
+    """Runs the workflow tasks of one worker (see the module doc)."""
+
+    claims_idle = True
+
+    def __init__(
+        self,
+        plumbing: TaskPlumbing,
+        workflows: dict[str, WorkflowDefinition],
+        cache: StickyCache,
+        activities: ActivityTasks,
+        *,
+        max_batch: int,
+        task_timeout_ms: int,
+    ) -> None:
+        self._plumbing = plumbing
+        self._store = plumbing.store
+        self._workflows = workflows
+        self.cache = cache
+        #: Where the activity tasks a completion hands over run (eager slots).
+        self._activities = activities
+        self.max_batch = max_batch
+        self.task_timeout_ms = task_timeout_ms
+        self.claim_streams: Sequence[str] = plumbing.workflow_streams
+        #: Held but not started: speculations to run the normal way, tasks of a round
+        #: that lost its connection, claimed ones while we stop.
+        self.backlog: list[TaskEntry] = []
+        #: One batch of workflow tasks at a time: the poller's, eager and claimed ones.
+        self._lock = anyio.Lock()
+        #: Activity slots this round's completions may still ask for (_eager_slots).
+        self._eager_free = 0
+
+    # --- what Liveness claims for us (sdk/worker/liveness.py) --------------------------
+    def claim_limit(self, stream: str) -> int | None:
+        return None  # a workflow task takes no slot: it runs in the batch it joins
+
+    def suspect_room(self, stream: str) -> int | None:
+        return None  # one suspect at a time holds for activity tasks only (ActivityTasks)
+
+    def adopt(
+        self,
+        stream: str,
+        claimed: list[tuple[bytes, Fields]],
+        suspects: AbstractSet[bytes] = frozenset(),
+    ) -> None:
+        """Run tasks claimed from a dead worker now: the poller may be blocked in a read
+        for up to half a second (claiming leaves it no wake-up)."""
+        plumbing = self._plumbing
+        tasks = plumbing.take_over(stream, claimed)
+        if not tasks:
+            return
+        if plumbing.stopping or plumbing.tg is None:
+            self.backlog.extend(tasks)
+            return
+        plumbing.count_claimed(tasks)
+        plumbing.tg.start_soon(self.run_now, tasks)
+
+    # --- polling ----------------------------------------------------------------------
+    async def poll(self) -> None:
+        plumbing = self._plumbing
+        per_stream = max(1, self.max_batch // plumbing.keys.shards)
+        while not plumbing.stopping:
+            tasks, self.backlog = self.backlog, []
+            if not tasks:
+                tasks = await plumbing.read(plumbing.workflow_streams, per_stream)
+            if tasks:
+                async with self._lock:
+                    await self._process(tasks)
+
+    async def take_eager(self, tasks: list[TaskEntry]) -> None:
+        """Workflow tasks that activity completions handed us: run them now (the
+        poller is likely blocked in a read that would not see them)."""
+        plumbing = self._plumbing
+        plumbing.stats["eager_workflow_tasks"] += len(tasks)
+        for task in tasks:
+            plumbing.hold(task)  # ours: keep it touched
+        if plumbing.stopping or plumbing.tg is None:
+            await plumbing.release(tasks)
+            return
+        plumbing.tg.start_soon(self.run_now, tasks)
+
+    async def run_now(self, tasks: list[TaskEntry]) -> None:
+        """Workflow tasks handed over outside the poller (eager, claimed)."""
+        try:
+            async with self._lock:
+                await self._process(tasks)
+        except TRANSIENT as exc:
+            # Still pending on us: the poller retries them from the backlog, where
+            # _process put back the unfinished ones.
+            log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
+        finally:
+            self._plumbing.claimed_done(tasks)
+
+    async def finished(self) -> None:
+        """Until the batch in hand is committed (the caller bounds the wait)."""
+        async with self._lock:
+            pass
+
+    # --- a batch, in rounds -----------------------------------------------------------
+    async def _process(self, tasks: list[TaskEntry]) -> None:
+        # One task per workflow per round: two for the same workflow must not interleave.
+        rounds: list[list[TaskEntry]] = []
+        # A workflow's n-th task in this batch goes to round n.
+        seen: dict[bytes, int] = {}
+        for task in tasks:
+            wf_id = task.fields[b"workflow_id"]
+            index = seen.get(wf_id, 0)
+            seen[wf_id] = index + 1
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(task)
+        for i, r in enumerate(rounds):
+            try:
+                await self._round(r)
+            except TRANSIENT:
+                # The connection dropped mid-round: whether our calls ran is unknown, and
+                # the tasks are still pending on us. Forgotten here they would stay
+                # touched (never idle, never claimed) for ever: retry them instead, from
+                # a fresh replay (a commit that did land makes the retry stale: acked).
+                unfinished = [t for t in r if self._plumbing.holds(t)]
+                for task in unfinished + [t for later in rounds[i + 1:] for t in later]:
+                    self.cache.evict(task.get("workflow_id"))
+                    task.no_speculation = True
+                    self.backlog.append(task)
+                raise
+
+    async def _round(self, tasks: list[TaskEntry]) -> None:
+        """Speculative completions and normal starts share the first round trip; the
+        normal tasks' completions take a second."""
+        plumbing, store = self._plumbing, self._store
+        speculative: list[tuple[TaskEntry, Call]] = []
+        normal: list[TaskEntry] = []
+        self._eager_free = max(0, self._activities.free_slots())
+        for task in tasks:
+            plumbing.hold(task)
+            call = None if task.no_speculation else self._speculate(task)
+            if call is None:
+                normal.append(task)
+            else:
+                speculative.append((task, call))
+        start_calls = []
+        for task in normal:
+            cached = self.cache.get(task.get("workflow_id"), task.get("run_id"))
+            start_calls.append(store.wft_start_call(
+                task.get("workflow_id"), task.get("run_id"), task.get("epoch"), task.msg_id,
+                task.stream, cached.cursor if cached else None, self.task_timeout_ms))
+        replies = await store.call_many([c for _, c in speculative] + start_calls)
+        for (task, call), reply in zip(speculative, replies, strict=False):
+            if self._finish(task, call, reply) == "retry":
+                task.no_speculation = True
+                self.backlog.append(task)  # still ours: run it the normal way next
+        completions: list[Call] = []
+        done: list[TaskEntry] = []
+        for task, reply in zip(normal, replies[len(speculative):], strict=True):
+            try:
+                started = store.parse_wft_start(reply)
+            except RedisError as exc:
+                log.error("workflow_task_start_failed", workflow_id=task.get("workflow_id"),
+                          error=str(exc))
+                plumbing.let_go(task)
+                continue
+            if started is None:
+                plumbing.let_go(task)
+                plumbing.stats["stale_workflow_tasks"] += 1
+                continue
+            try:
+                completions.append(await self._activate(task, started))
+            except RedisError as exc:
+                # Left pending: it goes idle and is claimed again (by us or another).
+                log.error("workflow_task_error", workflow_id=task.get("workflow_id"),
+                          error=str(exc))
+                plumbing.let_go(task)
+                self.cache.evict(task.get("workflow_id"))
+                continue
+            done.append(task)
+        commits = await store.call_many(completions)
+        for task, call, reply in zip(done, completions, commits, strict=True):
+            self._finish(task, call, reply)
+
+    def _speculate(self, task: TaskEntry) -> Call | None:
+        """Run the activation on the event the task carries, if our cached machine is
+        right before it (or it is a new workflow's first event). None: start normally."""
+        raw = task.fields.get(b"event")
+        if not raw:
+            return None
+        wf_id, run_id = task.get("workflow_id"), task.get("run_id")
+        try:
+            event = decode_packed_event(raw)
+        except (ValueError, IndexError):
+            return None
+        cached = self.cache.get(wf_id, run_id)
+        if cached is None:
+            if not isinstance(event, ev.WorkflowExecutionStarted) or event.event_id != 1:
+                return None
+            definition = self._workflows.get(event.workflow_type)
+            if definition is None:
+                return None
+            cached = CachedRun(new_machine(definition, wf_id, run_id, event.task_queue,
+                                           self._plumbing.client.codec))
+            self.cache.put(wf_id, cached)
+        elif cached.machine.last_event_id + 1 != event.event_id:
+            return None
+        try:
+            commands = cached.machine.activate([event], event.timestamp)
+        except Exception:  # the normal path replays and records the failure
+            self.cache.evict(wf_id)
+            return None
+        return self._store.wft_complete_call(
+            wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream,
+            self._plumbing.identity,
+            cached.machine.now_ms,  # the time the code saw (see _activate)
+            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1,
+            eager_slots=self._eager_slots(commands))
+
+    def _finish(self, task: TaskEntry, call: Call, reply: Any) -> str | None:
+        """Apply a completion's reply to the cache; returns "retry" for a speculation
+        that must run the normal way."""
+        plumbing = self._plumbing
+        wf_id = task.get("workflow_id")
+        if call.function != "rd_wft_complete":  # a failure report
+            plumbing.let_go(task)
+            return None
+        try:
+            commit = self._store.parse_wft_complete(reply)
+        except RedisError as exc:
+            log.error("workflow_task_commit_failed", workflow_id=wf_id, error=str(exc))
+            plumbing.let_go(task)
+            self.cache.evict(wf_id)
+            return None
+        if commit == "retry":
+            self.cache.evict(wf_id)  # its machine ran ahead of what was written
+            plumbing.stats["speculation_retries"] += 1
+            return "retry"
+        plumbing.let_go(task)
+        if not isinstance(commit, str) and commit.eager:
+            plumbing.stats["eager_activities"] += len(commit.eager)
+            self._activities.start(plumbing.screened([TaskEntry(*e) for e in commit.eager]))
+        cached = self.cache.get(wf_id, task.get("run_id"))
+        if isinstance(commit, str) or commit.closed or commit.close_dropped or cached is None:
+            self.cache.evict(wf_id)
+            return None
+        cached.machine.committed(commit.last_event_id)
+        cached.cursor = commit.last_stream_id
+        plumbing.stats["workflow_tasks"] += 1
+        return None
+
+    async def _activate(self, task: TaskEntry, started: WorkflowTaskStart) -> Call:
+        """Run one activation; returns the completion (or failure) call to commit."""
+        plumbing, store = self._plumbing, self._store
+        wf_id, run_id = task.get("workflow_id"), task.get("run_id")
+        epoch = task.get("epoch")
+        entries = started.entries
+        cached = self.cache.get(wf_id, run_id)
+        if (
+            cached is not None
+            and entries
+            and (entries[0][1].event_id != cached.machine.last_event_id + 1)
+        ):
+            self.cache.evict(wf_id)
+            cached = None
+            entries = await store.read_history(wf_id)
+        try:
+            if cached is None:
+                if not entries or not isinstance(entries[0][1], ev.WorkflowExecutionStarted):
+                    entries = await store.read_history(wf_id)
+                first = entries[0][1]
+                assert isinstance(first, ev.WorkflowExecutionStarted)
+                definition = self._workflows.get(first.workflow_type)
+                if definition is None:
+                    raise ApplicationError(
+                        f"workflow type {first.workflow_type!r} is not registered on worker "
+                        f"{plumbing.identity} (registered: {', '.join(sorted(self._workflows))})",
+                        type="WorkflowTypeNotRegistered",
+                    )
+                machine = new_machine(definition, wf_id, run_id, first.task_queue,
+                                      plumbing.client.codec, started.attempt)
+                cached = CachedRun(machine)
+                self.cache.put(wf_id, cached)
+            commands = cached.machine.activate([e for _, e in entries], started.now_ms)
+        except Exception as exc:
+            self.cache.evict(wf_id)
+            failure = to_failure(exc)
+            failure["attempt"] = started.attempt
+            failure["worker"] = plumbing.identity
+            failure["time"] = started.now_ms
+            if exc.__cause__ is not None:
+                failure["stack"] = "".join(traceback.format_exception(exc.__cause__))[-4000:]
+            log.warning(
+                "workflow_task_failed",
+                workflow_id=wf_id,
+                run_id=run_id,
+                error=failure["message"],
+                attempt=started.attempt,
+            )
+            plumbing.stats["workflow_task_failures"] += 1
+            reason = None
+            if failure["type"] in POISON_TYPES and started.attempt >= plumbing.max_deliveries:
+                reason = f"{failure['message']} (workflow task failed {started.attempt} times)"
+                log.error("workflow_task_dead_lettered", workflow_id=wf_id, reason=reason)
+                plumbing.stats["dead_lettered"] += 1
+            return store.wft_fail_call(
+                wf_id, run_id, epoch, started.token, task.msg_id, task.stream, failure, reason
+            )
+        return store.wft_complete_call(
+            wf_id,
+            run_id,
+            epoch,
+            started.token,
+            task.msg_id,
+            task.stream,
+            plumbing.identity,
+            # The time the code saw (the machine never lets it go back), not the
+            # server's: recording a server clock that stepped back made replays see
+            # another workflow.now() than the live run did.
+            cached.machine.now_ms,
+            LOGIC_FLAGS,
+            commands,
+            eager_slots=self._eager_slots(commands),
+        )
+
+    def _eager_slots(self, commands: list[Any]) -> int:
+        """How many of this completion's activity tasks to take at once: only when we
+        run every type it schedules, and only from the free slots not yet promised."""
+        types = [c.activity_type for c in commands if isinstance(c, cmd.ScheduleActivity)]
+        if not types or self._plumbing.stopping:
+            return 0
+        if any(not self._activities.runs(t) for t in types):
+            return 0
+        granted = min(len(types), self._eager_free)
+        self._eager_free -= granted
+        return granted
