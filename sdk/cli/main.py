@@ -31,7 +31,8 @@ from sdk.cli import demo as _cli_demo
 from sdk.cli import dlq as _cli_dlq
 from sdk.cli import ui as _cli_ui
 from sdk.cli import workflow as _cli_workflow
-from sdk.cli.common import CliError, PrefixOption, UrlOption, connect, fail, run, stderr, stdout
+from sdk.cli.common import CliError, PrefixOption, UrlOption, fail, stderr, stdout, with_client
+from sdk.client.client import Client
 from sdk.worker.worker import Worker
 
 app = typer.Typer(
@@ -112,18 +113,17 @@ def worker(
         fail(f"module {module!r} defines no @workflow.defn class and no @activity.defn function")
     configure_logging(json=log_json, level=log_level)
 
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await Worker(
-                client,
-                task_queue=task_queue,
-                workflows=workflows,
-                activities=activities,
-                max_concurrent_activities=concurrency,
-                identity=identity,
-            ).run()  # returns after SIGTERM/SIGINT, once in-flight work is drained
+    async def body(client: Client) -> None:
+        await Worker(
+            client,
+            task_queue=task_queue,
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=concurrency,
+            identity=identity,
+        ).run()  # returns after SIGTERM/SIGINT, once in-flight work is drained
 
-    run(body)
+    with_client(redis_url, prefix, body)
 
 
 def import_module(name: str) -> ModuleType:

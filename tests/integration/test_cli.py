@@ -25,10 +25,10 @@ from sdk._devserver import DEFAULT_DEV_PORT, free_port, port_in_use
 from tests.conftest import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Wide enough that rich never wraps a table cell the tests look for.
-ENV = {**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"}
-ENV.pop("REDURABLE_URL", None)
-ENV.pop("REDURABLE_PREFIX", None)
+#: Stdout is a pipe and COLUMNS unset: tables are as wide as their rows (sdk/cli/tables.py).
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+for _name in ("REDURABLE_URL", "REDURABLE_PREFIX", "COLUMNS"):
+    ENV.pop(_name, None)
 
 
 def redurable(*args: str) -> list[str]:
