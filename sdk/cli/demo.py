@@ -174,12 +174,13 @@ async def _story(
     clock.say(f"Worker 1 (pid {workers[0].pid}) polls task queue {TASK_QUEUE!r}")
 
     workflow_id = f"order-{uuid.uuid4().hex[:6]}"
-    handle = await client.start_workflow(
-        Order.run, PRODUCT_ID, seconds, id=workflow_id, task_queue=TASK_QUEUE
-    )
+    args = [PRODUCT_ID, seconds]
+    handle = await client.start_workflow(Order.run, *args, id=workflow_id, task_queue=TASK_QUEUE)
+    # The arguments as sent, as JSON like the history's input: `redurable workflow start
+    # Order --input 3 --input 5.0` would start the same order.
     clock.say(
-        f"Started workflow [bold]{workflow_id}[/]: Order.run({PRODUCT_ID}, "
-        f"wait_seconds={seconds:g})"
+        f"Started workflow [bold]{workflow_id}[/]: Order.run"
+        f"({', '.join(to_json(arg, indent=None) for arg in args)})"
     )
     watch = StatusWatch(clock, handle)
     await watch.until("Paid")

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from engine.dead_letters import DeadLetter, parse_id
 from engine.keys import DEFAULT_PREFIX
-from sdk._present import local_time
+from sdk._present import iso, local_time
 from sdk.cli.common import (
     Output,
     OutputOption,
@@ -53,7 +53,7 @@ def letter_json(letter: DeadLetter) -> dict[str, Any]:
         "activity_type": letter.activity_type or None,
         "deliveries": letter.deliveries,
         "reason": letter.reason,
-        "time": _time(letter).isoformat().replace("+00:00", "Z"),
+        "time": iso(_time(letter)),  # as every JSON document has its times
         "stream": letter.stream,
     }
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -42,6 +43,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            number = metadata.version("redurable")
+        except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+            number = "unknown (not installed)"
+        stdout.print(Text(f"redurable {number}"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version of redurable and exit."),
+    ] = False,
+) -> None:
+    """Options of `redurable` itself, before the command."""
+
+
 app.add_typer(_cli_workflow.app, name="workflow")
 app.add_typer(_cli_dlq.app, name="dlq")
 app.command(name="demo")(_cli_demo.demo)

@@ -3,6 +3,7 @@ output (table and JSON) and exit codes. Each test has its own --prefix."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import queue
@@ -143,6 +144,13 @@ def test_user_errors_are_one_line_and_nonzero(cli: Cli) -> None:
     missing = cli("workflow", "start", "Order")  # no --task-queue: a usage error
     assert_one_line_error(missing, "Missing option")
     assert missing.returncode == 2
+
+
+def test_version() -> None:
+    done = subprocess.run(redurable("--version"), capture_output=True, text=True, env=ENV,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"redurable {importlib.metadata.version('redurable')}\n"
 
 
 def test_unreachable_server_explains_how_to_start_one() -> None:
@@ -392,6 +400,8 @@ def test_demo_runs_end_to_end() -> None:
                    "Workflow result: Completed", "WorkflowExecutionCompleted",
                    "each done exactly once", "Done."):  # fmt: skip
         assert needle in out, out
+    # It prints the input it sent, as the history's WorkflowExecutionStarted has it.
+    assert "Order.run(3, 5.0)" in out and "input=[3, 5.0]" in out, out
     assert time.monotonic() - started < 30, "the demo must take under 30 s"
 
 
