@@ -24,14 +24,11 @@ from rich.console import Console
 from rich.text import Text
 
 from engine.functions import LibraryMissingError
-from sdk._devserver import DEFAULT_DEV_PORT
 from sdk._present import STATUS_STYLE, status_text, to_json
 from sdk.cli.tables import UNLIMITED, Cell, Column, fit, output_width, print_fitted
 from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
-
-#: Where commands look when no URL is configured: the server `redurable dev` starts.
-DEV_URL = f"redis://127.0.0.1:{DEFAULT_DEV_PORT}"
+from sdk.client.server_url import DEFAULT_URL, default_url
 
 T = TypeVar("T")
 
@@ -46,7 +43,7 @@ UrlOption = Annotated[
     typer.Option(
         "--redis-url",
         envvar="REDURABLE_URL",
-        help=f"Server URL (default: {DEV_URL}, where `redurable dev` listens).",
+        help=f"Server URL (default: {DEFAULT_URL}, where `redurable dev` listens).",
         show_default=False,
     ),
 ]
@@ -97,7 +94,7 @@ def with_client(url: str | None, prefix: str, fn: Callable[[Client], Awaitable[T
 async def connect(url: str | None, prefix: str) -> AsyncIterator[Client]:
     """A Client for the command; a server that cannot be reached is a one-line error
     that says how to start one when the user configured no URL."""
-    target = url or DEV_URL
+    target = url or default_url()  # the rule of Client.connect() too
     try:
         client = await Client.connect(
             target, prefix=prefix, codec=codec_from_env(), socket_connect_timeout=5
