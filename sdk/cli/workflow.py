@@ -44,6 +44,22 @@ InputOption = Annotated[
         show_default=False,
     ),
 ]
+WorkflowIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        help="Workflow id (default: the type in lower case, a dash and 8 random hex digits, "
+        "e.g. order-3f9c2a1b).",
+        show_default=False,
+    ),
+]
+
+
+def new_workflow_id(workflow_type: str) -> str:
+    """The id of a workflow started without --id: `order-3f9c2a1b` for type Order."""
+    return f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+
+
 #: A worker that beat within this long counts as live (it beats every second or so).
 LIVE_WITHIN_MS = 15000
 
@@ -55,9 +71,7 @@ LIVE_WITHIN_MS = 15000
 def start(
     workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
-    workflow_id: Annotated[
-        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
-    ] = None,
+    workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
@@ -65,7 +79,7 @@ def start(
 ) -> None:
     """Start a workflow and print its id and run id."""
     args = parse_inputs(inputs)
-    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+    wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> WorkflowHandle:
         handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)
@@ -89,9 +103,7 @@ def start(
 def execute(
     workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
-    workflow_id: Annotated[
-        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
-    ] = None,
+    workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds.")
@@ -102,7 +114,7 @@ def execute(
 ) -> None:
     """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
     args = parse_inputs(inputs)
-    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+    wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> dict[str, Any]:
         handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -258,6 +259,9 @@ def test_terminate_without_worker(cli: Cli) -> None:
     assert_one_line_error(cli("workflow", "result", "order-t"), "TERMINATED")
     again = cli("workflow", "start", "Order", "--id", "order-t", "-q", "orders")
     assert again.returncode == 0  # a closed id can be started again
+    # Without --id: the type in lower case, a dash, 8 random hex digits (docs/cli.md).
+    generated = cli.json("workflow", "start", "Order", "-q", "orders")["workflow_id"]
+    assert re.fullmatch(r"order-[0-9a-f]{8}", generated), generated
 
 
 def test_list_filters_and_pages(cli: Cli) -> None:
