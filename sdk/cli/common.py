@@ -56,6 +56,7 @@ OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
 
+
 class CliError(Exception):
     """A user error: printed as one line on stderr, exit code 1."""
 

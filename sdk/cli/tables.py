@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console, JustifyMethod
 from rich.measure import Measurement
 from rich.table import Table
@@ -81,7 +82,13 @@ class Fitted:
 
 
 def _cell_width(cell: Text) -> int:
-    return max((Text(line).cell_len for line in cell.plain.split("\n")), default=0)
+    return max((cell_len(line) for line in cell.plain.split("\n")), default=0)
+
+
+def _longest_word(cell: Text) -> int:
+    """What a wrapping cell needs at least: rich wraps at spaces only, so a longer
+    word would be folded (and an id in it cut)."""
+    return max((cell_len(word) for word in cell.plain.split()), default=0)
 
 
 def fit(
@@ -95,6 +102,10 @@ def fit(
     cells = [[c if isinstance(c, Text) else Text(c) for c in row] for row in rows]
     natural = [
         max([_cell_width(Text(col.header)), *(_cell_width(row[i]) for row in cells)])
+        for i, col in enumerate(columns)
+    ]
+    words = [
+        max([_longest_word(Text(col.header)), *(_longest_word(row[i]) for row in cells)])
         for i, col in enumerate(columns)
     ]
     shrunk = [min(natural[i], col.min_width) if col.wrap else natural[i]
@@ -120,9 +131,14 @@ def fit(
 
     def needed(keep: list[int], widths: list[int]) -> int:
         """The narrowest the table can be: its columns at `widths`, a wrapping column's
-        words whole (a longer word than its minimum widens it)."""
+        words whole (a longer word than its minimum widens it), plus what rich adds
+        (padding, borders), measured on the columns alone: a page of 10,000 rows is
+        laid out in a moment."""
+        table = Table(**table_options)
+        for i in keep:
+            table.add_column(columns[i].header, min_width=max(widths[i], words[i]))
         probe = Console(width=UNLIMITED, file=io.StringIO())
-        return Measurement.get(probe, probe.options, build(keep, widths)).minimum
+        return Measurement.get(probe, probe.options, table).minimum
 
     keep = list(range(len(columns)))
     dropped: list[str] = []
