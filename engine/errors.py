@@ -57,7 +57,7 @@ class ApplicationError(FailureError):
 class CancelledError(FailureError):
     """The workflow or activity was cancelled."""
 
-    def __init__(self, message: str = "cancelled") -> None:
+    def __init__(self, message: str = "canceled") -> None:
         super().__init__(message)
 
 

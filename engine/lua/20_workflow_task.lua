@@ -106,7 +106,7 @@ local function apply_command(c, kind, fields, ts)
     return 'closed'
   elseif kind == 'WorkflowExecutionCanceled' then
     append(c, kind, ts, fields)
-    redis.call('HSET', c.wf, 'failure', cjson.encode({message = 'workflow cancelled',
+    redis.call('HSET', c.wf, 'failure', cjson.encode({message = 'workflow canceled',
       kind = 'cancelled', type = 'CancelledError', non_retryable = true}))
     close_run(c, 'CANCELED', ts)
     return 'closed'

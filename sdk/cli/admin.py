@@ -9,12 +9,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from engine.functions import LIBRARY_NAME, library_version, load_library
-from sdk.cli.common import DEV_URL, UrlOption, fail, redacted, run, stdout
+from sdk.cli.common import UrlOption, fail, redacted, run, stdout
+from sdk.client.server_url import cli_url
 
 
 def load_functions(redis_url: UrlOption = None) -> None:
     """Load this version of the engine's Redis Functions library (needs FUNCTION LOAD)."""
-    target = redis_url or DEV_URL
+    target = redis_url or cli_url()
 
     async def body() -> None:
         try:

@@ -7,13 +7,11 @@ wrong ends as one line on stderr and exit code 1 (2 for usage errors).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
-from enum import Enum, StrEnum
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,14 +21,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
+from rich.text import Text
 
 from engine.functions import LibraryMissingError
-from sdk._devserver import DEFAULT_DEV_PORT
-from sdk.client.client import Client, HistoryEvent
+from sdk._present import STATUS_STYLE, status_text, to_json
+from sdk.cli.tables import UNLIMITED, Cell, Column, fit, output_width, print_fitted
+from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
-
-#: Where commands look when no URL is configured: the server `redurable dev` starts.
-DEV_URL = f"redis://127.0.0.1:{DEFAULT_DEV_PORT}"
+from sdk.client.server_url import CLI_DEFAULT_URL, cli_url
 
 T = TypeVar("T")
 
@@ -45,7 +43,7 @@ UrlOption = Annotated[
     typer.Option(
         "--redis-url",
         envvar="REDURABLE_URL",
-        help=f"Server URL (default: {DEV_URL}, where `redurable dev` listens).",
+        help=f"Server URL (default: {CLI_DEFAULT_URL}, where `redurable dev` listens).",
         show_default=False,
     ),
 ]
@@ -57,11 +55,6 @@ IdArgument = Annotated[str, typer.Argument(help="Workflow id.", show_default=Fal
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
-
-# Lines are never wrapped (tables still fit the terminal): a long id stays greppable.
-stdout = Console(highlight=False, soft_wrap=True)
-# Errors are one line however narrow the terminal: never wrapped.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -87,11 +80,22 @@ def has_uvloop() -> bool:
     return True
 
 
+def with_client(url: str | None, prefix: str, fn: Callable[[Client], Awaitable[T]]) -> T:
+    """Run `fn` with a Client of the command's server and namespace, then close it: the
+    opening every command that talks to a server shares."""
+
+    async def body() -> T:
+        async with connect(url, prefix) as client:
+            return await fn(client)
+
+    return run(body)
+
+
 @contextlib.asynccontextmanager
 async def connect(url: str | None, prefix: str) -> AsyncIterator[Client]:
     """A Client for the command; a server that cannot be reached is a one-line error
     that says how to start one when the user configured no URL."""
-    target = url or DEV_URL
+    target = url or cli_url()
     try:
         client = await Client.connect(
             target, prefix=prefix, codec=codec_from_env(), socket_connect_timeout=5
@@ -148,30 +152,13 @@ def parse_inputs(values: list[str] | None) -> list[Any]:
 
 # --- output -------------------------------------------------------------------------------
 
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="milliseconds") if value is not None else None
-
-
-def local_time(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, bytes | bytearray):
-        # Payloads the codec could not decode: keep them, losslessly.
-        return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, Enum):
-        return value.value
-    return repr(value)
-
-
-def to_json(value: Any, *, indent: int | None = 2) -> str:
-    return json.dumps(value, default=_json_default, indent=indent, ensure_ascii=False)
+#: Columns of the output (sdk/cli/tables.py): None when stdout is a pipe or a file
+#: without COLUMNS set, where nothing is squeezed.
+WIDTH = output_width()
+# Lines are never wrapped (tables fit WIDTH without cutting ids): a long id stays greppable.
+stdout = Console(highlight=False, soft_wrap=True, width=WIDTH or UNLIMITED)
+# Errors are one line however narrow the terminal: never wrapped.
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(value: Any, *, lines: bool = False) -> None:
@@ -180,47 +167,12 @@ def print_json(value: Any, *, lines: bool = False) -> None:
     sys.stdout.flush()
 
 
-def event_json(event: HistoryEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "timestamp": iso(event.timestamp),
-        "attributes": event.attributes,
-    }
+def print_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], **options: Any) -> None:
+    """A table fitted to the output (sdk/cli/tables.py), on stdout."""
+    print_fitted(stdout, fit(columns, rows, WIDTH, **options), WIDTH)
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, dict) and "message" in value:
-        value = value["message"]  # a failure document: its message says it all
-    text = value if isinstance(value, str) else to_json(value, indent=None)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-#: Attributes left out of tables (JSON output has them): long, and rarely what one reads
-#: a history for. `now` is the Time column again, in epoch milliseconds.
-TABLE_HIDDEN = frozenset({"options", "history_version", "now"})
-
-
-def event_details(event: HistoryEvent) -> str:
-    """One line of an event's attributes for tables (empty values left out)."""
-    return " ".join(
-        f"{k}={_short(v)}"
-        for k, v in event.attributes.items()
-        if v not in ("", None, {}, []) and k not in TABLE_HIDDEN
-    )
-
-
-STATUS_STYLE = {
-    "RUNNING": "cyan",
-    "COMPLETED": "green",
-    "FAILED": "red",
-    "CANCELED": "yellow",
-    "TERMINATED": "red",
-    "TIMED_OUT": "red",
-    "CONTINUED_AS_NEW": "blue",
-}
-
-
-def styled_status(status: str) -> str:
-    style = STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/]" if style else status
+def status_cell(status: object) -> Text:
+    """A workflow status, coloured as in every table."""
+    text = status_text(status)
+    return Text(text, style=STATUS_STYLE.get(text, ""))

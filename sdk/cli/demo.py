@@ -25,8 +25,9 @@ from rich.text import Text
 from engine.errors import QueryError
 from engine.keys import DEFAULT_PREFIX
 from sdk._devserver import EmbeddedServer, ServerError
-from sdk.cli.common import PrefixOption, UrlOption, connect, fail, run, stdout, to_json
-from sdk.cli.inspect import history_table
+from sdk._present import to_json
+from sdk.cli.common import PrefixOption, UrlOption, fail, stdout, with_client
+from sdk.cli.inspect import print_history
 from sdk.client.client import Client, WorkflowHandle
 from sdk.examples.order import TASK_QUEUE, Order
 
@@ -149,7 +150,8 @@ def demo(
     ledger = Path(ledger_name)
     workers: list[WorkerProcess] = []
     try:
-        run(lambda: _story(clock, url, prefix, seconds, ledger, workers))
+        with_client(url, prefix, lambda client: _story(client, clock, url, prefix, seconds,
+                                                       ledger, workers))
     finally:
         for w in workers:
             w.stop()
@@ -159,60 +161,66 @@ def demo(
 
 
 async def _story(
-    clock: Clock, url: str, prefix: str, seconds: float, ledger: Path, workers: list[WorkerProcess]
+    client: Client,
+    clock: Clock,
+    url: str,
+    prefix: str,
+    seconds: float,
+    ledger: Path,
+    workers: list[WorkerProcess],
 ) -> None:
-    async with connect(url, prefix) as client:
-        workers.append(WorkerProcess(1, url, prefix, ledger))
-        await workers[0].wait_ready(client)
-        clock.say(f"Worker 1 (pid {workers[0].pid}) polls task queue {TASK_QUEUE!r}")
+    workers.append(WorkerProcess(1, url, prefix, ledger))
+    await workers[0].wait_ready(client)
+    clock.say(f"Worker 1 (pid {workers[0].pid}) polls task queue {TASK_QUEUE!r}")
 
-        workflow_id = f"order-{uuid.uuid4().hex[:6]}"
-        handle = await client.start_workflow(
-            Order.run, PRODUCT_ID, seconds, id=workflow_id, task_queue=TASK_QUEUE
-        )
-        clock.say(
-            f"Started workflow [bold]{workflow_id}[/]: Order.run({PRODUCT_ID}, "
-            f"wait_seconds={seconds:g})"
-        )
-        watch = StatusWatch(clock, handle)
-        await watch.until("Paid")
-        await _until_waiting(handle)  # its timer for `picked_up` is in Redis
+    workflow_id = f"order-{uuid.uuid4().hex[:6]}"
+    args = [PRODUCT_ID, seconds]
+    handle = await client.start_workflow(Order.run, *args, id=workflow_id, task_queue=TASK_QUEUE)
+    # The arguments as sent, as JSON like the history's input: `redurable workflow start
+    # Order --input 3 --input 5.0` would start the same order.
+    clock.say(
+        f"Started workflow [bold]{workflow_id}[/]: Order.run"
+        f"({', '.join(to_json(arg, indent=None) for arg in args)})"
+    )
+    watch = StatusWatch(clock, handle)
+    await watch.until("Paid")
+    await _until_waiting(handle)  # its timer for `picked_up` is in Redis
 
-        workers[0].kill()
-        clock.say(
-            f"[bold red]kill -9[/] worker 1 (pid {workers[0].pid}) while the order waits for "
-            "picked_up",
-        )
-        desc = await handle.describe()
-        clock.say(
-            f"No worker runs. Redis still has the order: status {desc.status}, "
-            f"{desc.history_length} events in its history"
-        )
+    workers[0].kill()
+    clock.say(
+        f"[bold red]kill -9[/] worker 1 (pid {workers[0].pid}) while the order waits for "
+        "picked_up",
+    )
+    desc = await handle.describe()
+    clock.say(
+        f"No worker runs. Redis still has the order: status {desc.status}, "
+        f"{desc.history_length} events in its history"
+    )
 
-        workers.append(WorkerProcess(2, url, prefix, ledger))
-        clock.say(f"Started worker 2 (pid {workers[1].pid}): it will replay the history")
-        await handle.signal(Order.picked_up)
-        clock.say("Sent signal [bold]picked_up[/] (stored in Redis even before a worker reads it)")
-        await workers[1].wait_ready(client)
-        await watch.until("Picked up")
-        await handle.signal(Order.delivered)
-        clock.say("Sent signal [bold]delivered[/]")
-        await watch.until("Delivered")
-        clock.say(f"Durable sleep of {seconds:g}s before asking for a rating (a timer in Redis)")
+    workers.append(WorkerProcess(2, url, prefix, ledger))
+    clock.say(f"Started worker 2 (pid {workers[1].pid}): it will replay the history")
+    await handle.signal(Order.picked_up)
+    clock.say("Sent signal [bold]picked_up[/] (stored in Redis even before a worker reads it)")
+    await workers[1].wait_ready(client)
+    await watch.until("Picked up")
+    await handle.signal(Order.delivered)
+    clock.say("Sent signal [bold]delivered[/]")
+    await watch.until("Delivered")
+    clock.say(f"Durable sleep of {seconds:g}s before asking for a rating (a timer in Redis)")
 
-        with anyio.fail_after(seconds + 60):
-            result = await handle.result()
-        await watch.until("Completed")
-        clock.say(f"Workflow result: [bold green]{result}[/]")
-        status = await handle.query(Order.get_status)
-        clock.say(
-            f"get_status after completion (answered by replay): {to_json(status, indent=None)}"
-        )
+    with anyio.fail_after(seconds + 60):
+        result = await handle.result()
+    await watch.until("Completed")
+    clock.say(f"Workflow result: [bold green]{result}[/]")
+    status = await handle.query(Order.get_status)
+    clock.say(
+        f"get_status after completion (answered by replay): {to_json(status, indent=None)}"
+    )
 
-        events = [e async for e in handle.fetch_history()]
-        stdout.print(history_table(events, title=f"History of {workflow_id}"))
-        _report_side_effects(clock, ledger, workflow_id)
-        clock.say("[bold green]Done.[/] The order finished as if no worker had died.")
+    events = [e async for e in handle.fetch_history()]
+    print_history(events, title=f"History of {workflow_id}")
+    _report_side_effects(clock, ledger, workflow_id)
+    clock.say("[bold green]Done.[/] The order finished as if no worker had died.")
 
 
 class StatusWatch:

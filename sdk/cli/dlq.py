@@ -7,23 +7,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from engine.dead_letters import DeadLetter, parse_id
 from engine.keys import DEFAULT_PREFIX
+from sdk._present import iso, local_time
 from sdk.cli.common import (
     Output,
     OutputOption,
     PrefixOption,
     UrlOption,
-    connect,
     fail,
-    local_time,
     print_json,
-    run,
+    print_table,
     stdout,
+    with_client,
 )
+from sdk.cli.tables import Column
 from sdk.client.client import Client
 
 app = typer.Typer(
@@ -53,7 +53,7 @@ def letter_json(letter: DeadLetter) -> dict[str, Any]:
         "activity_type": letter.activity_type or None,
         "deliveries": letter.deliveries,
         "reason": letter.reason,
-        "time": _time(letter).isoformat().replace("+00:00", "Z"),
+        "time": iso(_time(letter)),  # as every JSON document has its times
         "stream": letter.stream,
     }
 
@@ -67,27 +67,36 @@ def list_(
 ) -> None:
     """List dead letters with the reason each was taken off its queue."""
 
-    async def body() -> list[DeadLetter]:
-        async with connect(redis_url, prefix) as client:
-            return await client.list_dead_letters(limit=limit)
-
-    letters = run(body)
+    letters = with_client(redis_url, prefix, lambda client: client.list_dead_letters(limit=limit))
     if output is Output.json:
         print_json({"dead_letters": [letter_json(letter) for letter in letters]})
         return
     if not letters:
         stdout.print("No dead letters.")
         return
-    table = Table()
-    for column in ("Id", "Kind", "Queue", "Workflow id", "Deliveries", "Time", "Reason"):
-        table.add_column(column, no_wrap=column != "Reason")
-    for letter in letters:
-        kind = letter.kind if not letter.activity_type else f"activity {letter.activity_type}"
-        table.add_row(
-            letter.id, kind, letter.task_queue, Text(letter.workflow_id),
-            str(letter.deliveries), local_time(_time(letter)), Text(letter.reason),
-        )
-    stdout.print(table)
+    print_table(
+        [
+            Column("Id"),
+            Column("Kind", drop=2),
+            Column("Queue", drop=3),
+            Column("Workflow id"),
+            Column("Deliveries", justify="right", drop=1),
+            Column("Time", drop=4),
+            Column("Reason", wrap=True),
+        ],
+        [
+            [
+                letter.id,
+                letter.kind if not letter.activity_type else f"activity {letter.activity_type}",
+                letter.task_queue,
+                letter.workflow_id,
+                str(letter.deliveries),
+                local_time(_time(letter)),
+                letter.reason,
+            ]
+            for letter in letters
+        ],
+    )
 
 
 def _chosen(ids: list[str] | None, every: bool, verb: str) -> list[str] | None:
@@ -123,18 +132,18 @@ def _act_on(
     (or as JSON under the key done_verb)."""
     chosen = _chosen(ids, every, verb)
 
-    async def body() -> list[DeadLetter]:
-        async with connect(redis_url, prefix) as client:
-            return [await act(client, i) for i in await _ids(client, chosen)]
+    async def body(client: Client) -> list[DeadLetter]:
+        return [await act(client, i) for i in await _ids(client, chosen)]
 
-    done = run(body)
+    done = with_client(redis_url, prefix, body)
     if output is Output.json:
         print_json({done_verb: [letter.id for letter in done]})
         return
     for letter in done:
         queue = f" on {letter.task_queue!r}" if show_queue else ""
-        stdout.print(f"{done_verb} {letter.id} ({letter.kind} task of "
-                     f"{letter.workflow_id!r}{queue})")
+        # Text, not markup: a workflow id may hold square brackets.
+        stdout.print(Text(f"{done_verb} {letter.id} ({letter.kind} task of "
+                          f"{letter.workflow_id!r}{queue})"))
     if not done:
         stdout.print("No dead letters.")
 

@@ -7,11 +7,9 @@ import binascii
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from engine.errors import WorkflowNotFoundError
@@ -19,22 +17,22 @@ from engine.events import CLOSE_TYPES
 from engine.keys import DEFAULT_PREFIX
 from engine.status import WorkflowExecutionStatus
 from engine.store import decode_entries
+from sdk._present import clock_time, event_details, event_json, local_time, short, summary_fields
 from sdk.cli.common import (
+    WIDTH,
     IdArgument,
     Output,
     OutputOption,
     PrefixOption,
     UrlOption,
-    connect,
-    event_details,
-    event_json,
     fail,
-    local_time,
     print_json,
-    run,
+    print_table,
+    status_cell,
     stdout,
-    styled_status,
+    with_client,
 )
+from sdk.cli.tables import Cell, Column, fit, print_fitted
 from sdk.client.client import Client, HistoryEvent, to_history_event
 
 
@@ -46,67 +44,101 @@ def describe(
 ) -> None:
     """Status, type, times, pending activities and the last workflow task failure."""
 
-    async def body() -> dict[str, Any]:
-        async with connect(redis_url, prefix) as client:
-            desc = await client.get_workflow_handle(workflow_id).describe()
+    async def body(client: Client) -> dict[str, Any]:
+        desc = await client.get_workflow_handle(workflow_id).describe()
         doc = dataclasses.asdict(desc)
         return {"workflow_id": doc.pop("id"), **doc}
 
-    doc = run(body)
+    doc = with_client(redis_url, prefix, body)
     if output is Output.json:
         print_json(doc)
         return
-    table = Table(show_header=False, box=None)
     failure = doc["last_workflow_task_failure"]
-    for label, value in (
-        ("Workflow id", Text(doc["workflow_id"])),
-        ("Status", styled_status(doc["status"])),
-        ("Type", Text(doc["workflow_type"])),
-        ("Task queue", Text(doc["task_queue"])),
-        ("Run id", doc["run_id"]),
-        ("Start", local_time(doc["start_time"])),
-        ("Close", local_time(doc["close_time"])),
-        ("History length", str(doc["history_length"])),
-        ("Workflow task attempt", str(doc["workflow_task_attempt"])),
-        ("Last task failure", Text(failure["message"] if failure else "")),
-    ):
-        table.add_row(Text(label, style="bold"), value)
-    stdout.print(table)
+    fields: list[list[Cell]] = [
+        [Text(label, style="bold"), value]
+        for label, value in (
+            ("Workflow id", doc["workflow_id"]),
+            ("Status", status_cell(doc["status"])),
+            ("Type", doc["workflow_type"]),
+            ("Task queue", doc["task_queue"]),
+            ("Run id", doc["run_id"]),
+            ("Start", local_time(doc["start_time"])),
+            ("Close", local_time(doc["close_time"])),
+            ("History length", str(doc["history_length"])),
+            ("Workflow task attempt", str(doc["workflow_task_attempt"])),
+        )
+    ]
+    # Only the failure message may wrap: every other value stays whole on its line.
+    whole = max(Text.assemble(value).cell_len for _, value in fields)
+    fields.append([Text("Last task failure", style="bold"), failure["message"] if failure else ""])
+    print_table(
+        [Column("Field"), Column("Value", wrap=True, min_width=whole, floor=whole)],
+        fields, show_header=False, box=None,
+    )  # fmt: skip
     if doc["pending_activities"]:
-        acts = Table(title="Pending activities", title_justify="left")
-        for column in ("Id", "Type", "State", "Attempt"):
-            acts.add_column(column)
-        acts.add_column("Scheduled", no_wrap=True)
-        acts.add_column("Next attempt", no_wrap=True)
-        acts.add_column("Failure")
-        for act in doc["pending_activities"]:
-            acts.add_row(
-                str(act["activity_id"]),
-                Text(act["activity_type"]),
-                act["state"],
-                str(act["attempt"]),
-                local_time(act["scheduled_time"]),
-                local_time(act["next_attempt_time"]),
-                Text((act["last_failure"] or {}).get("message", "")),
-            )
-        stdout.print(acts)
+        print_table(
+            [
+                Column("Id", justify="right"),
+                Column("Type"),
+                Column("State"),
+                Column("Attempt", justify="right", drop=1),
+                Column("Scheduled", drop=3),
+                Column("Next attempt", drop=2),
+                Column("Failure", wrap=True),
+            ],
+            [
+                [
+                    str(act["activity_id"]),
+                    act["activity_type"],
+                    act["state"],
+                    str(act["attempt"]),
+                    local_time(act["scheduled_time"]),
+                    local_time(act["next_attempt_time"]),
+                    (act["last_failure"] or {}).get("message", ""),
+                ]
+                for act in doc["pending_activities"]
+            ],
+            title="Pending activities",
+            title_justify="left",
+        )
 
 
-def history_table(events: list[HistoryEvent], title: str | None = None) -> Table:
-    """Times are local clock times; the caption gives the date of the first event."""
+#: Attributes whose values are ids: a history table never wraps them.
+def _is_id(name: str) -> bool:
+    return name == "worker" or name.endswith("id")
+
+
+def print_history(events: list[HistoryEvent], title: str | None = None) -> None:
+    """A history as a table: `#`, time, type and details; times are local clock times,
+    the caption gives the date of the first event. Where the details would have to cut
+    an id, each event's details go on the lines under its type instead."""
     caption = f"started {local_time(events[0].timestamp)} local time" if events else None
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("Time", no_wrap=True)
-    table.add_column("Type", style="bold", no_wrap=True)
-    table.add_column("Details", overflow="fold")
-    for e in events:
-        table.add_row(str(e.event_id), clock_time(e.timestamp), e.type, Text(event_details(e)))
-    return table
-
-
-def clock_time(value: datetime) -> str:
-    return value.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    options: dict[str, Any] = dict(
+        title=title, title_justify="left", caption=caption, caption_justify="left"
+    )
+    ids = [f"{k}={short(v)}" for e in events for k, v in summary_fields(e) if _is_id(k)]
+    min_details = max([30, *(len(token) for token in ids)])
+    columns = [
+        Column("#", justify="right"),
+        Column("Time", drop=1),
+        Column("Type", style="bold"),
+        Column("Details", wrap=True, min_width=min_details, floor=min_details),
+    ]
+    rows: list[list[Cell]] = [
+        [str(e.event_id), clock_time(e.timestamp), e.type, event_details(e)] for e in events
+    ]
+    fitted = fit(columns, rows, WIDTH, **options)
+    if WIDTH is not None and fitted.width > WIDTH:
+        stacked: list[list[Cell]] = []
+        for e in events:
+            cell = Text.assemble(f"{clock_time(e.timestamp)}  ", (e.type, "bold"))
+            if details := event_details(e):
+                cell.append(f"\n{details}")
+            stacked.append([str(e.event_id), cell])
+        event = Column("Time, type and details", wrap=True, min_width=min_details,
+                       floor=min_details)
+        fitted = fit([columns[0], event], stacked, WIDTH, **options)
+    print_fitted(stdout, fitted, WIDTH)
 
 
 def event_line(event: HistoryEvent) -> Text:
@@ -135,22 +167,17 @@ def show(
             else:
                 stdout.print(event_line(event), soft_wrap=True)
 
-        async def tail() -> None:
-            async with connect(redis_url, prefix) as client:
-                await follow_history(client, workflow_id, emit)
-
-        run(tail)
+        with_client(redis_url, prefix, lambda client: follow_history(client, workflow_id, emit))
         return
 
-    async def body() -> list[HistoryEvent]:
-        async with connect(redis_url, prefix) as client:
-            return [e async for e in client.get_workflow_handle(workflow_id).fetch_history()]
+    async def body(client: Client) -> list[HistoryEvent]:
+        return [e async for e in client.get_workflow_handle(workflow_id).fetch_history()]
 
-    events = run(body)
+    events = with_client(redis_url, prefix, body)
     if output is Output.json:
         print_json([event_json(e) for e in events])
     else:
-        stdout.print(history_table(events))
+        print_history(events)
 
 
 async def follow_history(
@@ -202,36 +229,35 @@ def list_(
     """List workflows, newest first, one page at a time."""
     cursor = _decode_token(after) if after else None
 
-    async def body() -> tuple[list[dict[str, Any]], str | None]:
+    async def body(client: Client) -> tuple[list[dict[str, Any]], str | None]:
         rows: list[dict[str, Any]] = []
-        async with connect(redis_url, prefix) as client:
-            listing = client.list_workflows(
-                status=status.upper() if status else None,
-                type=workflow_type,
-                page_size=min(limit + 1, 1000),
-                after=cursor,
-            )
-            async with contextlib.aclosing(listing):
-                async for wf in listing:
-                    start_ms = wf.cursor[0]
-                    if len(rows) == limit:
-                        last = rows[-1]
-                        return rows, _encode_token(last["_start_ms"], last["workflow_id"])
-                    rows.append(
-                        {
-                            "workflow_id": wf.id,
-                            "run_id": wf.run_id,
-                            "status": wf.status,
-                            "workflow_type": wf.workflow_type,
-                            "task_queue": wf.task_queue,
-                            "start_time": wf.start_time,
-                            "close_time": wf.close_time,
-                            "_start_ms": start_ms,
-                        }
-                    )
+        listing = client.list_workflows(
+            status=status.upper() if status else None,
+            type=workflow_type,
+            page_size=min(limit + 1, 1000),
+            after=cursor,
+        )
+        async with contextlib.aclosing(listing):
+            async for wf in listing:
+                start_ms = wf.cursor[0]
+                if len(rows) == limit:
+                    last = rows[-1]
+                    return rows, _encode_token(last["_start_ms"], last["workflow_id"])
+                rows.append(
+                    {
+                        "workflow_id": wf.id,
+                        "run_id": wf.run_id,
+                        "status": wf.status,
+                        "workflow_type": wf.workflow_type,
+                        "task_queue": wf.task_queue,
+                        "start_time": wf.start_time,
+                        "close_time": wf.close_time,
+                        "_start_ms": start_ms,
+                    }
+                )
         return rows, None
 
-    rows, token = run(body)
+    rows, token = with_client(redis_url, prefix, body)
     for row in rows:
         del row["_start_ms"]
     if output is Output.json:
@@ -240,21 +266,27 @@ def list_(
     if not rows:
         stdout.print("No workflows.")
         return
-    table = Table()
-    for column in ("Workflow id", "Type", "Status", "Task queue"):
-        table.add_column(column)
-    table.add_column("Start", no_wrap=True)
-    table.add_column("Close", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            Text(row["workflow_id"]),
-            Text(row["workflow_type"]),
-            styled_status(row["status"]),
-            Text(row["task_queue"]),
-            local_time(row["start_time"]),
-            local_time(row["close_time"]),
-        )
-    stdout.print(table)
+    print_table(
+        [
+            Column("Workflow id"),
+            Column("Type", drop=1),
+            Column("Status"),
+            Column("Task queue", drop=4),
+            Column("Start", drop=2),
+            Column("Close", drop=3),
+        ],
+        [
+            [
+                row["workflow_id"],
+                row["workflow_type"],
+                status_cell(row["status"]),
+                row["task_queue"],
+                local_time(row["start_time"]),
+                local_time(row["close_time"]),
+            ]
+            for row in rows
+        ],
+    )
     if token:
         stdout.print(Text(f"More: add --after {token}", style="dim"))
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -31,7 +32,8 @@ from sdk.cli import demo as _cli_demo
 from sdk.cli import dlq as _cli_dlq
 from sdk.cli import ui as _cli_ui
 from sdk.cli import workflow as _cli_workflow
-from sdk.cli.common import CliError, PrefixOption, UrlOption, connect, fail, run, stderr, stdout
+from sdk.cli.common import CliError, PrefixOption, UrlOption, fail, stderr, stdout, with_client
+from sdk.client.client import Client
 from sdk.worker.worker import Worker
 
 app = typer.Typer(
@@ -41,6 +43,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            number = metadata.version("redurable")
+        except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+            number = "unknown (not installed)"
+        stdout.print(Text(f"redurable {number}"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True,
+                     help="Print the version of redurable and exit."),
+    ] = False,
+) -> None:
+    """Options of `redurable` itself, before the command."""
+
+
 app.add_typer(_cli_workflow.app, name="workflow")
 app.add_typer(_cli_dlq.app, name="dlq")
 app.command(name="demo")(_cli_demo.demo)
@@ -112,18 +137,17 @@ def worker(
         fail(f"module {module!r} defines no @workflow.defn class and no @activity.defn function")
     configure_logging(json=log_json, level=log_level)
 
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await Worker(
-                client,
-                task_queue=task_queue,
-                workflows=workflows,
-                activities=activities,
-                max_concurrent_activities=concurrency,
-                identity=identity,
-            ).run()  # returns after SIGTERM/SIGINT, once in-flight work is drained
+    async def body(client: Client) -> None:
+        await Worker(
+            client,
+            task_queue=task_queue,
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=concurrency,
+            identity=identity,
+        ).run()  # returns after SIGTERM/SIGINT, once in-flight work is drained
 
-    run(body)
+    with_client(redis_url, prefix, body)
 
 
 def import_module(name: str) -> ModuleType:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from engine.keys import DEFAULT_PREFIX
-from sdk.cli.common import PrefixOption, UrlOption, connect, fail, run, stdout
+from sdk.cli.common import PrefixOption, UrlOption, fail, stdout, with_client
+from sdk.client.client import Client
 
 DEFAULT_UI_PORT = 8233
 INSTALL_HINT = "the web UI needs the ui extra: pip install 'redurable[ui]'"
@@ -35,16 +36,15 @@ def ui(
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc} (pick another --port)")
 
-    async def body() -> None:
-        # The same connect() as every command: codec configuration there applies here.
-        async with connect(redis_url, prefix) as client:
-            server = make_server(client, host=host)
-            shown = f"[{host}]" if ":" in host else host
-            stdout.print(f"redurable ui: [bold]http://{shown}:{sock.getsockname()[1]}/[/] "
-                         f"(namespace {prefix}). Ctrl-C to stop.")
-            await server.serve(sockets=[sock])
+    async def serve(client: Client) -> None:
+        server = make_server(client, host=host)
+        shown = f"[{host}]" if ":" in host else host
+        stdout.print(f"redurable ui: [bold]http://{shown}:{sock.getsockname()[1]}/[/] "
+                     f"(namespace {prefix}). Ctrl-C to stop.")
+        await server.serve(sockets=[sock])
 
     try:
-        run(body)
+        # The same client as every command's: codec configuration there applies here.
+        with_client(redis_url, prefix, serve)
     finally:
         sock.close()

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from engine.errors import WorkflowFailureError, to_failure
 from engine.keys import DEFAULT_PREFIX
+from sdk._present import status_text, to_json
 from sdk.cli import inspect as _cli_inspect
 from sdk.cli.common import (
     IdArgument,
@@ -20,14 +21,12 @@ from sdk.cli.common import (
     OutputOption,
     PrefixOption,
     UrlOption,
-    connect,
     fail,
     parse_inputs,
     print_json,
-    run,
     stderr,
     stdout,
-    to_json,
+    with_client,
 )
 from sdk.client.client import Client, WorkflowHandle
 
@@ -45,6 +44,22 @@ InputOption = Annotated[
         show_default=False,
     ),
 ]
+WorkflowIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        help="Workflow id (default: the type in lower case, a dash and 8 random hex digits, "
+        "e.g. order-3f9c2a1b).",
+        show_default=False,
+    ),
+]
+
+
+def new_workflow_id(workflow_type: str) -> str:
+    """The id of a workflow started without --id: `order-3f9c2a1b` for type Order."""
+    return f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+
+
 #: A worker that beat within this long counts as live (it beats every second or so).
 LIVE_WITHIN_MS = 15000
 
@@ -56,9 +71,7 @@ LIVE_WITHIN_MS = 15000
 def start(
     workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
-    workflow_id: Annotated[
-        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
-    ] = None,
+    workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
@@ -66,17 +79,14 @@ def start(
 ) -> None:
     """Start a workflow and print its id and run id."""
     args = parse_inputs(inputs)
-    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+    wid = workflow_id or new_workflow_id(workflow_type)
 
-    async def body() -> WorkflowHandle:
-        async with connect(redis_url, prefix) as client:
-            handle = await client.start_workflow(
-                workflow_type, *args, id=wid, task_queue=task_queue
-            )
-            await _warn_about_workers(client, task_queue, workflow_type)
-            return handle
+    async def body(client: Client) -> WorkflowHandle:
+        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)
+        await _warn_about_workers(client, task_queue, workflow_type)
+        return handle
 
-    handle = run(body)
+    handle = with_client(redis_url, prefix, body)
     doc = {
         "workflow_id": handle.id,
         "run_id": handle.run_id,
@@ -93,9 +103,7 @@ def start(
 def execute(
     workflow_type: Annotated[str, typer.Argument(help="Workflow type, e.g. Order.")],
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
-    workflow_id: Annotated[
-        str | None, typer.Option("--id", help="Workflow id (default: TYPE-<random>).")
-    ] = None,
+    workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds.")
@@ -106,19 +114,16 @@ def execute(
 ) -> None:
     """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
     args = parse_inputs(inputs)
-    wid = workflow_id or f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
+    wid = workflow_id or new_workflow_id(workflow_type)
 
-    async def body() -> dict[str, Any]:
-        async with connect(redis_url, prefix) as client:
-            handle = await client.start_workflow(
-                workflow_type, *args, id=wid, task_queue=task_queue
-            )
-            if output is Output.table:
-                stderr.print(Text(f"Started {workflow_type} {handle.id} (run {handle.run_id})"))
-            await _warn_about_workers(client, task_queue, workflow_type)
-            return await _outcome(handle, timeout)
+    async def body(client: Client) -> dict[str, Any]:
+        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)
+        if output is Output.table:
+            stderr.print(Text(f"Started {workflow_type} {handle.id} (run {handle.run_id})"))
+        await _warn_about_workers(client, task_queue, workflow_type)
+        return await _outcome(handle, timeout)
 
-    _print_outcome(run(body), output)
+    _print_outcome(with_client(redis_url, prefix, body), output)
 
 
 @app.command()
@@ -133,11 +138,10 @@ def result(
 ) -> None:
     """Wait for a workflow to close and print its result (exit 1 if it did not complete)."""
 
-    async def body() -> dict[str, Any]:
-        async with connect(redis_url, prefix) as client:
-            return await _outcome(client.get_workflow_handle(workflow_id), timeout)
-
-    _print_outcome(run(body), output)
+    doc = with_client(
+        redis_url, prefix, lambda client: _outcome(client.get_workflow_handle(workflow_id), timeout)
+    )
+    _print_outcome(doc, output)
 
 
 async def _outcome(handle: WorkflowHandle, timeout: float | None) -> dict[str, Any]:
@@ -171,7 +175,10 @@ def _print_outcome(doc: dict[str, Any], output: Output) -> None:
     if "failure" in doc:
         # The reason goes to stderr in both formats, so a script sees it in its log.
         stderr.print(
-            Text(f"workflow {doc['workflow_id']} {doc['status']}: {doc['failure']['message']}")
+            Text(
+                f"workflow {doc['workflow_id']} {status_text(doc['status'])}: "
+                f"{doc['failure']['message']}"
+            )
         )
         raise typer.Exit(1)
 
@@ -218,11 +225,7 @@ def signal(
     """Send a signal to a running workflow."""
     args = parse_inputs(inputs)
 
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await client.get_workflow_handle(workflow_id).signal(name, *args)
-
-    run(body)
+    with_client(redis_url, prefix, lambda c: c.get_workflow_handle(workflow_id).signal(name, *args))
     if output is Output.json:
         print_json({"workflow_id": workflow_id, "signal": name, "sent": True})
     else:
@@ -242,11 +245,10 @@ def query(
     """Ask a worker to answer a query from the workflow's state (running or closed)."""
     args = parse_inputs(inputs)
 
-    async def body() -> Any:
-        async with connect(redis_url, prefix) as client:
-            return await client.get_workflow_handle(workflow_id).query(name, *args, timeout=timeout)
+    async def body(client: Client) -> Any:
+        return await client.get_workflow_handle(workflow_id).query(name, *args, timeout=timeout)
 
-    answer = run(body)
+    answer = with_client(redis_url, prefix, body)
     if output is Output.json:
         print_json({"workflow_id": workflow_id, "query": name, "result": answer})
     else:
@@ -264,11 +266,7 @@ def _stop(
 ) -> None:
     """The body of `cancel` and `terminate`: one request, then its confirmation."""
 
-    async def body() -> None:
-        async with connect(redis_url, prefix) as client:
-            await request(client.get_workflow_handle(workflow_id))
-
-    run(body)
+    with_client(redis_url, prefix, lambda client: request(client.get_workflow_handle(workflow_id)))
     if output is Output.json:
         print_json({"workflow_id": workflow_id, json_field: True})
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -40,8 +39,8 @@ from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import query_name, signal_name, workflow_type_name
 from sdk.client.close_watch import CloseWatcher
+from sdk.client.server_url import client_url
 
-DEFAULT_URL = "redis://localhost:6379"
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 #: What result() waits past: the run goes on (a continued run in the same keys).
 _NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
@@ -168,10 +167,16 @@ class Client:
         durability: str | Durability | None = None,
         **redis_kwargs: Any,
     ) -> Client:
-        """Connect to `url` (else REDURABLE_URL, else redis://localhost:6379) and load
-        the engine's functions. The namespace's shard count is fixed when it is first
-        used (`shards`, default 4) and stored in `<prefix>:config`; every client reads
-        it from there, and asking for a different one is an error.
+        """Connect to `url` and load the engine's functions.
+
+        With no `url`: REDURABLE_URL, else redis://localhost:6379. The CLI's fallback
+        is the `redurable dev` server instead (redis://127.0.0.1:6390); set
+        REDURABLE_URL to point both at one server (why they differ:
+        sdk/client/server_url.py).
+
+        The namespace's shard count is fixed when it is first used (`shards`, default 4)
+        and stored in `<prefix>:config`; every client reads it from there, and asking
+        for a different one is an error.
 
         `durability` ("fsync", "replicas:N", "fsync+replicas:N"; default none) makes
         every transition wait for the server's AOF fsync and/or replicas (WAITAOF /
@@ -180,7 +185,7 @@ class Client:
         wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
             raise InvalidArgumentError("shards must be between 1 and 1024")
-        url = url or os.environ.get("REDURABLE_URL") or DEFAULT_URL
+        url = url or client_url()
         # Parsed first: a URL option it refuses (e.g. TLS) then fails before any connection.
         fast = RespPool.from_url(url)
         # A blocking pool: a burst of concurrent calls waits for a connection instead

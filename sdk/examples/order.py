@@ -93,7 +93,7 @@ class Order:
             await _step(charge_customer, product_id)
         except Exception as exc:
             self.state = "Payment failed"
-            await _step(send_push_notification, "payment failed, order cancelled")
+            await _step(send_push_notification, "payment failed, order canceled")
             raise ApplicationError(f"payment failed: {exc}") from exc
         self.state = "Paid"
         if not await workflow.wait_condition(lambda: self.state == "Picked up", timeout=wait):

@@ -32,9 +32,10 @@ from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFound
 from engine.events import CLOSE_TYPES
 from engine.status import WorkflowExecutionStatus
 from engine.validate import check_id
+from sdk._present import local_time, pretty, status_text
 from sdk.client.client import Client
 from sdk.ui import queries, security
-from sdk.ui.views import load_detail, pretty
+from sdk.ui.views import load_detail
 
 HERE = Path(__file__).parent
 TABS = ("overview", "history", "queries", "actions")
@@ -47,10 +48,6 @@ def url(path: str, **params: Any) -> str:
     """A local URL with query parameters (empty ones left out), safely encoded."""
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return f"{path}?{query}" if query else path
-
-
-def local_time(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if value else ""
 
 
 def duration(ms: int | None) -> str:
@@ -70,7 +67,7 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.globals.update(url=url, statuses=tuple(WorkflowExecutionStatus), tabs=TABS)
-    env.filters.update(local_time=local_time, duration=duration, pretty=pretty)
+    env.filters.update(local_time=local_time, duration=duration, pretty=pretty, status=status_text)
     return Jinja2Templates(env=env)
 
 

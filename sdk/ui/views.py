@@ -7,18 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.status import WorkflowExecutionStatus
-from sdk.cli.common import TABLE_HIDDEN, to_json
+from sdk._present import SUMMARY_HIDDEN, pretty, to_json
 from sdk.client.client import Client, HistoryEvent, WorkflowDescription
 from sdk.ui import timeline
 from sdk.ui.queries import registered_queries
 
 #: Attributes that hold user payloads: shown pretty-printed in their own block.
 PAYLOAD_ATTRIBUTES = frozenset({"input", "result", "failure", "details"})
-
-
-def pretty(value: Any) -> str:
-    """A decoded payload as indented JSON (bytes the codec could not decode as base64)."""
-    return to_json(value, indent=2)
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ def event_row(event: HistoryEvent) -> EventRow:
     for name, value in event.attributes.items():
         if name in PAYLOAD_ATTRIBUTES:
             payloads.append((name, pretty(value)))
-        elif value not in ("", None, {}, []) and name not in TABLE_HIDDEN:
+        elif value not in ("", None, {}, []) and name not in SUMMARY_HIDDEN:
             fields.append((name, value if isinstance(value, str) else to_json(value, indent=None)))
     return EventRow(event.event_id, event.type, event.timestamp, fields, payloads)
 

@@ -3,9 +3,11 @@ output (table and JSON) and exit codes. Each test has its own --prefix."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -25,10 +27,10 @@ from sdk._devserver import DEFAULT_DEV_PORT, free_port, port_in_use
 from tests.conftest import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Wide enough that rich never wraps a table cell the tests look for.
-ENV = {**os.environ, "COLUMNS": "250", "PYTHONUNBUFFERED": "1"}
-ENV.pop("REDURABLE_URL", None)
-ENV.pop("REDURABLE_PREFIX", None)
+#: Stdout is a pipe and COLUMNS unset: tables are as wide as their rows (sdk/cli/tables.py).
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+for _name in ("REDURABLE_URL", "REDURABLE_PREFIX", "COLUMNS"):
+    ENV.pop(_name, None)
 
 
 def redurable(*args: str) -> list[str]:
@@ -145,6 +147,13 @@ def test_user_errors_are_one_line_and_nonzero(cli: Cli) -> None:
     assert missing.returncode == 2
 
 
+def test_version() -> None:
+    done = subprocess.run(redurable("--version"), capture_output=True, text=True, env=ENV,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"redurable {importlib.metadata.version('redurable')}\n"
+
+
 def test_unreachable_server_explains_how_to_start_one() -> None:
     done = subprocess.run(
         redurable("workflow", "list", "--redis-url", f"redis://127.0.0.1:{free_port()}"),
@@ -235,7 +244,8 @@ def test_execute_failure_and_cancel(cli: Cli) -> None:
         "cancel_requested": True,
     }
     cancelled = cli("workflow", "result", "order-c", "--timeout", "20")
-    assert cancelled.returncode == 1 and "CANCELED" in cancelled.stderr
+    # One spelling: the status and the reason (the API keeps Temporal's CancelledError).
+    assert cancelled.returncode == 1 and "CANCELED: workflow canceled" in cancelled.stderr
     assert cli.json("workflow", "describe", "order-c")["status"] == "CANCELED"
 
 
@@ -249,6 +259,9 @@ def test_terminate_without_worker(cli: Cli) -> None:
     assert_one_line_error(cli("workflow", "result", "order-t"), "TERMINATED")
     again = cli("workflow", "start", "Order", "--id", "order-t", "-q", "orders")
     assert again.returncode == 0  # a closed id can be started again
+    # Without --id: the type in lower case, a dash, 8 random hex digits (docs/cli.md).
+    generated = cli.json("workflow", "start", "Order", "-q", "orders")["workflow_id"]
+    assert re.fullmatch(r"order-[0-9a-f]{8}", generated), generated
 
 
 def test_list_filters_and_pages(cli: Cli) -> None:
@@ -392,6 +405,8 @@ def test_demo_runs_end_to_end() -> None:
                    "Workflow result: Completed", "WorkflowExecutionCompleted",
                    "each done exactly once", "Done."):  # fmt: skip
         assert needle in out, out
+    # It prints the input it sent, as the history's WorkflowExecutionStarted has it.
+    assert "Order.run(3, 5.0)" in out and "input=[3, 5.0]" in out, out
     assert time.monotonic() - started < 30, "the demo must take under 30 s"
 
 

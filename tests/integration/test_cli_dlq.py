@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -51,6 +52,9 @@ def test_dlq_list_requeue_drop(cli: Cli) -> None:  # noqa: F811
         "reason": "delivered 6 times (shard 0)", "time": None,
         "stream": f"{cli.prefix}:{{0}}:tq:q:wf"}
     assert cli.json("dlq", "list", "--limit", "1")["dead_letters"][0]["id"] == first
+    # Times as in every JSON document: ISO 8601, milliseconds, UTC offset.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00",
+                        doc["dead_letters"][0]["time"])  # fmt: skip
 
     assert cli.json("dlq", "requeue", first) == {"requeued": [first]}
     requeued = anyio.run(_task_stream_len, cli.url, cli.prefix)
