@@ -172,7 +172,10 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], **opt
     print_fitted(stdout, fit(columns, rows, WIDTH, **options), WIDTH)
 
 
-def status_cell(status: object) -> Text:
-    """A workflow status, coloured as in every table."""
+def status_cell(status: object, *, dead_lettered: bool = False) -> Text:
+    """A workflow status, coloured as in every table; a run whose workflow task is in
+    the dead letters is RUNNING in name only, and says so."""
     text = status_text(status)
+    if dead_lettered:
+        return Text(f"{text} (dead-lettered)", style="bold red")
     return Text(text, style=STATUS_STYLE.get(text, ""))

@@ -58,7 +58,7 @@ def describe(
         [Text(label, style="bold"), value]
         for label, value in (
             ("Workflow id", doc["workflow_id"]),
-            ("Status", status_cell(doc["status"])),
+            ("Status", status_cell(doc["status"], dead_lettered=bool(doc["dead_letter_id"]))),
             ("Type", doc["workflow_type"]),
             ("Task queue", doc["task_queue"]),
             ("Run id", doc["run_id"]),
@@ -71,6 +71,14 @@ def describe(
     # Only the failure message may wrap: every other value stays whole on its line.
     whole = max(Text.assemble(value).cell_len for _, value in fields)
     fields.append([Text("Last task failure", style="bold"), failure["message"] if failure else ""])
+    if doc["dead_letter_id"]:
+        # The run waits for nothing but an operator: say what to do, with the id whole.
+        fields.append([Text("Workflow task", style="bold"), Text(
+            f"dead-lettered: {failure['message'] if failure else 'see the dead letter'}; "
+            f"`redurable dlq requeue {doc['dead_letter_id']}` once fixed, or terminate it",
+            style="red")])
+    if doc["last_signal_dropped"]:
+        fields.append([Text("Signals dropped", style="bold"), doc["last_signal_dropped"]])
     print_table(
         [Column("Field"), Column("Value", wrap=True, min_width=whole, floor=whole)],
         fields, show_header=False, box=None,
@@ -252,6 +260,7 @@ def list_(
                         "task_queue": wf.task_queue,
                         "start_time": wf.start_time,
                         "close_time": wf.close_time,
+                        "dead_letter_id": wf.dead_letter_id,
                         "_start_ms": start_ms,
                     }
                 )
@@ -279,7 +288,7 @@ def list_(
             [
                 row["workflow_id"],
                 row["workflow_type"],
-                status_cell(row["status"]),
+                status_cell(row["status"], dead_lettered=bool(row["dead_letter_id"])),
                 row["task_queue"],
                 local_time(row["start_time"]),
                 local_time(row["close_time"]),

@@ -3,10 +3,9 @@ sdk/cli/inspect.py."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.text import Text
@@ -29,6 +28,7 @@ from sdk.cli.common import (
     with_client,
 )
 from sdk.client.client import Client, WorkflowHandle
+from sdk.client.registry import live_registry
 
 app = typer.Typer(
     help="Start, signal, query and inspect workflows.",
@@ -61,7 +61,14 @@ def new_workflow_id(workflow_type: str) -> str:
 
 
 #: A worker that beat within this long counts as live (it beats every second or so).
-LIVE_WITHIN_MS = 15000
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse (exit 1) instead of warning when no live worker of the workflow's "
+        "task queue registers the name.",
+    ),
+]
 
 
 # --- start, execute, result -----------------------------------------------------------
@@ -185,11 +192,8 @@ def _print_outcome(doc: dict[str, Any], output: Output) -> None:
 
 async def _warn_about_workers(client: Client, task_queue: str, workflow_type: str) -> None:
     """A started workflow waits silently for a worker: say so when none will run it."""
-    redis = client.redis
-    now_s, now_us = await redis.time()
-    since = int(now_s) * 1000 + int(now_us) // 1000 - LIVE_WITHIN_MS
-    live: Any = await redis.zrangebyscore(client.keys.workers(task_queue), since, "+inf")
-    if not live:
+    registry = await live_registry(client, task_queue)
+    if registry.live_workers == 0:
         stderr.print(
             Text(
                 f"note: no worker polls task queue {task_queue!r} yet; the workflow waits "
@@ -197,17 +201,26 @@ async def _warn_about_workers(client: Client, task_queue: str, workflow_type: st
             )
         )
         return
-    known: set[str] = set()
-    for info in await redis.hmget(client.keys.worker_info(task_queue), live):
-        if info:
-            known |= set(json.loads(info).get("workflows", {}))
-    if workflow_type not in known:
-        stderr.print(
-            Text(
-                f"warning: no live worker on task queue {task_queue!r} knows workflow type "
-                f"{workflow_type!r} (known: {', '.join(sorted(known)) or 'none'})"
-            )
-        )
+    problem = registry.type_problem(workflow_type)
+    if problem is not None:
+        stderr.print(Text(f"warning: {problem}"))
+
+
+async def _check_handler(
+    client: Client, handle: WorkflowHandle, kind: Literal["signal", "query"], name: str,
+    strict: bool,
+) -> None:
+    """Say in one line when no live worker of the workflow's task queue registers this
+    signal or query name: a warning (a worker with the handler may come later), or with
+    `strict` an error, and nothing is sent."""
+    description = await handle.describe()
+    registry = await live_registry(client, description.task_queue)
+    problem = registry.handler_problem(description.workflow_type, kind, name)
+    if problem is None:
+        return
+    if strict:
+        fail(f"{problem}; not sent")
+    stderr.print(Text(f"warning: {problem}; sent anyway"))
 
 
 # --- signal, query, cancel, terminate ---------------------------------------------------
@@ -218,6 +231,7 @@ def signal(
     workflow_id: IdArgument,
     name: Annotated[str, typer.Argument(help="Signal name, e.g. picked_up.")],
     inputs: InputOption = None,
+    strict: StrictOption = False,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
@@ -225,7 +239,12 @@ def signal(
     """Send a signal to a running workflow."""
     args = parse_inputs(inputs)
 
-    with_client(redis_url, prefix, lambda c: c.get_workflow_handle(workflow_id).signal(name, *args))
+    async def body(client: Client) -> None:
+        handle = client.get_workflow_handle(workflow_id)
+        await _check_handler(client, handle, "signal", name, strict)
+        await handle.signal(name, *args)
+
+    with_client(redis_url, prefix, body)
     if output is Output.json:
         print_json({"workflow_id": workflow_id, "signal": name, "sent": True})
     else:
@@ -246,7 +265,11 @@ def query(
     args = parse_inputs(inputs)
 
     async def body(client: Client) -> Any:
-        return await client.get_workflow_handle(workflow_id).query(name, *args, timeout=timeout)
+        handle = client.get_workflow_handle(workflow_id)
+        # Refused at once: no live worker would answer it now (a signal waits in the
+        # history for a worker with its handler; a query has nothing to wait in).
+        await _check_handler(client, handle, "query", name, strict=True)
+        return await handle.query(name, *args, timeout=timeout)
 
     answer = with_client(redis_url, prefix, body)
     if output is Output.json:

@@ -31,10 +31,8 @@ class Registry:
     def workflow_types(self) -> set[str]:
         return set(self.queries) | set(self.signals)
 
-    def handler_problem(
-        self, workflow_type: str, kind: Literal["signal", "query"], name: str
-    ) -> str | None:
-        """One line saying why no live worker would take this signal or query, else None."""
+    def type_problem(self, workflow_type: str) -> str | None:
+        """One line saying why no live worker would run this workflow type, else None."""
         if self.live_workers == 0:
             return f"no live worker polls task queue {self.task_queue!r}"
         if workflow_type not in self.workflow_types:
@@ -43,6 +41,15 @@ class Registry:
                 f"no live worker on task queue {self.task_queue!r} knows workflow type "
                 f"{workflow_type!r} (known: {known})"
             )
+        return None
+
+    def handler_problem(
+        self, workflow_type: str, kind: Literal["signal", "query"], name: str
+    ) -> str | None:
+        """One line saying why no live worker would take this signal or query, else None."""
+        problem = self.type_problem(workflow_type)
+        if problem is not None:
+            return problem
         names = (self.signals if kind == "signal" else self.queries).get(workflow_type)
         if names is None or name in names:
             return None  # no names registered (an older worker): nothing to say

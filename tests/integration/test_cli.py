@@ -425,3 +425,60 @@ def test_compose_file_is_valid() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+# --- wrong input: refused, warned about, or dropped with the reason ---------------------
+
+
+@pytest.mark.usefixtures("worker")
+def test_wrong_signals_are_warned_about_and_dropped_never_wedging(cli: Cli) -> None:
+    """The issue's case: `signal order-6 picked_up --input '"x"'` (the handler takes no
+    argument) failed the workflow task ~90 times in 14 minutes, RUNNING for good."""
+    cli.json("workflow", "start", "Order", "--id", "order-6", "-q", "orders", "-i", "6",
+             "-i", "10.0")  # fmt: skip
+    cli.wait_state("order-6", "Paid")
+    sent = cli("workflow", "signal", "order-6", "picked_up", "--input", '"x"')
+    assert sent.returncode == 0 and sent.stderr == ""  # the name is known; arity is not
+    unknown = cli("workflow", "signal", "order-6", "picked_upp")
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stderr.strip().splitlines() == [
+        "warning: workflow Order has no signal named 'picked_upp' on the live workers of "
+        "task queue 'orders' (signals: delivered, picked_up); sent anyway"
+    ]
+    strict = cli("workflow", "signal", "order-6", "picked_upp", "--strict")
+    assert_one_line_error(strict, "no signal named 'picked_upp'", "not sent")
+    no_query = cli("workflow", "query", "order-6", "status")
+    assert_one_line_error(no_query, "no query named 'status'", "(queries: get_status)")
+
+    deadline = time.monotonic() + 20
+    while not (dropped := cli.json("workflow", "describe", "order-6")["last_signal_dropped"]):
+        assert time.monotonic() < deadline, "the wrong signals were never noted"
+        time.sleep(0.1)
+    assert "'picked_up' dropped: 1 argument(s) do not fit handler picked_up(self)" in (
+        dropped + " ".join(
+            e["attributes"].get("signals_dropped", "")
+            for e in cli.json("workflow", "show", "order-6")))
+    described = cli.json("workflow", "describe", "order-6")
+    assert described["last_workflow_task_failure"] is None
+    assert cli.json("workflow", "signal", "order-6", "picked_up")["sent"] is True
+    cli.wait_state("order-6", "Picked up")  # the workflow went on
+    assert "Signals dropped" in cli("workflow", "describe", "order-6").stdout
+    cli("workflow", "terminate", "order-6")
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_dead_lettered_workflow_task_shows_in_describe_and_list(cli: Cli) -> None:
+    cli.json("workflow", "start", "NotDeployed", "--id", "order-dead", "-q", "orders")
+    deadline = time.monotonic() + 30
+    while not (letter := cli.json("workflow", "describe", "order-dead")["dead_letter_id"]):
+        assert time.monotonic() < deadline, "the workflow task was never dead-lettered"
+        time.sleep(0.2)
+    table = cli("workflow", "describe", "order-dead", env={**ENV, "COLUMNS": "200"}).stdout
+    assert "RUNNING (dead-lettered)" in table
+    assert f"`redurable dlq requeue {letter}`" in table
+    assert "not registered" in table
+    listed = cli("workflow", "list", env={**ENV, "COLUMNS": "80"}).stdout
+    assert any("order-dead" in line and "RUNNING (dead-lettered)" in line
+               for line in listed.splitlines()), listed
+    assert cli.json("workflow", "list")["workflows"][0]["dead_letter_id"] == letter
+    cli("workflow", "terminate", "order-dead")
