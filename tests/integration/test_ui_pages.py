@@ -18,6 +18,8 @@ import redis
 
 from engine.keys import Keys
 from sdk import Client
+from sdk.examples import order
+from sdk.testing import running_worker
 from tests.conftest import unique_prefix
 from tests.ui.harness import ui_server
 
@@ -175,3 +177,37 @@ def test_dead_letter_actions_need_the_token_and_our_origin(
     status, _ = post(base, "/queues/dead-letters/explode",
                      {"id": first, "csrf_token": token[1]}, ours)
     assert status == 404
+
+
+def test_overview_and_list_show_a_dead_lettered_task_and_dropped_signals(
+    ui: tuple[str, redis.Redis, Keys], redis_url: str
+) -> None:
+    base, _, keys = ui
+
+    async def make_them() -> None:
+        client = await Client.connect(redis_url, prefix=keys.prefix)
+        async with client, running_worker(client, task_queue="q", workflows=[order.Order],
+                                          activities=order.ACTIVITIES, max_deliveries=2):
+            dead = await client.start_workflow("NotDeployed", id="ui-dead", task_queue="q")
+            noted = await client.start_workflow(order.Order.run, 3, 30.0, id="ui-noted",
+                                                task_queue="q")
+            await noted.signal("picked_up", "x")  # picked_up takes no argument
+            with anyio.fail_after(20):
+                while not ((await dead.describe()).dead_letter_id
+                           and (await noted.describe()).last_signal_dropped):
+                    await anyio.sleep(0.05)
+            await noted.terminate("test over")
+
+    anyio.run(make_them)
+    code, page, _ = get(base + "/workflow?id=ui-dead")
+    assert code == 200
+    shown = html.unescape(page)
+    assert "dead-lettered: workflow type 'NotDeployed' is not registered" in shown
+    assert re.search(r"redurable dlq requeue 0*\d+/\d+-\d+", shown)
+    code, page, _ = get(base + "/workflow?id=ui-noted")
+    assert code == 200
+    assert "1 argument(s) do not fit handler picked_up(self)" in html.unescape(page)
+    code, page, _ = get(base + "/workflows")
+    assert code == 200
+    row = next(line for line in page.split("<tr>") if "ui-dead" in line)
+    assert "dead-lettered" in row
