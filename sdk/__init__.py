@@ -31,15 +31,10 @@ from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._retry import RetryPolicy
-from sdk.client.client import (
-    Client,
-    HistoryEvent,
-    PendingActivity,
-    WorkflowDescription,
-    WorkflowExecution,
-    WorkflowHandle,
-)
+from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
+from sdk.client.handle import WorkflowHandle
+from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
 from sdk.worker.worker import Worker
 
 __all__ = [

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sdk.client.client import HistoryEvent
+from sdk.client.types import HistoryEvent
 
 # --- times --------------------------------------------------------------------------------
 

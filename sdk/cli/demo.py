@@ -28,7 +28,8 @@ from sdk._devserver import EmbeddedServer, ServerError
 from sdk._present import to_json
 from sdk.cli.common import PrefixOption, UrlOption, fail, stdout, with_client
 from sdk.cli.inspect import print_history
-from sdk.client.client import Client, WorkflowHandle
+from sdk.client.client import Client
+from sdk.client.handle import WorkflowHandle
 from sdk.examples.order import TASK_QUEUE, Order
 
 MODULE = "sdk.examples.order"

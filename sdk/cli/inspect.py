@@ -33,7 +33,8 @@ from sdk.cli.common import (
     with_client,
 )
 from sdk.cli.tables import Cell, Column, fit, print_fitted
-from sdk.client.client import Client, HistoryEvent, to_history_event
+from sdk.client.client import Client
+from sdk.client.types import HistoryEvent, to_history_event
 
 
 def describe(

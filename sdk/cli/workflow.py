@@ -27,7 +27,8 @@ from sdk.cli.common import (
     stdout,
     with_client,
 )
-from sdk.client.client import Client, WorkflowHandle
+from sdk.client.client import Client
+from sdk.client.handle import WorkflowHandle
 from sdk.client.registry import live_registry
 
 app = typer.Typer(
@@ -214,6 +215,8 @@ async def _check_handler(
     signal or query name: a warning (a worker with the handler may come later), or with
     `strict` an error, and nothing is sent."""
     description = await handle.describe()
+    if kind == "signal" and description.status != "RUNNING":
+        return  # sending fails with the reason: a closed run takes no signal
     registry = await live_registry(client, description.task_queue)
     problem = registry.handler_problem(description.workflow_type, kind, name)
     if problem is None:

@@ -1,126 +1,33 @@
-"""Client and workflow handles."""
+"""The Client: connecting to a namespace, starting and listing workflows, dead letters."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from engine import dead_letters
-from engine import events as ev
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
 from engine.errors import (
     DurabilityError,
     InvalidArgumentError,
-    QueryFailedError,
-    QueryTimeoutError,
-    RedurableError,
-    UnknownQueryError,
-    WorkflowFailureError,
-    WorkflowNotFoundError,
-    from_failure,
 )
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
-from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
 from engine.resp import RespPool
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
-from sdk._definitions import query_name, signal_name, workflow_type_name
+from sdk._definitions import workflow_type_name
 from sdk.client.close_watch import CloseWatcher
+from sdk.client.handle import WorkflowHandle
 from sdk.client.server_url import client_url
-
-_EPOCH = datetime.fromtimestamp(0, tz=UTC)
-#: What result() waits past: the run goes on (a continued run in the same keys).
-_NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
-
-
-def _dt(ms: bytes | str | int | None) -> datetime | None:
-    if ms is None or ms == b"":
-        return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-
-
-def _dead_letter_id(
-    keys: Keys, workflow_id: str, wft: bytes | None, letter: bytes | None
-) -> str | None:
-    """The `dlq` id of the run's dead-lettered workflow task (rd_wft_fail notes its
-    entry while the run's task state is 'dead'), else None."""
-    if wft != b"dead" or not letter:
-        return None
-    return f"{keys.shard(workflow_id)}/{letter.decode()}"
-
-
-def _str(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
-
-
-@dataclass(frozen=True)
-class HistoryEvent:
-    event_id: int
-    type: str
-    timestamp: datetime
-    attributes: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PendingActivity:
-    activity_id: int
-    activity_type: str
-    state: str  # SCHEDULED, STARTED or BACKOFF
-    attempt: int
-    last_failure: dict[str, Any] | None
-    scheduled_time: datetime | None
-    last_started_time: datetime | None
-    next_attempt_time: datetime | None
-
-
-@dataclass(frozen=True)
-class WorkflowExecution:
-    """One row of `list_workflows`."""
-
-    id: str
-    run_id: str
-    status: WorkflowExecutionStatus
-    workflow_type: str
-    task_queue: str
-    start_time: datetime | None
-    close_time: datetime | None
-    #: The run's workflow task is in the dead letters (it failed in a way no retry
-    #: cures, max_deliveries times): its id for `redurable dlq requeue`, else None.
-    #: The run stays RUNNING with nothing due until it is requeued or terminated.
-    dead_letter_id: str | None = None
-
-    @property
-    def cursor(self) -> tuple[int, str]:
-        """Pass as `list_workflows(after=...)` to continue after this row: its start
-        time (ms, the score of every visibility index) and id."""
-        start_ms = (self.start_time - _EPOCH) // timedelta(milliseconds=1) if self.start_time else 0
-        return start_ms, self.id
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkflowDescription(WorkflowExecution):
-    """What `describe()` tells: the row, and the run's progress."""
-
-    history_length: int
-    pending_activities: list[PendingActivity] = field(default_factory=list)
-    last_workflow_task_failure: dict[str, Any] | None = None
-    workflow_task_attempt: int = 1
-    #: The last signals the workflow dropped (input that does not decode, arguments
-    #: that do not fit the handler, no handler of that name) and why, else None.
-    last_signal_dropped: str | None = None
+from sdk.client.types import WorkflowExecution, dead_letter_id, parse_time, text
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -321,11 +228,11 @@ class Client:
                 if row[1] is None:
                     continue  # deleted between the index read and now
                 execution = WorkflowExecution(
-                    id=member.decode(), run_id=_str(row[0]),
+                    id=member.decode(), run_id=text(row[0]),
                     status=WorkflowExecutionStatus.parse(row[1]),
-                    workflow_type=_str(row[2]), task_queue=_str(row[3]),
-                    start_time=_dt(row[4]), close_time=_dt(row[5]),
-                    dead_letter_id=_dead_letter_id(self.keys, member.decode(), row[6], row[7]),
+                    workflow_type=text(row[2]), task_queue=text(row[3]),
+                    start_time=parse_time(row[4]), close_time=parse_time(row[5]),
+                    dead_letter_id=dead_letter_id(self.keys, member.decode(), row[6], row[7]),
                 )
                 if type is not None and execution.workflow_type != type:
                     continue
@@ -363,178 +270,3 @@ class Client:
         return int(
             await self.redis.zcount(self.keys.workers(task_queue), now_ms - within_ms, "+inf")
         )
-
-
-class WorkflowHandle:
-    """A workflow by id (and optionally run id). Cheap: holds no connection."""
-
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None) -> None:
-        self.client = client
-        self.id = workflow_id
-        self.run_id = run_id
-
-    def __repr__(self) -> str:
-        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
-
-    @property
-    def _store(self) -> Store:
-        return self.client.store
-
-    async def _state(self) -> dict[str, bytes]:
-        state = await self._store.get_state(self.id)
-        if not state:
-            raise WorkflowNotFoundError(self.id)
-        return state
-
-    async def result(self, *, timeout: float | None = None) -> Any:
-        """Wait for the run to close (following continue-as-new) and return its result,
-        or raise WorkflowFailureError. Blocks on the history stream: no polling."""
-        return await asyncio.wait_for(self._result(), timeout) if timeout else await self._result()
-
-    async def _result(self) -> Any:
-        watcher = self.client.close_watcher
-        while True:
-            # Subscribe first, then look: a close between the two still wakes us.
-            closed = await watcher.register(self.id)
-            try:
-                status, result, failure = await self.client.store.get_fields(
-                    self.id, "status", "result", "failure"
-                )
-                if status is None:
-                    raise WorkflowNotFoundError(self.id)
-                run_status = WorkflowExecutionStatus.parse(status)
-                if run_status is WorkflowExecutionStatus.COMPLETED:
-                    return self.client.codec.decode(result or b"")
-                if run_status not in _NOT_FAILED:
-                    text = run_status.value
-                    cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
-                    raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
-                # Re-check now and then in case a notification was lost with a connection.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(closed), 30)
-            finally:
-                watcher.unregister(self.id, closed)
-
-    async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
-        """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""
-        name = signal_name(signal)
-        await self._store.signal(
-            self.id, self.run_id or "", name, self.client.codec.encode(list(args))
-        )
-
-    async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
-        """Ask a worker to answer a query from the workflow's state (running or closed)."""
-        name = query_name(query)
-        state = await self._state()
-        task_queue = state["task_queue"].decode()
-        keys = self.client.keys
-        request_id = uuid.uuid4().hex
-        request = QueryRequest(
-            workflow_id=self.id,
-            name=name,
-            args=self.client.codec.encode(list(args)),
-            reply=keys.query_reply(request_id),
-            timeout_ms=int(timeout * 1000),
-            request_id=request_id,
-        )
-        fields: dict[Any, Any] = encode_request(request)  # redis-py's own field types
-        await self.client.redis.xadd(keys.queries(task_queue), fields, maxlen=10000,
-                                     approximate=True)
-        reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
-        if reply is None:
-            await self.client.redis.delete(request.reply)
-            live = await self.client._live_workers(task_queue)
-            hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
-            raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
-        answer = decode_answer(reply[1])
-        if answer.status is QueryStatus.OK:
-            return self.client.codec.decode(answer.payload)
-        if answer.status is QueryStatus.UNKNOWN_QUERY:
-            raise UnknownQueryError(name, list(answer.known))
-        if answer.status is QueryStatus.NOT_FOUND:
-            raise WorkflowNotFoundError(self.id)
-        raise QueryFailedError(answer.message)
-
-    async def cancel(self, reason: str = "") -> None:
-        await self._store.cancel(self.id, self.run_id or "", reason)
-
-    async def terminate(self, reason: str = "") -> None:
-        await self._store.terminate(self.id, self.run_id or "", reason)
-
-    async def describe(self) -> WorkflowDescription:
-        state = await self._state()
-        pending: list[PendingActivity] = []
-        for key, value in sorted(state.items()):
-            if not key.startswith("act:"):
-                continue
-            act = json.loads(value)
-            if act.get("next_attempt_at"):
-                act_state = "BACKOFF"
-            elif act.get("started"):
-                act_state = "STARTED"
-            else:
-                act_state = "SCHEDULED"
-            pending.append(
-                PendingActivity(
-                    activity_id=int(key[4:]),
-                    activity_type=act.get("type", ""),
-                    state=act_state,
-                    attempt=int(act.get("attempt", 1)),
-                    last_failure=act.get("last_failure"),
-                    scheduled_time=_dt(act.get("scheduled")),
-                    last_started_time=_dt(act.get("started")),
-                    next_attempt_time=_dt(act.get("next_attempt_at")),
-                )
-            )
-        pending.sort(key=lambda p: p.activity_id)
-        failure = state.get("last_wft_failure")
-        return WorkflowDescription(
-            id=self.id,
-            run_id=_str(state.get("run_id")),
-            status=WorkflowExecutionStatus.parse(state["status"]),
-            workflow_type=_str(state.get("type")),
-            task_queue=_str(state.get("task_queue")),
-            start_time=_dt(state.get("start_time")),
-            close_time=_dt(state.get("close_time")),
-            history_length=int(state.get("next_event_id", b"1")) - 1,
-            pending_activities=pending,
-            last_workflow_task_failure=json.loads(failure) if failure else None,
-            workflow_task_attempt=int(state.get("wft_attempt", b"1")),
-            dead_letter_id=_dead_letter_id(
-                self.client.keys, self.id, state.get("wft"), state.get("wft_dead_letter")
-            ),
-            last_signal_dropped=_str(state.get("last_signal_dropped")) or None,
-        )
-
-
-    async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
-        """Every event of the current run, payloads decoded."""
-        after: bytes | None = None
-        while True:
-            entries = await self._store.read_history(self.id, after, count=page_size)
-            if not entries and after is None and not await self._store.get_state(self.id):
-                raise WorkflowNotFoundError(self.id)
-            for sid, event in entries:
-                yield to_history_event(event, self.client.codec)
-                after = sid
-            if len(entries) < page_size:
-                return
-
-
-def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
-    """Public form of an event: payload attributes decoded with the codec."""
-    attributes: dict[str, Any] = {}
-    for name, value in event.attributes().items():
-        if isinstance(value, bytes):
-            try:
-                attributes[name] = codec.decode(value)
-            except RedurableError:
-                attributes[name] = value
-        else:
-            attributes[name] = value
-    return HistoryEvent(
-        event_id=event.event_id,
-        type=event.type,
-        timestamp=datetime.fromtimestamp(event.timestamp / 1000, tz=UTC),
-        attributes=attributes,
-    )

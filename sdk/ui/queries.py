@@ -17,7 +17,8 @@ from engine.dead_letters import DeadLetter
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP
 from engine.status import WorkflowExecutionStatus
-from sdk.client.client import Client, WorkflowExecution
+from sdk.client.client import Client
+from sdk.client.types import WorkflowExecution
 
 #: A worker whose last beat is older than this is shown as gone (the Client's own
 #: liveness window for queries).

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from engine.events import EVENT_TYPES
-from sdk.client.client import HistoryEvent
+from sdk.client.types import HistoryEvent
 
 #: Events that end an activity, and the bar's state after each.
 _ACTIVITY_END = {

@@ -8,7 +8,8 @@ from typing import Any
 
 from engine.status import WorkflowExecutionStatus
 from sdk._present import SUMMARY_HIDDEN, pretty, to_json
-from sdk.client.client import Client, HistoryEvent, WorkflowDescription
+from sdk.client.client import Client
+from sdk.client.types import HistoryEvent, WorkflowDescription
 from sdk.ui import timeline
 from sdk.ui.queries import registered_queries
 

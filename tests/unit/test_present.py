@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sdk._present import event_details, event_json, iso, local_time, short, status_text, to_json
-from sdk.client.client import HistoryEvent
+from sdk.client.types import HistoryEvent
 
 T = datetime(2026, 5, 17, 8, 30, 1, 234567, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sdk.client.client import HistoryEvent
+from sdk.client.types import HistoryEvent
 from sdk.ui.timeline import build
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,0 +1,196 @@
+"""A handle to one workflow (by id, optionally run id): signal, query, describe, wait
+for the result, read the history, cancel, terminate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import (
+    QueryFailedError,
+    QueryTimeoutError,
+    RedurableError,
+    UnknownQueryError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+    from_failure,
+)
+from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
+from engine.status import WorkflowExecutionStatus
+from engine.store import Store
+from sdk._definitions import query_name, signal_name
+from sdk.client.types import (
+    HistoryEvent,
+    PendingActivity,
+    WorkflowDescription,
+    dead_letter_id,
+    parse_time,
+    text,
+    to_history_event,
+)
+
+if TYPE_CHECKING:
+    from sdk.client.client import Client
+
+#: What result() waits past: the run goes on (a continued run in the same keys).
+_NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
+
+
+class WorkflowHandle:
+    """A workflow by id (and optionally run id). Cheap: holds no connection."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None) -> None:
+        self.client = client
+        self.id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
+
+    @property
+    def _store(self) -> Store:
+        return self.client.store
+
+    async def _state(self) -> dict[str, bytes]:
+        state = await self._store.get_state(self.id)
+        if not state:
+            raise WorkflowNotFoundError(self.id)
+        return state
+
+    async def result(self, *, timeout: float | None = None) -> Any:
+        """Wait for the run to close (following continue-as-new) and return its result,
+        or raise WorkflowFailureError. Blocks on the history stream: no polling."""
+        return await asyncio.wait_for(self._result(), timeout) if timeout else await self._result()
+
+    async def _result(self) -> Any:
+        watcher = self.client.close_watcher
+        while True:
+            # Subscribe first, then look: a close between the two still wakes us.
+            closed = await watcher.register(self.id)
+            try:
+                status, result, failure = await self.client.store.get_fields(
+                    self.id, "status", "result", "failure"
+                )
+                if status is None:
+                    raise WorkflowNotFoundError(self.id)
+                run_status = WorkflowExecutionStatus.parse(status)
+                if run_status is WorkflowExecutionStatus.COMPLETED:
+                    return self.client.codec.decode(result or b"")
+                if run_status not in _NOT_FAILED:
+                    text = run_status.value
+                    cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
+                    raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
+                # Re-check now and then in case a notification was lost with a connection.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(closed), 30)
+            finally:
+                watcher.unregister(self.id, closed)
+
+    async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
+        """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""
+        name = signal_name(signal)
+        await self._store.signal(
+            self.id, self.run_id or "", name, self.client.codec.encode(list(args))
+        )
+
+    async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
+        """Ask a worker to answer a query from the workflow's state (running or closed)."""
+        name = query_name(query)
+        state = await self._state()
+        task_queue = state["task_queue"].decode()
+        keys = self.client.keys
+        request_id = uuid.uuid4().hex
+        request = QueryRequest(
+            workflow_id=self.id,
+            name=name,
+            args=self.client.codec.encode(list(args)),
+            reply=keys.query_reply(request_id),
+            timeout_ms=int(timeout * 1000),
+            request_id=request_id,
+        )
+        fields: dict[Any, Any] = encode_request(request)  # redis-py's own field types
+        await self.client.redis.xadd(keys.queries(task_queue), fields, maxlen=10000,
+                                     approximate=True)
+        reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
+        if reply is None:
+            await self.client.redis.delete(request.reply)
+            live = await self.client._live_workers(task_queue)
+            hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
+            raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
+        answer = decode_answer(reply[1])
+        if answer.status is QueryStatus.OK:
+            return self.client.codec.decode(answer.payload)
+        if answer.status is QueryStatus.UNKNOWN_QUERY:
+            raise UnknownQueryError(name, list(answer.known))
+        if answer.status is QueryStatus.NOT_FOUND:
+            raise WorkflowNotFoundError(self.id)
+        raise QueryFailedError(answer.message)
+
+    async def cancel(self, reason: str = "") -> None:
+        await self._store.cancel(self.id, self.run_id or "", reason)
+
+    async def terminate(self, reason: str = "") -> None:
+        await self._store.terminate(self.id, self.run_id or "", reason)
+
+    async def describe(self) -> WorkflowDescription:
+        state = await self._state()
+        pending: list[PendingActivity] = []
+        for key, value in sorted(state.items()):
+            if not key.startswith("act:"):
+                continue
+            act = json.loads(value)
+            if act.get("next_attempt_at"):
+                act_state = "BACKOFF"
+            elif act.get("started"):
+                act_state = "STARTED"
+            else:
+                act_state = "SCHEDULED"
+            pending.append(
+                PendingActivity(
+                    activity_id=int(key[4:]),
+                    activity_type=act.get("type", ""),
+                    state=act_state,
+                    attempt=int(act.get("attempt", 1)),
+                    last_failure=act.get("last_failure"),
+                    scheduled_time=parse_time(act.get("scheduled")),
+                    last_started_time=parse_time(act.get("started")),
+                    next_attempt_time=parse_time(act.get("next_attempt_at")),
+                )
+            )
+        pending.sort(key=lambda p: p.activity_id)
+        failure = state.get("last_wft_failure")
+        return WorkflowDescription(
+            id=self.id,
+            run_id=text(state.get("run_id")),
+            status=WorkflowExecutionStatus.parse(state["status"]),
+            workflow_type=text(state.get("type")),
+            task_queue=text(state.get("task_queue")),
+            start_time=parse_time(state.get("start_time")),
+            close_time=parse_time(state.get("close_time")),
+            history_length=int(state.get("next_event_id", b"1")) - 1,
+            pending_activities=pending,
+            last_workflow_task_failure=json.loads(failure) if failure else None,
+            workflow_task_attempt=int(state.get("wft_attempt", b"1")),
+            dead_letter_id=dead_letter_id(
+                self.client.keys, self.id, state.get("wft"), state.get("wft_dead_letter")
+            ),
+            last_signal_dropped=text(state.get("last_signal_dropped")) or None,
+        )
+
+
+    async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
+        """Every event of the current run, payloads decoded."""
+        after: bytes | None = None
+        while True:
+            entries = await self._store.read_history(self.id, after, count=page_size)
+            if not entries and after is None and not await self._store.get_state(self.id):
+                raise WorkflowNotFoundError(self.id)
+            for sid, event in entries:
+                yield to_history_event(event, self.client.codec)
+                after = sid
+            if len(entries) < page_size:
+                return
