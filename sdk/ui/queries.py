@@ -8,7 +8,6 @@ the routes stay thin and these can be tested on fakeredis.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +17,9 @@ from engine.errors import InvalidArgumentError
 from engine.keys import GROUP
 from engine.status import WorkflowExecutionStatus
 from sdk.client.client import Client
+from sdk.client.registry import LIVE_WITHIN_MS, worker_infos
 from sdk.client.types import WorkflowExecution
 
-#: A worker whose last beat is older than this is shown as gone (the Client's own
-#: liveness window for queries).
-LIVE_WITHIN_MS = 15_000
 #: Rows a filtered page may examine before it stops and offers "more": an id-prefix
 #: filter is applied while walking the start-time index, so a rare prefix must not
 #: make one request read the whole namespace.
@@ -113,7 +110,7 @@ async def workflow_types(client: Client) -> list[str]:
     """Workflow types registered by the workers of any task queue (for the filter)."""
     types: set[str] = set()
     for queue in await task_queue_names(client):
-        for info in (await _worker_infos(client, queue)).values():
+        for info in (await worker_infos(client, queue)).values():
             types.update(info.get("workflows", {}))
     return sorted(types)
 
@@ -122,22 +119,11 @@ async def registered_queries(client: Client, task_queue: str, workflow_type: str
     """Query names the workers of `task_queue` registered for `workflow_type` (their
     liveness beat writes them to the worker-info hash)."""
     names: set[str] = set()
-    for info in (await _worker_infos(client, task_queue)).values():
+    for info in (await worker_infos(client, task_queue)).values():
         names.update(info.get("workflows", {}).get(workflow_type, []))
     return sorted(names)
 
 
-async def _worker_infos(client: Client, task_queue: str) -> dict[str, dict[str, Any]]:
-    raw: dict[Any, Any] = await client.redis.hgetall(client.keys.worker_info(task_queue))
-    infos: dict[str, dict[str, Any]] = {}
-    for worker_id, text in raw.items():
-        try:
-            info = json.loads(text)
-        except ValueError:
-            continue  # not written by a Worker: nothing to show from it
-        if isinstance(info, dict):
-            infos[worker_id.decode(errors="replace")] = info
-    return infos
 
 
 async def task_queue_names(client: Client) -> list[str]:
@@ -239,7 +225,7 @@ async def _workers(client: Client, task_queue: str, now: int) -> list[WorkerRow]
     beats: list[Any] = await client.redis.zrange(
         client.keys.workers(task_queue), 0, -1, withscores=True
     )
-    infos = await _worker_infos(client, task_queue)
+    infos = await worker_infos(client, task_queue)
     rows = []
     for raw_id, score in beats:
         worker_id = raw_id.decode(errors="replace")
