@@ -26,6 +26,19 @@ def _signature(handler: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(handler)
 
 
+def _misfit(handler: Callable[..., Any], instance: Any, args: list[Any], kind: str) -> str | None:
+    """Why `args` cannot be passed to `handler`, else None. Checked before the call, so a
+    TypeError that the handler's own code raises is not taken for a bad call."""
+    try:
+        _signature(handler).bind(instance, *args)
+    except TypeError as exc:
+        return (
+            f"{len(args)} argument(s) do not fit {kind} {handler.__name__}"
+            f"{_signature(handler)}: {exc}"
+        )
+    return None
+
+
 class DefinitionHooks:
     """Binds a workflow definition to one instance of its class for one machine."""
 
@@ -47,13 +60,9 @@ class DefinitionHooks:
                 f"workflow {self.definition.name} has no signal handler named {name!r} "
                 f"(handlers: {known})"
             )
-        try:
-            _signature(handler).bind(self.instance, *args)
-        except TypeError as exc:
-            raise SignalInputError(
-                f"{len(args)} argument(s) do not fit handler {handler.__name__}"
-                f"{_signature(handler)}: {exc}"
-            ) from None
+        misfit = _misfit(handler, self.instance, args, "handler")
+        if misfit is not None:
+            raise SignalInputError(misfit)
         result = handler(self.instance, *args)
         return result if inspect.iscoroutine(result) else None
 
@@ -64,13 +73,9 @@ class DefinitionHooks:
         if self.instance is None:
             # No activation has run yet: answer from the freshly constructed state.
             self.instance = self.definition.cls()
-        try:
-            _signature(handler).bind(self.instance, *args)
-        except TypeError as exc:
-            raise QueryFailedError(
-                f"{len(args)} argument(s) do not fit query handler {handler.__name__}"
-                f"{_signature(handler)}: {exc}"
-            ) from None
+        misfit = _misfit(handler, self.instance, args, "query handler")
+        if misfit is not None:
+            raise QueryFailedError(misfit)
         return handler(self.instance, *args)
 
 
