@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from sdk.client.client import Client
 
-#: A worker that beat within this long is live (beats come every liveness_timeout/5);
+#: A worker that beat within this long is live (beats come every liveness_timeout/5, and
+#: at least every third of this: sdk/worker/liveness.py);
 #: older ones the UI shows as gone.
 LIVE_WITHIN_MS = 15_000
 
