@@ -34,6 +34,7 @@ from scripts.chaos.common import (
 )
 from scripts.chaos.poison_workflows import Clocks, SignalLog
 from sdk import Client
+from sdk.client.registry import live_registry
 from tests.integration.worker_proc import WorkerProcess
 
 MODULE = "scripts.chaos.poison_workflows"
@@ -148,7 +149,7 @@ async def run(url: str, cfg: SkewConfig, faketime: str) -> SkewReport:
         report.query_answered = all([await log.query(SignalLog.received) == 0
                                      for _ in range(6)])
         await log.signal(SignalLog.add, 1)
-        report.live_workers = await client._live_workers(TASK_QUEUE)
+        report.live_workers = (await live_registry(client, TASK_QUEUE)).live_workers
         with anyio.fail_after(60 + 10 * cfg.ms / 1000):
             for handle in handles:
                 await handle.result()

@@ -269,8 +269,9 @@ def query(
 
     async def body(client: Client) -> Any:
         handle = client.get_workflow_handle(workflow_id)
-        # Refused at once: no live worker would answer it now (a signal waits in the
-        # history for a worker with its handler; a query has nothing to wait in).
+        # Refused at once: no live worker would answer it now (a signal is only warned
+        # about: with no live worker of the type it waits in the history for one; a
+        # query has nothing to wait in).
         await _check_handler(client, handle, "query", name, strict=True)
         return await handle.query(name, *args, timeout=timeout)
 

@@ -263,10 +263,3 @@ class Client:
     async def drop_dead_letter(self, dead_letter_id: str) -> DeadLetter:
         """Delete a dead letter for good."""
         return await dead_letters.drop(self.redis, self.keys, dead_letter_id)
-
-    async def _live_workers(self, task_queue: str, within_ms: int = 15000) -> int:
-        now_s, now_us = await self.redis.time()
-        now_ms = int(now_s) * 1000 + int(now_us) // 1000
-        return int(
-            await self.redis.zcount(self.keys.workers(task_queue), now_ms - within_ms, "+inf")
-        )

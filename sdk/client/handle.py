@@ -23,6 +23,7 @@ from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_r
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from sdk._definitions import query_name, signal_name
+from sdk.client.registry import live_workers
 from sdk.client.types import (
     HistoryEvent,
     PendingActivity,
@@ -118,7 +119,7 @@ class WorkflowHandle:
         reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
         if reply is None:
             await self.client.redis.delete(request.reply)
-            live = await self.client._live_workers(task_queue)
+            live = await live_workers(self.client.redis, keys, task_queue)
             hint = "" if live else f" (no live worker polls task queue {task_queue!r})"
             raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
         answer = decode_answer(reply[1])

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sdk.client.client import Client
+from redis.asyncio import Redis
 
-#: A worker that beat within this long is live (beats come every liveness_timeout/5);
+from engine.keys import Keys
+
+if TYPE_CHECKING:
+    from sdk.client.client import Client
+
+#: A worker that beat within this long is live (beats come every liveness_timeout/5, and
+#: at least every third of this: sdk/worker/liveness.py);
 #: older ones the UI shows as gone.
 LIVE_WITHIN_MS = 15_000
 
@@ -76,12 +82,18 @@ async def worker_infos(client: Client, task_queue: str) -> dict[str, dict[str, A
     return infos
 
 
+async def live_workers(redis: Redis, keys: Keys, task_queue: str) -> list[bytes]:
+    """Ids of the workers of `task_queue` that beat within LIVE_WITHIN_MS (server clock)."""
+    now_s, now_us = await redis.time()
+    since = int(now_s) * 1000 + int(now_us) // 1000 - LIVE_WITHIN_MS
+    live: Any = await redis.zrangebyscore(keys.workers(task_queue), since, "+inf")
+    return list(live)
+
+
 async def live_registry(client: Client, task_queue: str) -> Registry:
     """What the workers that beat within LIVE_WITHIN_MS registered."""
     redis = client.redis
-    now_s, now_us = await redis.time()
-    since = int(now_s) * 1000 + int(now_us) // 1000 - LIVE_WITHIN_MS
-    live: Any = await redis.zrangebyscore(client.keys.workers(task_queue), since, "+inf")
+    live = await live_workers(redis, client.keys, task_queue)
     registry = Registry(task_queue, len(live))
     if not live:
         return registry

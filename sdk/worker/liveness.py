@@ -19,6 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from engine.keys import GROUP
+from sdk.client.registry import LIVE_WITHIN_MS
 from sdk.worker.plumbing import TaskPlumbing
 from sdk.worker.presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
 
@@ -125,7 +126,10 @@ class Liveness:
         await pipe.execute()
 
     async def beat_loop(self) -> None:
-        interval = self.liveness_ms / 5000
+        # The beat is also how the CLI and the UI tell a live worker (one that beat within
+        # LIVE_WITHIN_MS: sdk/client/registry.py); a long liveness timeout must not make
+        # a live worker look gone, and its queries refused.
+        interval = min(self.liveness_ms / 5, LIVE_WITHIN_MS / 3) / 1000
         next_tidy = time.monotonic() + TIDY_INTERVAL_S
         while not self._plumbing.stopping:
             await self.beat()

@@ -12,6 +12,7 @@ import pytest
 from scripts.chaos import clock_skew
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
+from sdk.client.registry import live_registry
 from sdk.testing import running_worker
 from sdk.worker import liveness as _liveness
 from tests.chaos.marks import SCENARIO
@@ -88,7 +89,7 @@ async def test_skewed_worker_beats_and_answers_on_server_time(
     async with running_worker(client, task_queue="q", workflows=[SignalLog]):
         handle = await client.start_workflow(SignalLog.run, 1, id="wf-skew", task_queue="q")
         assert await handle.query(SignalLog.received, timeout=5) == 0
-        assert await client._live_workers("q") == 1
+        assert (await live_registry(client, "q")).live_workers == 1
         await handle.signal(SignalLog.add, 4)
         with anyio.fail_after(10):
             assert await handle.result() == [4]

@@ -10,8 +10,8 @@ import anyio
 import pytest
 import structlog
 
-from sdk import Client, QueryFailedError, workflow
-from sdk.client.registry import live_registry
+from sdk import Client, QueryFailedError, Worker, workflow
+from sdk.client.registry import LIVE_WITHIN_MS, live_registry
 from sdk.testing import running_worker
 
 pytestmark = pytest.mark.anyio
@@ -121,6 +121,25 @@ async def test_registry_names_what_no_live_worker_handles(client: Client) -> Non
     assert "knows workflow type 'Order'" in str(
         registry.handler_problem("Order", "signal", "go")
     )
+
+
+async def test_a_long_liveness_timeout_still_beats_within_the_live_window(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker with liveness_timeout=120 beat every 24 s: for the CLI and UI (live =
+    beat within 15 s) it was gone most of the time, and `workflow query` refused."""
+    worker = Worker(fake_client, task_queue="q", workflows=[Collector], liveness_timeout=120,
+                    handle_signals=False)
+    await fake_client.store.ensure_groups("q")
+    pauses: list[float] = []
+
+    async def one_beat(seconds: float) -> None:
+        pauses.append(seconds)
+        worker._plumbing.stopping = True
+
+    monkeypatch.setattr(anyio, "sleep", one_beat)  # the module Liveness sleeps through
+    await worker.liveness.beat_loop()
+    assert pauses and pauses[0] * 1000 <= LIVE_WITHIN_MS / 3
 
 
 async def test_query_with_arguments_that_do_not_fit_answers_an_error(client: Client) -> None:

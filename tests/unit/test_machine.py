@@ -242,7 +242,7 @@ def test_live_activations_produce_commands() -> None:
     ]
 
 
-def test_activation_without_news_issues_nothing() -> None:
+def test_unknown_signal_is_dropped_with_a_note_only_when_live() -> None:
     sim = Sim(Greeter, "ann")
     sim.activate()
     sim.signal("unknown_signal")  # dropped: no handler, nothing to decide
