@@ -145,6 +145,20 @@ class WorkflowMachine:
         self._check_contiguous(events)
         self._replay_complete(events)
 
+    def preview(self, events: Sequence[ev.Event], now_ms: int) -> None:
+        """Replay `events`, then apply their trailing inputs too, dropping the commands:
+        a throwaway machine for a query that must see inputs accepted but not applied
+        yet. Run as a replay (the logger stays silent): the activation that counts is
+        the workflow task's, which may decide otherwise (its time, events after these)."""
+        self._check_contiguous(events)
+        inputs = list(events[self._replay_complete(events) :])
+        if self.closed or not inputs:
+            return
+        self.replaying = True
+        self._now_ms = max(self._now_ms, now_ms)
+        self._run_activation(inputs, CURRENT_FLAGS)
+        self.last_event_id = inputs[-1].event_id
+
     def committed(self, last_event_id: int) -> None:
         """The live activation's commands were written; its last event has this id."""
         self.last_event_id = last_event_id
