@@ -30,6 +30,12 @@ class WorkflowLogicFlag(IntEnum):
     #: event is accepted only there (before: anywhere, so code changed to close
     #: earlier went undetected).
     CLOSE_DROP_RECORDED = 2
+    #: Cancelling an activity's future resolves it with ActivityError(cause=
+    #: CancelledError), as its cancellation type says (before: the future was
+    #: cancelled, its await raised asyncio.CancelledError, and code catching
+    #: ActivityError was cancelled as a whole); an uncaught such error after a
+    #: cancel request cancels the workflow.
+    ACTIVITY_CANCEL_AS_ERROR = 3
 
 
 def encode_logic_flags(flags: Iterable[WorkflowLogicFlag]) -> str:
