@@ -30,6 +30,12 @@ class WorkflowLogicFlag(IntEnum):
     #: event is accepted only there (before: anywhere, so code changed to close
     #: earlier went undetected).
     CLOSE_DROP_RECORDED = 2
+    #: Cancelling an activity's future resolves it with ActivityError(cause=
+    #: CancelledError), as its cancellation type says (before: the future was
+    #: cancelled, its await raised asyncio.CancelledError, and code catching
+    #: ActivityError was cancelled as a whole); an uncaught such error after a
+    #: cancel request cancels the workflow.
+    ACTIVITY_CANCEL_AS_ERROR = 3
 
 
 def encode_logic_flags(flags: Iterable[WorkflowLogicFlag]) -> str:
@@ -312,9 +318,7 @@ def decode_event(fields: dict[bytes, bytes]) -> Event:
         raise EventDecodeError(f"malformed history entry {fields!r}: {exc}") from None
 
 
-def decode_packed_event(data: bytes) -> Event:
-    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...):
-    the one event a workflow task entry carries, for a speculative activation."""
+def _netstrings(data: bytes) -> list[bytes]:
     parts: list[bytes] = []
     pos = 0
     while pos < len(data):
@@ -322,6 +326,23 @@ def decode_packed_event(data: bytes) -> Event:
         size = int(data[pos:colon])
         parts.append(data[colon + 1 : colon + 1 + size])
         pos = colon + 1 + size
+    return parts
+
+
+def decode_packed_event(data: bytes) -> Event:
+    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...):
+    the one event a workflow task entry carries, for a speculative activation."""
+    parts = _netstrings(data)
     fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
     fields.update(zip(parts[3::2], parts[4::2], strict=True))
+    return decode_event(fields)
+
+
+def decode_buffered_event(data: bytes, event_id: int) -> Event:
+    """An event buffered while a workflow task runs (netstrings: type, ts, fields...).
+    It has no number until the task's completion appends it: `event_id` is the one it
+    would get if appended now, for a query that applies it to a throwaway state."""
+    parts = _netstrings(data)
+    fields = {b"id": str(event_id).encode(), b"type": parts[0], b"ts": parts[1]}
+    fields.update(zip(parts[2::2], parts[3::2], strict=True))
     return decode_event(fields)

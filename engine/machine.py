@@ -21,19 +21,16 @@ from typing import Any, NoReturn, Protocol
 
 from engine import commands as cmd
 from engine import events as ev
+from engine.activities import ActivityMixin, PendingActivity, is_cancellation
 from engine.codec import PayloadCodec
 from engine.errors import (
-    ActivityError,
-    ApplicationError,
     CodecKeyError,
     ContinueAsNewError,
     FailureError,
     NondeterminismError,
     PayloadError,
-    from_failure,
     to_failure,
 )
-from engine.limits import MAX_PENDING_ACTIVITIES
 from engine.loop import DeterministicLoop
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
@@ -79,12 +76,6 @@ class _Condition:
     future: asyncio.Future[bool]
 
 
-@dataclass
-class _PendingActivity:
-    future: asyncio.Future[Any]
-    activity_type: str
-
-
 _current: contextvars.ContextVar[WorkflowMachine | None] = contextvars.ContextVar(
     "redurable_workflow_machine", default=None
 )
@@ -99,7 +90,7 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine:
+class WorkflowMachine(ActivityMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -117,7 +108,8 @@ class WorkflowMachine:
         self._commands: list[cmd.Command] = []
         self._activity_seq = 0
         self._timer_seq = 0
-        self._activities: dict[int, _PendingActivity] = {}
+        self._activities: dict[int, PendingActivity] = {}
+        self._flags: frozenset[ev.WorkflowLogicFlag] = CURRENT_FLAGS
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._conditions: list[_Condition] = []
         self._main: asyncio.Task[Any] | None = None
@@ -144,6 +136,20 @@ class WorkflowMachine:
         """Replay complete activations only (for queries); trailing inputs stay unread."""
         self._check_contiguous(events)
         self._replay_complete(events)
+
+    def preview(self, events: Sequence[ev.Event], now_ms: int) -> None:
+        """Replay `events`, then apply their trailing inputs too, dropping the commands:
+        a throwaway machine for a query that must see inputs accepted but not applied
+        yet. Run as a replay (the logger stays silent): the activation that counts is
+        the workflow task's, which may decide otherwise (its time, events after these)."""
+        self._check_contiguous(events)
+        inputs = list(events[self._replay_complete(events) :])
+        if self.closed or not inputs:
+            return
+        self.replaying = True
+        self._now_ms = max(self._now_ms, now_ms)
+        self._run_activation(inputs, CURRENT_FLAGS)
+        self.last_event_id = inputs[-1].event_id
 
     def committed(self, last_event_id: int) -> None:
         """The live activation's commands were written; its last event has this id."""
@@ -242,6 +248,7 @@ class WorkflowMachine:
         self, inputs: list[ev.Event], flags: frozenset[ev.WorkflowLogicFlag]
     ) -> list[cmd.Command]:
         self._commands = []
+        self._flags = flags
         step_per_input = ev.WorkflowLogicFlag.STEP_PER_INPUT in flags
         # Timers that fire later in this activation: cancelling one of them (its waiter
         # was satisfied by an earlier input) needs no command, the fire is recorded.
@@ -281,30 +288,6 @@ class WorkflowMachine:
     def _on_started(self, event: ev.WorkflowExecutionStarted) -> None:
         args = self._decode_args(event.input, "workflow input")
         self._main = self.loop.create_task(self.hooks.start(args), name="workflow-main")
-
-    def _on_activity_completed(self, event: ev.ActivityTaskCompleted) -> None:
-        pending = self._activities.pop(event.activity_id, None)
-        if pending is None or pending.future.done():
-            return  # cancelled by the workflow before the result arrived
-        try:
-            pending.future.set_result(self.codec.decode(event.result))
-        except PayloadError as exc:
-            pending.future.set_exception(exc)
-
-    def _on_activity_failed(self, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut) -> None:
-        pending = self._activities.pop(event.activity_id, None)
-        if pending is None or pending.future.done():
-            return
-        verb = "timed out" if isinstance(event, ev.ActivityTaskTimedOut) else "failed"
-        pending.future.set_exception(
-            ActivityError(
-                f"activity {pending.activity_type} (id {event.activity_id}) {verb}",
-                activity_type=pending.activity_type,
-                activity_id=event.activity_id,
-                attempt=event.attempt,
-                cause=from_failure(event.failure),
-            )
-        )
 
     def _on_timer_fired(self, event: ev.TimerFired) -> None:
         handle = self._timers.pop(event.timer_id, None)
@@ -413,7 +396,13 @@ class WorkflowMachine:
         elif isinstance(exc, ContinueAsNewError):
             payload = self.codec.encode(list(exc.input))
             self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex))
-        elif isinstance(exc, asyncio.CancelledError):
+        elif isinstance(exc, asyncio.CancelledError) or (
+            self.cancel_requested
+            and ev.WorkflowLogicFlag.ACTIVITY_CANCEL_AS_ERROR in self._flags
+            and is_cancellation(exc)
+        ):
+            # Cancelled while it awaited an activity, the code let the activity's
+            # ActivityError(cause=CancelledError) through: the workflow is cancelled.
             self._append_close(cmd.CancelWorkflow())
         elif isinstance(exc, FailureError):
             self._append_close(cmd.FailWorkflow(to_failure(exc)))
@@ -425,33 +414,6 @@ class WorkflowMachine:
         self._close_emitted = True
 
     # --- called by workflow code (through sdk.workflow) --------------------------------
-    def schedule_activity(
-        self, activity_type: str, args: Sequence[Any], task_queue: str, options: dict[str, Any]
-    ) -> asyncio.Future[Any]:
-        if len(self._activities) >= MAX_PENDING_ACTIVITIES:
-            # Raised before anything is recorded, the same way on replay.
-            raise ApplicationError(
-                f"cannot schedule activity {activity_type}: {len(self._activities)} "
-                f"activities are pending, the limit is {MAX_PENDING_ACTIVITIES} (await some "
-                "before scheduling more)",
-                type="PendingActivityLimit",
-                non_retryable=True,
-            )
-        self._activity_seq += 1
-        seq = self._activity_seq
-        payload = self.codec.encode(list(args))
-        self._commands.append(
-            cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options)
-        )
-        future = self.loop.create_future()
-        self._activities[seq] = _PendingActivity(future, activity_type)
-        future.add_done_callback(lambda f: self._activity_future_done(seq, f))
-        return future
-
-    def _activity_future_done(self, seq: int, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() and self._activities.pop(seq, None) is not None:
-            self._commands.append(cmd.RequestCancelActivity(seq))
-
     def start_timer(self, delay: float, handle: asyncio.TimerHandle) -> int:
         self._timer_seq += 1
         seq = self._timer_seq
@@ -475,9 +437,6 @@ class WorkflowMachine:
     def uuid4(self) -> uuid.UUID:
         return uuid.UUID(int=self.random.getrandbits(128), version=4)
 
-    @property
-    def pending_activity_count(self) -> int:
-        return len(self._activities)
 
 
 async def _raise(exc: BaseException) -> NoReturn:

@@ -445,6 +445,17 @@ class Store(FunctionCaller):
         raw: Any = await self.redis.xrange(self.keys.history(workflow_id), start, "+", count=count)
         return decode_entries(raw)
 
+    async def read_query_inputs(
+        self, workflow_id: str, after: bytes | None = None
+    ) -> tuple[list[tuple[bytes, ev.Event]], list[bytes]]:
+        """The history after `after` and the events buffered while a workflow task runs,
+        read in one atomic call (rd_query_inputs). Buffered events stay packed
+        (ev.decode_buffered_event): they get their numbers when they are appended."""
+        keys = [self.keys.history(workflow_id), self.keys.buffer(workflow_id)]
+        reply: Any = await self.redis.fcall("rd_query_inputs", 2, *keys, after or b"")
+        entries, buffered = reply
+        return decode_entries(entries), [bytes(item) for item in buffered]
+
     async def get_fields(self, workflow_id: str, *fields: str) -> list[bytes | None]:
         """HMGET on the workflow hash (hot path: result() checks)."""
         key = self.keys.workflow(workflow_id)

@@ -3,6 +3,7 @@
 from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationError
 """
 
+from engine.activities import ActivityCancellationType
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.codec_chain import AesGcmCodec, CompressionCodec
 from engine.durability import Durability
@@ -38,6 +39,7 @@ from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription,
 from sdk.worker.worker import Worker
 
 __all__ = [
+    "ActivityCancellationType",
     "ActivityError",
     "ActivityTimeoutError",
     "AesGcmCodec",

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar, overload
 
 import structlog
 
+from engine.activities import ActivityCancellationType
 from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
 from engine.validate import check_task_queue
@@ -28,6 +29,7 @@ from sdk._definitions import (
 from sdk._retry import RetryPolicy
 
 __all__ = [
+    "ActivityCancellationType",
     "WorkflowInfo",
     "continue_as_new",
     "defn",
@@ -111,8 +113,11 @@ def start_activity(
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
 ) -> asyncio.Future[Any]:
-    """Schedule an activity and return its future (cancel it to cancel the activity)."""
+    """Schedule an activity and return its future. Cancelling the future makes its
+    await raise `ActivityError(cause=CancelledError)`; `cancellation_type` says whether
+    the activity is asked to stop, and whether the future waits until it has."""
     if start_to_close_timeout is None and schedule_to_close_timeout is None:
         raise InvalidArgumentError(
             "an activity needs start_to_close_timeout or schedule_to_close_timeout"
@@ -127,12 +132,18 @@ def start_activity(
         ms = _ms(value, what)
         if ms is not None:
             options[key] = ms
+    cancellation_type = ActivityCancellationType(cancellation_type)
+    if cancellation_type != ActivityCancellationType.TRY_CANCEL:
+        # Only when not the default, so the recorded options stay as they were. The
+        # engine keeps a WAIT_CANCELLATION_COMPLETED activity until its attempt ends.
+        options["cancellation_type"] = cancellation_type.name
     return machine.schedule_activity(
         activity_type_name(activity),
         args,
         # Validated like any queue name: it becomes part of a stream key.
         machine.info.task_queue if task_queue is None else check_task_queue(task_queue),
         options,
+        cancellation_type,
     )
 
 
@@ -144,9 +155,11 @@ async def execute_activity(
     schedule_to_close_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
 ) -> Any:
     """Run an activity and return its result; raises `ActivityError` when it fails for
-    good (retries exhausted, non-retryable error, or timeout)."""
+    good (retries exhausted, non-retryable error, or timeout) or is cancelled
+    (`cause` a `CancelledError`: see `start_activity`)."""
     return await start_activity(
         activity,
         *args,
@@ -155,6 +168,7 @@ async def execute_activity(
         schedule_to_close_timeout=schedule_to_close_timeout,
         heartbeat_timeout=heartbeat_timeout,
         retry_policy=retry_policy,
+        cancellation_type=cancellation_type,
     )
 
 

@@ -206,9 +206,17 @@ local function clear_attempt_timers(c, seq, attempt)
     timer_member('H', c.run, seq, attempt, c.id))
 end
 
+-- How an attempt cancelled at the workflow's request ended, in its ActivityTaskFailed.
+local function cancelled_failure()
+  return cjson.encode({message = 'activity cancelled', kind = 'cancelled',
+    type = 'CancelledError', non_retryable = true})
+end
+
 -- Delay before the next attempt, or nil when the failure is final.
 local function retry_delay(state, err_type, non_retryable, ts)
-  if non_retryable then return nil end
+  -- Cancelled while it ran (WAIT_CANCELLATION_COMPLETED): however the attempt ends is
+  -- how the activity ends, the workflow waits for just that.
+  if non_retryable or state.cancel_requested then return nil end
   local rp = state.retry or {}
   local max_attempts = tonumber(rp.maximum_attempts) or 0
   if max_attempts > 0 and state.attempt >= max_attempts then return nil end

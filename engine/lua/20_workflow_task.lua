@@ -42,6 +42,10 @@ local function first_entry(read)
   return entries[1]
 end
 
+-- Cancellation types (sdk ActivityCancellationType, by name in the options) for which
+-- the workflow waits until the cancelled attempt has ended.
+local WAITS_FOR_CANCEL = {WAIT_CANCELLATION_COMPLETED = true}
+
 -- Apply one command of a completion. Returns 'closed' when the run ended.
 local function apply_command(c, kind, fields, ts)
   local f = {}
@@ -54,6 +58,7 @@ local function apply_command(c, kind, fields, ts)
       retry = opts.retry, start_to_close_ms = opts.start_to_close_ms,
       schedule_to_close_ms = opts.schedule_to_close_ms,
       heartbeat_ms = opts.heartbeat_ms}
+    if WAITS_FOR_CANCEL[opts.cancellation_type] then state.wait_cancel = true end
     put_activity(c, seq, state)
     redis.call('HSET', c.wf, 'actin:' .. seq, f.input)
     enqueue_activity(c, seq, 1, state)
@@ -76,7 +81,19 @@ local function apply_command(c, kind, fields, ts)
   elseif kind == 'ActivityTaskCanceled' then
     append(c, kind, ts, fields)
     local state = get_activity(c, f.activity_id)
-    if state then
+    if state and state.wait_cancel and not state.next_attempt_at then
+      -- WAIT_CANCELLATION_COMPLETED and an attempt queued or running: keep it, so its
+      -- worker hears 'cancel' (heartbeat, start) and how it ends is recorded.
+      state.cancel_requested = true
+      put_activity(c, f.activity_id, state)
+    elseif state then
+      if state.wait_cancel then
+        -- Between attempts: nothing runs, so the activity ended now. Buffered, so it
+        -- follows this completion's commands and wakes the workflow in a new task.
+        redis.call('RPUSH', c.buf, pack_strings({'ActivityTaskFailed', ts,
+          'activity_id', f.activity_id, 'failure', cancelled_failure(),
+          'attempt', state.attempt}))
+      end
       clear_attempt_timers(c, f.activity_id, state.attempt)
       redis.call('ZREM', c.timers, timer_member('C', c.run, f.activity_id, 0, c.id))
       if state.msg then ack(key_activity_tasks(c.prefix, state.tq), state.msg) end

@@ -22,6 +22,12 @@ redis.register_function('rd_act_start', function(keys, args)
     return {'stale'}
   end
   local ts = now_ms()
+  if state.cancel_requested then
+    -- Cancelled before it started (WAIT_CANCELLATION_COMPLETED): it ends here.
+    ack(c.task, msg)
+    finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', cancelled_failure(), ts)
+    return {'stale'}
+  end
   state.started = ts
   state.msg = msg
   state.worker = args[7]
@@ -46,7 +52,7 @@ redis.register_function('rd_act_heartbeat', function(keys, args)
   local c = ctx(keys, args)
   local seq, attempt = args[4], args[5]
   local state = act_fenced(c, seq, attempt)
-  if not state then return {'cancel'} end
+  if not state or state.cancel_requested then return {'cancel'} end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
     redis.call('ZADD', c.timers, now_ms() + hb,
@@ -95,6 +101,9 @@ redis.register_function('rd_act_complete', function(keys, args)
     outcome = 'completed'
   else
     clear_attempt_timers(c, seq, state.attempt)
+    if state.cancel_requested and args[9] == 'CancelledError' then
+      args[8] = cancelled_failure()  -- the worker stopped it: record a cancellation
+    end
     local delay = retry_delay(state, args[9], args[10] == '1', ts)
     if delay then
       retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)

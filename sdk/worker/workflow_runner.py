@@ -12,7 +12,6 @@ from typing import Any
 
 import structlog
 
-from engine import events as ev
 from engine.codec import PayloadCodec
 from engine.errors import QueryFailedError, UnknownQueryError
 from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
@@ -128,6 +127,3 @@ class StickyCache:
     def __len__(self) -> int:
         return len(self._runs)
 
-
-def has_new_activation(events: list[ev.Event]) -> bool:
-    return any(isinstance(e, ev.WorkflowTaskCompleted) for e in events)

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from engine import machine
+from engine import activities
 from engine.errors import HistoryLimitError, PayloadError, TerminatedError, WorkflowFailureError
 from engine.functions import library_source
 from engine.limits import MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES, MAX_PENDING_ACTIVITIES
@@ -145,7 +145,7 @@ class Fanout:
 async def test_pending_activities_at_and_past_a_lowered_limit(
     client: Client, monkeypatch: pytest.MonkeyPatch, limit: int
 ) -> None:
-    monkeypatch.setattr(machine, "MAX_PENDING_ACTIVITIES", limit)
+    monkeypatch.setattr(activities, "MAX_PENDING_ACTIVITIES", limit)  # read where it is checked
     async with running_worker(client, task_queue="q", workflows=[Fanout]):
         with anyio.fail_after(15):
             at = await client.execute_workflow(Fanout.run, limit, id="wf-at", task_queue="q")

@@ -18,6 +18,7 @@ import pytest
 import structlog
 
 from sdk import (
+    ActivityCancellationType,
     ActivityError,
     ApplicationError,
     CancelledError,
@@ -181,12 +182,43 @@ class CancelMe:
             await workflow.execute_activity(
                 sleeper, 30.0, start_to_close_timeout=timedelta(seconds=60)
             )
-        except asyncio.CancelledError:
+        except ActivityError as err:
+            # Cancelled while it awaits an activity, the workflow sees the activity's
+            # error (as in Temporal); raised on, it cancels the workflow.
+            if not isinstance(err.cause, CancelledError):
+                raise
             self.state = "cleaning up"
             await workflow.execute_activity(cleanup, "cancelled", start_to_close_timeout=T)
             self.state = "cancelled"
             raise
         return "not cancelled"
+
+
+@workflow.defn
+class CancelOneActivity:
+    """Cancels an activity's future, catches its ActivityError and goes on."""
+
+    @workflow.run
+    async def run(self, cancellation_type: str | None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if cancellation_type is not None:
+            options["cancellation_type"] = ActivityCancellationType[cancellation_type]
+        future = workflow.start_activity(
+            sleeper,
+            30.0,
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=5),
+            **options,
+        )
+        await workflow.sleep(0.5)  # so the attempt runs and heartbeats
+        future.cancel()
+        cause = None
+        try:
+            await future
+        except ActivityError as err:
+            cause = type(err.cause).__name__
+        after = await workflow.execute_activity(echo, "after", start_to_close_timeout=T)
+        return {"cause": cause, "after": after}
 
 
 @workflow.defn
@@ -348,6 +380,7 @@ WORKFLOWS = [
     OtherQueue,
     CallActivity,
     CancelMe,
+    CancelOneActivity,
     WaitForever,
     Quick,
     EvolvingV1,
@@ -552,6 +585,40 @@ async def test_cancel_runs_cleanup_and_fails_result(client: Client) -> None:
             await handle.cancel()
     # The cancelled attempt learned it from its heartbeat and stopped early.
     assert len(CALLS["cancel-1"]) == 1
+
+
+@pytest.mark.parametrize(
+    "cancellation_type", [None, "TRY_CANCEL", "WAIT_CANCELLATION_COMPLETED", "ABANDON"]
+)
+async def test_cancelled_activity_raises_activity_error(
+    client: Client, cancellation_type: str | None
+) -> None:
+    """As in Temporal: the await raises ActivityError(cause=CancelledError) and the
+    workflow goes on (it used to raise asyncio.CancelledError, cancelling it whole)."""
+    async with worker(client):
+        wf_id = f"cancel-act-{cancellation_type}"
+        handle = await client.start_workflow(
+            CancelOneActivity.run, cancellation_type, id=wf_id, task_queue="q"
+        )
+        with anyio.fail_after(15):
+            assert await handle.result() == {"cause": "CancelledError", "after": "after"}
+        events = [e async for e in handle.fetch_history()]
+    types = [e.type for e in events]
+    ended = [e for e in events if e.type == "ActivityTaskFailed"]
+    after = types.index("ActivityTaskScheduled", types.index("ActivityTaskScheduled") + 1)
+    if cancellation_type == "ABANDON":
+        assert "ActivityTaskCanceled" not in types  # never asked to stop
+        assert not ended
+    elif cancellation_type == "WAIT_CANCELLATION_COMPLETED":
+        # The workflow went on only once the attempt's end was recorded.
+        assert len(ended) == 1
+        assert ended[0].attributes["failure"]["type"] == "CancelledError"
+        assert types.index("ActivityTaskCanceled") < types.index("ActivityTaskFailed") < after
+        assert len(CALLS[wf_id]) == 2  # the sleeper stopped; then echo
+    else:
+        # TRY_CANCEL: resolved at once, in the activation that asked to cancel.
+        assert types[after - 1] == "ActivityTaskCanceled"
+        assert not ended
 
 
 async def test_terminate(client: Client) -> None:

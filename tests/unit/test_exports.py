@@ -12,6 +12,7 @@ import sdk
 from sdk import activity, workflow
 
 SDK_ALL = [
+    "ActivityCancellationType",
     "ActivityError",
     "ActivityTimeoutError",
     "AesGcmCodec",
@@ -52,6 +53,7 @@ SDK_ALL = [
 ]
 
 WORKFLOW_ALL = [
+    "ActivityCancellationType",
     "WorkflowInfo",
     "continue_as_new",
     "defn",

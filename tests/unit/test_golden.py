@@ -69,8 +69,8 @@ def test_golden_files_exist() -> None:
 def test_every_history_is_recorded_under_the_current_flags() -> None:
     """The flags new activations run with: each golden history has a file recorded
     under them (scripts/record_golden.py names the file after them)."""
-    assert LOGIC_FLAGS == "1,2"
-    current = {p.name.split(".")[0] for p in all_files() if ".flags-1-2." in p.name}
+    assert LOGIC_FLAGS == "1,2,3"
+    current = {p.name.split(".")[0] for p in all_files() if ".flags-1-2-3." in p.name}
     assert current == {load(p).name for p in all_files()}
 
 

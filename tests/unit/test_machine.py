@@ -86,7 +86,7 @@ class Cancellable:
     async def run(self) -> str:
         try:
             await workflow.execute_activity("long", start_to_close_timeout=T)
-        except asyncio.CancelledError:
+        except ActivityError:
             await workflow.execute_activity("cleanup", start_to_close_timeout=T)
             raise
         return "finished"

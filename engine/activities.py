@@ -1,0 +1,195 @@
+"""What the replay machine keeps about the activities workflow code scheduled: their
+futures, how cancelling one behaves (`ActivityCancellationType`, as temporalio's), and
+the errors their awaits raise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Protocol
+
+from engine import commands as cmd
+from engine import events as ev
+from engine.codec import PayloadCodec
+from engine.errors import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    PayloadError,
+    from_failure,
+)
+from engine.limits import MAX_PENDING_ACTIVITIES
+
+
+class ActivityCancellationType(IntEnum):
+    """What cancelling an activity's future does (temporalio's names and numbers).
+    In every case its await then raises `ActivityError(cause=CancelledError)`."""
+
+    #: Ask for the activity to be cancelled and resolve the future at once.
+    TRY_CANCEL = 0
+    #: Ask for the activity to be cancelled and resolve the future when its attempt has
+    #: ended: with the cancellation, or with the result or failure it ended with anyway.
+    WAIT_CANCELLATION_COMPLETED = 1
+    #: Resolve the future at once and let the activity run on; its outcome is ignored.
+    ABANDON = 2
+
+
+class CancelOwner(Protocol):
+    def cancel_activity(self, seq: int) -> bool: ...
+
+
+class ActivityFuture(asyncio.Future[Any]):
+    """An activity's future. `cancel()` (also the one a task awaiting it passes on when
+    it is cancelled) goes to the machine, which resolves the future with an
+    `ActivityError` instead of cancelling it, as temporalio does, so that code catching
+    `ActivityError` goes on. Activations recorded before that behaviour cancel it."""
+
+    def __init__(self, owner: CancelOwner, seq: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._owner = owner
+        self._seq = seq
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.done():
+            return False
+        if self._owner.cancel_activity(self._seq):
+            # True tells a cancelled task that awaits this future to wait for it:
+            # it resolves now or, for WAIT_CANCELLATION_COMPLETED, when the attempt ends.
+            return True
+        return super().cancel(msg)
+
+
+@dataclass
+class PendingActivity:
+    future: asyncio.Future[Any]
+    activity_type: str
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+    #: Cancelled with WAIT_CANCELLATION_COMPLETED: the future waits for the attempt.
+    cancel_requested: bool = False
+
+
+def cancelled_error(pending: PendingActivity, seq: int) -> ActivityError:
+    return ActivityError(
+        f"activity {pending.activity_type} (id {seq}) cancelled",
+        activity_type=pending.activity_type,
+        activity_id=seq,
+        attempt=0,
+        cause=CancelledError("activity cancelled"),
+    )
+
+
+def failed_error(
+    pending: PendingActivity, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut
+) -> ActivityError:
+    verb = "timed out" if isinstance(event, ev.ActivityTaskTimedOut) else "failed"
+    return ActivityError(
+        f"activity {pending.activity_type} (id {event.activity_id}) {verb}",
+        activity_type=pending.activity_type,
+        activity_id=event.activity_id,
+        attempt=event.attempt,
+        cause=from_failure(event.failure),
+    )
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """temporalio's `is_cancelled_exception`: a cancellation, or an activity error
+    caused by one (what an activity's await raises when the workflow is cancelled)."""
+    if isinstance(exc, asyncio.CancelledError | CancelledError):
+        return True
+    return isinstance(exc, ActivityError) and isinstance(exc.cause, CancelledError)
+
+
+def _resolve_cancelled(future: asyncio.Future[Any], error: ActivityError) -> None:
+    future.set_exception(error)
+    # Marked retrieved: code that cancels an activity need not await it, as with a
+    # cancelled future. Else the loop reports "exception never retrieved" when the
+    # future is collected, and that fails the activation at a time GC decides.
+    future.exception()
+
+
+class ActivityMixin:
+    """The replay machine's activity side: scheduling, results, cancellation."""
+
+    codec: PayloadCodec
+    loop: asyncio.AbstractEventLoop
+    _activity_seq: int
+    _activities: dict[int, PendingActivity]
+    _commands: list[cmd.Command]
+    _flags: frozenset[ev.WorkflowLogicFlag]
+
+    def schedule_activity(
+        self,
+        activity_type: str,
+        args: Sequence[Any],
+        task_queue: str,
+        options: dict[str, Any],
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> asyncio.Future[Any]:
+        if len(self._activities) >= MAX_PENDING_ACTIVITIES:
+            # Raised before anything is recorded, the same way on replay.
+            raise ApplicationError(
+                f"cannot schedule activity {activity_type}: {len(self._activities)} "
+                f"activities are pending, the limit is {MAX_PENDING_ACTIVITIES} (await some "
+                "before scheduling more)",
+                type="PendingActivityLimit",
+                non_retryable=True,
+            )
+        self._activity_seq += 1
+        seq = self._activity_seq
+        payload = self.codec.encode(list(args))
+        self._commands.append(
+            cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options)
+        )
+        future = ActivityFuture(self, seq, self.loop)
+        self._activities[seq] = PendingActivity(future, activity_type, cancellation_type)
+        future.add_done_callback(lambda f: self._activity_future_done(seq, f))
+        return future
+
+    def _activity_future_done(self, seq: int, future: asyncio.Future[Any]) -> None:
+        # Only activations recorded without ACTIVITY_CANCEL_AS_ERROR cancel the future.
+        if future.cancelled() and self._activities.pop(seq, None) is not None:
+            self._commands.append(cmd.RequestCancelActivity(seq))
+
+    def cancel_activity(self, seq: int) -> bool:
+        """Workflow code cancelled the future of activity `seq`. False: cancel the
+        future itself (activations recorded before ACTIVITY_CANCEL_AS_ERROR)."""
+        if ev.WorkflowLogicFlag.ACTIVITY_CANCEL_AS_ERROR not in self._flags:
+            return False
+        pending = self._activities.get(seq)
+        if pending is None or pending.cancel_requested:
+            return True  # asked before: the future waits for the attempt to end
+        kind = pending.cancellation_type
+        if kind != ActivityCancellationType.ABANDON:
+            self._commands.append(cmd.RequestCancelActivity(seq))
+        if kind == ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+            # Resolved by the event that records the attempt's end (engine/lua:
+            # the activity is kept until its worker reports, or it times out).
+            pending.cancel_requested = True
+            return True
+        del self._activities[seq]
+        _resolve_cancelled(pending.future, cancelled_error(pending, seq))
+        return True
+
+    def _on_activity_completed(self, event: ev.ActivityTaskCompleted) -> None:
+        pending = self._activities.pop(event.activity_id, None)
+        if pending is None or pending.future.done():
+            return  # cancelled by the workflow before the result arrived
+        try:
+            pending.future.set_result(self.codec.decode(event.result))
+        except PayloadError as exc:
+            pending.future.set_exception(exc)
+
+    def _on_activity_failed(self, event: ev.ActivityTaskFailed | ev.ActivityTaskTimedOut) -> None:
+        pending = self._activities.pop(event.activity_id, None)
+        if pending is None or pending.future.done():
+            return
+        if pending.cancel_requested:
+            _resolve_cancelled(pending.future, failed_error(pending, event))
+        else:
+            pending.future.set_exception(failed_error(pending, event))
+
+    @property
+    def pending_activity_count(self) -> int:
+        return len(self._activities)
