@@ -98,7 +98,8 @@ class Liveness:
         self._task_streams = [*plumbing.workflow_streams, *plumbing.activity_streams]
         self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
         self.death_watch = DeathWatch(
-            self.client.redis, self.keys, self.task_queue, self.identity, self.presence
+            self.client.redis, self.keys, self.task_queue, self.identity, self.presence,
+            fast=self.store.fast,
         )
 
     def server_ms(self) -> int:
