@@ -363,6 +363,29 @@ class Store(FunctionCaller):
                 next_in = shard_next if next_in is None else min(next_in, shard_next)
         return TimerScan(fired, more, next_in)
 
+    async def pending_counts(self, streams: Sequence[str]) -> list[int | None]:
+        """How many entries each stream's consumer group has pending (XPENDING summary,
+        one round trip); None where the server answered with an error."""
+        if not streams:
+            return []
+        replies: list[Any]
+        if self.fast is not None:
+            replies = await self.fast.execute_many([("XPENDING", s, GROUP) for s in streams])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xpending(stream, GROUP)
+            replies = list(await pipe.execute(raise_on_error=False))
+        counts: list[int | None] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                counts.append(None)
+            elif isinstance(reply, dict):  # parsed by redis-py
+                counts.append(int(reply["pending"]))
+            else:
+                counts.append(int(reply[0]))
+        return counts
+
     async def claim_stale(
         self,
         stream: str,

@@ -1,4 +1,5 @@
-"""The worker's timer loop (sdk/worker/timers.py): when it scans, against a stub store."""
+"""What a worker does while idle: its timer loop (sdk/worker/timers.py), against a stub
+store, and the pending counts that let its beat skip empty streams."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import time
 from collections.abc import Callable
 
 import anyio
+import fakeredis
 import pytest
 
 from engine.calls import SETS_TIMERS, Call, FunctionCaller
+from engine.keys import GROUP, Keys
 from engine.store import Store, TimerScan
 from sdk.worker.timers import DUE_GAP_S, TimerLoop
 
@@ -97,3 +100,13 @@ async def test_calls_that_may_add_timers_nudge_the_listeners() -> None:
     assert heard == []
     await caller.call_many([Call(next(iter(SETS_TIMERS)), [], [])])
     assert heard == ["x"]
+
+
+async def test_pending_counts_tell_empty_streams_in_one_round_trip() -> None:
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    store = Store(redis, Keys("p", 2))
+    await redis.xgroup_create("busy", GROUP, id="0", mkstream=True)
+    await redis.xgroup_create("empty", GROUP, id="0", mkstream=True)
+    await redis.xadd("busy", {"a": "1"})
+    await redis.xreadgroup(GROUP, "c", {"busy": ">"})
+    assert await store.pending_counts(["busy", "empty", "missing"]) == [1, 0, None]
