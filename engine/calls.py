@@ -3,7 +3,7 @@ with a durability wait (WAITAOF/WAIT) on the connection that made them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,14 @@ from engine.resp import RespPool
 
 log = structlog.get_logger("redurable.store")
 Arg = bytes | str | int
+#: Functions that may add a timer that falls due soon (engine/lua). A worker's timer
+#: loop sleeps until the earliest due time it has seen: the calls of its own process
+#: that may have put an earlier one in wake it (FunctionCaller.timer_listeners).
+#: (rd_act_heartbeat only pushes a heartbeat timeout later; rd_fire_timers answers
+#: with the next due time itself.)
+SETS_TIMERS = frozenset(
+    {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete"}
+)
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,24 @@ class FunctionCaller:
         self.fast = fast
         #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
         self.durability = durability
+        #: Called after each call of a SETS_TIMERS function (sdk/worker/timers.py).
+        self.timer_listeners: list[Callable[[], None]] = []
+
+    def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
+        if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
+            for listener in list(self.timer_listeners):
+                listener()
 
     async def call(self, call: Call) -> Any:
         """One transition; with a durability mode, DurabilityError when it was applied
         but not confirmed durable in time."""
+        try:
+            return await self._call(call)
+        finally:
+            # Also after an error: the call may have been applied all the same.
+            self._timers_may_have_changed([call])
+
+    async def _call(self, call: Call) -> Any:
         if self.durability is not None:
             return unwrap((await self._call_batch([call], self.durability, strict=True))[0])
         if self.fast is not None:
@@ -71,6 +93,12 @@ class FunctionCaller:
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one pipeline round trip; an error reply comes back as the
         exception object in its slot rather than failing the others."""
+        try:
+            return await self._call_many(calls)
+        finally:
+            self._timers_may_have_changed(calls)
+
+    async def _call_many(self, calls: Sequence[Call]) -> list[Any]:
         if not calls:
             return []
         if self.durability is not None:
@@ -80,7 +108,7 @@ class FunctionCaller:
                 [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
         if len(calls) == 1:
             try:
-                return [await self.call(calls[0])]
+                return [await self._call(calls[0])]
             except ResponseError as exc:
                 return [exc]
         pipe = self.redis.pipeline(transaction=False)

@@ -50,6 +50,18 @@ class WorkflowTaskCommit:
     eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TimerScan:
+    """What one pass of `fire_timers` did and saw."""
+
+    fired: int
+    #: Some shard had more due timers than one pass fires: scan again at once.
+    more: bool
+    #: Milliseconds from the scan to the earliest timer left, on the server's clock;
+    #: None when no timer is left, or the server's library predates this answer.
+    next_in_ms: int | None
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -335,16 +347,44 @@ class Store(FunctionCaller):
         )
 
     # --- timers and delivery housekeeping ----------------------------------------------
-    async def fire_timers(self, limit: int = 200) -> int:
-        """Fire due timers on every shard (one pipeline); returns how many fired."""
+    async def fire_timers(self, limit: int = 200) -> TimerScan:
+        """Fire due timers on every shard (one pipeline)."""
         calls = [
             Call("rd_fire_timers", [self.keys.timers(s)], [self.keys.shard_prefix(s), limit])
             for s in range(self.keys.shards)
         ]
-        fired = 0
+        fired, more, next_in = 0, False, None
         for reply in await self.call_many(calls):
-            fired += int(unwrap(reply)[0])
-        return fired
+            answer = unwrap(reply)
+            fired += int(answer[0])
+            more = more or int(answer[0]) >= limit
+            if len(answer) > 2 and int(answer[2]) >= 0:
+                shard_next = int(answer[2])
+                next_in = shard_next if next_in is None else min(next_in, shard_next)
+        return TimerScan(fired, more, next_in)
+
+    async def pending_counts(self, streams: Sequence[str]) -> list[int | None]:
+        """How many entries each stream's consumer group has pending (XPENDING summary,
+        one round trip); None where the server answered with an error."""
+        if not streams:
+            return []
+        replies: list[Any]
+        if self.fast is not None:
+            replies = await self.fast.execute_many([("XPENDING", s, GROUP) for s in streams])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xpending(stream, GROUP)
+            replies = list(await pipe.execute(raise_on_error=False))
+        counts: list[int | None] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                counts.append(None)
+            elif isinstance(reply, dict):  # parsed by redis-py
+                counts.append(int(reply["pending"]))
+            else:
+                counts.append(int(reply[0]))
+        return counts
 
     async def claim_stale(
         self,

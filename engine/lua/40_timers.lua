@@ -58,7 +58,9 @@ end
 -- rd_fire_timers: fire every timer of one shard that is due on the server's clock.
 -- KEYS: timers zset of the shard
 -- ARGV: prefix, limit
--- Returns {fired_count, next_due_ms or -1}.
+-- Returns {fired_count, next_due_ms or -1, ms from now to next_due or -1}: the last
+-- one on the server's clock, so a worker whose own clock is off still sleeps until the
+-- next timer is due (sdk/worker/timers.py).
 redis.register_function('rd_fire_timers', function(keys, args)
   local ts = now_ms()
   local due = redis.call('ZRANGEBYSCORE', keys[1], '-inf', ts, 'LIMIT', 0, tonumber(args[2]))
@@ -67,7 +69,10 @@ redis.register_function('rd_fire_timers', function(keys, args)
     fire(args[1], due[i], ts)
   end
   local next_due = redis.call('ZRANGE', keys[1], 0, 0, 'WITHSCORES')
-  local next_ms = -1
-  if next_due[2] then next_ms = tonumber(next_due[2]) end
-  return {#due, next_ms}
+  local next_ms, next_in = -1, -1
+  if next_due[2] then
+    next_ms = tonumber(next_due[2])
+    next_in = math.max(0, next_ms - ts)
+  end
+  return {#due, next_ms, next_in}
 end)

@@ -3,7 +3,7 @@ minutes behind (libfaketime, Debian package `faketime`) run Clocks workflows
 (scripts/chaos/poison_workflows.py): a durable sleep and a wait_condition timeout, each
 `--ms` long, and a 150 ms activity start-to-close timeout. Timers live in Redis and fire on the
 server's clock, so each must fire `ms` after it was set, on the server clock, give or
-take the timer poll (50 ms): the report gives the worst lateness of each kind (goal:
+take a timer scan (sdk/worker/timers.py): the report gives the worst lateness of each kind (goal:
 under 100 ms, never early). Event times are the server's (history `ts`), so they are
 exact. It also checks what compares times across processes: the skewed workers count as
 live (their beats are on the server clock) and answer queries (the deadline too).

@@ -60,6 +60,8 @@ class ActivityTasks:
         self.completions: list[Call] = []
         self._completion_ready = anyio.Event()
         self._slot_free = anyio.Event()
+        #: Set when an attempt starts: the housekeeping loop sleeps while none runs.
+        self._started = anyio.Event()
         #: The task delivered more than once that we hold, if any (suspect_room).
         self.suspect: tuple[str, str] | None = None
         #: Set when the worker polls workflow tasks too: activity completions then ask
@@ -164,6 +166,7 @@ class ActivityTasks:
             running.mark_at = now if short else now + LAZY_START_S
             self.running[(task.stream, task.msg_id)] = running
             tg.start_soon(self._run, running)
+        self._started.set()
 
     def _context(self, task: TaskEntry) -> activity_api.ActivityContext:
         details = None
@@ -314,6 +317,11 @@ class ActivityTasks:
         into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt."""
         store, identity = self._store, self._plumbing.identity
         while not self._plumbing.stopping:
+            if not self.running:
+                # Nothing to mark or beat for until an attempt starts: ticking at 40 Hz
+                # regardless was a good part of what an idle worker cost.
+                self._started = anyio.Event()
+                await self._started.wait()
             await anyio.sleep(0.025)
             now = time.monotonic()
             batch: list[tuple[RunningActivity, Call]] = []

@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from engine.keys import Keys
+from engine.resp import RespPool
 
 log = structlog.get_logger("redurable.worker")
 
@@ -122,8 +123,12 @@ class DeathWatch:
         task_queue: str,
         worker_id: str,
         holder: PresenceHolder | None = None,
+        fast: RespPool | None = None,
     ) -> None:
         self._redis = redis
+        #: The engine's lean client, when there is one: a check runs ten times a second
+        #: in every worker, and through redis-py it was most of an idle worker's CPU.
+        self._fast = fast
         #: This worker's own subscription: while it is in doubt, so is our view of others.
         self._holder = holder
         self._quiet_until = -math.inf
@@ -144,7 +149,7 @@ class DeathWatch:
             return []
         redis = self._redis
         try:
-            members: Any = await redis.zrange(self._keys.workers(self._task_queue), 0, -1)
+            members = await self._members()
             others = [m.decode() for m in members if m.decode() != self._me]
             unknown = [w for w in others if w not in self._advertises]
             if unknown:
@@ -155,11 +160,12 @@ class DeathWatch:
             if not watched:
                 return []
             own = [self._holder.channel] if self._holder and self._holder.supported else []
-            counts: Any = await redis.pubsub_numsub(
-                *own, *[self._keys.worker_presence(w) for w in watched]
+            counts = await self._subscribers(
+                [*own, *[self._keys.worker_presence(w) for w in watched]]
             )
         except RedisError as exc:
-            if "unknown command" in str(exc).lower() or isinstance(exc, NoPermissionError):
+            refused = isinstance(exc, NoPermissionError) or str(exc).startswith("NOPERM")
+            if "unknown command" in str(exc).lower() or refused:
                 # A server (or an ACL) without PUBSUB NUMSUB: heartbeat only
                 self.working = False
             self._quiet_until = time.monotonic() + REGAIN_GRACE_S
@@ -167,7 +173,7 @@ class DeathWatch:
         now = time.monotonic()
         if own:
             own_count, counts = counts[0], counts[1:]
-            if self._holder is not None and int(own_count[1]) == 0:
+            if self._holder is not None and own_count == 0:
                 self._holder.request_resubscribe()
         if self._holder is not None:
             self._quiet_until = max(self._quiet_until, self._holder.lost_at + REGAIN_GRACE_S)
@@ -175,8 +181,8 @@ class DeathWatch:
             self._silent_since.clear()
             return []
         dead = []
-        for worker, (_, subscribers) in zip(watched, counts, strict=True):
-            if int(subscribers) > 0:
+        for worker, subscribers in zip(watched, counts, strict=True):
+            if subscribers > 0:
                 self._silent_since.pop(worker, None)
                 continue
             since = self._silent_since.setdefault(worker, now)
@@ -193,6 +199,22 @@ class DeathWatch:
             self._advertises.pop(worker, None)
             self._silent_since.pop(worker, None)
         return dead
+
+    async def _members(self) -> list[bytes]:
+        key = self._keys.workers(self._task_queue)
+        if self._fast is not None:
+            raw: Any = await self._fast.execute("ZRANGE", key, 0, -1)
+        else:
+            raw = await self._redis.zrange(key, 0, -1)
+        return list(raw)
+
+    async def _subscribers(self, channels: list[str]) -> list[int]:
+        """PUBSUB NUMSUB: the subscriber count of each channel, in order."""
+        if self._fast is not None:
+            flat: Any = await self._fast.execute("PUBSUB", "NUMSUB", *channels)
+            return [int(n) for n in flat[1::2]]
+        pairs: Any = await self._redis.pubsub_numsub(*channels)
+        return [int(n) for _, n in pairs]
 
     async def forget(self, worker: str) -> None:
         """Drop a dead worker whose tasks are all claimed from the liveness zset (and its

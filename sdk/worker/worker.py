@@ -32,6 +32,7 @@ from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.task_entry import Fields, TaskEntry
+from sdk.worker.timers import TimerLoop
 from sdk.worker.workflow_runner import StickyCache
 from sdk.worker.workflow_tasks import WorkflowTasks
 
@@ -78,7 +79,10 @@ class Worker:
         self.workflow_task_timeout_ms = int(workflow_task_timeout * 1000)
         self.graceful_shutdown_timeout = graceful_shutdown_timeout
         self.max_deliveries = max_deliveries
+        #: The shortest time between two scans for due timers: the loop sleeps until the
+        #: next due time, but under load it scans no more often than this.
         self.timer_interval = timer_interval
+        self._timers = TimerLoop(self.store, min_interval=timer_interval)
         self.handle_signals = handle_signals
         self.cache = StickyCache(max_cached_workflows)
         self._plumbing = TaskPlumbing(
@@ -265,9 +269,7 @@ class Worker:
             return
 
     async def _timer_loop(self) -> None:
-        while not self._plumbing.stopping:
-            await self.store.fire_timers()
-            await anyio.sleep(self.timer_interval)
+        await self._timers.run(lambda: self._plumbing.stopping)
 
     async def _query_loop(self) -> None:
         plumbing = self._plumbing
