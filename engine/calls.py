@@ -47,6 +47,16 @@ class Call:
     task: TaskRef | None = None
 
 
+def text_of(value: Any) -> str:
+    """A reply value as text (bytes from the server, or already a str or a number)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def pairs_of(flat: Sequence[Any]) -> dict[bytes, bytes]:
+    """Fields of a stream entry as a Lua reply holds them (a flat list), as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
 def unwrap(reply: Any) -> Any:
     """A reply as it came; an error reply (which call_many leaves in its slot) raised."""
     if isinstance(reply, Exception):

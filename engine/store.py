@@ -1,7 +1,7 @@
-"""All Redis I/O of the engine: one method per transition (one FCALL each), history
-reads, and the housekeeping calls of task delivery. Calls that a worker batches are
-built as `Call` objects so they can share one pipeline round trip (engine/calls.py
-runs them)."""
+"""All Redis I/O of the engine: one method per transition (one FCALL each) and history
+reads; the task streams' delivery calls (reads, claims, hand-backs) are inherited from
+engine/task_streams.py. Calls that a worker batches are built as `Call` objects so they
+can share one pipeline round trip (engine/calls.py runs them)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.calls import Arg, FunctionCaller, TaskRef, unwrap
+from engine.calls import Arg, TaskRef, pairs_of, text_of, unwrap
 from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
@@ -24,9 +23,10 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from engine.keys import GROUP, Keys
+from engine.keys import Keys
 from engine.resp import RespPool
 from engine.status import WorkflowExecutionStatus
+from engine.task_streams import TaskStreams
 
 HISTORY_VERSION = 1
 
@@ -62,30 +62,21 @@ class TimerScan:
     next_in_ms: int | None
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pairs(flat: Sequence[Any]) -> dict[bytes, bytes]:
-    """Fields of a stream entry as a Lua reply holds them (a flat list), as a dict."""
-    return dict(zip(flat[0::2], flat[1::2], strict=True))
-
-
 def _status(reply: Any) -> str:
     """The first word of a function's reply: "ok", or why nothing was applied."""
-    return _s(unwrap(reply)[0])
+    return text_of(unwrap(reply)[0])
 
 
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
     out: list[tuple[bytes, ev.Event]] = []
     for sid, fields in raw:
         if isinstance(fields, list):  # raw RESP2 from inside a Lua reply
-            fields = _pairs(fields)
+            fields = pairs_of(fields)
         out.append((sid, ev.decode_event(fields)))
     return out
 
 
-class Store(FunctionCaller):
+class Store(TaskStreams):
     """`fast`, when given, carries the hot path (transitions and task reads); without
     it (fakeredis in unit tests) everything goes through redis-py."""
 
@@ -110,20 +101,6 @@ class Store(FunctionCaller):
         prefix = self.keys.shard_prefix(self.keys.shard(workflow_id))
         return [prefix, workflow_id, run_id, *rest]
 
-    async def ensure_groups(self, task_queue: str) -> None:
-        """Create the consumer groups of a task queue on every shard (idempotent)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for shard in range(self.keys.shards):
-            for stream in (
-                self.keys.workflow_tasks(shard, task_queue),
-                self.keys.activity_tasks(shard, task_queue),
-            ):
-                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
-        pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="0", mkstream=True)
-        for result in await pipe.execute(raise_on_error=False):
-            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
-                raise result
-
     # --- client transitions -----------------------------------------------------------
     async def start(
         self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, payload: bytes
@@ -138,11 +115,11 @@ class Store(FunctionCaller):
             )
         )
         if _status(reply) == "already_started":
-            raise WorkflowAlreadyStartedError(workflow_id, _s(reply[1]))
+            raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
             self._known_queues.add(task_queue)
             await self.redis.sadd(self.keys.task_queues(), task_queue)
-        return _s(reply[1])
+        return text_of(reply[1])
 
     async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
         reply = await self.call(
@@ -154,7 +131,7 @@ class Store(FunctionCaller):
         if status == "not_running":
             raise WorkflowNotRunningError(workflow_id, WorkflowExecutionStatus.parse(reply[1]))
         if status == "history_limit":
-            raise HistoryLimitError(f"workflow {workflow_id!r}: {_s(reply[1])}")
+            raise HistoryLimitError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
 
     async def signal(self, workflow_id: str, run_id: str, name: str, payload: bytes) -> None:
         await self._to_running("rd_signal", workflow_id, run_id, name, payload)
@@ -249,7 +226,7 @@ class Store(FunctionCaller):
             closed=bool(int(reply[3])),
             close_dropped=bool(int(reply[4])),
             eager=[
-                (_s(stream), _s(sid), _pairs(flat))
+                (text_of(stream), text_of(sid), pairs_of(flat))
                 for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
             ],
         )
@@ -335,7 +312,7 @@ class Store(FunctionCaller):
         if not isinstance(reply, list) or len(reply) < 3 or not reply[2]:
             return None
         stream, sid, fields = reply[2]
-        return _s(stream), _s(sid), _pairs(fields)
+        return text_of(stream), text_of(sid), pairs_of(fields)
 
     def act_heartbeat_call(
         self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes
@@ -362,120 +339,6 @@ class Store(FunctionCaller):
                 shard_next = int(answer[2])
                 next_in = shard_next if next_in is None else min(next_in, shard_next)
         return TimerScan(fired, more, next_in)
-
-    async def pending_counts(self, streams: Sequence[str]) -> list[int | None]:
-        """How many entries each stream's consumer group has pending (XPENDING summary,
-        one round trip); None where the server answered with an error."""
-        if not streams:
-            return []
-        replies: list[Any]
-        if self.fast is not None:
-            replies = await self.fast.execute_many([("XPENDING", s, GROUP) for s in streams])
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for stream in streams:
-                pipe.xpending(stream, GROUP)
-            replies = list(await pipe.execute(raise_on_error=False))
-        counts: list[int | None] = []
-        for reply in replies:
-            if isinstance(reply, Exception):
-                counts.append(None)
-            elif isinstance(reply, dict):  # parsed by redis-py
-                counts.append(int(reply["pending"]))
-            else:
-                counts.append(int(reply[0]))
-        return counts
-
-    async def claim_stale(
-        self,
-        stream: str,
-        shard: int,
-        consumer: str,
-        min_idle_ms: int,
-        max_deliveries: int,
-        count: int = 100,
-        limit: int | None = None,
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """Claim every entry of `stream` idle longer than `min_idle_ms` (at most about
-        `limit`), following the XAUTOCLAIM cursor to the end; over-delivered entries go
-        to the dead letters."""
-        claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
-        cursor: bytes | str = "0-0"
-        while limit is None or len(claimed) < limit:
-            batch = count if limit is None else min(count, limit - len(claimed))
-            reply = await self._worker_call(
-                Call(
-                    "rd_claim",
-                    [stream, self.keys.dead_letters(shard)],
-                    [consumer, min_idle_ms, cursor, batch, max_deliveries],
-                )
-            )
-            cursor = reply[0]
-            for sid, fields in reply[1]:
-                claimed.append((sid, _pairs(fields)))
-            if _s(cursor) == "0-0":
-                break
-        return claimed
-
-    async def claim_from_consumer(
-        self,
-        stream: str,
-        shard: int,
-        dead_consumer: str,
-        consumer: str,
-        max_deliveries: int,
-        limit: int = 100,
-        max_suspects: int | None = None,
-    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool, set[bytes]]:
-        """Take over up to `limit` pending entries of a consumer known to be dead, and
-        at most `max_suspects` of those delivered more than once (default: no limit).
-        Returns the entries, whether it may hold more, and the ids of the suspects."""
-        args: list[Arg] = [dead_consumer, consumer, limit, max_deliveries]
-        if max_suspects is not None:
-            args.append(max_suspects)
-        reply = await self._worker_call(
-            Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
-        )
-        claimed = [(sid, _pairs(fields)) for sid, fields in reply[0]]
-        suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
-        return claimed, bool(int(reply[2])), suspects
-
-    def release_call(self, stream: str, msg_id: str) -> Call:
-        return Call("rd_release", [stream], [msg_id], TaskRef(stream, msg_id))
-
-    def dead_letter_call(self, stream: str, shard: int, msg_id: str, reason: str) -> Call:
-        """Move a delivered entry that cannot be processed to the dead letters now."""
-        return Call(
-            "rd_dead_letter",
-            [stream, self.keys.dead_letters(shard)],
-            [msg_id, reason],
-            TaskRef(stream, msg_id),
-        )
-
-    async def read_group(
-        self, consumer: str, streams: Sequence[str], count: int, block_ms: int
-    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
-        """XREADGROUP new entries: (stream, entry id, fields) triples. The worker's task
-        reads; on the fast path a blocking read has a connection of its own, shut at
-        once if the read is cancelled, so the server forgets it (engine/resp.py)."""
-        if self.fast is not None:
-            raw: Any = await self.fast.execute_blocking(
-                "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
-                "STREAMS", *streams, *([">"] * len(streams)))
-            return [
-                (stream.decode(), sid.decode(), dict(zip(flat[0::2], flat[1::2], strict=True)))
-                for stream, entries in raw or []
-                for sid, flat in entries
-                if flat is not None
-            ]
-        reply: Any = await self.redis.xreadgroup(
-            GROUP, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms)
-        return [
-            (stream.decode(), sid.decode(), fields)
-            for stream, entries in reply or []
-            for sid, fields in entries
-            if fields is not None
-        ]
 
     # --- reads ------------------------------------------------------------------------
     async def read_history(
@@ -507,4 +370,4 @@ class Store(FunctionCaller):
 
     async def get_state(self, workflow_id: str) -> dict[str, bytes]:
         raw: dict[Any, Any] = await self.redis.hgetall(self.keys.workflow(workflow_id))
-        return {_s(k): bytes(v) for k, v in raw.items()}
+        return {text_of(k): bytes(v) for k, v in raw.items()}

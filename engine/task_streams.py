@@ -1,0 +1,146 @@
+"""The task streams' delivery: consumer groups, the worker's reads, pending counts,
+claiming from dead or idle consumers, and handing entries back or to the dead letters.
+`Store` (engine/store.py) inherits these; they are apart because they are about task
+entries, not workflow state transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from engine.calls import Arg, Call, FunctionCaller, TaskRef, pairs_of, text_of
+from engine.keys import GROUP, Keys
+
+
+class TaskStreams(FunctionCaller):
+    keys: Keys
+
+    async def ensure_groups(self, task_queue: str) -> None:
+        """Create the consumer groups of a task queue on every shard (idempotent)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.keys.shards):
+            for stream in (
+                self.keys.workflow_tasks(shard, task_queue),
+                self.keys.activity_tasks(shard, task_queue),
+            ):
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="0", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result
+
+    async def pending_counts(self, streams: Sequence[str]) -> list[int | None]:
+        """How many entries each stream's consumer group has pending (XPENDING summary,
+        one round trip); None where the server answered with an error."""
+        if not streams:
+            return []
+        replies: list[Any]
+        if self.fast is not None:
+            replies = await self.fast.execute_many([("XPENDING", s, GROUP) for s in streams])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xpending(stream, GROUP)
+            replies = list(await pipe.execute(raise_on_error=False))
+        counts: list[int | None] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                counts.append(None)
+            elif isinstance(reply, dict):  # parsed by redis-py
+                counts.append(int(reply["pending"]))
+            else:
+                counts.append(int(reply[0]))
+        return counts
+
+    async def claim_stale(
+        self,
+        stream: str,
+        shard: int,
+        consumer: str,
+        min_idle_ms: int,
+        max_deliveries: int,
+        count: int = 100,
+        limit: int | None = None,
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Claim every entry of `stream` idle longer than `min_idle_ms` (at most about
+        `limit`), following the XAUTOCLAIM cursor to the end; over-delivered entries go
+        to the dead letters."""
+        claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
+        cursor: bytes | str = "0-0"
+        while limit is None or len(claimed) < limit:
+            batch = count if limit is None else min(count, limit - len(claimed))
+            reply = await self._worker_call(
+                Call(
+                    "rd_claim",
+                    [stream, self.keys.dead_letters(shard)],
+                    [consumer, min_idle_ms, cursor, batch, max_deliveries],
+                )
+            )
+            cursor = reply[0]
+            for sid, fields in reply[1]:
+                claimed.append((sid, pairs_of(fields)))
+            if text_of(cursor) == "0-0":
+                break
+        return claimed
+
+    async def claim_from_consumer(
+        self,
+        stream: str,
+        shard: int,
+        dead_consumer: str,
+        consumer: str,
+        max_deliveries: int,
+        limit: int = 100,
+        max_suspects: int | None = None,
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool, set[bytes]]:
+        """Take over up to `limit` pending entries of a consumer known to be dead, and
+        at most `max_suspects` of those delivered more than once (default: no limit).
+        Returns the entries, whether it may hold more, and the ids of the suspects."""
+        args: list[Arg] = [dead_consumer, consumer, limit, max_deliveries]
+        if max_suspects is not None:
+            args.append(max_suspects)
+        reply = await self._worker_call(
+            Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
+        )
+        claimed = [(sid, pairs_of(fields)) for sid, fields in reply[0]]
+        suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
+        return claimed, bool(int(reply[2])), suspects
+
+    def release_call(self, stream: str, msg_id: str) -> Call:
+        return Call("rd_release", [stream], [msg_id], TaskRef(stream, msg_id))
+
+    def dead_letter_call(self, stream: str, shard: int, msg_id: str, reason: str) -> Call:
+        """Move a delivered entry that cannot be processed to the dead letters now."""
+        return Call(
+            "rd_dead_letter",
+            [stream, self.keys.dead_letters(shard)],
+            [msg_id, reason],
+            TaskRef(stream, msg_id),
+        )
+
+    async def read_group(
+        self, consumer: str, streams: Sequence[str], count: int, block_ms: int
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """XREADGROUP new entries: (stream, entry id, fields) triples. The worker's task
+        reads; on the fast path a blocking read has a connection of its own, shut at
+        once if the read is cancelled, so the server forgets it (engine/resp.py)."""
+        if self.fast is not None:
+            raw: Any = await self.fast.execute_blocking(
+                "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
+                "STREAMS", *streams, *([">"] * len(streams)))
+            return [
+                (stream.decode(), sid.decode(), dict(zip(flat[0::2], flat[1::2], strict=True)))
+                for stream, entries in raw or []
+                for sid, flat in entries
+                if flat is not None
+            ]
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms)
+        return [
+            (stream.decode(), sid.decode(), fields)
+            for stream, entries in reply or []
+            for sid, fields in entries
+            if fields is not None
+        ]
