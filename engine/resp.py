@@ -184,6 +184,9 @@ class RespPool:
         self.password = password
         self.ssl_context = ssl_context
         self._idle: list[_Connection] = []
+        #: Set by close(): a blocking read that ends afterwards closes its connection
+        #: instead of putting it back where nothing would ever close it.
+        self._closed = False
         self._mux: _Multiplexer | None = None
         self._mux_lock = asyncio.Lock()
         self.commands_sent = 0
@@ -268,10 +271,12 @@ class RespPool:
             reply = (await conn.execute([args]))[0]
             clean = True
         finally:
-            if clean:
-                self._idle.append(conn)
-            else:
+            if not clean:
                 conn.abort()
+            elif self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
         self.commands_sent += 1
         self.round_trips += 1
         _raise_if_loading([reply])
@@ -280,6 +285,7 @@ class RespPool:
         return reply
 
     async def close(self) -> None:
+        self._closed = True
         closing: list[asyncio.StreamWriter] = []
         if self._mux is not None:
             self._mux.close()

@@ -37,7 +37,8 @@ redis.register_function('rd_signal', function(keys, args)
   return {'ok'}
 end)
 
--- rd_cancel: ask the workflow to cancel (its code gets CancelledError and may clean up).
+-- rd_cancel: ask the workflow to cancel (its main coroutine is cancelled; an activity it
+-- awaits raises ActivityError(cause=CancelledError)); its code may clean up.
 -- KEYS: wf, history, buffer
 -- ARGV: prefix, workflow_id, run_id, reason
 -- Returns {'ok'} | {'not_found'} | {'not_running', status}.

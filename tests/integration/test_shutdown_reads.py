@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.keys import GROUP
+from engine.resp import RespPool
 from sdk import Client, WorkflowFailureError
 from sdk.examples import order
 from sdk.testing import running_worker
@@ -97,3 +98,25 @@ async def test_cancelled_blocking_read_on_the_fast_path_takes_nothing(
     assert pending["pending"] == 0
     read = await store.read_group("next", [stream], 1, 100)
     assert [fields for _, _, fields in read] == [{b"k": b"v"}]
+
+
+async def test_a_blocking_read_ending_after_the_pool_closed_leaves_no_connection(
+    redis_url: str,
+) -> None:
+    """A read still blocked when its RespPool closes used to put its connection back in
+    the idle list once it ended, after close() had emptied that list: a socket nobody
+    would ever close. Now it closes its connection itself."""
+    pool = RespPool.from_url(redis_url)
+    stream = f"t{uuid.uuid4().hex[:10]}:probe-close"
+    await pool.execute("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.execute_blocking, "XREADGROUP", "GROUP", GROUP, "c", "COUNT",
+                          1, "BLOCK", 300, "STREAMS", stream, ">")  # fmt: skip
+            await anyio.sleep(0.1)
+            await pool.close()  # the read is still blocked on the server
+        assert pool._idle == []
+    finally:
+        cleanup = RespPool.from_url(redis_url)
+        await cleanup.execute("DEL", stream)
+        await cleanup.close()
