@@ -225,9 +225,11 @@ class WorkflowTasks:
         except (ValueError, IndexError):
             return None
         cached = self.cache.get(wf_id, run_id)
+        outcome = "cache_hits"
         if cached is None:
             if not isinstance(event, ev.WorkflowExecutionStarted) or event.event_id != 1:
                 return None
+            outcome = "new_runs"
             definition = self._workflows.get(event.workflow_type)
             if definition is None:
                 return None
@@ -241,6 +243,7 @@ class WorkflowTasks:
         except Exception:  # the normal path replays and records the failure
             self.cache.evict(wf_id)
             return None
+        self._plumbing.stats[outcome] += 1
         return self._store.wft_complete_call(
             wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream,
             self._plumbing.identity,
@@ -295,10 +298,15 @@ class WorkflowTasks:
             self.cache.evict(wf_id)
             cached = None
             entries = await store.read_history(wf_id)
+        # Counted for the fleet benchmark: a hit costs one activation, a full replay
+        # re-runs the whole history (scripts/bench/fleet.py).
+        if cached is not None:
+            plumbing.stats["cache_hits"] += 1
         try:
             if cached is None:
                 if not entries or not isinstance(entries[0][1], ev.WorkflowExecutionStarted):
                     entries = await store.read_history(wf_id)
+                plumbing.stats["full_replays" if len(entries) > 1 else "new_runs"] += 1
                 first = entries[0][1]
                 assert isinstance(first, ev.WorkflowExecutionStarted)
                 definition = self._workflows.get(first.workflow_type)
