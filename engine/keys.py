@@ -7,7 +7,9 @@ Every key that a state transition touches carries the hash tag of one *history s
 from __future__ import annotations
 
 import functools
+import re
 import string
+import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -42,8 +44,16 @@ SHARD_KEYS: dict[str, str] = {
     #: List of events that arrived while a workflow task was running.
     "buffer": "wf:{workflow_id}" + BUFFER_SUFFIX,
     "workflow_tasks": "tq:{task_queue}:wf",
+    #: Workflow tasks for one worker: the owner of the workflows it ran last (sticky
+    #: routing, docs/design-notes.md "Sticky workflows"). `sticky` is the worker's
+    #: sticky name (Keys.sticky_name): no ':' in it, so the key reads back unambiguously.
+    "sticky_tasks": "sticky:{task_queue}:{sticky}",
     "activity_tasks": "tq:{task_queue}:act",
     "timers": "timers",
+    #: The deadlines of sticky tasks ('K' members: an owner must start its task by
+    #: then), apart from `timers`: they are many, nearly all removed before they fall
+    #: due, and the timer loop must not wake for each one.
+    "sticky_timers": "timers:sticky",
     "dead_letters": "dlq",
     #: All workflows of the shard by start time.
     "index_start": "index:start",
@@ -52,6 +62,13 @@ SHARD_KEYS: dict[str, str] = {
     #: Pub/sub channel on which a shard announces workflow ids whose run closed.
     "closed_channel": "closed",
 }
+
+
+def sticky_name(identity: str) -> str:
+    """A worker's name in its sticky keys: its identity made key-safe (no ':', which
+    separates the key's parts), plus a random part, so two processes never share one."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", identity)[:80]
+    return f"{safe}-{uuid.uuid4().hex[:8]}"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -95,11 +112,17 @@ class Keys:
     def workflow_tasks(self, shard: int, task_queue: str) -> str:
         return self._in_shard(shard, "workflow_tasks", task_queue=task_queue)
 
+    def sticky_tasks(self, shard: int, task_queue: str, sticky: str) -> str:
+        return self._in_shard(shard, "sticky_tasks", task_queue=task_queue, sticky=sticky)
+
     def activity_tasks(self, shard: int, task_queue: str) -> str:
         return self._in_shard(shard, "activity_tasks", task_queue=task_queue)
 
     def timers(self, shard: int) -> str:
         return self._in_shard(shard, "timers")
+
+    def sticky_timers(self, shard: int) -> str:
+        return self._in_shard(shard, "sticky_timers")
 
     def dead_letters(self, shard: int) -> str:
         return self._in_shard(shard, "dead_letters")
@@ -135,6 +158,11 @@ class Keys:
     def queries(self, task_queue: str) -> str:
         """Stream of query requests for the workers of a task queue."""
         return f"{self.prefix}:tq:{task_queue}:queries"
+
+    def sticky_queries(self, task_queue: str, sticky: str) -> str:
+        """Stream of query requests for one worker: those about the workflows it owns
+        (answered from its cache). It exists only while the worker lives."""
+        return f"{self.prefix}:sticky:{task_queue}:{sticky}:queries"
 
     def query_reply(self, request_id: str) -> str:
         return f"{self.prefix}:reply:{request_id}"

@@ -188,9 +188,13 @@ class Store(TaskStreams):
         commands: Sequence[cmd.Command],
         seen_next_event_id: int = 0,
         eager_slots: int = 0,
+        sticky: str = "",
+        sticky_ms: int = 0,
     ) -> Call:
         """`token=None` is a speculative completion (no rd_wft_start): it lands only if
-        the history's next event id is still `seen_next_event_id`."""
+        the history's next event id is still `seen_next_event_id`. `sticky`: the
+        worker's sticky name when it keeps the workflow cached (its next task comes to
+        that worker, which must start it within `sticky_ms`), "" for any worker."""
         args = self._wf_args(
             workflow_id,
             run_id,
@@ -203,6 +207,8 @@ class Store(TaskStreams):
             seen_next_event_id,
             eager_slots,
             cmd.dropped_signals_note(list(commands)),
+            sticky,
+            sticky_ms,
         )
         for command in commands:
             if isinstance(command, cmd.NOTE_COMMANDS):
@@ -283,9 +289,11 @@ class Store(TaskStreams):
         failure: dict[str, Any] | None = None,
         eager_consumer: str = "",
         eager_task_queue: str = "",
+        eager_sticky: str = "",
     ) -> Call:
         """`eager_consumer`: a worker polling `eager_task_queue`'s workflow tasks, to be
-        handed the workflow task this completion queues (see parse_eager_wft)."""
+        handed the workflow task this completion queues (see parse_eager_wft), unless
+        it went to another worker's sticky stream (`eager_sticky`: the consumer's)."""
         base = self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id)
         if failure is None:
             assert result is not None
@@ -298,7 +306,7 @@ class Store(TaskStreams):
                 "1" if failure.get("non_retryable") else "0",
             ]
         if eager_consumer:
-            tail += [eager_consumer, eager_task_queue]
+            tail += [eager_consumer, eager_task_queue, eager_sticky]
         return Call(
             "rd_act_complete",
             self._task_keys(workflow_id, stream),
@@ -327,7 +335,8 @@ class Store(TaskStreams):
     async def fire_timers(self, limit: int = 200) -> TimerScan:
         """Fire due timers on every shard (one pipeline)."""
         calls = [
-            Call("rd_fire_timers", [self.keys.timers(s)], [self.keys.shard_prefix(s), limit])
+            Call("rd_fire_timers", [self.keys.timers(s), self.keys.sticky_timers(s)],
+                 [self.keys.shard_prefix(s), limit])
             for s in range(self.keys.shards)
         ]
         fired, more, next_in = 0, False, None

@@ -10,15 +10,16 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from engine.calls import Arg, Call, FunctionCaller, TaskRef, pairs_of, text_of
+from engine.calls import Arg, Call, FunctionCaller, TaskRef, pairs_of, text_of, unwrap
 from engine.keys import GROUP, Keys
 
 
 class TaskStreams(FunctionCaller):
     keys: Keys
 
-    async def ensure_groups(self, task_queue: str) -> None:
-        """Create the consumer groups of a task queue on every shard (idempotent)."""
+    async def ensure_groups(self, task_queue: str, sticky: str | None = None) -> None:
+        """Create the consumer groups of a task queue on every shard (idempotent), and
+        a worker's sticky streams when it gives its sticky name."""
         pipe = self.redis.pipeline(transaction=False)
         for shard in range(self.keys.shards):
             for stream in (
@@ -27,6 +28,9 @@ class TaskStreams(FunctionCaller):
             ):
                 pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
         pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="0", mkstream=True)
+        if sticky:
+            for stream in self.sticky_streams(task_queue, sticky):
+                pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
                 raise result
@@ -107,6 +111,32 @@ class TaskStreams(FunctionCaller):
         claimed = [(sid, pairs_of(fields)) for sid, fields in reply[0]]
         suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
         return claimed, bool(int(reply[2])), suspects
+
+    # --- sticky streams (docs/design-notes.md "Sticky workflows") -----------------------
+    def sticky_streams(self, task_queue: str, sticky: str) -> list[str]:
+        """A worker's own streams: its workflow tasks on every shard, then its queries."""
+        return [
+            *(self.keys.sticky_tasks(s, task_queue, sticky) for s in range(self.keys.shards)),
+            self.keys.sticky_queries(task_queue, sticky),
+        ]
+
+    async def release_sticky(self, task_queue: str, sticky: str) -> int:
+        """Delete a worker's sticky streams (it stops, or it died): the workflow tasks
+        still due on them go to the shared streams. Queries waiting on it are dropped:
+        their clients ask the shared stream after the owner's timeout. Returns how many
+        tasks moved."""
+        calls = [
+            Call("rd_sticky_release", [self.keys.sticky_tasks(s, task_queue, sticky)],
+                 [self.keys.shard_prefix(s), task_queue, sticky])
+            for s in range(self.keys.shards)
+        ]
+        moved = await self.call_many(calls)
+        await self.redis.delete(self.keys.sticky_queries(task_queue, sticky))
+        return sum(int(unwrap(n)) for n in moved)
+
+    def unstick_call(self, workflow_id: str, sticky: str) -> Call:
+        """The worker let the workflow go from its cache: any worker takes its next task."""
+        return Call("rd_unstick", [self.keys.workflow(workflow_id)], [sticky])
 
     def release_call(self, stream: str, msg_id: str) -> Call:
         return Call("rd_release", [stream], [msg_id], TaskRef(stream, msg_id))

@@ -29,6 +29,7 @@ Before presence detection: median 5.16 s, p99 6.07 s (liveness 5 s).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -60,6 +61,8 @@ class Result:
     samples: list[int] = field(default_factory=list)
     #: Kills that left nothing in flight (the victim held no task at that instant).
     empty_kills: int = 0
+    #: Samples of workflows the victim owned (sticky) but held no task of.
+    owned: int = 0
 
     def percentile(self, q: float) -> int:
         return percentile(self.samples, q)
@@ -69,7 +72,7 @@ class Result:
             return f"liveness {self.liveness:g} s: {self.kills} kills, no samples"
         return (
             f"liveness {self.liveness:g} s: {self.kills} kills, {len(self.samples)} "
-            f"workflows in flight on the killed worker; recovery median "
+            f"workflows in flight on the killed worker ({self.owned} owned only); recovery median "
             f"{statistics.median(self.samples) / 1000:.2f} s, p99 "
             f"{self.percentile(0.99) / 1000:.2f} s, worst {max(self.samples) / 1000:.2f} s"
         )
@@ -100,12 +103,35 @@ async def in_flight_on(client: Client, consumer: str, task_queue: str = TASK_QUE
     return ids
 
 
-async def first_event_after(client: Client, workflow_id: str, after_ms: int) -> int | None:
-    """Time (ms) of the workflow's first history event written after `after_ms`."""
+async def owned_by(client: Client, workflow_ids: list[str], consumer: str,
+                   task_queue: str = TASK_QUEUE) -> set[str]:
+    """Workflow ids whose sticky owner (docs/design-notes.md "Sticky workflows") is the
+    worker `consumer`: their next workflow task goes to its stream, so they stall with
+    it too, whether or not it held one of their tasks."""
+    info: Any = await client.redis.hget(client.keys.worker_info(task_queue), consumer)
+    sticky = json.loads(info).get("sticky") if info else None
+    if not sticky:
+        return set()
+    pipe = client.redis.pipeline(transaction=False)
+    for wf_id in workflow_ids:
+        pipe.hget(client.keys.workflow(wf_id), "sticky")
+    owners: list[Any] = await pipe.execute()
+    return {wf_id for wf_id, owner in zip(workflow_ids, owners, strict=True)
+            if owner is not None and owner.decode() == sticky}
+
+
+async def first_event_after(
+    client: Client, workflow_id: str, after_ms: int, *, task_only: bool = False
+) -> int | None:
+    """Time (ms) of the workflow's first history event written after `after_ms` (with
+    `task_only`, its first WorkflowTaskCompleted)."""
     rows: Any = await client.redis.xrange(
-        client.keys.history(workflow_id), f"{after_ms + 1}-0", "+", count=1
+        client.keys.history(workflow_id), f"{after_ms + 1}-0", "+", count=None if task_only else 1
     )
-    return int(rows[0][0].split(b"-")[0]) if rows else None
+    for sid, fields in rows:
+        if not task_only or fields.get(b"type") == b"WorkflowTaskCompleted":
+            return int(sid.split(b"-")[0])
+    return None
 
 
 async def measure(url: str, liveness: float, args: argparse.Namespace) -> Result:
@@ -124,6 +150,7 @@ async def measure(url: str, liveness: float, args: argparse.Namespace) -> Result
             live = [spawn(), spawn()]
             for proc in live:
                 await anyio.to_thread.run_sync(proc.wait_ready)
+            workflow_ids = [f"loop-{i}" for i in range(args.workflows)]
             for i in range(args.workflows):
                 await client.start_workflow(
                     Looper.run, args.delay, 50, id=f"loop-{i}", task_queue=TASK_QUEUE
@@ -134,19 +161,27 @@ async def measure(url: str, liveness: float, args: argparse.Namespace) -> Result
                 await anyio.sleep(rng.uniform(0.3, 1.0))
                 index = rng.randrange(len(live))
                 victim = live[index]
+                owned = await owned_by(client, workflow_ids, victim.identity)
                 victim.kill()  # returns once it is dead (reaped)
                 # The clock after death: events after it are not the victim's last ones.
                 killed_at = await server_ms(client)
                 result.kills += 1
                 live[index] = spawn()
                 waiting = await in_flight_on(client, victim.identity)
+                # Owned: stalled until the others release the victim's sticky streams;
+                # their step is their next workflow task (the first event after the kill
+                # may be an activity result another worker wrote).
+                owned -= waiting
+                result.owned += len(owned)
                 first = len(result.samples)
                 if not waiting:
                     result.empty_kills += 1
                 deadline = time.monotonic() + 3 * liveness + 30
+                waiting |= owned
                 while waiting and time.monotonic() < deadline:
                     for wf_id in sorted(waiting):
-                        at = await first_event_after(client, wf_id, killed_at)
+                        at = await first_event_after(client, wf_id, killed_at,
+                                                     task_only=wf_id in owned)
                         if at is not None:
                             result.samples.append(at - killed_at)
                             waiting.discard(wf_id)

@@ -66,6 +66,26 @@ local function ack(stream, msg_id)
   end
 end
 
+local function timer_member(kind, run, a, b, wf_id)
+  return kind .. '|' .. run .. '|' .. a .. '|' .. b .. '|' .. wf_id
+end
+
+-- Sticky routing (docs/design-notes.md "Sticky workflows"): the state hash names the
+-- worker that ran the workflow's last task ('sticky', its sticky name) and how long it
+-- has to take the next one ('sticky_ms'). Its next task goes to that worker's stream
+-- while the stream exists (the worker deletes it when it stops, live workers when it
+-- dies), with a 'K' timer that hands the task to every worker if the owner has not
+-- started it in time. Returns the stream, and the owner's timeout (nil: shared).
+local function wft_stream(c, tq)
+  local owner = redis.call('HMGET', c.wf, 'sticky', 'sticky_ms')
+  if owner[1] and owner[1] ~= '' then
+    local stream = key_sticky_tasks(c.prefix, tq, owner[1])
+    if redis.call('EXISTS', stream) == 1 then return stream, tonumber(owner[2]) or 1000 end
+    redis.call('HDEL', c.wf, 'sticky', 'sticky_ms')
+  end
+  return key_workflow_tasks(c.prefix, tq), nil
+end
+
 -- `event` (optional) is the one new event that caused the task, packed with its id:
 -- a worker whose cached machine is right before it can run the activation at once and
 -- complete speculatively, without a start round trip (see rd_wft_complete).
@@ -73,12 +93,16 @@ local function schedule_wft(c, event)
   local epoch = redis.call('HINCRBY', c.wf, 'wft_epoch', 1)
   local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id')
   redis.call('HSET', c.wf, 'wft', 'scheduled')
+  local stream, sticky_ms = wft_stream(c, info[1])
   if event then
-    redis.call('XADD', key_workflow_tasks(c.prefix, info[1]), '*',
+    redis.call('XADD', stream, '*',
       'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch, 'event', event)
   else
-    redis.call('XADD', key_workflow_tasks(c.prefix, info[1]), '*',
-      'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
+    redis.call('XADD', stream, '*', 'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
+  end
+  if sticky_ms then
+    redis.call('ZADD', key_sticky_timers(c.prefix), now_ms() + sticky_ms,
+      timer_member('K', info[2], epoch, 0, c.id))
   end
 end
 
@@ -195,10 +219,6 @@ end
 
 local function forget_activity(c, seq)
   redis.call('HDEL', c.wf, 'act:' .. seq, 'actin:' .. seq, 'acthb:' .. seq)
-end
-
-local function timer_member(kind, run, a, b, wf_id)
-  return kind .. '|' .. run .. '|' .. a .. '|' .. b .. '|' .. wf_id
 end
 
 local function clear_attempt_timers(c, seq, attempt)

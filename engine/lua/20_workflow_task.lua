@@ -22,7 +22,9 @@ redis.register_function('rd_wft_start', function(keys, args)
   end
   local ts = now_ms()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
-  redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg)
+  -- The stream too: the task may be on its owner's sticky stream (the 'W' timer acks it).
+  redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg, 'wft_task', c.task)
+  redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   redis.call('ZADD', c.timers, ts + tonumber(args[7]),
     timer_member('W', c.run, epoch, token, c.id))
   local from = '-'
@@ -148,6 +150,8 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
 --       seen_next_event_id, eager_slots, signals_dropped (a note, '' if none),
+--       sticky (the worker's sticky name: it keeps the workflow cached and takes its
+--       next task; '' = any worker), sticky_ms (how long it has to start that task),
 --       then per command: kind, n_fields, field, value...
 -- eager_slots > 0: up to that many activity tasks scheduled here on the workflow's own
 -- task queue are delivered to this worker (consumer = worker) in the reply.
@@ -177,7 +181,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
   c.eager = {}
   c.worker = args[7]
   c.task_queue = redis.call('HGET', c.wf, 'task_queue')
-  local cmds, i = {}, 13
+  local cmds, i = {}, 15
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return redis.error_reply('ERR malformed command list') end
@@ -188,6 +192,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
   end
   local ts = now_ms()
   redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
+  redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   local buffered = redis.call('LLEN', c.buf)
   local has_buffer = buffered > 0
   -- The history limit: a completion that would take the history past it terminates
@@ -240,7 +245,12 @@ redis.register_function('rd_wft_complete', function(keys, args)
   ack(c.task, msg)
   if closed == 0 then
     redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
-    redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg')
+    redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task')
+    if args[13] ~= '' then
+      redis.call('HSET', c.wf, 'sticky', args[13], 'sticky_ms', args[14])
+    else
+      redis.call('HDEL', c.wf, 'sticky', 'sticky_ms')
+    end
     if flush_buffer(c) > 0 then schedule_wft(c) end
   end
   return {'ok', last_id, last_sid, closed, dropped, c.eager}
@@ -249,7 +259,8 @@ end)
 local function wft_retry_later(c, epoch, failure, ts)
   local attempt = redis.call('HINCRBY', c.wf, 'wft_attempt', 1)
   redis.call('HSET', c.wf, 'last_wft_failure', failure, 'wft', 'backoff')
-  redis.call('HDEL', c.wf, 'wft_msg')
+  -- The retry may go to any worker (one with fixed code, or a cache that is not cold).
+  redis.call('HDEL', c.wf, 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
   flush_buffer(c)
   local delay = math.min(10000, 100 * 2 ^ (attempt - 2))
   redis.call('ZADD', c.timers, ts + delay, timer_member('B', c.run, epoch, 0, c.id))
@@ -262,9 +273,11 @@ end
 local function wft_dead_letter(c, epoch, msg, failure, reason, dlq)
   local attempt = redis.call('HGET', c.wf, 'wft_attempt')
   redis.call('HSET', c.wf, 'last_wft_failure', failure, 'wft', 'dead')
-  redis.call('HDEL', c.wf, 'wft_msg')
+  redis.call('HDEL', c.wf, 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
   flush_buffer(c)
-  local letter = redis.call('XADD', dlq, '*', 'stream', c.task, 'message_id', msg,
+  -- Requeued (rd_dlq_requeue) onto the shared stream: a sticky stream may be gone by then.
+  local shared = key_workflow_tasks(c.prefix, redis.call('HGET', c.wf, 'task_queue'))
+  local letter = redis.call('XADD', dlq, '*', 'stream', shared, 'message_id', msg,
     'deliveries', attempt, 'reason', reason, 'workflow_id', c.id, 'run_id', c.run,
     'epoch', epoch)
   -- So describe can say which dead letter to requeue (while 'wft' stays 'dead').

@@ -65,11 +65,17 @@ end)
 -- Eager workflow task: when the completing worker also polls the workflow's task queue
 -- and this completion queued the run's next workflow task, the worker takes it in the
 -- reply (a normal delivery to its consumer) instead of its poller being woken for it.
-local function take_queued_wft(c, consumer, task_queue, before)
+-- A task queued for the workflow's sticky owner (schedule_wft) is taken only by the
+-- owner itself, from its own stream (`sticky`: the completing worker's sticky name).
+local function take_queued_wft(c, consumer, task_queue, before, sticky)
   if before ~= 'none' then return nil end  -- a task was already due or running
-  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue')
+  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue', 'sticky')
   if info[1] ~= 'scheduled' or info[2] ~= task_queue then return nil end
   local stream = key_workflow_tasks(c.prefix, task_queue)
+  if info[3] and info[3] ~= '' then
+    if info[3] ~= sticky then return nil end  -- another worker's
+    stream = key_sticky_tasks(c.prefix, task_queue, sticky)
+  end
   local entry = first_entry(redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', 1,
     'STREAMS', stream, '>'))
   if entry then return {stream, entry[1], entry[2]} end
@@ -82,7 +88,8 @@ end
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id,
 --       outcome ('completed'|'failed'), payload (result bytes | failure json),
 --       error_type, non_retryable ('1'|'0'),
---       [eager consumer, its workflow task queue] (optional: see take_queued_wft)
+--       [eager consumer, its workflow task queue, its sticky name or ''] (optional:
+--       see take_queued_wft)
 -- Returns {'ok', 'completed'|'retrying'|'failed', [{stream, entry_id, fields}]} or
 -- {'stale'}.
 redis.register_function('rd_act_complete', function(keys, args)
@@ -113,7 +120,7 @@ redis.register_function('rd_act_complete', function(keys, args)
     outcome = 'failed'
   end
   if before then
-    local eager = take_queued_wft(c, consumer, args[12], before)
+    local eager = take_queued_wft(c, consumer, args[12], before, args[13] or '')
     if eager then return {'ok', outcome, eager} end
   end
   return {'ok', outcome}

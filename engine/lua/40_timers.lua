@@ -42,12 +42,22 @@ local function fire(prefix, member, ts)
     if state then activity_timed_out(c, a, state, 'schedule_to_close', ts) end
   elseif kind == 'W' then
     local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch', 'wft_token', 'wft_msg',
-      'task_queue')
+      'task_queue', 'wft_task')
     if info[1] == 'started' and info[2] == a and info[3] == b then
-      ack(key_workflow_tasks(c.prefix, info[5]), info[4])
+      ack(info[6] or key_workflow_tasks(c.prefix, info[5]), info[4])
       local failure = cjson.encode({message = 'workflow task timed out', kind = 'timeout',
         type = 'WorkflowTaskTimeout', time = ts})
       wft_retry_later(c, a, failure, ts)
+    end
+  elseif kind == 'K' then
+    -- The owner did not start its sticky task in time (hung, overloaded, or gone
+    -- without its death being seen): hand it to every worker. Its copy on the owner's
+    -- stream stays; whichever copy starts first wins (epoch and token fence the other).
+    local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch', 'task_queue')
+    if info[1] == 'scheduled' and info[2] == a then
+      redis.call('HDEL', c.wf, 'sticky', 'sticky_ms')
+      redis.call('XADD', key_workflow_tasks(c.prefix, info[3]), '*',
+        'workflow_id', c.id, 'run_id', run, 'epoch', a)
     end
   elseif kind == 'B' then
     local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch')
@@ -56,17 +66,24 @@ local function fire(prefix, member, ts)
 end
 
 -- rd_fire_timers: fire every timer of one shard that is due on the server's clock.
--- KEYS: timers zset of the shard
+-- KEYS: timers zset of the shard[, its sticky deadlines zset]
 -- ARGV: prefix, limit
 -- Returns {fired_count, next_due_ms or -1, ms from now to next_due or -1}: the last
 -- one on the server's clock, so a worker whose own clock is off still sleeps until the
--- next timer is due (sdk/worker/timers.py).
+-- next timer is due (sdk/worker/timers.py). Sticky deadlines fire in the same scan
+-- but do not count for the next due time: the loop scans at least once a second, and
+-- under load far more often, which is soon enough for a fallback.
 redis.register_function('rd_fire_timers', function(keys, args)
   local ts = now_ms()
-  local due = redis.call('ZRANGEBYSCORE', keys[1], '-inf', ts, 'LIMIT', 0, tonumber(args[2]))
-  for i = 1, #due do
-    redis.call('ZREM', keys[1], due[i])
-    fire(args[1], due[i], ts)
+  local limit = tonumber(args[2])
+  local fired = 0
+  for k = #keys, 1, -1 do
+    local due = redis.call('ZRANGEBYSCORE', keys[k], '-inf', ts, 'LIMIT', 0, limit)
+    for i = 1, #due do
+      redis.call('ZREM', keys[k], due[i])
+      fire(args[1], due[i], ts)
+    end
+    fired = fired + #due
   end
   local next_due = redis.call('ZRANGE', keys[1], 0, 0, 'WITHSCORES')
   local next_ms, next_in = -1, -1
@@ -74,5 +91,5 @@ redis.register_function('rd_fire_timers', function(keys, args)
     next_ms = tonumber(next_due[2])
     next_in = math.max(0, next_ms - ts)
   end
-  return {#due, next_ms, next_in}
+  return {fired, next_ms, next_in}
 end)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,7 @@ class WorkflowHandle:
     async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
         """Ask a worker to answer a query from the workflow's state (running or closed)."""
         name = query_name(query)
+        asked_at = time.monotonic()
         state = await self._state()
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
@@ -114,9 +116,20 @@ class WorkflowHandle:
             request_id=request_id,
         )
         fields: dict[Any, Any] = encode_request(request)  # redis-py's own field types
-        await self.client.redis.xadd(keys.queries(task_queue), fields, maxlen=10000,
-                                     approximate=True)
-        reply: Any = await self.client.redis.blpop([request.reply], timeout=timeout)
+        redis = self.client.redis
+        reply: Any = None
+        owner = state.get("sticky", b"").decode()
+        # The worker that owns the workflow answers from its cache; its stream exists
+        # only while it lives (NOMKSTREAM: no owner stream, no request there). If it does
+        # not answer within its sticky timeout, any worker may (docs/design-notes.md).
+        if owner and await redis.xadd(keys.sticky_queries(task_queue, owner), fields,
+                                      maxlen=10000, approximate=True, nomkstream=True):
+            owner_s = int(state.get("sticky_ms", b"1000")) / 1000
+            reply = await redis.blpop([request.reply], timeout=min(timeout, owner_s))
+        if reply is None:
+            await redis.xadd(keys.queries(task_queue), fields, maxlen=10000, approximate=True)
+            left = timeout - (time.monotonic() - asked_at)
+            reply = await redis.blpop([request.reply], timeout=max(left, 0.01))
         if reply is None:
             await self.client.redis.delete(request.reply)
             live = await live_workers(self.client.redis, keys, task_queue)

@@ -239,6 +239,7 @@ class ActivityTasks:
                     result=payload,
                     eager_consumer=self._eager_consumer(),
                     eager_task_queue=self._plumbing.task_queue,
+                    eager_sticky=self._plumbing.sticky or "",
                 )
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
@@ -269,6 +270,7 @@ class ActivityTasks:
             failure=to_failure(exc),
             eager_consumer=self._eager_consumer(),
             eager_task_queue=self._plumbing.task_queue,
+            eager_sticky=self._plumbing.sticky or "",
         )
 
     def _eager_consumer(self) -> str:

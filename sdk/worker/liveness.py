@@ -98,6 +98,8 @@ class Liveness:
         #: The task queue's workflow and activity streams, polled by us or not.
         self._task_streams = [*plumbing.workflow_streams, *plumbing.activity_streams]
         self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
+        #: Sticky names of dead workers whose streams we released (once is enough).
+        self._released: set[str] = set()
         self.death_watch = DeathWatch(
             self.client.redis, self.keys, self.task_queue, self.identity, self.presence,
             fast=self.store.fast,
@@ -157,9 +159,25 @@ class Liveness:
                     await self.death_watch.forget(worker)
             await anyio.sleep(CHECK_INTERVAL_S)
 
+    async def release_sticky_of(self, workers: Sequence[str]) -> None:
+        """Release the sticky streams of workers that are gone (their workflow tasks go
+        to the shared streams, and no more are routed to them): the sticky name is in
+        their worker-info entry."""
+        if not workers:
+            return
+        infos: Any = await self.client.redis.hmget(self.keys.worker_info(self.task_queue),
+                                                   list(workers))
+        for worker, info in zip(workers, infos, strict=True):
+            sticky = _sticky_of(info)
+            if sticky and sticky not in self._released:
+                moved = await self.store.release_sticky(self.task_queue, sticky)
+                self._released.add(sticky)
+                log.info("dead_worker_sticky_released", dead_worker=worker, tasks=moved)
+
     async def claim_all_of(self, dead_worker: str) -> bool:
         """Claim the pending tasks of a dead worker that we have room for; True when
         it holds none any more."""
+        await self.release_sticky_of([dead_worker])
         done = True
         polled: set[str] = set()
         for claimant in self._claimants:
@@ -205,6 +223,7 @@ class Liveness:
         workers_key = self.keys.workers(self.task_queue)
         gone: Any = await redis.zrangebyscore(workers_key, "-inf", cutoff_ms)
         if gone:
+            await self.release_sticky_of([w.decode() for w in gone])
             await redis.zrem(workers_key, *gone)
             await redis.hdel(self.keys.worker_info(self.task_queue), *gone)
         queries = self.keys.queries(self.task_queue)
@@ -254,3 +273,14 @@ class Liveness:
                 limit=limit,
             )
             claimant.adopt(stream, claimed, set())
+
+
+def _sticky_of(info: bytes | None) -> str | None:
+    """The sticky name in a worker-info entry (None: none, or not readable)."""
+    if not info:
+        return None
+    try:
+        sticky = json.loads(info).get("sticky")
+    except (ValueError, AttributeError):
+        return None
+    return sticky if isinstance(sticky, str) and sticky else None

@@ -31,7 +31,13 @@ class TaskPlumbing:
     """The task streams of one worker's task queue and what it holds of them."""
 
     def __init__(
-        self, client: Client, task_queue: str, identity: str, *, max_deliveries: int
+        self,
+        client: Client,
+        task_queue: str,
+        identity: str,
+        *,
+        max_deliveries: int,
+        sticky: str | None = None,
     ) -> None:
         self.client = client
         self.store: Store = client.store
@@ -43,7 +49,18 @@ class TaskPlumbing:
         self.workflow_streams = [self.keys.workflow_tasks(s, task_queue) for s in shards]
         self.activity_streams = [self.keys.activity_tasks(s, task_queue) for s in shards]
         self.query_stream = self.keys.queries(task_queue)
+        #: The worker's sticky name (engine.keys.sticky_name), None when it caches no
+        #: workflow; its own streams: the workflow tasks and queries of the workflows
+        #: it owns (docs/design-notes.md "Sticky workflows").
+        self.sticky = sticky
+        self.sticky_workflow_streams: list[str] = []
+        self.sticky_query_streams: list[str] = []
+        if sticky:
+            *self.sticky_workflow_streams, query = self.store.sticky_streams(task_queue, sticky)
+            self.sticky_query_streams = [query]
         self.shard_of_stream = {s: i for i, s in enumerate(self.workflow_streams)}
+        self.shard_of_stream.update({s: i for i, s in enumerate(self.sticky_workflow_streams)})
+        self._workflow_stream_set = frozenset(self.shard_of_stream)
         self.shard_of_stream.update({s: i for i, s in enumerate(self.activity_streams)})
         #: Entry ids we hold, by stream: touched on every beat (sdk/worker/liveness.py),
         #: so that no live worker takes them for a dead one's.
@@ -146,7 +163,7 @@ class TaskPlumbing:
         where they are answered)."""
         if stream not in self.shard_of_stream:
             return None
-        return malformed(stream.endswith(":wf"), fields)
+        return malformed(stream in self._workflow_stream_set, fields)
 
     def dead_letter_call(self, task: TaskEntry, problem: str) -> Call:
         log.error("task_dead_lettered", stream=task.stream, message_id=task.msg_id,

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -17,7 +18,8 @@ import structlog
 from anyio.abc import TaskGroup
 from redis.exceptions import RedisError
 
-from engine.keys import GROUP
+from engine.errors import InvalidArgumentError
+from engine.keys import GROUP, sticky_name
 from engine.store import Call, Store
 from engine.validate import check_task_queue
 from sdk._definitions import (
@@ -57,6 +59,7 @@ class Worker:
         max_deliveries: int = 5,
         timer_interval: float = 0.05,
         handle_signals: bool = True,
+        sticky_queue_schedule_to_start_timeout: timedelta | float = timedelta(seconds=1),
     ) -> None:
         self.client = client
         self.store: Store = client.store
@@ -85,8 +88,24 @@ class Worker:
         self._timers = TimerLoop(self.store, min_interval=timer_interval)
         self.handle_signals = handle_signals
         self.cache = StickyCache(max_cached_workflows)
+        sticky_timeout = sticky_queue_schedule_to_start_timeout
+        sticky_s = (
+            sticky_timeout.total_seconds()
+            if isinstance(sticky_timeout, timedelta)
+            else float(sticky_timeout)
+        )
+        if not sticky_s > 0:
+            raise InvalidArgumentError(
+                f"sticky_queue_schedule_to_start_timeout must be positive, not {sticky_timeout!r}"
+            )
+        #: Sticky routing (docs/design-notes.md "Sticky workflows"): the workflows we ran
+        #: last come back to us while they are cached. No cache, no stickiness.
+        self.sticky = (
+            sticky_name(self.identity) if max_cached_workflows > 0 and self._workflows else None
+        )
         self._plumbing = TaskPlumbing(
-            client, self.task_queue, self.identity, max_deliveries=max_deliveries
+            client, self.task_queue, self.identity, max_deliveries=max_deliveries,
+            sticky=self.sticky,
         )
         self.stats = self._plumbing.stats
         self._activity_tasks = ActivityTasks(
@@ -99,6 +118,7 @@ class Worker:
             self._activity_tasks,
             max_batch=max_workflow_batch,
             task_timeout_ms=self.workflow_task_timeout_ms,
+            sticky_ms=max(1, int(sticky_s * 1000)),
         )
         clock = ServerClock()
         self._queries = QueryAnswerer(
@@ -121,6 +141,7 @@ class Worker:
                 "workflows": {n: sorted(d.queries) for n, d in self._workflows.items()},
                 "signals": {n: sorted(d.signals) for n, d in self._workflows.items()},
                 "activities": sorted(self._activities),
+                "sticky": self._plumbing.sticky,
             },
         )
         self._stop_requested = anyio.Event()
@@ -136,7 +157,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
-        await self.store.ensure_groups(self.task_queue)
+        await self.store.ensure_groups(self.task_queue, self._plumbing.sticky)
         await self.liveness.presence.subscribe()
         await self.liveness.beat()
         log.info(
@@ -212,6 +233,20 @@ class Worker:
         await self._plumbing.release(left)
         with anyio.move_on_after(2):
             await self._hand_back_unseen()
+        await self._release_sticky()
+
+    async def _release_sticky(self) -> None:
+        """Hand our workflows back at once: the tasks waiting on our sticky streams go
+        to the shared ones, and with the streams gone nothing more is routed to us."""
+        sticky = self._plumbing.sticky
+        if not sticky:
+            return
+        try:
+            with anyio.move_on_after(2):
+                moved = await self.store.release_sticky(self.task_queue, sticky)
+                log.info("sticky_released", worker=self.identity, tasks=moved)
+        except (RedisError, OSError) as exc:  # live workers release it when we are gone
+            log.warning("sticky_release_failed", error=str(exc))
 
     async def _hand_back_unseen(self) -> None:
         """Entries the server delivered to us that we never took in hand: a read whose
@@ -220,7 +255,8 @@ class Worker:
         a query request would go unanswered and a task would wait for the liveness
         timeout. Tasks go back to their queue; query requests are answered here."""
         plumbing = self._plumbing
-        streams = [*plumbing.workflow_streams, *plumbing.activity_streams, plumbing.query_stream]
+        query_streams = [plumbing.query_stream, *plumbing.sticky_query_streams]
+        streams = [*plumbing.workflow_streams, *plumbing.activity_streams, *query_streams]
         redis = self.client.redis
         try:
             pipe = redis.pipeline(transaction=False)
@@ -236,7 +272,7 @@ class Worker:
                 if not ids:
                     continue
                 log.info("unseen_entries_handed_back", stream=stream, entries=len(ids))
-                if stream != plumbing.query_stream:
+                if stream not in query_streams:
                     releases.extend(self.store.release_call(stream, i) for i in ids)
                     continue
                 claimed: Any = await redis.xclaim(stream, GROUP, self.identity, 0, ids)
@@ -274,7 +310,8 @@ class Worker:
     async def _query_loop(self) -> None:
         plumbing = self._plumbing
         while not plumbing.stopping:
-            for task in await plumbing.read([plumbing.query_stream], 16):
+            streams = [plumbing.query_stream, *plumbing.sticky_query_streams]
+            for task in await plumbing.read(streams, 16):
                 await self._queries.answer(task)
 
 

@@ -104,6 +104,9 @@ class StickyCache:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._runs: OrderedDict[str, CachedRun] = OrderedDict()
+        #: Workflows let go to make room, not yet told to Redis: their next task should
+        #: go to any worker rather than come back here for a replay (WorkflowTasks).
+        self.let_go: list[str] = []
 
     def get(self, workflow_id: str, run_id: str) -> CachedRun | None:
         run = self._runs.get(workflow_id)
@@ -120,6 +123,7 @@ class StickyCache:
             if entry.busy:
                 break
             del self._runs[oldest]
+            self.let_go.append(oldest)
 
     def evict(self, workflow_id: str) -> None:
         self._runs.pop(workflow_id, None)

@@ -48,6 +48,7 @@ class WorkflowTasks:
         *,
         max_batch: int,
         task_timeout_ms: int,
+        sticky_ms: int = 1000,
     ) -> None:
         self._plumbing = plumbing
         self._store = plumbing.store
@@ -57,6 +58,12 @@ class WorkflowTasks:
         self._activities = activities
         self.max_batch = max_batch
         self.task_timeout_ms = task_timeout_ms
+        #: Sticky routing: what our completions ask for (docs/design-notes.md "Sticky
+        #: workflows"): the workflow's next task on our own stream, to be started
+        #: within sticky_ms. No sticky name (no cache): any worker.
+        self._sticky = plumbing.sticky or ""
+        self.sticky_ms = sticky_ms
+        self._read_streams = [*plumbing.workflow_streams, *plumbing.sticky_workflow_streams]
         self.claim_streams: Sequence[str] = plumbing.workflow_streams
         #: Held but not started: speculations to run the normal way, tasks of a round
         #: that lost its connection, claimed ones while we stop.
@@ -98,7 +105,7 @@ class WorkflowTasks:
         while not plumbing.stopping:
             tasks, self.backlog = self.backlog, []
             if not tasks:
-                tasks = await plumbing.read(plumbing.workflow_streams, per_stream)
+                tasks = await plumbing.read(self._read_streams, per_stream)
             if tasks:
                 async with self._lock:
                     await self._process(tasks)
@@ -148,6 +155,7 @@ class WorkflowTasks:
         for i, r in enumerate(rounds):
             try:
                 await self._round(r)
+                await self._unstick_let_go()
             except TRANSIENT:
                 # The connection dropped mid-round: whether our calls ran is unknown, and
                 # the tasks are still pending on us. Forgotten here they would stay
@@ -159,6 +167,15 @@ class WorkflowTasks:
                     task.no_speculation = True
                     self.backlog.append(task)
                 raise
+
+    async def _unstick_let_go(self) -> None:
+        """Tell Redis which workflows the cache let go of (to make room): their next
+        task goes to any worker, not to us for a full replay."""
+        let_go, self.cache.let_go = self.cache.let_go, []
+        if let_go and self._sticky:
+            self._plumbing.stats["cache_evictions"] += len(let_go)
+            await self._store.call_many(
+                [self._store.unstick_call(wf_id, self._sticky) for wf_id in let_go])
 
     async def _round(self, tasks: list[TaskEntry]) -> None:
         """Speculative completions and normal starts share the first round trip; the
@@ -249,7 +266,8 @@ class WorkflowTasks:
             self._plumbing.identity,
             cached.machine.now_ms,  # the time the code saw (see _activate)
             LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1,
-            eager_slots=self._eager_slots(commands))
+            eager_slots=self._eager_slots(commands), sticky=self._sticky,
+            sticky_ms=self.sticky_ms)
 
     def _finish(self, task: TaskEntry, call: Call, reply: Any) -> str | None:
         """Apply a completion's reply to the cache; returns "retry" for a speculation
@@ -360,6 +378,8 @@ class WorkflowTasks:
             LOGIC_FLAGS,
             commands,
             eager_slots=self._eager_slots(commands),
+            sticky=self._sticky,
+            sticky_ms=self.sticky_ms,
         )
 
     def _eager_slots(self, commands: list[Any]) -> int:

@@ -131,5 +131,26 @@ class Waiter:
         await workflow.wait_condition(lambda: False)
 
 
-WORKFLOWS = [Chaos, Slow, Looper, Waiter]
+@workflow.defn
+class Counter:
+    """Counts `bump` signals and finishes at `until`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @workflow.signal
+    def bump(self) -> None:
+        self.count += 1
+
+    @workflow.query
+    def value(self) -> int:
+        return self.count
+
+    @workflow.run
+    async def run(self, until: int) -> int:
+        await workflow.wait_condition(lambda: self.count >= until)
+        return self.count
+
+
+WORKFLOWS = [Chaos, Slow, Looper, Waiter, Counter]
 ACTIVITIES = [chaos_double, chaos_add, chaos_square, chaos_slow, tick]

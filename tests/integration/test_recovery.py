@@ -394,7 +394,9 @@ async def test_a_killed_workers_tasks_are_claimed_long_before_its_liveness_timeo
     ) as pool:
         pool.liveness = 60.0
         w1 = await pool.spawn()
-        handle = await client.start_workflow(Slow.run, 2.0, id="slow-1", task_queue="presence")
+        # Long enough that w1 is still running it when w2 is up (spawning takes seconds
+        # on a busy machine: with 2 s, w1 had finished before it was killed).
+        handle = await client.start_workflow(Slow.run, 5.0, id="slow-1", task_queue="presence")
         keys = client.keys
         act_streams = [keys.activity_tasks(s, "presence") for s in range(keys.shards)]
 
@@ -407,8 +409,12 @@ async def test_a_killed_workers_tasks_are_claimed_long_before_its_liveness_timeo
         with anyio.fail_after(30):  # half the liveness timeout: only presence explains it
             assert await handle.result() == "done"
         assert await pending_for(client, w1.identity, act_streams) == 0
-        live: Any = await client.redis.zrange(client.keys.workers("presence"), 0, -1)
-        assert w1.identity.encode() not in live  # forgotten once its tasks were taken
+
+        async def w1_forgotten() -> bool:  # once its tasks were taken
+            live: Any = await client.redis.zrange(client.keys.workers("presence"), 0, -1)
+            return w1.identity.encode() not in live
+
+        await eventually("w1 forgotten", w1_forgotten)
 
 
 @pytest.mark.timeout(60)

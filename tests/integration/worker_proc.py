@@ -183,7 +183,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--identity", default=None)
     p.add_argument("--max-activities", type=int, default=100, help="concurrent activities")
     p.add_argument("--max-deliveries", type=int, default=5, help="before dead-lettering")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default=os.environ.get("REDURABLE_TEST_WORKER_LOG", "WARNING"))
     return p.parse_args(argv)
 
 

@@ -3,6 +3,7 @@ with the helpers generated from it, and those give exactly the names Keys gives.
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from importlib import resources
@@ -22,6 +23,7 @@ SAMPLES = {
     "task_queue": ["orders", "q:1"],
     "status": ["RUNNING", "CONTINUED_AS_NEW"],
     "workflow_type": ["Order", "ns.Type"],
+    "sticky": ["host-1-0a1b2c3d"],
 }
 
 
@@ -29,32 +31,36 @@ def _params(template: str) -> list[str]:
     return [p for _, p, _, _ in string.Formatter().parse(template) if p]
 
 
-def _python_key(keys: Keys, name: str, shard: int, value: str | None) -> str:
+def _python_key(keys: Keys, name: str, shard: int, values: tuple[str, ...]) -> str:
     method: Any = getattr(keys, name)
     if name in ("workflow", "history", "buffer"):
-        return str(method(value))
-    return str(method(shard) if value is None else method(shard, value))
+        return str(method(*values))
+    return str(method(shard, *values))
 
 
 @pytest.mark.parametrize("keys", [Keys(), Keys("shop", 16)])
 async def test_lua_helpers_name_the_keys_keys_names(keys: Keys) -> None:
-    cases: list[tuple[str, str, str, str | None]] = []  # (helper, shard prefix, value, ...)
+    cases: list[tuple[str, str, tuple[str, ...]]] = []  # (helper, shard prefix, values)
     expected: list[str] = []
     for name, template in SHARD_KEYS.items():
         params = _params(template)
-        param = params[0] if params else None
-        for value in SAMPLES[param] if param else [None]:
-            shard = keys.shard(value) if param == "workflow_id" and value else 3 % keys.shards
-            cases.append((name, keys.shard_prefix(shard), value or "", param))
-            expected.append(_python_key(keys, name, shard, value))
-    calls = ", ".join(
-        f"key_{name}(ARGV[{2 * i + 1}]{f', ARGV[{2 * i + 2}]' if param else ''})"
-        for i, (name, _, _, param) in enumerate(cases)
-    )
-    argv = [a for _, prefix, value, _ in cases for a in (prefix, value)]
+        for values in itertools.product(*(SAMPLES[p] for p in params)):
+            first = values[0] if values else None
+            by_id = params[:1] == ["workflow_id"]
+            shard = keys.shard(first) if by_id and first is not None else 3 % keys.shards
+            cases.append((name, keys.shard_prefix(shard), values))
+            expected.append(_python_key(keys, name, shard, values))
+    calls: list[str] = []
+    argv: list[str] = []
+    for name, prefix, values in cases:
+        at = len(argv) + 1
+        argv += [prefix, *values]
+        args = ", ".join(f"ARGV[{at + i}]" for i in range(1 + len(values)))
+        calls.append(f"key_{name}({args})")
+    calls_text = ", ".join(calls)
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     try:
-        got: Any = await redis.eval(f"{lua_key_helpers()}\nreturn {{{calls}}}", 0, *argv)
+        got: Any = await redis.eval(f"{lua_key_helpers()}\nreturn {{{calls_text}}}", 0, *argv)
     finally:
         await redis.aclose()
     assert [g.decode() for g in got] == expected
@@ -75,6 +81,8 @@ def test_the_schema_as_operators_read_it() -> None:
     assert keys.buffer("order-3") == f"{tag}:wf:order-3:buffer"
     assert keys.workflow_tasks(7, "orders") == "redurable:{7}:tq:orders:wf"
     assert keys.activity_tasks(7, "orders") == "redurable:{7}:tq:orders:act"
+    assert keys.sticky_tasks(7, "orders", "w-1") == "redurable:{7}:sticky:orders:w-1"
+    assert keys.sticky_queries("orders", "w-1") == "redurable:sticky:orders:w-1:queries"
     assert keys.timers(7) == "redurable:{7}:timers"
     assert keys.dead_letters(7) == "redurable:{7}:dlq"
     assert keys.index_start(7) == "redurable:{7}:index:start"
