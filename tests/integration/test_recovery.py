@@ -7,6 +7,7 @@ takes about a second here (5 s by default).
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -448,8 +449,10 @@ async def test_a_dead_worker_is_not_forgotten_while_it_holds_tasks_we_cannot_cla
 async def test_a_query_taken_by_a_killed_worker_is_answered_by_another(
     redis_url: str, real_client: Client, tmp_path: Path
 ) -> None:
-    """The query request pending on a worker that dies is taken over with its tasks
-    (by presence) and answered: the caller does not wait out its timeout."""
+    """The query request pending on a worker that dies is answered by another: the
+    caller does not wait out its timeout. (w1 owns the workflow, so the request goes to
+    w1's own query stream; when w1 dies that stream goes with it, and the client asks
+    every worker once the owner's sticky timeout has passed.)"""
     from tests.integration.chaos_workflows import Waiter
 
     client, tq = real_client, "queries"
@@ -468,7 +471,9 @@ async def test_a_query_taken_by_a_killed_worker_is_answered_by_another(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(ask)
-            queries = [client.keys.queries(tq)]
+            info: Any = await client.redis.hget(client.keys.worker_info(tq), w1.identity)
+            queries = [client.keys.queries(tq),
+                       client.keys.sticky_queries(tq, json.loads(info)["sticky"])]
 
             async def taken_by_w1() -> bool:
                 return await pending_for(client, w1.identity, queries) > 0
