@@ -202,7 +202,7 @@ async def test_a_call_not_safe_to_retry_raises_when_its_reply_is_lost(
         server.port, cut_rate=1.0, cuts_left=0, cut_only=b"XDEL").start()
     client = await Client.connect(proxy.url, prefix="rc")
     try:
-        letter = await client.redis.xadd(client.keys.dead_letters(0), {
+        letter: Any = await client.redis.xadd(client.keys.dead_letters(0), {
             "stream": client.keys.workflow_tasks(0, "q"), "message_id": "1-0",
             "deliveries": "9", "reason": "poison", "workflow_id": "p"})
         proxy.cuts_left = 1
