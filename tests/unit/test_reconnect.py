@@ -73,7 +73,7 @@ async def test_retry_raises_other_errors_at_once() -> None:
 async def test_retry_gives_up_with_one_clear_error() -> None:
     retrier = Reconnector(FAST)
     op = Flaky(*[RedisConnectionError("refused")] * 10_000)
-    with pytest.raises(ServerUnavailableError, match="signal 's'.*0.2 s.*refused") as err:
+    with pytest.raises(ServerUnavailableError, match=r"signal 's'.*0\.2 s.*refused") as err:
         await retrier.retry("signal 's'", op)
     assert err.value.maybe_applied
     assert isinstance(err.value, RedisConnectionError)  # what callers caught before
