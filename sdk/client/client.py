@@ -22,6 +22,7 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
+from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
@@ -100,6 +101,10 @@ class Client:
         every transition wait for the server's AOF fsync and/or replicas (WAITAOF /
         WAIT); the server is checked for it here (DurabilityError if it cannot).
 
+        `redis+sentinel://host:26379[,host2:26379]/service_name` connects to the
+        primary that the Sentinels monitor under that name, and follows it when a
+        failover promotes a replica.
+
         Once connected, the client rides through a server restart or failover: calls
         that are safe to repeat (reads; start, signal, cancel and terminate, which the
         server deduplicates by request id) are retried for up to `retry_config`'s
@@ -120,8 +125,11 @@ class Client:
         # (a query's BLPOP, the close watcher's pub/sub read) wait as long as they are
         # told to, and a dead server is seen by the connection closing.
         redis_kwargs.setdefault("socket_timeout", None)
-        pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
-        redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
+        if is_sentinel_url(url):  # the primary wherever it moves (engine/sentinel.py)
+            redis = sentinel_redis(SentinelUrl.parse(url), timeout=None, **redis_kwargs)
+        else:
+            pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
+            redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:
             await load_library(redis)
             config_key = Keys(prefix).config()
