@@ -156,7 +156,7 @@ async def run(cfg: OutageConfig, workdir: Path) -> OutageReport:
             await anyio.sleep(cfg.restart_every)  # calls after the last restart too
             stop.set()
         report.seconds = time.monotonic() - began
-        for client in clients:
+        for client in clients:  # before _check's reads (they may meet a stale connection)
             stats = client.connection_stats
             report.interrupted += stats.interrupted
             report.recovered += stats.recovered
