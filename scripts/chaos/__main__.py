@@ -89,7 +89,7 @@ RUNNERS = {
     "connection-faults": _connection_faults,
     "duplicate-delivery": _duplicate_delivery,
     **runners_b.RUNNERS,  # poison, signal-storm, clock-skew, fuzz
-    **runners_c.RUNNERS,  # client-outage
+    **runners_c.RUNNERS,  # client-outage, sentinel-failover
 }
 SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS] if s not in SCENARIOS]
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import anyio
 
-from engine.errors import ServerUnavailableError
+from engine.errors import DurabilityError, ServerUnavailableError, WorkflowNotFoundError
 from engine.reconnect import RetryConfig
 from scripts.chaos.common import clear_namespace, unique_prefix
 from scripts.chaos.server import PrivateRedis
@@ -56,6 +56,11 @@ class ClientLog:
     started: dict[str, str] = field(default_factory=dict)  # workflow id -> run id
     signals_ok: list[tuple[str, list[Any]]] = field(default_factory=list)
     clear_errors: int = 0
+    #: Calls applied whose durability wait fell short (DurabilityError).
+    unconfirmed: int = 0
+    #: Signals refused with WorkflowNotFoundError: their workflow's acknowledged start
+    #: was lost (a failover without durability), else a bug.
+    not_found: int = 0
     other_errors: list[str] = field(default_factory=list)
 
 
@@ -94,8 +99,8 @@ class OutageReport:
         )
 
 
-async def _client_task(
-    client: Client, cfg: OutageConfig, index: int, log: ClientLog, stop: anyio.Event
+async def client_task(
+    client: Client, signals: int, index: int, log: ClientLog, stop: anyio.Event
 ) -> int:
     """Start a workflow, signal it, start the next... until `stop`; returns the calls."""
     calls = 0
@@ -109,12 +114,15 @@ async def _client_task(
         except ServerUnavailableError:
             log.clear_errors += 1
             continue
+        except DurabilityError:
+            log.unconfirmed += 1
+            continue
         except Exception as exc:  # anything else is a finding of the scenario
             log.other_errors.append(f"start: {type(exc).__name__}: {exc}")
             continue
         assert handle.run_id is not None
         log.started[wf_id] = handle.run_id
-        for j in range(cfg.signals_per_workflow):
+        for j in range(signals):
             payload = [index, n, j]
             calls += 1
             try:
@@ -122,6 +130,10 @@ async def _client_task(
                 log.signals_ok.append((wf_id, payload))
             except ServerUnavailableError:
                 log.clear_errors += 1
+            except DurabilityError:
+                log.unconfirmed += 1
+            except WorkflowNotFoundError:
+                log.not_found += 1
             except Exception as exc:
                 log.other_errors.append(f"signal: {type(exc).__name__}: {exc}")
     return calls
@@ -142,7 +154,8 @@ async def run(cfg: OutageConfig, workdir: Path) -> OutageReport:
         stop = anyio.Event()
 
         async def one(i: int) -> None:
-            report.calls += await _client_task(clients[i], cfg, i, logs[i], stop)
+            report.calls += await client_task(
+                clients[i], cfg.signals_per_workflow, i, logs[i], stop)
 
         async with anyio.create_task_group() as tg:
             for i in range(cfg.clients):
@@ -163,9 +176,11 @@ async def run(cfg: OutageConfig, workdir: Path) -> OutageReport:
         for log in logs:
             report.failed_clear += log.clear_errors
             report.failed_other += log.other_errors
+            report.failed_other += ["signal: workflow not found"] * log.not_found
             if not log.short_retry:
                 report.default_retry_failures += log.clear_errors
-        await _check(clients[0], logs, report)
+        report.duplicated, report.lost = await check_histories(clients[0], logs)
+        await clear_namespace(clients[0].redis, prefix)
         return report
     finally:
         with anyio.CancelScope(shield=True):
@@ -174,21 +189,28 @@ async def run(cfg: OutageConfig, workdir: Path) -> OutageReport:
             server.close()
 
 
-async def _check(client: Client, logs: list[ClientLog], report: OutageReport) -> None:
-    """Duplicates and losses, from the histories (read with retries off: the server is
-    up for good now)."""
+async def check_histories(client: Client, logs: list[ClientLog]) -> tuple[int, int]:
+    """(duplicated, lost) from the histories: a workflow started more than once or under
+    another run id, a signal payload seen twice; an acknowledged call not there."""
+    duplicated = lost = 0
     for log in logs:
         sent: dict[str, list[list[Any]]] = {}
         for wf_id, payload in log.signals_ok:
             sent.setdefault(wf_id, []).append(payload)
         for wf_id, run_id in log.started.items():
             handle = client.get_workflow_handle(wf_id)
-            events = [e async for e in handle.fetch_history()]
+            try:
+                events = [e async for e in handle.fetch_history()]
+            except WorkflowNotFoundError:
+                events = []
             starts = [e for e in events if e.type == "WorkflowExecutionStarted"]
+            if not starts:
+                lost += 1 + len(sent.get(wf_id, []))  # the start and its signals
+                continue
             if len(starts) != 1 or starts[0].attributes.get("run_id") != run_id:
-                report.duplicated += 1
+                duplicated += 1
             seen = Counter(repr(e.attributes["input"][0]) for e in events
                            if e.type == "WorkflowExecutionSignaled")
-            report.duplicated += sum(1 for count in seen.values() if count > 1)
-            report.lost += sum(1 for p in sent.get(wf_id, []) if seen[repr(p)] == 0)
-    await clear_namespace(client.redis, client.keys.prefix)
+            duplicated += sum(1 for count in seen.values() if count > 1)
+            lost += sum(1 for p in sent.get(wf_id, []) if seen[repr(p)] == 0)
+    return duplicated, lost

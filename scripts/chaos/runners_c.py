@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from scripts.chaos import client_outage
+from scripts.chaos import client_outage, sentinel_failover
 from scripts.chaos.common import sized
 
 Outcome = tuple[bool, str]
@@ -24,6 +24,16 @@ async def _client_outage(args: argparse.Namespace, workdir: Path) -> Outcome:
         f"starting and signalling workflows throughout: {report.line()}")
 
 
+async def _sentinel_failover(args: argparse.Namespace, workdir: Path) -> Outcome:
+    # --workflows sizes the number of kills per durability mode.
+    cfg = sized(sentinel_failover.FailoverConfig(), args.workflows, "rounds")
+    report = await sentinel_failover.run(cfg, workdir)
+    return report.ok, (
+        "primary, 2 replicas, 3 Sentinels (quorum 2), private redis-servers; the primary "
+        f"SIGKILLed under load and a replica promoted: {report.line()}")
+
+
 RUNNERS: dict[str, Runner] = {
     "client-outage": _client_outage,
+    "sentinel-failover": _sentinel_failover,
 }

@@ -8,7 +8,10 @@ so a failover after `kill_primary()` takes a second or two, not the defaults' 30
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -22,9 +25,87 @@ SERVICE = "redurable"
 DOWN_AFTER_MS = 400
 
 
+class LinkDelay:
+    """A TCP relay on 127.0.0.1 that holds every chunk `delay_ms` before passing it
+    on, in its own thread: the replication link of a primary on another host. When
+    the primary's side closes, what the relay still holds is dropped, as when the
+    primary's host dies with data not yet on the wire."""
+
+    def __init__(self, target_port: int, delay_ms: float) -> None:
+        self.target_port = target_port
+        self.delay = delay_ms / 1000
+        self.port = free_port()
+        self.dropped_bytes = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        primary_gone = asyncio.Event()
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       from_primary: bool) -> None:
+            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def send() -> None:
+                while True:
+                    due, chunk = await queue.get()
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    if from_primary and primary_gone.is_set():
+                        self.dropped_bytes += len(chunk)
+                        continue
+                    dst.write(chunk)
+
+            sender = asyncio.create_task(send())
+            try:
+                # A SIGKILLed server's socket may end with a reset rather than EOF.
+                with contextlib.suppress(OSError):
+                    while chunk := await src.read(1 << 16):
+                        queue.put_nowait((time.monotonic() + self.delay, chunk))
+                if from_primary:
+                    primary_gone.set()
+                    while not queue.empty():
+                        self.dropped_bytes += len(queue.get_nowait()[1])
+                    return
+                while not queue.empty():
+                    await asyncio.sleep(0.005)
+            finally:
+                sender.cancel()
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+        with contextlib.suppress(OSError):
+            await asyncio.gather(pipe(up_reader, writer, True), pipe(reader, up_writer, False))
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
+
+
 class SentinelGroup:
     def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 1,
-                 appendonly: bool = False) -> None:
+                 appendonly: bool = False, link_delay_ms: float = 0.0) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
@@ -39,6 +120,9 @@ class SentinelGroup:
                 port = free_port()
             self.sentinel_ports.append(port)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        #: > 0: each replica reaches the first primary through a LinkDelay.
+        self.link_delay_ms = link_delay_ms
+        self.links: list[LinkDelay] = []
         #: Port of the server that was started as the primary.
         self.first_primary = self.data_ports[0]
 
@@ -77,7 +161,11 @@ class SentinelGroup:
         primary, *replicas = self.data_ports
         self._spawn(primary, self._data_args(primary))
         for port in replicas:
-            self._spawn(port, [*self._data_args(port), "--replicaof", "127.0.0.1", str(primary)])
+            upstream = primary
+            if self.link_delay_ms > 0:
+                self.links.append(LinkDelay(primary, self.link_delay_ms))
+                upstream = self.links[-1].port
+            self._spawn(port, [*self._data_args(port), "--replicaof", "127.0.0.1", str(upstream)])
         quorum = len(self.sentinel_ports) // 2 + 1
         for port in self.sentinel_ports:
             directory = self.workdir / str(port)
@@ -88,7 +176,11 @@ class SentinelGroup:
                 "logfile server.log", "sentinel announce-ip 127.0.0.1",
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary} {quorum}",
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
-                f"sentinel failover-timeout {SERVICE} 2000",
+                # Sentinel also points a replica that follows another address than
+                # the primary's (a LinkDelay) at the primary itself, failover-timeout
+                # after it sees it: later than any run here when links are delayed.
+                f"sentinel failover-timeout {SERVICE} "
+                f"{60_000 if self.link_delay_ms > 0 else 2000}",
                 f"sentinel parallel-syncs {SERVICE} 1",
             ]) + "\n")
             self._spawn(port, [str(config), "--sentinel"])
@@ -107,9 +199,10 @@ class SentinelGroup:
                 online = sum(1 for k, v in info.items()
                              if k.startswith("slave") and isinstance(v, dict)
                              and v.get("state") == "online")
-                known = all(
-                    len(s.sentinel_slaves(SERVICE)) >= count
-                    for s in (SyncRedis(port=p, host="127.0.0.1") for p in self.sentinel_ports))
+                known = True
+                for sentinel_port in self.sentinel_ports:
+                    with SyncRedis(port=sentinel_port, host="127.0.0.1") as sentinel:
+                        known = known and len(sentinel.sentinel_slaves(SERVICE)) >= count
                 if online >= count and known:
                     return
             except (RedisError, OSError):
@@ -159,3 +252,5 @@ class SentinelGroup:
     def close(self) -> None:
         for port in list(self.procs):
             self.kill(port)
+        for link in self.links:
+            link.close()
