@@ -4,14 +4,14 @@ run as `redis-server --sentinel`), each on a free port, torn down by `close()`.
 
 The Sentinels are set to act fast (primary down after 400 ms, failover timeout 2 s),
 so a failover after `kill_primary()` takes a second or two, not the defaults' 30 s+.
+With `link_delay_ms`, each replica reaches the first primary through a relay
+(scripts/chaos/link_delay.py) that delays its replication stream as a network would.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -22,85 +22,28 @@ from scripts.chaos.server import redis_server_binary
 from sdk._devserver import free_port, port_in_use
 
 SERVICE = "redurable"
+ROOT = Path(__file__).resolve().parents[2]
 DOWN_AFTER_MS = 400
 
 
 class LinkDelay:
-    """A TCP relay on 127.0.0.1 that holds every chunk `delay_ms` before passing it
-    on, in its own thread: the replication link of a primary on another host. When
-    the primary's side closes, what the relay still holds is dropped, as when the
-    primary's host dies with data not yet on the wire."""
+    """scripts/chaos/link_delay.py in a process of its own, on a free port."""
 
     def __init__(self, target_port: int, delay_ms: float) -> None:
-        self.target_port = target_port
-        self.delay = delay_ms / 1000
         self.port = free_port()
-        self.dropped_bytes = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self._ready.set()
-        async with server:
-            await self._stop.wait()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        primary_gone = asyncio.Event()
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                       from_primary: bool) -> None:
-            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-            async def send() -> None:
-                while True:
-                    due, chunk = await queue.get()
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-                    if from_primary and primary_gone.is_set():
-                        self.dropped_bytes += len(chunk)
-                        continue
-                    dst.write(chunk)
-
-            sender = asyncio.create_task(send())
-            try:
-                # A SIGKILLed server's socket may end with a reset rather than EOF.
-                with contextlib.suppress(OSError):
-                    while chunk := await src.read(1 << 16):
-                        queue.put_nowait((time.monotonic() + self.delay, chunk))
-                if from_primary:
-                    primary_gone.set()
-                    while not queue.empty():
-                        self.dropped_bytes += len(queue.get_nowait()[1])
-                    return
-                while not queue.empty():
-                    await asyncio.sleep(0.005)
-            finally:
-                sender.cancel()
-                with contextlib.suppress(Exception):
-                    dst.close()
-
-        with contextlib.suppress(OSError):
-            await asyncio.gather(pipe(up_reader, writer, True), pipe(reader, up_writer, False))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.chaos.link_delay", str(self.port),
+             str(target_port), str(delay_ms)],
+            cwd=ROOT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not port_in_use(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the link delay relay did not start")
+            time.sleep(0.01)
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(5)
+        self.proc.kill()
+        self.proc.wait()
 
 
 class SentinelGroup:
