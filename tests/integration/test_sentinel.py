@@ -12,11 +12,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+from engine.functions import library_version
 from engine.resp import NotPrimaryError, RespPool
 from scripts.chaos.sentinel_group import SentinelGroup
 from scripts.chaos.server import redis_server_binary
 from sdk import Client, activity, workflow
 from sdk.testing import running_worker
+from tests.integration.test_cli import redurable
 
 pytestmark = [
     pytest.mark.anyio,
@@ -125,3 +127,14 @@ async def test_the_lean_client_refuses_a_replica(group: SentinelGroup) -> None:
             await stale.close()
     finally:
         await pool.close()
+
+
+async def test_the_cli_follows_a_sentinel_url(group: SentinelGroup) -> None:
+    loaded = await anyio.run_process(redurable("load-functions", "--redis-url", group.url))
+    assert f"version {library_version()} is loaded" in loaded.stdout.decode()
+    started = await anyio.run_process(redurable(
+        "workflow", "start", "Wait", "--id", "from-cli", "--task-queue", "q",
+        "--redis-url", group.url, "--prefix", "sentcli"))
+    assert b"from-cli" in started.stdout
+    async with await Client.connect(group.url, prefix="sentcli") as client:
+        assert (await client.get_workflow_handle("from-cli").describe()).status == "RUNNING"
