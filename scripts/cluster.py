@@ -129,7 +129,8 @@ class LocalCluster:
             time.sleep(0.05)
 
     def ready(self) -> bool:
-        """Every node answers cluster_state:ok and knows every other node."""
+        """Every node answers cluster_state:ok, knows every other node and sees 3
+        masters."""
         for port in self.ports:
             try:
                 with Redis(host="127.0.0.1", port=port, socket_timeout=1) as node:
@@ -139,16 +140,24 @@ class LocalCluster:
             if info.get("cluster_state") != "ok" or \
                     int(info.get("cluster_known_nodes", 0)) != len(self.ports):
                 return False
+            try:  # with replicas: every node has learnt which nodes replicate
+                if len(self.masters(port)) != 3:
+                    return False
+            except (RedisError, OSError):
+                return False
         return True
 
-    def masters(self) -> list[int]:
-        """Ports of the nodes that are masters now."""
-        with Redis(host="127.0.0.1", port=self.ports[0], decode_responses=True) as node:
-            nodes = node.execute_command("CLUSTER", "NODES")
-        text = nodes if isinstance(nodes, str) else "\n".join(
-            f"{k} {' '.join(v['flags'].split(','))}" for k, v in nodes.items())
-        return sorted(int(line.split()[1].split(":")[1].split("@")[0]) for line in
-                      text.splitlines() if "master" in line.split()[2].split(","))
+    def masters(self, port: int | None = None) -> list[int]:
+        """Ports of the nodes that are masters now, as node `port` (the first) sees it."""
+        with Redis(host="127.0.0.1", port=port or self.ports[0], decode_responses=True,
+                   socket_timeout=1) as node:
+            nodes: str = node.execute_command("CLUSTER", "NODES")
+        masters = []
+        for line in nodes.splitlines():
+            _, address, flags, *_ = line.split()
+            if "master" in flags.split(","):
+                masters.append(int(address.split("@")[0].rsplit(":", 1)[1]))
+        return sorted(masters)
 
     def stop(self) -> None:
         """Stop the nodes started here (by the pids in their pid files) and remove
