@@ -125,8 +125,9 @@ class Store(TaskStreams):
         if _status(reply) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
-            self._known_queues.add(task_queue)
             await self.redis.sadd(self.keys.task_queues(), task_queue)
+            # Only once it is there: a start retried after a lost SADD adds it again.
+            self._known_queues.add(task_queue)
         return text_of(reply[1])
 
     async def _to_running(

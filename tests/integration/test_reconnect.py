@@ -214,3 +214,4 @@ async def test_a_call_not_safe_to_retry_raises_when_its_reply_is_lost(
     finally:
         await client.close()
         await proxy.close()
+

@@ -5,6 +5,7 @@ fakeredis. tests/integration/test_reconnect.py restarts a real server."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -169,3 +170,24 @@ async def test_request_ids_live_in_the_workflows_shard(fake: Client) -> None:
     assert key == f"{fake.keys.shard_prefix(fake.keys.shard('w'))}requests"
     members = await fake.redis.zrange(key, 0, -1)
     assert set(members) == {b"req-9", (await fake.store.get_state("w"))["run_id"]}
+
+
+async def test_a_start_retried_after_a_lost_queue_registration_registers_it(
+    fake: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start's second write (the task queue's registry) failed before reaching the
+    server: the retried start is deduplicated and registers the queue all the same."""
+    sadd = fake.redis.sadd
+    failures = [RedisConnectionError("connection lost")]
+
+    async def flaky_sadd(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await sadd(*args)
+
+    monkeypatch.setattr(fake.redis, "sadd", flaky_sadd)
+    fake.retrier = Reconnector(FAST)
+    handle = await fake.start_workflow("W", id="w", task_queue="fresh")
+    assert await fake.redis.smembers(fake.keys.task_queues()) == {b"fresh"}
+    assert (await handle.describe()).run_id == handle.run_id
+    assert fake.connection_stats.recovered == 1
