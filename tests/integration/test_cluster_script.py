@@ -31,7 +31,7 @@ def test_three_masters_serve_every_slot_and_go_away(tmp_path: Path) -> None:
                 key = f"redurable:{{{shard}}}:probe"
                 client.set(key, shard)
                 assert client.get(key) == str(shard).encode()
-                nodes.add(client.get_node_from_key(key).port)
+                nodes.add(client.get_node_from_key(key).port)  # type: ignore[no-untyped-call]
             assert nodes == set(ports)
         finally:
             client.close()

@@ -152,7 +152,17 @@ async def test_result_waiter_rides_through_a_restart(
     """The close watcher's subscription is lost with the server; it subscribes again
     and `result()` sees the close that happens after the restart."""
     errors: list[dict[str, Any]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, ctx: errors.append(ctx))
+    try:
+        await wait_through_a_restart(server, client)
+    finally:
+        loop.set_exception_handler(before)
+    assert not errors, errors
+
+
+async def wait_through_a_restart(server: PrivateRedis, client: Client) -> None:
     handle = await client.start_workflow("Wait", id="r", task_queue="q")
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
@@ -166,12 +176,15 @@ async def test_result_waiter_rides_through_a_restart(
 
             tg.start_soon(wait_result)
             await anyio.sleep(0.2)  # subscribed and waiting
+            reader = client.close_watcher._reader
             await restart(server)
             while client.close_watcher.resubscribed == 0:
                 await anyio.sleep(0.02)
+            # The same reader subscribed again: it did not die with the connection.
+            assert client.close_watcher._reader is reader
+            assert reader is not None and not reader.done()
             await handle.terminate("after the restart")
     assert isinstance(outcome[0].__cause__, TerminatedError)
-    assert not errors, errors
 
 
 async def test_an_outage_longer_than_the_retry_time_raises_one_clear_error(
