@@ -12,6 +12,8 @@ import json
 import traceback
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 
 class RedurableError(Exception):
     """Root of every error raised by redurable."""
@@ -179,6 +181,20 @@ class HistoryLimitError(RedurableError):
 class DurabilityError(RedurableError):
     """A transition was applied but the durability asked for (fsync, replicas) was not
     confirmed in time: it may be lost if the server crashes now."""
+
+
+class ServerUnavailableError(RedurableError, RedisConnectionError):
+    """A client call could not be confirmed because the connection to Redis was lost
+    (a restart, a failover, a network fault). Raised for a call that is safe to retry
+    once the server stayed out of reach for the client's whole retry time
+    (`RetryConfig.max_elapsed_time_millis`), and at once for a call that is not safe to
+    retry when its connection was lost after it was sent. `maybe_applied` says whether
+    the call may have taken effect. Also a redis-py ConnectionError, which is what code
+    written before caught."""
+
+    def __init__(self, message: str, *, maybe_applied: bool) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class DeadLetterNotFoundError(RedurableError):

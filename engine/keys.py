@@ -61,6 +61,11 @@ SHARD_KEYS: dict[str, str] = {
     "index_type": "index:type:{workflow_type}",
     #: Pub/sub channel on which a shard announces workflow ids whose run closed.
     "closed_channel": "closed",
+    #: Zset of the request ids of client calls the shard applied (start, signal,
+    #: cancel, terminate) -> when (ms, server clock): a call retried after a lost
+    #: reply finds its id and is answered as the first time, not applied again.
+    #: Ids older than REQUEST_ID_WINDOW_MS (engine/limits.py) are trimmed.
+    "requests": "requests",
 }
 
 
@@ -138,6 +143,9 @@ class Keys:
 
     def closed_channel(self, shard: int) -> str:
         return self._in_shard(shard, "closed_channel")
+
+    def requests(self, shard: int) -> str:
+        return self._in_shard(shard, "requests")
 
     # --- per namespace (single-key operations only) -------------------------------
     def workers(self, task_queue: str) -> str:

@@ -17,7 +17,14 @@ MAX_HISTORY_EVENTS = 50_000
 #: Activities one run may have scheduled and not yet finished. One more raises
 #: ApplicationError(type="PendingActivityLimit") where workflow code schedules it.
 MAX_PENDING_ACTIVITIES = 2_000
+#: How long a shard remembers the request id of a client call it applied (start,
+#: signal, cancel, terminate), so that the call retried after a lost reply is not
+#: applied twice. A client retries for at most its RetryConfig's
+#: max_elapsed_time_millis (engine/reconnect.py), at most half of this.
+REQUEST_ID_WINDOW_MS = 600_000
 #: Bytes of one encoded payload (arguments, result, signal input, heartbeat details).
 MAX_PAYLOAD_BYTES = DEFAULT_PAYLOAD_LIMIT
 
-__all__ = ["MAX_HISTORY_EVENTS", "MAX_PAYLOAD_BYTES", "MAX_PENDING_ACTIVITIES"]
+__all__ = [
+    "MAX_HISTORY_EVENTS", "MAX_PAYLOAD_BYTES", "MAX_PENDING_ACTIVITIES", "REQUEST_ID_WINDOW_MS",
+]

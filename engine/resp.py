@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -31,6 +32,7 @@ import hiredis
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from engine.sentinel import SentinelUrl, is_sentinel_url, primary_address
 from engine.tls import ssl_context_from_query
 
 Arg = bytes | str | int | float
@@ -42,14 +44,24 @@ def pack_command(args: Sequence[Arg], out: list[bytes]) -> None:
     out.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
 
 
+class NotPrimaryError(RedisConnectionError):
+    """The server answered READONLY: it is a replica now (a failover demoted it). A
+    ConnectionError, as redis-py's Sentinel connections raise it: the caller retries on
+    a new connection, which asks the Sentinels (or the URL's DNS name) again."""
+
+
 def _raise_if_loading(replies: Sequence[Any]) -> None:
     """A server loading its dataset (just restarted) rejects every command with a
     LOADING error reply: raise it as redis-py does, a ConnectionError (transient, worth
     a retry), never as the command's own failure. Nothing of the batch was applied while
-    it loaded; a command that slipped in just after is fenced when it is retried."""
+    it loaded; a command that slipped in just after is fenced when it is retried.
+    Likewise a READONLY reply (a write sent to a former primary): NotPrimaryError."""
     for reply in replies:
-        if isinstance(reply, ResponseError) and str(reply).startswith("LOADING"):
-            raise BusyLoadingError(str(reply))
+        if isinstance(reply, ResponseError):
+            if str(reply).startswith("LOADING"):
+                raise BusyLoadingError(str(reply))
+            if str(reply).startswith("READONLY"):
+                raise NotPrimaryError(f"the server is not the primary any more: {reply}")
 
 
 class _Connection:
@@ -176,9 +188,13 @@ class RespPool:
         username: str | None = None,
         password: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        resolver: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        #: Asked for the primary's address before each new connection (Sentinel): the
+        #: connection is then checked to reach a primary (ROLE).
+        self.resolver = resolver
         self.db = db
         self.username = username
         self.password = password
@@ -194,9 +210,15 @@ class RespPool:
 
     @classmethod
     def from_url(cls, url: str) -> RespPool:
+        if is_sentinel_url(url):
+            target = SentinelUrl.parse(url)
+            return cls("", 0, db=target.db, username=target.username,
+                       password=target.password,
+                       resolver=functools.partial(primary_address, target))
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported URL scheme {parsed.scheme!r} (redis:// or rediss://)")
+            raise ValueError(f"unsupported URL scheme {parsed.scheme!r} "
+                             "(redis://, rediss:// or redis+sentinel://)")
         query = parse_qs(parsed.query)
         context = ssl_context_from_query(query) if parsed.scheme == "rediss" else None
         db = int(parsed.path.lstrip("/") or query.get("db", ["0"])[0])
@@ -211,6 +233,8 @@ class RespPool:
         )
 
     async def _connect(self) -> _Connection:
+        if self.resolver is not None:
+            self.host, self.port = await self.resolver()
         try:
             reader, writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self.ssl_context
@@ -225,17 +249,24 @@ class RespPool:
             setup.append(["AUTH", *([self.username] if self.username else []), self.password])
         if self.db:
             setup.append(["SELECT", self.db])
+        if self.resolver is not None:
+            # The Sentinels may still name a primary that has just been demoted.
+            setup.append(["ROLE"])
         if setup:
             replies = await conn.execute(setup)
             try:
                 _raise_if_loading(replies)
-            except BusyLoadingError:
+            except RedisConnectionError:
                 conn.close()
                 raise
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     conn.close()
                     raise reply
+            if self.resolver is not None and replies[-1][0] != b"master":
+                conn.close()
+                raise NotPrimaryError(
+                    f"{self.host}:{self.port} is a {replies[-1][0].decode()}, not the primary")
         return conn
 
     async def _multiplexer(self) -> _Multiplexer:
@@ -254,7 +285,14 @@ class RespPool:
         self.commands_sent += len(commands)
         self.round_trips += 1
         replies = await mux.submit(commands)
-        _raise_if_loading(replies)
+        try:
+            _raise_if_loading(replies)
+        except NotPrimaryError:
+            # A replica now: the next call opens a connection to the primary.
+            if self._mux is mux:
+                mux.close()
+                self._mux = None
+            raise
         return replies
 
     async def execute(self, *args: Arg) -> Any:
@@ -279,7 +317,13 @@ class RespPool:
                 self._idle.append(conn)
         self.commands_sent += 1
         self.round_trips += 1
-        _raise_if_loading([reply])
+        try:
+            _raise_if_loading([reply])
+        except NotPrimaryError:
+            if conn in self._idle:
+                self._idle.remove(conn)
+                conn.close()
+            raise
         if isinstance(reply, ResponseError):
             raise reply
         return reply

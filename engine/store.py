@@ -24,6 +24,7 @@ from engine.errors import (
     WorkflowNotRunningError,
 )
 from engine.keys import Keys
+from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
 from engine.status import WorkflowExecutionStatus
 from engine.task_streams import TaskStreams
@@ -102,28 +103,42 @@ class Store(TaskStreams):
         return [prefix, workflow_id, run_id, *rest]
 
     # --- client transitions -----------------------------------------------------------
+    # Each carries a request id (a start: its run id) that the shard remembers for
+    # REQUEST_ID_WINDOW_MS, so that the call retried after a lost reply
+    # (engine/reconnect.py) is answered as the first one was, never applied twice.
+    def _client_keys(self, workflow_id: str) -> list[str]:
+        return [*self._wf_keys(workflow_id), self.keys.requests(self.keys.shard(workflow_id))]
+
     async def start(
         self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, payload: bytes
     ) -> str:
         reply = await self.call(
             Call(
                 "rd_start",
-                self._wf_keys(workflow_id),
+                self._client_keys(workflow_id),
                 self._wf_args(
-                    workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION
+                    workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION,
+                    REQUEST_ID_WINDOW_MS,
                 ),
             )
         )
         if _status(reply) == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
-            self._known_queues.add(task_queue)
             await self.redis.sadd(self.keys.task_queues(), task_queue)
+            # Only once it is there: a start retried after a lost SADD adds it again.
+            self._known_queues.add(task_queue)
         return text_of(reply[1])
 
-    async def _to_running(self, function: str, workflow_id: str, run_id: str, *args: Arg) -> None:
+    async def _to_running(
+        self, function: str, workflow_id: str, run_id: str, request_id: str, *args: Arg
+    ) -> None:
         reply = await self.call(
-            Call(function, self._wf_keys(workflow_id), self._wf_args(workflow_id, run_id, *args))
+            Call(
+                function,
+                self._client_keys(workflow_id),
+                self._wf_args(workflow_id, run_id, *args, request_id, REQUEST_ID_WINDOW_MS),
+            )
         )
         status = _status(reply)
         if status == "not_found":
@@ -133,14 +148,21 @@ class Store(TaskStreams):
         if status == "history_limit":
             raise HistoryLimitError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
 
-    async def signal(self, workflow_id: str, run_id: str, name: str, payload: bytes) -> None:
-        await self._to_running("rd_signal", workflow_id, run_id, name, payload)
+    async def signal(
+        self, workflow_id: str, run_id: str, name: str, payload: bytes, request_id: str = ""
+    ) -> None:
+        """`request_id` "": not deduplicated (a retry could deliver it twice)."""
+        await self._to_running("rd_signal", workflow_id, run_id, request_id, name, payload)
 
-    async def cancel(self, workflow_id: str, run_id: str, reason: str) -> None:
-        await self._to_running("rd_cancel", workflow_id, run_id, reason)
+    async def cancel(
+        self, workflow_id: str, run_id: str, reason: str, request_id: str = ""
+    ) -> None:
+        await self._to_running("rd_cancel", workflow_id, run_id, request_id, reason)
 
-    async def terminate(self, workflow_id: str, run_id: str, reason: str) -> None:
-        await self._to_running("rd_terminate", workflow_id, run_id, reason)
+    async def terminate(
+        self, workflow_id: str, run_id: str, reason: str, request_id: str = ""
+    ) -> None:
+        await self._to_running("rd_terminate", workflow_id, run_id, request_id, reason)
 
     # --- workflow tasks ---------------------------------------------------------------
     def _task_keys(self, workflow_id: str, stream: str) -> list[str]:

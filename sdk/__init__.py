@@ -21,6 +21,7 @@ from engine.errors import (
     QueryFailedError,
     QueryTimeoutError,
     RedurableError,
+    ServerUnavailableError,
     TerminatedError,
     UnknownQueryError,
     WorkflowAlreadyStartedError,
@@ -28,6 +29,7 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from engine.reconnect import RetryConfig
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
@@ -61,7 +63,9 @@ __all__ = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "RetryConfig",
     "RetryPolicy",
+    "ServerUnavailableError",
     "TerminatedError",
     "UnknownQueryError",
     "Worker",

@@ -6,6 +6,7 @@
 #
 #   .bench-venv/tools      py-spy, pyinstrument (profiling)
 #   .bench-venv/<peer>     one venv per Python peer: arq, redflow, dbos, temporal, restate
+#   .bench-venv/cluster    coredis and valkey-glide (scripts/bench/cluster_clients.py)
 #   .bench-venv/node       npm prefix with @restatedev/restate-server
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,7 +32,7 @@ venv() {  # venv NAME: installs requirements/bench/NAME.lock (hash-pinned; scrip
   fi
 }
 
-for peer in tools arq redflow dbos temporal restate; do
+for peer in tools arq redflow dbos temporal restate cluster; do
   venv "$peer"
 done
 

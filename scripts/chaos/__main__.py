@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from scripts.chaos import connection_faults, kill_storm, redis_crash, runners_b
+from scripts.chaos import connection_faults, kill_storm, redis_crash, runners_b, runners_c
 from scripts.chaos.common import ROOT, run_pytest, server_for, sized
 
 DOC = ROOT / "docs" / "reliability.md"
@@ -89,8 +89,9 @@ RUNNERS = {
     "connection-faults": _connection_faults,
     "duplicate-delivery": _duplicate_delivery,
     **runners_b.RUNNERS,  # poison, signal-storm, clock-skew, fuzz
+    **runners_c.RUNNERS,  # client-outage, sentinel-failover
 }
-SCENARIOS += [s for s in runners_b.RUNNERS if s not in SCENARIOS]
+SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS] if s not in SCENARIOS]
 
 
 def write_row(doc: Path, scenario: str, figures: str, command: str) -> None:

@@ -22,7 +22,8 @@ class ProxyStats:
 
 class CuttingProxy:
     def __init__(self, target_port: int, *, cut_rate: float, seed: int = 1,
-                 cut_delay: float = 0.02) -> None:
+                 cut_delay: float = 0.02, cuts_left: int | None = None,
+                 cut_only: bytes | None = None) -> None:
         if not 0.0 <= cut_rate <= 1.0:
             raise ValueError("cut_rate must be between 0 and 1")
         self.target_port = target_port
@@ -31,6 +32,10 @@ class CuttingProxy:
         self.rng = random.Random(seed)
         self.stats = ProxyStats()
         self.cutting = True
+        #: When set, cutting stops after this many more cuts (tests cut one call).
+        self.cuts_left = cuts_left
+        #: When set, only chunks holding these bytes (a command name) are cut.
+        self.cut_only = cut_only
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -82,7 +87,11 @@ class CuttingProxy:
         while chunk := await reader.read(1 << 16):
             writer.write(chunk)
             await writer.drain()
-            if self.cutting and self.rng.random() < self.cut_rate:
+            if (self.cutting and self.cuts_left != 0
+                    and (self.cut_only is None or self.cut_only in chunk.upper())
+                    and self.rng.random() < self.cut_rate):
+                if self.cuts_left is not None:
+                    self.cuts_left -= 1
                 cut.set()  # no reply from now on: the downstream stops relaying
                 await asyncio.sleep(self.cut_delay)  # the server runs what it got
                 self.stats.cuts += 1

@@ -9,6 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from engine.functions import LIBRARY_NAME, library_version, load_library
+from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from sdk.cli.common import UrlOption, fail, redacted, run, stdout
 from sdk.client.server_url import cli_url
 
@@ -19,7 +20,10 @@ def load_functions(redis_url: UrlOption = None) -> None:
 
     async def body() -> None:
         try:
-            redis = Redis.from_url(target, socket_connect_timeout=5)
+            if is_sentinel_url(target):
+                redis = sentinel_redis(SentinelUrl.parse(target), socket_connect_timeout=5)
+            else:
+                redis = Redis.from_url(target, socket_connect_timeout=5)
         except ValueError as exc:
             fail(str(exc))
         try:

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from engine import dead_letters
@@ -19,7 +20,9 @@ from engine.errors import (
 )
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
+from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
+from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.validate import check_id, check_name, check_task_queue
@@ -52,6 +55,7 @@ class Client:
         codec: PayloadCodec | None = None,
         fast: RespPool | None = None,
         durability: str | Durability | None = None,
+        retry_config: RetryConfig | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
@@ -61,7 +65,14 @@ class Client:
         self.durability = Durability.parse(durability)
         self.store = Store(redis, self.keys, fast, self.durability)
         self.codec: PayloadCodec = codec or MsgpackCodec()
-        self.close_watcher = CloseWatcher(redis, self.keys)
+        #: Retries calls through a server restart or failover (engine/reconnect.py).
+        self.retrier = Reconnector(retry_config)
+        self.close_watcher = CloseWatcher(redis, self.keys, self.retrier.config)
+
+    @property
+    def connection_stats(self) -> CallStats:
+        """What outages did to this client's calls: interrupted, recovered, failed."""
+        return self.retrier.stats
 
     @classmethod
     async def connect(
@@ -72,6 +83,7 @@ class Client:
         codec: PayloadCodec | None = None,
         shards: int | None = None,
         durability: str | Durability | None = None,
+        retry_config: RetryConfig | None = None,
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -87,7 +99,18 @@ class Client:
 
         `durability` ("fsync", "replicas:N", "fsync+replicas:N"; default none) makes
         every transition wait for the server's AOF fsync and/or replicas (WAITAOF /
-        WAIT); the server is checked for it here (DurabilityError if it cannot)."""
+        WAIT); the server is checked for it here (DurabilityError if it cannot).
+
+        `redis+sentinel://host:26379[,host2:26379]/service_name` connects to the
+        primary that the Sentinels monitor under that name, and follows it when a
+        failover promotes a replica.
+
+        Once connected, the client rides through a server restart or failover: calls
+        that are safe to repeat (reads; start, signal, cancel and terminate, which the
+        server deduplicates by request id) are retried for up to `retry_config`'s
+        `max_elapsed_time_millis` (default 30 s), other calls raise
+        ServerUnavailableError when their connection is lost in flight. The first
+        connection is not retried: no server at `url` fails here at once."""
         check_name(prefix, "namespace prefix")
         wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
@@ -102,8 +125,11 @@ class Client:
         # (a query's BLPOP, the close watcher's pub/sub read) wait as long as they are
         # told to, and a dead server is seen by the connection closing.
         redis_kwargs.setdefault("socket_timeout", None)
-        pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
-        redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
+        if is_sentinel_url(url):  # the primary wherever it moves (engine/sentinel.py)
+            redis = sentinel_redis(SentinelUrl.parse(url), timeout=None, **redis_kwargs)
+        else:
+            pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
+            redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
         try:
             await load_library(redis)
             config_key = Keys(prefix).config()
@@ -125,6 +151,7 @@ class Client:
             codec=codec,
             fast=fast,
             durability=wanted,
+            retry_config=retry_config,
         )
 
     async def close(self) -> None:
@@ -148,8 +175,13 @@ class Client:
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
         payload = self.codec.encode(list(args))
+        # The run id is the start's request id: a start retried after a lost reply is
+        # answered as the first one was (engine/reconnect.py).
         run_id = uuid.uuid4().hex
-        await self.store.start(workflow_id, run_id, type_name, queue, payload)
+        await self.retrier.retry(
+            f"start workflow {workflow_id!r}",
+            lambda: self.store.start(workflow_id, run_id, type_name, queue, payload),
+        )
         return WorkflowHandle(self, workflow_id, run_id)
 
     async def execute_workflow(
@@ -199,16 +231,19 @@ class Client:
         if after is not None:
             cursor, floor = float(after[0]), after[1].encode()
         while True:
-            pipe = self.redis.pipeline(transaction=False)
             top = "+inf" if cursor is None else repr(cursor)
             # Rows at the cursor score that get skipped must not crowd out the page.
             skip = len(yielded_at_cursor) if floor is None else 100_000
-            for key in index:
-                pipe.zrevrangebyscore(key, top, "-inf", start=0, num=page_size + skip,
-                                      withscores=True)
+
+            def index_reads(pipe: Pipeline, top: str = top, skip: int = skip) -> None:
+                for key in index:
+                    pipe.zrevrangebyscore(key, top, "-inf", start=0, num=page_size + skip,
+                                          withscores=True)
+
+            results = await self._read_pipelined("list workflows", index_reads)
             rows = [
                 (float(score), member)
-                for result in await pipe.execute()
+                for result in results
                 for member, score in result
                 if not (score == cursor and (member in yielded_at_cursor
                                              or (floor is not None and member >= floor)))
@@ -217,11 +252,15 @@ class Client:
             page = rows[:page_size]
             if not page:
                 return
-            pipe = self.redis.pipeline(transaction=False)
-            for _, member in page:
-                pipe.hmget(self.keys.workflow(member.decode()), "run_id", "status", "type",
-                           "task_queue", "start_time", "close_time", "wft", "wft_dead_letter")
-            for (score, member), row in zip(page, await pipe.execute(), strict=True):
+
+            def state_reads(pipe: Pipeline, page: list[tuple[float, bytes]] = page) -> None:
+                for _, member in page:
+                    pipe.hmget(self.keys.workflow(member.decode()), "run_id", "status",
+                               "type", "task_queue", "start_time", "close_time", "wft",
+                               "wft_dead_letter")
+
+            states = await self._read_pipelined("list workflows", state_reads)
+            for (score, member), row in zip(page, states, strict=True):
                 if score != cursor:
                     cursor, yielded_at_cursor, floor = score, set(), None
                 yielded_at_cursor.add(member)
@@ -240,6 +279,17 @@ class Client:
             if len(rows) <= page_size:
                 return
 
+    async def _read_pipelined(self, what: str, build: Callable[[Pipeline], None]) -> list[Any]:
+        """Reads queued by `build` in one round trip, retried through an outage (a
+        redis-py pipeline forgets its commands when it runs: each attempt builds one)."""
+
+        async def attempt() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            build(pipe)
+            return list(await pipe.execute())
+
+        return await self.retrier.retry(what, attempt)
+
     # --- dead letters (engine/dead_letters.py; `redurable dlq`) ------------------------
     async def list_dead_letters(
         self, *, limit: int | None = None, newest_first: bool = False
@@ -248,18 +298,30 @@ class Client:
         first per shard; with `newest_first`, the newest of all shards first)."""
         if limit is not None and limit < 1:
             raise InvalidArgumentError("limit must be at least 1")
-        return await dead_letters.list_dead_letters(
+        return await self.retrier.retry("list dead letters", lambda: dead_letters.list_dead_letters(
             self.redis, self.keys, limit=limit, newest_first=newest_first
-        )
+        ))
 
     async def count_dead_letters(self) -> int:
         """How many dead letters the namespace holds (every shard)."""
-        return await dead_letters.count_dead_letters(self.redis, self.keys)
+        return await self.retrier.retry(
+            "count dead letters", lambda: dead_letters.count_dead_letters(self.redis, self.keys)
+        )
 
     async def requeue_dead_letter(self, dead_letter_id: str) -> DeadLetter:
-        """Put a dead letter ("<shard>/<entry id>") back on its task queue."""
-        return await dead_letters.requeue(self.redis, self.keys, dead_letter_id)
+        """Put a dead letter ("<shard>/<entry id>") back on its task queue. Not retried
+        after a lost connection (twice would queue it twice): ServerUnavailableError."""
+        return await self.retrier.once(
+            f"requeue dead letter {dead_letter_id}",
+            lambda: dead_letters.requeue(self.redis, self.keys, dead_letter_id),
+            self.redis.ping,
+        )
 
     async def drop_dead_letter(self, dead_letter_id: str) -> DeadLetter:
-        """Delete a dead letter for good."""
-        return await dead_letters.drop(self.redis, self.keys, dead_letter_id)
+        """Delete a dead letter for good. Not retried after a lost connection (a retry
+        of a drop that happened reports it missing): ServerUnavailableError."""
+        return await self.retrier.once(
+            f"drop dead letter {dead_letter_id}",
+            lambda: dead_letters.drop(self.redis, self.keys, dead_letter_id),
+            self.redis.ping,
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -74,8 +75,9 @@ class WorkflowHandle:
             # Subscribe first, then look: a close between the two still wakes us.
             closed = await watcher.register(self.id)
             try:
-                status, result, failure = await self.client.store.get_fields(
-                    self.id, "status", "result", "failure"
+                status, result, failure = await self.client.retrier.retry(
+                    f"result of workflow {self.id!r}",
+                    lambda: self.client.store.get_fields(self.id, "status", "result", "failure"),
                 )
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
@@ -93,10 +95,15 @@ class WorkflowHandle:
                 watcher.unregister(self.id, closed)
 
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
-        """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError."""
+        """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError.
+        Delivered once even when retried through an outage: the workflow's shard
+        remembers the signal's request id (as Temporal's signal request id)."""
         name = signal_name(signal)
-        await self._store.signal(
-            self.id, self.run_id or "", name, self.client.codec.encode(list(args))
+        payload = self.client.codec.encode(list(args))
+        request_id = uuid.uuid4().hex
+        await self.client.retrier.retry(
+            f"signal {name!r} to workflow {self.id!r}",
+            lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id),
         )
 
     async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
@@ -145,13 +152,21 @@ class WorkflowHandle:
         raise QueryFailedError(answer.message)
 
     async def cancel(self, reason: str = "") -> None:
-        await self._store.cancel(self.id, self.run_id or "", reason)
+        request_id = uuid.uuid4().hex
+        await self.client.retrier.retry(
+            f"cancel workflow {self.id!r}",
+            lambda: self._store.cancel(self.id, self.run_id or "", reason, request_id),
+        )
 
     async def terminate(self, reason: str = "") -> None:
-        await self._store.terminate(self.id, self.run_id or "", reason)
+        request_id = uuid.uuid4().hex
+        await self.client.retrier.retry(
+            f"terminate workflow {self.id!r}",
+            lambda: self._store.terminate(self.id, self.run_id or "", reason, request_id),
+        )
 
     async def describe(self) -> WorkflowDescription:
-        state = await self._state()
+        state = await self.client.retrier.retry(f"describe workflow {self.id!r}", self._state)
         pending: list[PendingActivity] = []
         for key, value in sorted(state.items()):
             if not key.startswith("act:"):
@@ -199,9 +214,14 @@ class WorkflowHandle:
     async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
         """Every event of the current run, payloads decoded."""
         after: bytes | None = None
+        retry = self.client.retrier.retry
+        what = f"history of workflow {self.id!r}"
         while True:
-            entries = await self._store.read_history(self.id, after, count=page_size)
-            if not entries and after is None and not await self._store.get_state(self.id):
+            entries = await retry(what, functools.partial(
+                self._store.read_history, self.id, after, count=page_size))
+            if not entries and after is None and not await retry(
+                what, lambda: self._store.get_state(self.id)
+            ):
                 raise WorkflowNotFoundError(self.id)
             for sid, event in entries:
                 yield to_history_event(event, self.client.codec)

@@ -34,7 +34,9 @@ SDK_ALL = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "RetryConfig",
     "RetryPolicy",
+    "ServerUnavailableError",
     "TerminatedError",
     "UnknownQueryError",
     "Worker",
@@ -118,7 +120,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 19
+    assert len(errors) == 20
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.

@@ -1,0 +1,234 @@
+"""A local Redis Cluster on 127.0.0.1 for CI and tests: 3 masters (and, with
+`--replicas 1`, a replica each), started and torn down by one command.
+
+    python -m scripts.cluster up                        # 3 masters on 7100-7102
+    python -m scripts.cluster up --ports 7100-7105 --replicas 1
+    python -m scripts.cluster status --ports 7100-7105
+    python -m scripts.cluster down --ports 7100-7105
+
+Each node is `redis-server --cluster-enabled yes` (Debian's, 7.0, unless --binary or
+REDIS_SERVER says otherwise), daemonized, with its files (config, pid, log) in
+`<dir>/<port>/` (default /tmp/redurable-cluster); the cluster bus uses port + 10000, so
+those ports must be free too. `up` returns once every node reports cluster_state:ok;
+`down` stops the nodes whose pid files it finds there (only those: never by name) and
+removes their files. From Python, `LocalCluster` does the same:
+
+    with LocalCluster(free_cluster_ports(3), workdir=tmp) as cluster:
+        RedisCluster.from_url(cluster.url) ...
+
+Cluster mode itself (slot routing in the Client) is not wired in yet: this is the
+deployment the tests and the benchmark of issue 12 run against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from sdk._devserver import free_port, port_in_use
+
+DEFAULT_DIR = Path("/tmp/redurable-cluster")
+BUS_OFFSET = 10000
+
+
+def parse_ports(text: str) -> list[int]:
+    """"7100-7105" or "7100,7101,7102"."""
+    ports: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            ports += range(int(first), int(last or first) + 1)
+        except ValueError:
+            raise ValueError(f"ports: {text!r} is not like 7100-7105 or 7100,7101") from None
+    return ports
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """`count` free ports whose cluster bus ports (+10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + BUS_OFFSET < 65536 and not port_in_use(port + BUS_OFFSET) \
+                and port not in ports:
+            ports.append(port)
+    return ports
+
+
+class LocalCluster:
+    def __init__(self, ports: Sequence[int], *, replicas: int = 0,
+                 workdir: Path = DEFAULT_DIR, binary: str | None = None) -> None:
+        if replicas not in (0, 1):
+            raise ValueError("replicas must be 0 or 1")
+        if len(ports) != 3 * (1 + replicas):
+            raise ValueError(f"3 masters with {replicas} replica(s) each need "
+                             f"{3 * (1 + replicas)} ports, not {len(ports)}")
+        self.ports = list(ports)
+        self.replicas = replicas
+        self.workdir = workdir
+        self.binary = binary or os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+
+    @property
+    def url(self) -> str:
+        """The URL of one node (a cluster client discovers the others from it)."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def _pidfile(self, port: int) -> Path:
+        return self.workdir / str(port) / "redis.pid"
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        if self.binary is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        busy = [p for p in self.ports if port_in_use(p) or port_in_use(p + BUS_OFFSET)]
+        if busy:
+            raise RuntimeError(f"ports in use (or their bus port +{BUS_OFFSET}): {busy}")
+        for port in self.ports:
+            directory = self.workdir / str(port)
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            subprocess.run([
+                self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000", "--dir", str(directory),
+                "--save", "", "--appendonly", "no", "--daemonize", "yes",
+                "--pidfile", str(self._pidfile(port)), "--logfile", "redis.log",
+            ], check=True, stdin=subprocess.DEVNULL)
+        try:
+            self._wait(lambda: all(port_in_use(p) for p in self.ports), timeout,
+                       "nodes did not listen")
+            subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{p}" for p in self.ports),
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE)
+            self._wait(self.ready, timeout, "cluster_state did not become ok")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @staticmethod
+    def _wait(check: object, timeout: float, what: str) -> None:
+        assert callable(check)
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"local cluster: {what} within {timeout:g} s")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        """Every node answers cluster_state:ok, knows every other node and sees 3
+        masters."""
+        for port in self.ports:
+            try:
+                with Redis(host="127.0.0.1", port=port, socket_timeout=1) as node:
+                    info = node.cluster("INFO")
+            except (RedisError, OSError):
+                return False
+            if info.get("cluster_state") != "ok" or \
+                    int(info.get("cluster_known_nodes", 0)) != len(self.ports):
+                return False
+            try:  # with replicas: every node has learnt which nodes replicate
+                if len(self.masters(port)) != 3:
+                    return False
+            except (RedisError, OSError):
+                return False
+        return True
+
+    def masters(self, port: int | None = None) -> list[int]:
+        """Ports of the nodes that are masters now, as node `port` (the first) sees it."""
+        with Redis(host="127.0.0.1", port=port or self.ports[0], decode_responses=True,
+                   socket_timeout=1) as node:
+            nodes: str = node.execute_command("CLUSTER", "NODES")
+        masters = []
+        for line in nodes.splitlines():
+            _, address, flags, *_ = line.split()
+            if "master" in flags.split(","):
+                masters.append(int(address.split("@")[0].rsplit(":", 1)[1]))
+        return sorted(masters)
+
+    def stop(self) -> None:
+        """Stop the nodes started here (by the pids in their pid files) and remove
+        their files."""
+        for port in self.ports:
+            pidfile = self._pidfile(port)
+            try:
+                pid = int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            # Only the server of this port (a stale pid file may name another process).
+            with contextlib.suppress(OSError):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if f":{port}".encode() in title:
+                    os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while port_in_use(port) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            shutil.rmtree(self.workdir / str(port), ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scripts.cluster",
+                                description="A local 3-master Redis Cluster (see docstring).")
+    p.add_argument("command", choices=["up", "down", "status"])
+    p.add_argument("--ports", default=None,
+                   help="up: 7100-7102 (default; 7100-7105 with --replicas 1), or a list; "
+                   "down/status: the nodes of these ports (default 7100-7105) started here")
+    p.add_argument("--replicas", type=int, default=0, choices=[0, 1], help="up only")
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--binary", default=None, help="redis-server (or valkey-server) to run")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "up":
+            ports = parse_ports(args.ports or ("7100-7105" if args.replicas else "7100-7102"))
+            replicas = args.replicas
+        else:  # the nodes that `up` started in --dir
+            ports = [q for q in parse_ports(args.ports or "7100-7105")
+                     if (args.dir / str(q) / "redis.pid").exists()]
+            if not ports:
+                print(f"no cluster node started in {args.dir}")
+                return 0 if args.command == "down" else 1
+            replicas = len(ports) // 3 - 1
+        cluster = LocalCluster(ports, replicas=replicas, workdir=args.dir, binary=args.binary)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.command == "up":
+        try:
+            cluster.start()
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            print(f"cluster up failed: {exc} {detail.decode(errors='replace')}".strip(),
+                  file=sys.stderr)
+            return 1
+        print(f"cluster up: {cluster.url} (masters {cluster.masters()})")
+    elif args.command == "down":
+        cluster.stop()
+        print("cluster down")
+    else:
+        ok = cluster.ready()
+        print("cluster ok" if ok else "cluster not ready")
+        return 0 if ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
