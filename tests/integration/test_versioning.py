@@ -65,7 +65,7 @@ async def pick_up(handle: WorkflowHandle) -> Any:
 
 async def raw_markers(client: Client, workflow_id: str) -> list[dict[str, str]]:
     """The patch markers of a history as `redis-cli XRANGE` shows them."""
-    entries = await client.redis.xrange(client.keys.history(workflow_id))
+    entries: Any = await client.redis.xrange(client.keys.history(workflow_id))
     found = []
     for _, fields in entries:
         if fields[b"type"] == b"MarkerRecorded":
