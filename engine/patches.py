@@ -15,12 +15,13 @@ with the rules of Temporal's patch markers (docs/versioning.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from engine import commands as cmd
 from engine import events as ev
 
 
-def is_patch_marker(event: ev.Event) -> bool:
+def is_patch_marker(event: ev.Event) -> TypeGuard[ev.MarkerRecorded]:
     return isinstance(event, ev.MarkerRecorded) and event.marker_name == ev.PATCH_MARKER_NAME
 
 
@@ -57,7 +58,6 @@ class PatchMixin:
         NotifyHasPatch), so `patched` answers True for them."""
         for event in recorded:
             if is_patch_marker(event):
-                assert isinstance(event, ev.MarkerRecorded)
                 self._patches_in_history.add(event.patch_id)
 
 
@@ -67,17 +67,16 @@ def skip_unasked_deprecated_markers(
     """The recorded command events to match, without the deprecated patch markers that
     the code did not ask for (it no longer calls deprecate_patch for them)."""
     asked = {c.patch_id for c in commands if isinstance(c, cmd.SetPatchMarker)}
-    return [
-        e
-        for e in recorded
-        if not (isinstance(e, ev.MarkerRecorded) and is_patch_marker(e) and e.deprecated)
-        or e.patch_id in asked
-    ]
+
+    def skipped(event: ev.Event) -> bool:
+        return is_patch_marker(event) and bool(event.deprecated) and event.patch_id not in asked
+
+    return [e for e in recorded if not skipped(e)]
 
 
 def unasked_marker_hint(event: ev.Event) -> str:
     """What to say when a recorded patch marker has no command: how to remove a patch."""
-    if not isinstance(event, ev.MarkerRecorded) or not is_patch_marker(event):
+    if not is_patch_marker(event):
         return ""
     return (
         f" (the code no longer calls workflow.patched({event.patch_id!r}) here: replace it "
