@@ -223,11 +223,11 @@ def is_replaying() -> bool:
     return current_machine().replaying
 
 
-def patched(patch_id: str) -> bool:
-    """Whether to run the new code of patch `patch_id` (temporalio's `patched`): True in
-    a run that reaches this call on code that has it (a marker is recorded in the
-    history), False when replaying a history that ran this point on older code (the
-    old branch). The first answer for an id holds for the rest of the run.
+def patched(id: str) -> bool:
+    """Whether to run the new code of patch `id` (temporalio's `patched`, same
+    signature): True in a run that reaches this call on code that has it (a marker is
+    recorded in the history), False when replaying a history that ran this point on
+    older code (the old branch). The first answer for an id holds for the run.
 
         if workflow.patched("send-sms"):
             await workflow.execute_activity(send_sms, ...)      # new code
@@ -235,15 +235,15 @@ def patched(patch_id: str) -> bool:
             await workflow.execute_activity(send_push, ...)     # old code
 
     docs/versioning.md: how to deploy it, then deprecate and remove it."""
-    return current_machine().patch(check_patch_id(patch_id), deprecated=False)
+    return current_machine().patch(check_patch_id(id), deprecated=False)
 
 
-def deprecate_patch(patch_id: str) -> None:
+def deprecate_patch(id: str) -> None:
     """The second step of removing a patch, once no run that took the old branch needs
     replaying: keep only the new branch and call this where `patched` was. Histories
     with or without the patch's marker then replay, and so do those of the next step,
     the code without the call (temporalio's `deprecate_patch`)."""
-    current_machine().patch(check_patch_id(patch_id), deprecated=True)
+    current_machine().patch(check_patch_id(id), deprecated=True)
 
 
 def continue_as_new(*args: Any) -> NoReturn:
