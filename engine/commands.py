@@ -56,6 +56,15 @@ class ContinueAsNew:
 
 
 @dataclass(frozen=True)
+class SetPatchMarker:
+    """workflow.patched / deprecate_patch took the new branch: record a patch marker
+    (temporalio's `set_patch_marker` command)."""
+
+    patch_id: str
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
 class RecordSignalDropped:
     """Not a decision but a note: a signal the workflow could not take (its input does
     not decode, its arguments do not fit the handler, or no handler has its name) was
@@ -77,6 +86,7 @@ Command = (
     | FailWorkflow
     | CancelWorkflow
     | ContinueAsNew
+    | SetPatchMarker
     | RecordSignalDropped
 )
 
@@ -111,6 +121,12 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             return ev.WorkflowExecutionCanceled, {}
         case ContinueAsNew(payload, new_run_id):
             return ev.WorkflowExecutionContinuedAsNew, {"input": payload, "new_run_id": new_run_id}
+        case SetPatchMarker(patch_id, deprecated):
+            return ev.MarkerRecorded, {
+                "marker_name": ev.PATCH_MARKER_NAME,
+                "patch_id": patch_id,
+                "deprecated": int(deprecated),
+            }
         case RecordSignalDropped():
             raise TypeError("a dropped signal is noted on the boundary, not an event")
     raise TypeError(f"unknown command {command!r}")
@@ -136,6 +152,10 @@ def matches(command: Command, event: ev.Event) -> bool:
             return True
         case ContinueAsNew(), ev.WorkflowExecutionContinuedAsNew():
             return True
+        case SetPatchMarker(patch_id=patch_id), ev.MarkerRecorded():
+            # Deprecated or not does not matter (as in Temporal): deprecate_patch
+            # replays a marker that patched recorded, and the other way round.
+            return event.marker_name == ev.PATCH_MARKER_NAME and event.patch_id == patch_id
     return False
 
 
@@ -160,5 +180,7 @@ def describe(command: Command) -> str:
             return f"ScheduleActivity(activity_id={seq}, activity_type={t!r})"
         case StartTimer(seq=seq, duration_ms=ms):
             return f"StartTimer(timer_id={seq}, duration_ms={ms})"
+        case SetPatchMarker(patch_id=patch_id, deprecated=deprecated):
+            return f"SetPatchMarker(patch_id={patch_id!r}, deprecated={deprecated})"
         case _:
             return type(command).__name__

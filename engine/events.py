@@ -198,6 +198,23 @@ class WorkflowExecutionContinuedAsNew(Event):
     input: bytes
 
 
+#: `marker_name` of the markers `workflow.patched` / `deprecate_patch` record (Temporal's).
+PATCH_MARKER_NAME = "core_patch"
+
+
+@dataclass(frozen=True)
+class MarkerRecorded(Event):
+    """A marker the workflow code recorded. The only kind so far is a patch marker
+    (`marker_name` "core_patch"): workflow.patched(patch_id) took the new branch here.
+    `deprecated` is 1 when workflow.deprecate_patch recorded it: replay by code that
+    no longer asks for the patch then skips it (see docs/versioning.md)."""
+
+    is_command: ClassVar[bool] = True
+    marker_name: str
+    patch_id: str = ""
+    deprecated: int = 0
+
+
 # --- written by an operator or the engine, not by workflow code -----------------------
 
 
@@ -225,6 +242,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowExecutionFailed,
         WorkflowExecutionCanceled,
         WorkflowExecutionContinuedAsNew,
+        MarkerRecorded,
         WorkflowExecutionTerminated,
     )
 }

@@ -32,6 +32,7 @@ from engine.errors import (
     to_failure,
 )
 from engine.loop import DeterministicLoop
+from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
 #: the text the worker records them as in the activation's WorkflowTaskCompleted.
@@ -90,7 +91,7 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine(ActivityMixin):
+class WorkflowMachine(ActivityMixin, PatchMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -117,6 +118,10 @@ class WorkflowMachine(ActivityMixin):
         self._close_emitted = False
         self._firing: set[int] = set()
         self.cancel_requested = False
+        self._patch_answers = {}
+        self._patches_in_history = set()
+        self._matching = False
+        self._in_query = False
 
     # --- driving ----------------------------------------------------------------------
     def activate(self, events: Sequence[ev.Event], now_ms: int) -> list[cmd.Command]:
@@ -161,9 +166,11 @@ class WorkflowMachine(ActivityMixin):
         # from workflow.random()/uuid4() must not move the source, or the next
         # activation draws other numbers than a replay of the same history does.
         random_state = self.random.getstate()
+        self._in_query = True
         try:
             return self.hooks.query(name, args)
         finally:
+            self._in_query = False
             self.random.setstate(random_state)
             _current.reset(token)
 
@@ -200,7 +207,12 @@ class WorkflowMachine(ActivityMixin):
                 end += 1
             self.replaying = True
             self._now_ms = marker.now or marker.timestamp
-            commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
+            self._note_patch_markers(events[boundary + 1 : end])
+            self._matching = True
+            try:
+                commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
+            finally:
+                self._matching = False
             self._match(commands, events[boundary + 1 : end], marker)
             self.last_event_id = events[end - 1].event_id
             pos = end
@@ -211,6 +223,7 @@ class WorkflowMachine(ActivityMixin):
         recorded: Sequence[ev.Event],
         marker: ev.WorkflowTaskCompleted,
     ) -> None:
+        recorded = skip_unasked_deprecated_markers(commands, recorded)
         for index, command in enumerate(commands):
             if index >= len(recorded):
                 lenient = ev.WorkflowLogicFlag.CLOSE_DROP_RECORDED not in marker.logic_flags
@@ -230,9 +243,10 @@ class WorkflowMachine(ActivityMixin):
                 )
             event = recorded[index]
             if not cmd.matches(command, event):
+                hint = "" if isinstance(command, cmd.SetPatchMarker) else unasked_marker_hint(event)
                 raise NondeterminismError(
                     f"history event {event.event_id} is {event.type} "
-                    f"{_summary(event)} but workflow code issued {cmd.describe(command)}"
+                    f"{_summary(event)} but workflow code issued {cmd.describe(command)}{hint}"
                 )
             if event.type in ev.CLOSE_TYPES:
                 self.closed = True
@@ -240,7 +254,7 @@ class WorkflowMachine(ActivityMixin):
             extra = recorded[len(commands)]
             raise NondeterminismError(
                 f"history event {extra.event_id} is {extra.type} {_summary(extra)} but "
-                "workflow code did not issue it"
+                "workflow code did not issue it" + unasked_marker_hint(extra)
             )
 
     # --- one activation ---------------------------------------------------------------

@@ -48,6 +48,12 @@ def check_name(value: object, what: str) -> str:
     return name
 
 
+def check_patch_id(value: object) -> str:
+    """A patch id of workflow.patched: 1..128 characters, no control characters (it is
+    written to history as plain text; spaces are fine, as in Temporal)."""
+    return _check(value, "patch id", MAX_NAME_LENGTH)
+
+
 def _check(value: object, what: str, limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a string, not {type(value).__name__}")

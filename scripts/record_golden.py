@@ -106,6 +106,32 @@ async def two_steps(client: Client) -> tuple[WorkflowHandle, type, str]:
     return handle, gw.TwoSteps, "replayed against changed code, it must raise NondeterminismError"
 
 
+def patched_order(version: type, description: str) -> Scenario:
+    """One deploy of PatchedOrder (docs/versioning.md), run by a worker that has only
+    this version, on a queue of its own: as a fleet on that code would run it."""
+
+    async def scenario(client: Client) -> tuple[WorkflowHandle, type, str]:
+        queue = f"{TASK_QUEUE}-{version.__name__.lower()}"
+        async with running_worker(
+            client, task_queue=queue, workflows=[version], activities=gw.ACTIVITIES
+        ):
+            handle = await client.start_workflow(
+                "PatchedOrder", 3, id=f"patched-order-{version.__name__[-2:].lower()}",
+                task_queue=queue,
+            )
+
+            async def told() -> bool:
+                return bool(await handle.query("get_channel"))
+
+            await wait_for(told)
+            await handle.signal("picked_up")
+            with anyio.fail_after(30):
+                await handle.result()
+        return handle, version, description
+
+    return scenario
+
+
 SCENARIOS: dict[str, Scenario] = {
     "order_completed": order_completed,
     "order_payment_failed": order_payment_failed,
@@ -113,6 +139,18 @@ SCENARIOS: dict[str, Scenario] = {
     "party": party,
     "cancelled": cancelled,
     "nondeterministic": two_steps,
+    "patch_before": patched_order(
+        gw.PatchedOrderV1, "PatchedOrder before the patch: a push notification, no marker"
+    ),
+    "patch_new_run": patched_order(
+        gw.PatchedOrderV2, "a new run on the patched code: a core_patch marker, then an SMS"
+    ),
+    "patch_deprecated": patched_order(
+        gw.PatchedOrderV3, "deprecate_patch: a deprecated core_patch marker, then an SMS"
+    ),
+    "patch_removed": patched_order(
+        gw.PatchedOrderV4, "the patch call removed: no marker, an SMS"
+    ),
 }
 
 

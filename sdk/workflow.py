@@ -17,7 +17,7 @@ import structlog
 from engine.activities import ActivityCancellationType
 from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
-from engine.validate import check_task_queue
+from engine.validate import check_patch_id, check_task_queue
 from sdk._definitions import (
     activity_type_name,
     decorate,
@@ -33,11 +33,13 @@ __all__ = [
     "WorkflowInfo",
     "continue_as_new",
     "defn",
+    "deprecate_patch",
     "execute_activity",
     "info",
     "is_replaying",
     "logger",
     "now",
+    "patched",
     "query",
     "random",
     "run",
@@ -219,6 +221,29 @@ def info() -> WorkflowInfo:
 
 def is_replaying() -> bool:
     return current_machine().replaying
+
+
+def patched(id: str) -> bool:
+    """Whether to run the new code of patch `id` (temporalio's `patched`, same
+    signature): True in a run that reaches this call on code that has it (a marker is
+    recorded in the history), False when replaying a history that ran this point on
+    older code (the old branch). The first answer for an id holds for the run.
+
+        if workflow.patched("send-sms"):
+            await workflow.execute_activity(send_sms, ...)      # new code
+        else:
+            await workflow.execute_activity(send_push, ...)     # old code
+
+    docs/versioning.md: how to deploy it, then deprecate and remove it."""
+    return current_machine().patch(check_patch_id(id), deprecated=False)
+
+
+def deprecate_patch(id: str) -> None:
+    """The second step of removing a patch, once no run that took the old branch needs
+    replaying: keep only the new branch and call this where `patched` was. Histories
+    with or without the patch's marker then replay, and so do those of the next step,
+    the code without the call (temporalio's `deprecate_patch`)."""
+    current_machine().patch(check_patch_id(id), deprecated=True)
 
 
 def continue_as_new(*args: Any) -> NoReturn:

@@ -113,6 +113,9 @@ local function apply_command(c, kind, fields, ts)
       redis.call('ZREM', c.timers, member)
       redis.call('HDEL', c.wf, 'timer:' .. f.timer_id)
     end
+  elseif kind == 'MarkerRecorded' then
+    -- workflow.patched: the marker only goes to history, for replay to read.
+    append(c, kind, ts, fields)
   elseif kind == 'WorkflowExecutionCompleted' then
     append(c, kind, ts, fields)
     redis.call('HSET', c.wf, 'result', f.result)

@@ -39,7 +39,12 @@ async def step(name: str) -> str:
     return name.upper()
 
 
-ACTIVITIES = [invite, tidy_up, wait_forever, step]
+@activity.defn
+async def send_sms(message: str) -> str:
+    return f"sms: {message}"
+
+
+ACTIVITIES = [invite, tidy_up, wait_forever, step, send_sms]
 
 
 @workflow.defn
@@ -126,3 +131,93 @@ class TwoSteps:
         await workflow.sleep(0.05)
         second: str = await workflow.execute_activity(step, "second", start_to_close_timeout=T)
         return first + " " + second
+
+
+# --- versioning: one workflow type ("PatchedOrder") deployed four times ----------------
+# The order is charged, the customer told it is paid, and the order waits to be picked
+# up. v1 tells by push notification; v2 sends an SMS instead, behind
+# workflow.patched("send-sms"); v3 deprecates the patch; v4 has removed the call.
+
+
+class _PatchedOrderBase:
+    def __init__(self) -> None:
+        self.is_picked_up = False
+        #: The branch the code took ("push" or "sms"): what tests compare.
+        self.channel = ""
+        #: Every answer workflow.patched gave in this run, in call order.
+        self.answers: list[bool] = []
+
+    @workflow.signal
+    def picked_up(self) -> None:
+        self.is_picked_up = True
+
+    @workflow.query
+    def get_channel(self) -> str:
+        return self.channel
+
+    async def charge(self, product_id: int) -> None:
+        await workflow.execute_activity(step, f"charge {product_id}", start_to_close_timeout=T)
+
+    async def push(self) -> str:
+        self.channel = "push"
+        notice: str = await workflow.execute_activity(step, "push: paid", start_to_close_timeout=T)
+        return notice
+
+    async def sms(self) -> str:
+        self.channel = "sms"
+        notice: str = await workflow.execute_activity(send_sms, "paid", start_to_close_timeout=T)
+        return notice
+
+
+@workflow.defn(name="PatchedOrder")
+class PatchedOrderV1(_PatchedOrderBase):
+    """The old code: no patch."""
+
+    @workflow.run
+    async def run(self, product_id: int) -> str:
+        await self.charge(product_id)
+        notice = await self.push()
+        await workflow.wait_condition(lambda: self.is_picked_up)
+        return notice
+
+
+@workflow.defn(name="PatchedOrder")
+class PatchedOrderV2(_PatchedOrderBase):
+    """The new code behind a patch. It asks twice: the second answer must be the first."""
+
+    @workflow.run
+    async def run(self, product_id: int) -> str:
+        await self.charge(product_id)
+        self.answers.append(workflow.patched("send-sms"))
+        notice = await self.sms() if self.answers[0] else await self.push()
+        await workflow.wait_condition(lambda: self.is_picked_up)
+        self.answers.append(workflow.patched("send-sms"))
+        return notice
+
+
+@workflow.defn(name="PatchedOrder")
+class PatchedOrderV3(_PatchedOrderBase):
+    """The patch deprecated: no run of v1 is open any more; only the new code is left."""
+
+    @workflow.run
+    async def run(self, product_id: int) -> str:
+        await self.charge(product_id)
+        workflow.deprecate_patch("send-sms")
+        notice = await self.sms()
+        await workflow.wait_condition(lambda: self.is_picked_up)
+        return notice
+
+
+@workflow.defn(name="PatchedOrder")
+class PatchedOrderV4(_PatchedOrderBase):
+    """The call removed: no run recorded by v2 needs replaying any more."""
+
+    @workflow.run
+    async def run(self, product_id: int) -> str:
+        await self.charge(product_id)
+        notice = await self.sms()
+        await workflow.wait_condition(lambda: self.is_picked_up)
+        return notice
+
+
+PATCHED_ORDER_VERSIONS = [PatchedOrderV1, PatchedOrderV2, PatchedOrderV3, PatchedOrderV4]

@@ -92,6 +92,8 @@ class Order:
         assert_type(workflow.now(), datetime)
         assert_type(workflow.uuid4(), uuid.UUID)
         assert_type(workflow.is_replaying(), bool)
+        assert_type(workflow.patched("send-sms"), bool)
+        workflow.deprecate_patch(id="old-receipt")  # temporalio names the argument `id`
         rng: random.Random = workflow.random()
         workflow.logger.info("started", product_id=product_id, roll=rng.random())
         policy = RetryPolicy(

@@ -32,6 +32,7 @@ SAMPLES: list[ev.Event] = [
     ev.WorkflowExecutionCanceled(15, 1013),
     ev.WorkflowExecutionContinuedAsNew(16, 1014, "run-2", b"\x91\x04"),
     ev.WorkflowExecutionTerminated(17, 1015, "operator"),
+    ev.MarkerRecorded(18, 1016, "core_patch", "send-sms", 1),
 ]
 
 
@@ -133,6 +134,7 @@ def test_command_flags() -> None:
         "WorkflowExecutionFailed",
         "WorkflowExecutionCanceled",
         "WorkflowExecutionContinuedAsNew",
+        "MarkerRecorded",
     }
     assert {
         "WorkflowExecutionCompleted",
@@ -158,6 +160,7 @@ COMMANDS: list[cmd.Command] = [
     cmd.FailWorkflow(FAILURE),
     cmd.CancelWorkflow(),
     cmd.ContinueAsNew(b"\x90", "run-2"),
+    cmd.SetPatchMarker("send-sms"),
 ]
 
 
@@ -185,10 +188,29 @@ def test_matching_ignores_payloads_but_not_ids() -> None:
     assert not cmd.matches(cmd.StartTimer(2, 5), ev.TimerStarted(4, 1, 1, 5))
 
 
+def test_patch_markers_match_by_patch_id_deprecated_or_not() -> None:
+    marker = ev.MarkerRecorded(5, 1, "core_patch", "send-sms", 0)
+    deprecated = ev.MarkerRecorded(5, 1, "core_patch", "send-sms", 1)
+    for command in (cmd.SetPatchMarker("send-sms"), cmd.SetPatchMarker("send-sms", True)):
+        assert cmd.matches(command, marker) and cmd.matches(command, deprecated)
+    assert not cmd.matches(cmd.SetPatchMarker("other"), marker)
+    # Another kind of marker (a later feature's) with the same details is not a patch.
+    assert not cmd.matches(cmd.SetPatchMarker("send-sms"), ev.MarkerRecorded(5, 1, "x", "send-sms"))
+    assert ev.encode_event(deprecated) == {
+        "id": "5",
+        "type": "MarkerRecorded",
+        "ts": "1",
+        "marker_name": "core_patch",
+        "patch_id": "send-sms",
+        "deprecated": "1",
+    }
+
+
 def test_describe_commands() -> None:
     assert cmd.describe(COMMANDS[0]) == "ScheduleActivity(activity_id=1, activity_type='charge')"
     assert cmd.describe(COMMANDS[2]) == "StartTimer(timer_id=2, duration_ms=1500)"
     assert cmd.describe(COMMANDS[6]) == "CancelWorkflow"
+    assert cmd.describe(COMMANDS[8]) == "SetPatchMarker(patch_id='send-sms', deprecated=False)"
 
 
 def test_encode_attributes_skips_missing() -> None:
