@@ -57,6 +57,9 @@ DOCS = REPO / "docs" / "benchmarks.md"
 FLOOR = REPO.parent / "shared" / "bench" / "floor_wf.py"
 #: Worker processes that grow the histories before any measurement.
 GROWERS = 2
+#: Each K adds ~30 events to every history: a fleet past this factor of its target
+#: length is replaced by a fresh one before the next K (for the ~100-event histories).
+REGROW = 1.25
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -73,6 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="signals per workflow before measuring")
     p.add_argument("--activities", type=int, default=5, help="measured activities per workflow")
     p.add_argument("--inflight", type=int, default=0, help="signal steps at a time (0: all)")
+    p.add_argument("--probes", type=int, default=100, help="signals one at a time, per K")
     p.add_argument("--idle", type=float, default=5.0, help="idle window per K, seconds")
     p.add_argument("--settle", type=float, default=2.0, help="wait after workers start, s")
     p.add_argument("--max-cached", type=int, default=10_000, help="max_cached of each worker")
@@ -92,7 +96,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.workers, args.events, args.workflows = "1,2", "100", 20
-        args.rounds, args.warmup, args.activities = 3, 1, 3
+        args.rounds, args.warmup, args.activities, args.probes = 3, 1, 3, 20
         args.idle, args.settle, args.cache = 2.0, 1.0, "30x2x10"
         args.throughput_n, args.throughput_rounds = 400, 1
     args.worker_counts = _ints(p, "--workers", args.workers)
@@ -144,13 +148,15 @@ async def measure(
         if args.warmup:
             await fleet.ping_rounds(args.warmup, inflight=args.inflight)
         events = await fleet.mean_events()
-        latencies: list[float] = []
+        loaded: list[float] = []
         s0 = snapshot(procs, r)
-        steps = await fleet.ping_rounds(args.rounds, latencies, args.inflight)
+        steps = await fleet.ping_rounds(args.rounds, loaded, args.inflight)
         s1 = snapshot(procs, r)
+        latencies: list[float] = []
+        await fleet.ping_one_at_a_time(args.probes, latencies)
         rows.append(
             window(label, fleet.target, events, workers, steps, s0, s1,
-                   latencies_ms=latencies, idle_ms_s=idle,
+                   latencies_ms=latencies, loaded_ms=loaded, idle_ms_s=idle,
                    max_cached=None if full else max_cached)
         )
         if full and args.activities:
@@ -186,6 +192,9 @@ async def fleet_rows(args: argparse.Namespace) -> list[Row]:
         fleet = await grown(args.url, target, args.workflows)
         try:
             for k in args.worker_counts:
+                if await fleet.mean_events() > REGROW * target:
+                    await fleet.close()
+                    fleet = await grown(args.url, target, args.workflows)
                 t0 = time.monotonic()
                 rows += await measure(fleet, k, args, max_cached=args.max_cached)
                 log(f"   K={k}: {time.monotonic() - t0:.1f} s")
@@ -279,7 +288,8 @@ def meta(args: argparse.Namespace, argv: Sequence[str], seconds: float) -> dict[
         "workload": f"{args.workflows} workflows per history length, signal steps "
                     f"{args.inflight or 'all'} at a time; per K {args.warmup} warm-up + "
                     f"{args.rounds} measured signals and {args.activities} activities per "
-                    f"workflow; max_cached {args.max_cached}; {cache}",
+                    f"workflow, then {args.probes} signals one at a time for the latency; "
+                    f"max_cached {args.max_cached}; {cache}",
     }
 
 

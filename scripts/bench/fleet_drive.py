@@ -114,6 +114,7 @@ class FleetSet:
     asked: list[int] = field(init=False, default_factory=list)
     _committing: dict[int, asyncio.Future[None]] = field(init=False, default_factory=dict)
     _commit_poller: asyncio.Task[None] | None = field(init=False, default=None)
+    _closed: bool = field(init=False, default=False)
 
     async def open(self) -> FleetSet:
         counters.install()
@@ -122,6 +123,9 @@ class FleetSet:
         return self
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         await self.client.close()
         self.slots.close()
         with redis.Redis.from_url(self.url) as r:
@@ -203,6 +207,18 @@ class FleetSet:
 
         await asyncio.gather(*(one(i) for i in range(self.n)))
         return rounds * self.n
+
+    async def ping_one_at_a_time(self, count: int, latencies_ms: list[float]) -> None:
+        """`count` signals, one at a time, to workflow 0, 1, 2, ...: signal -> observed
+        with nothing else running (the rounds above measure it behind a queue)."""
+        for j in range(count):
+            i = j % self.n
+            self.asked[i] += 1
+            sent = time.monotonic_ns()
+            await self.handles[i].signal(Fleet.ping)
+            seen = await self.slots.reached(i, self.asked[i])
+            latencies_ms.append((seen - sent) / 1e6)
+            await self.committed(i)
 
     async def activity_burst(self, activities: int) -> int:
         """Each workflow runs `activities` activities in a row (one `go` signal starts
