@@ -53,7 +53,8 @@ def test_summed_adds_each_counter_over_processes() -> None:
 def test_window_gives_per_step_costs_from_two_snapshots() -> None:
     before = _snap(1.0, 2.0, 50.0, cache_hits=10, full_replays=2, new_runs=1, round_trips=7)
     after = _snap(1.5, 2.2, 54.0, cache_hits=400, full_replays=102, new_runs=1)
-    row = window("signal", 100, 104, 4, 500, before, after, latencies_ms=[1.0, 2.0, 9.0])
+    row = window("signal", 100, 104, 4, 500, before, after, latencies_ms=[1.0, 2.0, 9.0],
+                 loaded_ms=[40.0, 60.0])
     assert row.seconds == pytest.approx(4.0)
     assert row.worker_ms == pytest.approx(1.0)  # 0.5 s over 500 steps
     assert row.redis_ms == pytest.approx(0.4)
@@ -63,7 +64,9 @@ def test_window_gives_per_step_costs_from_two_snapshots() -> None:
     assert row.replays_per_step == pytest.approx(0.2)
     assert row.latency(50) == 2.0
     assert row.latency(99) == 9.0
-    assert row.to_json()["worker_ms_per_step"] == pytest.approx(1.0)
+    raw = row.to_json()
+    assert raw["worker_ms_per_step"] == pytest.approx(1.0)
+    assert (raw["p50_ms"], raw["loaded_p50_ms"], raw["loaded_p99_ms"]) == (2.0, 40.0, 60.0)
 
 
 def test_window_without_steps_or_tasks() -> None:
