@@ -105,6 +105,7 @@ class WorkerProcess:
         )
         self.pid = 0
         self.stats: dict[str, Any] = {}
+        self._terminated = False
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         assert self.proc.stdout is not None
@@ -148,12 +149,18 @@ class WorkerProcess:
             sel.close()
         raise RuntimeError("the benchmark worker did not report its counters")
 
-    def stop(self, timeout: float = 30.0) -> dict[str, Any]:
-        """SIGTERM (graceful drain), then collect its `stats` line."""
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM once (graceful drain); a second one would kill it without its stats.
+        For stopping many workers at once: terminate() each, then stop() each."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             # The worker itself, also when a profiler wraps it.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid or self.proc.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> dict[str, Any]:
+        """SIGTERM (graceful drain), then collect its `stats` line."""
+        self.terminate()
         try:
             out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -1,8 +1,10 @@
 """A benchmark worker in its own process: `python -m scripts.bench.worker --url U --prefix P`.
 
 Prints `ready <pid>` once it has joined the task queue; on SIGUSR1 it prints one
-`counters <json>` line (round trips and commands it sent so far); on SIGTERM it drains
-and prints one `stats <json>` line (the same counters, tasks it ran, RSS) and exits.
+`counters <json>` line (round trips and commands it sent so far, the Worker's `stats`
+counters such as cache_hits and full_replays, and its own CPU time in ns: /proc counts
+in 10 ms ticks, too coarse for short windows); on SIGTERM it drains and prints one
+`stats <json>` line (the same counters, tasks it ran, RSS) and exits.
 `--profile FILE` runs it under cProfile and writes the stats to FILE.
 """
 
@@ -49,6 +51,15 @@ def rss_kib() -> int:
     return 0
 
 
+def snapshot(worker: Worker) -> dict[str, int]:
+    """The counters line: client counters, the Worker's stats, and CPU time so far."""
+    return {
+        **counters.snapshot(),
+        **dict(worker.stats),
+        "cpu_ns": time.process_time_ns(),
+    }
+
+
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     counters.install()
     client = await Client.connect(args.url, prefix=args.prefix, durability=args.durability)
@@ -70,7 +81,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
                 await anyio.sleep(0.01)
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1,
-                lambda: print("counters " + json.dumps(counters.snapshot()), flush=True),
+                lambda: print("counters " + json.dumps(snapshot(worker)), flush=True),
             )
             print(f"ready {os.getpid()}", flush=True)
         return {
