@@ -84,7 +84,11 @@ async def server_ms(client: Client) -> int:
 
 
 async def in_flight_on(client: Client, consumer: str, task_queue: str = TASK_QUEUE) -> set[str]:
-    """Workflow ids of the tasks pending on `consumer` (a killed worker)."""
+    """Workflow ids of the tasks a killed worker held: pending on it, or waiting on its
+    sticky streams (docs/design-notes.md "Sticky workflows"), counting only tasks that
+    still have work to do (a running workflow's current workflow task, or an activity
+    of a running workflow): a stale copy it held (a task another worker already ran,
+    fenced when read) stalls nothing."""
     keys = client.keys
     streams = [keys.workflow_tasks(s, task_queue) for s in range(keys.shards)]
     streams += [keys.activity_tasks(s, task_queue) for s in range(keys.shards)]
@@ -96,10 +100,24 @@ async def in_flight_on(client: Client, consumer: str, task_queue: str = TASK_QUE
     for stream, rows in zip(streams, pending, strict=True):
         for row in rows:
             pipe.xrange(stream, row["message_id"], row["message_id"])
+    info: Any = await client.redis.hget(keys.worker_info(task_queue), consumer)
+    sticky = json.loads(info).get("sticky") if info else None
+    if sticky:  # all of it is due to the victim, delivered or not
+        for shard in range(keys.shards):
+            pipe.xrange(keys.sticky_tasks(shard, task_queue, sticky))
+    tasks: list[dict[bytes, bytes]] = [
+        fields for entries in await pipe.execute() for _, fields in entries
+    ]  # an entry deleted already is not there
+    pipe = client.redis.pipeline(transaction=False)
+    for fields in tasks:
+        pipe.hmget(keys.workflow(fields[b"workflow_id"].decode()), "status", "wft_epoch", "wft")
     ids: set[str] = set()
-    for entries in await pipe.execute():
-        for _, fields in entries:  # empty when the entry was deleted already
-            ids.add(fields[b"workflow_id"].decode())
+    for fields, (status, epoch, wft) in zip(tasks, await pipe.execute(), strict=True):
+        if status != b"RUNNING":
+            continue
+        if b"epoch" in fields and (fields[b"epoch"] != epoch or wft == b"none"):
+            continue  # a workflow task that is not the current one, or ran already
+        ids.add(fields[b"workflow_id"].decode())
     return ids
 
 
