@@ -76,11 +76,10 @@ end
 -- while the stream exists (the worker deletes it when it stops, live workers when it
 -- dies), with a 'K' timer that hands the task to every worker if the owner has not
 -- started it in time. Returns the stream, and the owner's timeout (nil: shared).
-local function wft_stream(c, tq)
-  local owner = redis.call('HMGET', c.wf, 'sticky', 'sticky_ms')
-  if owner[1] and owner[1] ~= '' then
-    local stream = key_sticky_tasks(c.prefix, tq, owner[1])
-    if redis.call('EXISTS', stream) == 1 then return stream, tonumber(owner[2]) or 1000 end
+local function wft_stream(c, tq, owner, owner_ms)
+  if owner and owner ~= '' then
+    local stream = key_sticky_tasks(c.prefix, tq, owner)
+    if redis.call('EXISTS', stream) == 1 then return stream, tonumber(owner_ms) or 1000 end
     redis.call('HDEL', c.wf, 'sticky', 'sticky_ms')
   end
   return key_workflow_tasks(c.prefix, tq), nil
@@ -91,9 +90,9 @@ end
 -- complete speculatively, without a start round trip (see rd_wft_complete).
 local function schedule_wft(c, event)
   local epoch = redis.call('HINCRBY', c.wf, 'wft_epoch', 1)
-  local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id')
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id', 'sticky', 'sticky_ms')
   redis.call('HSET', c.wf, 'wft', 'scheduled')
-  local stream, sticky_ms = wft_stream(c, info[1])
+  local stream, sticky_ms = wft_stream(c, info[1], info[3], info[4])
   if event then
     redis.call('XADD', stream, '*',
       'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch, 'event', event)

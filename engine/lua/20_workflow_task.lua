@@ -23,14 +23,17 @@ redis.register_function('rd_wft_start', function(keys, args)
   local ts = now_ms()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
   -- The stream too: the task may be on its owner's sticky stream (the 'W' timer acks it).
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt')
   redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg, 'wft_task', c.task)
-  redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
+  if c.task ~= key_workflow_tasks(c.prefix, info[1]) then  -- a sticky task: no deadline now
+    redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
+  end
   redis.call('ZADD', c.timers, ts + tonumber(args[7]),
     timer_member('W', c.run, epoch, token, c.id))
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
   local entries = redis.call('XRANGE', c.hist, from, '+')
-  return {'ok', token, ts, redis.call('HGET', c.wf, 'wft_attempt'), entries}
+  return {'ok', token, ts, info[2], entries}
 end)
 
 -- The first entry of a one-stream XREADGROUP reply, or nil. (Redis nests it as
@@ -194,8 +197,12 @@ redis.register_function('rd_wft_complete', function(keys, args)
     i = i + 2 + n * 2
   end
   local ts = now_ms()
-  redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
-  redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
+  if token ~= '' then
+    redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
+  elseif c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
+    -- A speculative completion of a sticky task: its start deadline is moot now.
+    redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
+  end
   local buffered = redis.call('LLEN', c.buf)
   local has_buffer = buffered > 0
   -- The history limit: a completion that would take the history past it terminates
@@ -247,12 +254,13 @@ redis.register_function('rd_wft_complete', function(keys, args)
   local last_id, last_sid = c.last_id, c.last_sid
   ack(c.task, msg)
   if closed == 0 then
-    redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
-    redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task')
     if args[13] ~= '' then
-      redis.call('HSET', c.wf, 'sticky', args[13], 'sticky_ms', args[14])
+      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1, 'sticky', args[13],
+        'sticky_ms', args[14])
+      redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task')
     else
-      redis.call('HDEL', c.wf, 'sticky', 'sticky_ms')
+      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
+      redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
     end
     if flush_buffer(c) > 0 then schedule_wft(c) end
   end
