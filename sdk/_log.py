@@ -57,16 +57,19 @@ class ContextLogger(logging.LoggerAdapter[logging.Logger]):
         extra = {**ids, **(options.pop("extra", None) or {}), **kwargs}
         # Without any handler the stdlib would print through its last resort handler,
         # a second, bare copy of the structlog line.
+        text, fits = _formatted(msg, args)
         if self.logger.isEnabledFor(level) and self.logger.hasHandlers():
             # One frame more than a plain Logger call: the record names the caller.
             options["stacklevel"] = int(options.get("stacklevel", 1)) + 1
-            self.logger.log(level, msg, *args, extra=extra, **options)
+            # Arguments that do not fit the format would fail in the handler (raise,
+            # under pytest): the record gets the text that says so instead.
+            self.logger.log(level, *((msg, *args) if fits else (text,)), extra=extra, **options)
         if _structlog_via_stdlib():
             return
         if options.get("exc_info"):
             extra["exc_info"] = options["exc_info"]
         emit = getattr(self._structlog, logging.getLevelName(level).lower(), None)
-        (emit or self._structlog.info)(format_message(msg, args), **extra)
+        (emit or self._structlog.info)(text, **extra)
 
 
 _STDLIB_KEYWORDS = ("exc_info", "stack_info", "stacklevel", "extra")
@@ -77,14 +80,15 @@ def _structlog_via_stdlib() -> bool:
     return isinstance(factory, structlog.stdlib.LoggerFactory)
 
 
-def format_message(msg: object, args: tuple[Any, ...]) -> str:
-    """`msg % args` as the stdlib does it; a line whose arguments do not fit its format
-    is still logged (with the arguments shown) rather than failing the caller."""
+def _formatted(msg: object, args: tuple[Any, ...]) -> tuple[str, bool]:
+    """`msg % args` as the stdlib does it, and whether they fit: a line whose arguments
+    do not fit its format is still logged (with the arguments shown) rather than
+    failing the caller."""
     if not args:
-        return str(msg)
+        return str(msg), True
     # One mapping is for "%(name)s" formats, as in logging.
     values: object = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
     try:
-        return str(msg) % values
+        return str(msg) % values, True
     except (TypeError, ValueError, KeyError) as exc:
-        return f"{msg} {args!r} (log arguments do not fit the format: {exc})"
+        return f"{msg} {args!r} (log arguments do not fit the format: {exc})", False
