@@ -88,6 +88,12 @@ def sync_checkpointed() -> Any:
     next heartbeat raises (the attempt is stale). Attempt 2 returns the checkpoint."""
     info = activity.info()
     if info.attempt > 1:
+        # The workflow ends with this result: first let attempt 1 (still running in its
+        # thread) learn it is stale, or the worker may stop before it does.
+        for _ in range(1000):
+            if SEEN[info.workflow_id]:
+                break
+            time.sleep(0.01)
         return info.heartbeat_details
     activity.heartbeat("checkpoint", 7)
     activity.wait_for_cancelled_sync(0.8)  # the heartbeat timeout (300 ms) fires meanwhile
