@@ -100,6 +100,16 @@ class ActivityError(FailureError):
 # --- client-side and engine errors ----------------------------------------------------
 
 
+class AsyncActivityCancelledError(RedurableError):
+    """An async activity handle's heartbeat: the workflow asked to cancel the activity
+    (report_cancellation() says it stopped)."""
+
+
+class ActivityNotFoundError(RedurableError):
+    """An async activity handle names an attempt that is not running any more: it was
+    completed, failed, timed out or retried, or its run closed. Nothing was applied."""
+
+
 class WorkflowFailureError(RedurableError):
     """`handle.result()` of a workflow that did not complete; `cause` is why."""
 
@@ -256,7 +266,13 @@ def to_failure(
         doc["kind"] = "terminated"
     else:
         doc["kind"] = "application"
-    if with_stack and exc.__traceback__ is not None:
+    # An error that came over the wire keeps the stack of where it was first raised
+    # (an activity's, rebuilt by from_failure in the workflow and raised as the cause
+    # of its ActivityError, has no traceback of its own: the stack was lost there).
+    wire_stack = exc.stack if isinstance(exc, FailureError) else None
+    if with_stack and wire_stack:
+        doc["stack"] = wire_stack
+    elif with_stack and exc.__traceback__ is not None:
         doc["stack"] = "".join(traceback.format_tb(exc.__traceback__))[-4000:]
     cause = exc.__cause__
     if cause is not None and _depth < MAX_CAUSE_DEPTH:

@@ -28,6 +28,7 @@ from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
 from engine.status import WorkflowExecutionStatus
 from engine.task_streams import TaskStreams
+from engine.task_token import ActivityRef
 
 HISTORY_VERSION = 1
 
@@ -66,6 +67,19 @@ class TimerScan:
 def _status(reply: Any) -> str:
     """The first word of a function's reply: "ok", or why nothing was applied."""
     return text_of(unwrap(reply)[0])
+
+
+def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[Arg]:
+    """rd_act_complete's outcome arguments: outcome, payload, error type, non-retryable."""
+    if failure is None:
+        assert result is not None
+        return ["completed", result, "", "0"]
+    return [
+        "failed",
+        json.dumps(failure, separators=(",", ":")),
+        str(failure.get("type", "")),
+        "1" if failure.get("non_retryable") else "0",
+    ]
 
 
 def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
@@ -290,12 +304,17 @@ class Store(TaskStreams):
         msg_id: str,
         stream: str,
         worker: str,
+        *,
+        complete_async: bool = False,
     ) -> Call:
+        """`complete_async`: the activity function returned through
+        `raise_complete_async()`: the attempt stays started (its timeouts armed) and
+        its task is acknowledged; a client completes it (act_complete_by_ref_call)."""
+        args = self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id, worker)
+        if complete_async:
+            args.append("async")
         return Call(
-            "rd_act_start",
-            self._task_keys(workflow_id, stream),
-            self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id, worker),
-            TaskRef(stream, msg_id),
+            "rd_act_start", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id)
         )
 
     def act_complete_call(
@@ -317,16 +336,7 @@ class Store(TaskStreams):
         handed the workflow task this completion queues (see parse_eager_wft), unless
         it went to another worker's sticky stream (`eager_sticky`: the consumer's)."""
         base = self._wf_args(workflow_id, run_id, activity_id, attempt, msg_id)
-        if failure is None:
-            assert result is not None
-            tail: list[Arg] = ["completed", result, "", "0"]
-        else:
-            tail = [
-                "failed",
-                json.dumps(failure, separators=(",", ":")),
-                str(failure.get("type", "")),
-                "1" if failure.get("non_retryable") else "0",
-            ]
+        tail = _outcome_args(result, failure)
         if eager_consumer:
             tail += [eager_consumer, eager_task_queue, eager_sticky]
         return Call(
@@ -335,6 +345,33 @@ class Store(TaskStreams):
             base + tail,
             TaskRef(stream, msg_id),
         )
+
+    async def complete_activity_by_ref(
+        self,
+        ref: ActivityRef,
+        *,
+        result: bytes | None = None,
+        failure: dict[str, Any] | None = None,
+    ) -> bool:
+        """An async activity completed by a client (no task to acknowledge): the same
+        rd_act_complete, fenced by the attempt the ref names. False: it was stale."""
+        attempt = "" if ref.attempt is None else str(ref.attempt)
+        args = self._wf_args(ref.workflow_id, ref.run_id, str(ref.activity_id), attempt, "")
+        reply = await self.call(
+            Call("rd_act_complete", self._wf_keys(ref.workflow_id),
+                 args + _outcome_args(result, failure))
+        )
+        return _status(reply) == "ok"
+
+    async def heartbeat_activity_by_ref(self, ref: ActivityRef, details: bytes) -> str:
+        """A client's heartbeat for an async activity: "ok", "cancel" or "stale"."""
+        attempt = "" if ref.attempt is None else str(ref.attempt)
+        reply = await self.call(
+            self.act_heartbeat_call(
+                ref.workflow_id, ref.run_id, str(ref.activity_id), attempt, details
+            )
+        )
+        return _status(reply)
 
     @staticmethod
     def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:

@@ -9,8 +9,10 @@ from engine.codec_chain import AesGcmCodec, CompressionCodec
 from engine.durability import Durability
 from engine.errors import (
     ActivityError,
+    ActivityNotFoundError,
     ActivityTimeoutError,
     ApplicationError,
+    AsyncActivityCancelledError,
     CancelledError,
     DurabilityError,
     FailureError,
@@ -34,6 +36,7 @@ from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._retry import RetryPolicy
+from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
 from sdk.client.handle import WorkflowHandle
@@ -43,9 +46,12 @@ from sdk.worker.worker import Worker
 __all__ = [
     "ActivityCancellationType",
     "ActivityError",
+    "ActivityNotFoundError",
     "ActivityTimeoutError",
     "AesGcmCodec",
     "ApplicationError",
+    "AsyncActivityCancelledError",
+    "AsyncActivityHandle",
     "CancelledError",
     "Client",
     "CompressionCodec",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from engine.validate import check_name
@@ -40,7 +40,10 @@ class WorkflowDefinition:
 @dataclass(frozen=True)
 class ActivityDefinition:
     name: str
+    #: What the worker calls: the decorated function, or a bound method of it.
     fn: Callable[..., Any]
+    #: False for a plain `def`: the worker runs it in its activity executor.
+    is_async: bool = True
 
 
 def decorate(target: _T | None, mark: Callable[[_T], object]) -> _T | Callable[[_T], _T]:
@@ -135,9 +138,15 @@ def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
 def define_activity(fn: Callable[..., Any], name: str | None) -> ActivityDefinition:
     if _is_lambda(fn):
         raise TypeError("an activity must be a named function, not a lambda")
-    if not inspect.iscoroutinefunction(fn):
-        raise TypeError(f"activity {fn.__qualname__} must be 'async def'")
-    definition = ActivityDefinition(check_name(_or_default(name, fn.__name__), "activity type"), fn)
+    if inspect.isclass(fn) or not callable(fn):
+        raise TypeError(f"@activity.defn decorates a function or a method, not {fn!r}")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise TypeError(f"activity {fn.__qualname__} must not be a generator")
+    definition = ActivityDefinition(
+        check_name(_or_default(name, fn.__name__), "activity type"),
+        fn,
+        is_async=inspect.iscoroutinefunction(fn),
+    )
     setattr(fn, _ACTIVITY, definition)
     return definition
 
@@ -150,9 +159,14 @@ def workflow_definition(obj: Any) -> WorkflowDefinition:
 
 
 def activity_definition(obj: Any) -> ActivityDefinition:
+    """The definition of an activity function, or of a bound method (`service.charge`)
+    whose function was decorated: then the worker calls the bound method, so `self` is
+    the instance given (the decorator only saw the plain function)."""
     definition = getattr(obj, _ACTIVITY, None)
     if not isinstance(definition, ActivityDefinition):
         raise TypeError(f"{obj!r} is not an @activity.defn function")
+    if inspect.ismethod(obj):
+        return replace(definition, fn=obj)
     return definition
 
 

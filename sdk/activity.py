@@ -1,16 +1,31 @@
-"""Activity-side API: the decorator, `info()` and `heartbeat()` inside activity code."""
+"""Activity-side API: the decorator, and `info()`, `heartbeat()`, `is_cancelled()`,
+`logger` and `raise_complete_async()` inside activity code (async, or a plain `def` run
+in the worker's activity executor: a thread pool by default)."""
 
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 from engine.codec import MsgpackCodec
+from engine.errors import CancelledError
 from sdk._definitions import decorate, define_activity
+from sdk._log import ContextLogger
 
-__all__ = ["ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
+__all__ = [
+    "ActivityInfo",
+    "defn",
+    "heartbeat",
+    "in_activity",
+    "info",
+    "is_cancelled",
+    "logger",
+    "raise_complete_async",
+    "wait_for_cancelled_sync",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -25,6 +40,14 @@ class ActivityInfo:
     task_queue: str
     #: Details of the last heartbeat of an earlier attempt (decoded), or None.
     heartbeat_details: Any = None
+    #: Names this attempt for `client.get_async_activity_handle(task_token=...)`
+    #: (opaque bytes; see `raise_complete_async`).
+    task_token: bytes = b""
+
+
+class CompleteAsyncError(BaseException):
+    """Control flow: raised by `raise_complete_async()`. A BaseException, so that the
+    activity's own `except Exception:` does not catch it."""
 
 
 @dataclass
@@ -38,6 +61,16 @@ class ActivityContext:
     extra: dict[str, Any] = field(default_factory=dict)
     #: The worker's payload codec (encode side), used by `heartbeat()`.
     encode: Callable[[Any], bytes] = field(default=MsgpackCodec().encode)
+    #: Where the attempt runs: "async" (the worker's event loop), "thread" (a sync
+    #: activity in a thread: heartbeat() raises once cancelled), or "process" (a
+    #: process pool: no heartbeats, no cancellation; docs/activities.md).
+    runs_in: str = "async"
+    #: Set with `cancel_requested`, for `wait_for_cancelled_sync()`.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        self.cancelled.set()
 
 
 _context: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(
@@ -57,9 +90,15 @@ def defn(fn: _F, /) -> _F: ...
 @overload
 def defn(*, name: str | None = None) -> Callable[[_F], _F]: ...
 def defn(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[[_F], _F]:
-    """Marks an `async def` function as an activity; `name` overrides its wire name."""
+    """Marks a function (or a method: register the bound method, `service.charge`) as an
+    activity; `name` overrides its wire name. An `async def` runs on the worker's event
+    loop, a plain `def` in its `activity_executor` (a thread pool by default)."""
 
     return decorate(fn, lambda f: define_activity(f, name))
+
+
+def in_activity() -> bool:
+    return _context.get() is not None
 
 
 def info() -> ActivityInfo:
@@ -68,8 +107,17 @@ def info() -> ActivityInfo:
 
 def heartbeat(*details: Any) -> None:
     """Report progress. The worker sends heartbeats in batches; a heartbeat keeps
-    `heartbeat_timeout` from firing, and its details reach the next attempt."""
+    `heartbeat_timeout` from firing, and its details reach the next attempt. In a sync
+    activity (a thread) it raises `CancelledError` once the attempt is cancelled: the
+    thread cannot be interrupted, so this is where it learns it (and `is_cancelled()`)."""
     ctx = _current()
+    if ctx.runs_in == "process":
+        raise RuntimeError(
+            "activity.heartbeat() does not reach the worker from a process pool: run "
+            "activities that heartbeat in a thread pool or as async def (docs/activities.md)"
+        )
+    if ctx.cancel_requested and ctx.runs_in == "thread":
+        raise CancelledError("activity cancelled")
     payload = list(details) if details else None
     # Encoded here, in the activity's own code: a value the codec refuses raises
     # PayloadError where the user sees it (it used to raise in the worker's heartbeat
@@ -80,5 +128,40 @@ def heartbeat(*details: Any) -> None:
 
 
 def is_cancelled() -> bool:
-    """True once the workflow no longer wants this activity's result."""
+    """True once the workflow no longer wants this attempt's result (cancelled, timed
+    out, or its run closed), as learned from the attempt's last heartbeat."""
     return _current().cancel_requested
+
+
+def wait_for_cancelled_sync(timeout: float | None = None) -> bool:
+    """In a sync activity: block until the attempt is cancelled (True) or `timeout`
+    seconds pass (False). The worker learns of a cancel from heartbeats."""
+    return _current().cancelled.wait(timeout)
+
+
+def raise_complete_async() -> NoReturn:
+    """End the activity function without completing the activity: something else
+    completes it later with `client.get_async_activity_handle(task_token=...)`, using
+    `info().task_token`. Its start-to-close and heartbeat timeouts keep running."""
+    _current()
+    raise CompleteAsyncError()
+
+
+def _log_fields() -> dict[str, Any] | None:
+    ctx = _context.get()
+    if ctx is None:
+        return {}
+    i = ctx.info
+    return {
+        "workflow_id": i.workflow_id,
+        "run_id": i.run_id,
+        "activity_id": i.activity_id,
+        "activity_type": i.activity_type,
+        "attempt": i.attempt,
+        "task_queue": i.task_queue,
+    }
+
+
+#: A stdlib `logging.LoggerAdapter` (logger "redurable.activity"): each record carries
+#: the activity's workflow_id, run_id, activity_id, activity_type, attempt, task_queue.
+logger = ContextLogger("redurable.activity", _log_fields)

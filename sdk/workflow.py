@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, overload
 
-import structlog
-
 from engine.activities import ActivityCancellationType
 from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
@@ -26,6 +24,7 @@ from sdk._definitions import (
     mark_run,
     mark_signal,
 )
+from sdk._log import ContextLogger
 from sdk._retry import RetryPolicy
 
 __all__ = [
@@ -35,6 +34,7 @@ __all__ = [
     "defn",
     "deprecate_patch",
     "execute_activity",
+    "execute_activity_method",
     "info",
     "is_replaying",
     "logger",
@@ -46,6 +46,7 @@ __all__ = [
     "signal",
     "sleep",
     "start_activity",
+    "start_activity_method",
     "uuid4",
     "wait_condition",
 ]
@@ -113,6 +114,7 @@ def start_activity(
     task_queue: str | None = None,
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
+    schedule_to_start_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
@@ -129,6 +131,9 @@ def start_activity(
     for key, value, what in (
         ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),
         ("schedule_to_close_ms", schedule_to_close_timeout, "schedule_to_close_timeout"),
+        # Each attempt must start within it (a worker took its task), else the activity
+        # fails with ActivityTimeoutError "schedule_to_start", not retried.
+        ("schedule_to_start_ms", schedule_to_start_timeout, "schedule_to_start_timeout"),
         ("heartbeat_ms", heartbeat_timeout, "heartbeat_timeout"),
     ):
         ms = _ms(value, what)
@@ -155,6 +160,7 @@ async def execute_activity(
     task_queue: str | None = None,
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
+    schedule_to_start_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
@@ -168,10 +174,24 @@ async def execute_activity(
         task_queue=task_queue,
         start_to_close_timeout=start_to_close_timeout,
         schedule_to_close_timeout=schedule_to_close_timeout,
+        schedule_to_start_timeout=schedule_to_start_timeout,
         heartbeat_timeout=heartbeat_timeout,
         retry_policy=retry_policy,
         cancellation_type=cancellation_type,
     )
+
+
+def start_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> (
+    asyncio.Future[Any]
+):
+    """`start_activity` for an activity that is a method (`Service.charge`, unbound: the
+    worker registered the bound method `service.charge`), as temporalio names it."""
+    return start_activity(activity, *args, **options)
+
+
+async def execute_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """`execute_activity` for an activity that is a method (see start_activity_method)."""
+    return await execute_activity(activity, *args, **options)
 
 
 async def sleep(duration: timedelta | float) -> None:
@@ -252,62 +272,21 @@ def continue_as_new(*args: Any) -> NoReturn:
     raise ContinueAsNewError(list(args))
 
 
-class _ReplayAwareLogger:
-    """structlog logger that stays silent while history is being replayed, so each
-    line is logged once however often the workflow is replayed. Called the stdlib way
-    too: `logger.info("charged %s", amount, extra={...}, exc_info=True)`."""
-
-    def __init__(self) -> None:
-        self._log = structlog.get_logger("redurable.workflow")
-
-    def _emit(self, level: str, msg: object, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        try:
-            machine = current_machine()
-        except RuntimeError:
-            machine = None
-        if machine is not None and machine.replaying:
-            return
-        event = _format(msg, args)
-        kw.pop("stack_info", None)
-        kw.pop("stacklevel", None)
-        extra = kw.pop("extra", None)
-        if isinstance(extra, dict):
-            kw = {**extra, **kw}
-        if machine is not None:
-            kw = {"workflow_id": machine.info.workflow_id, "run_id": machine.info.run_id, **kw}
-        getattr(self._log, level)(event, **kw)
-
-    def debug(self, msg: object, *args: Any, **kw: Any) -> None:
-        self._emit("debug", msg, args, kw)
-
-    def info(self, msg: object, *args: Any, **kw: Any) -> None:
-        self._emit("info", msg, args, kw)
-
-    def warning(self, msg: object, *args: Any, **kw: Any) -> None:
-        self._emit("warning", msg, args, kw)
-
-    def error(self, msg: object, *args: Any, **kw: Any) -> None:
-        self._emit("error", msg, args, kw)
-
-    def exception(self, msg: object, *args: Any, **kw: Any) -> None:
-        kw.setdefault("exc_info", True)
-        self._emit("error", msg, args, kw)
-
-    def critical(self, msg: object, *args: Any, **kw: Any) -> None:
-        self._emit("critical", msg, args, kw)
-
-
-def _format(msg: object, args: tuple[Any, ...]) -> str:
-    """`msg % args` as the stdlib does it; a line whose arguments do not fit its format
-    is still logged (with the arguments shown) rather than failing the workflow task."""
-    if not args:
-        return str(msg)
-    # One mapping is for "%(name)s" formats, as in logging.
-    values: object = args[0] if len(args) == 1 and isinstance(args[0], dict) else args
+def _log_fields() -> dict[str, Any] | None:
+    """The ids `logger`'s records carry; None (the line is dropped) while the workflow
+    replays history, so each line is logged once however often it is replayed."""
     try:
-        return str(msg) % values
-    except (TypeError, ValueError, KeyError) as exc:
-        return f"{msg} {args!r} (log arguments do not fit the format: {exc})"
+        machine = current_machine()
+    except RuntimeError:
+        return {}
+    if machine.replaying:
+        return None
+    i = machine.info
+    return {"workflow_id": i.workflow_id, "run_id": i.run_id, "workflow_type": i.workflow_type,
+            "task_queue": i.task_queue, "attempt": i.attempt}
 
 
-logger = _ReplayAwareLogger()
+#: A stdlib `logging.LoggerAdapter` (logger "redurable.workflow"), silent on replay:
+#: `logger.info("charged %s", amount, extra={...}, exc_info=True)`; structlog-style
+#: fields (`logger.info("charged", amount=3)`) work too.
+logger = ContextLogger("redurable.workflow", _log_fields)

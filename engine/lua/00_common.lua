@@ -222,7 +222,7 @@ end
 
 local function clear_attempt_timers(c, seq, attempt)
   redis.call('ZREM', c.timers, timer_member('S', c.run, seq, attempt, c.id),
-    timer_member('H', c.run, seq, attempt, c.id))
+    timer_member('H', c.run, seq, attempt, c.id), timer_member('Q', c.run, seq, attempt, c.id))
 end
 
 -- How an attempt cancelled at the workflow's request ended, in its ActivityTaskFailed.
@@ -255,14 +255,22 @@ end
 
 -- The task carries what a worker needs to run the attempt at once: type, input, the
 -- last heartbeat details, and the timeouts that decide when it must mark it started.
+-- A schedule-to-start timeout ('Q' timer) ends the attempt unless it is marked started
+-- by then (rd_act_start); the field tells the worker to mark it at once.
 local function enqueue_activity(c, seq, attempt, state)
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
-  redis.call('XADD', key_activity_tasks(c.prefix, state.tq), '*',
-    'workflow_id', c.id, 'run_id', c.run, 'activity_id', seq, 'attempt', attempt,
-    'activity_type', state.type,
+  local fields = {'workflow_id', c.id, 'run_id', c.run, 'activity_id', seq,
+    'attempt', attempt, 'activity_type', state.type,
     'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
     'heartbeat_ms', tonumber(state.heartbeat_ms) or 0,
-    'input', data[1] or '', 'heartbeat_details', data[2] or '')
+    'input', data[1] or '', 'heartbeat_details', data[2] or ''}
+  local sts = tonumber(state.schedule_to_start_ms)
+  if sts and sts > 0 then
+    fields[#fields + 1] = 'schedule_to_start_ms'
+    fields[#fields + 1] = sts
+    redis.call('ZADD', c.timers, now_ms() + sts, timer_member('Q', c.run, seq, attempt, c.id))
+  end
+  redis.call('XADD', key_activity_tasks(c.prefix, state.tq), '*', unpack(fields))
 end
 
 local function retry_activity(c, seq, state, failure, delay, ts)
@@ -290,7 +298,9 @@ local function activity_timed_out(c, seq, state, kind, ts)
   if state.msg then ack(key_activity_tasks(c.prefix, state.tq), state.msg) end
   clear_attempt_timers(c, seq, state.attempt)
   local delay = nil
-  if kind ~= 'schedule_to_close' then
+  -- As in Temporal, neither schedule-to-close nor schedule-to-start is retried (a
+  -- queue without workers would not get one by waiting again).
+  if kind ~= 'schedule_to_close' and kind ~= 'schedule_to_start' then
     delay = retry_delay(state, 'ActivityTimeoutError', false, ts)
   end
   if delay then

@@ -1,27 +1,42 @@
 -- Activity task transitions: start, heartbeat, complete/fail.
 
+-- The activity's state while `attempt` is its current one ('' = whichever is: an async
+-- activity handle made from workflow, run and activity ids), else nil.
 local function act_fenced(c, seq, attempt)
   if not is_current(c, c.run) then return nil end
   local state = get_activity(c, seq)
-  if not state or tostring(state.attempt) ~= attempt then return nil end
+  if not state then return nil end
+  if attempt ~= '' and tostring(state.attempt) ~= attempt then return nil end
   return state
 end
 
 -- rd_act_start: mark a running attempt started and arm its timeouts. Workers call it
 -- only for attempts that run longer than a moment (or have short timeouts): an attempt
 -- that completes first never needs it, and a dead worker's task is claimed anyway.
+-- With ARGV[8] 'async' the activity function returned through raise_complete_async():
+-- the attempt is marked started if it was not, and its task acknowledged (a client
+-- completes it by task token); it answers {'ok'} alone.
 -- KEYS: wf, history, buffer, activity task stream
--- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker, ['async']
 -- Returns {'ok', state_json, input, heartbeat_details, now_ms} or {'stale'}.
 redis.register_function('rd_act_start', function(keys, args)
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
+  local async = args[8] == 'async'
   local state = act_fenced(c, seq, attempt)
   if not state then
     ack(c.task, msg)
     return {'stale'}
   end
   local ts = now_ms()
+  if async and state.started then
+    -- Marked before (it ran a while): its timeouts run already; only the task goes.
+    ack(c.task, msg)
+    state.msg = nil
+    state.worker = nil
+    put_activity(c, seq, state)
+    return {'ok'}
+  end
   if state.cancel_requested then
     -- Cancelled before it started (WAIT_CANCELLATION_COMPLETED): it ends here.
     ack(c.task, msg)
@@ -29,8 +44,12 @@ redis.register_function('rd_act_start', function(keys, args)
     return {'stale'}
   end
   state.started = ts
-  state.msg = msg
-  state.worker = args[7]
+  if async then
+    ack(c.task, msg)
+  else
+    state.msg = msg
+    state.worker = args[7]
+  end
   put_activity(c, seq, state)
   local stc = tonumber(state.start_to_close_ms)
   if stc and stc > 0 then
@@ -40,23 +59,28 @@ redis.register_function('rd_act_start', function(keys, args)
   if hb and hb > 0 then
     redis.call('ZADD', c.timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
   end
+  if async then return {'ok'} end
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
   return {'ok', cjson.encode(state), data[1] or '', data[2] or '', ts}
 end)
 
 -- rd_act_heartbeat: the activity is alive; push its heartbeat deadline out.
 -- KEYS: wf
--- ARGV: prefix, workflow_id, run_id, activity_id, attempt, details ('' = none)
--- Returns {'ok'} or {'cancel'} when the activity is no longer wanted.
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt ('' = the current one),
+--       details ('' = none)
+-- Returns {'ok'}, {'cancel'} when the workflow asked to cancel the activity, or
+-- {'stale'} when the attempt is not the activity's current one any more (it ended,
+-- timed out, or its run closed): either way the attempt is no longer wanted.
 redis.register_function('rd_act_heartbeat', function(keys, args)
   local c = ctx(keys, args)
   local seq, attempt = args[4], args[5]
   local state = act_fenced(c, seq, attempt)
-  if not state or state.cancel_requested then return {'cancel'} end
+  if not state then return {'stale'} end
+  if state.cancel_requested then return {'cancel'} end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
     redis.call('ZADD', c.timers, now_ms() + hb,
-      timer_member('H', c.run, seq, attempt, c.id))
+      timer_member('H', c.run, seq, tostring(state.attempt), c.id))
   end
   if args[6] ~= '' then redis.call('HSET', c.wf, 'acthb:' .. seq, args[6]) end
   return {'ok'}
@@ -84,7 +108,8 @@ end
 
 -- rd_act_complete: an attempt finished. Success delivers the result; a failure is
 -- retried after a durable backoff timer, or delivered when final.
--- KEYS: wf, history, buffer, activity task stream
+-- KEYS: wf, history, buffer, activity task stream (absent, msg_id '': a client's
+--       completion of an async activity, attempt '' for the current one)
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id,
 --       outcome ('completed'|'failed'), payload (result bytes | failure json),
 --       error_type, non_retryable ('1'|'0'),

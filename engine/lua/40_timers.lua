@@ -37,6 +37,11 @@ local function fire(prefix, member, ts)
     if state and tostring(state.attempt) == b and state.started then
       activity_timed_out(c, a, state, kind == 'S' and 'start_to_close' or 'heartbeat', ts)
     end
+  elseif kind == 'Q' then
+    local state = get_activity(c, a)
+    if state and tostring(state.attempt) == b and not state.started then
+      activity_timed_out(c, a, state, 'schedule_to_start', ts)
+    end
   elseif kind == 'C' then
     local state = get_activity(c, a)
     if state then activity_timed_out(c, a, state, 'schedule_to_close', ts) end

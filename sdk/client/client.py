@@ -25,8 +25,10 @@ from engine.resp import RespPool
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
+from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import workflow_type_name
+from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
 from sdk.client.handle import WorkflowHandle
 from sdk.client.server_url import client_url
@@ -192,6 +194,34 @@ class Client:
 
     def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle:
         return WorkflowHandle(self, check_id(workflow_id), run_id)
+
+    def get_async_activity_handle(
+        self,
+        *,
+        task_token: bytes | None = None,
+        workflow_id: str | None = None,
+        run_id: str | None = None,
+        activity_id: int | str | None = None,
+    ) -> AsyncActivityHandle:
+        """A handle to complete, fail, heartbeat or report the cancellation of an
+        activity whose function called `activity.raise_complete_async()`: by the
+        `task_token` of its attempt (`activity.info().task_token`), or by
+        `workflow_id` + `activity_id` (+ `run_id`, else the current run's) for its
+        current attempt."""
+        if task_token is not None:
+            if workflow_id is not None or run_id is not None or activity_id is not None:
+                raise InvalidArgumentError("give a task_token, or workflow_id + activity_id")
+            return AsyncActivityHandle(self, decode_task_token(task_token))
+        if workflow_id is None or activity_id is None:
+            raise InvalidArgumentError("give a task_token, or workflow_id + activity_id")
+        try:
+            seq = int(activity_id)
+        except ValueError:
+            raise InvalidArgumentError(f"activity_id {activity_id!r} is not a number") from None
+        if seq < 1:
+            raise InvalidArgumentError("activity_id must be a positive number")
+        run = "" if run_id is None else check_id(run_id, "run id")
+        return AsyncActivityHandle(self, ActivityRef(check_id(workflow_id), run, seq))
 
     async def list_workflows(
         self,

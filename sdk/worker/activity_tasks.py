@@ -4,6 +4,7 @@ attempt, sending start marks and heartbeats, and committing completions in batch
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -14,9 +15,10 @@ import structlog
 
 from engine.errors import ApplicationError, PayloadError, to_failure
 from engine.store import Call
+from engine.task_token import ActivityRef
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
-from sdk.worker.activity_attempt import RunningActivity, call_activity
+from sdk.worker.activity_attempt import RunningActivity, call_activity, runs_in
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
 
@@ -46,11 +48,14 @@ class ActivityTasks:
         activities: dict[str, ActivityDefinition],
         *,
         max_concurrent: int,
+        executor: concurrent.futures.Executor,
     ) -> None:
         self._plumbing = plumbing
         self._store = plumbing.store
         self._codec = plumbing.client.codec
         self._activities = activities
+        #: Where plain `def` activities run (sdk/worker/activity_attempt.py).
+        self._executor = executor
         self.max_concurrent = max_concurrent
         self.claim_streams: Sequence[str] = plumbing.activity_streams
         # Keyed by (stream, entry id): entry ids are only unique within one stream.
@@ -161,7 +166,10 @@ class ActivityTasks:
             self._plumbing.hold(task)
             timeouts = [int(task.fields.get(k, b"0") or 0)
                         for k in (b"start_to_close_ms", b"heartbeat_ms")]
-            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts)
+            # A schedule-to-start timeout fires unless the attempt is marked started:
+            # the lazy mark would be too late for it.
+            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts) or bool(
+                int(task.fields.get(b"schedule_to_start_ms", b"0") or 0))
             running = RunningActivity(task, self._context(task))
             running.mark_at = now if short else now + LAZY_START_S
             self.running[(task.stream, task.msg_id)] = running
@@ -176,16 +184,21 @@ class ActivityTasks:
                 details = self._codec.decode(raw_details)
             except ValueError:
                 details = None
+        ref = ActivityRef(task.get("workflow_id"), task.get("run_id"),
+                          int(task.get("activity_id")), int(task.get("attempt")))
         info = activity_api.ActivityInfo(
-            workflow_id=task.get("workflow_id"),
-            run_id=task.get("run_id"),
-            activity_id=int(task.get("activity_id")),
+            workflow_id=ref.workflow_id,
+            run_id=ref.run_id,
+            activity_id=ref.activity_id,
             activity_type=task.get("activity_type"),
             attempt=int(task.get("attempt")),
             task_queue=self._plumbing.task_queue,
             heartbeat_details=details,
+            task_token=ref.encode(),
         )
-        return activity_api.ActivityContext(info, encode=self._codec.encode)
+        definition = self._activities.get(info.activity_type)
+        where = "async" if definition is None else runs_in(definition, self._executor)
+        return activity_api.ActivityContext(info, encode=self._codec.encode, runs_in=where)
 
     async def _run(self, running: RunningActivity) -> None:
         task, ctx = running.task, running.context
@@ -210,7 +223,7 @@ class ActivityTasks:
             args = self._codec.decode(task.fields.get(b"input", b""))
             result: Any = None
             with running.scope:
-                result = await call_activity(definition.fn, args)
+                result = await call_activity(definition, args, ctx, self._executor)
             if running.scope.cancelled_caught:
                 if running.releasing:
                     call = self._store.release_call(task.stream, task.msg_id)
@@ -241,6 +254,12 @@ class ActivityTasks:
                     eager_task_queue=self._plumbing.task_queue,
                     eager_sticky=self._plumbing.sticky or "",
                 )
+        except activity_api.CompleteAsyncError:
+            # Completed later through an async activity handle: mark the attempt
+            # started (its timeouts run from there) and let its task go.
+            call = self._store.act_start_call(
+                info.workflow_id, info.run_id, task.get("activity_id"), task.get("attempt"),
+                task.msg_id, task.stream, self._plumbing.identity, complete_async=True)
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
             call = self._failure_call(task, exc)
@@ -349,8 +368,7 @@ class ActivityTasks:
                 elif reply[0] in (b"cancel", b"stale") and (r.task.stream, r.task.msg_id) in (
                     self.running
                 ):
-                    r.context.cancel_requested = True
-                    r.scope.cancel()
+                    r.cancel()
 
     # --- stopping ---------------------------------------------------------------------
     async def finished(self) -> None:
@@ -362,8 +380,7 @@ class ActivityTasks:
         """Cancel the attempts still running: their tasks go back to the queue (a
         release, committed by the next flush), for another worker to run."""
         for running in list(self.running.values()):
-            running.releasing = True
-            running.scope.cancel()
+            running.release()
         with anyio.move_on_after(2):
             while self.running:
                 await anyio.sleep(0.01)

@@ -4,11 +4,13 @@ the other workers (sdk/worker/liveness.py), its timers, and a graceful stop."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import pickle
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
 from typing import Any
@@ -60,7 +62,14 @@ class Worker:
         timer_interval: float = 0.05,
         handle_signals: bool = True,
         sticky_queue_schedule_to_start_timeout: timedelta | float = timedelta(seconds=1),
+        activity_executor: concurrent.futures.Executor | None = None,
+        no_remote_activities: bool = False,
     ) -> None:
+        """`activity_executor` runs the plain `def` activities: by default a thread
+        pool of `max_concurrent_activities` threads, made by the worker and shut down
+        with it (one given is the caller's to shut down). A ProcessPoolExecutor works
+        for CPU-bound code, without heartbeats (docs/activities.md).
+        `no_remote_activities`: poll no activity tasks (a worker of workflows only)."""
         self.client = client
         self.store: Store = client.store
         self.keys = client.keys
@@ -73,9 +82,22 @@ class Worker:
         self._activities: dict[str, ActivityDefinition] = {}
         for a in activities:
             ad = activity_definition(a)
+            if ad.name in self._activities:
+                raise ValueError(f"two activities named {ad.name!r}")
             self._activities[ad.name] = ad
+        if no_remote_activities:
+            self._activities = {}
         if not self._workflows and not self._activities:
-            raise ValueError("a worker needs at least one workflow or activity")
+            raise ValueError(
+                "a worker needs at least one workflow or activity"
+                + (" (no_remote_activities=True: activities are not polled)"
+                   if no_remote_activities else "")
+            )
+        self._own_executor = activity_executor is None
+        self._activity_executor = activity_executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrent_activities, thread_name_prefix="redurable-activity"
+        )
+        _check_picklable(self._activities.values(), self._activity_executor)
         self.max_concurrent_activities = max_concurrent_activities
         self.max_workflow_batch = max_workflow_batch
         self.liveness_ms = int(liveness_timeout * 1000)
@@ -109,7 +131,10 @@ class Worker:
         )
         self.stats = self._plumbing.stats
         self._activity_tasks = ActivityTasks(
-            self._plumbing, self._activities, max_concurrent=max_concurrent_activities
+            self._plumbing,
+            self._activities,
+            max_concurrent=max_concurrent_activities,
+            executor=self._activity_executor,
         )
         self._workflow_tasks = WorkflowTasks(
             self._plumbing,
@@ -198,6 +223,10 @@ class Worker:
                     )
                 except RedisError:
                     pass
+            if self._own_executor:
+                # Threads of attempts handed back at shutdown may still run: they are
+                # not waited for (their results are dropped by fencing).
+                self._activity_executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker_stopped", worker=self.identity)
 
     def _start_poller(self, tg: TaskGroup, loop: Callable[[], Awaitable[None]]) -> None:
@@ -313,6 +342,26 @@ class Worker:
             streams = [plumbing.query_stream, *plumbing.sticky_query_streams]
             for task in await plumbing.read(streams, 16):
                 await self._queries.answer(task)
+
+
+def _check_picklable(
+    definitions: Iterable[ActivityDefinition], executor: concurrent.futures.Executor
+) -> None:
+    """A process pool sends each sync activity to another process: say so at once
+    when one cannot be sent (a lambda's closure, a method of an unpicklable object),
+    rather than fail every attempt."""
+    if not isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+        return
+    for d in definitions:
+        if d.is_async:
+            continue
+        try:
+            pickle.dumps(d.fn)
+        except Exception as exc:
+            raise TypeError(
+                f"activity {d.name!r} runs in a process pool, so it must be picklable "
+                f"(a module-level function, or a method of a picklable object): {exc}"
+            ) from None
 
 
 class _ClaimedQueries:

@@ -5,6 +5,7 @@ API fail type checking fails `scripts/check`."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 import uuid
 from collections.abc import Callable, Coroutine
@@ -14,6 +15,7 @@ from typing import Any, assert_type
 from sdk import (
     ActivityError,
     ApplicationError,
+    AsyncActivityHandle,
     CancelledError,
     Client,
     HistoryEvent,
@@ -55,8 +57,35 @@ async def send_notification(message: str) -> None:
     del message
 
 
+@activity.defn
+def resize(path: str, width: int) -> str:
+    """A sync activity: runs in the worker's activity executor (threads by default)."""
+    activity.logger.info("resizing %s to %d", path, width, extra={"width": width})
+    try:
+        activity.heartbeat(width)
+    except CancelledError:
+        raise
+    if activity.wait_for_cancelled_sync(0.1):
+        raise CancelledError("stopped")
+    token: bytes = activity.info().task_token
+    del token
+    if width > 10:
+        activity.raise_complete_async()
+    return path
+
+
+class Payments:
+    def __init__(self, fee: int) -> None:
+        self.fee = fee
+
+    @activity.defn
+    async def charge(self, amount: int) -> int:
+        return amount + self.fee
+
+
 # The decorators keep the function's own type.
 _charge: Callable[[int, float], Coroutine[Any, Any, str]] = charge
+_resize: Callable[[str, int], str] = resize
 
 
 # --- workflows ----------------------------------------------------------------------------
@@ -115,6 +144,11 @@ class Order:
             assert_type(exc.attempt, int)
             raise ApplicationError("payment failed", non_retryable=True) from exc
         del receipt
+        total = await workflow.execute_activity_method(
+            Payments.charge, 3, start_to_close_timeout=timedelta(minutes=1),
+            schedule_to_start_timeout=timedelta(seconds=30),
+        )
+        del total
         future = workflow.start_activity(
             "notify",
             "paid",
@@ -192,6 +226,14 @@ async def client_usage() -> None:
         again = client.get_workflow_handle("order-3", run_id=handle.run_id)
         assert_type(await again.result(), Any)
         assert_type(await client.execute_workflow(Renamed.run, id="r", task_queue="q"), Any)
+        remote = client.get_async_activity_handle(task_token=b"...")
+        assert_type(remote, AsyncActivityHandle)
+        await remote.heartbeat("progress")
+        await remote.complete({"ok": True})
+        await remote.fail(ApplicationError("no"), last_heartbeat_details=[1])
+        await remote.report_cancellation()
+        by_ids = client.get_async_activity_handle(workflow_id="order-3", activity_id=1)
+        await by_ids.complete()
 
 
 async def worker_usage(client: Client) -> None:
@@ -199,8 +241,10 @@ async def worker_usage(client: Client) -> None:
         client,
         task_queue="orders",
         workflows=[Order, Renamed],
-        activities=[charge, send_notification],
+        activities=[charge, send_notification, resize, Payments(2).charge],
         max_concurrent_activities=10,
+        activity_executor=concurrent.futures.ThreadPoolExecutor(4),
+        no_remote_activities=False,
         graceful_shutdown_timeout=5.0,
         handle_signals=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from engine.errors import InvalidArgumentError
 from engine.machine import ActivationFailed
 from sdk import RetryPolicy, activity, workflow
 from sdk._definitions import (
+    activity_definition,
     activity_type_name,
     query_name,
     signal_name,
@@ -162,11 +164,36 @@ def test_init_must_take_no_required_arguments() -> None:
         async def run(self) -> None: ...
 
 
-def test_activity_must_be_async() -> None:
-    def sync_activity() -> None: ...
+def test_sync_activities_and_methods_are_defined() -> None:
+    def resize(path: str) -> str:
+        return path
 
-    with pytest.raises(TypeError, match="must be 'async def'"):
-        activity.defn(sync_activity)
+    class Service:
+        def __init__(self, fee: int) -> None:
+            self.fee = fee
+
+        @activity.defn
+        async def charge(self, amount: int) -> int:
+            return amount + self.fee
+
+    assert activity.defn(resize) is resize
+    assert activity_definition(resize).is_async is False
+    assert activity_definition(Service.charge).is_async is True
+    # A bound method's definition calls it with its own instance.
+    bound = activity_definition(Service(2).charge)
+    assert bound.name == "charge"
+    assert bound.fn.__self__.fee == 2  # type: ignore[attr-defined]
+    assert activity_type_name(Service.charge) == activity_type_name(Service(3).charge)
+
+
+def test_activity_must_be_a_plain_function() -> None:
+    def numbers() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="must not be a generator"):
+        activity.defn(numbers)
+    with pytest.raises(TypeError, match="decorates a function or a method"):
+        activity.defn(Good)
 
 
 def test_bad_wire_names() -> None:

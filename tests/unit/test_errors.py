@@ -255,3 +255,27 @@ def test_failure_json_is_compact_json(tmp_path: Any) -> None:
     text = failure_json(ApplicationError("m", type="T"))
     assert " " not in text.replace("m", "")
     assert json.loads(text)["type"] == "T"
+
+
+def test_a_cause_from_the_wire_keeps_its_stack() -> None:
+    """An activity's failure is rebuilt in the workflow (from_failure) and raised as
+    the cause of an ActivityError; the workflow's failure then stores that chain again.
+    The cause was never raised there, so it has no traceback: its stack from the wire
+    is kept (it was dropped, so `err.cause.cause.stack` was None)."""
+    def activity_code() -> None:
+        raise ValueError("bad value")
+
+    try:
+        activity_code()
+    except ValueError as exc:
+        activity_failure = to_failure(exc)
+    assert "activity_code" in activity_failure["stack"]
+    cause = from_failure(activity_failure)
+    workflow_error = raised(
+        ActivityError("activity failed", activity_type="a", activity_id=1, attempt=1,
+                      cause=cause)
+    )
+    again = round_trip(workflow_error)
+    assert isinstance(again.cause, ApplicationError)
+    assert again.cause.stack == activity_failure["stack"]
+    assert again.stack is not None and "raised" in again.stack  # its own traceback
