@@ -9,6 +9,7 @@ from typing import Any, TypeVar, overload
 
 from engine.codec import MsgpackCodec
 from sdk._definitions import decorate, define_activity
+from sdk.converter import value_to_wire
 
 __all__ = ["ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
 
@@ -74,7 +75,7 @@ def heartbeat(*details: Any) -> None:
     # Encoded here, in the activity's own code: a value the codec refuses raises
     # PayloadError where the user sees it (it used to raise in the worker's heartbeat
     # loop and stop the whole worker).
-    ctx.heartbeat_payload = ctx.encode(payload) if payload is not None else b""
+    ctx.heartbeat_payload = ctx.encode(value_to_wire(payload)) if payload is not None else b""
     ctx.heartbeat_details = payload
     ctx.heartbeat_pending = True
 

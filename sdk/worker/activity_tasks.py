@@ -16,6 +16,7 @@ from engine.errors import ApplicationError, PayloadError, to_failure
 from engine.store import Call
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
+from sdk._payload_hints import hints_of
 from sdk.worker.activity_attempt import RunningActivity, call_activity
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
@@ -208,6 +209,13 @@ class ActivityTasks:
                     type="ActivityNotRegistered",
                 )
             args = self._codec.decode(task.fields.get(b"input", b""))
+            hints = hints_of(definition.fn)
+            try:
+                args = hints.decode_args(args)
+            except PayloadError as exc:
+                # Every attempt would get the same arguments: do not retry.
+                raise ApplicationError(str(exc), type="PayloadError",
+                                       non_retryable=True) from None
             result: Any = None
             with running.scope:
                 result = await call_activity(definition.fn, args)
@@ -223,7 +231,7 @@ class ActivityTasks:
                     )
             else:
                 try:
-                    payload = self._codec.encode(result)
+                    payload = self._codec.encode(hints.encode_result(result))
                 except PayloadError as exc:
                     # Another attempt would return the same value: do not retry.
                     raise ApplicationError(
