@@ -81,7 +81,7 @@ def hints_of(fn: Callable[..., Any], *, method: bool = False) -> PayloadHints:
     """The hints of `fn`. `method`: a function defined in a class, whose first parameter
     (self) is not an argument. A function whose first parameter is an unannotated
     `self` is taken as one too (an activity method named on its class)."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+    name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
     target = inspect.unwrap(fn)
     try:
         resolved = typing.get_type_hints(target)

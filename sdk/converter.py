@@ -46,6 +46,10 @@ _SEQUENCE_ORIGINS = (list, cabc.Sequence, cabc.MutableSequence, cabc.Iterable,
                      cabc.Collection)
 _SET_ORIGINS = (set, frozenset, cabc.Set, cabc.MutableSet)
 _MAPPING_ORIGINS = (dict, cabc.Mapping, cabc.MutableMapping)
+#: What a sender may pass for an unparametrised container hint.
+_BARE_ACCEPTS: dict[Any, Any] = {list: list | tuple, dict: cabc.Mapping, tuple: tuple | list,
+                                 set: cabc.Set, frozenset: cabc.Set}
+_NATIVE_BASES: tuple[Any, ...] = (bool, int, float, str, bytes)
 #: Unparametrised container hints (`list`, `Mapping`): their items are taken as they are.
 _BARE: dict[Any, Any] = {
     **{o: list for o in _SEQUENCE_ORIGINS}, **{o: set for o in _SET_ORIGINS},
@@ -53,7 +57,7 @@ _BARE: dict[Any, Any] = {
 }
 
 
-class _Misfit(Exception):  # noqa: N818 - internal, becomes a PayloadError
+class _Misfit(Exception):
     """A value that does not fit; `path` collects where, innermost first."""
 
     def __init__(self, reason: str) -> None:
@@ -276,6 +280,8 @@ def _decode_class(hint: type, value: Any) -> Any:
         if not isinstance(value, bytes | bytearray):
             raise _Misfit(f"expected bytes, {_got(value)}")
         return bytes(value)
+    if typing.is_typeddict(hint):  # before isinstance(), which a TypedDict refuses
+        return _decode_typed_dict(hint, value)
     if isinstance(value, hint) and not isinstance(value, list | dict):
         return value  # already the type (a value that did not cross the wire)
     if issubclass(hint, Enum):
@@ -301,8 +307,6 @@ def _decode_class(hint: type, value: Any) -> Any:
         return _decode_dataclass(hint, value)
     if _pydantic_model(hint):
         return _decode_pydantic(hint, value)
-    if typing.is_typeddict(hint):
-        return _decode_typed_dict(hint, value)
     if _is_named_tuple(hint):
         if not isinstance(value, list | tuple):
             raise _Misfit(f"expected {hint.__qualname__} (an array), {_got(value)}")
@@ -517,8 +521,7 @@ def _encode_class(value: Any, hint: type) -> Any:
             except _Misfit as misfit:
                 raise misfit.at(f"[{key!r:.40}]") from None
         return out
-    bare = {list: list | tuple, dict: cabc.Mapping, tuple: tuple | list,
-            set: cabc.Set, frozenset: cabc.Set}.get(hint)
+    bare = _BARE_ACCEPTS.get(hint)
     if bare is not None:
         if not isinstance(value, bare):
             raise _Misfit(f"expected {hint.__qualname__}, {_got(value)}")
@@ -568,7 +571,7 @@ def _plain(value: Any) -> Any:
         return _encode_mapping(value, Any, Any)
     if isinstance(value, list | tuple | cabc.Set | collections.deque):
         return _encode_items(value, Any)
-    for base in (bool, int, float, str, bytes):  # subclasses of the natives
+    for base in _NATIVE_BASES:  # subclasses of the natives
         if isinstance(value, base):
             return base(value)
     raise _Misfit(

@@ -25,7 +25,6 @@ from engine.store import Store
 from sdk._definitions import query_name, signal_name
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.registry import live_workers
-from sdk.converter import value_to_type
 from sdk.client.types import (
     HistoryEvent,
     PendingActivity,
@@ -35,6 +34,7 @@ from sdk.client.types import (
     text,
     to_history_event,
 )
+from sdk.converter import value_to_type
 
 if TYPE_CHECKING:
     from sdk.client.client import Client

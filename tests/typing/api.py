@@ -8,6 +8,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_type
 
@@ -32,6 +33,13 @@ from sdk import (
     configure_logging,
     workflow,
 )
+
+
+@dataclass
+class Receipt:
+    product_id: int
+    paid_at: datetime
+
 
 # --- activities ---------------------------------------------------------------------------
 
@@ -113,6 +121,10 @@ class Order:
             assert_type(exc.attempt, int)
             raise ApplicationError("payment failed", non_retryable=True) from exc
         del receipt
+        paid: Receipt = await workflow.execute_activity(
+            "charge", product_id, 9.5, start_to_close_timeout=timedelta(minutes=1),
+            result_type=Receipt)
+        del paid
         future = workflow.start_activity(
             "notify",
             "paid",
@@ -190,6 +202,15 @@ async def client_usage() -> None:
         again = client.get_workflow_handle("order-3", run_id=handle.run_id)
         assert_type(await again.result(), Any)
         assert_type(await client.execute_workflow(Renamed.run, id="r", task_queue="q"), Any)
+        # Payloads follow type hints; `result_type=` where there is none.
+        receipt: Receipt = await client.execute_workflow(
+            "Order", 6, id="order-6", task_queue="orders", result_type=Receipt)
+        by_class = client.get_workflow_handle_for(Order.run, "order-3")
+        typed = client.get_workflow_handle("order-3", result_type=Receipt)
+        assert_type(typed.result_type, Any)
+        del receipt, by_class
+        count_again: int = await handle.query("itemCount", result_type=int)
+        del count_again
 
 
 async def worker_usage(client: Client) -> None:
