@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import PayloadError
+from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.converter import value_to_type, value_to_wire
 
 _VARIADIC = inspect.Parameter.VAR_POSITIONAL
@@ -31,37 +32,43 @@ class PayloadHints:
     rest: tuple[str, Any] | None = None
     result: Any = Any
 
-    def _param(self, index: int) -> tuple[str, Any]:
+    def _hint(self, index: int) -> Any:
         if index < len(self.params):
-            name, hint = self.params[index]
-            return f"parameter {name!r} of {self.name}", hint
-        if self.rest is not None:
-            return f"parameter *{self.rest[0]} (argument {index + 1}) of {self.name}", self.rest[1]
-        # No such parameter: the call itself fails where it is made (too many arguments).
-        return f"argument {index + 1} of {self.name}", Any
+            return self.params[index][1]
+        return self.rest[1] if self.rest is not None else Any
+
+    def _what(self, index: int) -> Callable[[], str]:
+        """Names argument `index` in a message (made only when there is one)."""
+
+        def what() -> str:
+            if index < len(self.params):
+                return f"parameter {self.params[index][0]!r} of {self.name}"
+            if self.rest is not None:
+                return f"parameter *{self.rest[0]} (argument {index + 1}) of {self.name}"
+            # No such parameter: the call itself fails where it is made.
+            return f"argument {index + 1} of {self.name}"
+
+        return what
 
     def encode_args(self, args: Sequence[Any]) -> list[Any]:
         """Arguments as plain data, each checked against its parameter's hint (the
         sender's side: a value the receiver could not convert fails here)."""
-        out = []
-        for index, arg in enumerate(args):
-            what, hint = self._param(index)
-            out.append(value_to_wire(arg, hint, what=what))
-        return out
+        return [value_to_wire(arg, self._hint(i), what=self._what(i))
+                for i, arg in enumerate(args)]
 
     def decode_args(self, args: Sequence[Any]) -> list[Any]:
         """Decoded arguments converted to their parameters' hints."""
-        out = []
-        for index, arg in enumerate(args):
-            what, hint = self._param(index)
-            out.append(value_to_type(hint, arg, what=what))
-        return out
+        return [value_to_type(self._hint(i), arg, what=self._what(i))
+                for i, arg in enumerate(args)]
 
     def encode_result(self, value: Any) -> Any:
-        return value_to_wire(value, self.result, what=f"result of {self.name}")
+        return value_to_wire(value, self.result, what=self._result_what)
 
     def decode_result(self, value: Any) -> Any:
-        return value_to_type(self.result, value, what=f"result of {self.name}")
+        return value_to_type(self.result, value, what=self._result_what)
+
+    def _result_what(self) -> str:
+        return f"result of {self.name}"
 
 
 def untyped(name: str) -> PayloadHints:
@@ -98,3 +105,16 @@ def hints_of(fn: Callable[..., Any], *, method: bool = False) -> PayloadHints:
     positional = tuple((p.name, resolved.get(p.name, Any)) for p in params if p.kind in _POSITIONAL)
     rest = next(((p.name, resolved.get(p.name, Any)) for p in params if p.kind == _VARIADIC), None)
     return PayloadHints(name, positional, rest, resolved.get("return", Any))
+
+
+def resolve_all(
+    workflows: Iterable[WorkflowDefinition], activities: Iterable[ActivityDefinition]
+) -> None:
+    """Resolve the hints of every handler now: a Worker is built once its modules are
+    loaded, so a hint naming an undefined type stops it at once, not at its first task."""
+    for definition in workflows:
+        for fn in (definition.run_fn, *definition.signals.values(),
+                   *definition.queries.values()):
+            hints_of(fn, method=True)
+    for activity in activities:
+        hints_of(activity.fn)

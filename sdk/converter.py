@@ -26,6 +26,7 @@ import functools
 import sys
 import types
 import typing
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -69,22 +70,24 @@ class _Misfit(Exception):
         self.path.append(segment)
         return self
 
-    def error(self, what: str) -> PayloadError:
+    def error(self, what: str | Callable[[], str]) -> PayloadError:
+        what = what() if callable(what) else what
         where = "".join(reversed(self.path))
         return PayloadError(f"{what}, at {where}: {self.reason}" if where
                             else f"{what}: {self.reason}")
 
 
-def value_to_type(hint: Any, value: Any, *, what: str = "value") -> Any:
+def value_to_type(hint: Any, value: Any, *, what: str | Callable[[], str] = "value") -> Any:
     """Convert `value` (plain data, as decoded from a payload) to `hint`. Raises
-    `PayloadError` naming `what` when it does not fit."""
+    `PayloadError` naming `what` (or what it returns: made only on failure) when it
+    does not fit."""
     try:
         return _decode(hint, value)
     except _Misfit as misfit:
         raise misfit.error(what) from None
 
 
-def value_to_wire(value: Any, hint: Any = Any, *, what: str = "value") -> Any:
+def value_to_wire(value: Any, hint: Any = Any, *, what: str | Callable[[], str] = "value") -> Any:
     """Convert `value` to plain data for the payload codec, checking that it fits `hint`
     (the type the receiver converts it to). Raises `PayloadError` naming `what`."""
     try:
@@ -163,6 +166,8 @@ def _is_named_tuple(hint: Any) -> bool:
 
 
 def _decode(hint: Any, value: Any) -> Any:
+    if type(value) is hint and hint in _NATIVE:  # the common case, first
+        return value
     if _is_any(hint):
         return value
     hint = _unwrap(hint)
@@ -391,6 +396,8 @@ def _decode_typed_dict(hint: Any, value: Any) -> dict[str, Any]:
 
 
 def _encode(value: Any, hint: Any) -> Any:
+    if type(value) is hint and hint in _NATIVE:  # the common case, first
+        return value
     if _is_any(hint):
         return _plain(value)
     hint = _unwrap(hint)

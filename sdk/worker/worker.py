@@ -26,6 +26,7 @@ from sdk._definitions import (
     activity_definition,
     workflow_definition,
 )
+from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
 from sdk.worker.activity_tasks import ActivityTasks
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
@@ -73,6 +74,7 @@ class Worker:
             self._activities[ad.name] = ad
         if not self._workflows and not self._activities:
             raise ValueError("a worker needs at least one workflow or activity")
+        resolve_all(self._workflows.values(), self._activities.values())
         self.max_concurrent_activities = max_concurrent_activities
         self.max_workflow_batch = max_workflow_batch
         self.liveness_ms = int(liveness_timeout * 1000)

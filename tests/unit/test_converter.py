@@ -20,7 +20,7 @@ import pytest
 
 from engine.codec import MsgpackCodec
 from engine.errors import PayloadError
-from sdk import activity, workflow
+from sdk import Client, Worker, activity, workflow
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.converter import value_to_type, value_to_wire
 
@@ -368,3 +368,14 @@ def test_init_false_fields_are_sent_and_not_passed_back() -> None:
     wire = value_to_wire(Counted(2))
     assert wire == {"n": 2, "doubled": 4}
     assert value_to_type(Counted, wire).doubled == 4
+
+
+@pytest.mark.anyio
+async def test_a_worker_refuses_handlers_whose_hints_cannot_be_resolved(
+    fake_client: Client,
+) -> None:
+    namespace: dict[str, Any] = {"activity": activity}
+    exec("@activity.defn\nasync def lost(x: 'Nowhere') -> None: ...", namespace)
+    with pytest.raises(PayloadError, match="cannot resolve the type hints of lost"):
+        Worker(fake_client, task_queue="q", activities=[namespace["lost"]])
+    Worker(fake_client, task_queue="q", workflows=[Shop], activities=[ship])
