@@ -99,7 +99,7 @@ def value_to_wire(value: Any, hint: Any = Any, *, what: str | Callable[[], str] 
 # --- hints ------------------------------------------------------------------------------
 
 
-def hint_name(hint: Any) -> str:
+def _hint_name(hint: Any) -> str:
     if hint is _NoneType:
         return "None"
     if isinstance(hint, type) and not typing.get_args(hint):
@@ -134,7 +134,7 @@ def _fields(cls: type) -> tuple[tuple[str, Any, bool, bool], ...]:
     try:
         hints = typing.get_type_hints(cls)
     except Exception as exc:  # NameError and friends: say which class
-        raise PayloadError(
+        raise _Misfit(
             f"cannot resolve the type hints of dataclass {cls.__qualname__}: {exc}"
         ) from None
     return tuple(
@@ -204,7 +204,7 @@ def _decode_union(hint: Any, value: Any) -> Any:
             return _decode(arm, value)
         except _Misfit:
             continue
-    raise _Misfit(f"expected {hint_name(hint)}, {_got(value)}")
+    raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
 
 
 def _decode_items(hint: Any, values: Any) -> list[Any]:
@@ -234,13 +234,13 @@ def _decode_mapping(key_hint: Any, value_hint: Any, value: Any) -> dict[Any, Any
 def _decode_generic(hint: Any, origin: Any, args: tuple[Any, ...], value: Any) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise _Misfit(f"expected {hint_name(hint)} (an array), {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)} (an array), {_got(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_decode_items(args[0], value))
         if args == ((),):  # tuple[()]
             args = ()
         if len(value) != len(args):
-            raise _Misfit(f"expected {hint_name(hint)} ({len(args)} items), got {len(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)} ({len(args)} items), got {len(value)}")
         out = []
         for index, (item_hint, item) in enumerate(zip(args, value, strict=True)):
             try:
@@ -250,17 +250,17 @@ def _decode_generic(hint: Any, origin: Any, args: tuple[Any, ...], value: Any) -
         return tuple(out)
     if origin in _MAPPING_ORIGINS:
         if not isinstance(value, cabc.Mapping):
-            raise _Misfit(f"expected {hint_name(hint)} (a map), {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)} (a map), {_got(value)}")
         key_hint, value_hint = args if len(args) == 2 else (Any, Any)
         return _decode_mapping(key_hint, value_hint, value)
     if origin in _SET_ORIGINS or origin in _SEQUENCE_ORIGINS:
         if not isinstance(value, list | tuple):
-            raise _Misfit(f"expected {hint_name(hint)} (an array), {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)} (an array), {_got(value)}")
         items = _decode_items(args[0] if args else Any, value)
         if origin is frozenset:
             return frozenset(items)
         return set(items) if origin in _SET_ORIGINS else items
-    raise _Misfit(f"unsupported type hint {hint_name(hint)}")
+    raise _Misfit(f"unsupported type hint {_hint_name(hint)}")
 
 
 def _decode_class(hint: type, value: Any) -> Any:
@@ -418,7 +418,7 @@ def _encode(value: Any, hint: Any) -> Any:
                 return _encode(value, arm)
             except _Misfit:
                 continue
-        raise _Misfit(f"expected {hint_name(hint)}, {_got(value)}")
+        raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
     if origin is Literal:
         if any(type(choice) is type(value) and choice == value
                for choice in typing.get_args(hint)):
@@ -434,13 +434,13 @@ def _encode(value: Any, hint: Any) -> Any:
 def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -> Any:
     if origin is tuple:
         if not isinstance(value, tuple | list):
-            raise _Misfit(f"expected {hint_name(hint)}, {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return _encode_items(value, args[0])
         if args == ((),):
             args = ()
         if len(value) != len(args):
-            raise _Misfit(f"expected {hint_name(hint)} ({len(args)} items), got {len(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)} ({len(args)} items), got {len(value)}")
         out = []
         for index, (item, item_hint) in enumerate(zip(value, args, strict=True)):
             try:
@@ -450,7 +450,7 @@ def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -
         return out
     if origin in _MAPPING_ORIGINS:
         if not isinstance(value, cabc.Mapping):
-            raise _Misfit(f"expected {hint_name(hint)}, {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
         key_hint, value_hint = args if len(args) == 2 else (Any, Any)
         return _encode_mapping(value, key_hint, value_hint)
     if origin in _SET_ORIGINS or origin in _SEQUENCE_ORIGINS:
@@ -460,9 +460,9 @@ def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -
         elif origin is set:
             allowed = set
         if not isinstance(value, allowed) or isinstance(value, str | bytes | cabc.Mapping):
-            raise _Misfit(f"expected {hint_name(hint)}, {_got(value)}")
+            raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
         return _encode_items(value, args[0] if args else Any)
-    raise _Misfit(f"unsupported type hint {hint_name(hint)}")
+    raise _Misfit(f"unsupported type hint {_hint_name(hint)}")
 
 
 def _encode_items(values: Any, hint: Any) -> list[Any]:

@@ -379,3 +379,12 @@ async def test_a_worker_refuses_handlers_whose_hints_cannot_be_resolved(
     with pytest.raises(PayloadError, match="cannot resolve the type hints of lost"):
         Worker(fake_client, task_queue="q", activities=[namespace["lost"]])
     Worker(fake_client, task_queue="q", workflows=[Shop], activities=[ship])
+
+
+def test_a_dataclass_whose_hints_cannot_be_resolved_is_named() -> None:
+    namespace: dict[str, Any] = {"dataclass": dataclass, "__name__": __name__}
+    exec("from __future__ import annotations\n"
+         "@dataclass\nclass Lost:\n    x: Nowhere\n", namespace)
+    with pytest.raises(PayloadError, match=r"^parameter 'p' of f: cannot resolve the type "
+                                           r"hints of dataclass Lost: name 'Nowhere'"):
+        value_to_type(namespace["Lost"], {"x": 1}, what="parameter 'p' of f")
