@@ -434,8 +434,10 @@ def test_compose_file_is_valid() -> None:
 def test_wrong_signals_are_warned_about_and_dropped_never_wedging(cli: Cli) -> None:
     """The issue's case: `signal order-6 picked_up --input '"x"'` (the handler takes no
     argument) failed the workflow task ~90 times in 14 minutes, RUNNING for good."""
+    # 60 s to be picked up: the steps below are CLI processes, seconds each on a loaded
+    # machine, and with 10 s the order failed for want of a pickup before they were done.
     cli.json("workflow", "start", "Order", "--id", "order-6", "-q", "orders", "-i", "6",
-             "-i", "10.0")  # fmt: skip
+             "-i", "60.0")  # fmt: skip
     cli.wait_state("order-6", "Paid")
     sent = cli("workflow", "signal", "order-6", "picked_up", "--input", '"x"')
     assert sent.returncode == 0 and sent.stderr == ""  # the name is known; arity is not
