@@ -5,7 +5,7 @@ the errors their awaits raise."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
@@ -68,6 +68,9 @@ class PendingActivity:
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
     #: Cancelled with WAIT_CANCELLATION_COMPLETED: the future waits for the attempt.
     cancel_requested: bool = False
+    #: Turns the decoded result into what the future gives (the sdk's type-hint
+    #: conversion); may raise PayloadError. None: the decoded value as it is.
+    convert: Callable[[Any], Any] | None = None
 
 
 def cancelled_error(pending: PendingActivity, seq: int) -> ActivityError:
@@ -126,6 +129,7 @@ class ActivityMixin:
         task_queue: str,
         options: dict[str, Any],
         cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+        convert: Callable[[Any], Any] | None = None,
     ) -> asyncio.Future[Any]:
         if len(self._activities) >= MAX_PENDING_ACTIVITIES:
             # Raised before anything is recorded, the same way on replay.
@@ -143,7 +147,8 @@ class ActivityMixin:
             cmd.ScheduleActivity(seq, activity_type, payload, task_queue, options)
         )
         future = ActivityFuture(self, seq, self.loop)
-        self._activities[seq] = PendingActivity(future, activity_type, cancellation_type)
+        self._activities[seq] = PendingActivity(future, activity_type, cancellation_type,
+                                                convert=convert)
         future.add_done_callback(lambda f: self._activity_future_done(seq, f))
         return future
 
@@ -177,7 +182,10 @@ class ActivityMixin:
         if pending is None or pending.future.done():
             return  # cancelled by the workflow before the result arrived
         try:
-            pending.future.set_result(self.codec.decode(event.result))
+            result = self.codec.decode(event.result)
+            if pending.convert is not None:
+                result = pending.convert(result)
+            pending.future.set_result(result)
         except PayloadError as exc:
             pending.future.set_exception(exc)
 

@@ -49,6 +49,11 @@ class WorkflowHooks(Protocol):
 
     def query(self, name: str, args: list[Any]) -> Any: ...
 
+    def result(self, value: Any) -> Any:
+        """The run method's result as the codec's plain data (the sdk converts it
+        following the return hint); raises PayloadError when it does not fit."""
+        ...
+
 
 @dataclass(frozen=True)
 class WorkflowInfo:
@@ -402,7 +407,9 @@ class WorkflowMachine(ActivityMixin, PatchMixin):
         exc = main.exception()
         if exc is None:
             try:
-                result = self.codec.encode(main.result())
+                # Converted now, not when the run method returned: after a dropped
+                # close, handlers that ran since may have changed the returned object.
+                result = self.codec.encode(self.hooks.result(main.result()))
             except PayloadError as perr:
                 self._append_close(cmd.FailWorkflow(to_failure(perr)))
                 return

@@ -14,6 +14,7 @@ from engine.codec import MsgpackCodec
 from engine.errors import CancelledError
 from sdk._definitions import decorate, define_activity
 from sdk._log import ContextLogger
+from sdk.converter import value_to_wire
 
 __all__ = [
     "ActivityInfo",
@@ -122,7 +123,7 @@ def heartbeat(*details: Any) -> None:
     # Encoded here, in the activity's own code: a value the codec refuses raises
     # PayloadError where the user sees it (it used to raise in the worker's heartbeat
     # loop and stop the whole worker).
-    ctx.heartbeat_payload = ctx.encode(payload) if payload is not None else b""
+    ctx.heartbeat_payload = ctx.encode(value_to_wire(payload)) if payload is not None else b""
     ctx.heartbeat_details = payload
     ctx.heartbeat_pending = True
 

@@ -25,6 +25,7 @@ from sdk._definitions import (
     mark_signal,
 )
 from sdk._log import ContextLogger
+from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
 
 __all__ = [
@@ -118,10 +119,15 @@ def start_activity(
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    result_type: Any = None,
 ) -> asyncio.Future[Any]:
     """Schedule an activity and return its future. Cancelling the future makes its
     await raise `ActivityError(cause=CancelledError)`; `cancellation_type` says whether
-    the activity is asked to stop, and whether the future waits until it has."""
+    the activity is asked to stop, and whether the future waits until it has.
+
+    Arguments are checked against the activity's parameter hints (`PayloadError`
+    naming the parameter) and its result is converted to its return hint, or to
+    `result_type` (needed for an activity named by a string to get, say, a dataclass)."""
     if start_to_close_timeout is None and schedule_to_close_timeout is None:
         raise InvalidArgumentError(
             "an activity needs start_to_close_timeout or schedule_to_close_timeout"
@@ -144,13 +150,18 @@ def start_activity(
         # Only when not the default, so the recorded options stay as they were. The
         # engine keeps a WAIT_CANCELLATION_COMPLETED activity until its attempt ends.
         options["cancellation_type"] = cancellation_type.name
+    type_name = activity_type_name(activity)
+    hints = with_result(
+        untyped(type_name) if isinstance(activity, str) else hints_of(activity), result_type
+    )
     return machine.schedule_activity(
-        activity_type_name(activity),
-        args,
+        type_name,
+        hints.encode_args(args),
         # Validated like any queue name: it becomes part of a stream key.
         machine.info.task_queue if task_queue is None else check_task_queue(task_queue),
         options,
         cancellation_type,
+        None if hints.result is Any else hints.decode_result,
     )
 
 
@@ -164,6 +175,7 @@ async def execute_activity(
     heartbeat_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    result_type: Any = None,
 ) -> Any:
     """Run an activity and return its result; raises `ActivityError` when it fails for
     good (retries exhausted, non-retryable error, or timeout) or is cancelled
@@ -178,6 +190,7 @@ async def execute_activity(
         heartbeat_timeout=heartbeat_timeout,
         retry_policy=retry_policy,
         cancellation_type=cancellation_type,
+        result_type=result_type,
     )
 
 
@@ -269,7 +282,8 @@ def deprecate_patch(id: str) -> None:
 def continue_as_new(*args: Any) -> NoReturn:
     """End this run and start a new one of the same workflow with fresh history."""
     current_machine()
-    raise ContinueAsNewError(list(args))
+    # Plain data now; the next run converts it to its run method's hints.
+    raise ContinueAsNewError(untyped("continue_as_new").encode_args(args))
 
 
 def _log_fields() -> dict[str, Any] | None:

@@ -27,7 +27,8 @@ from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
-from sdk._definitions import workflow_type_name
+from sdk._definitions import workflow_definition, workflow_type_name
+from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
 from sdk.client.handle import WorkflowHandle
@@ -170,13 +171,28 @@ class Client:
 
     # --- workflows --------------------------------------------------------------------
     async def start_workflow(
-        self, workflow: Callable[..., Any] | type | str, *args: Any, id: str, task_queue: str
+        self,
+        workflow: Callable[..., Any] | type | str,
+        *args: Any,
+        id: str,
+        task_queue: str,
+        result_type: Any = None,
     ) -> WorkflowHandle:
-        """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running."""
+        """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running.
+
+        Given as its class or run method, the workflow's parameter hints check the
+        arguments here (`PayloadError` naming the parameter), and the handle's
+        `result()` converts to the run method's return hint; `result_type` sets that
+        type where there is no hint (a workflow named by a string)."""
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
-        payload = self.codec.encode(list(args))
+        hints = with_result(
+            untyped(type_name) if isinstance(workflow, str)
+            else hints_of(workflow_definition(workflow).run_fn, method=True),
+            result_type,
+        )
+        payload = self.codec.encode(hints.encode_args(args))
         # The run id is the start's request id: a start retried after a lost reply is
         # answered as the first one was (engine/reconnect.py).
         run_id = uuid.uuid4().hex
@@ -184,16 +200,35 @@ class Client:
             f"start workflow {workflow_id!r}",
             lambda: self.store.start(workflow_id, run_id, type_name, queue, payload),
         )
-        return WorkflowHandle(self, workflow_id, run_id)
+        return WorkflowHandle(self, workflow_id, run_id, result_type=hints.result)
 
     async def execute_workflow(
-        self, workflow: Callable[..., Any] | type | str, *args: Any, id: str, task_queue: str
+        self,
+        workflow: Callable[..., Any] | type | str,
+        *args: Any,
+        id: str,
+        task_queue: str,
+        result_type: Any = None,
     ) -> Any:
-        handle = await self.start_workflow(workflow, *args, id=id, task_queue=task_queue)
+        handle = await self.start_workflow(
+            workflow, *args, id=id, task_queue=task_queue, result_type=result_type
+        )
         return await handle.result()
 
-    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> WorkflowHandle:
-        return WorkflowHandle(self, check_id(workflow_id), run_id)
+    def get_workflow_handle(
+        self, workflow_id: str, *, run_id: str | None = None, result_type: Any = None
+    ) -> WorkflowHandle:
+        """A handle to an existing workflow; `result()` converts to `result_type`."""
+        return WorkflowHandle(self, check_id(workflow_id), run_id, result_type=result_type)
+
+    def get_workflow_handle_for(
+        self, workflow: Callable[..., Any] | type, workflow_id: str, *, run_id: str | None = None
+    ) -> WorkflowHandle:
+        """A handle whose `result()` converts to the return hint of `workflow`'s run
+        method (given as the class or the method)."""
+        run_fn = workflow_definition(workflow).run_fn
+        return WorkflowHandle(self, check_id(workflow_id), run_id,
+                              result_type=hints_of(run_fn, method=True).result)
 
     def get_async_activity_handle(
         self,

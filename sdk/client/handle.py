@@ -25,6 +25,7 @@ from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_r
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from sdk._definitions import query_name, signal_name
+from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.registry import live_workers
 from sdk.client.types import (
     HistoryEvent,
@@ -35,6 +36,7 @@ from sdk.client.types import (
     text,
     to_history_event,
 )
+from sdk.converter import value_to_type
 
 if TYPE_CHECKING:
     from sdk.client.client import Client
@@ -46,10 +48,14 @@ _NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatu
 class WorkflowHandle:
     """A workflow by id (and optionally run id). Cheap: holds no connection."""
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None) -> None:
+    def __init__(
+        self, client: Client, workflow_id: str, run_id: str | None, *, result_type: Any = None
+    ) -> None:
         self.client = client
         self.id = workflow_id
         self.run_id = run_id
+        #: What `result()` converts the result to (None: the decoded value as it is).
+        self.result_type = result_type
 
     def __repr__(self) -> str:
         return f"WorkflowHandle(id={self.id!r}, run_id={self.run_id!r})"
@@ -83,7 +89,11 @@ class WorkflowHandle:
                     raise WorkflowNotFoundError(self.id)
                 run_status = WorkflowExecutionStatus.parse(status)
                 if run_status is WorkflowExecutionStatus.COMPLETED:
-                    return self.client.codec.decode(result or b"")
+                    value = self.client.codec.decode(result or b"")
+                    if self.result_type is None:
+                        return value
+                    return value_to_type(self.result_type, value,
+                                         what=f"result of workflow {self.id}")
                 if run_status not in _NOT_FAILED:
                     text = run_status.value
                     cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
@@ -96,20 +106,35 @@ class WorkflowHandle:
 
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
         """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError.
+        Given as its handler, its parameter hints check the arguments (PayloadError).
         Delivered once even when retried through an outage: the workflow's shard
         remembers the signal's request id (as Temporal's signal request id)."""
         name = signal_name(signal)
-        payload = self.client.codec.encode(list(args))
+        hints = untyped(name) if isinstance(signal, str) else hints_of(signal, method=True)
+        payload = self.client.codec.encode(hints.encode_args(args))
         request_id = uuid.uuid4().hex
         await self.client.retrier.retry(
             f"signal {name!r} to workflow {self.id!r}",
             lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id),
         )
 
-    async def query(self, query: Callable[..., Any] | str, *args: Any, timeout: float = 5.0) -> Any:
-        """Ask a worker to answer a query from the workflow's state (running or closed)."""
+    async def query(
+        self,
+        query: Callable[..., Any] | str,
+        *args: Any,
+        timeout: float = 5.0,
+        result_type: Any = None,
+    ) -> Any:
+        """Ask a worker to answer a query from the workflow's state (running or closed).
+        Given as its handler, its hints check the arguments and convert the answer (to
+        `result_type` when given); an answer that does not fit raises PayloadError."""
         name = query_name(query)
         asked_at = time.monotonic()
+        hints = with_result(
+            untyped(name) if isinstance(query, str) else hints_of(query, method=True),
+            result_type,
+        )
+        encoded_args = self.client.codec.encode(hints.encode_args(args))
         state = await self._state()
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
@@ -117,7 +142,7 @@ class WorkflowHandle:
         request = QueryRequest(
             workflow_id=self.id,
             name=name,
-            args=self.client.codec.encode(list(args)),
+            args=encoded_args,
             reply=keys.query_reply(request_id),
             timeout_ms=int(timeout * 1000),
             request_id=request_id,
@@ -144,7 +169,7 @@ class WorkflowHandle:
             raise QueryTimeoutError(f"no worker answered query {name!r} within {timeout}s{hint}")
         answer = decode_answer(reply[1])
         if answer.status is QueryStatus.OK:
-            return self.client.codec.decode(answer.payload)
+            return hints.decode_result(self.client.codec.decode(answer.payload))
         if answer.status is QueryStatus.UNKNOWN_QUERY:
             raise UnknownQueryError(name, list(answer.known))
         if answer.status is QueryStatus.NOT_FOUND:

@@ -18,6 +18,7 @@ from engine.store import Call
 from engine.task_token import ActivityRef
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
+from sdk._payload_hints import hints_of
 from sdk.worker.activity_attempt import RunningActivity, call_activity, runs_in
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
@@ -221,6 +222,13 @@ class ActivityTasks:
                     type="ActivityNotRegistered",
                 )
             args = self._codec.decode(task.fields.get(b"input", b""))
+            hints = hints_of(definition.fn)
+            try:
+                args = hints.decode_args(args)
+            except PayloadError as exc:
+                # Every attempt would get the same arguments: do not retry.
+                raise ApplicationError(str(exc), type="PayloadError",
+                                       non_retryable=True) from None
             result: Any = None
             with running.scope:
                 result = await call_activity(definition, args, ctx, self._executor)
@@ -236,7 +244,7 @@ class ActivityTasks:
                     )
             else:
                 try:
-                    payload = self._codec.encode(result)
+                    payload = self._codec.encode(hints.encode_result(result))
                 except PayloadError as exc:
                     # Another attempt would return the same value: do not retry.
                     raise ApplicationError(

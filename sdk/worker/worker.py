@@ -30,6 +30,7 @@ from sdk._definitions import (
     activity_definition,
     workflow_definition,
 )
+from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
 from sdk.worker.activity_tasks import ActivityTasks
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
@@ -98,6 +99,7 @@ class Worker:
             max_workers=max_concurrent_activities, thread_name_prefix="redurable-activity"
         )
         _check_picklable(self._activities.values(), self._activity_executor)
+        resolve_all(self._workflows.values(), self._activities.values())
         self.max_concurrent_activities = max_concurrent_activities
         self.max_workflow_batch = max_workflow_batch
         self.liveness_ms = int(liveness_timeout * 1000)

@@ -13,9 +13,10 @@ from typing import Any
 import structlog
 
 from engine.codec import PayloadCodec
-from engine.errors import QueryFailedError, UnknownQueryError
+from engine.errors import PayloadError, QueryFailedError, UnknownQueryError
 from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
 from sdk._definitions import WorkflowDefinition
+from sdk._payload_hints import hints_of
 
 log = structlog.get_logger("redurable.worker")
 
@@ -46,10 +47,17 @@ class DefinitionHooks:
         self.instance: Any = None
 
     def start(self, args: list[Any]) -> Coroutine[Any, Any, Any]:
+        # A PayloadError here (an argument that does not fit its hint) fails the
+        # workflow task, naming the parameter; a fixed deploy then takes it.
+        hints = hints_of(self.definition.run_fn, method=True)
+        args = hints.decode_args(args)
         self.instance = self.definition.cls()
         coro = self.definition.run_fn(self.instance, *args)
         assert inspect.iscoroutine(coro)
         return coro
+
+    def result(self, value: Any) -> Any:
+        return hints_of(self.definition.run_fn, method=True).encode_result(value)
 
     def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None:
         handler = self.definition.signals.get(name)
@@ -62,6 +70,10 @@ class DefinitionHooks:
         misfit = _misfit(handler, self.instance, args, "handler")
         if misfit is not None:
             raise SignalInputError(misfit)
+        try:
+            args = hints_of(handler, method=True).decode_args(args)
+        except PayloadError as exc:
+            raise SignalInputError(str(exc)) from None
         result = handler(self.instance, *args)
         return result if inspect.iscoroutine(result) else None
 
@@ -75,7 +87,15 @@ class DefinitionHooks:
         misfit = _misfit(handler, self.instance, args, "query handler")
         if misfit is not None:
             raise QueryFailedError(misfit)
-        return handler(self.instance, *args)
+        hints = hints_of(handler, method=True)
+        try:
+            args = hints.decode_args(args)
+        except PayloadError as exc:
+            raise QueryFailedError(str(exc)) from None
+        # A result that does not fit the annotated return type raises PayloadError:
+        # the caller gets it as the query's failure.
+        return hints.encode_result(handler(self.instance, *args))
+
 
 
 @dataclass

@@ -47,6 +47,6 @@ def test_from_python_runs_as_printed(redis_url: str, tmp_path: Path) -> None:
         r.close()
     assert done.returncode == 0, done.stdout + done.stderr
     printed = [line for line in done.stdout.splitlines() if "[info" not in line]
-    assert printed == ["charged for product 3", "{'state': 'Picked up'}"], done.stdout
+    assert printed == ["charged for product 3", "Status(state='Picked up')"], done.stdout
     for line in printed:  # the README shows the same lines
         assert f"\n    {line}\n" in section

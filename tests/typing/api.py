@@ -9,6 +9,7 @@ import concurrent.futures
 import random
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, assert_type
 
@@ -34,6 +35,13 @@ from sdk import (
     configure_logging,
     workflow,
 )
+
+
+@dataclass
+class Receipt:
+    product_id: int
+    paid_at: datetime
+
 
 # --- activities ---------------------------------------------------------------------------
 
@@ -149,6 +157,10 @@ class Order:
             schedule_to_start_timeout=timedelta(seconds=30),
         )
         del total
+        paid: Receipt = await workflow.execute_activity(
+            "charge", product_id, 9.5, start_to_close_timeout=timedelta(minutes=1),
+            result_type=Receipt)
+        del paid
         future = workflow.start_activity(
             "notify",
             "paid",
@@ -234,6 +246,15 @@ async def client_usage() -> None:
         await remote.report_cancellation()
         by_ids = client.get_async_activity_handle(workflow_id="order-3", activity_id=1)
         await by_ids.complete()
+        # Payloads follow type hints; `result_type=` where there is none.
+        receipt: Receipt = await client.execute_workflow(
+            "Order", 6, id="order-6", task_queue="orders", result_type=Receipt)
+        by_class = client.get_workflow_handle_for(Order.run, "order-3")
+        typed = client.get_workflow_handle("order-3", result_type=Receipt)
+        assert_type(typed.result_type, Any)
+        del receipt, by_class
+        count_again: int = await handle.query("itemCount", result_type=int)
+        del count_again
 
 
 async def worker_usage(client: Client) -> None:

@@ -151,7 +151,8 @@ def test_public_api_is_async() -> None:
             if name.startswith("_") or not inspect.isfunction(member):
                 continue
             # Handles are made without I/O, as temporalio's.
-            if name in ("get_workflow_handle", "get_async_activity_handle"):
+            if name in ("get_workflow_handle", "get_workflow_handle_for",
+                        "get_async_activity_handle"):
                 continue
             assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), (
                 f"{cls.__name__}.{name} is not async"
