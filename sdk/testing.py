@@ -1,4 +1,5 @@
-"""Helpers for tests of workflows: a worker running in the background of a block."""
+"""Tools for tests of workflows and activities (temporalio.testing's names): replaying
+recorded histories, and a worker running in the background of a block."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from typing import Any
 
 import anyio
 
+from sdk._replayer import Replayer, WorkflowHistory, WorkflowReplayResult, WorkflowReplayResults
 from sdk.client.client import Client
 from sdk.worker.worker import Worker
+
+__all__ = [
+    "Replayer",
+    "WorkflowHistory",
+    "WorkflowReplayResult",
+    "WorkflowReplayResults",
+    "running_worker",
+]
 
 
 @asynccontextmanager
