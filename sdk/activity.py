@@ -72,6 +72,8 @@ class ActivityContext:
     def request_cancel(self) -> None:
         self.cancel_requested = True
         self.cancelled.set()
+    #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
+    on_heartbeat: Callable[..., None] | None = None
 
 
 _context: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(
@@ -126,6 +128,8 @@ def heartbeat(*details: Any) -> None:
     ctx.heartbeat_payload = ctx.encode(value_to_wire(payload)) if payload is not None else b""
     ctx.heartbeat_details = payload
     ctx.heartbeat_pending = True
+    if ctx.on_heartbeat is not None:
+        ctx.on_heartbeat(*details)
 
 
 def is_cancelled() -> bool:

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
-
+from sdk._activity_environment import ActivityEnvironment
 from sdk._replayer import Replayer, WorkflowHistory, WorkflowReplayResult, WorkflowReplayResults
 from sdk.client.client import Client
 from sdk.worker.worker import Worker
 
 __all__ = [
+    "ActivityEnvironment",
     "Replayer",
     "WorkflowHistory",
     "WorkflowReplayResult",
@@ -24,12 +24,8 @@ __all__ = [
 
 @asynccontextmanager
 async def running_worker(client: Client, **options: Any) -> AsyncIterator[Worker]:
-    """Run a Worker for the duration of the block, then shut it down gracefully."""
+    """Run a Worker for the duration of the block, then shut it down gracefully. An
+    error in the block reaches the caller as itself (not in an ExceptionGroup)."""
     options.setdefault("handle_signals", False)
-    worker = Worker(client, **options)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(worker.run)
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
+    async with Worker(client, **options) as worker:
+        yield worker
