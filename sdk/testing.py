@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sdk._activity_environment import ActivityEnvironment
+from sdk._environment import WorkflowEnvironment
 from sdk._replayer import Replayer, WorkflowHistory, WorkflowReplayResult, WorkflowReplayResults
 from sdk.client.client import Client
 from sdk.worker.worker import Worker
@@ -15,6 +16,7 @@ from sdk.worker.worker import Worker
 __all__ = [
     "ActivityEnvironment",
     "Replayer",
+    "WorkflowEnvironment",
     "WorkflowHistory",
     "WorkflowReplayResult",
     "WorkflowReplayResults",
