@@ -102,7 +102,7 @@ async def skip(redis: Redis, keys: Keys, limit_ms: int | None = None) -> Skip:
     """Skip the clock to the earliest due timer (at most to `limit_ms`) when nothing is
     in flight."""
     timers = [keys.timers(s) for s in range(keys.shards)]
-    reply: Any = await redis.eval(  # type: ignore[misc]  # redis-py's stubs
+    reply: Any = await redis.eval(
         _SKIP, 0, keys.clock_offset(), "" if limit_ms is None else str(limit_ms), *timers
     )
     skipped, now, busy, next_due = (int(x) for x in reply)

@@ -35,6 +35,7 @@ from engine.reconnect import RetryConfig
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
+from sdk._replayer import Replayer, WorkflowHistory
 from sdk._retry import RetryPolicy
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.client import Client
@@ -69,6 +70,7 @@ __all__ = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "Replayer",
     "RetryConfig",
     "RetryPolicy",
     "ServerUnavailableError",
@@ -81,6 +83,7 @@ __all__ = [
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
+    "WorkflowHistory",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",

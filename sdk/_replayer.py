@@ -27,6 +27,7 @@ from sdk._definitions import WorkflowDefinition, workflow_definition
 from sdk.client.types import HistoryEvent
 from sdk.worker.workflow_runner import new_machine
 
+
 @dataclass(frozen=True)
 class WorkflowHistory:
     """One run's recorded events (temporalio's `WorkflowHistory`)."""
@@ -40,7 +41,9 @@ class WorkflowHistory:
         return str(first.attributes.get("run_id", "")) if first else ""
 
     @staticmethod
-    def from_json(workflow_id: str | None, history: str | list[Any] | dict[str, Any]) -> WorkflowHistory:
+    def from_json(
+        workflow_id: str | None, history: str | list[Any] | dict[str, Any]
+    ) -> WorkflowHistory:
         """From what `redurable workflow show -o json` prints (a list of events), or a
         document `{"workflow_id": ..., "events": [...]}` holding such a list. Without a
         workflow id (a bare list), the workflow id is "replay"."""
@@ -101,8 +104,8 @@ class Replayer:
     async def replay_workflow(
         self, history: Any, *, raise_on_replay_failure: bool = True
     ) -> WorkflowReplayResult:
-        """Replay one history (a `WorkflowHistory`, the events of
-        `handle.fetch_history()`, or a path or JSON text of `workflow show -o json`). Code that decides otherwise
+        """Replay one history: a `WorkflowHistory`, the events of `fetch_history()`,
+        or a path or JSON text of `workflow show -o json`. Code that decides otherwise
         than the history recorded raises `NondeterminismError` naming the event and the
         command that differ; with `raise_on_replay_failure=False` it is returned."""
         wf_history = await _to_history(history)
@@ -150,7 +153,11 @@ class Replayer:
                 f"this Replayer has {known}"
             )
         machine: WorkflowMachine = new_machine(
-            definition, history.workflow_id, started.run_id, started.task_queue, self._codec,
+            definition,
+            history.workflow_id,
+            started.run_id,
+            started.task_queue,
+            self._codec,
             started.attempt,
         )
         # Complete activations only: the trailing inputs of a running workflow have no

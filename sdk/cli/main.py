@@ -30,8 +30,8 @@ from sdk._log import configure_logging
 from sdk.cli import admin as _cli_admin
 from sdk.cli import demo as _cli_demo
 from sdk.cli import dlq as _cli_dlq
-from sdk.cli import ui as _cli_ui
 from sdk.cli import replay as _cli_replay
+from sdk.cli import ui as _cli_ui
 from sdk.cli import workflow as _cli_workflow
 from sdk.cli.common import CliError, PrefixOption, UrlOption, fail, stderr, stdout, with_client
 from sdk.client.client import Client

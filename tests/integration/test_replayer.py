@@ -31,7 +31,9 @@ async def shout(word: str) -> str:
 class Greeter:
     @workflow.run
     async def run(self, name: str) -> str:
-        hello: str = await workflow.execute_activity(shout, f"hello {name}", start_to_close_timeout=T)
+        hello: str = await workflow.execute_activity(
+            shout, f"hello {name}", start_to_close_timeout=T
+        )
         await workflow.sleep(0.01)
         return hello
 
@@ -42,7 +44,9 @@ class GreeterChanged:
 
     @workflow.run
     async def run(self, name: str) -> str:
-        hello: str = await workflow.execute_activity(shout, f"hello {name}", start_to_close_timeout=T)
+        hello: str = await workflow.execute_activity(
+            shout, f"hello {name}", start_to_close_timeout=T
+        )
         return hello
 
 
@@ -60,14 +64,19 @@ async def test_fetched_history_replays_and_changed_code_raises(client: Client) -
     # The async iterator itself is a history too.
     handle = client.get_workflow_handle("greet-1")
     await Replayer(workflows=[Greeter]).replay_workflow(handle.fetch_history())
-    with pytest.raises(NondeterminismError, match=r"event 6 is TimerStarted.*issued CompleteWorkflow"):
+    with pytest.raises(
+        NondeterminismError, match=r"event 6 is TimerStarted.*issued CompleteWorkflow"
+    ):
         await Replayer(workflows=[GreeterChanged]).replay_workflow(events)
 
 
 def replay_cli(path: Path, module: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sdk.cli.main", "workflow", "replay", str(path), "--module", module],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
 
 

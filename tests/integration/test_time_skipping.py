@@ -45,23 +45,37 @@ class Subscription:
         for month in range(months):
             if await workflow.wait_condition(lambda: self.cancelled, timeout=30 * DAY):
                 break
-            charges.append(await workflow.execute_activity(
-                charge, month, start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(initial_interval=timedelta(hours=6))))
-        return {"charges": charges, "days": (workflow.now() - start) / DAY,
-                "ended": workflow.now().isoformat()}
+            charges.append(
+                await workflow.execute_activity(
+                    charge,
+                    month,
+                    start_to_close_timeout=timedelta(minutes=1),
+                    retry_policy=RetryPolicy(initial_interval=timedelta(hours=6)),
+                )
+            )
+        return {
+            "charges": charges,
+            "days": (workflow.now() - start) / DAY,
+            "ended": workflow.now().isoformat(),
+        }
 
 
 async def test_thirty_days_pass_in_a_moment() -> None:
     async with await WorkflowEnvironment.start_time_skipping() as env:
         assert env.supports_time_skipping
         before = await env.get_current_time()
-        async with Worker(env.client, task_queue="q", workflows=[Subscription],
-                          activities=[charge], handle_signals=False):
+        async with Worker(
+            env.client,
+            task_queue="q",
+            workflows=[Subscription],
+            activities=[charge],
+            handle_signals=False,
+        ):
             real_start = time.monotonic()
             with anyio.fail_after(30):
                 result = await env.client.execute_workflow(
-                    Subscription.run, 3, id="sub-1", task_queue="q")
+                    Subscription.run, 3, id="sub-1", task_queue="q"
+                )
             real_s = time.monotonic() - real_start
         # Three 30-day waits, each followed by a retry 6 hours later, on the workflow's clock.
         assert result["charges"] == [f"charged for month {m}" for m in range(3)]
@@ -78,10 +92,16 @@ async def test_thirty_days_pass_in_a_moment() -> None:
 
 async def test_time_skips_only_while_the_test_waits() -> None:
     async with await WorkflowEnvironment.start_time_skipping() as env:
-        async with Worker(env.client, task_queue="q", workflows=[Subscription],
-                          activities=[charge], handle_signals=False):
+        async with Worker(
+            env.client,
+            task_queue="q",
+            workflows=[Subscription],
+            activities=[charge],
+            handle_signals=False,
+        ):
             handle = await env.client.start_workflow(
-                Subscription.run, 2, id="sub-2", task_queue="q")
+                Subscription.run, 2, id="sub-2", task_queue="q"
+            )
             start = await env.get_current_time()
             await anyio.sleep(0.3)  # not waiting on anything: the clock runs as usual
             assert await env.get_current_time() - start < timedelta(minutes=1)
@@ -110,10 +130,16 @@ async def test_local_environment_has_the_real_clock() -> None:
         assert not env.supports_time_skipping
         now = await env.get_current_time()
         assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)
-        async with Worker(env.client, task_queue="q", workflows=[Subscription],
-                          activities=[charge], handle_signals=False):
+        async with Worker(
+            env.client,
+            task_queue="q",
+            workflows=[Subscription],
+            activities=[charge],
+            handle_signals=False,
+        ):
             handle = await env.client.start_workflow(
-                Subscription.run, 1, id="sub-3", task_queue="q")
+                Subscription.run, 1, id="sub-3", task_queue="q"
+            )
             await handle.signal(Subscription.cancel_subscription)
             with anyio.fail_after(30):
                 assert (await handle.result())["charges"] == []

@@ -25,16 +25,17 @@ async def test_async_with_runs_the_worker_and_stops_it(client: Client) -> None:
     async with worker as running:
         assert running is worker
         with anyio.fail_after(10):
-            assert await client.execute_workflow(Echo.run, "hi", id="echo-1", task_queue="q") == "hi"
+            assert (
+                await client.execute_workflow(Echo.run, "hi", id="echo-1", task_queue="q") == "hi"
+            )
         with anyio.fail_after(10):
             while await client.redis.zscore(client.keys.workers("q"), worker.identity) is None:
                 await anyio.sleep(0.01)
     # Stopped and deregistered once the block has ended.
     assert await client.redis.zscore(client.keys.workers("q"), worker.identity) is None
     with pytest.raises(RuntimeError, match="already running"):
-        async with worker:
-            async with worker:
-                pass
+        async with worker, worker:
+            pass
 
 
 async def test_an_error_in_the_block_is_not_wrapped(client: Client) -> None:

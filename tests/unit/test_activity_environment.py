@@ -35,8 +35,13 @@ async def test_async_activity_runs_with_info_and_heartbeats() -> None:
 async def test_info_can_be_set() -> None:
     env = ActivityEnvironment()
     env.info = activity.ActivityInfo(
-        workflow_id="order-3", run_id="r", activity_id=4, activity_type="charge",
-        attempt=2, task_queue="q")
+        workflow_id="order-3",
+        run_id="r",
+        activity_id=4,
+        activity_type="charge",
+        attempt=2,
+        task_queue="q",
+    )
     assert await env.run(charge, 1) == "charge/order-3/2: 1"
 
 
@@ -56,6 +61,7 @@ async def test_cancel_cancels_a_running_async_activity() -> None:
     env = ActivityEnvironment()
     started = anyio.Event()
     async with anyio.create_task_group() as tg:
+
         async def cancel_when_started() -> None:
             await started.wait()
             env.cancel()
@@ -111,4 +117,4 @@ async def test_heartbeat_details_the_codec_refuses_raise_in_the_activity() -> No
 
 def test_run_needs_a_function() -> None:
     with pytest.raises(TypeError, match="needs a function"):
-        ActivityEnvironment().run(3)  # type: ignore[call-overload]
+        ActivityEnvironment().run(3)  # type: ignore[arg-type]

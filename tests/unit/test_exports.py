@@ -9,7 +9,7 @@ import inspect
 import types
 
 import sdk
-from sdk import activity, workflow
+from sdk import activity, testing, workflow
 
 SDK_ALL = [
     "ActivityCancellationType",
@@ -37,6 +37,7 @@ SDK_ALL = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "Replayer",
     "RetryConfig",
     "RetryPolicy",
     "ServerUnavailableError",
@@ -49,6 +50,7 @@ SDK_ALL = [
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
+    "WorkflowHistory",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",
@@ -93,9 +95,26 @@ ACTIVITY_ALL = [
     "wait_for_cancelled_sync",
 ]
 
+TESTING_ALL = [
+    "ActivityEnvironment",
+    "Replayer",
+    "WorkflowEnvironment",
+    "WorkflowHistory",
+    "WorkflowReplayResult",
+    "WorkflowReplayResults",
+    "running_worker",
+]
+
 
 def test_sdk_exports() -> None:
     assert sorted(sdk.__all__) == SDK_ALL
+
+
+def test_testing_exports() -> None:
+    assert sorted(testing.__all__) == TESTING_ALL
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    assert testing.Replayer is sdk.Replayer
 
 
 def test_workflow_exports() -> None:

@@ -16,7 +16,7 @@ from sdk.client.types import HistoryEvent, to_history_event
 from sdk.examples.order import Order
 from sdk.testing import Replayer, WorkflowHistory
 from tests.golden import all_files, load
-from tests.golden.workflows import CancelWithCleanup, Party, TwoSteps, step
+from tests.golden.workflows import CancelWithCleanup, Party, T, TwoSteps, step
 from tests.unit.test_golden import TwoStepsChanged
 
 pytestmark = pytest.mark.anyio
@@ -100,7 +100,7 @@ async def test_running_workflow_replays_its_complete_activations() -> None:
 class TwoStepsRaises:
     @workflow.run
     async def run(self) -> str:
-        await workflow.execute_activity(step, "first", start_to_close_timeout=10)
+        await workflow.execute_activity(step, "first", start_to_close_timeout=T)
         raise RuntimeError("a bug in the new version")
 
 
@@ -113,7 +113,9 @@ async def test_code_that_raises_during_replay_fails_the_replay() -> None:
 
 async def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     replayer = Replayer(workflows=[Party])
-    with pytest.raises(InvalidArgumentError, match="workflow type 'Order'; this Replayer has Party"):
+    with pytest.raises(
+        InvalidArgumentError, match="workflow type 'Order'; this Replayer has Party"
+    ):
         await replayer.replay_workflow(public_events(golden("order_completed")))
     with pytest.raises(InvalidArgumentError, match="cannot read history file"):
         await replayer.replay_workflow(tmp_path / "missing.json")
