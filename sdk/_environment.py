@@ -140,9 +140,16 @@ class WorkflowEnvironment:
         self._wake.set()
         try:
             while self._now_ms < target:
+                self._check_skipper()
                 await self._tick.wait()
         finally:
             self._sleep_targets.remove(target)
+
+    def _check_skipper(self) -> None:
+        skipper = self._skipper
+        if skipper is None or (skipper.done() and not skipper.cancelled()):
+            cause = skipper.exception() if skipper is not None else None
+            raise RuntimeError("the time-skipping environment is shut down or failed") from cause
 
     @contextmanager
     def auto_time_skipping_disabled(self) -> Iterator[None]:
@@ -163,6 +170,12 @@ class WorkflowEnvironment:
             self._result_waiters -= 1
 
     async def _skip_loop(self) -> None:
+        try:
+            await self._skip_forever()
+        finally:
+            self._tick.set()  # sleepers see that the skipper ended
+
+    async def _skip_forever(self) -> None:
         client = self._client
         while True:
             auto = self._result_waiters > 0 and not self._auto_disabled
@@ -189,6 +202,7 @@ class _TimeSkippingHandle(WorkflowHandle):
 
     async def result(self, *args: Any, **kwargs: Any) -> Any:
         env = cast(_TimeSkippingClient, self.client).environment
+        env._check_skipper()
         with env._waiting_on_result():
             return await super().result(*args, **kwargs)
 

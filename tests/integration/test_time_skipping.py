@@ -123,6 +123,8 @@ async def test_env_sleep_with_no_workflows_moves_the_clock() -> None:
         assert timedelta(hours=5) <= await env.get_current_time() - start < timedelta(hours=6)
         with pytest.raises(ValueError, match="duration >= 0"):
             await env.sleep(-1)
+    with pytest.raises(RuntimeError, match="shut down"):
+        await env.sleep(1)
 
 
 async def test_local_environment_has_the_real_clock() -> None:
