@@ -134,6 +134,7 @@ class WorkflowEnvironment:
         if not self.supports_time_skipping:
             await anyio.sleep(seconds)
             return
+        self._check_skipper()
         start = await time_skipping.now_ms(self._client.redis, self._client.keys)
         target = start + math.ceil(seconds * 1000)
         self._sleep_targets.append(target)
