@@ -28,6 +28,5 @@ __all__ = [
 async def running_worker(client: Client, **options: Any) -> AsyncIterator[Worker]:
     """Run a Worker for the duration of the block, then shut it down gracefully. An
     error in the block reaches the caller as itself (not in an ExceptionGroup)."""
-    options.setdefault("handle_signals", False)
     async with Worker(client, **options) as worker:
         yield worker

@@ -63,7 +63,7 @@ class Worker:
         max_cached_workflows: int = 10000,
         max_deliveries: int = 5,
         timer_interval: float = 0.05,
-        handle_signals: bool = True,
+        handle_signals: bool | None = None,
         sticky_queue_schedule_to_start_timeout: timedelta | float = timedelta(seconds=1),
         activity_executor: concurrent.futures.Executor | None = None,
         no_remote_activities: bool = False,
@@ -112,6 +112,9 @@ class Worker:
         #: next due time, but under load it scans no more often than this.
         self.timer_interval = timer_interval
         self._timers = TimerLoop(self.store, min_interval=timer_interval)
+        #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
+        #: called, no under `async with` (the block's owner decides when it ends, and
+        #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).
         self.handle_signals = handle_signals
         self.cache = StickyCache(max_cached_workflows)
         sticky_timeout = sticky_queue_schedule_to_start_timeout
@@ -238,7 +241,9 @@ class Worker:
                     self._start_poller(tg, self._activity_tasks.poll)
                     tg.start_soon(self._guard, self._activity_tasks.completion_loop)
                     tg.start_soon(self._guard, self._activity_tasks.housekeeping_loop)
-                if self.handle_signals:
+                if self.handle_signals or (
+                    self.handle_signals is None and self._background is None
+                ):
                     tg.start_soon(self._signal_loop)
                 try:
                     await self._stop_requested.wait()

@@ -3,6 +3,8 @@ errors from inside `running_worker` reaching the caller unwrapped."""
 
 from __future__ import annotations
 
+import signal
+
 import anyio
 import pytest
 
@@ -36,6 +38,17 @@ async def test_async_with_runs_the_worker_and_stops_it(client: Client) -> None:
     with pytest.raises(RuntimeError, match="already running"):
         async with worker, worker:
             pass
+
+
+async def test_under_async_with_the_worker_leaves_signals_alone(client: Client) -> None:
+    """Ctrl-C in the block stays a KeyboardInterrupt for its owner (run() takes it)."""
+    before = signal.getsignal(signal.SIGINT)
+    async with Worker(client, task_queue="q", workflows=[Echo]) as worker:
+        with anyio.fail_after(10):
+            while await client.redis.zscore(client.keys.workers("q"), worker.identity) is None:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) is before
 
 
 async def test_an_error_in_the_block_is_not_wrapped(client: Client) -> None:
