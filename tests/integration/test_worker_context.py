@@ -65,7 +65,7 @@ async def test_a_worker_that_fails_raises_when_the_block_ends(
 ) -> None:
     worker = Worker(client, task_queue="q", workflows=[Echo], handle_signals=False)
 
-    async def broken(task_queue: str) -> None:
+    async def broken(*args: object) -> None:
         raise ConnectionRefusedError("no server")
 
     monkeypatch.setattr(worker.store, "ensure_groups", broken)

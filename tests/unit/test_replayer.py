@@ -16,7 +16,7 @@ from sdk.client.types import HistoryEvent, to_history_event
 from sdk.examples.order import Order
 from sdk.testing import Replayer, WorkflowHistory
 from tests.golden import all_files, load
-from tests.golden.workflows import CancelWithCleanup, Party, T, TwoSteps, step
+from tests.golden.workflows import Party, T, step
 from tests.unit.test_golden import TwoStepsChanged
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ def golden(name: str) -> Path:
 
 @pytest.mark.parametrize("path", CURRENT, ids=lambda p: p.stem)
 async def test_every_golden_history_replays_from_its_public_form(path: Path) -> None:
-    replayer = Replayer(workflows=[Order, Party, TwoSteps, CancelWithCleanup])
+    replayer = Replayer(workflows=[load(path).workflow_class()])
     result = await replayer.replay_workflow(public_events(path))
     assert result.replay_failure is None
     assert result.history.run_id == load(path).run_id
