@@ -11,12 +11,9 @@ never compares payloads, only decisions.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from engine import events as ev
@@ -24,56 +21,9 @@ from engine.codec import MsgpackCodec, PayloadCodec
 from engine.errors import InvalidArgumentError
 from engine.machine import WorkflowMachine
 from sdk._definitions import WorkflowDefinition, workflow_definition
+from sdk.client.history import HistoryFetch, WorkflowHistory
 from sdk.client.types import HistoryEvent
 from sdk.worker.workflow_runner import new_machine
-
-
-@dataclass(frozen=True)
-class WorkflowHistory:
-    """One run's recorded events (temporalio's `WorkflowHistory`)."""
-
-    workflow_id: str
-    events: Sequence[HistoryEvent]
-
-    @property
-    def run_id(self) -> str:
-        first = self.events[0] if self.events else None
-        return str(first.attributes.get("run_id", "")) if first else ""
-
-    @staticmethod
-    def from_json(
-        workflow_id: str | None, history: str | list[Any] | dict[str, Any]
-    ) -> WorkflowHistory:
-        """From what `redurable workflow show -o json` prints (a list of events), or a
-        document `{"workflow_id": ..., "events": [...]}` holding such a list. Without a
-        workflow id (a bare list), the workflow id is "replay"."""
-        doc = json.loads(history) if isinstance(history, str) else history
-        if isinstance(doc, dict):
-            workflow_id = workflow_id or doc.get("workflow_id")
-            doc = doc.get("events")
-        if not isinstance(doc, list):
-            raise InvalidArgumentError(
-                "a history in JSON is a list of events (`redurable workflow show -o json`) "
-                'or {"workflow_id": ..., "events": [...]}'
-            )
-        return WorkflowHistory(workflow_id or "replay", [_event_from_json(e) for e in doc])
-
-    @staticmethod
-    def from_file(path: str | os.PathLike[str], workflow_id: str | None = None) -> WorkflowHistory:
-        """From a file of `redurable workflow show -o json` output; the workflow id
-        defaults to the document's, else the file's name without extension."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InvalidArgumentError(f"cannot read history file {path}: {exc.strerror}") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"history file {path} is not JSON: {exc.msg}") from None
-        if isinstance(doc, dict):
-            workflow_id = workflow_id or doc.get("workflow_id")
-        return WorkflowHistory.from_json(workflow_id or path.stem.split(".")[0], doc)
 
 
 @dataclass(frozen=True)
@@ -201,23 +151,11 @@ def _payload(value: Any, codec: PayloadCodec) -> bytes:
     return codec.encode(value)
 
 
-def _event_from_json(doc: Any) -> HistoryEvent:
-    try:
-        return HistoryEvent(
-            event_id=int(doc["event_id"]),
-            type=str(doc["type"]),
-            timestamp=datetime.fromisoformat(doc["timestamp"]),
-            attributes=dict(doc.get("attributes") or {}),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgumentError(
-            f"not an event of `redurable workflow show -o json`: {str(doc)[:120]} ({exc})"
-        ) from None
-
-
 async def _to_history(source: Any) -> WorkflowHistory:
     if isinstance(source, WorkflowHistory):
         return source
+    if isinstance(source, HistoryFetch):
+        return await source  # handle.fetch_history(): keeps the workflow id
     if isinstance(source, str | os.PathLike):
         text = str(source).lstrip()
         if isinstance(source, str) and text[:1] in ("[", "{"):

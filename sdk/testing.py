@@ -9,8 +9,9 @@ from typing import Any
 
 from sdk._activity_environment import ActivityEnvironment
 from sdk._environment import WorkflowEnvironment
-from sdk._replayer import Replayer, WorkflowHistory, WorkflowReplayResult, WorkflowReplayResults
+from sdk._replayer import Replayer, WorkflowReplayResult, WorkflowReplayResults
 from sdk.client.client import Client
+from sdk.client.history import WorkflowHistory
 from sdk.worker.worker import Worker
 
 __all__ = [

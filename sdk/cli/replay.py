@@ -12,8 +12,9 @@ import typer
 
 from engine.errors import NondeterminismError
 from engine.machine import ActivationFailed
-from sdk._replayer import Replayer, WorkflowHistory
+from sdk._replayer import Replayer
 from sdk.cli.common import fail, stdout
+from sdk.client.history import WorkflowHistory
 
 
 def replay(

@@ -61,9 +61,15 @@ async def greeted_history(client: Client) -> list[HistoryEvent]:
 async def test_fetched_history_replays_and_changed_code_raises(client: Client) -> None:
     events = await greeted_history(client)
     await Replayer(workflows=[Greeter]).replay_workflow(WorkflowHistory("greet-1", events))
-    # The async iterator itself is a history too.
+    # As temporalio's: await fetch_history() for a WorkflowHistory; or pass it as it is.
     handle = client.get_workflow_handle("greet-1")
-    await Replayer(workflows=[Greeter]).replay_workflow(handle.fetch_history())
+    history = await handle.fetch_history()
+    assert history.workflow_id == "greet-1"
+    assert history.run_id == events[0].attributes["run_id"]
+    assert [e.event_id for e in history.events] == [e.event_id for e in events]
+    assert WorkflowHistory.from_json("greet-1", history.to_json()) == history
+    result = await Replayer(workflows=[Greeter]).replay_workflow(handle.fetch_history())
+    assert result.history.workflow_id == "greet-1"
     with pytest.raises(
         NondeterminismError, match=r"event 6 is TimerStarted.*issued CompleteWorkflow"
     ):

@@ -286,6 +286,7 @@ async def testing_usage(client: Client) -> None:
             pass
     handle = client.get_workflow_handle("order-3")
     replayer = Replayer(workflows=[Order])
+    assert_type(await handle.fetch_history(), WorkflowHistory)
     result = await replayer.replay_workflow(handle.fetch_history())
     assert_type(result.replay_failure, Exception | None)
     history = WorkflowHistory.from_file("order-3.json")

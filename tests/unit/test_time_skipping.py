@@ -35,8 +35,8 @@ async def test_functions_read_the_skipped_clock(skipping_client: Client) -> None
     await client.redis.set(client.keys.clock_offset(), 30 * 24 * HOUR_MS)
     now = await time_skipping.now_ms(client.redis, client.keys)
     await client.start_workflow("Anything", id="wf-1", task_queue="q")
-    history = client.get_workflow_handle("wf-1").fetch_history()
-    started = await anext(history)
+    history = await client.get_workflow_handle("wf-1").fetch_history()
+    started = history.events[0]
     started_ms = round(started.timestamp.timestamp() * 1000)
     assert now <= started_ms < now + 60_000
 
