@@ -38,7 +38,9 @@ class ActivityEnvironment:
       set), after encoding the details with `codec` as a worker does;
     - `env.cancel()` makes `activity.is_cancelled()` true and cancels a running `async`
       activity, whose `run` then raises `asyncio.CancelledError` (unless the activity
-      catches it).
+      catches it); a plain `def` activity (run in the caller's thread, or in a thread
+      of yours) sees it as in a worker's thread pool: `activity.heartbeat()` raises
+      `CancelledError` and `activity.wait_for_cancelled_sync()` returns.
     """
 
     def __init__(self, *, codec: PayloadCodec | None = None) -> None:
@@ -53,7 +55,7 @@ class ActivityEnvironment:
         """Cancel the activities running in this environment, and those run after."""
         self.cancelled = True
         for ctx in self._contexts:
-            ctx.cancel_requested = True
+            ctx.request_cancel()
         for task in self._tasks:
             task.cancel()
 
@@ -75,9 +77,13 @@ class ActivityEnvironment:
         ctx = activity_api.ActivityContext(
             self.info or default_info(name),
             encode=self.codec.encode,
+            # A plain def runs as a worker runs it in its thread pool: heartbeat()
+            # raises once cancelled, wait_for_cancelled_sync() wakes.
+            runs_in="async" if inspect.iscoroutinefunction(fn) else "thread",
             on_heartbeat=lambda *details: self.on_heartbeat(*details),
         )
-        ctx.cancel_requested = self.cancelled
+        if self.cancelled:
+            ctx.request_cancel()
         return ctx
 
     def _call_sync(

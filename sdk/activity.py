@@ -68,12 +68,12 @@ class ActivityContext:
     runs_in: str = "async"
     #: Set with `cancel_requested`, for `wait_for_cancelled_sync()`.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
+    on_heartbeat: Callable[..., None] | None = None
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
         self.cancelled.set()
-    #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
-    on_heartbeat: Callable[..., None] | None = None
 
 
 _context: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,6 +75,35 @@ async def test_fetched_history_replays_and_changed_code_raises(client: Client) -
         NondeterminismError, match=r"event 6 is TimerStarted.*issued CompleteWorkflow"
     ):
         await Replayer(workflows=[GreeterChanged]).replay_workflow(events)
+
+
+@dataclass
+class Person:
+    name: str
+    age: int
+
+
+@workflow.defn(name="Birthday")
+class Birthday:
+    @workflow.run
+    async def run(self, person: Person) -> Person:
+        await workflow.sleep(0.01)
+        return Person(person.name, person.age + 1)
+
+
+async def test_typed_payloads_replay_from_their_decoded_form(client: Client) -> None:
+    """fetch_history() decodes payloads to plain data; the replayer encodes them again
+    and the run method gets its dataclass, as it did live."""
+    async with running_worker(client, task_queue="q", workflows=[Birthday]):
+        handle = await client.start_workflow(
+            Birthday.run, Person("ann", 40), id="bday-1", task_queue="q"
+        )
+        with anyio.fail_after(10):
+            assert await handle.result() == Person("ann", 41)
+    history = await handle.fetch_history()
+    assert history.events[0].attributes["input"] == [{"name": "ann", "age": 40}]
+    await Replayer(workflows=[Birthday]).replay_workflow(history)
+    await Replayer(workflows=[Birthday]).replay_workflow(history.to_json())
 
 
 def replay_cli(path: Path, module: str) -> subprocess.CompletedProcess[str]:

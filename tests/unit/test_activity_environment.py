@@ -4,12 +4,13 @@ heartbeats and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import anyio
 import pytest
 
-from engine.errors import PayloadError
+from engine.errors import CancelledError, PayloadError
 from sdk import activity
 from sdk.testing import ActivityEnvironment
 
@@ -89,8 +90,6 @@ async def test_cancel_from_a_heartbeat_callback() -> None:
 
 def count_words(text: str) -> int:
     activity.heartbeat(len(text))
-    if activity.is_cancelled():
-        return -1
     return len(text.split()) + activity.info().attempt - 1
 
 
@@ -100,10 +99,35 @@ def test_plain_function_runs_in_the_callers_thread() -> None:
     env.on_heartbeat = lambda *details: beats.append(details)
     assert env.run(count_words, "a b c") == 3
     assert beats == [(5,)]
-    env.cancel()
-    assert env.run(count_words, "a b c") == -1
     with pytest.raises(RuntimeError, match="not in an activity"):
         activity.info()  # the context does not leak out of run
+    env.cancel()
+    # As in a worker's thread pool: a cancelled sync activity learns it at its heartbeat.
+    with pytest.raises(CancelledError):
+        env.run(count_words, "a b c")
+
+
+def wait_until_cancelled(started: threading.Event) -> str:
+    started.set()
+    if not activity.wait_for_cancelled_sync(timeout=30):
+        return "never cancelled"
+    assert activity.is_cancelled()
+    return "stopped cleanly"
+
+
+async def test_cancel_reaches_a_sync_activity_in_a_thread() -> None:
+    env = ActivityEnvironment()
+    started = threading.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def cancel_when_started() -> None:
+            await anyio.to_thread.run_sync(started.wait)
+            env.cancel()
+
+        tg.start_soon(cancel_when_started)
+        with anyio.fail_after(30):
+            result = await anyio.to_thread.run_sync(env.run, wait_until_cancelled, started)
+    assert result == "stopped cleanly"
 
 
 async def test_heartbeat_details_the_codec_refuses_raise_in_the_activity() -> None:
