@@ -276,6 +276,12 @@ for _cls in EVENT_TYPES.values():
     }
 
 
+def field_kinds(event_type: type[Event]) -> dict[str, str]:
+    """Each attribute's kind ("int", "str", "bytes" for payloads, "json"): how it is
+    written in a stream entry (and rebuilt from a decoded form, sdk/_replayer.py)."""
+    return _KINDS[event_type]
+
+
 class EventDecodeError(ValueError):
     """A history entry that is not a well-formed event."""
 

@@ -183,6 +183,12 @@ class Keys:
         """Hash of the namespace's settings (`shards`), fixed when it is first used."""
         return f"{self.prefix}:config"
 
+    def clock_offset(self) -> str:
+        """Integer: ms the server's clock was skipped ahead by a time-skipping test
+        environment (engine/time_skipping.py). Only ever on that environment's private
+        server; the production library never reads it."""
+        return f"{self.prefix}:testing:clock_offset_ms"
+
 
 def lua_key_helpers() -> str:
     """Lua for the library's start (engine/functions.py): the consumer group's name, and

@@ -35,11 +35,13 @@ from engine.reconnect import RetryConfig
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
+from sdk._replayer import Replayer
 from sdk._retry import RetryPolicy
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
 from sdk.client.handle import WorkflowHandle
+from sdk.client.history import WorkflowHistory
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
 from sdk.worker.worker import Worker
 
@@ -69,6 +71,7 @@ __all__ = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "Replayer",
     "RetryConfig",
     "RetryPolicy",
     "ServerUnavailableError",
@@ -81,6 +84,7 @@ __all__ = [
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
+    "WorkflowHistory",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",

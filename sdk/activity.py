@@ -68,6 +68,8 @@ class ActivityContext:
     runs_in: str = "async"
     #: Set with `cancel_requested`, for `wait_for_cancelled_sync()`.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
+    on_heartbeat: Callable[..., None] | None = None
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
@@ -126,6 +128,8 @@ def heartbeat(*details: Any) -> None:
     ctx.heartbeat_payload = ctx.encode(value_to_wire(payload)) if payload is not None else b""
     ctx.heartbeat_details = payload
     ctx.heartbeat_pending = True
+    if ctx.on_heartbeat is not None:
+        ctx.on_heartbeat(*details)
 
 
 def is_cancelled() -> bool:

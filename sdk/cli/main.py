@@ -30,6 +30,7 @@ from sdk._log import configure_logging
 from sdk.cli import admin as _cli_admin
 from sdk.cli import demo as _cli_demo
 from sdk.cli import dlq as _cli_dlq
+from sdk.cli import replay as _cli_replay
 from sdk.cli import ui as _cli_ui
 from sdk.cli import workflow as _cli_workflow
 from sdk.cli.common import CliError, PrefixOption, UrlOption, fail, stderr, stdout, with_client
@@ -66,6 +67,7 @@ def _options(
     """Options of `redurable` itself, before the command."""
 
 
+_cli_workflow.app.command()(_cli_replay.replay)
 app.add_typer(_cli_workflow.app, name="workflow")
 app.add_typer(_cli_dlq.app, name="dlq")
 app.command(name="demo")(_cli_demo.demo)

@@ -26,6 +26,7 @@ from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from sdk._definitions import query_name, signal_name
 from sdk._payload_hints import hints_of, untyped, with_result
+from sdk.client.history import HistoryFetch
 from sdk.client.registry import live_workers
 from sdk.client.types import (
     HistoryEvent,
@@ -236,8 +237,12 @@ class WorkflowHandle:
         )
 
 
-    async def fetch_history(self, *, page_size: int = 500) -> AsyncIterator[HistoryEvent]:
-        """Every event of the current run, payloads decoded."""
+    def fetch_history(self, *, page_size: int = 500) -> HistoryFetch:
+        """Every event of the current run, payloads decoded: `async for` over it reads
+        them page by page; `await` it for a `WorkflowHistory` (temporalio's form)."""
+        return HistoryFetch(self.id, lambda: self._history_events(page_size))
+
+    async def _history_events(self, page_size: int) -> AsyncIterator[HistoryEvent]:
         after: bytes | None = None
         retry = self.client.retrier.retry
         what = f"history of workflow {self.id!r}"

@@ -4,6 +4,7 @@ the other workers (sdk/worker/liveness.py), its timers, and a graceful stop."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import pickle
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -61,7 +63,7 @@ class Worker:
         max_cached_workflows: int = 10000,
         max_deliveries: int = 5,
         timer_interval: float = 0.05,
-        handle_signals: bool = True,
+        handle_signals: bool | None = None,
         sticky_queue_schedule_to_start_timeout: timedelta | float = timedelta(seconds=1),
         activity_executor: concurrent.futures.Executor | None = None,
         no_remote_activities: bool = False,
@@ -110,6 +112,9 @@ class Worker:
         #: next due time, but under load it scans no more often than this.
         self.timer_interval = timer_interval
         self._timers = TimerLoop(self.store, min_interval=timer_interval)
+        #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
+        #: called, no under `async with` (the block's owner decides when it ends, and
+        #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).
         self.handle_signals = handle_signals
         self.cache = StickyCache(max_cached_workflows)
         sticky_timeout = sticky_queue_schedule_to_start_timeout
@@ -176,11 +181,39 @@ class Worker:
         #: reads end by themselves (they block <= READ_BLOCK_MS) rather than cancel them.
         self._pollers_running = 0
         self._pollers_done = anyio.Event()
+        self._background: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     def shutdown(self) -> None:
         """Ask `run()` to stop polling, finish or hand back in-flight work, and return."""
         self._stop_requested.set()
+
+    async def __aenter__(self) -> Worker:
+        """`async with Worker(...) as worker:` runs the worker in the background of the
+        block (temporalio's form); leaving the block shuts it down gracefully."""
+        if self._background is not None:
+            raise RuntimeError("this worker is already running")
+        # A task of its own rather than a task group around the block: an error in the
+        # block, or in the worker, reaches the caller as itself, not in an ExceptionGroup.
+        self._background = asyncio.ensure_future(self.run())
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task, self._background = self._background, None
+        if task is None:
+            return
+        self.shutdown()
+        try:
+            # Shielded: when the block is cancelled the worker still drains (in its task).
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if e is None:
+                raise  # the worker failed: the block's own error, if any, goes first
+            log.exception("worker_failed", worker=self.identity)
 
     async def run(self) -> None:
         """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
@@ -208,7 +241,9 @@ class Worker:
                     self._start_poller(tg, self._activity_tasks.poll)
                     tg.start_soon(self._guard, self._activity_tasks.completion_loop)
                     tg.start_soon(self._guard, self._activity_tasks.housekeeping_loop)
-                if self.handle_signals:
+                if self.handle_signals or (
+                    self.handle_signals is None and self._background is None
+                ):
                     tg.start_soon(self._signal_loop)
                 try:
                     await self._stop_requested.wait()

@@ -50,3 +50,18 @@ def test_from_python_runs_as_printed(redis_url: str, tmp_path: Path) -> None:
     assert printed == ["charged for product 3", "Status(state='Picked up')"], done.stdout
     for line in printed:  # the README shows the same lines
         assert f"\n    {line}\n" in section
+
+
+def test_testing_workflows_example_passes(tmp_path: Path) -> None:
+    """The README's time-skipping test file passes under pytest as printed."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Testing workflows") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    (tmp_path / "test_reminder.py").write_text(code.group(1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_reminder.py"],
+        cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout, done.stdout

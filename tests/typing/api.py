@@ -35,6 +35,7 @@ from sdk import (
     configure_logging,
     workflow,
 )
+from sdk.testing import ActivityEnvironment, Replayer, WorkflowEnvironment, WorkflowHistory
 
 
 @dataclass
@@ -272,3 +273,26 @@ async def worker_usage(client: Client) -> None:
     task = asyncio.create_task(worker.run())
     worker.shutdown()
     await task
+
+
+async def testing_usage(client: Client) -> None:
+    async with Worker(client, task_queue="orders", workflows=[Order]) as worker:
+        assert_type(worker, Worker)
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        assert_type(env.client, Client)
+        await env.sleep(timedelta(days=30))
+        assert_type(await env.get_current_time(), datetime)
+        with env.auto_time_skipping_disabled():
+            pass
+    handle = client.get_workflow_handle("order-3")
+    replayer = Replayer(workflows=[Order])
+    assert_type(await handle.fetch_history(), WorkflowHistory)
+    result = await replayer.replay_workflow(handle.fetch_history())
+    assert_type(result.replay_failure, Exception | None)
+    history = WorkflowHistory.from_file("order-3.json")
+    results = await replayer.replay_workflows([history], raise_on_replay_failure=False)
+    assert_type(results.replay_failures, dict[str, Exception])
+    env2 = ActivityEnvironment()
+    env2.on_heartbeat = lambda *details: None
+    assert_type(await env2.run(charge, 3, 1.5), str)
+    env2.cancel()

@@ -9,7 +9,7 @@ import inspect
 import types
 
 import sdk
-from sdk import activity, workflow
+from sdk import activity, testing, workflow
 
 SDK_ALL = [
     "ActivityCancellationType",
@@ -37,6 +37,7 @@ SDK_ALL = [
     "QueryFailedError",
     "QueryTimeoutError",
     "RedurableError",
+    "Replayer",
     "RetryConfig",
     "RetryPolicy",
     "ServerUnavailableError",
@@ -49,6 +50,7 @@ SDK_ALL = [
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
+    "WorkflowHistory",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "activity",
@@ -93,9 +95,26 @@ ACTIVITY_ALL = [
     "wait_for_cancelled_sync",
 ]
 
+TESTING_ALL = [
+    "ActivityEnvironment",
+    "Replayer",
+    "WorkflowEnvironment",
+    "WorkflowHistory",
+    "WorkflowReplayResult",
+    "WorkflowReplayResults",
+    "running_worker",
+]
+
 
 def test_sdk_exports() -> None:
     assert sorted(sdk.__all__) == SDK_ALL
+
+
+def test_testing_exports() -> None:
+    assert sorted(testing.__all__) == TESTING_ALL
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    assert testing.Replayer is sdk.Replayer
 
 
 def test_workflow_exports() -> None:
@@ -150,9 +169,10 @@ def test_public_api_is_async() -> None:
         for name, member in vars(cls).items():
             if name.startswith("_") or not inspect.isfunction(member):
                 continue
-            # Handles are made without I/O, as temporalio's.
+            # Handles are made without I/O, as temporalio's; fetch_history returns an
+            # object that is awaited (temporalio's form) or iterated with `async for`.
             if name in ("get_workflow_handle", "get_workflow_handle_for",
-                        "get_async_activity_handle"):
+                        "get_async_activity_handle", "fetch_history"):
                 continue
             assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), (
                 f"{cls.__name__}.{name} is not async"
