@@ -74,6 +74,15 @@ class ActivityTasks:
         #: for the workflow task they queue.
         self.eager_workflow_tasks: EagerWorkflowTasks | None = None
 
+    @property
+    def definitions(self) -> dict[str, ActivityDefinition]:
+        """The registered activities (local activities run them too)."""
+        return self._activities
+
+    @property
+    def executor(self) -> concurrent.futures.Executor:
+        return self._executor
+
     def runs(self, activity_type: str) -> bool:
         return activity_type in self._activities
 
