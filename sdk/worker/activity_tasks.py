@@ -75,12 +75,8 @@ class ActivityTasks:
         self.eager_workflow_tasks: EagerWorkflowTasks | None = None
 
     @property
-    def definitions(self) -> dict[str, ActivityDefinition]:
-        """The registered activities (local activities run them too)."""
-        return self._activities
-
-    @property
     def executor(self) -> concurrent.futures.Executor:
+        """Where plain `def` activities run (local activities' attempts too)."""
         return self._executor
 
     def runs(self, activity_type: str) -> bool:

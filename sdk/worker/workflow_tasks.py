@@ -22,7 +22,7 @@ from engine.events import decode_packed_event
 from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
 from engine.machine import LOGIC_FLAGS, WorkflowMachine
 from engine.store import Call, WorkflowTaskStart
-from sdk._definitions import WorkflowDefinition
+from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activity_tasks import ActivityTasks
 from sdk.worker.local_activities import LocalActivities
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
@@ -48,6 +48,7 @@ class WorkflowTasks:
         cache: StickyCache,
         activities: ActivityTasks,
         *,
+        local_activities: dict[str, ActivityDefinition],
         max_batch: int,
         task_timeout_ms: int,
         sticky_ms: int = 1000,
@@ -60,7 +61,7 @@ class WorkflowTasks:
         self._activities = activities
         #: Local activities run here, inside the workflow task that asks for them.
         self._local = LocalActivities(
-            activities.definitions, activities.executor, plumbing.client.codec)
+            local_activities, activities.executor, plumbing.client.codec)
         self.max_batch = max_batch
         self.task_timeout_ms = task_timeout_ms
         #: Sticky routing: what our completions ask for (docs/design-notes.md "Sticky

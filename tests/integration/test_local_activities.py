@@ -250,3 +250,11 @@ async def test_a_local_activity_longer_than_the_task_timeout_runs_once(client: C
     history = [e.type async for e in client.get_workflow_handle("la-long").fetch_history()]
     assert history == ["WorkflowExecutionStarted", "WorkflowTaskCompleted", "MarkerRecorded",
                        "WorkflowExecutionCompleted"]
+
+
+async def test_a_worker_without_remote_activities_runs_local_ones(client: Client) -> None:
+    async with worker(client, no_remote_activities=True):
+        with anyio.fail_after(20):
+            out = await client.execute_workflow(Retries.run, 1, 5, id="la-noremote",
+                                                task_queue="q")
+    assert out == "ok on attempt 2"
