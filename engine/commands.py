@@ -65,6 +65,19 @@ class SetPatchMarker:
 
 
 @dataclass(frozen=True)
+class RecordLocalActivityMarker:
+    """A local activity ended (in the worker, within this workflow task): record its
+    outcome as a marker, which replay resolves the activity from. `failure` is None
+    when it returned `result`."""
+
+    seq: int
+    activity_type: str
+    attempt: int
+    result: bytes = b""
+    failure: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class RecordSignalDropped:
     """Not a decision but a note: a signal the workflow could not take (its input does
     not decode, its arguments do not fit the handler, or no handler has its name) was
@@ -87,6 +100,7 @@ Command = (
     | CancelWorkflow
     | ContinueAsNew
     | SetPatchMarker
+    | RecordLocalActivityMarker
     | RecordSignalDropped
 )
 
@@ -127,6 +141,18 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
                 "patch_id": patch_id,
                 "deprecated": int(deprecated),
             }
+        case RecordLocalActivityMarker(seq, activity_type, attempt, result, failure):
+            attrs: dict[str, Any] = {
+                "marker_name": ev.LOCAL_ACTIVITY_MARKER_NAME,
+                "activity_id": seq,
+                "activity_type": activity_type,
+                "attempt": attempt,
+            }
+            if failure is None:
+                attrs["result"] = result
+            else:
+                attrs["failure"] = failure
+            return ev.MarkerRecorded, attrs
         case RecordSignalDropped():
             raise TypeError("a dropped signal is noted on the boundary, not an event")
     raise TypeError(f"unknown command {command!r}")
@@ -156,6 +182,12 @@ def matches(command: Command, event: ev.Event) -> bool:
             # Deprecated or not does not matter (as in Temporal): deprecate_patch
             # replays a marker that patched recorded, and the other way round.
             return event.marker_name == ev.PATCH_MARKER_NAME and event.patch_id == patch_id
+        case RecordLocalActivityMarker(seq=seq, activity_type=t), ev.MarkerRecorded():
+            return (
+                event.marker_name == ev.LOCAL_ACTIVITY_MARKER_NAME
+                and event.activity_id == seq
+                and event.activity_type == t
+            )
     return False
 
 
@@ -182,5 +214,7 @@ def describe(command: Command) -> str:
             return f"StartTimer(timer_id={seq}, duration_ms={ms})"
         case SetPatchMarker(patch_id=patch_id, deprecated=deprecated):
             return f"SetPatchMarker(patch_id={patch_id!r}, deprecated={deprecated})"
+        case RecordLocalActivityMarker(seq=seq, activity_type=t):
+            return f"RecordLocalActivityMarker(activity_id={seq}, activity_type={t!r})"
         case _:
             return type(command).__name__

@@ -200,19 +200,45 @@ class WorkflowExecutionContinuedAsNew(Event):
 
 #: `marker_name` of the markers `workflow.patched` / `deprecate_patch` record (Temporal's).
 PATCH_MARKER_NAME = "core_patch"
+#: `marker_name` of the markers that record a local activity's outcome (Temporal's).
+LOCAL_ACTIVITY_MARKER_NAME = "core_local_activity"
 
 
 @dataclass(frozen=True)
 class MarkerRecorded(Event):
-    """A marker the workflow code recorded. The only kind so far is a patch marker
-    (`marker_name` "core_patch"): workflow.patched(patch_id) took the new branch here.
-    `deprecated` is 1 when workflow.deprecate_patch recorded it: replay by code that
-    no longer asks for the patch then skips it (see docs/versioning.md)."""
+    """A marker the workflow code recorded, of one of two kinds:
+
+    - a patch marker (`marker_name` "core_patch"): workflow.patched(patch_id) took the
+      new branch here. `deprecated` is 1 when workflow.deprecate_patch recorded it:
+      replay by code that no longer asks for the patch then skips it (docs/versioning.md);
+    - a local activity's outcome (`marker_name` "core_local_activity", as temporalio
+      names it): `activity_id` (the local activity's sequence number in the run),
+      `activity_type`, the `attempt` it ended on, and its `result` or its `failure`.
+      Replay reads the outcome from here instead of running the function again.
+    """
 
     is_command: ClassVar[bool] = True
     marker_name: str
     patch_id: str = ""
     deprecated: int = 0
+    activity_id: int = 0
+    activity_type: str = ""
+    attempt: int = 0
+    result: bytes = b""
+    failure: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        """Only the fields of this marker's kind, as the engine writes them (a patch
+        marker's stream form is what it was before local activities existed)."""
+        attrs = super().attributes()
+        if self.marker_name == PATCH_MARKER_NAME:
+            keep = {"marker_name", "patch_id", "deprecated"}
+        elif self.marker_name == LOCAL_ACTIVITY_MARKER_NAME:
+            keep = {"marker_name", "activity_id", "activity_type", "attempt"}
+            keep.add("failure" if self.failure else "result")
+        else:
+            return attrs
+        return {k: v for k, v in attrs.items() if k in keep}
 
 
 # --- written by an operator or the engine, not by workflow code -----------------------

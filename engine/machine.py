@@ -31,6 +31,7 @@ from engine.errors import (
     PayloadError,
     to_failure,
 )
+from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
 from engine.loop import DeterministicLoop
 from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
 
@@ -96,7 +97,7 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine(ActivityMixin, PatchMixin):
+class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -115,6 +116,9 @@ class WorkflowMachine(ActivityMixin, PatchMixin):
         self._activity_seq = 0
         self._timer_seq = 0
         self._activities: dict[int, PendingActivity] = {}
+        self._local_seq = 0
+        self._local_pending = {}
+        self._local_markers = {}
         self._flags: frozenset[ev.WorkflowLogicFlag] = CURRENT_FLAGS
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._conditions: list[_Condition] = []
@@ -141,6 +145,22 @@ class WorkflowMachine(ActivityMixin, PatchMixin):
         if inputs:
             self.last_event_id = inputs[-1].event_id
         return commands
+
+    def resolve_local_activities(
+        self, outcomes: Sequence[LocalActivityOutcome]
+    ) -> list[cmd.Command]:
+        """The live activation's local activities ended (the worker ran `local_requests`):
+        record their markers, run the code on, and return the activation's commands so
+        far (those of `activate` included). The code may ask for more local activities."""
+        token = _current.set(self)
+        try:
+            for outcome in sorted(outcomes, key=lambda o: o.seq):
+                self._resolve_local(outcome)
+            self._drain()
+            self._emit_close_if_done()
+        finally:
+            _current.reset(token)
+        return self._commands
 
     def replay(self, events: Sequence[ev.Event]) -> None:
         """Replay complete activations only (for queries); trailing inputs stay unread."""
@@ -213,6 +233,7 @@ class WorkflowMachine(ActivityMixin, PatchMixin):
             self.replaying = True
             self._now_ms = marker.now or marker.timestamp
             self._note_patch_markers(events[boundary + 1 : end])
+            self._note_local_markers(events[boundary + 1 : end])
             self._matching = True
             try:
                 commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
@@ -281,6 +302,8 @@ class WorkflowMachine(ActivityMixin, PatchMixin):
                 if step_per_input:
                     self._drain()
             self._drain()
+            while self._resolve_from_markers():  # replay only: local activities
+                self._drain()
             self._emit_close_if_done()
         finally:
             _current.reset(token)

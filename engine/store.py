@@ -199,6 +199,17 @@ class Store(TaskStreams):
             TaskRef(stream, msg_id),
         )
 
+    def wft_extend_call(
+        self, workflow_id: str, run_id: str, epoch: str, token: int, timeout_ms: int
+    ) -> Call:
+        """Move a started workflow task's deadline to now + timeout_ms (the worker runs
+        its local activities); the reply is 1 while the task is still ours, else 0."""
+        return Call(
+            "rd_wft_extend",
+            self._wf_keys(workflow_id),
+            self._wf_args(workflow_id, run_id, epoch, token, timeout_ms),
+        )
+
     @staticmethod
     def parse_wft_start(reply: Any) -> WorkflowTaskStart | None:
         if _status(reply) != "ok":

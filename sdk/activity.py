@@ -44,6 +44,9 @@ class ActivityInfo:
     #: Names this attempt for `client.get_async_activity_handle(task_token=...)`
     #: (opaque bytes; see `raise_complete_async`).
     task_token: bytes = b""
+    #: True for a local activity (`workflow.execute_local_activity`): it runs inside
+    #: its workflow's task, has no task token, and its heartbeats go nowhere.
+    is_local: bool = False
 
 
 class CompleteAsyncError(BaseException):

@@ -36,6 +36,8 @@ __all__ = [
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_local_activity",
+    "execute_local_activity_method",
     "info",
     "is_replaying",
     "logger",
@@ -48,6 +50,8 @@ __all__ = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_local_activity",
+    "start_local_activity_method",
     "uuid4",
     "wait_condition",
 ]
@@ -205,6 +209,80 @@ def start_activity_method(activity: Callable[..., Any], *args: Any, **options: A
 async def execute_activity_method(activity: Callable[..., Any], *args: Any, **options: Any) -> Any:
     """`execute_activity` for an activity that is a method (see start_activity_method)."""
     return await execute_activity(activity, *args, **options)
+
+
+def start_local_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    result_type: Any = None,
+) -> asyncio.Future[Any]:
+    """Run an activity registered on this worker inside the current workflow task, with
+    no task-queue round trip, and return its future. Its outcome is recorded in history
+    as a marker ("core_local_activity"), which replay reads instead of running it again.
+    Retried in the worker under `retry_policy` and the timeouts; the whole run must fit
+    in the worker's `workflow_task_timeout` (docs/activities.md "Local activities").
+    Cancelling the future before it resolved drops the local activity."""
+    if start_to_close_timeout is None and schedule_to_close_timeout is None:
+        raise InvalidArgumentError(
+            "a local activity needs start_to_close_timeout or schedule_to_close_timeout"
+        )
+    machine = current_machine()
+    options: dict[str, Any] = {"retry": (retry_policy or RetryPolicy()).to_wire()}
+    for key, value, what in (
+        ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),
+        ("schedule_to_close_ms", schedule_to_close_timeout, "schedule_to_close_timeout"),
+    ):
+        ms = _ms(value, what)
+        if ms is not None:
+            options[key] = ms
+    type_name = activity_type_name(activity)
+    hints = with_result(
+        untyped(type_name) if isinstance(activity, str) else hints_of(activity), result_type
+    )
+    return machine.schedule_local_activity(
+        type_name,
+        hints.encode_args(args),
+        options,
+        None if hints.result is Any else hints.decode_result,
+    )
+
+
+async def execute_local_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    result_type: Any = None,
+) -> Any:
+    """Run a local activity (see `start_local_activity`) and return its result; raises
+    `ActivityError` when it failed for good (retries exhausted, a non-retryable error,
+    or out of time), as a remote activity does."""
+    return await start_local_activity(
+        activity,
+        *args,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        retry_policy=retry_policy,
+        result_type=result_type,
+    )
+
+
+def start_local_activity_method(
+    activity: Callable[..., Any], *args: Any, **options: Any
+) -> asyncio.Future[Any]:
+    """`start_local_activity` for an activity that is a method (see start_activity_method)."""
+    return start_local_activity(activity, *args, **options)
+
+
+async def execute_local_activity_method(
+    activity: Callable[..., Any], *args: Any, **options: Any
+) -> Any:
+    """`execute_local_activity` for an activity that is a method."""
+    return await execute_local_activity(activity, *args, **options)
 
 
 async def sleep(duration: timedelta | float) -> None:

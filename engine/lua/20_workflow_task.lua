@@ -36,6 +36,21 @@ redis.register_function('rd_wft_start', function(keys, args)
   return {'ok', token, ts, info[2], entries}
 end)
 
+-- rd_wft_extend: the worker that started a workflow task is still at it (running the
+-- local activities its code waits for): the task's deadline moves to now + timeout_ms.
+-- KEYS: wf, history, buffer
+-- ARGV: prefix, workflow_id, run_id, epoch, token, timeout_ms
+-- Returns 1 when the task is still the caller's, else 0 (timed out, or fenced).
+redis.register_function('rd_wft_extend', function(keys, args)
+  local c = ctx(keys, args)
+  local epoch, token = args[4], args[5]
+  if not wft_fenced(c, epoch, token) then return 0 end
+  local member = timer_member('W', c.run, epoch, token, c.id)
+  if not redis.call('ZSCORE', c.timers, member) then return 0 end
+  redis.call('ZADD', c.timers, now_ms() + tonumber(args[6]), member)
+  return 1
+end)
+
 -- The first entry of a one-stream XREADGROUP reply, or nil. (Redis nests it as
 -- {{stream, entries}}; fakeredis, used in unit tests, gives {stream, entries}.)
 local function first_entry(read)
@@ -118,7 +133,8 @@ local function apply_command(c, kind, fields, ts)
       redis.call('HDEL', c.wf, 'timer:' .. f.timer_id)
     end
   elseif kind == 'MarkerRecorded' then
-    -- workflow.patched: the marker only goes to history, for replay to read.
+    -- workflow.patched or a local activity's outcome: the marker only goes to
+    -- history, for replay to read.
     append(c, kind, ts, fields)
   elseif kind == 'WorkflowExecutionCompleted' then
     append(c, kind, ts, fields)

@@ -74,6 +74,11 @@ class ActivityTasks:
         #: for the workflow task they queue.
         self.eager_workflow_tasks: EagerWorkflowTasks | None = None
 
+    @property
+    def executor(self) -> concurrent.futures.Executor:
+        """Where plain `def` activities run (local activities' attempts too)."""
+        return self._executor
+
     def runs(self, activity_type: str) -> bool:
         return activity_type in self._activities
 

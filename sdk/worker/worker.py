@@ -88,6 +88,9 @@ class Worker:
             if ad.name in self._activities:
                 raise ValueError(f"two activities named {ad.name!r}")
             self._activities[ad.name] = ad
+        #: What local activities may run: every registered one, also with
+        #: no_remote_activities (as temporalio's: they are the worker's own).
+        self._local_activities = dict(self._activities)
         if no_remote_activities:
             self._activities = {}
         if not self._workflows and not self._activities:
@@ -148,6 +151,7 @@ class Worker:
             self._workflows,
             self.cache,
             self._activity_tasks,
+            local_activities=self._local_activities,
             max_batch=max_workflow_batch,
             task_timeout_ms=self.workflow_task_timeout_ms,
             sticky_ms=max(1, int(sticky_s * 1000)),

@@ -19,10 +19,12 @@ from engine import commands as cmd
 from engine import events as ev
 from engine.errors import ApplicationError, to_failure
 from engine.events import decode_packed_event
-from engine.machine import LOGIC_FLAGS
+from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
+from engine.machine import LOGIC_FLAGS, WorkflowMachine
 from engine.store import Call, WorkflowTaskStart
-from sdk._definitions import WorkflowDefinition
+from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.local_activities import LocalActivities
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
 from sdk.worker.workflow_runner import CachedRun, StickyCache, new_machine
@@ -46,6 +48,7 @@ class WorkflowTasks:
         cache: StickyCache,
         activities: ActivityTasks,
         *,
+        local_activities: dict[str, ActivityDefinition],
         max_batch: int,
         task_timeout_ms: int,
         sticky_ms: int = 1000,
@@ -56,6 +59,9 @@ class WorkflowTasks:
         self.cache = cache
         #: Where the activity tasks a completion hands over run (eager slots).
         self._activities = activities
+        #: Local activities run here, inside the workflow task that asks for them.
+        self._local = LocalActivities(
+            local_activities, activities.executor, plumbing.client.codec)
         self.max_batch = max_batch
         self.task_timeout_ms = task_timeout_ms
         #: Sticky routing: what our completions ask for (docs/design-notes.md "Sticky
@@ -260,6 +266,11 @@ class WorkflowTasks:
         except Exception:  # the normal path replays and records the failure
             self.cache.evict(wf_id)
             return None
+        if cached.machine.local_requests():
+            # Local activities run between passes of the activation, on the normal
+            # path (this one has no await): it replays up to here, then runs them.
+            self.cache.evict(wf_id)
+            return None
         self._plumbing.stats[outcome] += 1
         return self._store.wft_complete_call(
             wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream,
@@ -338,7 +349,14 @@ class WorkflowTasks:
                                       plumbing.client.codec, started.attempt)
                 cached = CachedRun(machine)
                 self.cache.put(wf_id, cached)
-            commands = cached.machine.activate([e for _, e in entries], started.now_ms)
+            machine = cached.machine
+            commands = machine.activate([e for _, e in entries], started.now_ms)
+            # Local activities: run what the code waits for, hand the outcomes back,
+            # until it waits for nothing local (docs/design-notes.md "Local activities").
+            while requests := machine.local_requests():
+                plumbing.stats["local_activities"] += len(requests)
+                commands = machine.resolve_local_activities(
+                    await self._run_local(task, started, requests, machine))
         except Exception as exc:
             self.cache.evict(wf_id)
             failure = to_failure(exc)
@@ -381,6 +399,38 @@ class WorkflowTasks:
             sticky=self._sticky,
             sticky_ms=self.sticky_ms,
         )
+
+    async def _run_local(
+        self,
+        task: TaskEntry,
+        started: WorkflowTaskStart,
+        requests: list[LocalActivityRequest],
+        machine: WorkflowMachine,
+    ) -> list[LocalActivityOutcome]:
+        """Run local activities, keeping the workflow task ours meanwhile: its deadline
+        is moved on every third of the task timeout (as temporalio heartbeats a workflow
+        task), so another worker takes it only if this one is gone."""
+        outcomes: list[LocalActivityOutcome] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keep_task, task, started)
+            outcomes = await self._local.run_all(requests, machine.info)
+            tg.cancel_scope.cancel()
+        return outcomes
+
+    async def _keep_task(self, task: TaskEntry, started: WorkflowTaskStart) -> None:
+        call = self._store.wft_extend_call(
+            task.get("workflow_id"), task.get("run_id"), task.get("epoch"), started.token,
+            self.task_timeout_ms)
+        while True:
+            await anyio.sleep(self.task_timeout_ms / 3000)
+            try:
+                if not await self._store.call(call):
+                    # Timed out or fenced: its completion will be refused as stale.
+                    log.warning("workflow_task_lost", workflow_id=task.get("workflow_id"))
+                    return
+            except (RedisError, *TRANSIENT) as exc:
+                log.warning("workflow_task_extend_failed", workflow_id=task.get("workflow_id"),
+                            error=str(exc))
 
     def _eager_slots(self, commands: list[Any]) -> int:
         """How many of this completion's activity tasks to take at once: only when we

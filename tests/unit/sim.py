@@ -8,11 +8,13 @@ through the recorded history, as a worker without a cached machine does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from engine import commands as cmd
 from engine import events as ev
 from engine.codec import MsgpackCodec
+from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
 from engine.machine import LOGIC_FLAGS, WorkflowMachine
 from sdk._definitions import workflow_definition
 from sdk.worker.workflow_runner import DefinitionHooks, new_machine
@@ -80,12 +82,22 @@ class Sim:
         self.add(ev.WorkflowExecutionCancelRequested, reason=reason)
 
     # --- one workflow task ------------------------------------------------------------
-    def activate(self, *, drop_close: bool = False, flags: str | None = None) -> list[cmd.Command]:
+    def activate(
+        self,
+        *,
+        drop_close: bool = False,
+        flags: str | None = None,
+        local: Callable[[LocalActivityRequest], LocalActivityOutcome] | None = None,
+    ) -> list[cmd.Command]:
         """Run the live activation over the unseen events and record its commands.
         `drop_close` plays rd_wft_complete when new events had arrived: the close
         command is not written. `flags` overrides the replay behaviour flags recorded
-        (as an older engine would have written them); the live run uses the current."""
+        (as an older engine would have written them); the live run uses the current.
+        `local` runs the local activities the code asks for, as the worker does."""
         commands = self.machine.activate(self.events[self._fed :], self.now_ms)
+        while requests := self.machine.local_requests():
+            assert local is not None, f"the code asked for local activities {requests}"
+            commands = self.machine.resolve_local_activities([local(r) for r in requests])
         dropped = drop_close and any(isinstance(c, cmd.CLOSE_COMMANDS) for c in commands)
         # As the worker does: record the time the code saw, which never goes back.
         self.add(

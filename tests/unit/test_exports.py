@@ -67,6 +67,8 @@ WORKFLOW_ALL = [
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_local_activity",
+    "execute_local_activity_method",
     "info",
     "is_replaying",
     "logger",
@@ -79,6 +81,8 @@ WORKFLOW_ALL = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_local_activity",
+    "start_local_activity_method",
     "uuid4",
     "wait_condition",
 ]
