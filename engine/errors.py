@@ -79,6 +79,16 @@ class ActivityTimeoutError(FailureError):
         self.timeout_type = timeout_type
 
 
+class WorkflowTimeoutError(FailureError):
+    """A workflow run ran out of time (the cause of its WorkflowFailureError, as
+    temporalio's TimeoutError is): `timeout_type` is "run" (run_timeout) or
+    "execution" (execution_timeout, over the whole continue-as-new chain)."""
+
+    def __init__(self, message: str, *, timeout_type: str) -> None:
+        super().__init__(message)
+        self.timeout_type = timeout_type
+
+
 class ActivityError(FailureError):
     """Raised in workflow code when an activity failed for good; `cause` says why."""
 
@@ -260,6 +270,9 @@ def to_failure(
     elif isinstance(exc, ActivityTimeoutError):
         doc["kind"] = "timeout"
         doc["timeout_type"] = exc.timeout_type
+    elif isinstance(exc, WorkflowTimeoutError):
+        doc["kind"] = "workflow_timeout"
+        doc["timeout_type"] = exc.timeout_type
     elif isinstance(exc, CancelledError):
         doc["kind"] = "cancelled"
     elif isinstance(exc, TerminatedError):
@@ -294,6 +307,8 @@ def from_failure(doc: dict[str, Any]) -> FailureError:
         )
     elif kind == "timeout":
         exc = ActivityTimeoutError(message, timeout_type=str(doc.get("timeout_type", "")))
+    elif kind == "workflow_timeout":
+        exc = WorkflowTimeoutError(message, timeout_type=str(doc.get("timeout_type", "")))
     elif kind == "cancelled":
         exc = CancelledError(message)
     elif kind == "terminated":

@@ -75,6 +75,15 @@ class WorkflowExecutionStarted(Event):
     attempt: int = 1
     #: Version of replay behaviour this run was started with (see docs/replay.md).
     history_version: int = 1
+    #: Start options the run keeps (engine/run_info.py): the run chain's first run and
+    #: the run this one continues ("" none), the memo payload (b"" none), and the
+    #: timeouts in ms (0 none).
+    first_execution_run_id: str = ""
+    continued_run_id: str = ""
+    memo: bytes = b""
+    execution_timeout_ms: int = 0
+    run_timeout_ms: int = 0
+    task_timeout_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,13 @@ class WorkflowExecutionTerminated(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class WorkflowExecutionTimedOut(Event):
+    """The run's run_timeout or its chain's execution_timeout ran out."""
+
+    timeout_type: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -270,6 +286,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowExecutionContinuedAsNew,
         MarkerRecorded,
         WorkflowExecutionTerminated,
+        WorkflowExecutionTimedOut,
     )
 }
 
@@ -280,6 +297,7 @@ CLOSE_TYPES = frozenset(
         "WorkflowExecutionCanceled",
         "WorkflowExecutionContinuedAsNew",
         "WorkflowExecutionTerminated",
+        "WorkflowExecutionTimedOut",
     }
 )
 

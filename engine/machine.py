@@ -17,6 +17,7 @@ import random
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
 from engine import commands as cmd
@@ -34,6 +35,7 @@ from engine.errors import (
 from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
 from engine.loop import DeterministicLoop
 from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
+from engine.run_info import started_info
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
 #: the text the worker records them as in the activation's WorkflowTaskCompleted.
@@ -63,6 +65,14 @@ class WorkflowInfo:
     workflow_type: str
     task_queue: str
     attempt: int = 1
+    #: From the run's WorkflowExecutionStarted (engine/run_info.py), temporalio's names.
+    first_execution_run_id: str = ""
+    continued_run_id: str | None = None
+    execution_timeout: timedelta | None = None
+    run_timeout: timedelta | None = None
+    task_timeout: timedelta | None = None
+    #: The memo payload as started (b"" none): sdk.workflow.memo() decodes it.
+    raw_memo: bytes = b""
 
 
 class SignalInputError(Exception):
@@ -324,10 +334,11 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
                 self._on_signaled(event)
             case ev.WorkflowExecutionCancelRequested():
                 self._on_cancel_requested()
-            case ev.WorkflowExecutionTerminated():
+            case ev.WorkflowExecutionTerminated() | ev.WorkflowExecutionTimedOut():
                 self.closed = True
 
     def _on_started(self, event: ev.WorkflowExecutionStarted) -> None:
+        self.info = started_info(self.info, event)
         args = self._decode_args(event.input, "workflow input")
         self._main = self.loop.create_task(self.hooks.start(args), name="workflow-main")
 

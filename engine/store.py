@@ -26,6 +26,7 @@ from engine.errors import (
 from engine.keys import Keys
 from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
+from engine.start_options import StartOptions
 from engine.status import WorkflowExecutionStatus
 from engine.task_streams import TaskStreams
 from engine.task_token import ActivityRef
@@ -124,20 +125,35 @@ class Store(TaskStreams):
         return [*self._wf_keys(workflow_id), self.keys.requests(self.keys.shard(workflow_id))]
 
     async def start(
-        self, workflow_id: str, run_id: str, workflow_type: str, task_queue: str, payload: bytes
+        self,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        payload: bytes,
+        options: StartOptions | None = None,
+        memo: bytes = b"",
+        signal_payload: bytes = b"",
     ) -> str:
+        """Start a run (or, with `options.start_signal`, signal-with-start: the signal
+        goes to the new run or the running one, in the same call). Returns the run id:
+        `run_id`, or the running run's one that USE_EXISTING kept."""
+        options = options or StartOptions()
         reply = await self.call(
             Call(
                 "rd_start",
                 self._client_keys(workflow_id),
                 self._wf_args(
                     workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION,
-                    REQUEST_ID_WINDOW_MS,
+                    REQUEST_ID_WINDOW_MS, options.to_json(), memo, signal_payload,
                 ),
             )
         )
-        if _status(reply) == "already_started":
+        status = _status(reply)
+        if status == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
+        if status == "history_limit":
+            raise HistoryLimitError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
             await self.redis.sadd(self.keys.task_queues(), task_queue)
             # Only once it is there: a start retried after a lost SADD adds it again.

@@ -30,8 +30,10 @@ from engine.errors import (
     WorkflowFailureError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
+    WorkflowTimeoutError,
 )
 from engine.reconnect import RetryConfig
+from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
 from sdk._log import configure_logging
@@ -85,8 +87,11 @@ __all__ = [
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowHistory",
+    "WorkflowIDConflictPolicy",
+    "WorkflowIDReusePolicy",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
+    "WorkflowTimeoutError",
     "activity",
     "codec_from_env",
     "configure_logging",

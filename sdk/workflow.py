@@ -25,8 +25,10 @@ from sdk._definitions import (
     mark_signal,
 )
 from sdk._log import ContextLogger
+from sdk._memo import memo_from_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
+from sdk.converter import value_to_type
 
 __all__ = [
     "ActivityCancellationType",
@@ -41,6 +43,8 @@ __all__ = [
     "info",
     "is_replaying",
     "logger",
+    "memo",
+    "memo_value",
     "now",
     "patched",
     "query",
@@ -328,6 +332,31 @@ def uuid4() -> uuid.UUID:
 
 def info() -> WorkflowInfo:
     return current_machine().info
+
+
+def memo() -> dict[str, Any]:
+    """The run's memo (`start_workflow(memo=...)`), values as they decode ({} none);
+    kept across continue-as-new."""
+    machine = current_machine()
+    raw = machine.info.raw_memo
+    return memo_from_wire(machine.codec.decode(raw)) if raw else {}
+
+
+_UNSET: Any = object()
+
+
+def memo_value(key: str, default: Any = _UNSET, *, type_hint: Any = None) -> Any:
+    """One memo value, converted to `type_hint` when given; `default` when the memo
+    has no `key` (KeyError without one), as temporalio's `memo_value`."""
+    values = memo()
+    if key not in values:
+        if default is _UNSET:
+            raise KeyError(f"the memo has no key {key!r}")
+        return default
+    value = values[key]
+    if type_hint is None:
+        return value
+    return value_to_type(type_hint, value, what=f"memo value {key!r}")
 
 
 def is_replaying() -> bool:

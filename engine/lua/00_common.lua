@@ -150,6 +150,9 @@ local function close_run(c, status, ts)
   local info = redis.call('HMGET', c.wf, 'status', 'start_time')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
+  local run = redis.call('HGET', c.wf, 'run_id') or c.run
+  redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
+    timer_member('X', run, 'execution', 0, c.id))
   -- Wakes every client waiting in handle.result() (one subscription per client).
   redis.call('PUBLISH', key_closed_channel(c.prefix), c.id)
   local fields = redis.call('HKEYS', c.wf)
@@ -172,17 +175,48 @@ local function remove_from_indexes(c)
   redis.call('ZREM', key_index_start(c.prefix), c.id)
 end
 
--- A new run in the workflow's keys (start, or continue-as-new).
-local function new_run(c, run_id, wtype, tq, input, version, ts)
+-- A new run in the workflow's keys (start, or continue-as-new). `opts` (optional) holds
+-- the start options a run keeps: memo (payload, '' none), first_run and continued_run
+-- (run ids of the chain), exec_ms / run_ms / task_ms (timeouts, 0 none) and exec_deadline
+-- (the chain's execution deadline, kept across continue-as-new). The run and execution
+-- timeouts are 'X' timers, removed when the run closes.
+local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
+  opts = opts or {}
+  local exec_ms = tonumber(opts.exec_ms) or 0
+  local run_ms = tonumber(opts.run_ms) or 0
+  local task_ms = tonumber(opts.task_ms) or 0
+  local first_run = opts.first_run or run_id
+  local deadline = tonumber(opts.exec_deadline) or 0
+  if deadline <= 0 and exec_ms > 0 then deadline = ts + exec_ms end
   redis.call('DEL', c.wf, c.hist, c.buf)
   redis.call('HSET', c.wf, 'workflow_id', c.id, 'run_id', run_id, 'type', wtype,
     'task_queue', tq, 'start_time', ts, 'next_event_id', 1, 'wft', 'none',
-    'wft_epoch', 0, 'wft_token', 0, 'wft_attempt', 1)
+    'wft_epoch', 0, 'wft_token', 0, 'wft_attempt', 1, 'first_run_id', first_run)
   set_status(c, nil, 'RUNNING', ts)
   redis.call('ZADD', key_index_start(c.prefix), ts, c.id)
   redis.call('ZADD', key_index_type(c.prefix, wtype), ts, c.id)
   local fields = {'workflow_type', wtype, 'task_queue', tq,
-    'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version}
+    'input', input, 'run_id', run_id, 'attempt', 1, 'history_version', version,
+    'first_execution_run_id', first_run}
+  local function keep(name, value)
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    redis.call('HSET', c.wf, name, value)
+  end
+  if opts.continued_run and opts.continued_run ~= '' then
+    keep('continued_run_id', opts.continued_run)
+  end
+  if opts.memo and opts.memo ~= '' then keep('memo', opts.memo) end
+  if exec_ms > 0 then
+    keep('execution_timeout_ms', exec_ms)
+    redis.call('HSET', c.wf, 'execution_deadline', deadline)
+    redis.call('ZADD', c.timers, deadline, timer_member('X', run_id, 'execution', 0, c.id))
+  end
+  if run_ms > 0 then
+    keep('run_timeout_ms', run_ms)
+    redis.call('ZADD', c.timers, ts + run_ms, timer_member('X', run_id, 'run', 0, c.id))
+  end
+  if task_ms > 0 then keep('task_timeout_ms', task_ms) end
   append(c, 'WorkflowExecutionStarted', ts, fields)
   schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
 end

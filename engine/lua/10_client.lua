@@ -13,20 +13,75 @@ local function request_done(key, id, window_ms, ts)
   redis.call('ZADD', key, ts, id)
 end
 
--- rd_start: start a workflow run.
+-- End the running run, as rd_terminate does (a start that replaces it).
+local function terminate_run(c, reason, ts)
+  flush_buffer(c)
+  append(c, 'WorkflowExecutionTerminated', ts, {'reason', reason})
+  redis.call('HSET', c.wf, 'failure', cjson.encode({message = reason, kind = 'terminated',
+    type = 'TerminatedError', non_retryable = true}))
+  close_run(c, 'TERMINATED', ts)
+end
+
+-- Statuses ALLOW_DUPLICATE_FAILED_ONLY starts again after.
+local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIMED_OUT = true}
+
+-- rd_start: start a workflow run, or signal-with-start.
 -- KEYS: wf, history, buffer[, requests]
 -- ARGV: prefix, workflow_id, run_id, workflow_type, task_queue, input, history_version
 --       [, request window ms: with KEYS[4], the run id is the start's request id]
--- Returns {'ok', run_id} or {'already_started', running_run_id}. A start retried with
--- a run id it already started answers 'ok' again, even once that run has closed.
+--       [, options JSON, memo payload, start signal input]
+-- Options (all optional, temporalio's names): reuse (id_reuse_policy: ALLOW_DUPLICATE,
+-- ALLOW_DUPLICATE_FAILED_ONLY, REJECT_DUPLICATE, TERMINATE_IF_RUNNING), conflict
+-- (id_conflict_policy: FAIL, USE_EXISTING, TERMINATE_EXISTING), exec_ms / run_ms /
+-- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]).
+-- Returns {'ok', run_id} (the started run, or the running one USE_EXISTING kept),
+-- {'already_started', run_id} or {'history_limit', message} (signal to a full history).
+-- A start retried with a run id it already started answers 'ok' again, even once that
+-- run has closed; one that was answered with the running run answers that run again
+-- (unless another start came in between: then its own run id).
 redis.register_function('rd_start', function(keys, args)
   local c = ctx(keys, args)
-  if keys[4] and request_seen(keys[4], c.run) then return {'ok', c.run} end
+  local o = {}
+  if args[9] and args[9] ~= '' then o = cjson.decode(args[9]) end
+  if keys[4] and request_seen(keys[4], c.run) then
+    local seen = redis.call('HMGET', c.wf, 'start_request', 'start_answer')
+    if seen[1] == c.run and seen[2] then return {'ok', seen[2]} end
+    return {'ok', c.run}
+  end
   local info = redis.call('HMGET', c.wf, 'status', 'run_id')
-  if info[1] == 'RUNNING' then return {'already_started', info[2]} end
-  if info[1] then remove_from_indexes(c) end
   local ts = now_ms()
-  new_run(c, c.run, args[4], args[5], args[6], args[7], ts)
+  if info[1] == 'RUNNING' then
+    local conflict = o.conflict or 'FAIL'
+    if o.reuse == 'TERMINATE_IF_RUNNING' then conflict = 'TERMINATE_EXISTING' end
+    if conflict == 'USE_EXISTING' then
+      if o.signal then
+        local events, limit = history_size(c)
+        if events + redis.call('LLEN', c.buf) >= limit then
+          return {'history_limit', history_limit_message(events, limit)}
+        end
+        deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
+      end
+      redis.call('HSET', c.wf, 'start_request', c.run, 'start_answer', info[2])
+      if keys[4] then request_done(keys[4], c.run, args[8], ts) end
+      return {'ok', info[2]}
+    elseif conflict == 'TERMINATE_EXISTING' then
+      terminate_run(c, 'terminated by a start of the same workflow id (TERMINATE_EXISTING)', ts)
+    else
+      return {'already_started', info[2]}
+    end
+  elseif info[1] then
+    local reuse = o.reuse or 'ALLOW_DUPLICATE'
+    if reuse == 'REJECT_DUPLICATE' or
+        (reuse == 'ALLOW_DUPLICATE_FAILED_ONLY' and not FAILED_STATUSES[info[1]]) then
+      return {'already_started', info[2]}
+    end
+  end
+  if info[1] then remove_from_indexes(c) end
+  new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
+    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms})
+  if o.signal then
+    deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
+  end
   if keys[4] then request_done(keys[4], c.run, args[8], ts) end
   return {'ok', c.run}
 end)

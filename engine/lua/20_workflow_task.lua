@@ -11,7 +11,7 @@ end
 -- rd_wft_start: a worker took a workflow task; returns the history it has not seen.
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, msg_id, after_stream_id ('' = all),
---       timeout_ms
+--       timeout_ms (unless the run has its own task_timeout_ms)
 -- Returns {'ok', token, now_ms, attempt, entries} or {'stale'} (message acknowledged).
 redis.register_function('rd_wft_start', function(keys, args)
   local c = ctx(keys, args)
@@ -23,12 +23,14 @@ redis.register_function('rd_wft_start', function(keys, args)
   local ts = now_ms()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
   -- The stream too: the task may be on its owner's sticky stream (the 'W' timer acks it).
-  local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt')
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt', 'task_timeout_ms')
   redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg, 'wft_task', c.task)
   if c.task ~= key_workflow_tasks(c.prefix, info[1]) then  -- a sticky task: no deadline now
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   end
-  redis.call('ZADD', c.timers, ts + tonumber(args[7]),
+  -- The run's task_timeout (a start option) wins over the worker's default.
+  local timeout = tonumber(info[3]) or tonumber(args[7])
+  redis.call('ZADD', c.timers, ts + timeout,
     timer_member('W', c.run, epoch, token, c.id))
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
@@ -155,10 +157,15 @@ local function apply_command(c, kind, fields, ts)
   elseif kind == 'WorkflowExecutionContinuedAsNew' then
     append(c, kind, ts, fields)
     -- The next run takes over the workflow's keys: this run's history is replaced.
-    local info = redis.call('HMGET', c.wf, 'type', 'task_queue')
+    -- It keeps the chain's memo, timeouts and execution deadline.
+    local info = redis.call('HMGET', c.wf, 'type', 'task_queue', 'run_id', 'first_run_id',
+      'memo', 'execution_timeout_ms', 'run_timeout_ms', 'task_timeout_ms',
+      'execution_deadline')
     close_run(c, 'CONTINUED_AS_NEW', ts)
     remove_from_indexes(c)
-    new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts)
+    new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts, {
+      continued_run = info[3], first_run = info[4] or info[3], memo = info[5],
+      exec_ms = info[6], run_ms = info[7], task_ms = info[8], exec_deadline = info[9]})
     return 'closed'
   else
     error('unknown command ' .. tostring(kind))

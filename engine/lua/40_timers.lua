@@ -1,5 +1,6 @@
 -- Durable timers: user timers, activity retries and timeouts, workflow task timeouts
--- and retries. Members read "KIND|run_id|a|b|workflow_id" (the id last: it may hold '|').
+-- and retries, run and execution timeouts ('X'). Members read
+-- "KIND|run_id|a|b|workflow_id" (the id last: it may hold '|').
 
 local function split_member(member)
   local parts, pos = {}, 1
@@ -64,6 +65,15 @@ local function fire(prefix, member, ts)
       redis.call('XADD', key_workflow_tasks(c.prefix, info[3]), '*',
         'workflow_id', c.id, 'run_id', run, 'epoch', a)
     end
+  elseif kind == 'X' then
+    -- The run's run_timeout or the chain's execution_timeout ('run' / 'execution'):
+    -- the run ends at once, as a terminate does, with status TIMED_OUT.
+    flush_buffer(c)
+    append(c, 'WorkflowExecutionTimedOut', ts, {'timeout_type', a})
+    redis.call('HSET', c.wf, 'failure', cjson.encode({
+      message = 'workflow timed out (' .. a .. '_timeout)', kind = 'workflow_timeout',
+      type = 'TimeoutError', timeout_type = a, non_retryable = true}))
+    close_run(c, 'TIMED_OUT', ts)
   elseif kind == 'B' then
     local info = redis.call('HMGET', c.wf, 'wft', 'wft_epoch')
     if info[1] == 'backoff' and info[2] == a then schedule_wft(c) end

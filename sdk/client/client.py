@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,20 +15,24 @@ from engine import dead_letters
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
-from engine.errors import (
-    DurabilityError,
-    InvalidArgumentError,
-)
+from engine.errors import DurabilityError, InvalidArgumentError
 from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
+from engine.start_options import (
+    StartOptions,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+    duration_ms,
+)
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
-from sdk._definitions import workflow_definition, workflow_type_name
+from sdk._definitions import signal_name, workflow_definition, workflow_type_name
+from sdk._memo import memo_to_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
@@ -173,17 +178,39 @@ class Client:
     async def start_workflow(
         self,
         workflow: Callable[..., Any] | type | str,
-        *args: Any,
+        *positional: Any,
         id: str,
         task_queue: str,
         result_type: Any = None,
+        args: Sequence[Any] | None = None,
+        execution_timeout: timedelta | float | None = None,
+        run_timeout: timedelta | float | None = None,
+        task_timeout: timedelta | float | None = None,
+        id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy: WorkflowIDConflictPolicy | None = None,
+        memo: Mapping[str, Any] | None = None,
+        start_signal: Callable[..., Any] | str | None = None,
+        start_signal_args: Sequence[Any] = (),
     ) -> WorkflowHandle:
-        """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running.
+        """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running
+        (or, by `id_reuse_policy`, closed).
 
         Given as its class or run method, the workflow's parameter hints check the
         arguments here (`PayloadError` naming the parameter), and the handle's
         `result()` converts to the run method's return hint; `result_type` sets that
-        type where there is no hint (a workflow named by a string)."""
+        type where there is no hint (a workflow named by a string). The arguments go
+        after the workflow, or as `args=[...]` (temporalio's form), not both.
+
+        Options, as temporalio names them: `execution_timeout` (the whole run chain,
+        across continue-as-new), `run_timeout` (this run), `task_timeout` (one workflow
+        task; default the worker's): a run past its timeout ends TIMED_OUT and
+        `result()` raises WorkflowFailureError(cause=WorkflowTimeoutError). `memo`:
+        values the run carries (`describe().memo`, `workflow.memo()`).
+        `id_reuse_policy` decides about a closed run of the same id,
+        `id_conflict_policy` about a running one. `start_signal` (+
+        `start_signal_args`): signal-with-start, in one atomic call: start the
+        workflow unless it runs, then deliver the signal (to the running run by
+        default: USE_EXISTING)."""
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
@@ -192,15 +219,37 @@ class Client:
             else hints_of(workflow_definition(workflow).run_fn, method=True),
             result_type,
         )
-        payload = self.codec.encode(hints.encode_args(args))
+        if args is not None and positional:
+            raise InvalidArgumentError("give the workflow's arguments positionally or as args=")
+        payload = self.codec.encode(hints.encode_args(list(args or positional)))
+        options = StartOptions(
+            id_reuse_policy=id_reuse_policy,
+            id_conflict_policy=id_conflict_policy,
+            execution_timeout_ms=duration_ms(execution_timeout, "execution_timeout"),
+            run_timeout_ms=duration_ms(run_timeout, "run_timeout"),
+            task_timeout_ms=duration_ms(task_timeout, "task_timeout"),
+            start_signal="" if start_signal is None else signal_name(start_signal),
+        )
+        memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
+        signal_payload = b""
+        if start_signal is not None:
+            signal_hints = (untyped(options.start_signal) if isinstance(start_signal, str)
+                            else hints_of(start_signal, method=True))
+            signal_payload = self.codec.encode(signal_hints.encode_args(list(start_signal_args)))
+        elif start_signal_args:
+            raise InvalidArgumentError("start_signal_args without a start_signal")
         # The run id is the start's request id: a start retried after a lost reply is
         # answered as the first one was (engine/reconnect.py).
         run_id = uuid.uuid4().hex
-        await self.retrier.retry(
+        started = await self.retrier.retry(
             f"start workflow {workflow_id!r}",
-            lambda: self.store.start(workflow_id, run_id, type_name, queue, payload),
+            lambda: self.store.start(
+                workflow_id, run_id, type_name, queue, payload, options, memo_payload,
+                signal_payload,
+            ),
         )
-        return WorkflowHandle(self, workflow_id, run_id, result_type=hints.result)
+        return WorkflowHandle(self, workflow_id, started, result_type=hints.result,
+                              first_execution_run_id=started)
 
     async def execute_workflow(
         self,
@@ -209,17 +258,25 @@ class Client:
         id: str,
         task_queue: str,
         result_type: Any = None,
+        **options: Any,
     ) -> Any:
+        """start_workflow (same options), then wait for the result."""
         handle = await self.start_workflow(
-            workflow, *args, id=id, task_queue=task_queue, result_type=result_type
+            workflow, *args, id=id, task_queue=task_queue, result_type=result_type, **options
         )
         return await handle.result()
 
     def get_workflow_handle(
-        self, workflow_id: str, *, run_id: str | None = None, result_type: Any = None
+        self,
+        workflow_id: str,
+        *,
+        run_id: str | None = None,
+        first_execution_run_id: str | None = None,
+        result_type: Any = None,
     ) -> WorkflowHandle:
         """A handle to an existing workflow; `result()` converts to `result_type`."""
-        return WorkflowHandle(self, check_id(workflow_id), run_id, result_type=result_type)
+        return WorkflowHandle(self, check_id(workflow_id), run_id, result_type=result_type,
+                              first_execution_run_id=first_execution_run_id)
 
     def get_workflow_handle_for(
         self, workflow: Callable[..., Any] | type, workflow_id: str, *, run_id: str | None = None

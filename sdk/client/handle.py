@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
@@ -25,6 +26,7 @@ from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_r
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from sdk._definitions import query_name, signal_name
+from sdk._memo import memo_from_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.history import HistoryFetch
 from sdk.client.registry import live_workers
@@ -46,15 +48,28 @@ if TYPE_CHECKING:
 _NOT_FAILED = frozenset({WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW})
 
 
+def _duration(ms: bytes | None) -> timedelta | None:
+    return timedelta(milliseconds=int(ms)) if ms else None
+
+
 class WorkflowHandle:
     """A workflow by id (and optionally run id). Cheap: holds no connection."""
 
     def __init__(
-        self, client: Client, workflow_id: str, run_id: str | None, *, result_type: Any = None
+        self,
+        client: Client,
+        workflow_id: str,
+        run_id: str | None,
+        *,
+        result_type: Any = None,
+        first_execution_run_id: str | None = None,
     ) -> None:
         self.client = client
         self.id = workflow_id
         self.run_id = run_id
+        #: The first run of the run chain (temporalio's name): the run `start_workflow`
+        #: started (or the running one it kept), else as given, else None.
+        self.first_execution_run_id = first_execution_run_id
         #: What `result()` converts the result to (None: the decoded value as it is).
         self.result_type = result_type
 
@@ -218,6 +233,7 @@ class WorkflowHandle:
             )
         pending.sort(key=lambda p: p.activity_id)
         failure = state.get("last_wft_failure")
+        memo = state.get("memo")
         return WorkflowDescription(
             id=self.id,
             run_id=text(state.get("run_id")),
@@ -234,6 +250,12 @@ class WorkflowHandle:
                 self.client.keys, self.id, state.get("wft"), state.get("wft_dead_letter")
             ),
             last_signal_dropped=text(state.get("last_signal_dropped")) or None,
+            memo=memo_from_wire(self.client.codec.decode(memo)) if memo else {},
+            first_execution_run_id=text(state.get("first_run_id")) or None,
+            continued_run_id=text(state.get("continued_run_id")) or None,
+            execution_timeout=_duration(state.get("execution_timeout_ms")),
+            run_timeout=_duration(state.get("run_timeout_ms")),
+            task_timeout=_duration(state.get("task_timeout_ms")),
         )
 
 

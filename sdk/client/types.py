@@ -91,6 +91,15 @@ class WorkflowDescription(WorkflowExecution):
     #: The last signals the workflow dropped (input that does not decode, arguments
     #: that do not fit the handler, no handler of that name) and why, else None.
     last_signal_dropped: str | None = None
+    #: The run's memo (start_workflow(memo=...)), values as they decode; {} if none.
+    memo: dict[str, Any] = field(default_factory=dict)
+    #: The run chain's first run, and the run this one continued (None: none).
+    first_execution_run_id: str | None = None
+    continued_run_id: str | None = None
+    #: Start options (None: none given; task_timeout: the worker's default).
+    execution_timeout: timedelta | None = None
+    run_timeout: timedelta | None = None
+    task_timeout: timedelta | None = None
 
 
 def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
