@@ -33,6 +33,11 @@ SAMPLES: list[ev.Event] = [
     ev.WorkflowExecutionContinuedAsNew(16, 1014, "run-2", b"\x91\x04"),
     ev.WorkflowExecutionTerminated(17, 1015, "operator"),
     ev.MarkerRecorded(18, 1016, "core_patch", "send-sms", 1),
+    ev.WorkflowExecutionTimedOut(19, 1017, "run"),
+    ev.WorkflowExecutionStarted(1, 1000, "Order", "orders", b"\x91\x03", "run-3", 1, 3,
+                                first_execution_run_id="run-1", continued_run_id="run-2",
+                                memo=b"\x81\xa1k\xa1v", execution_timeout_ms=60000,
+                                run_timeout_ms=30000, task_timeout_ms=10000),
 ]
 
 
@@ -142,6 +147,7 @@ def test_command_flags() -> None:
         "WorkflowExecutionCanceled",
         "WorkflowExecutionContinuedAsNew",
         "WorkflowExecutionTerminated",
+        "WorkflowExecutionTimedOut",
     } == ev.CLOSE_TYPES
 
 

@@ -51,8 +51,11 @@ SDK_ALL = [
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowHistory",
+    "WorkflowIDConflictPolicy",
+    "WorkflowIDReusePolicy",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
+    "WorkflowTimeoutError",
     "activity",
     "codec_from_env",
     "configure_logging",
@@ -72,6 +75,8 @@ WORKFLOW_ALL = [
     "info",
     "is_replaying",
     "logger",
+    "memo",
+    "memo_value",
     "now",
     "patched",
     "query",
@@ -160,7 +165,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 22
+    assert len(errors) == 23
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
