@@ -35,7 +35,7 @@ def test_the_lua_library_writes_and_compares_known_statuses_only() -> None:
                             "TIMED_OUT", "CONTINUED_AS_NEW"}
     policies = {p.value for p in (*WorkflowIDReusePolicy, *WorkflowIDConflictPolicy)}
     assert set(compared) - policies == {"RUNNING"}
-    for status in [*written, *compared]:
+    for status in [*written, *(set(compared) - policies)]:
         WorkflowExecutionStatus(status)
 
 
