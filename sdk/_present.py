@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -62,6 +62,8 @@ def status_text(status: object) -> str:
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
+    if isinstance(value, timedelta):  # a timeout: seconds
+        return value.total_seconds()
     if isinstance(value, bytes | bytearray):
         # Payloads the codec could not decode: keep them, losslessly.
         return {"base64": base64.b64encode(value).decode()}

@@ -17,7 +17,15 @@ from engine.events import CLOSE_TYPES
 from engine.keys import DEFAULT_PREFIX
 from engine.status import WorkflowExecutionStatus
 from engine.store import decode_entries
-from sdk._present import clock_time, event_details, event_json, local_time, short, summary_fields
+from sdk._present import (
+    clock_time,
+    event_details,
+    event_json,
+    local_time,
+    short,
+    summary_fields,
+    to_json,
+)
 from sdk.cli.common import (
     WIDTH,
     IdArgument,
@@ -80,6 +88,12 @@ def describe(
             style="red")])
     if doc["last_signal_dropped"]:
         fields.append([Text("Signals dropped", style="bold"), doc["last_signal_dropped"]])
+    if doc["memo"]:
+        fields.append([Text("Memo", style="bold"), to_json(doc["memo"], indent=None)])
+    for label, key in (("Execution timeout", "execution_timeout"),
+                       ("Run timeout", "run_timeout"), ("Task timeout", "task_timeout")):
+        if doc[key] is not None:
+            fields.append([Text(label, style="bold"), f"{doc[key].total_seconds():g}s"])
     print_table(
         [Column("Field"), Column("Value", wrap=True, min_width=whole, floor=whole)],
         fields, show_header=False, box=None,

@@ -3,6 +3,7 @@ sdk/cli/inspect.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -56,6 +57,60 @@ WorkflowIdOption = Annotated[
 ]
 
 
+MemoOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--memo",
+        help="One memo entry as KEY=JSON; repeat for more (--memo n=3 --memo tenant='\"t1\"').",
+        show_default=False,
+    ),
+]
+ExecutionTimeoutOption = Annotated[
+    float | None,
+    typer.Option("--execution-timeout", help="Seconds the whole run chain may take "
+                 "(across continue-as-new); past it the run ends TIMED_OUT.",
+                 show_default=False),
+]
+RunTimeoutOption = Annotated[
+    float | None,
+    typer.Option("--run-timeout", help="Seconds one run may take; past it, TIMED_OUT.",
+                 show_default=False),
+]
+TaskTimeoutOption = Annotated[
+    float | None,
+    typer.Option("--task-timeout", help="Seconds one workflow task may take (default: the "
+                 "worker's).", show_default=False),
+]
+
+
+def parse_memo(values: list[str] | None) -> dict[str, Any] | None:
+    """`--memo KEY=JSON` values as the memo mapping (None: no --memo)."""
+    if not values:
+        return None
+    memo: dict[str, Any] = {}
+    for text in values:
+        key, sep, raw = text.partition("=")
+        if not sep or not key:
+            fail(f"--memo {text!r} is not KEY=JSON (e.g. --memo n=3 --memo tenant='\"t1\"')")
+        try:
+            memo[key] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            fail(f"--memo {text!r}: the value is not valid JSON ({exc.msg}); strings need "
+                 f"quotes: --memo {key}='\"text\"'")
+    return memo
+
+
+def start_options(
+    memo: list[str] | None,
+    execution_timeout: float | None,
+    run_timeout: float | None,
+    task_timeout: float | None,
+) -> dict[str, Any]:
+    """The start_workflow options the command's flags give."""
+    return {"memo": parse_memo(memo), "execution_timeout": execution_timeout,
+            "run_timeout": run_timeout, "task_timeout": task_timeout}
+
+
 def new_workflow_id(workflow_type: str) -> str:
     """The id of a workflow started without --id: `order-3f9c2a1b` for type Order."""
     return f"{workflow_type.lower()}-{uuid.uuid4().hex[:8]}"
@@ -81,16 +136,22 @@ def start(
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
+    memo: MemoOption = None,
+    execution_timeout: ExecutionTimeoutOption = None,
+    run_timeout: RunTimeoutOption = None,
+    task_timeout: TaskTimeoutOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
 ) -> None:
     """Start a workflow and print its id and run id."""
     args = parse_inputs(inputs)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> WorkflowHandle:
-        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)
+        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue,
+                                             **options)
         await _warn_about_workers(client, task_queue, workflow_type)
         return handle
 
@@ -113,6 +174,10 @@ def execute(
     task_queue: Annotated[str, typer.Option("--task-queue", "-q", help="Task queue.")],
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
+    memo: MemoOption = None,
+    execution_timeout: ExecutionTimeoutOption = None,
+    run_timeout: RunTimeoutOption = None,
+    task_timeout: TaskTimeoutOption = None,
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds.")
     ] = None,
@@ -122,10 +187,12 @@ def execute(
 ) -> None:
     """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
     args = parse_inputs(inputs)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> dict[str, Any]:
-        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue)
+        handle = await client.start_workflow(workflow_type, *args, id=wid, task_queue=task_queue,
+                                             **options)
         if output is Output.table:
             stderr.print(Text(f"Started {workflow_type} {handle.id} (run {handle.run_id})"))
         await _warn_about_workers(client, task_queue, workflow_type)

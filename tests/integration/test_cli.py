@@ -169,6 +169,32 @@ def test_unreachable_server_explains_how_to_start_one() -> None:
     assert_one_line_error(done, f"127.0.0.1:{DEFAULT_DEV_PORT}", "redurable dev")
 
 
+def test_start_with_memo_and_timeouts(cli: Cli) -> None:
+    started = cli.json(
+        "workflow", "start", "Order", "--id", "order-m", "-q", "orders", "-i", "3",
+        "--memo", "n=3", "--memo", 'tenant="t1"', "--execution-timeout", "3600",
+        "--run-timeout", "1800", "--task-timeout", "20",
+    )  # fmt: skip
+    described = cli.json("workflow", "describe", "order-m")
+    assert described["run_id"] == started["run_id"]
+    assert described["memo"] == {"n": 3, "tenant": "t1"}
+    assert (described["execution_timeout"], described["run_timeout"],
+            described["task_timeout"]) == (3600.0, 1800.0, 20.0)
+    assert described["first_execution_run_id"] == started["run_id"]
+    table = cli("workflow", "describe", "order-m")
+    assert table.returncode == 0
+    assert '{"n": 3, "tenant": "t1"}' in table.stdout and "1800s" in table.stdout
+    assert_one_line_error(
+        cli("workflow", "start", "Order", "-q", "orders", "--memo", "novalue"), "KEY=JSON"
+    )
+    assert_one_line_error(
+        cli("workflow", "start", "Order", "-q", "orders", "--memo", "k=nope"), "not valid JSON"
+    )
+    assert_one_line_error(
+        cli("workflow", "start", "Order", "-q", "orders", "--run-timeout", "-1"), "run_timeout"
+    )
+
+
 # --- the order's life, through the CLI ----------------------------------------------------
 
 

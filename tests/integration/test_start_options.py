@@ -328,7 +328,7 @@ async def test_task_timeout_sets_the_workflow_task_deadline(client: Client) -> N
     call = client.store.wft_start_call("t-4", handle.run_id, fields[b"epoch"].decode(),
                                        msg_id.decode(), stream, None, 600_000)
     assert client.store.parse_wft_start(await client.store.call(call)) is not None
-    timers = await client.redis.zrange(keys.timers(shard), 0, -1, withscores=True)
+    timers: Any = await client.redis.zrange(keys.timers(shard), 0, -1, withscores=True)
     deadlines = [score for member, score in timers if member.startswith(b"W|")]
     assert len(deadlines) == 1
     # Two seconds from the start, far from the worker's ten minutes.
