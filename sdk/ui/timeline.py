@@ -33,6 +33,7 @@ _MARKERS = {
     "WorkflowExecutionSignaled",
     "WorkflowExecutionCancelRequested",
     "WorkflowExecutionTerminated",
+    "WorkflowExecutionTimedOut",
     "WorkflowExecutionCompleted",
     "WorkflowExecutionFailed",
     "WorkflowExecutionCanceled",
