@@ -301,6 +301,13 @@ CLOSE_TYPES = frozenset(
     }
 )
 
+#: WorkflowExecutionStarted attributes a start without options leaves at their defaults
+#: (0, "", b""): the public history leaves them out then (sdk/client/types.py).
+START_OPTION_FIELDS = frozenset({
+    "first_execution_run_id", "continued_run_id", "memo",
+    "execution_timeout_ms", "run_timeout_ms", "task_timeout_ms",
+})
+
 # Field kinds, read once from the annotations.
 _KINDS: dict[type[Event], dict[str, str]] = {}
 for _cls in EVENT_TYPES.values():

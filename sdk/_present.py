@@ -94,8 +94,10 @@ def event_json(event: HistoryEvent) -> dict[str, Any]:
 
 
 #: Attributes left out of one-line event summaries (JSON output has them): long, and
-#: rarely what one reads a history for. `now` is the event's time again, in epoch ms.
-SUMMARY_HIDDEN = frozenset({"options", "history_version", "now"})
+#: rarely what one reads a history for. `now` is the event's time again, in epoch ms;
+#: `first_execution_run_id` is the run id again until a continue-as-new (whose
+#: `continued_run_id` is shown).
+SUMMARY_HIDDEN = frozenset({"options", "history_version", "now", "first_execution_run_id"})
 
 
 def short(value: Any, limit: int = 60) -> str:

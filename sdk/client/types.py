@@ -106,8 +106,8 @@ def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:
     """Public form of an event: payload attributes decoded with the codec."""
     attributes: dict[str, Any] = {}
     for name, value in event.attributes().items():
-        if value == b"":
-            continue  # an empty payload is none (a start without a memo)
+        if name in ev.START_OPTION_FIELDS and value in (0, "", b""):
+            continue  # a start option not given: left out, as before options existed
         if isinstance(value, bytes):
             try:
                 attributes[name] = codec.decode(value)
