@@ -76,6 +76,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="signals per workflow before measuring")
     p.add_argument("--activities", type=int, default=5, help="measured activities per workflow")
     p.add_argument("--inflight", type=int, default=0, help="signal steps at a time (0: all)")
+    p.add_argument(
+        "--per-worker", type=int, default=10,
+        help="also run each K driving this many workflows per worker (0: skip)",
+    )
     p.add_argument("--probes", type=int, default=100, help="signals one at a time, per K")
     p.add_argument("--idle", type=float, default=5.0, help="idle window per K, seconds")
     p.add_argument("--settle", type=float, default=2.0, help="wait after workers start, s")
@@ -131,7 +135,9 @@ async def measure(
     *,
     max_cached: int,
     label: str = "signal",
+    activity_label: str = "activity",
     full: bool = True,
+    repeat: int = 1,
 ) -> list[Row]:
     """One worker count on one fleet: idle, warm-up, signal rounds and (`full`) the
     idle window and the activity burst."""
@@ -150,7 +156,7 @@ async def measure(
         events = await fleet.mean_events()
         loaded: list[float] = []
         s0 = snapshot(procs, r)
-        steps = await fleet.ping_rounds(args.rounds, loaded, args.inflight)
+        steps = await fleet.ping_rounds(args.rounds * repeat, loaded, args.inflight)
         s1 = snapshot(procs, r)
         latencies: list[float] = []
         await fleet.ping_one_at_a_time(args.probes, latencies)
@@ -162,9 +168,9 @@ async def measure(
         if full and args.activities:
             events = await fleet.mean_events()
             s0 = snapshot(procs, r)
-            steps = await fleet.activity_burst(args.activities)
+            steps = await fleet.activity_burst(args.activities * repeat)
             s1 = snapshot(procs, r)
-            rows.append(window("activity", fleet.target, events, workers, steps, s0, s1))
+            rows.append(window(activity_label, fleet.target, events, workers, steps, s0, s1))
     finally:
         stop_workers(procs)
         r.close()
@@ -192,12 +198,26 @@ async def fleet_rows(args: argparse.Namespace) -> list[Row]:
         fleet = await grown(args.url, target, args.workflows)
         try:
             for k in args.worker_counts:
-                if await fleet.mean_events() > REGROW * target:
+                fleet.active = 0
+                if await fleet.mean_events(everyone=True) > REGROW * target:
                     await fleet.close()
                     fleet = await grown(args.url, target, args.workflows)
                 t0 = time.monotonic()
                 rows += await measure(fleet, k, args, max_cached=args.max_cached)
                 log(f"   K={k}: {time.monotonic() - t0:.1f} s")
+                if args.per_worker and args.per_worker * k <= args.workflows:
+                    # The same fleet with each worker's load held constant: K workers
+                    # drive per_worker * K workflows (what adding workers to carry more
+                    # load looks like), apart from the batching a fixed load loses.
+                    t0 = time.monotonic()
+                    fleet.active = args.per_worker * k
+                    per = f"{args.per_worker}/worker"
+                    # As many steps as the fixed-load window: fewer workflows, more each.
+                    repeat = max(1, args.workflows // fleet.active)
+                    rows += await measure(fleet, k, args, max_cached=args.max_cached,
+                                          label=f"signal, {per}", activity_label=f"activity, {per}",
+                                          repeat=repeat)
+                    log(f"   K={k}, {per}: {time.monotonic() - t0:.1f} s")
         finally:
             await fleet.close()
         log(table(rows))

@@ -115,6 +115,13 @@ class FleetSet:
     _committing: dict[int, asyncio.Future[None]] = field(init=False, default_factory=dict)
     _commit_poller: asyncio.Task[None] | None = field(init=False, default=None)
     _closed: bool = field(init=False, default=False)
+    #: How many of the workflows (the first ones) the steps drive: all by default;
+    #: fewer to hold each worker's load constant as the fleet grows (--per-worker).
+    active: int = field(init=False, default=0)
+
+    @property
+    def driven(self) -> int:
+        return min(self.active, self.n) if self.active else self.n
 
     async def open(self) -> FleetSet:
         counters.install()
@@ -179,9 +186,10 @@ class FleetSet:
                     if not future.done():
                         future.set_result(None)
 
-    async def mean_events(self) -> int:
+    async def mean_events(self, *, everyone: bool = False) -> int:
+        """Mean history length of the driven workflows (`everyone`: of all)."""
         pipe = self.client.redis.pipeline(transaction=False)
-        for h in self.handles:
+        for h in self.handles if everyone else self.handles[: self.driven]:
             pipe.hget(self.client.keys.workflow(h.id), "next_event_id")
         values = [int(v or 1) - 1 for v in await pipe.execute()]
         return round(sum(values) / len(values))
@@ -192,7 +200,7 @@ class FleetSet:
         """Each workflow gets `rounds` signals, the next one only after its code saw the
         last and its task committed; all workflows at once, or at most `inflight`
         steps at a time. Returns the steps (signals) done."""
-        sem = asyncio.Semaphore(inflight or self.n)
+        sem = asyncio.Semaphore(inflight or self.driven)
 
         async def one(i: int) -> None:
             for _ in range(rounds):
@@ -205,14 +213,14 @@ class FleetSet:
                         latencies_ms.append((seen - sent) / 1e6)
                     await self.committed(i)
 
-        await asyncio.gather(*(one(i) for i in range(self.n)))
-        return rounds * self.n
+        await asyncio.gather(*(one(i) for i in range(self.driven)))
+        return rounds * self.driven
 
     async def ping_one_at_a_time(self, count: int, latencies_ms: list[float]) -> None:
         """`count` signals, one at a time, to workflow 0, 1, 2, ...: signal -> observed
         with nothing else running (the rounds above measure it behind a queue)."""
         for j in range(count):
-            i = j % self.n
+            i = j % self.driven
             self.asked[i] += 1
             sent = time.monotonic_ns()
             await self.handles[i].signal(Fleet.ping)
@@ -230,8 +238,8 @@ class FleetSet:
             await self.slots.reached(i, self.asked[i])
             await self.committed(i)
 
-        await asyncio.gather(*(one(i) for i in range(self.n)))
-        return activities * self.n
+        await asyncio.gather(*(one(i) for i in range(self.driven)))
+        return activities * self.driven
 
 
 def redis_cpu_s(r: redis.Redis) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import time
 from collections.abc import Sequence
@@ -100,6 +101,8 @@ class Liveness:
         self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
         #: Sticky names of dead workers whose streams we released (once is enough).
         self._released: set[str] = set()
+        #: Random phases for the death watch (module random is the workflows' concern).
+        self._jitter = random.Random()
         self.death_watch = DeathWatch(
             self.client.redis, self.keys, self.task_queue, self.identity, self.presence,
             fast=self.store.fast,
@@ -157,7 +160,12 @@ class Liveness:
             for worker in dead:
                 if await self.claim_all_of(worker):
                     await self.death_watch.forget(worker)
-            await anyio.sleep(CHECK_INTERVAL_S)
+            if dead:
+                # Claims not finished are resumed at the next check: do not wait a
+                # fleet period for it.
+                await anyio.sleep(CHECK_INTERVAL_S)
+            else:
+                await anyio.sleep(self.death_watch.next_check_in(self._jitter.random()))
 
     async def release_sticky_of(self, workers: Sequence[str]) -> None:
         """Release the sticky streams of workers that are gone (their workflow tasks go

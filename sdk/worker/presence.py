@@ -32,8 +32,12 @@ from engine.resp import RespPool
 
 log = structlog.get_logger("redurable.worker")
 
-#: How often live workers look for dead ones.
+#: How often the task queue's live workers, together, look for dead ones: each of K
+#: workers checks every CHECK_INTERVAL_S * K / WATCHERS (at random phases), so the
+#: fleet checks about WATCHERS times per interval whatever its size, and each worker's
+#: idle cost falls as the fleet grows instead of every worker asking about every other.
 CHECK_INTERVAL_S = 0.1
+WATCHERS = 2
 #: A worker's channel must stay without a subscriber this long (over two checks at
 #: least) before it counts as dead: a live worker whose pub/sub connection dropped
 #: subscribes again at once.
@@ -139,7 +143,21 @@ class DeathWatch:
         self._advertises: dict[str, bool] = {}
         #: worker id -> when (monotonic) its channel was first seen without subscriber.
         self._silent_since: dict[str, float] = {}
+        #: Workers with presence seen by the last check (this one not counted).
+        self.watched = 0
         self.working = True
+
+    def next_check_in(self, jitter: float) -> float:
+        """Seconds until this worker's next check (`jitter` uniform in [0, 1)): the
+        fleet's share (CHECK_INTERVAL_S * fleet size / WATCHERS, spread at random so
+        that the workers' checks interleave), or DEAD_AFTER_S after a silent channel was
+        first seen, to confirm that death at once rather than a fleet period later."""
+        if self._silent_since:
+            first = min(self._silent_since.values())
+            return max(0.01, first + DEAD_AFTER_S - time.monotonic())
+        fleet = self.watched + 1
+        period = CHECK_INTERVAL_S * max(1.0, fleet / WATCHERS)
+        return period * (0.5 + jitter)
 
     async def find_dead(self) -> list[str]:
         """Workers that died since they last beat. Each is reported on every check until
@@ -157,6 +175,7 @@ class DeathWatch:
                 for worker, info in zip(unknown, infos, strict=True):
                     self._advertises[worker] = _advertises_presence(info)
             watched = [w for w in others if self._advertises.get(w)]
+            self.watched = len(watched)
             if not watched:
                 return []
             own = [self._holder.channel] if self._holder and self._holder.supported else []
@@ -195,6 +214,10 @@ class DeathWatch:
             for worker, info in zip(dead, infos, strict=True):
                 self._advertises[worker] = _advertises_presence(info)
             dead = [w for w in dead if self._advertises[w]]
+        # Only channels still watched wait for confirmation (next_check_in): a worker
+        # that gave presence up, or left, is not confirmed dead by its silence.
+        for worker in [w for w in self._silent_since if not self._advertises.get(w)]:
+            self._silent_since.pop(worker, None)
         for worker in set(self._advertises) - set(others):
             self._advertises.pop(worker, None)
             self._silent_since.pop(worker, None)

@@ -319,3 +319,51 @@ async def test_a_suspect_waits_for_the_other_claimed_tasks(fake_client: Client) 
             while activities.suspect is not None:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
+
+
+async def test_each_worker_checks_its_share_of_the_fleet_rate(redis: Redis) -> None:
+    """K workers check about WATCHERS times per CHECK_INTERVAL_S together: each one's
+    period grows with the fleet, so a worker's idle cost does not."""
+    keys = Keys("p", 4)
+    holders = []
+    for i in range(19):
+        await register(redis, keys, f"w{i}", True)
+        holder = PresenceHolder(redis, keys, f"w{i}")
+        await holder.subscribe()
+        holders.append(holder)
+    watch = DeathWatch(redis, keys, QUEUE, "me")
+    assert watch.next_check_in(0.5) == _presence.CHECK_INTERVAL_S  # nothing seen yet
+    assert await watch.find_dead() == []
+    assert watch.watched == 19
+    fleet_period = _presence.CHECK_INTERVAL_S * 20 / _presence.WATCHERS
+    assert watch.next_check_in(0.5) == pytest.approx(fleet_period)
+    assert watch.next_check_in(0.0) == pytest.approx(fleet_period / 2)
+
+
+async def test_a_silent_channel_is_confirmed_after_the_grace_not_a_fleet_period(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_presence, "DEAD_AFTER_S", 0.05)
+    keys = Keys("p", 4)
+    for i in range(19):
+        await register(redis, keys, f"gone{i}", True)  # nobody subscribed: all silent
+    watch = DeathWatch(redis, keys, QUEUE, "me")
+    assert await watch.find_dead() == []
+    assert watch.next_check_in(0.99) <= 0.05
+    await anyio.sleep(watch.next_check_in(0.99))
+    assert len(await watch.find_dead()) == 19
+
+
+async def test_a_worker_that_gave_presence_up_is_not_awaited(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_presence, "DEAD_AFTER_S", 0.01)
+    keys = Keys("p", 4)
+    await register(redis, keys, "quitter", True)
+    watch = DeathWatch(redis, keys, QUEUE, "me")
+    assert await watch.find_dead() == []  # silent: confirmation pending
+    await register(redis, keys, "quitter", False)
+    await anyio.sleep(0.02)
+    assert await watch.find_dead() == []
+    # Its silence says nothing now: back to the fleet period, not a tight loop.
+    assert watch.next_check_in(0.5) >= _presence.CHECK_INTERVAL_S
