@@ -62,6 +62,9 @@ class ScheduleRange:
         return f"{text}/{self.step}" if self.step > 1 else text
 
 
+_FULL_RANGES = ("0-59", "0-59", "0-23", "1-31", "1-12", "0-6")
+
+
 @dataclass(frozen=True)
 class ScheduleCalendarSpec:
     """Calendar fields that must all match (temporalio's shape; defaults: second 0,
@@ -81,10 +84,13 @@ class ScheduleCalendarSpec:
         fields = (self.second, self.minute, self.hour, self.day_of_month, self.month,
                   self.day_of_week)
         parts = []
-        for ranges in fields:
+        for ranges, full in zip(fields, _FULL_RANGES, strict=True):
             if not ranges:
                 raise InvalidArgumentError("a ScheduleCalendarSpec field needs at least one range")
-            parts.append(",".join(r.cron() for r in ranges))
+            # "*", not "1-31": cron ORs a restricted day of month with a restricted day
+            # of week, so only a field left whole may be written whole.
+            text = ",".join(r.cron() for r in ranges)
+            parts.append("*" if text == full else text)
         return " ".join(parts)
 
 

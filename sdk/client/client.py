@@ -422,9 +422,10 @@ class Client:
     def get_schedule_handle(self, id: str) -> ScheduleHandle:
         return ScheduleHandle(self, id)
 
-    def list_schedules(self) -> AsyncIterator[ScheduleListDescription]:
-        """Every schedule of the namespace (`async for`)."""
-        return list_schedules(self)
+    async def list_schedules(self) -> AsyncIterator[ScheduleListDescription]:
+        """Every schedule of the namespace (`async for`), shard by shard."""
+        async for schedule in list_schedules(self):
+            yield schedule
 
     # --- dead letters (engine/dead_letters.py; `redurable dlq`) ------------------------
     async def list_dead_letters(
