@@ -17,7 +17,7 @@ from engine.schedule_spec import (
     ScheduleSpec,
     ScheduleState,
 )
-from sdk._present import iso, local_time
+from sdk._present import iso, local_time, spec_text
 from sdk.cli.common import (
     Output,
     OutputOption,
@@ -46,14 +46,6 @@ app = typer.Typer(
 
 ScheduleIdArgument = Annotated[str, typer.Argument(help="Schedule id.", show_default=False)]
 NoteOption = Annotated[str | None, typer.Option("--note", help="Why (shown by describe).")]
-
-
-def _spec_text(spec: ScheduleSpec) -> str:
-    parts = [f"cron {c!r}" for c in spec.cron_expressions]
-    parts += [f"every {i.every}" + (f" +{i.offset}" if i.offset else "") for i in spec.intervals]
-    if spec.time_zone_name:
-        parts.append(f"in {spec.time_zone_name}")
-    return ", ".join(parts)
 
 
 def description_json(desc: ScheduleDescription) -> dict[str, Any]:
@@ -92,7 +84,7 @@ def list_json(item: ScheduleListDescription) -> dict[str, Any]:
     return {
         "schedule_id": item.id,
         "workflow_type": item.schedule.action.workflow,
-        "spec": _spec_text(item.schedule.spec),
+        "spec": spec_text(item.schedule.spec),
         "paused": item.schedule.state.paused,
         "next_action_time": iso(nxt[0]) if nxt else None,
         "recent_actions": len(item.info.recent_actions),
@@ -186,7 +178,7 @@ def list_(
     print_table(
         [Column("Schedule id"), Column("Workflow", drop=2), Column("Spec", wrap=True),
          Column("State", drop=1), Column("Next fire", drop=3)],
-        [[s.id, s.schedule.action.workflow, _spec_text(s.schedule.spec),
+        [[s.id, s.schedule.action.workflow, spec_text(s.schedule.spec),
           "paused" if s.schedule.state.paused else "active",
           local_time(s.info.next_action_times[0]) if s.info.next_action_times else ""]
          for s in items],
@@ -212,7 +204,7 @@ def describe(
         f"Schedule     {desc.id}",
         f"Action       start {s.action.workflow} as {s.action.id}-<fire time> "
         f"on {s.action.task_queue}",
-        f"Spec         {_spec_text(s.spec)}",
+        f"Spec         {spec_text(s.spec)}",
         f"Overlap      {s.policy.overlap.value}, catch-up window {s.policy.catchup_window}",
         f"State        {'paused' if s.state.paused else 'active'}"
         + (f" ({s.state.note})" if s.state.note else ""),
