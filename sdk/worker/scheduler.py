@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import anyio
 import structlog
+from redis.exceptions import ResponseError
 
 from engine.errors import RedurableError
 from engine.schedule_policy import ScheduleRecord, decide, workflow_id_of
@@ -42,7 +43,13 @@ class Scheduler:
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         while not stopping():
-            wait = await self.run_once()
+            try:
+                wait = await self.run_once()
+            except ResponseError as exc:
+                # An error reply (not a lost connection: the worker's guard retries
+                # those) must not stop the worker's other loops.
+                log.warning("scheduler_pass_failed", error=str(exc))
+                wait = self.max_wait
             await anyio.sleep(wait)
 
     async def run_once(self) -> float:
@@ -55,9 +62,9 @@ class Scheduler:
                     await self.take_fires(schedule_id)
                 except ScheduleNotFoundError:
                     pass  # deleted meanwhile
-                except RedurableError as exc:
-                    # A schedule that cannot fire (its action's workflow refused, ...)
-                    # must not stop the worker or the other schedules.
+                except (RedurableError, ResponseError, ValueError, KeyError) as exc:
+                    # A schedule that cannot fire (its workflow's start refused, a hash
+                    # edited by hand, ...) must not stop the worker or the other schedules.
                     log.warning("schedule_fire_failed", schedule_id=schedule_id, error=str(exc))
             if len(due) >= DUE_LIMIT:
                 wait = 0.0

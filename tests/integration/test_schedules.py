@@ -338,3 +338,16 @@ async def _two_workers_one_killed(client: Client, redis_url: str, log: IO[bytes]
     finally:
         for proc in procs:
             proc.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_a_broken_schedule_does_not_stop_the_others(client: Client) -> None:
+    broken = await client.create_schedule("broken", every(1))
+    fine = await client.create_schedule("fine", every(3600))
+    await client.redis.hset(client.keys.schedule("broken"), "policy", "not json")
+    await broken.trigger()
+    await fine.trigger()
+    scheduler = Scheduler(client.store)
+    await scheduler.run_once()
+    assert scheduler.started == 1
+    assert (await fine.describe()).info.num_actions == 1
