@@ -27,7 +27,7 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from engine.schedule_policy import Manual, ScheduleRecord, Step, workflow_id_of
+from engine.schedule_policy import Manual, ScheduleRecord, Step, next_fields, workflow_id_of
 from engine.start_options import StartOptions, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.store import Store
 from engine.validate import MAX_ID_LENGTH, check_id
@@ -90,8 +90,16 @@ class ScheduleStore:
             raise ScheduleUpdateConflictError(
                 f"schedule {schedule_id!r} was updated by someone else meanwhile; try again")
 
-    async def pause(self, schedule_id: str, paused: bool, note: str) -> None:
-        await self._call("rd_sched_control", schedule_id, "pause" if paused else "unpause", note)
+    async def pause(self, schedule_id: str, note: str) -> None:
+        await self._call("rd_sched_control", schedule_id, "pause", note)
+
+    async def unpause(self, schedule_id: str, note: str) -> None:
+        """Fires due while it was paused are dropped, as in Temporal: it goes on from
+        the first spec time after now."""
+        rec = await self.read(schedule_id)
+        fields = next_fields(rec.spec, schedule_id, await self.server_ms())
+        await self._call("rd_sched_control", schedule_id, "unpause", note,
+                         fields["next_ms"], fields["due_ms"])
 
     async def add_manual(self, schedule_id: str, item: Manual) -> None:
         await self._call("rd_sched_control", schedule_id, "manual", json.dumps(item.wire()))

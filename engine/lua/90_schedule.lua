@@ -128,7 +128,8 @@ redis.register_function('rd_sched_started', function(keys, args)
 end)
 
 -- rd_sched_control: a client's pause / unpause / trigger / backfill.
--- ARGV: id, kind ('pause' | 'unpause' | 'manual'), note or the manual item JSON.
+-- ARGV: id, kind ('pause' | 'unpause' | 'manual'), note or the manual item JSON
+--       [, unpause: next_ms, due_ms].
 -- A manual item ({"t": 0} a trigger, fired at now, {"s": after ms, "e": until ms} a backfill,
 -- each with "o": an overlap policy or absent) is queued for the next worker.
 -- Returns {'ok'} | {'not_found'}.
@@ -137,6 +138,10 @@ redis.register_function('rd_sched_control', function(keys, args)
   local ts = now_ms()
   if args[2] == 'pause' or args[2] == 'unpause' then
     redis.call('HSET', keys[1], 'paused', args[2] == 'pause' and '1' or '0', 'note', args[3])
+    -- Unpause: go on from the first fire after now (those due while paused are dropped).
+    if args[2] == 'unpause' and args[4] then
+      redis.call('HSET', keys[1], 'next_ms', args[4], 'due_ms', args[5])
+    end
   else
     local manual = cjson.decode(redis.call('HGET', keys[1], 'manual') or '[]')
     local item = cjson.decode(args[3])

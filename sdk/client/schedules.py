@@ -169,11 +169,11 @@ class ScheduleHandle:
         return describe_record(self.client, rec)
 
     async def pause(self, *, note: str | None = None) -> None:
-        await self._store.pause(self.id, True, note if note is not None else "Paused via client")
+        await self._store.pause(self.id, note if note is not None else "Paused via client")
 
     async def unpause(self, *, note: str | None = None) -> None:
-        await self._store.pause(self.id, False,
-                                note if note is not None else "Unpaused via client")
+        """Fire on the spec again, from the first time after now."""
+        await self._store.unpause(self.id, note if note is not None else "Unpaused via client")
 
     async def trigger(self, *, overlap: ScheduleOverlapPolicy | None = None) -> None:
         """Fire now (the next worker starts it), with this overlap policy or the

@@ -146,10 +146,14 @@ async def test_paused_fires_nothing_until_triggered_or_unpaused(client: Client) 
         assert (await handle.describe()).info.num_actions == 0
         await handle.trigger()
         await until(lambda: _actions_at_least(handle, 1))
+        unpaused_at = await server_now(client)
         await handle.unpause(note="go")
         desc = await handle.describe()
         assert not desc.schedule.state.paused and desc.schedule.state.note == "go"
         await until(lambda: _actions_at_least(handle, 3))
+        # The times that fell due while paused are dropped, not caught up.
+        later = (await handle.describe()).info.recent_actions[1:]
+        assert all(r.scheduled_at >= unpaused_at for r in later)
         await handle.pause(note="stop")
         assert (await handle.describe()).schedule.state.note == "stop"
 
