@@ -122,12 +122,17 @@ class ScheduleStore:
                 yield text_of(member)
 
     # --- worker calls -----------------------------------------------------------------
-    async def due(self, shard: int, limit: int) -> tuple[int, int | None, list[str]]:
-        """(server now ms, next score after now or None, ids due) of one shard."""
-        reply = await self.store.redis.fcall_ro(
-            "rd_sched_due", 1, self.keys.schedules(shard), limit)
-        nxt = int(reply[1])
-        return int(reply[0]), None if nxt < 0 else nxt, [text_of(x) for x in reply[2:]]
+    async def due(self, limit: int) -> list[tuple[int, int | None, list[str]]]:
+        """Per shard: (server now ms, next score after now or None, ids due), all shards
+        in one round trip."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for shard in range(self.keys.shards):
+            pipe.fcall_ro("rd_sched_due", 1, self.keys.schedules(shard), limit)
+        out = []
+        for reply in await pipe.execute():
+            nxt = int(reply[1])
+            out.append((int(reply[0]), None if nxt < 0 else nxt, [text_of(x) for x in reply[2:]]))
+        return out
 
     async def closed_of(self, running: list[tuple[str, str]]) -> set[str]:
         """Which of these workflow runs are no longer running (read in their shards)."""

@@ -2,8 +2,8 @@
 (engine/schedules.py explains why each fire starts exactly one workflow).
 
 Every worker runs it, whatever its task queue: a schedule fires as long as any worker
-of the namespace lives. Each pass asks every shard which schedules are due (one
-read-only call per shard, on the server's clock), then takes each due schedule's fires
+of the namespace lives. Each pass asks every shard which schedules are due (a read-only
+call per shard, all in one round trip, on the server's clock), then takes each due schedule's fires
 one step at a time: read its state, read whether its running workflows still run,
 decide (engine/schedule_policy.py), write the step fenced by the state's seq, and start
 the workflow the step recorded as pending.
@@ -55,8 +55,7 @@ class Scheduler:
     async def run_once(self) -> float:
         """One pass over every shard; returns how long to sleep until the next."""
         wait = self.max_wait
-        for shard in range(self.schedules.keys.shards):
-            now, next_score, due = await self.schedules.due(shard, DUE_LIMIT)
+        for now, next_score, due in await self.schedules.due(DUE_LIMIT):
             for schedule_id in due:
                 try:
                     await self.take_fires(schedule_id)
