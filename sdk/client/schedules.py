@@ -114,13 +114,17 @@ def next_action_times(rec: ScheduleRecord) -> list[datetime]:
     return [from_ms(t + rec.spec.jitter_of(rec.schedule_id, t)) for t in times]
 
 
-def describe_record(client: Client, rec: ScheduleRecord) -> ScheduleDescription:
+def describe_record(client: Client, rec: ScheduleRecord,
+                    closed: set[str] | None = None) -> ScheduleDescription:
+    """`closed`: workflows of `rec.running` known to have closed since the last fire
+    (the stored list is pruned only when the schedule next fires)."""
     schedule = Schedule(action=_action_of(client, rec), spec=rec.spec.public(),
                         policy=rec.policy, state=ScheduleState(note=rec.note, paused=rec.paused))
     info = ScheduleInfo(
         num_actions=rec.actions, num_actions_missed_catchup_window=rec.missed,
         num_actions_skipped_overlap=rec.skipped,
-        running_actions=[ScheduleActionExecutionStartWorkflow(w, r) for w, r in rec.running],
+        running_actions=[ScheduleActionExecutionStartWorkflow(w, r) for w, r in rec.running
+                         if w not in (closed or set())],
         recent_actions=_recent(rec), next_action_times=next_action_times(rec),
         created_at=from_ms(rec.created_ms),
         last_updated_at=from_ms(rec.updated_ms) if rec.updated_ms else None,
@@ -166,7 +170,9 @@ class ScheduleHandle:
     async def describe(self) -> ScheduleDescription:
         rec = await self.client.retrier.retry(f"describe schedule {self.id!r}",
                                               lambda: self._store.read(self.id))
-        return describe_record(self.client, rec)
+        closed = await self.client.retrier.retry(f"describe schedule {self.id!r}",
+                                                 lambda: self._store.closed_of(rec.running))
+        return describe_record(self.client, rec, closed)
 
     async def pause(self, *, note: str | None = None) -> None:
         await self._store.pause(self.id, note if note is not None else "Paused via client")

@@ -355,3 +355,19 @@ async def test_a_broken_schedule_does_not_stop_the_others(client: Client) -> Non
     await scheduler.run_once()
     assert scheduler.started == 1
     assert (await fine.describe()).info.num_actions == 1
+
+
+@pytest.mark.timeout(30)
+async def test_describe_does_not_show_a_closed_workflow_running(client: Client) -> None:
+    """The stored list of running workflows is pruned at the next fire; describe reads
+    their state meanwhile."""
+    handle = await client.create_schedule("s", every(3600, workflow=Hold, args=()))
+    await handle.trigger()
+    async with running_worker(client, task_queue=TQ, workflows=[Hold]):
+        await until(lambda: _actions_at_least(handle, 1))
+        desc = await handle.describe()
+        started = desc.info.recent_actions[0].action.workflow_id
+        assert [a.workflow_id for a in desc.info.running_actions] == [started]
+        await client.get_workflow_handle(started).signal(Hold.release)
+        await client.get_workflow_handle(started).result()
+    assert (await handle.describe()).info.running_actions == []
