@@ -66,6 +66,12 @@ SHARD_KEYS: dict[str, str] = {
     #: reply finds its id and is answered as the first time, not applied again.
     #: Ids older than REQUEST_ID_WINDOW_MS (engine/limits.py) are trimmed.
     "requests": "requests",
+    #: Hash with the whole state of one schedule (in the shard of the schedule id;
+    #: engine/lua/90_schedule.lua lists its fields).
+    "schedule": "schedule:{schedule_id}",
+    #: Zset of the shard's schedule ids -> when a worker should next look at each
+    #: (next fire time, a pending start's lease, now for a trigger; +inf: nothing due).
+    "schedules": "schedules",
 }
 
 
@@ -146,6 +152,13 @@ class Keys:
 
     def requests(self, shard: int) -> str:
         return self._in_shard(shard, "requests")
+
+    # --- schedules (in the shard of the schedule id) --------------------------------
+    def schedule(self, schedule_id: str) -> str:
+        return self._in_shard(self.shard(schedule_id), "schedule", schedule_id=schedule_id)
+
+    def schedules(self, shard: int) -> str:
+        return self._in_shard(shard, "schedules")
 
     # --- per namespace (single-key operations only) -------------------------------
     def workers(self, task_queue: str) -> str:

@@ -33,6 +33,21 @@ from engine.errors import (
     WorkflowTimeoutError,
 )
 from engine.reconnect import RetryConfig
+from engine.schedule_spec import (
+    ScheduleBackfill,
+    ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+)
+from engine.schedules import (
+    ScheduleAlreadyRunningError,
+    ScheduleNotFoundError,
+    ScheduleUpdateConflictError,
+)
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
@@ -44,6 +59,21 @@ from sdk.client.client import Client
 from sdk.client.codec_config import codec_from_env
 from sdk.client.handle import WorkflowHandle
 from sdk.client.history import WorkflowHistory
+from sdk.client.schedule_types import (
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionResult,
+    ScheduleActionStartWorkflow,
+    ScheduleDescription,
+    ScheduleInfo,
+    ScheduleListActionStartWorkflow,
+    ScheduleListDescription,
+    ScheduleListInfo,
+    ScheduleListSchedule,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from sdk.client.schedules import ScheduleHandle
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
 from sdk.worker.worker import Worker
 
@@ -76,6 +106,30 @@ __all__ = [
     "Replayer",
     "RetryConfig",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleActionExecutionStartWorkflow",
+    "ScheduleActionResult",
+    "ScheduleActionStartWorkflow",
+    "ScheduleAlreadyRunningError",
+    "ScheduleBackfill",
+    "ScheduleCalendarSpec",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleInfo",
+    "ScheduleIntervalSpec",
+    "ScheduleListActionStartWorkflow",
+    "ScheduleListDescription",
+    "ScheduleListInfo",
+    "ScheduleListSchedule",
+    "ScheduleNotFoundError",
+    "ScheduleOverlapPolicy",
+    "SchedulePolicy",
+    "ScheduleRange",
+    "ScheduleSpec",
+    "ScheduleState",
+    "ScheduleUpdate",
+    "ScheduleUpdateConflictError",
+    "ScheduleUpdateInput",
     "ServerUnavailableError",
     "TerminatedError",
     "UnknownQueryError",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from engine.schedule_spec import ScheduleSpec
 from sdk.client.types import HistoryEvent
 
 # --- times --------------------------------------------------------------------------------
@@ -120,3 +121,12 @@ def summary_fields(event: HistoryEvent) -> list[tuple[str, Any]]:
 def event_details(event: HistoryEvent) -> str:
     """One line of an event's attributes: `name=value ...`."""
     return " ".join(f"{k}={short(v)}" for k, v in summary_fields(event))
+
+
+def spec_text(spec: ScheduleSpec) -> str:
+    """A schedule spec in one line, for the CLI and the UI."""
+    parts = [f"cron {c!r}" for c in spec.cron_expressions]
+    parts += [f"every {i.every}" + (f" +{i.offset}" if i.offset else "") for i in spec.intervals]
+    if spec.time_zone_name:
+        parts.append(f"in {spec.time_zone_name}")
+    return ", ".join(parts)

@@ -31,6 +31,7 @@ from sdk.cli import admin as _cli_admin
 from sdk.cli import demo as _cli_demo
 from sdk.cli import dlq as _cli_dlq
 from sdk.cli import replay as _cli_replay
+from sdk.cli import schedule as _cli_schedule
 from sdk.cli import ui as _cli_ui
 from sdk.cli import workflow as _cli_workflow
 from sdk.cli.common import CliError, PrefixOption, UrlOption, fail, stderr, stdout, with_client
@@ -70,6 +71,7 @@ def _options(
 _cli_workflow.app.command()(_cli_replay.replay)
 app.add_typer(_cli_workflow.app, name="workflow")
 app.add_typer(_cli_dlq.app, name="dlq")
+app.add_typer(_cli_schedule.app, name="schedule")
 app.command(name="demo")(_cli_demo.demo)
 app.command(name="ui")(_cli_ui.ui)
 app.command(name="load-functions")(_cli_admin.load_functions)

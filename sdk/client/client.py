@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +37,8 @@ from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
 from sdk.client.handle import WorkflowHandle
+from sdk.client.schedule_types import Schedule, ScheduleListDescription
+from sdk.client.schedules import ScheduleHandle, create_schedule, list_schedules
 from sdk.client.server_url import client_url
 from sdk.client.types import WorkflowExecution, dead_letter_id, parse_time, text
 
@@ -411,6 +413,19 @@ class Client:
             return list(await pipe.execute())
 
         return await self.retrier.retry(what, attempt)
+
+    # --- schedules (sdk/client/schedules.py, docs/schedules.md) -------------------------
+    async def create_schedule(self, id: str, schedule: Schedule) -> ScheduleHandle:
+        """Create a schedule; ScheduleAlreadyRunningError if one with `id` exists."""
+        return await create_schedule(self, id, schedule)
+
+    def get_schedule_handle(self, id: str) -> ScheduleHandle:
+        return ScheduleHandle(self, id)
+
+    async def list_schedules(self) -> AsyncIterator[ScheduleListDescription]:
+        """Every schedule of the namespace (`async for`), shard by shard."""
+        async for schedule in list_schedules(self):
+            yield schedule
 
     # --- dead letters (engine/dead_letters.py; `redurable dlq`) ------------------------
     async def list_dead_letters(

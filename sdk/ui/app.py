@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +36,7 @@ from engine.validate import check_id
 from sdk._present import local_time, pretty, status_text
 from sdk.client.client import Client
 from sdk.ui import queries, security
+from sdk.ui import schedules as schedule_pages
 from sdk.ui.views import load_detail
 
 HERE = Path(__file__).parent
@@ -330,6 +332,10 @@ def create_app(client: Client, *, host: str = "127.0.0.1") -> Starlette:
             Route("/workflow/{action}", ui.action, methods=["POST"]),
             Route("/queues", ui.queues),
             Route("/queues/dead-letters/{action}", ui.dead_letter_action, methods=["POST"]),
+            Route("/schedules", partial(schedule_pages.schedules, ui)),
+            Route("/schedule", partial(schedule_pages.schedule, ui)),
+            Route("/schedule/{action}", partial(schedule_pages.schedule_action, ui),
+                  methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[

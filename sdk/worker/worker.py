@@ -38,6 +38,7 @@ from sdk.worker.activity_tasks import ActivityTasks
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
 from sdk.worker.queries import QueryAnswerer
+from sdk.worker.scheduler import Scheduler
 from sdk.worker.task_entry import Fields, TaskEntry
 from sdk.worker.timers import TimerLoop
 from sdk.worker.workflow_runner import StickyCache
@@ -115,6 +116,8 @@ class Worker:
         #: next due time, but under load it scans no more often than this.
         self.timer_interval = timer_interval
         self._timers = TimerLoop(self.store, min_interval=timer_interval)
+        #: Fires the namespace's due schedules (every worker does: sdk/worker/scheduler.py).
+        self.scheduler = Scheduler(self.store)
         #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
         #: called, no under `async with` (the block's owner decides when it ends, and
         #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).
@@ -238,6 +241,7 @@ class Worker:
                 tg.start_soon(self.liveness.presence.hold)
                 tg.start_soon(self._guard, self.liveness.death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
+                tg.start_soon(self._guard, self._scheduler_loop)
                 if self._workflows:
                     self._start_poller(tg, self._workflow_tasks.poll)
                     self._start_poller(tg, self._query_loop)
@@ -376,6 +380,9 @@ class Worker:
 
     async def _timer_loop(self) -> None:
         await self._timers.run(lambda: self._plumbing.stopping)
+
+    async def _scheduler_loop(self) -> None:
+        await self.scheduler.run(lambda: self._plumbing.stopping)
 
     async def _query_loop(self) -> None:
         plumbing = self._plumbing

@@ -24,6 +24,18 @@ from sdk import (
     PayloadCodec,
     PendingActivity,
     RetryPolicy,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleListDescription,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     TerminatedError,
     Worker,
     WorkflowDescription,
@@ -296,3 +308,26 @@ async def testing_usage(client: Client) -> None:
     env2.on_heartbeat = lambda *details: None
     assert_type(await env2.run(charge, 3, 1.5), str)
     env2.cancel()
+
+
+async def schedule_usage(client: Client) -> None:
+    handle = await client.create_schedule("nightly", Schedule(
+        action=ScheduleActionStartWorkflow(Order.run, 3, id="report", task_queue="orders"),
+        spec=ScheduleSpec(cron_expressions=["0 3 * * *"],
+                          intervals=[ScheduleIntervalSpec(every=timedelta(minutes=5))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE)))
+    assert_type(handle, ScheduleHandle)
+    desc = await client.get_schedule_handle("nightly").describe()
+    assert_type(desc, ScheduleDescription)
+    assert_type(desc.info.next_action_times, list[datetime])
+    await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    await handle.pause(note="maintenance")
+    await handle.backfill(ScheduleBackfill(start_at=datetime.now(), end_at=datetime.now()))
+
+    def updater(update: ScheduleUpdateInput) -> ScheduleUpdate | None:
+        return ScheduleUpdate(update.description.schedule)
+
+    await handle.update(updater)
+    async for listed in client.list_schedules():
+        assert_type(listed, ScheduleListDescription)
+    await handle.delete()

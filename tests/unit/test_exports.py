@@ -40,6 +40,30 @@ SDK_ALL = [
     "Replayer",
     "RetryConfig",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleActionExecutionStartWorkflow",
+    "ScheduleActionResult",
+    "ScheduleActionStartWorkflow",
+    "ScheduleAlreadyRunningError",
+    "ScheduleBackfill",
+    "ScheduleCalendarSpec",
+    "ScheduleDescription",
+    "ScheduleHandle",
+    "ScheduleInfo",
+    "ScheduleIntervalSpec",
+    "ScheduleListActionStartWorkflow",
+    "ScheduleListDescription",
+    "ScheduleListInfo",
+    "ScheduleListSchedule",
+    "ScheduleNotFoundError",
+    "ScheduleOverlapPolicy",
+    "SchedulePolicy",
+    "ScheduleRange",
+    "ScheduleSpec",
+    "ScheduleState",
+    "ScheduleUpdate",
+    "ScheduleUpdateConflictError",
+    "ScheduleUpdateInput",
     "ServerUnavailableError",
     "TerminatedError",
     "UnknownQueryError",
@@ -165,7 +189,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 23
+    assert len(errors) == 26
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
@@ -174,14 +198,14 @@ def test_exported_errors_share_one_root() -> None:
 
 def test_public_api_is_async() -> None:
     """Stay async: no sync twins of client or handle calls."""
-    for cls in (sdk.Client, sdk.WorkflowHandle, sdk.AsyncActivityHandle):
+    for cls in (sdk.Client, sdk.WorkflowHandle, sdk.AsyncActivityHandle, sdk.ScheduleHandle):
         for name, member in vars(cls).items():
             if name.startswith("_") or not inspect.isfunction(member):
                 continue
             # Handles are made without I/O, as temporalio's; fetch_history returns an
             # object that is awaited (temporalio's form) or iterated with `async for`.
             if name in ("get_workflow_handle", "get_workflow_handle_for",
-                        "get_async_activity_handle", "fetch_history"):
+                        "get_async_activity_handle", "fetch_history", "get_schedule_handle"):
                 continue
             assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), (
                 f"{cls.__name__}.{name} is not async"

@@ -24,6 +24,7 @@ SAMPLES = {
     "status": ["RUNNING", "CONTINUED_AS_NEW"],
     "workflow_type": ["Order", "ns.Type"],
     "sticky": ["host-1-0a1b2c3d"],
+    "schedule_id": ["nightly", "a:b|c"],
 }
 
 
@@ -33,7 +34,7 @@ def _params(template: str) -> list[str]:
 
 def _python_key(keys: Keys, name: str, shard: int, values: tuple[str, ...]) -> str:
     method: Any = getattr(keys, name)
-    if name in ("workflow", "history", "buffer"):
+    if name in ("workflow", "history", "buffer", "schedule"):
         return str(method(*values))
     return str(method(shard, *values))
 
@@ -46,7 +47,7 @@ async def test_lua_helpers_name_the_keys_keys_names(keys: Keys) -> None:
         params = _params(template)
         for values in itertools.product(*(SAMPLES[p] for p in params)):
             first = values[0] if values else None
-            by_id = params[:1] == ["workflow_id"]
+            by_id = params[:1] in (["workflow_id"], ["schedule_id"])
             shard = keys.shard(first) if by_id and first is not None else 3 % keys.shards
             cases.append((name, keys.shard_prefix(shard), values))
             expected.append(_python_key(keys, name, shard, values))
