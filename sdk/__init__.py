@@ -31,10 +31,12 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
     WorkflowTimeoutError,
+    WorkflowUpdateFailedError,
 )
 from engine.reconnect import RetryConfig
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
+from engine.updates import WorkflowUpdateStage
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
@@ -45,6 +47,7 @@ from sdk.client.codec_config import codec_from_env
 from sdk.client.handle import WorkflowHandle
 from sdk.client.history import WorkflowHistory
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
+from sdk.client.update_handle import WorkflowUpdateHandle
 from sdk.worker.worker import Worker
 
 __all__ = [
@@ -92,6 +95,9 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "WorkflowTimeoutError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
     "activity",
     "codec_from_env",
     "configure_logging",

@@ -56,6 +56,9 @@ SDK_ALL = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "WorkflowTimeoutError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
     "activity",
     "codec_from_env",
     "configure_logging",
@@ -64,6 +67,8 @@ SDK_ALL = [
 
 WORKFLOW_ALL = [
     "ActivityCancellationType",
+    "UpdateMethodMultiParam",
+    "all_handlers_finished",
     "WorkflowInfo",
     "continue_as_new",
     "defn",
@@ -88,6 +93,7 @@ WORKFLOW_ALL = [
     "start_activity_method",
     "start_local_activity",
     "start_local_activity_method",
+    "update",
     "uuid4",
     "wait_condition",
 ]
