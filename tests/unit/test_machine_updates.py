@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ class Account:
 
     @sneaky.validator
     def _sneaky(self) -> None:
-        workflow.start_activity("x", start_to_close_timeout=5)
+        workflow.start_activity("x", start_to_close_timeout=timedelta(seconds=5))
 
     @workflow.signal
     def close(self) -> None:
