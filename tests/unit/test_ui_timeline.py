@@ -91,5 +91,5 @@ def test_updates_are_bars_from_acceptance_to_completion() -> None:
     assert [(b.label, b.state, b.duration_ms, b.detail) for b in updates] == [
         ("update add_tip", "completed", 0, "id u1"),
         ("update slow", "failed", 200, "id u2"),
-        ("update open", "running", 600, "id u3"),
+        ("update open", "running", None, "id u3"),
     ]
