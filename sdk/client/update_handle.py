@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 
 from engine.errors import (
     ApplicationError,
+    InvalidArgumentError,
     RedurableError,
     WorkflowNotRunningError,
     WorkflowUpdateFailedError,
@@ -167,14 +168,20 @@ async def wait_for_stage(
 async def start_update(
     handle: WorkflowHandle,
     update: Callable[..., Any] | str,
-    *args: Any,
+    *arguments: Any,
     wait_for_stage: WorkflowUpdateStage,
     id: str | None = None,
     result_type: Any = None,
+    args: Sequence[Any] | None = None,
 ) -> WorkflowUpdateHandle[Any]:
     """Send an update and return its handle once it reached `wait_for_stage` (ACCEPTED
     or COMPLETED; temporalio refuses ADMITTED, and so do we). `id`: the update id, a
-    uuid4 by default; the same id again is applied once and answers the same outcome."""
+    uuid4 by default; the same id again is applied once and answers the same outcome.
+    The arguments go positionally, or as `args=[...]` (temporalio's form), not both."""
+    if args is not None:
+        if arguments:
+            raise InvalidArgumentError("give the update's arguments positionally or as args=")
+        arguments = tuple(args)
     if wait_for_stage not in (WorkflowUpdateStage.ACCEPTED, WorkflowUpdateStage.COMPLETED):
         raise ValueError("wait_for_stage must be WorkflowUpdateStage.ACCEPTED or COMPLETED")
     name = update_name(update)
@@ -183,7 +190,7 @@ async def start_update(
         result_type)
     update_id = check_id(id, "update id") if id is not None else str(uuid.uuid4())
     client = handle.client
-    payload = client.codec.encode(hints.encode_args(args))
+    payload = client.codec.encode(hints.encode_args(arguments))
     state = await client.retrier.retry(
         f"update {name!r} of workflow {handle.id!r}",
         lambda: admit_update(client.store, handle.id, handle.run_id or "", update_id, name,
@@ -210,14 +217,15 @@ async def _wait(
 async def execute_update(
     handle: WorkflowHandle,
     update: Callable[..., Any] | str,
-    *args: Any,
+    *arguments: Any,
     id: str | None = None,
     result_type: Any = None,
+    args: Sequence[Any] | None = None,
 ) -> Any:
     """Send an update and wait for its result (start_update, then result())."""
     update_handle = await start_update(
-        handle, update, *args, wait_for_stage=WorkflowUpdateStage.COMPLETED, id=id,
-        result_type=result_type)
+        handle, update, *arguments, wait_for_stage=WorkflowUpdateStage.COMPLETED, id=id,
+        result_type=result_type, args=args)
     return await update_handle.result()
 
 

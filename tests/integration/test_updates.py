@@ -120,7 +120,7 @@ async def test_execute_update_returns_the_handler_result(client: Client) -> None
         handle = await client.start_workflow(Tips.run, id="tips-1", task_queue="q")
         assert await handle.execute_update(Tips.add_tip, 5) == 5
         assert await handle.execute_update(Tips.add_tip, 3, id="tip-2") == 8
-        assert await handle.execute_update("add_tip", 2) == 10
+        assert await handle.execute_update("add_tip", args=[2]) == 10
         assert await handle.execute_update(Tips.set_done, "ok") == "done: ok"
         assert await handle.result() == 10
     types = await _types(client, "tips-1")
