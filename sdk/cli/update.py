@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +11,6 @@ from rich.text import Text
 
 from engine.errors import WorkflowUpdateFailedError
 from engine.keys import DEFAULT_PREFIX
-from engine.updates import WorkflowUpdateStage
 from sdk._present import to_json
 from sdk.cli.common import (
     IdArgument,
@@ -48,8 +48,8 @@ def update(
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for the result (default: as long as it takes).",
-                     show_default=False),
+        typer.Option(help="Seconds to wait for the outcome (default: as long as it takes, "
+                     "e.g. until a worker runs it).", show_default=False),
     ] = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
@@ -60,16 +60,12 @@ def update(
 
     async def body(client: Client) -> Any:
         handle = client.get_workflow_handle(workflow_id)
+        sent = handle.execute_update(name, *args, id=update_id)
         try:
-            if timeout is None:
-                return await handle.execute_update(name, *args, id=update_id)
-            started = await handle.start_update(
-                name, *args, id=update_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
-            try:
-                return await started.result(timeout=timeout)
-            except TimeoutError:
-                fail(f"update {started.id} of {workflow_id} was accepted but did not "
-                     f"complete within {timeout:g} s")
+            return await (sent if timeout is None else asyncio.wait_for(sent, timeout))
+        except TimeoutError:
+            fail(f"update {name} of {workflow_id} had no outcome within {timeout:g} s; it "
+                 "stays sent: a worker of the workflow's task queue will run it")
         except WorkflowUpdateFailedError as exc:
             fail(f"{exc}: {exc.cause}")
 
