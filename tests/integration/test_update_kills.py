@@ -1,6 +1,7 @@
 """Updates in flight while the worker running them is killed (SIGKILL): each one is
 retried by the next worker and applied exactly once, and every caller gets its own
-result."""
+result. The kill is made to fall while every update is accepted and its handler still
+waits (for a signal), and while more are admitted with no worker alive."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sdk import Client
+from sdk import Client, WorkflowHandle
 from tests.integration.test_recovery import workers
 from tests.integration.update_workflows import Counter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
 
 MODULE = "tests.integration.update_workflows"
+
+
+async def accepted_ids(handle: WorkflowHandle) -> list[str]:
+    return [str(e.attributes["update_id"]) async for e in handle.fetch_history()
+            if e.type == "WorkflowExecutionUpdateAccepted"]
 
 
 @pytest.mark.timeout(120)
@@ -29,23 +35,24 @@ async def test_updates_during_a_worker_kill_are_applied_once(
         results: dict[str, int] = {}
 
         async def send(uid: str) -> None:
-            results[uid] = await handle.execute_update(Counter.bump, 0.2, id=uid)
+            results[uid] = await handle.execute_update(Counter.hold, id=uid)
 
         with anyio.fail_after(90):
             async with anyio.create_task_group() as tg:
-                for i in range(30):
-                    tg.start_soon(send, f"u-{i}")
-                # Kill the worker while updates are accepted and their timers run.
-                while len(results) < 3:
-                    await anyio.sleep(0.01)
-                w1.kill()
-                in_flight = 30 - len(results)
+                for i in range(20):
+                    tg.start_soon(send, f"held-{i}")
+                while len(await accepted_ids(handle)) < 20:
+                    await anyio.sleep(0.02)
+                w1.kill()  # every handler accepted and waiting: all in flight
+                assert results == {}
+                for i in range(10):  # admitted while no worker lives
+                    tg.start_soon(send, f"late-{i}")
                 await pool.spawn()
-        assert in_flight > 0
+                await handle.signal(Counter.release)
         assert sorted(results.values()) == list(range(1, 31))
         # The same ids again: the same results, nothing applied again.
-        for uid in ("u-0", "u-17"):
-            assert await handle.execute_update(Counter.bump, 0.2, id=uid) == results[uid]
+        for uid in ("held-0", "late-7"):
+            assert await handle.execute_update(Counter.hold, id=uid) == results[uid]
         await handle.signal(Counter.finish)
         assert await handle.result() == 30
     events = [e async for e in handle.fetch_history()]

@@ -15,6 +15,18 @@ class Counter:
         self.count = 0
         self.seen = 0
         self.done = False
+        self.released = False
+
+    @workflow.update
+    async def hold(self) -> int:
+        """Accepted at once, completed only after the `release` signal."""
+        await workflow.wait_condition(lambda: self.released)
+        self.count += 1
+        return self.count
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
 
     @workflow.update
     async def bump(self, pause: float) -> int:
