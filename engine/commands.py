@@ -90,6 +90,34 @@ class RecordSignalDropped:
     reason: str
 
 
+@dataclass(frozen=True)
+class AcceptUpdate:
+    """An update's validator passed: recorded as WorkflowExecutionUpdateAccepted."""
+
+    update_id: str
+    name: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class CompleteUpdate:
+    """An update's handler ended: `failure` None when it returned `result`."""
+
+    update_id: str
+    result: bytes = b""
+    failure: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RejectUpdate:
+    """Not an event: the validator (or the lack of a handler) refused the update. The
+    completion stores the outcome with the update's state only, so a rejection writes
+    nothing to history (as Temporal's); replay never sees it."""
+
+    update_id: str
+    failure: dict[str, Any]
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -102,10 +130,14 @@ Command = (
     | SetPatchMarker
     | RecordLocalActivityMarker
     | RecordSignalDropped
+    | AcceptUpdate
+    | CompleteUpdate
+    | RejectUpdate
 )
 
-#: Commands that are notes about the activation rather than history events.
-NOTE_COMMANDS = (RecordSignalDropped,)
+#: Commands that are notes about the activation rather than history events (a rejected
+#: update is passed to the completion on its own: engine.updates.rejection_args).
+NOTE_COMMANDS = (RecordSignalDropped, RejectUpdate)
 
 CLOSE_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 
@@ -153,8 +185,17 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             else:
                 attrs["failure"] = failure
             return ev.MarkerRecorded, attrs
-        case RecordSignalDropped():
-            raise TypeError("a dropped signal is noted on the boundary, not an event")
+        case AcceptUpdate(update_id, name, payload):
+            return ev.WorkflowExecutionUpdateAccepted, {
+                "update_id": update_id, "name": name, "input": payload}
+        case CompleteUpdate(update_id, result, failure):
+            if failure is None:
+                return ev.WorkflowExecutionUpdateCompleted, {
+                    "update_id": update_id, "result": result}
+            return ev.WorkflowExecutionUpdateCompleted, {
+                "update_id": update_id, "failure": failure}
+        case RecordSignalDropped() | RejectUpdate():
+            raise TypeError("a note is written with the completion, not as an event")
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -182,6 +223,10 @@ def matches(command: Command, event: ev.Event) -> bool:
             # Deprecated or not does not matter (as in Temporal): deprecate_patch
             # replays a marker that patched recorded, and the other way round.
             return event.marker_name == ev.PATCH_MARKER_NAME and event.patch_id == patch_id
+        case AcceptUpdate(update_id=uid), ev.WorkflowExecutionUpdateAccepted():
+            return event.update_id == uid
+        case CompleteUpdate(update_id=uid), ev.WorkflowExecutionUpdateCompleted():
+            return event.update_id == uid
         case RecordLocalActivityMarker(seq=seq, activity_type=t), ev.MarkerRecorded():
             return (
                 event.marker_name == ev.LOCAL_ACTIVITY_MARKER_NAME
@@ -216,5 +261,9 @@ def describe(command: Command) -> str:
             return f"SetPatchMarker(patch_id={patch_id!r}, deprecated={deprecated})"
         case RecordLocalActivityMarker(seq=seq, activity_type=t):
             return f"RecordLocalActivityMarker(activity_id={seq}, activity_type={t!r})"
+        case AcceptUpdate(update_id=uid, name=name):
+            return f"AcceptUpdate(update_id={uid!r}, name={name!r})"
+        case CompleteUpdate(update_id=uid):
+            return f"CompleteUpdate(update_id={uid!r})"
         case _:
             return type(command).__name__

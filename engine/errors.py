@@ -133,6 +133,21 @@ class WorkflowFailureError(RedurableError):
         return self.__cause__
 
 
+class WorkflowUpdateFailedError(RedurableError):
+    """An update was rejected (its validator raised, no handler has its name) or its
+    handler failed, or its run closed before the handler ended; `cause` says which
+    (temporalio's name and shape)."""
+
+    def __init__(self, message: str, *, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException:
+        assert self.__cause__ is not None
+        return self.__cause__
+
+
 class InvalidArgumentError(RedurableError, ValueError):
     """Bad input from the caller: an id, a name, an option."""
 

@@ -250,6 +250,48 @@ class MarkerRecorded(Event):
         return {k: v for k, v in attrs.items() if k in keep}
 
 
+# --- updates (engine/updates.py) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionUpdateAdmitted(Event):
+    """Never in a history: an update request as the workflow task it queued carries it
+    (its `event_id` is the number the history's next event would get), so a worker
+    whose cached machine is current runs it at once. A rejected update leaves no event;
+    an accepted one is recorded by WorkflowExecutionUpdateAccepted."""
+
+    update_id: str
+    name: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionUpdateAccepted(Event):
+    """The update's validator passed (Temporal's event): written among the commands of
+    the activation that ran it; replay runs the handler again from here, without the
+    validator, at the same point of that activation."""
+
+    is_command: ClassVar[bool] = True
+    update_id: str
+    name: str
+    input: bytes
+
+
+@dataclass(frozen=True)
+class WorkflowExecutionUpdateCompleted(Event):
+    """The update's handler returned `result` or failed with `failure`."""
+
+    is_command: ClassVar[bool] = True
+    update_id: str
+    result: bytes = b""
+    failure: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs = super().attributes()
+        attrs.pop("result" if self.failure else "failure")
+        return attrs
+
+
 # --- written by an operator or the engine, not by workflow code -----------------------
 
 
@@ -285,6 +327,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowExecutionCanceled,
         WorkflowExecutionContinuedAsNew,
         MarkerRecorded,
+        WorkflowExecutionUpdateAdmitted,
+        WorkflowExecutionUpdateAccepted,
+        WorkflowExecutionUpdateCompleted,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
     )

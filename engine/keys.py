@@ -25,7 +25,9 @@ GROUP = "workers"
 #: would be the history stream of workflow "x" whenever both fall in one shard.
 HISTORY_SUFFIX = ":history"
 BUFFER_SUFFIX = ":buffer"
-WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX)
+UPDATES_SUFFIX = ":updates"
+UPDATE_INBOX_SUFFIX = ":updates:admitted"
+WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX, UPDATES_SUFFIX, UPDATE_INBOX_SUFFIX)
 #: Likewise for task queues (engine.validate.check_task_queue): `workers:<queue>` + this
 #: is the queue's worker-info hash.
 WORKER_INFO_SUFFIX = ":info"
@@ -43,6 +45,12 @@ SHARD_KEYS: dict[str, str] = {
     "history": "wf:{workflow_id}" + HISTORY_SUFFIX,
     #: List of events that arrived while a workflow task was running.
     "buffer": "wf:{workflow_id}" + BUFFER_SUFFIX,
+    #: Hash of the workflow's updates: update id -> its state (engine/updates.py:
+    #: run, stage, name, input, outcome), kept so the same id is applied once.
+    "updates": "wf:{workflow_id}" + UPDATES_SUFFIX,
+    #: List of the ids of updates admitted but not yet accepted or rejected by a
+    #: workflow task, in arrival order (what rd_wft_start hands the worker).
+    "update_inbox": "wf:{workflow_id}" + UPDATE_INBOX_SUFFIX,
     "workflow_tasks": "tq:{task_queue}:wf",
     #: Workflow tasks for one worker: the owner of the workflows it ran last (sticky
     #: routing, docs/design-notes.md "Sticky workflows"). `sticky` is the worker's
@@ -61,6 +69,9 @@ SHARD_KEYS: dict[str, str] = {
     "index_type": "index:type:{workflow_type}",
     #: Pub/sub channel on which a shard announces workflow ids whose run closed.
     "closed_channel": "closed",
+    #: Pub/sub channel on which a shard announces "<workflow id>\n<update id>" when an
+    #: update of one of its workflows is accepted, rejected or completed.
+    "updates_channel": "updates",
     #: Zset of the request ids of client calls the shard applied (start, signal,
     #: cancel, terminate) -> when (ms, server clock): a call retried after a lost
     #: reply finds its id and is answered as the first time, not applied again.
@@ -119,6 +130,12 @@ class Keys:
     def buffer(self, workflow_id: str) -> str:
         return self._in_shard(self.shard(workflow_id), "buffer", workflow_id=workflow_id)
 
+    def updates(self, workflow_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "updates", workflow_id=workflow_id)
+
+    def update_inbox(self, workflow_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "update_inbox", workflow_id=workflow_id)
+
     # --- per shard ----------------------------------------------------------------
     def workflow_tasks(self, shard: int, task_queue: str) -> str:
         return self._in_shard(shard, "workflow_tasks", task_queue=task_queue)
@@ -149,6 +166,9 @@ class Keys:
 
     def closed_channel(self, shard: int) -> str:
         return self._in_shard(shard, "closed_channel")
+
+    def updates_channel(self, shard: int) -> str:
+        return self._in_shard(shard, "updates_channel")
 
     def requests(self, shard: int) -> str:
         return self._in_shard(shard, "requests")

@@ -36,6 +36,7 @@ from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
 from engine.loop import DeterministicLoop
 from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
 from engine.run_info import started_info
+from engine.updates import UpdateMixin, UpdateRequest
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
 #: the text the worker records them as in the activation's WorkflowTaskCompleted.
@@ -107,7 +108,7 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
+class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -141,13 +142,18 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
         self._patches_in_history = set()
         self._matching = False
         self._in_query = False
+        self._update_inbox = []
 
     # --- driving ----------------------------------------------------------------------
-    def activate(self, events: Sequence[ev.Event], now_ms: int) -> list[cmd.Command]:
+    def activate(
+        self, events: Sequence[ev.Event], now_ms: int, updates: Sequence[UpdateRequest] = ()
+    ) -> list[cmd.Command]:
         """Replay every complete activation in `events`, then run the trailing inputs
-        live and return their commands. `now_ms` is the live activation's time."""
+        live, then the `updates` admitted for this task, and return their commands.
+        `now_ms` is the live activation's time."""
         self._check_contiguous(events)
         pos = self._replay_complete(events)
+        self._update_inbox = [(update, True) for update in updates]
         inputs = list(events[pos:])
         self.replaying = False
         self._now_ms = max(self._now_ms, now_ms)
@@ -244,6 +250,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
             self._now_ms = marker.now or marker.timestamp
             self._note_patch_markers(events[boundary + 1 : end])
             self._note_local_markers(events[boundary + 1 : end])
+            self._note_accepted_updates(events[boundary + 1 : end])
             self._matching = True
             try:
                 commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
@@ -311,6 +318,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
                 self._apply(event)
                 if step_per_input:
                     self._drain()
+            self._apply_updates()
             self._drain()
             while self._resolve_from_markers():  # replay only: local activities
                 self._drain()

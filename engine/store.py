@@ -30,6 +30,7 @@ from engine.start_options import StartOptions
 from engine.status import WorkflowExecutionStatus
 from engine.task_streams import TaskStreams
 from engine.task_token import ActivityRef
+from engine.updates import UpdateRequest, parse_requests, rejection_args
 
 HISTORY_VERSION = 1
 
@@ -41,6 +42,8 @@ class WorkflowTaskStart:
     attempt: int
     #: (stream entry id, event) pairs after the cursor the worker gave.
     entries: list[tuple[bytes, ev.Event]]
+    #: Updates admitted for the workflow and not yet run (engine/updates.py).
+    updates: list[UpdateRequest] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class Store(TaskStreams):
             now_ms=int(reply[2]),
             attempt=int(reply[3]),
             entries=decode_entries(reply[4]),
+            updates=parse_requests(reply[5]) if len(reply) > 5 else [],
         )
 
     def wft_complete_call(
@@ -274,6 +278,9 @@ class Store(TaskStreams):
             sticky_ms,
         )
         for command in commands:
+            if isinstance(command, cmd.RejectUpdate):
+                args += rejection_args(command)
+                continue
             if isinstance(command, cmd.NOTE_COMMANDS):
                 continue
             event_type, attrs = cmd.to_event(command)

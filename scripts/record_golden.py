@@ -25,7 +25,13 @@ from typing import Any
 import anyio
 
 from engine.machine import LOGIC_FLAGS
-from sdk import Client, WorkflowFailureError, WorkflowHandle
+from sdk import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from sdk._devserver import EmbeddedServer
 from sdk.examples import order
 from sdk.testing import running_worker
@@ -106,6 +112,21 @@ async def two_steps(client: Client) -> tuple[WorkflowHandle, type, str]:
     return handle, gw.TwoSteps, "replayed against changed code, it must raise NondeterminismError"
 
 
+async def updates(client: Client) -> tuple[WorkflowHandle, type, str]:
+    handle = await client.start_workflow(gw.Tipping.run, id="tipping", task_queue=TASK_QUEUE)
+    await handle.execute_update(gw.Tipping.add_tip, 5, id="tip-1")
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await handle.execute_update(gw.Tipping.add_tip, -1, id="tip-rejected")
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await handle.execute_update(gw.Tipping.refuse, id="refused")
+    twice = await handle.start_update(gw.Tipping.tip_twice, 2, id="tip-twice",
+                                      wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+    await handle.signal(gw.Tipping.close)
+    await twice.result()
+    return handle, gw.Tipping, ("updates: accepted and completed in one task, one rejected "
+                                "(no event), one failed, one over an activity")
+
+
 def patched_order(version: type, description: str) -> Scenario:
     """One deploy of PatchedOrder (docs/versioning.md), run by a worker that has only
     this version, on a queue of its own: as a fleet on that code would run it."""
@@ -139,6 +160,7 @@ SCENARIOS: dict[str, Scenario] = {
     "party": party,
     "cancelled": cancelled,
     "nondeterministic": two_steps,
+    "updates": updates,
     "patch_before": patched_order(
         gw.PatchedOrderV1, "PatchedOrder before the patch: a push notification, no marker"
     ),
@@ -204,7 +226,7 @@ async def main(url: str | None, only: list[str], out: Path) -> None:
             async with running_worker(
                 client,
                 task_queue=TASK_QUEUE,
-                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps],
+                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps, gw.Tipping],
                 activities=[*order.ACTIVITIES, *gw.ACTIVITIES],
             ):
                 for name, scenario in SCENARIOS.items():

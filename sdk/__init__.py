@@ -31,6 +31,7 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
     WorkflowTimeoutError,
+    WorkflowUpdateFailedError,
 )
 from engine.reconnect import RetryConfig
 from engine.schedule_spec import (
@@ -50,6 +51,7 @@ from engine.schedules import (
 )
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
+from engine.updates import WorkflowUpdateStage
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
@@ -75,6 +77,7 @@ from sdk.client.schedule_types import (
 )
 from sdk.client.schedules import ScheduleHandle
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
+from sdk.client.update_handle import WorkflowUpdateHandle
 from sdk.worker.worker import Worker
 
 __all__ = [
@@ -146,6 +149,9 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "WorkflowTimeoutError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
     "activity",
     "codec_from_env",
     "configure_logging",

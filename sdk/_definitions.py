@@ -26,6 +26,9 @@ class _HandlerKind:
 
 _SIGNAL = _HandlerKind("signal", "__redurable_signal__")
 _QUERY = _HandlerKind("query", "__redurable_query__")
+_UPDATE = _HandlerKind("update", "__redurable_update__")
+#: Attribute of an update handler: its validator (`@handler.validator`), if any.
+UPDATE_VALIDATOR = "__redurable_update_validator__"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class WorkflowDefinition:
     run_fn: Callable[..., Any]
     signals: dict[str, Callable[..., Any]] = field(default_factory=dict)
     queries: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    #: Update handlers by wire name (their validators: `update_validator`).
+    updates: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,18 +98,28 @@ def mark_query(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
     return fn
 
 
+def mark_update(fn: Callable[..., Any], name: str | None) -> None:
+    _mark_handler(fn, name, _UPDATE)
+
+
+def update_validator(handler: Callable[..., Any]) -> Callable[..., Any] | None:
+    validator: Callable[..., Any] | None = getattr(handler, UPDATE_VALIDATOR, None)
+    return validator
+
+
 def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
     if not inspect.isclass(cls):
         raise TypeError("@workflow.defn decorates a class")
     run_fn: Callable[..., Any] | None = None
     signals: dict[str, Callable[..., Any]] = {}
     queries: dict[str, Callable[..., Any]] = {}
+    updates: dict[str, Callable[..., Any]] = {}
     for attr_name, member in inspect.getmembers(cls, inspect.isfunction):
         if getattr(member, _RUN, False):
             if run_fn is not None:
                 raise TypeError(f"{cls.__name__} has two @workflow.run methods")
             run_fn = member
-        for kind, handlers in ((_SIGNAL, signals), (_QUERY, queries)):
+        for kind, handlers in ((_SIGNAL, signals), (_QUERY, queries), (_UPDATE, updates)):
             wire_name = getattr(member, kind.marker, None)
             if wire_name is None:
                 continue
@@ -129,6 +144,7 @@ def define_workflow(cls: type, name: str | None) -> WorkflowDefinition:
         run_fn=run_fn,
         signals=signals,
         queries=queries,
+        updates=updates,
     )
     setattr(cls, _WORKFLOW, definition)
     setattr(run_fn, _WORKFLOW, definition)
@@ -198,6 +214,11 @@ def _handler_name(obj: Any, kind: _HandlerKind) -> str:
 def signal_name(obj: Any) -> str:
     """Wire name of a signal given as its handler method or as text."""
     return _handler_name(obj, _SIGNAL)
+
+
+def update_name(obj: Any) -> str:
+    """Wire name of an update given as its handler method or as text."""
+    return _handler_name(obj, _UPDATE)
 
 
 def query_name(obj: Any) -> str:

@@ -28,11 +28,14 @@ from sdk._log import ContextLogger
 from sdk._memo import memo_from_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
+from sdk._update_defn import UpdateMethodMultiParam, update
 from sdk.converter import value_to_type
 
 __all__ = [
     "ActivityCancellationType",
+    "UpdateMethodMultiParam",
     "WorkflowInfo",
+    "all_handlers_finished",
     "continue_as_new",
     "defn",
     "deprecate_patch",
@@ -56,6 +59,7 @@ __all__ = [
     "start_activity_method",
     "start_local_activity",
     "start_local_activity_method",
+    "update",
     "uuid4",
     "wait_condition",
 ]
@@ -313,6 +317,13 @@ async def wait_condition(
     except TimeoutError:
         return False
     return True
+
+
+def all_handlers_finished() -> bool:
+    """No signal or update handler is still running: a workflow that must not end
+    while they do waits with `await workflow.wait_condition(workflow.all_handlers_finished)`
+    before it returns or continues as new (temporalio's name)."""
+    return current_machine().all_handlers_finished()
 
 
 def now() -> datetime:

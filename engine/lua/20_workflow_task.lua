@@ -12,7 +12,8 @@ end
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, msg_id, after_stream_id ('' = all),
 --       timeout_ms (unless the run has its own task_timeout_ms)
--- Returns {'ok', token, now_ms, attempt, entries} or {'stale'} (message acknowledged).
+-- Returns {'ok', token, now_ms, attempt, entries, updates} or {'stale'} (message
+-- acknowledged); updates: {update_id, name, input, ...} waiting for this task.
 redis.register_function('rd_wft_start', function(keys, args)
   local c = ctx(keys, args)
   local epoch, msg = args[4], args[5]
@@ -35,7 +36,7 @@ redis.register_function('rd_wft_start', function(keys, args)
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
   local entries = redis.call('XRANGE', c.hist, from, '+')
-  return {'ok', token, ts, info[2], entries}
+  return {'ok', token, ts, info[2], entries, admitted_updates(c)}
 end)
 
 -- rd_wft_extend: the worker that started a workflow task is still at it (running the
@@ -134,6 +135,8 @@ local function apply_command(c, kind, fields, ts)
       redis.call('ZREM', c.timers, member)
       redis.call('HDEL', c.wf, 'timer:' .. f.timer_id)
     end
+  elseif UPDATE_KINDS[kind] then
+    apply_update_command(c, kind, f, fields, ts)
   elseif kind == 'MarkerRecorded' then
     -- workflow.patched or a local activity's outcome: the marker only goes to
     -- history, for replay to read.
@@ -228,7 +231,9 @@ redis.register_function('rd_wft_complete', function(keys, args)
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   end
   local buffered = redis.call('LLEN', c.buf)
-  local has_buffer = buffered > 0
+  -- Updates the code has not seen hold the close back as buffered events do.
+  local unseen_updates = updates_unseen(c, cmds)
+  local has_buffer = buffered > 0 or unseen_updates > 0
   -- The history limit: a completion that would take the history past it terminates
   -- the run instead, unless it closes the run (so continue-as-new always gets through).
   local events, limit = history_size(c)
@@ -262,7 +267,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     marker[#marker + 1] = args[12]
     redis.call('HSET', c.wf, 'last_signal_dropped', args[12])
   end
-  append(c, 'WorkflowTaskCompleted', ts, marker)
+  if not rejections_only(c, cmds) then append(c, 'WorkflowTaskCompleted', ts, marker) end
   local closed = 0
   for k = 1, #cmds do
     local kind, fields = cmds[k][1], cmds[k][2]
@@ -286,7 +291,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
       redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
       redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
     end
-    if flush_buffer(c) > 0 then schedule_wft(c) end
+    if flush_buffer(c) > 0 or unseen_updates > 0 then schedule_wft(c) end
   end
   return {'ok', last_id, last_sid, closed, dropped, c.eager}
 end)

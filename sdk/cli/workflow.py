@@ -15,6 +15,7 @@ from engine.errors import WorkflowFailureError, to_failure
 from engine.keys import DEFAULT_PREFIX
 from sdk._present import status_text, to_json
 from sdk.cli import inspect as _cli_inspect
+from sdk.cli import update as _cli_update
 from sdk.cli.common import (
     IdArgument,
     Output,
@@ -393,6 +394,7 @@ def terminate(
           "terminated", "Terminated")
 
 
+app.command()(_cli_update.update)
 app.command()(_cli_inspect.describe)
 app.command()(_cli_inspect.show)
 app.command("list")(_cli_inspect.list_)

@@ -41,6 +41,7 @@ from sdk.client.schedule_types import Schedule, ScheduleListDescription
 from sdk.client.schedules import ScheduleHandle, create_schedule, list_schedules
 from sdk.client.server_url import client_url
 from sdk.client.types import WorkflowExecution, dead_letter_id, parse_time, text
+from sdk.client.update_handle import update_watcher
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -78,6 +79,8 @@ class Client:
         #: Retries calls through a server restart or failover (engine/reconnect.py).
         self.retrier = Reconnector(retry_config)
         self.close_watcher = CloseWatcher(redis, self.keys, self.retrier.config)
+        #: Wakes update waiters (sdk/client/update_handle.py).
+        self.update_watcher = update_watcher(redis, self.keys, self.retrier.config)
 
     @property
     def connection_stats(self) -> CallStats:
@@ -166,6 +169,7 @@ class Client:
 
     async def close(self) -> None:
         await self.close_watcher.close()
+        await self.update_watcher.close()
         if self.fast is not None:
             await self.fast.close()
         await self.redis.aclose()

@@ -25,9 +25,17 @@ log = structlog.get_logger("redurable.client")
 
 
 class CloseWatcher:
-    def __init__(self, redis: Redis, keys: Keys, retry: RetryConfig | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        retry: RetryConfig | None = None,
+        channels: list[str] | None = None,
+    ) -> None:
+        """`channels`: other shard channels whose messages name what to wake (the
+        update watcher's, sdk/client/update_handle.py); the close channels by default."""
         self._redis = redis
-        self._channels = [keys.closed_channel(s) for s in range(keys.shards)]
+        self._channels = channels or [keys.closed_channel(s) for s in range(keys.shards)]
         self._retry = retry or RetryConfig()
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._reader: asyncio.Task[None] | None = None

@@ -28,6 +28,7 @@ from engine.store import Store
 from sdk._definitions import query_name, signal_name
 from sdk._memo import memo_from_wire
 from sdk._payload_hints import hints_of, untyped, with_result
+from sdk.client import update_handle
 from sdk.client.history import HistoryFetch
 from sdk.client.registry import live_workers
 from sdk.client.types import (
@@ -133,6 +134,11 @@ class WorkflowHandle:
             f"signal {name!r} to workflow {self.id!r}",
             lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id),
         )
+
+    # Updates (temporalio's names), written in sdk/client/update_handle.py.
+    execute_update = update_handle.execute_update
+    start_update = update_handle.start_update
+    get_workflow_update_handle = update_handle.get_workflow_update_handle
 
     async def query(
         self,

@@ -37,6 +37,7 @@ from sdk._present import local_time, pretty, status_text
 from sdk.client.client import Client
 from sdk.ui import queries, security
 from sdk.ui import schedules as schedule_pages
+from sdk.ui.updates import send_update
 from sdk.ui.views import load_detail
 
 HERE = Path(__file__).parent
@@ -208,6 +209,10 @@ class UI:
                 name = _required(form, "name")
                 await handle.signal(name, *_json_args(str(form.get("args", ""))))
                 notice = f"signal {name} sent"
+            elif kind == "update":
+                notice = await send_update(handle, _required(form, "name"),
+                                           _json_args(str(form.get("args", ""))),
+                                           str(form.get("update_id", "")) or None)
             elif kind == "cancel":
                 await handle.cancel(str(form.get("reason", "")))
                 notice = "cancellation requested"

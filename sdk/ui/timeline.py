@@ -43,7 +43,7 @@ _MARKERS = {
 
 @dataclass
 class Bar:
-    kind: str  # "workflow task", "activity" or "timer"
+    kind: str  # "workflow task", "activity", "timer" or "update"
     label: str
     start_ms: int
     end_ms: int | None  # None: still open
@@ -82,6 +82,7 @@ def build(events: list[HistoryEvent], now: datetime) -> Timeline:
     bars: list[Bar] = []
     activities: dict[int, Bar] = {}
     timers: dict[int, Bar] = {}
+    updates: dict[str, Bar] = {}
     markers: list[tuple[str, int]] = []
     # A workflow task starts with the first input event after the previous one ended
     # (history has no "task started" event: the inputs are what woke the workflow).
@@ -121,6 +122,17 @@ def build(events: list[HistoryEvent], now: datetime) -> Timeline:
             bar_or_none = timers.get(int(attrs.get("timer_id", 0)))
             if bar_or_none is not None:
                 bar_or_none.end_ms, bar_or_none.state = at, _TIMER_END[kind]
+        elif kind == "WorkflowExecutionUpdateAccepted":
+            # An update from its acceptance to its completion (a rejected one left no event).
+            bar = Bar("update", f"update {attrs.get('name', '?')}", at, None, "running",
+                      f"id {attrs.get('update_id', '')}")
+            updates[str(attrs.get("update_id", ""))] = bar
+            bars.append(bar)
+        elif kind == "WorkflowExecutionUpdateCompleted":
+            bar_or_none = updates.get(str(attrs.get("update_id", "")))
+            if bar_or_none is not None:
+                bar_or_none.end_ms = at
+                bar_or_none.state = "failed" if attrs.get("failure") else "completed"
         if kind in _MARKERS:
             name = attrs.get("signal_name")
             markers.append((f"signal {name}" if name else kind.removeprefix("WorkflowExecution"),

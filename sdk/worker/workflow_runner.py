@@ -15,7 +15,8 @@ import structlog
 from engine.codec import PayloadCodec
 from engine.errors import PayloadError, QueryFailedError, UnknownQueryError
 from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
-from sdk._definitions import WorkflowDefinition
+from engine.updates import UpdateCalls, UpdateInputError
+from sdk._definitions import WorkflowDefinition, update_validator
 from sdk._payload_hints import hints_of
 
 log = structlog.get_logger("redurable.worker")
@@ -95,6 +96,37 @@ class DefinitionHooks:
         # A result that does not fit the annotated return type raises PayloadError:
         # the caller gets it as the query's failure.
         return hints.encode_result(handler(self.instance, *args))
+
+    def update(self, name: str, args: list[Any]) -> UpdateCalls:
+        """The validator and the handler of an update, bound to these arguments;
+        UpdateInputError (the update is rejected) when they cannot be called."""
+        handler = self.definition.updates.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.definition.updates)) or "none"
+            raise UpdateInputError(
+                f"update handler for {name!r} expected but not found in workflow "
+                f"{self.definition.name} (known updates: {known})")
+        misfit = _misfit(handler, self.instance, args, "update handler")
+        if misfit is not None:
+            raise UpdateInputError(misfit)
+        hints = hints_of(handler, method=True)
+        try:
+            args = hints.decode_args(args)
+        except PayloadError as exc:
+            raise UpdateInputError(str(exc)) from None
+        instance, validator = self.instance, update_validator(handler)
+
+        def validate() -> None:
+            assert validator is not None
+            validator(instance, *args)
+
+        async def run() -> Any:
+            result = handler(instance, *args)
+            if inspect.isawaitable(result):
+                result = await result
+            return hints.encode_result(result)
+
+        return (validate if validator is not None else None), run
 
 
 

@@ -27,6 +27,7 @@ from sdk.worker.activity_tasks import ActivityTasks
 from sdk.worker.local_activities import LocalActivities
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
+from sdk.worker.update_tasks import split_update
 from sdk.worker.workflow_runner import CachedRun, StickyCache, new_machine
 
 log = structlog.get_logger("redurable.worker")
@@ -261,8 +262,10 @@ class WorkflowTasks:
             self.cache.put(wf_id, cached)
         elif cached.machine.last_event_id + 1 != event.event_id:
             return None
+        # An update request is no history event: the machine runs it with no input.
+        inputs, updates = split_update(event)
         try:
-            commands = cached.machine.activate([event], event.timestamp)
+            commands = cached.machine.activate(inputs, event.timestamp, updates)
         except Exception:  # the normal path replays and records the failure
             self.cache.evict(wf_id)
             return None
@@ -276,7 +279,7 @@ class WorkflowTasks:
             wf_id, run_id, task.get("epoch"), None, task.msg_id, task.stream,
             self._plumbing.identity,
             cached.machine.now_ms,  # the time the code saw (see _activate)
-            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + 1,
+            LOGIC_FLAGS, commands, seen_next_event_id=event.event_id + len(inputs),
             eager_slots=self._eager_slots(commands), sticky=self._sticky,
             sticky_ms=self.sticky_ms)
 
@@ -350,7 +353,7 @@ class WorkflowTasks:
                 cached = CachedRun(machine)
                 self.cache.put(wf_id, cached)
             machine = cached.machine
-            commands = machine.activate([e for _, e in entries], started.now_ms)
+            commands = machine.activate([e for _, e in entries], started.now_ms, started.updates)
             # Local activities: run what the code waits for, hand the outcomes back,
             # until it waits for nothing local (docs/design-notes.md "Local activities").
             while requests := machine.local_requests():

@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sdk import ActivityError, activity, workflow
+from sdk import ActivityError, ApplicationError, activity, workflow
 
 T = timedelta(seconds=10)
 
@@ -131,6 +131,47 @@ class TwoSteps:
         await workflow.sleep(0.05)
         second: str = await workflow.execute_activity(step, "second", start_to_close_timeout=T)
         return first + " " + second
+
+
+@workflow.defn
+class Tipping:
+    """Updates: a sync handler, an async one that runs an activity, a validator that
+    rejects (no event), a handler that fails; the run waits for its handlers."""
+
+    def __init__(self) -> None:
+        self.tips: list[int] = []
+        self.closed = False
+
+    @workflow.update
+    def add_tip(self, amount: int) -> int:
+        self.tips.append(amount)
+        return sum(self.tips)
+
+    @add_tip.validator
+    def _check_tip(self, amount: int) -> None:
+        if amount <= 0:
+            raise ValueError("a tip must be positive")
+
+    @workflow.update(name="tipTwice")
+    async def tip_twice(self, amount: int) -> str:
+        label: str = await workflow.execute_activity(step, f"tip {amount}",
+                                                     start_to_close_timeout=T)
+        self.tips += [amount, amount]
+        return label
+
+    @workflow.update
+    async def refuse(self) -> None:
+        raise ApplicationError("not today", type="Refused")
+
+    @workflow.signal
+    def close(self) -> None:
+        self.closed = True
+
+    @workflow.run
+    async def run(self) -> list[int]:
+        await workflow.wait_condition(lambda: self.closed)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.tips
 
 
 # --- versioning: one workflow type ("PatchedOrder") deployed four times ----------------

@@ -43,6 +43,9 @@ from sdk import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
     activity,
     configure_logging,
     workflow,
@@ -126,6 +129,19 @@ class Order:
     async def add_item(self, item: str) -> None:
         self.items.append(item)
 
+    @workflow.update
+    async def add_tip(self, amount: int) -> int:
+        return amount
+
+    @add_tip.validator
+    def _check_tip(self, amount: int) -> None:
+        if amount <= 0:
+            raise ValueError("a tip must be positive")
+
+    @workflow.update(name="setNote")
+    def set_note(self, note: str) -> str:
+        return note
+
     @workflow.query
     def get_status(self) -> dict[str, Any]:
         return {"state": self.state, "items": list(self.items)}
@@ -143,6 +159,7 @@ class Order:
         assert_type(workflow.uuid4(), uuid.UUID)
         assert_type(workflow.is_replaying(), bool)
         assert_type(workflow.patched("send-sms"), bool)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.deprecate_patch(id="old-receipt")  # temporalio names the argument `id`
         rng: random.Random = workflow.random()
         workflow.logger.info("started", product_id=product_id, roll=rng.random())
@@ -219,6 +236,19 @@ async def client_usage() -> None:
         await client.start_workflow(Order, 5, id="order-5", task_queue="orders")
         await handle.signal(Order.picked_up)
         await handle.signal("addItem", "fries")
+        tip: int = await handle.execute_update(Order.add_tip, 5, id="tip-1")
+        uh = await handle.start_update(Order.set_note, "hi",
+                                       wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        assert_type(uh, WorkflowUpdateHandle[Any])
+        assert_type(uh.id, str)
+        note: str = await uh.result()
+        by_id = handle.get_workflow_update_handle("tip-1")
+        assert_type(by_id, WorkflowUpdateHandle[Any])
+        del tip, note
+        try:
+            await handle.execute_update("add_tip", -1)
+        except WorkflowUpdateFailedError as err:
+            assert_type(err.cause, BaseException)
         status: dict[str, Any] = await handle.query(Order.get_status)
         count: int = await handle.query("itemCount", timeout=1.0)
         del status, count

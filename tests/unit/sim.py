@@ -8,7 +8,7 @@ through the recorded history, as a worker without a cached machine does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from engine import commands as cmd
@@ -16,6 +16,7 @@ from engine import events as ev
 from engine.codec import MsgpackCodec
 from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
 from engine.machine import LOGIC_FLAGS, WorkflowMachine
+from engine.updates import UpdateRequest
 from sdk._definitions import workflow_definition
 from sdk.worker.workflow_runner import DefinitionHooks, new_machine
 
@@ -88,13 +89,19 @@ class Sim:
         drop_close: bool = False,
         flags: str | None = None,
         local: Callable[[LocalActivityRequest], LocalActivityOutcome] | None = None,
+        updates: Sequence[UpdateRequest] = (),
     ) -> list[cmd.Command]:
         """Run the live activation over the unseen events and record its commands.
         `drop_close` plays rd_wft_complete when new events had arrived: the close
         command is not written. `flags` overrides the replay behaviour flags recorded
         (as an older engine would have written them); the live run uses the current.
-        `local` runs the local activities the code asks for, as the worker does."""
-        commands = self.machine.activate(self.events[self._fed :], self.now_ms)
+        `local` runs the local activities the code asks for, as the worker does.
+        `updates` are the update requests the task hands the machine; an activation
+        with no input that only rejects updates writes nothing, as rd_wft_complete."""
+        inputs = self.events[self._fed :]
+        commands = self.machine.activate(inputs, self.now_ms, updates)
+        if commands and not inputs and all(isinstance(c, cmd.RejectUpdate) for c in commands):
+            return commands
         while requests := self.machine.local_requests():
             assert local is not None, f"the code asked for local activities {requests}"
             commands = self.machine.resolve_local_activities([local(r) for r in requests])

@@ -34,6 +34,10 @@ SAMPLES: list[ev.Event] = [
     ev.WorkflowExecutionTerminated(17, 1015, "operator"),
     ev.MarkerRecorded(18, 1016, "core_patch", "send-sms", 1),
     ev.WorkflowExecutionTimedOut(19, 1017, "run"),
+    ev.WorkflowExecutionUpdateAdmitted(20, 1018, "tip-1", "add_tip", b"\x91\x05"),
+    ev.WorkflowExecutionUpdateAccepted(20, 1018, "tip-1", "add_tip", b"\x91\x05"),
+    ev.WorkflowExecutionUpdateCompleted(21, 1019, "tip-1", result=b"\x05"),
+    ev.WorkflowExecutionUpdateCompleted(22, 1020, "tip-2", failure=FAILURE),
     ev.WorkflowExecutionStarted(1, 1000, "Order", "orders", b"\x91\x03", "run-3", 1, 3,
                                 first_execution_run_id="run-1", continued_run_id="run-2",
                                 memo=b"\x81\xa1k\xa1v", execution_timeout_ms=60000,
@@ -140,6 +144,8 @@ def test_command_flags() -> None:
         "WorkflowExecutionCanceled",
         "WorkflowExecutionContinuedAsNew",
         "MarkerRecorded",
+        "WorkflowExecutionUpdateAccepted",
+        "WorkflowExecutionUpdateCompleted",
     }
     assert {
         "WorkflowExecutionCompleted",

@@ -80,6 +80,9 @@ SDK_ALL = [
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
     "WorkflowTimeoutError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateHandle",
+    "WorkflowUpdateStage",
     "activity",
     "codec_from_env",
     "configure_logging",
@@ -88,7 +91,9 @@ SDK_ALL = [
 
 WORKFLOW_ALL = [
     "ActivityCancellationType",
+    "UpdateMethodMultiParam",
     "WorkflowInfo",
+    "all_handlers_finished",
     "continue_as_new",
     "defn",
     "deprecate_patch",
@@ -112,6 +117,7 @@ WORKFLOW_ALL = [
     "start_activity_method",
     "start_local_activity",
     "start_local_activity_method",
+    "update",
     "uuid4",
     "wait_condition",
 ]
@@ -189,7 +195,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 26
+    assert len(errors) == 27
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
@@ -205,7 +211,8 @@ def test_public_api_is_async() -> None:
             # Handles are made without I/O, as temporalio's; fetch_history returns an
             # object that is awaited (temporalio's form) or iterated with `async for`.
             if name in ("get_workflow_handle", "get_workflow_handle_for",
-                        "get_async_activity_handle", "fetch_history", "get_schedule_handle"):
+                        "get_async_activity_handle", "fetch_history", "get_schedule_handle",
+                        "get_workflow_update_handle"):
                 continue
             assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), (
                 f"{cls.__name__}.{name} is not async"

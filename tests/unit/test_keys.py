@@ -34,7 +34,7 @@ def _params(template: str) -> list[str]:
 
 def _python_key(keys: Keys, name: str, shard: int, values: tuple[str, ...]) -> str:
     method: Any = getattr(keys, name)
-    if name in ("workflow", "history", "buffer", "schedule"):
+    if name in ("workflow", "history", "buffer", "schedule", "updates", "update_inbox"):
         return str(method(*values))
     return str(method(shard, *values))
 

@@ -67,3 +67,29 @@ def test_closed_run_ends_the_axis_at_its_last_event() -> None:
 def test_empty_history_has_no_bars() -> None:
     timeline = build([], now=T0)
     assert (timeline.bars, timeline.markers) == ([], [])
+
+
+def test_updates_are_bars_from_acceptance_to_completion() -> None:
+    history = [
+        event(1, "WorkflowExecutionStarted", 0, input=[]),
+        event(2, "WorkflowTaskCompleted", 10, worker="w1"),
+        event(3, "WorkflowTaskCompleted", 100, worker="w1"),
+        event(4, "WorkflowExecutionUpdateAccepted", 100, update_id="u1", name="add_tip",
+              input=[5]),
+        event(5, "WorkflowExecutionUpdateAccepted", 100, update_id="u2", name="slow",
+              input=[]),
+        event(6, "WorkflowExecutionUpdateCompleted", 100, update_id="u1", result=5),
+        event(7, "WorkflowTaskCompleted", 300, worker="w1"),
+        event(8, "WorkflowExecutionUpdateCompleted", 300, update_id="u2",
+              failure={"message": "no"}),
+        event(9, "WorkflowTaskCompleted", 400, worker="w1"),
+        event(10, "WorkflowExecutionUpdateAccepted", 400, update_id="u3", name="open",
+              input=[]),
+    ]
+    timeline = build(history, now=T0 + timedelta(milliseconds=1000))
+    updates = [bar for bar in timeline.bars if bar.kind == "update"]
+    assert [(b.label, b.state, b.duration_ms, b.detail) for b in updates] == [
+        ("update add_tip", "completed", 0, "id u1"),
+        ("update slow", "failed", 200, "id u2"),
+        ("update open", "running", None, "id u3"),
+    ]

@@ -43,7 +43,8 @@ def test_bad_ids(value: object, message: str) -> None:
 def test_reserved_suffixes_are_the_key_suffixes() -> None:
     keys = Keys("p", 4)
     base = keys.workflow("x")
-    suffixes = {keys.history("x")[len(base) :], keys.buffer("x")[len(base) :]}
+    suffixes = {keys.history("x")[len(base) :], keys.buffer("x")[len(base) :],
+                keys.updates("x")[len(base) :], keys.update_inbox("x")[len(base) :]}
     assert suffixes == set(WORKFLOW_KEY_SUFFIXES)
 
 
