@@ -78,6 +78,14 @@ class RecordLocalActivityMarker:
 
 
 @dataclass(frozen=True)
+class UpsertSearchAttributes:
+    """workflow.upsert_search_attributes (temporalio's command of the same purpose):
+    the changed attributes in wire form (engine/search_attributes.py)."""
+
+    search_attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RecordSignalDropped:
     """Not a decision but a note: a signal the workflow could not take (its input does
     not decode, its arguments do not fit the handler, or no handler has its name) was
@@ -101,6 +109,7 @@ Command = (
     | ContinueAsNew
     | SetPatchMarker
     | RecordLocalActivityMarker
+    | UpsertSearchAttributes
     | RecordSignalDropped
 )
 
@@ -153,6 +162,8 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             else:
                 attrs["failure"] = failure
             return ev.MarkerRecorded, attrs
+        case UpsertSearchAttributes(search_attributes):
+            return ev.UpsertWorkflowSearchAttributes, {"search_attributes": search_attributes}
         case RecordSignalDropped():
             raise TypeError("a dropped signal is noted on the boundary, not an event")
     raise TypeError(f"unknown command {command!r}")
@@ -182,6 +193,8 @@ def matches(command: Command, event: ev.Event) -> bool:
             # Deprecated or not does not matter (as in Temporal): deprecate_patch
             # replays a marker that patched recorded, and the other way round.
             return event.marker_name == ev.PATCH_MARKER_NAME and event.patch_id == patch_id
+        case UpsertSearchAttributes(), ev.UpsertWorkflowSearchAttributes():
+            return True  # by kind only, as Temporal matches it
         case RecordLocalActivityMarker(seq=seq, activity_type=t), ev.MarkerRecorded():
             return (
                 event.marker_name == ev.LOCAL_ACTIVITY_MARKER_NAME

@@ -84,6 +84,14 @@ class WorkflowExecutionStarted(Event):
     execution_timeout_ms: int = 0
     run_timeout_ms: int = 0
     task_timeout_ms: int = 0
+    #: Search attributes the run started with (wire form, engine/search_attributes.py).
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs = super().attributes()
+        if not self.search_attributes:
+            del attrs["search_attributes"]  # as written before search attributes existed
+        return attrs
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,15 @@ class MarkerRecorded(Event):
         return {k: v for k, v in attrs.items() if k in keep}
 
 
+@dataclass(frozen=True)
+class UpsertWorkflowSearchAttributes(Event):
+    """workflow.upsert_search_attributes: the changed attributes (wire form,
+    engine/search_attributes.py; a null value removes one)."""
+
+    is_command: ClassVar[bool] = True
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+
+
 # --- written by an operator or the engine, not by workflow code -----------------------
 
 
@@ -285,6 +302,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowExecutionCanceled,
         WorkflowExecutionContinuedAsNew,
         MarkerRecorded,
+        UpsertWorkflowSearchAttributes,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
     )

@@ -33,8 +33,16 @@ from engine.errors import (
     WorkflowTimeoutError,
 )
 from engine.reconnect import RetryConfig
+from engine.search_attributes import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
+from engine.visibility_query import InvalidQueryError
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
@@ -45,6 +53,7 @@ from sdk.client.codec_config import codec_from_env
 from sdk.client.handle import WorkflowHandle
 from sdk.client.history import WorkflowHistory
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
+from sdk.client.visibility import WorkflowExecutionCount
 from sdk.worker.worker import Worker
 
 __all__ = [
@@ -64,6 +73,7 @@ __all__ = [
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
+    "InvalidQueryError",
     "MsgpackCodec",
     "NondeterminismError",
     "PayloadCodec",
@@ -76,13 +86,19 @@ __all__ = [
     "Replayer",
     "RetryConfig",
     "RetryPolicy",
+    "SearchAttributeIndexedValueType",
+    "SearchAttributeKey",
+    "SearchAttributePair",
+    "SearchAttributeUpdate",
     "ServerUnavailableError",
     "TerminatedError",
+    "TypedSearchAttributes",
     "UnknownQueryError",
     "Worker",
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionCount",
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",

@@ -28,6 +28,7 @@ SDK_ALL = [
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
+    "InvalidQueryError",
     "MsgpackCodec",
     "NondeterminismError",
     "PayloadCodec",
@@ -40,13 +41,19 @@ SDK_ALL = [
     "Replayer",
     "RetryConfig",
     "RetryPolicy",
+    "SearchAttributeIndexedValueType",
+    "SearchAttributeKey",
+    "SearchAttributePair",
+    "SearchAttributeUpdate",
     "ServerUnavailableError",
     "TerminatedError",
+    "TypedSearchAttributes",
     "UnknownQueryError",
     "Worker",
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionCount",
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
@@ -88,6 +95,7 @@ WORKFLOW_ALL = [
     "start_activity_method",
     "start_local_activity",
     "start_local_activity_method",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -165,7 +173,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 23
+    assert len(errors) == 24
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
