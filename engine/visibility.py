@@ -305,9 +305,10 @@ class Compiler:
                 "ExecutionStatus, StartTime, CloseTime)", leaf.position)
         have = self.types.get(name)
         if not have:
-            raise InvalidQueryError(
-                f"unknown search attribute {name!r} (no workflow has set it; names are "
-                "case-sensitive)", leaf.position)
+            # No run has set it (yet): types come with values, so there is nothing to
+            # check the literal against, and a query polling for the first upsert must
+            # not fail. It matches nothing (docs/visibility.md: names are case-sensitive).
+            return Step(())
         fits = have & _fitting_types(leaf)
         if not fits:
             kinds = ", ".join(sorted(t.name for t in have))

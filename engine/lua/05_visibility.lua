@@ -13,6 +13,7 @@
 
 local SA_NUMERIC = {INT = true, DOUBLE = true, DATETIME = true}
 local SA_BY_VALUE = {KEYWORD = true, KEYWORD_LIST = true, BOOL = true}
+local SA_LIST = {KEYWORD_LIST = true}
 local SA_TYPES = {TEXT = true, KEYWORD = true, INT = true, DOUBLE = true, BOOL = true,
   DATETIME = true, KEYWORD_LIST = true}
 
@@ -27,7 +28,7 @@ local function sa_index(c, name, item, start, add)
   end
   if SA_BY_VALUE[t] then
     local values = v
-    if t ~= 'KEYWORD_LIST' then values = {v} end
+    if not SA_LIST[t] then values = {v} end
     for i = 1, #values do
       local key = key_sa_value(c.prefix, name, t, values[i])
       if add then
@@ -52,7 +53,7 @@ local function sa_check(json)
       if SA_NUMERIC[item[1]] and not tonumber(item[2]) then
         return 'search attribute ' .. name .. ' is not a number'
       end
-      if item[1] == 'KEYWORD_LIST' and type(item[2]) ~= 'table' then
+      if SA_LIST[item[1]] and type(item[2]) ~= 'table' then
         return 'search attribute ' .. name .. ' is not a list'
       end
     end

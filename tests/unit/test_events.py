@@ -34,10 +34,13 @@ SAMPLES: list[ev.Event] = [
     ev.WorkflowExecutionTerminated(17, 1015, "operator"),
     ev.MarkerRecorded(18, 1016, "core_patch", "send-sms", 1),
     ev.WorkflowExecutionTimedOut(19, 1017, "run"),
+    ev.UpsertWorkflowSearchAttributes(
+        20, 1018, {"CustomerId": ["KEYWORD", "c-1"], "Amount": ["INT", "5"], "Old": None}),
     ev.WorkflowExecutionStarted(1, 1000, "Order", "orders", b"\x91\x03", "run-3", 1, 3,
                                 first_execution_run_id="run-1", continued_run_id="run-2",
                                 memo=b"\x81\xa1k\xa1v", execution_timeout_ms=60000,
-                                run_timeout_ms=30000, task_timeout_ms=10000),
+                                run_timeout_ms=30000, task_timeout_ms=10000,
+                                search_attributes={"CustomerId": ["KEYWORD", "c-1"]}),
 ]
 
 
@@ -140,6 +143,7 @@ def test_command_flags() -> None:
         "WorkflowExecutionCanceled",
         "WorkflowExecutionContinuedAsNew",
         "MarkerRecorded",
+        "UpsertWorkflowSearchAttributes",
     }
     assert {
         "WorkflowExecutionCompleted",
