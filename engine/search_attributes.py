@@ -172,8 +172,7 @@ TypedSearchAttributes.empty = TypedSearchAttributes()
 SearchAttributesInput = (
     Mapping[str, Any]
     | TypedSearchAttributes
-    | Sequence[SearchAttributePair[Any]]
-    | Sequence[SearchAttributeUpdate[Any]]
+    | Sequence[SearchAttributePair[Any] | SearchAttributeUpdate[Any]]
 )
 Wire = dict[str, list[Any] | None]
 

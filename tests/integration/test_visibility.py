@@ -60,7 +60,7 @@ class Tagger:
 class Quick:
     @workflow.run
     async def run(self) -> str:
-        return workflow.info().search_attributes.get("CustomerId", "")
+        return str(workflow.info().search_attributes.get("CustomerId", ""))
 
 
 async def ids(client: Client, query: str, **options: Any) -> list[str]:
