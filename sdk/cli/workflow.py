@@ -65,6 +65,16 @@ MemoOption = Annotated[
         show_default=False,
     ),
 ]
+SearchAttributeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--search-attribute",
+        help="One search attribute as KEY=JSON; repeat for more (--search-attribute "
+        "CustomerId='\"c-1\"' --search-attribute Amount=5). Types follow the JSON value "
+        "(docs/visibility.md).",
+        show_default=False,
+    ),
+]
 ExecutionTimeoutOption = Annotated[
     float | None,
     typer.Option("--execution-timeout", help="Seconds the whole run chain may take "
@@ -83,20 +93,21 @@ TaskTimeoutOption = Annotated[
 ]
 
 
-def parse_memo(values: list[str] | None) -> dict[str, Any] | None:
-    """`--memo KEY=JSON` values as the memo mapping (None: no --memo)."""
+def parse_memo(values: list[str] | None, flag: str = "--memo") -> dict[str, Any] | None:
+    """`--memo KEY=JSON` values as the memo mapping (None: no --memo); the same form
+    for `--search-attribute`."""
     if not values:
         return None
     memo: dict[str, Any] = {}
     for text in values:
         key, sep, raw = text.partition("=")
         if not sep or not key:
-            fail(f"--memo {text!r} is not KEY=JSON (e.g. --memo n=3 --memo tenant='\"t1\"')")
+            fail(f"{flag} {text!r} is not KEY=JSON (e.g. {flag} n=3 {flag} tenant='\"t1\"')")
         try:
             memo[key] = json.loads(raw)
         except json.JSONDecodeError as exc:
-            fail(f"--memo {text!r}: the value is not valid JSON ({exc.msg}); strings need "
-                 f"quotes: --memo {key}='\"text\"'")
+            fail(f"{flag} {text!r}: the value is not valid JSON ({exc.msg}); strings need "
+                 f"quotes: {flag} {key}='\"text\"'")
     return memo
 
 
@@ -105,10 +116,12 @@ def start_options(
     execution_timeout: float | None,
     run_timeout: float | None,
     task_timeout: float | None,
+    search_attributes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The start_workflow options the command's flags give."""
     return {"memo": parse_memo(memo), "execution_timeout": execution_timeout,
-            "run_timeout": run_timeout, "task_timeout": task_timeout}
+            "run_timeout": run_timeout, "task_timeout": task_timeout,
+            "search_attributes": parse_memo(search_attributes, "--search-attribute")}
 
 
 def new_workflow_id(workflow_type: str) -> str:
@@ -137,6 +150,7 @@ def start(
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     memo: MemoOption = None,
+    search_attribute: SearchAttributeOption = None,
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
@@ -146,7 +160,8 @@ def start(
 ) -> None:
     """Start a workflow and print its id and run id."""
     args = parse_inputs(inputs)
-    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout,
+                            search_attribute)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> WorkflowHandle:
@@ -175,6 +190,7 @@ def execute(
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     memo: MemoOption = None,
+    search_attribute: SearchAttributeOption = None,
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
@@ -187,7 +203,8 @@ def execute(
 ) -> None:
     """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
     args = parse_inputs(inputs)
-    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout,
+                            search_attribute)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> dict[str, Any]:
@@ -396,3 +413,4 @@ def terminate(
 app.command()(_cli_inspect.describe)
 app.command()(_cli_inspect.show)
 app.command("list")(_cli_inspect.list_)
+app.command()(_cli_inspect.count)
