@@ -63,6 +63,18 @@ class Quick:
         return str(workflow.info().search_attributes.get("CustomerId", ""))
 
 
+@workflow.defn
+class Chain:
+    """Run 1 upserts and continues as new; run 2 reports what it inherited."""
+
+    @workflow.run
+    async def run(self, run: int) -> dict[str, Any]:
+        if run == 1:
+            workflow.upsert_search_attributes({"Round": 1})
+            workflow.continue_as_new(2)
+        return dict(workflow.info().search_attributes)
+
+
 async def ids(client: Client, query: str, **options: Any) -> list[str]:
     return [row.id async for row in client.list_workflows(query, **options)]
 
@@ -252,3 +264,13 @@ async def test_attributes_live_in_the_shard_indexes(client: Client) -> None:
     assert await redis.zscore(keys.index_close(shard), "o-1") is None
     assert await ids(client, "CustomerId = 'c-1'") == []
     assert await ids(client, "CustomerId = 'c-2'") == ["o-1"]
+
+
+async def test_continue_as_new_carries_the_attributes(client: Client) -> None:
+    async with running_worker(client, task_queue="tq", workflows=[Chain]):
+        handle = await client.start_workflow(Chain.run, 1, id="chain", task_queue="tq",
+                                             search_attributes={"Customer": "c-1"})
+        assert await handle.result() == {"Customer": "c-1", "Round": 1}
+    assert await ids(client, "Round = 1 AND Customer = 'c-1'") == ["chain"]
+    assert await count(client, "ExecutionStatus = 'ContinuedAsNew'") == 0  # one key, one run
+    assert await count(client, "ExecutionStatus = 'Completed' AND CloseTime > '2000-01-01'") == 1
