@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from engine.keys import Keys
 from engine.search_attributes import (
@@ -53,6 +54,9 @@ from engine.visibility_query import (
 )
 
 T = SearchAttributeIndexedValueType
+#: Every read here names one key (or pipelines reads of one shard), so a cluster client
+#: routes each to the master of its shard's hash slot.
+AnyRedis = Redis | RedisCluster
 Types = dict[str, set[SearchAttributeIndexedValueType]]
 
 
@@ -416,7 +420,7 @@ _ROW_FIELDS = ("type", "search_attributes")
 
 
 class ShardSearch:
-    def __init__(self, redis: Redis, keys: Keys, shard: int) -> None:
+    def __init__(self, redis: AnyRedis, keys: Keys, shard: int) -> None:
         self.redis, self.keys, self.shard = redis, keys, shard
         self._rows: dict[str, Row | None] = {}
 
@@ -493,7 +497,7 @@ def _indexed(plan: Plan) -> bool:
     return isinstance(plan, Step) and plan.include is not None and plan.predicate is None
 
 
-async def attribute_types(redis: Redis, keys: Keys) -> Types:
+async def attribute_types(redis: AnyRedis, keys: Keys) -> Types:
     """Every custom attribute name any shard has seen, with its types."""
     replies = await asyncio.gather(*(redis.smembers(keys.sa_types(s)) for s in range(keys.shards)))
     types: Types = {}
@@ -506,14 +510,14 @@ async def attribute_types(redis: Redis, keys: Keys) -> Types:
 
 
 async def _shard_matches(
-    redis: Redis, keys: Keys, shard: int, query: Query, types: Types
+    redis: AnyRedis, keys: Keys, shard: int, query: Query, types: Types
 ) -> tuple[ShardSearch, set[str]]:
     plan = Compiler(keys, shard, types).plan(query.where)
     searcher = ShardSearch(redis, keys, shard)
     return searcher, await searcher.run(plan)
 
 
-async def _prepare(redis: Redis, keys: Keys, query: Query) -> Types:
+async def _prepare(redis: AnyRedis, keys: Keys, query: Query) -> Types:
     """The types the query needs, and every shard's plan compiled once, so a bad query
     fails before any index is read."""
     types = await attribute_types(redis, keys) if _has_custom(query.where) else {}
@@ -522,7 +526,7 @@ async def _prepare(redis: Redis, keys: Keys, query: Query) -> Types:
     return types
 
 
-async def search(redis: Redis, keys: Keys, query: Query) -> list[tuple[float | None, str]]:
+async def search(redis: AnyRedis, keys: Keys, query: Query) -> list[tuple[float | None, str]]:
     """(order score, id) of every match of every shard, in the query's order (runs
     without the order field's value, such as open runs under CloseTime, go last)."""
     types = await _prepare(redis, keys, query)
@@ -538,7 +542,7 @@ async def search(redis: Redis, keys: Keys, query: Query) -> list[tuple[float | N
     return [*with_score, *((None, i) for s, i in found if s is None)]
 
 
-async def count(redis: Redis, keys: Keys, query: Query) -> int:
+async def count(redis: AnyRedis, keys: Keys, query: Query) -> int:
     """How many workflows match (no query: ZCARD of every shard's start index)."""
     if query.where is None:
         cards = await asyncio.gather(*(redis.zcard(keys.index_start(s))
