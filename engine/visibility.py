@@ -465,7 +465,9 @@ class ShardSearch:
                     out |= await self.run(part, candidates)
                 return out
         assert isinstance(plan, Step)
-        if plan.include is None:
+        if plan.include is None or (plan.predicate is not None and candidates is not None):
+            # A predicate checks that the run has the attribute itself: with candidates
+            # from the parts before it, filter those, not the attribute's whole index.
             if candidates is not None:
                 base = set(candidates)
             else:
@@ -532,6 +534,9 @@ async def search(redis: AnyRedis, keys: Keys, query: Query) -> list[tuple[float 
     types = await _prepare(redis, keys, query)
 
     async def one(shard: int) -> list[tuple[float | None, str]]:
+        if query.where is None and query.order_by == "StartTime":
+            rows: list[Any] = await redis.zrange(keys.index_start(shard), 0, -1, withscores=True)
+            return [(float(row[1]), _as_text(row[0])) for row in rows]
         searcher, ids = await _shard_matches(redis, keys, shard, query, types)
         return await searcher.order_scores(ids, query.order_by)
 
@@ -549,9 +554,17 @@ async def count(redis: AnyRedis, keys: Keys, query: Query) -> int:
                                        for s in range(keys.shards)))
         return sum(cards)
     types = await _prepare(redis, keys, query)
-    matches = await asyncio.gather(*(_shard_matches(redis, keys, s, query, types)
-                                     for s in range(keys.shards)))
-    return sum(len(ids) for _, ids in matches)
+
+    async def one(shard: int) -> int:
+        plan = Compiler(keys, shard, types).plan(query.where)
+        if (isinstance(plan, Step) and plan.include is not None and len(plan.include) == 1
+                and isinstance(plan.include[0], Range) and not plan.exclude
+                and plan.predicate is None):
+            only = plan.include[0]  # one index range: counted where it is
+            return int(await redis.zcount(only.key, only.low, only.high))
+        return len(await ShardSearch(redis, keys, shard).run(plan))
+
+    return sum(await asyncio.gather(*(one(s) for s in range(keys.shards))))
 
 
 def _has_custom(node: Node | None) -> bool:
