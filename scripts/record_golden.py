@@ -132,6 +132,12 @@ def patched_order(version: type, description: str) -> Scenario:
     return scenario
 
 
+async def search_attributes(client: Client) -> tuple[WorkflowHandle, type, str]:
+    handle = await client.start_workflow(gw.Tagged.run, id="tagged", task_queue=TASK_QUEUE,
+                                         search_attributes={"Customer": "c-1"})
+    return handle, gw.Tagged, "search attributes at start and upserted (set, change, unset)"
+
+
 SCENARIOS: dict[str, Scenario] = {
     "order_completed": order_completed,
     "order_payment_failed": order_payment_failed,
@@ -151,6 +157,7 @@ SCENARIOS: dict[str, Scenario] = {
     "patch_removed": patched_order(
         gw.PatchedOrderV4, "the patch call removed: no marker, an SMS"
     ),
+    "search_attributes": search_attributes,
 }
 
 
@@ -204,7 +211,7 @@ async def main(url: str | None, only: list[str], out: Path) -> None:
             async with running_worker(
                 client,
                 task_queue=TASK_QUEUE,
-                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps],
+                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps, gw.Tagged],
                 activities=[*order.ACTIVITIES, *gw.ACTIVITIES],
             ):
                 for name, scenario in SCENARIOS.items():
