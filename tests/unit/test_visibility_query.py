@@ -19,7 +19,7 @@ from engine.search_attributes import (
     plain,
     to_wire,
 )
-from engine.visibility import AnyOf, Compiler, Members, Range, Row, Step, Types
+from engine.visibility_plan import AnyOf, Compiler, Members, Range, Row, Step, Types
 from engine.visibility_query import (
     And,
     Between,
