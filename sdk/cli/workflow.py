@@ -15,6 +15,7 @@ from engine.errors import WorkflowFailureError, to_failure
 from engine.keys import DEFAULT_PREFIX
 from sdk._present import status_text, to_json
 from sdk.cli import inspect as _cli_inspect
+from sdk.cli import search_attributes as _cli_search_attributes
 from sdk.cli.common import (
     IdArgument,
     Output,
@@ -414,3 +415,4 @@ app.command()(_cli_inspect.describe)
 app.command()(_cli_inspect.show)
 app.command("list")(_cli_inspect.list_)
 app.command()(_cli_inspect.count)
+app.command("search-attributes")(_cli_search_attributes.search_attributes)

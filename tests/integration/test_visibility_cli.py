@@ -1,5 +1,6 @@
-"""`redurable workflow start --search-attribute`, `workflow list --query`, `workflow count`
-and `workflow describe` showing search attributes: subprocesses on a real server."""
+"""`redurable workflow start --search-attribute`, `workflow list --query`, `workflow count`,
+`workflow search-attributes` and `workflow describe` showing search attributes:
+subprocesses on a real server."""
 
 from __future__ import annotations
 
@@ -37,3 +38,7 @@ def test_search_attributes_list_and_count(cli: Cli) -> None:
     assert_one_line_error(
         cli("workflow", "start", "Order", "-q", "orders", "--search-attribute", "bad name=1"),
         "search attribute name")
+    assert cli.json("workflow", "search-attributes") == {
+        "search_attributes": {"Amount": ["INT"], "CustomerId": ["KEYWORD"]}}
+    names = cli("workflow", "search-attributes").stdout
+    assert "CustomerId" in names and "KEYWORD" in names
