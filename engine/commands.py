@@ -78,6 +78,14 @@ class RecordLocalActivityMarker:
 
 
 @dataclass(frozen=True)
+class UpsertSearchAttributes:
+    """workflow.upsert_search_attributes (temporalio's command of the same purpose):
+    the changed attributes in wire form (engine/search_attributes.py)."""
+
+    search_attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RecordSignalDropped:
     """Not a decision but a note: a signal the workflow could not take (its input does
     not decode, its arguments do not fit the handler, or no handler has its name) was
@@ -129,6 +137,7 @@ Command = (
     | ContinueAsNew
     | SetPatchMarker
     | RecordLocalActivityMarker
+    | UpsertSearchAttributes
     | RecordSignalDropped
     | AcceptUpdate
     | CompleteUpdate
@@ -196,6 +205,8 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
                 "update_id": update_id, "failure": failure}
         case RecordSignalDropped() | RejectUpdate():
             raise TypeError("a note is written with the completion, not as an event")
+        case UpsertSearchAttributes(search_attributes):
+            return ev.UpsertWorkflowSearchAttributes, {"search_attributes": search_attributes}
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -227,6 +238,8 @@ def matches(command: Command, event: ev.Event) -> bool:
             return event.update_id == uid
         case CompleteUpdate(update_id=uid), ev.WorkflowExecutionUpdateCompleted():
             return event.update_id == uid
+        case UpsertSearchAttributes(), ev.UpsertWorkflowSearchAttributes():
+            return True  # by kind only, as Temporal matches it
         case RecordLocalActivityMarker(seq=seq, activity_type=t), ev.MarkerRecorded():
             return (
                 event.marker_name == ev.LOCAL_ACTIVITY_MARKER_NAME

@@ -84,6 +84,14 @@ class WorkflowExecutionStarted(Event):
     execution_timeout_ms: int = 0
     run_timeout_ms: int = 0
     task_timeout_ms: int = 0
+    #: Search attributes the run started with (wire form, engine/search_attributes.py).
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs = super().attributes()
+        if not self.search_attributes:
+            del attrs["search_attributes"]  # as written before search attributes existed
+        return attrs
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,13 @@ class WorkflowExecutionUpdateCompleted(Event):
         attrs = super().attributes()
         attrs.pop("result" if self.failure else "failure")
         return attrs
+@dataclass(frozen=True)
+class UpsertWorkflowSearchAttributes(Event):
+    """workflow.upsert_search_attributes: the changed attributes (wire form,
+    engine/search_attributes.py; a null value removes one)."""
+
+    is_command: ClassVar[bool] = True
+    search_attributes: dict[str, Any] = field(default_factory=dict)
 
 
 # --- written by an operator or the engine, not by workflow code -----------------------
@@ -330,6 +345,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkflowExecutionUpdateAdmitted,
         WorkflowExecutionUpdateAccepted,
         WorkflowExecutionUpdateCompleted,
+        UpsertWorkflowSearchAttributes,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
     )

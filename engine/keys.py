@@ -67,6 +67,16 @@ SHARD_KEYS: dict[str, str] = {
     "index_start": "index:start",
     "index_status": "index:status:{status}",
     "index_type": "index:type:{workflow_type}",
+    #: Closed workflows by close time (score: close time, ms).
+    "index_close": "index:close",
+    #: Search attributes (engine/search_attributes.py, docs/visibility.md). The set of
+    #: "<name>:<TYPE>" pairs the shard has seen: what a query resolves names against.
+    "sa_types": "index:sa",
+    #: Workflows with `attribute` of type `sa_type`: scored by the value for INT,
+    #: DOUBLE and DATETIME (epoch ms), else by start time.
+    "sa_values": "index:sa:{attribute}:{sa_type}",
+    #: Workflows whose KEYWORD, KEYWORD_LIST or BOOL attribute holds `value`, by start time.
+    "sa_value": "index:sa:{attribute}:{sa_type}:{value}",
     #: Pub/sub channel on which a shard announces workflow ids whose run closed.
     "closed_channel": "closed",
     #: Pub/sub channel on which a shard announces "<workflow id>\n<update id>" when an
@@ -163,6 +173,19 @@ class Keys:
 
     def index_type(self, shard: int, workflow_type: str) -> str:
         return self._in_shard(shard, "index_type", workflow_type=workflow_type)
+
+    def index_close(self, shard: int) -> str:
+        return self._in_shard(shard, "index_close")
+
+    def sa_types(self, shard: int) -> str:
+        return self._in_shard(shard, "sa_types")
+
+    def sa_values(self, shard: int, attribute: str, sa_type: str) -> str:
+        return self._in_shard(shard, "sa_values", attribute=attribute, sa_type=sa_type)
+
+    def sa_value(self, shard: int, attribute: str, sa_type: str, value: str) -> str:
+        return self._in_shard(shard, "sa_value", attribute=attribute, sa_type=sa_type,
+                              value=value)
 
     def closed_channel(self, shard: int) -> str:
         return self._in_shard(shard, "closed_channel")

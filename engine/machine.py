@@ -36,7 +36,9 @@ from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
 from engine.loop import DeterministicLoop
 from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
 from engine.run_info import started_info
+from engine.search_attributes import TypedSearchAttributes, from_wire, plain
 from engine.updates import UpdateMixin, UpdateRequest
+from engine.visibility_machine import SearchAttributesMixin
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
 #: the text the worker records them as in the activation's WorkflowTaskCompleted.
@@ -74,6 +76,17 @@ class WorkflowInfo:
     task_timeout: timedelta | None = None
     #: The memo payload as started (b"" none): sdk.workflow.memo() decodes it.
     raw_memo: bytes = b""
+    #: The run's search attributes, wire form (engine/search_attributes.py).
+    raw_search_attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def typed_search_attributes(self) -> TypedSearchAttributes:
+        return from_wire(self.raw_search_attributes)
+
+    @property
+    def search_attributes(self) -> dict[str, Any]:
+        """Name -> value (temporalio's legacy form has lists of values here)."""
+        return plain(self.typed_search_attributes)
 
 
 class SignalInputError(Exception):
@@ -108,7 +121,8 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin):
+class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin,
+                      SearchAttributesMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec

@@ -19,6 +19,7 @@ from engine.calls import Call as Call  # where the worker has always imported it
 from engine.durability import Durability
 from engine.errors import (
     HistoryLimitError,
+    InvalidArgumentError,
     WorkflowAlreadyStartedError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
@@ -137,6 +138,7 @@ class Store(TaskStreams):
         options: StartOptions | None = None,
         memo: bytes = b"",
         signal_payload: bytes = b"",
+        search_attributes: str = "",
     ) -> str:
         """Start a run (or, with `options.start_signal`, signal-with-start: the signal
         goes to the new run or the running one, in the same call). Returns the run id:
@@ -149,6 +151,7 @@ class Store(TaskStreams):
                 self._wf_args(
                     workflow_id, run_id, workflow_type, task_queue, payload, HISTORY_VERSION,
                     REQUEST_ID_WINDOW_MS, options.to_json(), memo, signal_payload,
+                    search_attributes,
                 ),
             )
         )
@@ -157,6 +160,8 @@ class Store(TaskStreams):
             raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
         if status == "history_limit":
             raise HistoryLimitError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
+        if status == "bad_search_attributes":
+            raise InvalidArgumentError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
         if task_queue not in self._known_queues:  # the registry of queues, once per queue
             await self.redis.sadd(self.keys.task_queues(), task_queue)
             # Only once it is there: a start retried after a lost SADD adds it again.

@@ -153,6 +153,12 @@ def patched_order(version: type, description: str) -> Scenario:
     return scenario
 
 
+async def search_attributes(client: Client) -> tuple[WorkflowHandle, type, str]:
+    handle = await client.start_workflow(gw.Tagged.run, id="tagged", task_queue=TASK_QUEUE,
+                                         search_attributes={"Customer": "c-1"})
+    return handle, gw.Tagged, "search attributes at start and upserted (set, change, unset)"
+
+
 SCENARIOS: dict[str, Scenario] = {
     "order_completed": order_completed,
     "order_payment_failed": order_payment_failed,
@@ -173,6 +179,7 @@ SCENARIOS: dict[str, Scenario] = {
     "patch_removed": patched_order(
         gw.PatchedOrderV4, "the patch call removed: no marker, an SMS"
     ),
+    "search_attributes": search_attributes,
 }
 
 
@@ -226,7 +233,8 @@ async def main(url: str | None, only: list[str], out: Path) -> None:
             async with running_worker(
                 client,
                 task_queue=TASK_QUEUE,
-                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps, gw.Tipping],
+                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps, gw.Tipping,
+                           gw.Tagged],
                 activities=[*order.ACTIVITIES, *gw.ACTIVITIES],
             ):
                 for name, scenario in SCENARIOS.items():

@@ -49,9 +49,17 @@ from engine.schedules import (
     ScheduleNotFoundError,
     ScheduleUpdateConflictError,
 )
+from engine.search_attributes import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
 from engine.updates import WorkflowUpdateStage
+from engine.visibility_query import InvalidQueryError
 from sdk import activity, workflow
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
@@ -78,6 +86,7 @@ from sdk.client.schedule_types import (
 from sdk.client.schedules import ScheduleHandle
 from sdk.client.types import HistoryEvent, PendingActivity, WorkflowDescription, WorkflowExecution
 from sdk.client.update_handle import WorkflowUpdateHandle
+from sdk.client.visibility import WorkflowExecutionCount
 from sdk.worker.worker import Worker
 
 __all__ = [
@@ -97,6 +106,7 @@ __all__ = [
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
+    "InvalidQueryError",
     "MsgpackCodec",
     "NondeterminismError",
     "PayloadCodec",
@@ -133,13 +143,19 @@ __all__ = [
     "ScheduleUpdate",
     "ScheduleUpdateConflictError",
     "ScheduleUpdateInput",
+    "SearchAttributeIndexedValueType",
+    "SearchAttributeKey",
+    "SearchAttributePair",
+    "SearchAttributeUpdate",
     "ServerUnavailableError",
     "TerminatedError",
+    "TypedSearchAttributes",
     "UnknownQueryError",
     "Worker",
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionCount",
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",

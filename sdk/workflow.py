@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar, overload
 from engine.activities import ActivityCancellationType
 from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
+from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.validate import check_patch_id, check_task_queue
 from sdk._definitions import (
     activity_type_name,
@@ -60,6 +61,7 @@ __all__ = [
     "start_local_activity",
     "start_local_activity_method",
     "update",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -387,6 +389,15 @@ def patched(id: str) -> bool:
 
     docs/versioning.md: how to deploy it, then deprecate and remove it."""
     return current_machine().patch(check_patch_id(id), deprecated=False)
+
+
+def upsert_search_attributes(attributes: SearchAttributesInput) -> None:
+    """Set or change the run's search attributes (temporalio's name): a dict
+    (`{"CustomerId": "c-1"}`, types from the values; None or [] removes one), or
+    typed updates (`[SearchAttributeKey.for_int("Amount").value_set(5)]`, or pairs).
+    Recorded in history (UpsertWorkflowSearchAttributes) when the task completes;
+    `workflow.info().search_attributes` shows it at once. docs/visibility.md."""
+    current_machine().upsert_search_attributes(to_wire(attributes, upsert=True))
 
 
 def deprecate_patch(id: str) -> None:

@@ -150,6 +150,7 @@ local function close_run(c, status, ts)
   local info = redis.call('HMGET', c.wf, 'status', 'start_time')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
+  redis.call('ZADD', key_index_close(c.prefix), ts, c.id)
   local run = redis.call('HGET', c.wf, 'run_id') or c.run
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
     timer_member('X', run, 'execution', 0, c.id))
@@ -173,6 +174,7 @@ local function remove_from_indexes(c)
   if info[1] then redis.call('ZREM', key_index_status(c.prefix, info[1]), c.id) end
   if info[2] then redis.call('ZREM', key_index_type(c.prefix, info[2]), c.id) end
   redis.call('ZREM', key_index_start(c.prefix), c.id)
+  redis.call('ZREM', key_index_close(c.prefix), c.id)
 end
 
 -- A new run in the workflow's keys (start, or continue-as-new). `opts` (optional) holds
@@ -207,6 +209,11 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
     keep('continued_run_id', opts.continued_run)
   end
   if opts.memo and opts.memo ~= '' then keep('memo', opts.memo) end
+  -- Only in the event: the caller indexes them (sa_apply, 05_visibility.lua).
+  if opts.search_attributes and next(opts.search_attributes) then
+    fields[#fields + 1] = 'search_attributes'
+    fields[#fields + 1] = cjson.encode(opts.search_attributes)
+  end
   if exec_ms > 0 then
     keep('execution_timeout_ms', exec_ms)
     redis.call('HSET', c.wf, 'execution_deadline', deadline)

@@ -30,12 +30,14 @@ local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIME
 -- ARGV: prefix, workflow_id, run_id, workflow_type, task_queue, input, history_version
 --       [, request window ms: with KEYS[4], the run id is the start's request id]
 --       [, options JSON, memo payload, start signal input]
+--       [, search attributes (wire JSON, engine/search_attributes.py; '' none)]
 -- Options (all optional, temporalio's names): reuse (id_reuse_policy: ALLOW_DUPLICATE,
 -- ALLOW_DUPLICATE_FAILED_ONLY, REJECT_DUPLICATE, TERMINATE_IF_RUNNING), conflict
 -- (id_conflict_policy: FAIL, USE_EXISTING, TERMINATE_EXISTING), exec_ms / run_ms /
 -- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]).
 -- Returns {'ok', run_id} (the started run, or the running one USE_EXISTING kept),
--- {'already_started', run_id} or {'history_limit', message} (signal to a full history).
+-- {'already_started', run_id}, {'history_limit', message} (signal to a full history)
+-- or {'bad_search_attributes', message}.
 -- A start retried with a run id it already started answers 'ok' again, even once that
 -- run has closed; one that was answered with the running run answers that run again
 -- (unless another start came in between: then its own run id).
@@ -43,6 +45,8 @@ redis.register_function('rd_start', function(keys, args)
   local c = ctx(keys, args)
   local o = {}
   if args[9] and args[9] ~= '' then o = cjson.decode(args[9]) end
+  local sa_error, sa = sa_check(args[12])
+  if sa_error then return {'bad_search_attributes', sa_error} end
   if keys[4] and request_seen(keys[4], c.run) then
     local seen = redis.call('HMGET', c.wf, 'start_request', 'start_answer')
     if seen[1] == c.run and seen[2] then return {'ok', seen[2]} end
@@ -76,9 +80,13 @@ redis.register_function('rd_start', function(keys, args)
       return {'already_started', info[2]}
     end
   end
-  if info[1] then remove_from_indexes(c) end
+  if info[1] then
+    sa_clear(c)
+    remove_from_indexes(c)
+  end
   new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
-    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms})
+    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, search_attributes = sa})
+  sa_apply(c, sa)
   if o.signal then
     deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
   end

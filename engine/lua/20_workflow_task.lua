@@ -141,6 +141,10 @@ local function apply_command(c, kind, fields, ts)
     -- workflow.patched or a local activity's outcome: the marker only goes to
     -- history, for replay to read.
     append(c, kind, ts, fields)
+  elseif kind == 'UpsertWorkflowSearchAttributes' then
+    append(c, kind, ts, fields)
+    local _, attrs = sa_check(f.search_attributes)
+    if attrs then sa_apply(c, attrs) end
   elseif kind == 'WorkflowExecutionCompleted' then
     append(c, kind, ts, fields)
     redis.call('HSET', c.wf, 'result', f.result)
@@ -165,10 +169,13 @@ local function apply_command(c, kind, fields, ts)
       'memo', 'execution_timeout_ms', 'run_timeout_ms', 'task_timeout_ms',
       'execution_deadline')
     close_run(c, 'CONTINUED_AS_NEW', ts)
+    local kept = sa_clear(c)
     remove_from_indexes(c)
     new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts, {
       continued_run = info[3], first_run = info[4] or info[3], memo = info[5],
-      exec_ms = info[6], run_ms = info[7], task_ms = info[8], exec_deadline = info[9]})
+      exec_ms = info[6], run_ms = info[7], task_ms = info[8], exec_deadline = info[9],
+      search_attributes = kept})
+    sa_apply(c, kept)
     return 'closed'
   else
     error('unknown command ' .. tostring(kind))

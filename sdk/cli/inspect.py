@@ -56,6 +56,7 @@ def describe(
     async def body(client: Client) -> dict[str, Any]:
         desc = await client.get_workflow_handle(workflow_id).describe()
         doc = dataclasses.asdict(desc)
+        del doc["typed_search_attributes"]  # the same as search_attributes, for code
         return {"workflow_id": doc.pop("id"), **doc}
 
     doc = with_client(redis_url, prefix, body)
@@ -90,6 +91,9 @@ def describe(
         fields.append([Text("Signals dropped", style="bold"), doc["last_signal_dropped"]])
     if doc["memo"]:
         fields.append([Text("Memo", style="bold"), to_json(doc["memo"], indent=None)])
+    if doc["search_attributes"]:
+        fields.append([Text("Search attributes", style="bold"),
+                       to_json(doc["search_attributes"], indent=None)])
     for label, key in (("Execution timeout", "execution_timeout"),
                        ("Run timeout", "run_timeout"), ("Task timeout", "task_timeout")):
         if doc[key] is not None:
@@ -236,7 +240,15 @@ async def follow_history(
             return
 
 
+QueryOption = Annotated[
+    str | None,
+    typer.Option("--query", "-q", help="A visibility query, as Temporal's: "
+                 "\"WorkflowType = 'Order' AND CustomerId = 'c-1'\" (docs/visibility.md)."),
+]
+
+
 def list_(
+    query: QueryOption = None,
     status: Annotated[
         str | None, typer.Option(help="RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ...")
     ] = None,
@@ -249,21 +261,30 @@ def list_(
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
 ) -> None:
-    """List workflows, newest first, one page at a time."""
+    """List workflows, newest first, one page at a time (with --query: the first
+    --limit matches, in the query's order)."""
+    if query is not None and (status or workflow_type or after):
+        fail("give --query, or --status/--type/--after, not both")
     cursor = _decode_token(after) if after else None
 
     async def body(client: Client) -> tuple[list[dict[str, Any]], str | None]:
         rows: list[dict[str, Any]] = []
-        listing = client.list_workflows(
-            status=status.upper() if status else None,
-            type=workflow_type,
-            page_size=min(limit + 1, 1000),
-            after=cursor,
-        )
+        if query is not None:
+            listing = client.list_workflows(query, page_size=min(limit + 1, 1000),
+                                            limit=limit + 1)
+        else:
+            listing = client.list_workflows(
+                status=status.upper() if status else None,
+                type=workflow_type,
+                page_size=min(limit + 1, 1000),
+                after=cursor,
+            )
         async with contextlib.aclosing(listing):
             async for wf in listing:
                 start_ms = wf.cursor[0]
                 if len(rows) == limit:
+                    if query is not None:
+                        return rows, "query"  # no cursor for a query: narrow it instead
                     last = rows[-1]
                     return rows, _encode_token(last["_start_ms"], last["workflow_id"])
                 rows.append(
@@ -276,6 +297,7 @@ def list_(
                         "start_time": wf.start_time,
                         "close_time": wf.close_time,
                         "dead_letter_id": wf.dead_letter_id,
+                        "search_attributes": wf.search_attributes,
                         "_start_ms": start_ms,
                     }
                 )
@@ -284,12 +306,17 @@ def list_(
     rows, token = with_client(redis_url, prefix, body)
     for row in rows:
         del row["_start_ms"]
+    more = token == "query"
+    if more:
+        token = None
     if output is Output.json:
-        print_json({"workflows": rows, "next_page_token": token})
+        extra = {} if query is None else {"more": more}
+        print_json({"workflows": rows, "next_page_token": token, **extra})
         return
     if not rows:
         stdout.print("No workflows.")
         return
+    with_attributes = any(row["search_attributes"] for row in rows)
     print_table(
         [
             Column("Workflow id"),
@@ -298,6 +325,7 @@ def list_(
             Column("Task queue", drop=4),
             Column("Start", drop=2),
             Column("Close", drop=3),
+            *([Column("Search attributes", wrap=True, drop=5)] if with_attributes else []),
         ],
         [
             [
@@ -307,12 +335,39 @@ def list_(
                 row["task_queue"],
                 local_time(row["start_time"]),
                 local_time(row["close_time"]),
+                *([_attributes_cell(row["search_attributes"])] if with_attributes else []),
             ]
             for row in rows
         ],
     )
     if token:
         stdout.print(Text(f"More: add --after {token}", style="dim"))
+    if more:
+        stdout.print(Text(f"More match: narrow the query or raise --limit (now {limit})",
+                          style="dim"))
+
+
+def _attributes_cell(attributes: dict[str, Any]) -> str:
+    return " ".join(f"{name}={to_json(value, indent=None)}"
+                    for name, value in sorted(attributes.items()))
+
+
+def count(
+    query: QueryOption = None,
+    redis_url: UrlOption = None,
+    prefix: PrefixOption = DEFAULT_PREFIX,
+    output: OutputOption = Output.table,
+) -> None:
+    """How many workflows match the query (all of them, without one)."""
+
+    async def body(client: Client) -> int:
+        return (await client.count_workflows(query)).count
+
+    total = with_client(redis_url, prefix, body)
+    if output is Output.json:
+        print_json({"count": total})
+    else:
+        stdout.print(str(total))
 
 
 def _encode_token(start_ms: int, workflow_id: str) -> str:

@@ -15,6 +15,7 @@ from engine.errors import WorkflowFailureError, to_failure
 from engine.keys import DEFAULT_PREFIX
 from sdk._present import status_text, to_json
 from sdk.cli import inspect as _cli_inspect
+from sdk.cli import search_attributes as _cli_search_attributes
 from sdk.cli import update as _cli_update
 from sdk.cli.common import (
     IdArgument,
@@ -66,6 +67,16 @@ MemoOption = Annotated[
         show_default=False,
     ),
 ]
+SearchAttributeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--search-attribute",
+        help="One search attribute as KEY=JSON; repeat for more (--search-attribute "
+        "CustomerId='\"c-1\"' --search-attribute Amount=5). Types follow the JSON value "
+        "(docs/visibility.md).",
+        show_default=False,
+    ),
+]
 ExecutionTimeoutOption = Annotated[
     float | None,
     typer.Option("--execution-timeout", help="Seconds the whole run chain may take "
@@ -84,20 +95,21 @@ TaskTimeoutOption = Annotated[
 ]
 
 
-def parse_memo(values: list[str] | None) -> dict[str, Any] | None:
-    """`--memo KEY=JSON` values as the memo mapping (None: no --memo)."""
+def parse_memo(values: list[str] | None, flag: str = "--memo") -> dict[str, Any] | None:
+    """`--memo KEY=JSON` values as the memo mapping (None: no --memo); the same form
+    for `--search-attribute`."""
     if not values:
         return None
     memo: dict[str, Any] = {}
     for text in values:
         key, sep, raw = text.partition("=")
         if not sep or not key:
-            fail(f"--memo {text!r} is not KEY=JSON (e.g. --memo n=3 --memo tenant='\"t1\"')")
+            fail(f"{flag} {text!r} is not KEY=JSON (e.g. {flag} n=3 {flag} tenant='\"t1\"')")
         try:
             memo[key] = json.loads(raw)
         except json.JSONDecodeError as exc:
-            fail(f"--memo {text!r}: the value is not valid JSON ({exc.msg}); strings need "
-                 f"quotes: --memo {key}='\"text\"'")
+            fail(f"{flag} {text!r}: the value is not valid JSON ({exc.msg}); strings need "
+                 f"quotes: {flag} {key}='\"text\"'")
     return memo
 
 
@@ -106,10 +118,12 @@ def start_options(
     execution_timeout: float | None,
     run_timeout: float | None,
     task_timeout: float | None,
+    search_attributes: list[str] | None = None,
 ) -> dict[str, Any]:
     """The start_workflow options the command's flags give."""
     return {"memo": parse_memo(memo), "execution_timeout": execution_timeout,
-            "run_timeout": run_timeout, "task_timeout": task_timeout}
+            "run_timeout": run_timeout, "task_timeout": task_timeout,
+            "search_attributes": parse_memo(search_attributes, "--search-attribute")}
 
 
 def new_workflow_id(workflow_type: str) -> str:
@@ -138,6 +152,7 @@ def start(
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     memo: MemoOption = None,
+    search_attribute: SearchAttributeOption = None,
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
@@ -147,7 +162,8 @@ def start(
 ) -> None:
     """Start a workflow and print its id and run id."""
     args = parse_inputs(inputs)
-    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout,
+                            search_attribute)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> WorkflowHandle:
@@ -176,6 +192,7 @@ def execute(
     workflow_id: WorkflowIdOption = None,
     inputs: InputOption = None,
     memo: MemoOption = None,
+    search_attribute: SearchAttributeOption = None,
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
@@ -188,7 +205,8 @@ def execute(
 ) -> None:
     """Start a workflow, wait for it to close, print its result (exit 1 if it failed)."""
     args = parse_inputs(inputs)
-    options = start_options(memo, execution_timeout, run_timeout, task_timeout)
+    options = start_options(memo, execution_timeout, run_timeout, task_timeout,
+                            search_attribute)
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> dict[str, Any]:
@@ -398,3 +416,5 @@ app.command()(_cli_update.update)
 app.command()(_cli_inspect.describe)
 app.command()(_cli_inspect.show)
 app.command("list")(_cli_inspect.list_)
+app.command()(_cli_inspect.count)
+app.command("search-attributes")(_cli_search_attributes.search_attributes)

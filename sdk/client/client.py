@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -20,6 +21,7 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
+from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from engine.start_options import (
     StartOptions,
@@ -34,14 +36,16 @@ from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import signal_name, workflow_definition, workflow_type_name
 from sdk._memo import memo_to_wire
 from sdk._payload_hints import hints_of, untyped, with_result
+from sdk.client import visibility
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
 from sdk.client.handle import WorkflowHandle
 from sdk.client.schedule_types import Schedule, ScheduleListDescription
 from sdk.client.schedules import ScheduleHandle, create_schedule, list_schedules
 from sdk.client.server_url import client_url
-from sdk.client.types import WorkflowExecution, dead_letter_id, parse_time, text
+from sdk.client.types import WorkflowExecution
 from sdk.client.update_handle import update_watcher
+from sdk.client.visibility import WorkflowExecutionCount
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -197,6 +201,7 @@ class Client:
         memo: Mapping[str, Any] | None = None,
         start_signal: Callable[..., Any] | str | None = None,
         start_signal_args: Sequence[Any] = (),
+        search_attributes: SearchAttributesInput | None = None,
     ) -> WorkflowHandle:
         """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running
         (or, by `id_reuse_policy`, closed).
@@ -216,7 +221,8 @@ class Client:
         `id_conflict_policy` about a running one. `start_signal` (+
         `start_signal_args`): signal-with-start, in one atomic call: start the
         workflow unless it runs, then deliver the signal (to the running run by
-        default: USE_EXISTING)."""
+        default: USE_EXISTING). `search_attributes`: what list_workflows(query=...)
+        finds the run by (a dict, or temporalio's TypedSearchAttributes; docs/visibility.md)."""
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
@@ -237,6 +243,7 @@ class Client:
             start_signal="" if start_signal is None else signal_name(start_signal),
         )
         memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
+        attributes = to_wire(search_attributes)
         signal_payload = b""
         if start_signal is not None:
             signal_hints = (untyped(options.start_signal) if isinstance(start_signal, str)
@@ -251,7 +258,7 @@ class Client:
             f"start workflow {workflow_id!r}",
             lambda: self.store.start(
                 workflow_id, run_id, type_name, queue, payload, options, memo_payload,
-                signal_payload,
+                signal_payload, json.dumps(attributes) if attributes else "",
             ),
         )
         return WorkflowHandle(self, workflow_id, started, result_type=hints.result,
@@ -323,16 +330,30 @@ class Client:
 
     async def list_workflows(
         self,
+        query: str | None = None,
         *,
         status: str | None = None,
         type: str | None = None,
         page_size: int = 100,
         after: tuple[int, str] | None = None,
+        limit: int | None = None,
     ) -> AsyncGenerator[WorkflowExecution, None]:
-        """Newest first, across all shards, optionally filtered by status and type.
+        """With `query` (Temporal's visibility query: `WorkflowType = 'Order' AND
+        CustomerId = 'c-1' ORDER BY StartTime ASC`; docs/visibility.md): the matches,
+        at most `limit`; a bad query raises InvalidQueryError naming the position.
+
+        Without: newest first, across all shards, optionally filtered by status and type.
         Pages through the per-shard start-time indexes with a (score, id) cursor, so
         workflows started in the same millisecond are neither lost nor repeated.
         `after=(start_ms, workflow_id)` resumes after that row (WorkflowExecution.cursor)."""
+        if query is not None:
+            if status is not None or type is not None or after is not None:
+                raise InvalidArgumentError("give a query, or status/type/after, not both")
+            async for row in visibility.list_by_query(self, query, page_size=page_size,
+                                                      limit=limit):
+                yield row
+            return
+        listed = 0
         if status is not None:
             try:
                 status = WorkflowExecutionStatus(status)
@@ -383,9 +404,7 @@ class Client:
 
             def state_reads(pipe: Pipeline, page: list[tuple[float, bytes]] = page) -> None:
                 for _, member in page:
-                    pipe.hmget(self.keys.workflow(member.decode()), "run_id", "status",
-                               "type", "task_queue", "start_time", "close_time", "wft",
-                               "wft_dead_letter")
+                    pipe.hmget(self.keys.workflow(member.decode()), *visibility.ROW_FIELDS)
 
             states = await self._read_pipelined("list workflows", state_reads)
             for (score, member), row in zip(page, states, strict=True):
@@ -394,18 +413,20 @@ class Client:
                 yielded_at_cursor.add(member)
                 if row[1] is None:
                     continue  # deleted between the index read and now
-                execution = WorkflowExecution(
-                    id=member.decode(), run_id=text(row[0]),
-                    status=WorkflowExecutionStatus.parse(row[1]),
-                    workflow_type=text(row[2]), task_queue=text(row[3]),
-                    start_time=parse_time(row[4]), close_time=parse_time(row[5]),
-                    dead_letter_id=dead_letter_id(self.keys, member.decode(), row[6], row[7]),
-                )
+                execution = visibility.execution_row(self, member.decode(), row)
                 if type is not None and execution.workflow_type != type:
                     continue
                 yield execution
+                listed += 1
+                if limit is not None and listed >= limit:
+                    return
             if len(rows) <= page_size:
                 return
+
+    async def count_workflows(self, query: str | None = None) -> WorkflowExecutionCount:
+        """How many workflows match `query` (all, without one): temporalio's
+        WorkflowExecutionCount, `.count`. docs/visibility.md."""
+        return await visibility.count(self, query)
 
     async def _read_pipelined(self, what: str, build: Callable[[Pipeline], None]) -> list[Any]:
         """Reads queued by `build` in one round trip, retried through an outage (a

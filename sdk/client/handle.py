@@ -23,6 +23,7 @@ from engine.errors import (
     from_failure,
 )
 from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_request
+from engine.search_attributes import from_wire, plain
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from sdk._definitions import query_name, signal_name
@@ -240,6 +241,8 @@ class WorkflowHandle:
         pending.sort(key=lambda p: p.activity_id)
         failure = state.get("last_wft_failure")
         memo = state.get("memo")
+        attributes = state.get("search_attributes")
+        typed = from_wire(json.loads(attributes) if attributes else None)
         return WorkflowDescription(
             id=self.id,
             run_id=text(state.get("run_id")),
@@ -262,6 +265,8 @@ class WorkflowHandle:
             execution_timeout=_duration(state.get("execution_timeout_ms")),
             run_timeout=_duration(state.get("run_timeout_ms")),
             task_timeout=_duration(state.get("task_timeout_ms")),
+            search_attributes=plain(typed),
+            typed_search_attributes=typed,
         )
 
 

@@ -11,6 +11,7 @@ from engine import events as ev
 from engine.codec import PayloadCodec
 from engine.errors import RedurableError
 from engine.keys import Keys
+from engine.search_attributes import TypedSearchAttributes
 from engine.status import WorkflowExecutionStatus
 
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
@@ -71,6 +72,11 @@ class WorkflowExecution:
     #: cures, max_deliveries times): its id for `redurable dlq requeue`, else None.
     #: The run stays RUNNING with nothing due until it is requeued or terminated.
     dead_letter_id: str | None = None
+    #: The run's search attributes, name -> value, and as typed pairs (temporalio's
+    #: `typed_search_attributes`). docs/visibility.md.
+    search_attributes: dict[str, Any] = field(default_factory=dict)
+    typed_search_attributes: TypedSearchAttributes = field(
+        default_factory=TypedSearchAttributes)
 
     @property
     def cursor(self) -> tuple[int, str]:

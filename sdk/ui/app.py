@@ -33,12 +33,13 @@ from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFound
 from engine.events import CLOSE_TYPES
 from engine.status import WorkflowExecutionStatus
 from engine.validate import check_id
+from engine.visibility_query import InvalidQueryError
 from sdk._present import local_time, pretty, status_text
 from sdk.client.client import Client
 from sdk.ui import queries, security
 from sdk.ui import schedules as schedule_pages
 from sdk.ui.updates import send_update
-from sdk.ui.views import load_detail
+from sdk.ui.views import load_detail, query_literal
 
 HERE = Path(__file__).parent
 TABS = ("overview", "history", "queries", "actions")
@@ -70,7 +71,8 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.globals.update(url=url, statuses=tuple(WorkflowExecutionStatus), tabs=TABS)
-    env.filters.update(local_time=local_time, duration=duration, pretty=pretty, status=status_text)
+    env.filters.update(local_time=local_time, duration=duration, pretty=pretty, status=status_text,
+                       query_literal=query_literal)
     return Jinja2Templates(env=env)
 
 
@@ -98,8 +100,10 @@ class UI:
     # --- workflow list --------------------------------------------------------------
     async def workflows(self, request: Request) -> Response:
         params = request.query_params
+        query_error = ""
         try:
             filters = queries.Filters(
+                query=params.get("query", "").strip(),
                 status=params.get("status") or None,
                 workflow_type=params.get("type") or None,
                 id_prefix=params.get("id_prefix", ""),
@@ -108,6 +112,9 @@ class UI:
             )
             after = queries.parse_cursor(params.get("after", ""))
             page = await queries.list_page(self.client, filters, page_size=PAGE_SIZE, after=after)
+        except InvalidQueryError as exc:
+            # Shown above the list, the query kept in its box to fix.
+            page, query_error = queries.Page([], None), str(exc)
         except InvalidArgumentError as exc:
             raise HTTPException(400, str(exc)) from None
         fragment = "hx-request" in request.headers  # the 3-second refresh: rows only
@@ -121,6 +128,9 @@ class UI:
             next_url=url("/workflows", **{**params, "after": queries.format_cursor(
                 page.next_cursor)}) if page.next_cursor else None,
             now=datetime.now(UTC),
+            query_error=query_error,
+            with_attributes=any(row.search_attributes for row in page.rows),
+            status_code=400 if query_error else 200,
         )
 
     # --- one workflow ----------------------------------------------------------------

@@ -28,8 +28,10 @@ SCAN_LIMIT = 5_000
 
 @dataclass(frozen=True)
 class Filters:
-    """The workflow list's filters; empty fields filter nothing."""
+    """The workflow list's filters; empty fields filter nothing. A visibility `query`
+    (docs/visibility.md) is applied first; the other filters narrow its matches."""
 
+    query: str = ""
     status: str | None = None
     workflow_type: str | None = None
     id_prefix: str = ""
@@ -68,6 +70,8 @@ async def list_page(
     client: Client, filters: Filters, *, page_size: int = 50, after: tuple[int, str] | None = None
 ) -> Page:
     """One page of workflows, newest first, matching every filter."""
+    if filters.query:
+        return await _query_page(client, filters, page_size=page_size, after=after)
     if after is None and filters.started_to is not None:
         # Resume "after" a row one millisecond past the bound: rows started at or
         # before it come next (the Client's cursor skips ids at the cursor's own score).
@@ -90,6 +94,37 @@ async def list_page(
         if scanned >= SCAN_LIMIT:
             return Page(rows, last.cursor, scan_limited=True)
     return Page(rows, None)
+
+
+async def _query_page(
+    client: Client, filters: Filters, *, page_size: int, after: tuple[int, str] | None
+) -> Page:
+    """A page of a query's matches. The cursor of a query page is (rows before it, "query"):
+    the query's own order need not be the start-time order the other cursor follows."""
+    skip = after[0] if after is not None else 0
+    floor = _ms(filters.started_from) if filters.started_from is not None else None
+    ceiling = _ms(filters.started_to) if filters.started_to is not None else None
+    rows: list[WorkflowExecution] = []
+    seen = 0
+    async for execution in client.list_workflows(filters.query, page_size=page_size + 1):
+        if not _keeps(filters, execution, floor, ceiling):
+            continue
+        seen += 1
+        if seen <= skip:
+            continue
+        if len(rows) == page_size:
+            return Page(rows, (skip + page_size, "query"))
+        rows.append(execution)
+    return Page(rows, None)
+
+
+def _keeps(filters: Filters, row: WorkflowExecution, floor: int | None,
+           ceiling: int | None) -> bool:
+    start = row.cursor[0]
+    return ((filters.status is None or row.status == filters.status)
+            and (filters.workflow_type is None or row.workflow_type == filters.workflow_type)
+            and row.id.startswith(filters.id_prefix)
+            and (floor is None or start >= floor) and (ceiling is None or start <= ceiling))
 
 
 async def status_counts(client: Client) -> dict[str, int]:

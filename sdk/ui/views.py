@@ -93,3 +93,17 @@ async def load_detail(client: Client, workflow_id: str) -> Detail:
             client, description.task_queue, description.workflow_type
         ),
     )
+
+
+def query_literal(value: Any) -> str:
+    """A search attribute's value as a visibility query writes it: 'text', 5, true,
+    '2025-01-31T12:00:00+00:00'; a keyword list as ('a', 'b')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return query_literal(value.isoformat())
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(query_literal(v) for v in value) + ")"
+    return "'" + str(value).replace("'", "''") + "'"

@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sdk import ActivityError, ApplicationError, activity, workflow
+from sdk import ActivityError, ApplicationError, SearchAttributeKey, activity, workflow
 
 T = timedelta(seconds=10)
 
@@ -262,3 +262,21 @@ class PatchedOrderV4(_PatchedOrderBase):
 
 
 PATCHED_ORDER_VERSIONS = [PatchedOrderV1, PatchedOrderV2, PatchedOrderV3, PatchedOrderV4]
+
+
+@workflow.defn
+class Tagged:
+    """Search attributes (docs/visibility.md): started with some, upserted in two
+    activations (the dict form, then typed updates, one removing an attribute) around a
+    timer; returns what workflow.info() shows at the end."""
+
+    @workflow.run
+    async def run(self) -> dict[str, Any]:
+        workflow.upsert_search_attributes({"Stage": "packing", "Amount": 10})
+        await workflow.sleep(timedelta(milliseconds=50))
+        workflow.upsert_search_attributes([
+            SearchAttributeKey.for_keyword("Stage").value_set("shipped"),
+            SearchAttributeKey.for_int("Amount").value_unset(),
+            SearchAttributeKey.for_keyword_list("Tags").value_set(["a", "b"]),
+        ])
+        return {k: v for k, v in sorted(workflow.info().search_attributes.items())}

@@ -20,6 +20,7 @@ from sdk import (
     CancelledError,
     Client,
     HistoryEvent,
+    InvalidQueryError,
     MsgpackCodec,
     PayloadCodec,
     PendingActivity,
@@ -36,10 +37,14 @@ from sdk import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    SearchAttributeKey,
+    SearchAttributePair,
     TerminatedError,
+    TypedSearchAttributes,
     Worker,
     WorkflowDescription,
     WorkflowExecution,
+    WorkflowExecutionCount,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -161,6 +166,11 @@ class Order:
         assert_type(workflow.patched("send-sms"), bool)
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.deprecate_patch(id="old-receipt")  # temporalio names the argument `id`
+        workflow.upsert_search_attributes({"Stage": "paid", "Amount": 5})
+        workflow.upsert_search_attributes([SearchAttributeKey.for_keyword("Stage").value_set("x"),
+                                           SearchAttributeKey.for_int("Amount").value_unset()])
+        assert_type(info.search_attributes, dict[str, Any])
+        assert_type(info.typed_search_attributes, TypedSearchAttributes)
         rng: random.Random = workflow.random()
         workflow.logger.info("started", product_id=product_id, roll=rng.random())
         policy = RetryPolicy(
@@ -269,6 +279,22 @@ async def client_usage() -> None:
             assert_type(execution.status, WorkflowExecutionStatus)
         async for execution in client.list_workflows(status=WorkflowExecutionStatus.FAILED):
             assert_type(execution.cursor, tuple[int, str])
+        async for execution in client.list_workflows("CustomerId = 'c-1'", limit=10):
+            assert_type(execution.search_attributes, dict[str, Any])
+            assert_type(execution.typed_search_attributes, TypedSearchAttributes)
+        counted = await client.count_workflows("ExecutionStatus = 'Running'")
+        assert_type(counted, WorkflowExecutionCount)
+        assert_type(counted.count, int)
+        amount = SearchAttributeKey.for_int("Amount")
+        assert_type(amount, SearchAttributeKey[int])
+        pairs = TypedSearchAttributes([SearchAttributePair(amount, 5)])
+        await client.start_workflow("Order", id="o-sa", task_queue="q", search_attributes=pairs)
+        await client.start_workflow("Order", id="o-sa2", task_queue="q",
+                                    search_attributes={"CustomerId": "c-1"})
+        try:
+            await client.count_workflows("Amount >")
+        except InvalidQueryError as bad:
+            assert_type(bad.position, int | None)
         try:
             result: str = await handle.result(timeout=30)
             del result

@@ -38,10 +38,13 @@ SAMPLES: list[ev.Event] = [
     ev.WorkflowExecutionUpdateAccepted(20, 1018, "tip-1", "add_tip", b"\x91\x05"),
     ev.WorkflowExecutionUpdateCompleted(21, 1019, "tip-1", result=b"\x05"),
     ev.WorkflowExecutionUpdateCompleted(22, 1020, "tip-2", failure=FAILURE),
+    ev.UpsertWorkflowSearchAttributes(
+        20, 1018, {"CustomerId": ["KEYWORD", "c-1"], "Amount": ["INT", "5"], "Old": None}),
     ev.WorkflowExecutionStarted(1, 1000, "Order", "orders", b"\x91\x03", "run-3", 1, 3,
                                 first_execution_run_id="run-1", continued_run_id="run-2",
                                 memo=b"\x81\xa1k\xa1v", execution_timeout_ms=60000,
-                                run_timeout_ms=30000, task_timeout_ms=10000),
+                                run_timeout_ms=30000, task_timeout_ms=10000,
+                                search_attributes={"CustomerId": ["KEYWORD", "c-1"]}),
 ]
 
 
@@ -146,6 +149,7 @@ def test_command_flags() -> None:
         "MarkerRecorded",
         "WorkflowExecutionUpdateAccepted",
         "WorkflowExecutionUpdateCompleted",
+        "UpsertWorkflowSearchAttributes",
     }
     assert {
         "WorkflowExecutionCompleted",

@@ -28,6 +28,7 @@ SDK_ALL = [
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
+    "InvalidQueryError",
     "MsgpackCodec",
     "NondeterminismError",
     "PayloadCodec",
@@ -64,13 +65,19 @@ SDK_ALL = [
     "ScheduleUpdate",
     "ScheduleUpdateConflictError",
     "ScheduleUpdateInput",
+    "SearchAttributeIndexedValueType",
+    "SearchAttributeKey",
+    "SearchAttributePair",
+    "SearchAttributeUpdate",
     "ServerUnavailableError",
     "TerminatedError",
+    "TypedSearchAttributes",
     "UnknownQueryError",
     "Worker",
     "WorkflowAlreadyStartedError",
     "WorkflowDescription",
     "WorkflowExecution",
+    "WorkflowExecutionCount",
     "WorkflowExecutionStatus",
     "WorkflowFailureError",
     "WorkflowHandle",
@@ -118,6 +125,7 @@ WORKFLOW_ALL = [
     "start_local_activity",
     "start_local_activity_method",
     "update",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -195,7 +203,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 27
+    assert len(errors) == 28
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.

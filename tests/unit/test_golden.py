@@ -64,6 +64,7 @@ def test_golden_files_exist() -> None:
     names = {load(p).name for p in all_files()}
     assert {"order_completed", "party", "cancelled", "nondeterministic", "updates"} <= names
     assert {"patch_before", "patch_new_run", "patch_deprecated", "patch_removed"} <= names
+    assert "search_attributes" in names
     assert NONDETERMINISTIC
 
 

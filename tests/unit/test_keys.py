@@ -25,6 +25,9 @@ SAMPLES = {
     "workflow_type": ["Order", "ns.Type"],
     "sticky": ["host-1-0a1b2c3d"],
     "schedule_id": ["nightly", "a:b|c"],
+    "attribute": ["CustomerId"],
+    "sa_type": ["KEYWORD", "KEYWORD_LIST"],
+    "value": ["c-1", "a:b {x}", "ünï"],
 }
 
 
@@ -89,6 +92,11 @@ def test_the_schema_as_operators_read_it() -> None:
     assert keys.index_start(7) == "redurable:{7}:index:start"
     assert keys.index_status(7, "RUNNING") == "redurable:{7}:index:status:RUNNING"
     assert keys.index_type(7, "Order") == "redurable:{7}:index:type:Order"
+    assert keys.index_close(7) == "redurable:{7}:index:close"
+    assert keys.sa_types(7) == "redurable:{7}:index:sa"
+    assert keys.sa_values(7, "Amount", "INT") == "redurable:{7}:index:sa:Amount:INT"
+    assert keys.sa_value(7, "CustomerId", "KEYWORD", "c-1") == (
+        "redurable:{7}:index:sa:CustomerId:KEYWORD:c-1")
     assert keys.closed_channel(7) == "redurable:{7}:closed"
     assert keys.workers("orders") == "redurable:workers:orders"
     assert keys.worker_info("orders") == "redurable:workers:orders:info"
