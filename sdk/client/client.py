@@ -33,6 +33,7 @@ from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
 from sdk._definitions import signal_name, workflow_definition, workflow_type_name
 from sdk._memo import memo_to_wire
+from sdk._metrics import metrics_for
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client.async_activity import AsyncActivityHandle
 from sdk.client.close_watch import CloseWatcher
@@ -92,6 +93,7 @@ class Client:
         shards: int | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        metrics_registry: Any = None,
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -118,8 +120,13 @@ class Client:
         server deduplicates by request id) are retried for up to `retry_config`'s
         `max_elapsed_time_millis` (default 30 s), other calls raise
         ServerUnavailableError when their connection is lost in flight. The first
-        connection is not retried: no server at `url` fails here at once."""
+        connection is not retried: no server at `url` fails here at once.
+
+        `metrics_registry` (a prometheus_client CollectorRegistry) gets the client's
+        request metrics (docs/metrics.md)."""
         check_name(prefix, "namespace prefix")
+        observer = None if metrics_registry is None else metrics_for(
+            metrics_registry).call_observer(prefix)
         wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
             raise InvalidArgumentError("shards must be between 1 and 1024")
@@ -152,7 +159,7 @@ class Client:
         except BaseException:
             await redis.aclose()
             raise
-        return cls(
+        client = cls(
             redis,
             prefix=prefix,
             shards=stored,
@@ -161,6 +168,8 @@ class Client:
             durability=wanted,
             retry_config=retry_config,
         )
+        client.store.call_observer = observer
+        return client
 
     async def close(self) -> None:
         await self.close_watcher.close()

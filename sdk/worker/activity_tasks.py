@@ -275,6 +275,7 @@ class ActivityTasks:
                 task.msg_id, task.stream, self._plumbing.identity, complete_async=True)
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
+            self._plumbing.note_failure(task, getattr(exc, "type", None) or type(exc).__name__)
             call = self._failure_call(task, exc)
         finally:
             activity_api._context.reset(token)
