@@ -141,6 +141,8 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
         self._patches_in_history = set()
         self._matching = False
         self._in_query = False
+        #: The input event being applied (its headers: sdk/interceptor.py).
+        self.input_event: ev.Event | None = None
 
     # --- driving ----------------------------------------------------------------------
     def activate(self, events: Sequence[ev.Event], now_ms: int) -> list[cmd.Command]:
@@ -321,6 +323,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
         return self._commands
 
     def _apply(self, event: ev.Event) -> None:
+        self.input_event = event
         match event:
             case ev.WorkflowExecutionStarted():
                 self._on_started(event)

@@ -31,6 +31,7 @@ from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
+from sdk import _interception as interception
 from sdk._definitions import signal_name, workflow_definition, workflow_type_name
 from sdk._memo import memo_to_wire
 from sdk._metrics import metrics_for
@@ -40,6 +41,7 @@ from sdk.client.close_watch import CloseWatcher
 from sdk.client.handle import WorkflowHandle
 from sdk.client.server_url import client_url
 from sdk.client.types import WorkflowExecution, dead_letter_id, parse_time, text
+from sdk.interceptor import ClientInterceptor
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -65,6 +67,7 @@ class Client:
         fast: RespPool | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         self.redis = redis
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
@@ -77,6 +80,10 @@ class Client:
         #: Retries calls through a server restart or failover (engine/reconnect.py).
         self.retrier = Reconnector(retry_config)
         self.close_watcher = CloseWatcher(redis, self.keys, self.retrier.config)
+        #: Interceptors (sdk/interceptor.py); workers of this client use those that are
+        #: also worker interceptors.
+        self.interceptors = list(interceptors)
+        self.outbound_interceptor = interception.client_chain(self, self.interceptors)
 
     @property
     def connection_stats(self) -> CallStats:
@@ -94,6 +101,7 @@ class Client:
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
         metrics_registry: Any = None,
+        interceptors: Sequence[ClientInterceptor] = (),
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -123,7 +131,8 @@ class Client:
         connection is not retried: no server at `url` fails here at once.
 
         `metrics_registry` (a prometheus_client CollectorRegistry) gets the client's
-        request metrics (docs/metrics.md)."""
+        request metrics (docs/metrics.md). `interceptors` wrap the client's calls
+        (docs/interceptors.md)."""
         check_name(prefix, "namespace prefix")
         observer = None if metrics_registry is None else metrics_for(
             metrics_registry).call_observer(prefix)
@@ -167,6 +176,7 @@ class Client:
             fast=fast,
             durability=wanted,
             retry_config=retry_config,
+            interceptors=interceptors,
         )
         client.store.call_observer = observer
         return client
@@ -220,6 +230,8 @@ class Client:
         `start_signal_args`): signal-with-start, in one atomic call: start the
         workflow unless it runs, then deliver the signal (to the running run by
         default: USE_EXISTING)."""
+        if chain := interception.intercepting(self.outbound_interceptor):
+            return await interception.start_workflow(chain, locals())
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
@@ -238,6 +250,7 @@ class Client:
             run_timeout_ms=duration_ms(run_timeout, "run_timeout"),
             task_timeout_ms=duration_ms(task_timeout, "task_timeout"),
             start_signal="" if start_signal is None else signal_name(start_signal),
+            header=interception.outgoing_header(),
         )
         memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
         signal_payload = b""

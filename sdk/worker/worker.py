@@ -34,7 +34,9 @@ from sdk._definitions import (
 )
 from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
+from sdk.interceptor import WorkerInterceptor
 from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.metrics import worker_metrics
 from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
@@ -70,6 +72,7 @@ class Worker:
         no_remote_activities: bool = False,
         metrics_registry: Any = None,
         metrics_port: int | str | None = None,
+        interceptors: Sequence[WorkerInterceptor] = (),
     ) -> None:
         """`activity_executor` runs the plain `def` activities: by default a thread
         pool of `max_concurrent_activities` threads, made by the worker and shut down
@@ -79,7 +82,9 @@ class Worker:
         `metrics_registry` (a prometheus_client CollectorRegistry) gets the worker's
         metrics; `metrics_port` (a port, or "host:port") serves them at /metrics while
         the worker runs, from `metrics_registry` or a registry of its own
-        (docs/metrics.md; needs `pip install 'redurable[metrics]'`)."""
+        (docs/metrics.md; needs `pip install 'redurable[metrics]'`).
+        `interceptors` wrap activity attempts and workflow runs, after the client's
+        interceptors that are also worker interceptors (docs/interceptors.md)."""
         self.client = client
         self.store: Store = client.store
         self.keys = client.keys
@@ -112,6 +117,8 @@ class Worker:
         )
         _check_picklable(self._activities.values(), self._activity_executor)
         resolve_all(self._workflows.values(), self._activities.values())
+        self.interceptors = worker_interceptors(client.interceptors, interceptors)
+        self._workflows = intercepted_definitions(self._workflows, self.interceptors)
         self.max_concurrent_activities = max_concurrent_activities
         self.max_workflow_batch = max_workflow_batch
         self.liveness_ms = int(liveness_timeout * 1000)
@@ -153,6 +160,7 @@ class Worker:
             max_concurrent=max_concurrent_activities,
             executor=self._activity_executor,
         )
+        self._activity_tasks.interceptors = self.interceptors
         self._workflow_tasks = WorkflowTasks(
             self._plumbing,
             self._workflows,
