@@ -74,7 +74,7 @@ async def test_xinfo_groups_lag_and_pending(real_client: Client) -> None:
 
     # Delivered to a consumer, not acknowledged: pending, no longer lag.
     busy, before = next((s, g) for s, g in zip(wf_streams, wf, strict=True) if g["lag"])
-    delivered = await real_client.redis.xreadgroup(GROUP, "probe", {busy: ">"}, count=1)
+    delivered: Any = await real_client.redis.xreadgroup(GROUP, "probe", {busy: ">"}, count=1)
     after = (await groups(real_client, [busy]))[0]
     assert (after["pending"], after["lag"]) == (1, before["lag"] - 1)
     # Handed back to the queue, as a stopping worker does: queued again, not pending.
