@@ -144,11 +144,16 @@ class Metrics:
         """What engine.calls.FunctionCaller calls after each call or pipeline."""
         latency = self.request_latency
         failure = self.request_failure
+        #: operation -> its latency series (`labels()` is dearer than `observe()`).
+        series: dict[str, Any] = {}
 
         def observe(calls: Sequence[Any], seconds: float, errors: int) -> None:
             first = calls[0].function if calls else "none"
             operation = first if all(c.function == first for c in calls) else "pipeline"
-            latency.labels(namespace, operation).observe(seconds)
+            child = series.get(operation)
+            if child is None:
+                child = series[operation] = latency.labels(namespace, operation)
+            child.observe(seconds)
             if errors:
                 failure.labels(namespace, operation).inc(errors)
 

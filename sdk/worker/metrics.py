@@ -51,6 +51,7 @@ class WorkerMetrics:
         self._activity_streams = frozenset(plumbing.activity_streams)
         #: (stream, entry id) -> (when taken, is a workflow task, its type)
         self._taken: dict[tuple[str, str], tuple[float, bool, str]] = {}
+        self._children: dict[tuple[bool, str, str], Any] = {}
         self.registry: Any = None
         #: Where to serve /metrics while the worker runs (Worker(metrics_port=)).
         self.bind: int | str | None = None
@@ -88,24 +89,16 @@ class WorkerMetrics:
         self._taken[key] = (time.perf_counter(), workflow, kind)
         # The entry id's first part is the server's time (ms) when it was queued.
         waited = max(0.0, time.time() - int(task.msg_id.split("-", 1)[0]) / 1000)
-        if workflow:
-            self._m.workflow_task_schedule_to_start.labels(
-                self._namespace, self._queue, kind).observe(waited)
-            if task.stream in self._sticky_streams:
-                self._m.sticky_routed.labels(self._namespace, self._queue).inc()
-        else:
-            self._m.activity_schedule_to_start.labels(
-                self._namespace, self._queue, kind).observe(waited)
+        self._child(workflow, "schedule_to_start", kind).observe(waited)
+        if workflow and task.stream in self._sticky_streams:
+            self._child(True, "sticky_routed", "").inc()
 
     def released(self, task: TaskEntry | TaskRef) -> None:
         taken = self._taken.pop((task.stream, task.msg_id), None)
         if taken is None:
             return
         started, workflow, kind = taken
-        histogram = (self._m.workflow_task_execution if workflow
-                     else self._m.activity_execution)
-        histogram.labels(self._namespace, self._queue, kind).observe(
-            time.perf_counter() - started)
+        self._child(workflow, "execution", kind).observe(time.perf_counter() - started)
 
     def failed(self, task: TaskEntry, reason: str) -> None:
         taken = self._taken.get((task.stream, task.msg_id))
@@ -114,6 +107,25 @@ class WorkerMetrics:
             self._workflow_type(task) if workflow else _field(task, b"activity_type"))
         counter = self._m.workflow_task_failed if workflow else self._m.activity_failed
         counter.labels(self._namespace, self._queue, kind, reason).inc()
+
+    def _child(self, workflow: bool, what: str, kind: str) -> Any:
+        """A metric's series for this worker and `kind` (workflow or activity type),
+        looked up once: `labels()` costs more than the observation itself."""
+        key = (workflow, what, kind)
+        child = self._children.get(key)
+        if child is None:
+            m = self._m
+            family = {
+                (True, "schedule_to_start"): m.workflow_task_schedule_to_start,
+                (False, "schedule_to_start"): m.activity_schedule_to_start,
+                (True, "execution"): m.workflow_task_execution,
+                (False, "execution"): m.activity_execution,
+                (True, "sticky_routed"): m.sticky_routed,
+            }[(workflow, what)]
+            labels = (self._namespace, self._queue, kind) if kind else (
+                self._namespace, self._queue)
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     def _workflow_type(self, task: TaskEntry) -> str:
         """From the cached run, else from the started event a new run's task carries;
