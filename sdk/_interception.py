@@ -53,9 +53,14 @@ def header_text(headers: Mapping[str, Any]) -> str:
 
 
 def parse_header(raw: bytes | str | None) -> dict[str, Any]:
+    """Headers from a task entry's `header` field; {} when absent (or not a JSON map:
+    written by something else than the engine, it must not fail every attempt)."""
     if not raw:
         return {}
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
     return value if isinstance(value, dict) else {}
 
 

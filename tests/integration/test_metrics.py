@@ -153,3 +153,22 @@ async def test_client_metrics_registry(redis_url: str) -> None:
 async def test_registry_must_be_a_collector_registry(fake_client: Client) -> None:
     with pytest.raises(TypeError, match="CollectorRegistry"):
         Worker(fake_client, task_queue="q", workflows=[Metered], metrics_registry=object())
+
+
+async def test_dead_letters_are_counted(client: Client) -> None:
+    registry = CollectorRegistry()
+    await client.store.ensure_groups("dl")
+    await client.redis.xadd(client.keys.workflow_tasks(0, "dl"), {"garbage": "1"})
+    labels = {"namespace": client.keys.prefix, "task_queue": "dl"}
+    async with running_worker(client, task_queue="dl", workflows=[Metered],
+                              metrics_registry=registry):
+        with anyio.fail_after(10):
+            while not value(registry, "redurable_task_dead_lettered_total", **labels):
+                await anyio.sleep(0.02)
+        assert value(registry, "redurable_task_dead_lettered_total", **labels) == 1
+
+
+async def test_nothing_is_hooked_without_metrics(fake_client: Client) -> None:
+    worker = Worker(fake_client, task_queue="q", workflows=[Metered])
+    assert worker.metrics is None
+    assert fake_client.store.call_observer is None

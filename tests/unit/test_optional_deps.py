@@ -27,6 +27,12 @@ def test_sdk_imports_without_the_optional_packages() -> None:
         "    sys.modules[name] = None  # import fails as if not installed\n"
         "import sdk, sdk.interceptor, sdk.testing, sdk.worker.worker, sdk.client.client\n"
         "assert sys.modules.get('prometheus_client') is None\n"
+        "try:\n"
+        "    import sdk.contrib.opentelemetry\n"
+        "except ImportError as exc:\n"
+        "    assert \"pip install 'redurable[otel]'\" in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('imported without opentelemetry')\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
