@@ -343,7 +343,10 @@ def uuid4() -> uuid.UUID:
 
 
 def info() -> WorkflowInfo:
-    return current_machine().info
+    machine = current_machine()
+    if outbound := interception.workflow_outbound(machine.hooks):  # sdk/interceptor.py
+        return outbound.info()
+    return machine.info
 
 
 def memo() -> dict[str, Any]:

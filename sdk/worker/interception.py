@@ -197,7 +197,7 @@ class _WorkflowOutboundRoot(WorkflowOutboundInterceptor):
         pass
 
     def info(self) -> WorkflowInfo:
-        return current_machine().info
+        return current_machine().info  # not workflow.info(): that calls the chain
 
     def start_activity(self, input: StartActivityInput) -> asyncio.Future[Any]:
         from sdk import workflow

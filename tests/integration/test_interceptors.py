@@ -63,6 +63,7 @@ class Greeter:
     @workflow.run
     async def run(self) -> list[str]:
         await workflow.wait_condition(lambda: len(self.names) >= 1)
+        assert workflow.info().workflow_type == "Greeter"
         return [await workflow.execute_activity(greet, n, start_to_close_timeout=timedelta(
             seconds=10)) for n in self.names]
 
@@ -107,6 +108,10 @@ class _ActivityIn(ActivityInboundInterceptor):
 
 
 class _WorkflowOut(WorkflowOutboundInterceptor):
+    def info(self) -> Any:
+        SEEN.append(("workflow.info", None))
+        return super().info()
+
     def start_activity(self, input: StartActivityInput) -> asyncio.Future[Any]:
         input.headers = {**input.headers, "activity": input.args[0]}
         return self.next.start_activity(input)
@@ -166,6 +171,7 @@ async def test_calls_and_headers_go_through_the_chains(client: Client) -> None:
     assert ("client.signal", "add") in SEEN
     assert ("client.query", "count") in SEEN
     assert ("workflow.query", "count") in SEEN
+    assert ("workflow.info", None) in SEEN
     starts = [h for kind, h in SEEN if kind == "workflow.execute"]
     assert len(starts) >= 2  # replayed at least once (no cache)
     assert all(h == {"from": "client"} for h in starts)
