@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -77,6 +78,9 @@ class FunctionCaller:
         self.durability = durability
         #: Called after each call of a SETS_TIMERS function (sdk/worker/timers.py).
         self.timer_listeners: list[Callable[[], None]] = []
+        #: Told of each call or pipeline (the calls, seconds, error replies) when set:
+        #: the sdk's request metrics (sdk/_metrics.py).
+        self.call_observer: Callable[[Sequence[Call], float, int], None] | None = None
 
     def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
         if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
@@ -86,11 +90,17 @@ class FunctionCaller:
     async def call(self, call: Call) -> Any:
         """One transition; with a durability mode, DurabilityError when it was applied
         but not confirmed durable in time."""
+        started = perf_counter()
+        errors = 1
         try:
-            return await self._call(call)
+            reply = await self._call(call)
+            errors = 0
+            return reply
         finally:
             # Also after an error: the call may have been applied all the same.
             self._timers_may_have_changed([call])
+            if self.call_observer is not None:
+                self.call_observer([call], perf_counter() - started, errors)
 
     async def _call(self, call: Call) -> Any:
         if self.durability is not None:
@@ -103,10 +113,16 @@ class FunctionCaller:
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one pipeline round trip; an error reply comes back as the
         exception object in its slot rather than failing the others."""
+        started = perf_counter()
+        errors = len(calls)
         try:
-            return await self._call_many(calls)
+            replies = await self._call_many(calls)
+            errors = sum(isinstance(r, Exception) for r in replies)
+            return replies
         finally:
             self._timers_may_have_changed(calls)
+            if self.call_observer is not None and calls:
+                self.call_observer(calls, perf_counter() - started, errors)
 
     async def _call_many(self, calls: Sequence[Call]) -> list[Any]:
         if not calls:

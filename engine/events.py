@@ -38,6 +38,13 @@ class WorkflowLogicFlag(IntEnum):
     ACTIVITY_CANCEL_AS_ERROR = 3
 
 
+def _without_empty_header(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Events without headers are written (and shown) as before headers existed."""
+    if not attrs.get("header"):
+        attrs.pop("header", None)
+    return attrs
+
+
 def encode_logic_flags(flags: Iterable[WorkflowLogicFlag]) -> str:
     """The flags as WorkflowTaskCompleted records them: "1,2"."""
     return ",".join(str(flag.value) for flag in sorted(flags))
@@ -86,12 +93,14 @@ class WorkflowExecutionStarted(Event):
     task_timeout_ms: int = 0
     #: Search attributes the run started with (wire form, engine/search_attributes.py).
     search_attributes: dict[str, Any] = field(default_factory=dict)
+    #: Headers of the start (interceptors: sdk/interceptor.py), {} none.
+    header: dict[str, Any] = field(default_factory=dict)
 
     def attributes(self) -> dict[str, Any]:
         attrs = super().attributes()
         if not self.search_attributes:
             del attrs["search_attributes"]  # as written before search attributes existed
-        return attrs
+        return _without_empty_header(attrs)
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,11 @@ class TimerFired(Event):
 class WorkflowExecutionSignaled(Event):
     signal_name: str
     input: bytes
+    #: Headers of the signal (interceptors: sdk/interceptor.py), {} none.
+    header: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        return _without_empty_header(super().attributes())
 
 
 @dataclass(frozen=True)
@@ -366,7 +380,7 @@ CLOSE_TYPES = frozenset(
 #: (0, "", b""): the public history leaves them out then (sdk/client/types.py).
 START_OPTION_FIELDS = frozenset({
     "first_execution_run_id", "continued_run_id", "memo",
-    "execution_timeout_ms", "run_timeout_ms", "task_timeout_ms",
+    "execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "header",
 })
 
 # Field kinds, read once from the annotations.

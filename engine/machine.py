@@ -157,6 +157,8 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
         self._matching = False
         self._in_query = False
         self._update_inbox = []
+        #: The input event being applied (its headers: sdk/interceptor.py).
+        self.input_event: ev.Event | None = None
 
     # --- driving ----------------------------------------------------------------------
     def activate(
@@ -343,6 +345,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
         return self._commands
 
     def _apply(self, event: ev.Event) -> None:
+        self.input_event = event
         match event:
             case ev.WorkflowExecutionStarted():
                 self._on_started(event)

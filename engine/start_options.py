@@ -61,6 +61,8 @@ class StartOptions:
     task_timeout_ms: int = 0
     #: Signal-with-start: the signal's name ("" none).
     start_signal: str = ""
+    #: Headers of the start as JSON text ("" none), recorded on WorkflowExecutionStarted.
+    header: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id_reuse_policy, WorkflowIDReusePolicy):
@@ -103,4 +105,6 @@ class StartOptions:
                 doc[name] = ms
         if self.start_signal:
             doc["signal"] = self.start_signal
+        if self.header:
+            doc["header"] = self.header
         return json.dumps(doc, separators=(",", ":"))

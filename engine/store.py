@@ -169,13 +169,15 @@ class Store(TaskStreams):
         return text_of(reply[1])
 
     async def _to_running(
-        self, function: str, workflow_id: str, run_id: str, request_id: str, *args: Arg
+        self, function: str, workflow_id: str, run_id: str, request_id: str, *args: Arg,
+        after: Sequence[Arg] = (),
     ) -> None:
         reply = await self.call(
             Call(
                 function,
                 self._client_keys(workflow_id),
-                self._wf_args(workflow_id, run_id, *args, request_id, REQUEST_ID_WINDOW_MS),
+                self._wf_args(workflow_id, run_id, *args, request_id, REQUEST_ID_WINDOW_MS,
+                              *after),
             )
         )
         status = _status(reply)
@@ -187,10 +189,13 @@ class Store(TaskStreams):
             raise HistoryLimitError(f"workflow {workflow_id!r}: {text_of(reply[1])}")
 
     async def signal(
-        self, workflow_id: str, run_id: str, name: str, payload: bytes, request_id: str = ""
+        self, workflow_id: str, run_id: str, name: str, payload: bytes, request_id: str = "",
+        header: str = "",
     ) -> None:
-        """`request_id` "": not deduplicated (a retry could deliver it twice)."""
-        await self._to_running("rd_signal", workflow_id, run_id, request_id, name, payload)
+        """`request_id` "": not deduplicated (a retry could deliver it twice).
+        `header`: the signal's headers as JSON text ("" none)."""
+        await self._to_running("rd_signal", workflow_id, run_id, request_id, name, payload,
+                               after=(header,) if header else ())
 
     async def cancel(
         self, workflow_id: str, run_id: str, reason: str, request_id: str = ""

@@ -73,6 +73,9 @@ class ActivityContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
     on_heartbeat: Callable[..., None] | None = None
+    #: The interceptors' ActivityOutboundInterceptor chain (sdk/interceptor.py), which
+    #: `info()` and `heartbeat()` go through; None without interceptors.
+    outbound: Any = None
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
@@ -108,7 +111,11 @@ def in_activity() -> bool:
 
 
 def info() -> ActivityInfo:
-    return _current().info
+    ctx = _current()
+    if ctx.outbound is not None:
+        info: ActivityInfo = ctx.outbound.info()
+        return info
+    return ctx.info
 
 
 def heartbeat(*details: Any) -> None:
@@ -117,6 +124,14 @@ def heartbeat(*details: Any) -> None:
     activity (a thread) it raises `CancelledError` once the attempt is cancelled: the
     thread cannot be interrupted, so this is where it learns it (and `is_cancelled()`)."""
     ctx = _current()
+    if ctx.outbound is not None:
+        ctx.outbound.heartbeat(*details)  # its root calls send_heartbeat
+        return
+    send_heartbeat(ctx, details)
+
+
+def send_heartbeat(ctx: ActivityContext, details: tuple[Any, ...]) -> None:
+    """What `heartbeat()` does (without interceptors, or at the end of their chain)."""
     if ctx.runs_in == "process":
         raise RuntimeError(
             "activity.heartbeat() does not reach the worker from a process pool: run "

@@ -17,6 +17,7 @@ from engine.errors import ContinueAsNewError, InvalidArgumentError
 from engine.machine import WorkflowInfo, current_machine
 from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.validate import check_patch_id, check_task_queue
+from sdk import _interception as interception
 from sdk._definitions import (
     activity_type_name,
     decorate,
@@ -31,6 +32,7 @@ from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
 from sdk._update_defn import UpdateMethodMultiParam, update
 from sdk.converter import value_to_type
+from sdk.interceptor import StartActivityInput
 
 __all__ = [
     "ActivityCancellationType",
@@ -147,6 +149,14 @@ def start_activity(
             "an activity needs start_to_close_timeout or schedule_to_close_timeout"
         )
     machine = current_machine()
+    if outbound := interception.workflow_outbound(machine.hooks):  # sdk/interceptor.py
+        return outbound.start_activity(StartActivityInput(
+            activity=activity_type_name(activity), args=list(args), task_queue=task_queue,
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout,
+            schedule_to_start_timeout=schedule_to_start_timeout,
+            heartbeat_timeout=heartbeat_timeout, retry_policy=retry_policy,
+            cancellation_type=cancellation_type, ret_type=result_type, activity_ref=activity))
     options: dict[str, Any] = {"retry": (retry_policy or RetryPolicy()).to_wire()}
     for key, value, what in (
         ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),
@@ -164,6 +174,8 @@ def start_activity(
         # Only when not the default, so the recorded options stay as they were. The
         # engine keeps a WAIT_CANCELLATION_COMPLETED activity until its attempt ends.
         options["cancellation_type"] = cancellation_type.name
+    if headers := interception.activity_headers():
+        options["header"] = dict(headers)  # the activity task carries them to its worker
     type_name = activity_type_name(activity)
     hints = with_result(
         untyped(type_name) if isinstance(activity, str) else hints_of(activity), result_type
@@ -344,7 +356,10 @@ def uuid4() -> uuid.UUID:
 
 
 def info() -> WorkflowInfo:
-    return current_machine().info
+    machine = current_machine()
+    if outbound := interception.workflow_outbound(machine.hooks):  # sdk/interceptor.py
+        return outbound.info()
+    return machine.info
 
 
 def memo() -> dict[str, Any]:

@@ -224,6 +224,10 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
     redis.call('ZADD', c.timers, ts + run_ms, timer_member('X', run_id, 'run', 0, c.id))
   end
   if task_ms > 0 then keep('task_timeout_ms', task_ms) end
+  if opts.header and opts.header ~= '' then
+    fields[#fields + 1] = 'header'
+    fields[#fields + 1] = opts.header
+  end
   append(c, 'WorkflowExecutionStarted', ts, fields)
   schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
 end
@@ -305,6 +309,10 @@ local function enqueue_activity(c, seq, attempt, state)
     'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
     'heartbeat_ms', tonumber(state.heartbeat_ms) or 0,
     'input', data[1] or '', 'heartbeat_details', data[2] or ''}
+  if type(state.header) == 'table' then  -- interceptors' headers (sdk/interceptor.py)
+    fields[#fields + 1] = 'header'
+    fields[#fields + 1] = cjson.encode(state.header)
+  end
   local sts = tonumber(state.schedule_to_start_ms)
   if sts and sts > 0 then
     fields[#fields + 1] = 'schedule_to_start_ms'

@@ -34,7 +34,8 @@ local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIME
 -- Options (all optional, temporalio's names): reuse (id_reuse_policy: ALLOW_DUPLICATE,
 -- ALLOW_DUPLICATE_FAILED_ONLY, REJECT_DUPLICATE, TERMINATE_IF_RUNNING), conflict
 -- (id_conflict_policy: FAIL, USE_EXISTING, TERMINATE_EXISTING), exec_ms / run_ms /
--- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]).
+-- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]),
+-- header (the start's headers as JSON text, recorded on WorkflowExecutionStarted).
 -- Returns {'ok', run_id} (the started run, or the running one USE_EXISTING kept),
 -- {'already_started', run_id}, {'history_limit', message} (signal to a full history)
 -- or {'bad_search_attributes', message}.
@@ -85,7 +86,8 @@ redis.register_function('rd_start', function(keys, args)
     remove_from_indexes(c)
   end
   new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
-    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, search_attributes = sa})
+    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, search_attributes = sa,
+    header = o.header})
   sa_apply(c, sa)
   if o.signal then
     deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
@@ -104,7 +106,7 @@ end
 -- rd_signal: deliver a signal.
 -- KEYS: wf, history, buffer[, requests]
 -- ARGV: prefix, workflow_id, run_id ('' = current run), signal_name, input
---       [, request_id, request window ms]
+--       [, request_id, request window ms[, header JSON text]]
 -- Returns {'ok'} | {'not_found'} | {'not_running', status} |
 --         {'history_limit', message} (the history is full: refused).
 -- A request id already applied answers {'ok'} and delivers nothing.
@@ -118,7 +120,12 @@ redis.register_function('rd_signal', function(keys, args)
     return {'history_limit', history_limit_message(events, limit)}
   end
   local ts = now_ms()
-  deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', args[4], 'input', args[5]})
+  local fields = {'signal_name', args[4], 'input', args[5]}
+  if args[8] and args[8] ~= '' then
+    fields[#fields + 1] = 'header'
+    fields[#fields + 1] = args[8]
+  end
+  deliver(c, 'WorkflowExecutionSignaled', ts, fields)
   if keys[4] then request_done(keys[4], args[6], args[7], ts) end
   return {'ok'}
 end)

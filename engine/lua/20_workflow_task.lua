@@ -81,7 +81,7 @@ local function apply_command(c, kind, fields, ts)
       retry = opts.retry, start_to_close_ms = opts.start_to_close_ms,
       schedule_to_close_ms = opts.schedule_to_close_ms,
       schedule_to_start_ms = opts.schedule_to_start_ms,
-      heartbeat_ms = opts.heartbeat_ms}
+      heartbeat_ms = opts.heartbeat_ms, header = opts.header}
     if WAITS_FOR_CANCEL[opts.cancellation_type] then state.wait_cancel = true end
     put_activity(c, seq, state)
     redis.call('HSET', c.wf, 'actin:' .. seq, f.input)

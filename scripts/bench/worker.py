@@ -27,6 +27,7 @@ import anyio
 from scripts.bench import counters, workload
 from scripts.bench.util import use_uvloop
 from sdk import Client, Worker, configure_logging
+from sdk._metrics import new_registry
 
 TASK_QUEUE = "bench"
 
@@ -40,6 +41,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--liveness", type=float, default=5.0)
     p.add_argument("--durability", default=None, help="Client durability mode (e.g. fsync)")
     p.add_argument("--profile", default=None, help="write cProfile stats to this file")
+    # An environment variable too, so the fleet benchmark's workers take it unchanged.
+    p.add_argument("--metrics", action="store_true",
+                   default=os.environ.get("REDURABLE_BENCH_METRICS") == "1",
+                   help="Prometheus metrics on (a registry of its own, not served)")
     return p.parse_args(argv)
 
 
@@ -71,6 +76,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
             activities=workload.ACTIVITIES,
             max_cached_workflows=args.max_cached,
             liveness_timeout=args.liveness,
+            metrics_registry=new_registry() if args.metrics else None,
             handle_signals=True,
         )
         started = time.monotonic()

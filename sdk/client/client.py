@@ -33,8 +33,10 @@ from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
+from sdk import _interception as interception
 from sdk._definitions import signal_name, workflow_definition, workflow_type_name
 from sdk._memo import memo_to_wire
+from sdk._metrics import metrics_for
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk.client import visibility
 from sdk.client.async_activity import AsyncActivityHandle
@@ -46,6 +48,7 @@ from sdk.client.server_url import client_url
 from sdk.client.types import WorkflowExecution
 from sdk.client.update_handle import update_watcher
 from sdk.client.visibility import WorkflowExecutionCount
+from sdk.interceptor import ClientInterceptor
 
 
 async def _check_durability(redis: Redis, durability: Durability) -> None:
@@ -71,6 +74,7 @@ class Client:
         fast: RespPool | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         self.redis = redis
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
@@ -85,6 +89,10 @@ class Client:
         self.close_watcher = CloseWatcher(redis, self.keys, self.retrier.config)
         #: Wakes update waiters (sdk/client/update_handle.py).
         self.update_watcher = update_watcher(redis, self.keys, self.retrier.config)
+        #: Interceptors (sdk/interceptor.py); workers of this client use those that are
+        #: also worker interceptors.
+        self.interceptors = list(interceptors)
+        self.outbound_interceptor = interception.client_chain(self, self.interceptors)
 
     @property
     def connection_stats(self) -> CallStats:
@@ -101,6 +109,8 @@ class Client:
         shards: int | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        metrics_registry: Any = None,
+        interceptors: Sequence[ClientInterceptor] = (),
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -127,8 +137,14 @@ class Client:
         server deduplicates by request id) are retried for up to `retry_config`'s
         `max_elapsed_time_millis` (default 30 s), other calls raise
         ServerUnavailableError when their connection is lost in flight. The first
-        connection is not retried: no server at `url` fails here at once."""
+        connection is not retried: no server at `url` fails here at once.
+
+        `metrics_registry` (a prometheus_client CollectorRegistry) gets the client's
+        request metrics (docs/metrics.md). `interceptors` wrap the client's calls
+        (docs/interceptors.md)."""
         check_name(prefix, "namespace prefix")
+        observer = None if metrics_registry is None else metrics_for(
+            metrics_registry).call_observer(prefix)
         wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
             raise InvalidArgumentError("shards must be between 1 and 1024")
@@ -161,7 +177,7 @@ class Client:
         except BaseException:
             await redis.aclose()
             raise
-        return cls(
+        client = cls(
             redis,
             prefix=prefix,
             shards=stored,
@@ -169,7 +185,10 @@ class Client:
             fast=fast,
             durability=wanted,
             retry_config=retry_config,
+            interceptors=interceptors,
         )
+        client.store.call_observer = observer
+        return client
 
     async def close(self) -> None:
         await self.close_watcher.close()
@@ -223,6 +242,8 @@ class Client:
         workflow unless it runs, then deliver the signal (to the running run by
         default: USE_EXISTING). `search_attributes`: what list_workflows(query=...)
         finds the run by (a dict, or temporalio's TypedSearchAttributes; docs/visibility.md)."""
+        if chain := interception.intercepting(self.outbound_interceptor):
+            return await interception.start_workflow(chain, locals())
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
@@ -241,6 +262,7 @@ class Client:
             run_timeout_ms=duration_ms(run_timeout, "run_timeout"),
             task_timeout_ms=duration_ms(task_timeout, "task_timeout"),
             start_signal="" if start_signal is None else signal_name(start_signal),
+            header=interception.outgoing_header(),
         )
         memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
         attributes = to_wire(search_attributes)

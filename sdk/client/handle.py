@@ -26,6 +26,7 @@ from engine.query_wire import QueryRequest, QueryStatus, decode_answer, encode_r
 from engine.search_attributes import from_wire, plain
 from engine.status import WorkflowExecutionStatus
 from engine.store import Store
+from sdk import _interception as interception
 from sdk._definitions import query_name, signal_name
 from sdk._memo import memo_from_wire
 from sdk._payload_hints import hints_of, untyped, with_result
@@ -42,6 +43,12 @@ from sdk.client.types import (
     to_history_event,
 )
 from sdk.converter import value_to_type
+from sdk.interceptor import (
+    CancelWorkflowInput,
+    QueryWorkflowInput,
+    SignalWorkflowInput,
+    TerminateWorkflowInput,
+)
 
 if TYPE_CHECKING:
     from sdk.client.client import Client
@@ -127,13 +134,18 @@ class WorkflowHandle:
         Given as its handler, its parameter hints check the arguments (PayloadError).
         Delivered once even when retried through an outage: the workflow's shard
         remembers the signal's request id (as Temporal's signal request id)."""
+        if chain := interception.intercepting(self.client.outbound_interceptor):
+            return await chain.signal_workflow(SignalWorkflowInput(
+                self.id, self.run_id, signal_name(signal), list(args), signal_ref=signal))
         name = signal_name(signal)
         hints = untyped(name) if isinstance(signal, str) else hints_of(signal, method=True)
         payload = self.client.codec.encode(hints.encode_args(args))
         request_id = uuid.uuid4().hex
+        header = interception.outgoing_header()
         await self.client.retrier.retry(
             f"signal {name!r} to workflow {self.id!r}",
-            lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id),
+            lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id,
+                                       header=header),
         )
 
     # Updates (temporalio's names), written in sdk/client/update_handle.py.
@@ -151,6 +163,10 @@ class WorkflowHandle:
         """Ask a worker to answer a query from the workflow's state (running or closed).
         Given as its handler, its hints check the arguments and convert the answer (to
         `result_type` when given); an answer that does not fit raises PayloadError."""
+        if chain := interception.intercepting(self.client.outbound_interceptor):
+            return await chain.query_workflow(QueryWorkflowInput(
+                self.id, self.run_id, query_name(query), list(args), ret_type=result_type,
+                timeout=timeout, query_ref=query))
         name = query_name(query)
         asked_at = time.monotonic()
         hints = with_result(
@@ -200,6 +216,8 @@ class WorkflowHandle:
         raise QueryFailedError(answer.message)
 
     async def cancel(self, reason: str = "") -> None:
+        if chain := interception.intercepting(self.client.outbound_interceptor):
+            return await chain.cancel_workflow(CancelWorkflowInput(self.id, self.run_id, reason))
         request_id = uuid.uuid4().hex
         await self.client.retrier.retry(
             f"cancel workflow {self.id!r}",
@@ -207,6 +225,9 @@ class WorkflowHandle:
         )
 
     async def terminate(self, reason: str = "") -> None:
+        if chain := interception.intercepting(self.client.outbound_interceptor):
+            return await chain.terminate_workflow(
+                TerminateWorkflowInput(self.id, self.run_id, reason))
         request_id = uuid.uuid4().hex
         await self.client.retrier.retry(
             f"terminate workflow {self.id!r}",

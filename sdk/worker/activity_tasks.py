@@ -19,7 +19,9 @@ from engine.task_token import ActivityRef
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
 from sdk._payload_hints import hints_of
-from sdk.worker.activity_attempt import RunningActivity, call_activity, runs_in
+from sdk.interceptor import WorkerInterceptor
+from sdk.worker.activity_attempt import RunningActivity, runs_in
+from sdk.worker.interception import run_activity
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
 
@@ -70,6 +72,8 @@ class ActivityTasks:
         self._started = anyio.Event()
         #: The task delivered more than once that we hold, if any (suspect_room).
         self.suspect: tuple[str, str] | None = None
+        #: The worker's interceptors: each attempt runs through their activity chain.
+        self.interceptors: Sequence[WorkerInterceptor] = ()
         #: Set when the worker polls workflow tasks too: activity completions then ask
         #: for the workflow task they queue.
         self.eager_workflow_tasks: EagerWorkflowTasks | None = None
@@ -236,7 +240,8 @@ class ActivityTasks:
                                        non_retryable=True) from None
             result: Any = None
             with running.scope:
-                result = await call_activity(definition, args, ctx, self._executor)
+                result = await run_activity(self.interceptors, definition, args, ctx,
+                                            self._executor, task.fields.get(b"header"))
             if running.scope.cancelled_caught:
                 if running.releasing:
                     call = self._store.release_call(task.stream, task.msg_id)
@@ -275,6 +280,7 @@ class ActivityTasks:
                 task.msg_id, task.stream, self._plumbing.identity, complete_async=True)
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
+            self._plumbing.note_failure(task, getattr(exc, "type", None) or type(exc).__name__)
             call = self._failure_call(task, exc)
         finally:
             activity_api._context.reset(token)

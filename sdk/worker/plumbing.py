@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -19,6 +20,9 @@ from engine.calls import TaskRef
 from engine.store import Call, Store
 from sdk.client.client import Client
 from sdk.worker.task_entry import Fields, TaskEntry, malformed
+
+if TYPE_CHECKING:
+    from sdk.worker.metrics import WorkerMetrics
 
 log = structlog.get_logger("redurable.worker")
 #: Errors a worker outlives: Redis away for a moment (its loops pause and go on).
@@ -72,16 +76,27 @@ class TaskPlumbing:
         self.stopping = False
         #: The worker's task group while it runs (None before).
         self.tg: TaskGroup | None = None
+        #: Task latencies and failures (sdk/worker/metrics.py); None: metrics are off.
+        self.metrics: WorkerMetrics | None = None
 
     # --- held entries -----------------------------------------------------------------
     def hold(self, task: TaskEntry | TaskRef) -> None:
         self.in_flight[task.stream].add(task.msg_id)
+        if self.metrics is not None:
+            self.metrics.held(task)
 
     def let_go(self, task: TaskEntry | TaskRef) -> None:
         self.in_flight[task.stream].discard(task.msg_id)
+        if self.metrics is not None:
+            self.metrics.released(task)
 
     def holds(self, task: TaskEntry | TaskRef) -> bool:
         return task.msg_id in self.in_flight[task.stream]
+
+    def note_failure(self, task: TaskEntry, reason: str) -> None:
+        """A task's code failed (counted by reason when metrics are on)."""
+        if self.metrics is not None:
+            self.metrics.failed(task, reason)
 
     def count_claimed(self, tasks: Iterable[TaskEntry]) -> None:
         for task in tasks:

@@ -34,8 +34,11 @@ from sdk._definitions import (
 )
 from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
+from sdk.interceptor import WorkerInterceptor
 from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
+from sdk.worker.metrics import worker_metrics
 from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
@@ -68,12 +71,21 @@ class Worker:
         sticky_queue_schedule_to_start_timeout: timedelta | float = timedelta(seconds=1),
         activity_executor: concurrent.futures.Executor | None = None,
         no_remote_activities: bool = False,
+        metrics_registry: Any = None,
+        metrics_port: int | str | None = None,
+        interceptors: Sequence[WorkerInterceptor] = (),
     ) -> None:
         """`activity_executor` runs the plain `def` activities: by default a thread
         pool of `max_concurrent_activities` threads, made by the worker and shut down
         with it (one given is the caller's to shut down). A ProcessPoolExecutor works
         for CPU-bound code, without heartbeats (docs/activities.md).
-        `no_remote_activities`: poll no activity tasks (a worker of workflows only)."""
+        `no_remote_activities`: poll no activity tasks (a worker of workflows only).
+        `metrics_registry` (a prometheus_client CollectorRegistry) gets the worker's
+        metrics; `metrics_port` (a port, or "host:port") serves them at /metrics while
+        the worker runs, from `metrics_registry` or a registry of its own
+        (docs/metrics.md; needs `pip install 'redurable[metrics]'`).
+        `interceptors` wrap activity attempts and workflow runs, after the client's
+        interceptors that are also worker interceptors (docs/interceptors.md)."""
         self.client = client
         self.store: Store = client.store
         self.keys = client.keys
@@ -106,6 +118,8 @@ class Worker:
         )
         _check_picklable(self._activities.values(), self._activity_executor)
         resolve_all(self._workflows.values(), self._activities.values())
+        self.interceptors = worker_interceptors(client.interceptors, interceptors)
+        self._workflows = intercepted_definitions(self._workflows, self.interceptors)
         self.max_concurrent_activities = max_concurrent_activities
         self.max_workflow_batch = max_workflow_batch
         self.liveness_ms = int(liveness_timeout * 1000)
@@ -149,6 +163,7 @@ class Worker:
             max_concurrent=max_concurrent_activities,
             executor=self._activity_executor,
         )
+        self._activity_tasks.interceptors = self.interceptors
         self._workflow_tasks = WorkflowTasks(
             self._plumbing,
             self._workflows,
@@ -159,6 +174,9 @@ class Worker:
             task_timeout_ms=self.workflow_task_timeout_ms,
             sticky_ms=max(1, int(sticky_s * 1000)),
         )
+        #: Prometheus metrics (sdk/worker/metrics.py); None when not asked for.
+        self.metrics = worker_metrics(metrics_registry, metrics_port, self._plumbing,
+                                      self.cache, self._activity_tasks.free_slots)
         clock = ServerClock()
         self._queries = QueryAnswerer(
             client, self.task_queue, self._workflows, self.cache, clock.now_ms
@@ -227,6 +245,8 @@ class Worker:
         await self.store.ensure_groups(self.task_queue, self._plumbing.sticky)
         await self.liveness.presence.subscribe()
         await self.liveness.beat()
+        if self.metrics is not None:
+            self.metrics.start()
         log.info(
             "worker_started",
             worker=self.identity,
@@ -242,6 +262,8 @@ class Worker:
                 tg.start_soon(self._guard, self.liveness.death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
                 tg.start_soon(self._guard, self._scheduler_loop)
+                if self.metrics is not None:
+                    tg.start_soon(self.metrics.lag_loop)
                 if self._workflows:
                     self._start_poller(tg, self._workflow_tasks.poll)
                     self._start_poller(tg, self._query_loop)
@@ -268,6 +290,8 @@ class Worker:
                     )
                 except RedisError:
                     pass
+            if self.metrics is not None:
+                self.metrics.stop()
             if self._own_executor:
                 # Threads of attempts handed back at shutdown may still run: they are
                 # not waited for (their results are dropped by fencing).

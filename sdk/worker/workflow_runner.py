@@ -61,6 +61,13 @@ class DefinitionHooks:
         return hints_of(self.definition.run_fn, method=True).encode_result(value)
 
     def signal(self, name: str, args: list[Any]) -> Coroutine[Any, Any, Any] | None:
+        handler, args = self.signal_call(name, args)
+        result = handler(self.instance, *args)
+        return result if inspect.iscoroutine(result) else None
+
+    def signal_call(self, name: str, args: list[Any]) -> tuple[Callable[..., Any], list[Any]]:
+        """The handler of signal `name` and its arguments, converted; SignalInputError
+        when the workflow cannot take it (the signal is dropped)."""
         handler = self.definition.signals.get(name)
         if handler is None:
             known = ", ".join(sorted(self.definition.signals)) or "none"
@@ -72,11 +79,9 @@ class DefinitionHooks:
         if misfit is not None:
             raise SignalInputError(misfit)
         try:
-            args = hints_of(handler, method=True).decode_args(args)
+            return handler, hints_of(handler, method=True).decode_args(args)
         except PayloadError as exc:
             raise SignalInputError(str(exc)) from None
-        result = handler(self.instance, *args)
-        return result if inspect.iscoroutine(result) else None
 
     def query(self, name: str, args: list[Any]) -> Any:
         handler = self.definition.queries.get(name)
@@ -147,7 +152,11 @@ def new_machine(
     attempt: int = 1,
 ) -> WorkflowMachine:
     info = WorkflowInfo(workflow_id, run_id, definition.name, task_queue, attempt)
-    return WorkflowMachine(info, DefinitionHooks(definition), codec)
+    # A worker with workflow interceptors gives definitions that make their own hooks
+    # (sdk/worker/interception.py).
+    make_hooks = getattr(definition, "make_hooks", None)
+    hooks = make_hooks() if make_hooks is not None else DefinitionHooks(definition)
+    return WorkflowMachine(info, hooks, codec)
 
 
 class StickyCache:

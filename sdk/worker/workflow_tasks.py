@@ -376,6 +376,9 @@ class WorkflowTasks:
                 attempt=started.attempt,
             )
             plumbing.stats["workflow_task_failures"] += 1
+            # The code's own error when it raised one (the failure wraps it).
+            cause = exc.__cause__
+            plumbing.note_failure(task, type(cause).__name__ if cause else failure["type"])
             reason = None
             if failure["type"] in POISON_TYPES and started.attempt >= plumbing.max_deliveries:
                 reason = f"{failure['message']} (workflow task failed {started.attempt} times)"

@@ -387,3 +387,36 @@ async def schedule_usage(client: Client) -> None:
     async for listed in client.list_schedules():
         assert_type(listed, ScheduleListDescription)
     await handle.delete()
+async def observability_usage(url: str) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from sdk import (
+        ClientInterceptor,
+        OutboundInterceptor,
+        StartWorkflowInput,
+        WorkerInterceptor,
+        WorkflowInboundInterceptor,
+        WorkflowInterceptorClassInput,
+    )
+    from sdk.contrib.opentelemetry import TracingInterceptor
+
+    class Tag(OutboundInterceptor):
+        async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle:
+            input.headers = {**input.headers, "tenant": "acme"}
+            return await self.next.start_workflow(input)
+
+    class Tagging(ClientInterceptor, WorkerInterceptor):
+        def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+            return Tag(next)
+
+        def workflow_interceptor_class(
+            self, input: WorkflowInterceptorClassInput
+        ) -> type[WorkflowInboundInterceptor] | None:
+            return None
+
+    registry = CollectorRegistry()
+    client = await Client.connect(url, metrics_registry=registry,
+                                  interceptors=[Tagging(), TracingInterceptor()])
+    worker = Worker(client, task_queue="orders", workflows=[Order], metrics_port=9464,
+                    metrics_registry=registry, interceptors=[Tagging()])
+    assert_type(worker, Worker)

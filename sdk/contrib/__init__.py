@@ -1,0 +1,2 @@
+"""Integrations with other libraries, each importable only with its extra installed:
+`sdk.contrib.opentelemetry` (`pip install 'redurable[otel]'`)."""
