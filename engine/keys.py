@@ -66,6 +66,13 @@ SHARD_KEYS: dict[str, str] = {
     #: reply finds its id and is answered as the first time, not applied again.
     #: Ids older than REQUEST_ID_WINDOW_MS (engine/limits.py) are trimmed.
     "requests": "requests",
+    #: A closed run of a run chain (continue-as-new, cron), kept for the namespace's
+    #: run retention (engine/run_chain.py): a copy of the run's state hash as it closed
+    #: (plus `new_execution_run_id`, the run that followed), and its history stream,
+    #: renamed from the workflow's. Under `run:`, not `wf:<id>:`, so no workflow id can
+    #: name one of these keys (run ids are hex, without ':').
+    "closed_run": "run:{run_id}",
+    "closed_run_history": "run:{run_id}" + HISTORY_SUFFIX,
 }
 
 
@@ -112,6 +119,12 @@ class Keys:
 
     def buffer(self, workflow_id: str) -> str:
         return self._in_shard(self.shard(workflow_id), "buffer", workflow_id=workflow_id)
+
+    def closed_run(self, workflow_id: str, run_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "closed_run", run_id=run_id)
+
+    def closed_run_history(self, workflow_id: str, run_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "closed_run_history", run_id=run_id)
 
     # --- per shard ----------------------------------------------------------------
     def workflow_tasks(self, shard: int, task_queue: str) -> str:

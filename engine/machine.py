@@ -73,6 +73,8 @@ class WorkflowInfo:
     task_timeout: timedelta | None = None
     #: The memo payload as started (b"" none): sdk.workflow.memo() decodes it.
     raw_memo: bytes = b""
+    #: The cron schedule of a cron workflow's runs (None: not a cron workflow).
+    cron_schedule: str | None = None
 
 
 class SignalInputError(Exception):
@@ -450,7 +452,9 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
             self._append_close(cmd.CompleteWorkflow(result))
         elif isinstance(exc, ContinueAsNewError):
             payload = self.codec.encode(list(exc.input))
-            self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex))
+            memo = b"" if exc.memo is None else self.codec.encode(exc.memo)
+            self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex, memo,
+                                                 exc.task_queue, exc.workflow_type))
         elif isinstance(exc, asyncio.CancelledError) or (
             self.cancel_requested
             and ev.WorkflowLogicFlag.ACTIVITY_CANCEL_AS_ERROR in self._flags

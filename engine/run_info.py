@@ -31,4 +31,5 @@ def started_info(info: WorkflowInfo, event: ev.WorkflowExecutionStarted) -> Work
         run_timeout=_duration(event.run_timeout_ms),
         task_timeout=_duration(event.task_timeout_ms),
         raw_memo=event.memo,
+        cron_schedule=event.cron_schedule or None,
     )

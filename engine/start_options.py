@@ -61,6 +61,12 @@ class StartOptions:
     task_timeout_ms: int = 0
     #: Signal-with-start: the signal's name ("" none).
     start_signal: str = ""
+    #: Run chains (engine/run_chain.py): how long closed runs of the chain are kept
+    #: (None: the engine's default), the cron schedule ("" none, checked by
+    #: engine/cron.py) and how long the first workflow task waits (its first cron time).
+    run_retention_ms: int | None = None
+    cron_schedule: str = ""
+    first_task_backoff_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.id_reuse_policy, WorkflowIDReusePolicy):
@@ -103,4 +109,9 @@ class StartOptions:
                 doc[name] = ms
         if self.start_signal:
             doc["signal"] = self.start_signal
+        if self.run_retention_ms is not None:
+            doc["retention_ms"] = self.run_retention_ms
+        if self.cron_schedule:
+            doc["cron"] = self.cron_schedule
+            doc["backoff_ms"] = self.first_task_backoff_ms
         return json.dumps(doc, separators=(",", ":"))

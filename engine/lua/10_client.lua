@@ -33,7 +33,8 @@ local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIME
 -- Options (all optional, temporalio's names): reuse (id_reuse_policy: ALLOW_DUPLICATE,
 -- ALLOW_DUPLICATE_FAILED_ONLY, REJECT_DUPLICATE, TERMINATE_IF_RUNNING), conflict
 -- (id_conflict_policy: FAIL, USE_EXISTING, TERMINATE_EXISTING), exec_ms / run_ms /
--- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]).
+-- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]),
+-- retention_ms, cron, backoff_ms (run chains: 15_run_chain.lua, new_run).
 -- Returns {'ok', run_id} (the started run, or the running one USE_EXISTING kept),
 -- {'already_started', run_id} or {'history_limit', message} (signal to a full history).
 -- A start retried with a run id it already started answers 'ok' again, even once that
@@ -78,7 +79,8 @@ redis.register_function('rd_start', function(keys, args)
   end
   if info[1] then remove_from_indexes(c) end
   new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
-    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms})
+    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms,
+    retention_ms = o.retention_ms, cron = o.cron, backoff_ms = o.backoff_ms})
   if o.signal then
     deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
   end

@@ -11,7 +11,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from engine import dead_letters
+from engine import dead_letters, run_chain
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
@@ -64,8 +64,12 @@ class Client:
         fast: RespPool | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        run_retention_ms: int | None = None,
     ) -> None:
         self.redis = redis
+        #: How long closed runs of a run chain are kept (the namespace's setting; None:
+        #: the engine's default, engine/limits.py DEFAULT_RUN_RETENTION_MS).
+        self.run_retention_ms = run_retention_ms
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
         self.fast = fast
         #: What every transition waits for (engine/durability.py); None: the server's AOF
@@ -92,6 +96,7 @@ class Client:
         shards: int | None = None,
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
+        run_retention: timedelta | float | None = None,
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -118,7 +123,12 @@ class Client:
         server deduplicates by request id) are retried for up to `retry_config`'s
         `max_elapsed_time_millis` (default 30 s), other calls raise
         ServerUnavailableError when their connection is lost in flight. The first
-        connection is not retried: no server at `url` fails here at once."""
+        connection is not retried: no server at `url` fails here at once.
+
+        `run_retention` sets how long the namespace keeps the closed runs of a run chain
+        (continue-as-new, cron) readable by run id (default 7 days; 0 keeps none). It is
+        stored in `<prefix>:config` for every client, and applies to chains started
+        from then on."""
         check_name(prefix, "namespace prefix")
         wanted = Durability.parse(durability)
         if shards is not None and not 1 <= shards <= 1024:
@@ -149,6 +159,7 @@ class Client:
                 )
             if wanted is not None:
                 await _check_durability(redis, wanted)
+            retention = await run_chain.configure_retention(redis, Keys(prefix), run_retention)
         except BaseException:
             await redis.aclose()
             raise
@@ -160,6 +171,7 @@ class Client:
             fast=fast,
             durability=wanted,
             retry_config=retry_config,
+            run_retention_ms=retention,
         )
 
     async def close(self) -> None:
@@ -191,6 +203,7 @@ class Client:
         memo: Mapping[str, Any] | None = None,
         start_signal: Callable[..., Any] | str | None = None,
         start_signal_args: Sequence[Any] = (),
+        cron_schedule: str = "",
     ) -> WorkflowHandle:
         """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running
         (or, by `id_reuse_policy`, closed).
@@ -210,7 +223,10 @@ class Client:
         `id_conflict_policy` about a running one. `start_signal` (+
         `start_signal_args`): signal-with-start, in one atomic call: start the
         workflow unless it runs, then deliver the signal (to the running run by
-        default: USE_EXISTING)."""
+        default: USE_EXISTING). `cron_schedule` ("*/5 * * * *", or 6 fields with
+        seconds first; UTC): each run starts at a cron time, the first one too, as a
+        new run of the chain (`workflow.info().cron_schedule`), until the workflow is
+        terminated or cancelled; `result()` waits for the chain's end."""
         workflow_id = check_id(id)
         queue = check_task_queue(task_queue)
         type_name = workflow_type_name(workflow)
@@ -229,6 +245,8 @@ class Client:
             run_timeout_ms=duration_ms(run_timeout, "run_timeout"),
             task_timeout_ms=duration_ms(task_timeout, "task_timeout"),
             start_signal="" if start_signal is None else signal_name(start_signal),
+            run_retention_ms=self.run_retention_ms,
+            **run_chain.cron_start_options(cron_schedule),
         )
         memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
         signal_payload = b""
@@ -274,9 +292,12 @@ class Client:
         first_execution_run_id: str | None = None,
         result_type: Any = None,
     ) -> WorkflowHandle:
-        """A handle to an existing workflow; `result()` converts to `result_type`."""
+        """A handle to an existing workflow; `result()` converts to `result_type`. With
+        `run_id`, describe and the history are that run's, also once it closed in a run
+        chain (while the namespace's run retention keeps it)."""
         return WorkflowHandle(self, check_id(workflow_id), run_id, result_type=result_type,
-                              first_execution_run_id=first_execution_run_id)
+                              first_execution_run_id=first_execution_run_id,
+                              pinned_run=run_id is not None)
 
     def get_workflow_handle_for(
         self, workflow: Callable[..., Any] | type, workflow_id: str, *, run_id: str | None = None

@@ -24,7 +24,10 @@ SAMPLES = {
     "status": ["RUNNING", "CONTINUED_AS_NEW"],
     "workflow_type": ["Order", "ns.Type"],
     "sticky": ["host-1-0a1b2c3d"],
+    "run_id": ["0123456789abcdef0123456789abcdef"],
 }
+#: Keys of a workflow's closed run: named by run id, in the workflow's shard.
+CLOSED_RUN_KEYS = ("closed_run", "closed_run_history")
 
 
 def _params(template: str) -> list[str]:
@@ -35,6 +38,8 @@ def _python_key(keys: Keys, name: str, shard: int, values: tuple[str, ...]) -> s
     method: Any = getattr(keys, name)
     if name in ("workflow", "history", "buffer"):
         return str(method(*values))
+    if name in CLOSED_RUN_KEYS:
+        return str(method("order-3", *values))
     return str(method(shard, *values))
 
 
@@ -48,6 +53,8 @@ async def test_lua_helpers_name_the_keys_keys_names(keys: Keys) -> None:
             first = values[0] if values else None
             by_id = params[:1] == ["workflow_id"]
             shard = keys.shard(first) if by_id and first is not None else 3 % keys.shards
+            if name in CLOSED_RUN_KEYS:
+                shard = keys.shard("order-3")
             cases.append((name, keys.shard_prefix(shard), values))
             expected.append(_python_key(keys, name, shard, values))
     calls: list[str] = []
