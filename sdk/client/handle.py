@@ -9,7 +9,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -182,9 +182,9 @@ class WorkflowHandle:
         hints = untyped(name) if isinstance(signal, str) else hints_of(signal, method=True)
         payload = self.client.codec.encode(hints.encode_args(args))
         request_id = uuid.uuid4().hex
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"signal {name!r} to workflow {self.id!r}",
-            lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id),
+            lambda run: self._store.signal(self.id, run, name, payload, request_id),
         )
 
     async def query(
@@ -247,17 +247,34 @@ class WorkflowHandle:
 
     async def cancel(self, reason: str = "") -> None:
         request_id = uuid.uuid4().hex
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"cancel workflow {self.id!r}",
-            lambda: self._store.cancel(self.id, self.run_id or "", reason, request_id),
+            lambda run: self._store.cancel(self.id, run, reason, request_id),
         )
 
     async def terminate(self, reason: str = "") -> None:
         request_id = uuid.uuid4().hex
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"terminate workflow {self.id!r}",
-            lambda: self._store.terminate(self.id, self.run_id or "", reason, request_id),
+            lambda run: self._store.terminate(self.id, run, reason, request_id),
         )
+
+    async def _to_chain(self, what: str, call: Callable[[str], Awaitable[None]]) -> None:
+        """Run `call` on the handle's run; a handle from start_workflow whose run
+        continued as new (or a cron run) goes to its chain's current run instead, as
+        temporalio's handle does (by its first execution run id)."""
+        retry = self.client.retrier.retry
+        try:
+            await retry(what, lambda: call(self.run_id or ""))
+        except WorkflowNotFoundError:
+            if self.pinned_run or not self.run_id:
+                raise
+            run, first = await retry(
+                what, lambda: self._store.get_fields(self.id, "run_id", "first_run_id"))
+            if run is None or text(run) == self.run_id or text(first) != (
+                    self.first_execution_run_id or self.run_id):
+                raise
+            await retry(what, lambda: call(text(run)))
 
     async def describe(self) -> WorkflowDescription:
         state, _ = await self.client.retrier.retry(f"describe workflow {self.id!r}",

@@ -135,3 +135,38 @@ async def test_run_retention_is_a_namespace_setting(redis_url: str) -> None:
             await first.redis.delete(key)
         await first.close()
         await second.close()
+
+
+@workflow.defn
+class Relay:
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    @workflow.signal
+    def note(self, text: str) -> None:
+        self.got.append(text)
+
+    @workflow.run
+    async def run(self, first: bool) -> list[str]:
+        await workflow.wait_condition(lambda: bool(self.got))
+        if first:
+            workflow.continue_as_new(False)
+        return self.got
+
+
+async def test_the_start_handle_signals_and_terminates_the_chains_current_run(
+    client: Client,
+) -> None:
+    async with worker(client, workflows=[Relay]):
+        handle = await client.start_workflow(Relay.run, True, id="c-6", task_queue="q")
+        await handle.signal(Relay.note, "one")
+        with anyio.fail_after(10):
+            while (await handle.describe()).continued_run_id is None:
+                await anyio.sleep(0.02)
+        await handle.signal(Relay.note, "two")  # to the second run, started by this handle
+        with anyio.fail_after(10):
+            assert await handle.result() == ["two"]
+    # A handle that names its run reaches that run only.
+    pinned = client.get_workflow_handle("c-6", run_id=handle.run_id)
+    with pytest.raises(WorkflowNotFoundError):
+        await pinned.signal(Relay.note, "three")
