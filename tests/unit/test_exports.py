@@ -45,6 +45,7 @@ SDK_ALL = [
     "UnknownQueryError",
     "Worker",
     "WorkflowAlreadyStartedError",
+    "WorkflowContinuedAsNewError",
     "WorkflowDescription",
     "WorkflowExecution",
     "WorkflowExecutionStatus",
@@ -99,9 +100,12 @@ ACTIVITY_ALL = [
     "in_activity",
     "info",
     "is_cancelled",
+    "is_worker_shutdown",
     "logger",
     "raise_complete_async",
     "wait_for_cancelled_sync",
+    "wait_for_worker_shutdown",
+    "wait_for_worker_shutdown_sync",
 ]
 
 TESTING_ALL = [
@@ -165,7 +169,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 23
+    assert len(errors) == 24
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
