@@ -6,6 +6,7 @@ chain, terminate and cancel end it, and a bad expression fails at the start call
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
 
 import anyio
 import pytest
@@ -21,7 +22,7 @@ from sdk import (
     WorkflowFailureError,
     workflow,
 )
-from sdk.testing import running_worker
+from sdk.testing import WorkflowEnvironment, running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -138,3 +139,30 @@ async def test_a_bad_expression_fails_at_the_start(client: Client, expression: s
     assert await client.store.get_state("cron-4") == {}
 
 
+
+
+@workflow.defn
+class Stamp:
+    @workflow.run
+    async def run(self) -> str:
+        return workflow.now().isoformat()
+
+
+async def test_cron_runs_on_a_skipped_clock() -> None:
+    """Every five minutes, over a skipped hour: the runs start on the cron times of the
+    server's (skipped) clock."""
+    async with await WorkflowEnvironment.start_time_skipping() as env:
+        client = env.client
+        async with Worker(client, task_queue="q", workflows=[Stamp]):
+            handle = await client.start_workflow(Stamp.run, id="cron-5", task_queue="q",
+                                                 cron_schedule="*/5 * * * *")
+            with anyio.fail_after(30):
+                await env.sleep(timedelta(minutes=61))
+            closed = await chain_of(client, "cron-5")
+            await handle.terminate()
+        assert len(closed) >= 11
+        for run in closed:
+            stamp = await client.get_workflow_handle("cron-5", run_id=run.run_id).result(
+                follow_runs=False)
+            moment = datetime.fromisoformat(stamp)
+            assert (moment.minute % 5, moment.second) == (0, 0)
