@@ -86,6 +86,8 @@ def test_the_schema_as_operators_read_it() -> None:
     assert keys.workflow("order-3") == f"{tag}:wf:order-3"
     assert keys.history("order-3") == f"{tag}:wf:order-3:history"
     assert keys.buffer("order-3") == f"{tag}:wf:order-3:buffer"
+    assert keys.closed_run("order-3", "r1") == f"{tag}:run:r1"  # in the workflow's shard
+    assert keys.closed_run_history("order-3", "r1") == f"{tag}:run:r1:history"
     assert keys.workflow_tasks(7, "orders") == "redurable:{7}:tq:orders:wf"
     assert keys.activity_tasks(7, "orders") == "redurable:{7}:tq:orders:act"
     assert keys.sticky_tasks(7, "orders", "w-1") == "redurable:{7}:sticky:orders:w-1"
