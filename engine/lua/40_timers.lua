@@ -87,9 +87,10 @@ end
 -- Returns {fired_count, next_due_ms or -1, ms from now to next_due or -1}: the last
 -- one on the server's clock, so a worker whose own clock is off still sleeps until the
 -- next timer is due (sdk/worker/timers.py), then the cron runs due to be followed
--- ({workflow id, run id, cron schedule, close ms}..., for rd_cron_next). Sticky deadlines fire in the same scan
--- but do not count for the next due time: the loop scans at least once a second, and
--- under load far more often, which is soon enough for a fallback.
+-- ({workflow id, run id, cron schedule, close ms}..., for rd_cron_next). Sticky
+-- deadlines fire in the same scan but do not count for the next due time: the loop
+-- scans at least once a second, and under load far more often, which is soon enough
+-- for a fallback.
 redis.register_function('rd_fire_timers', function(keys, args)
   local ts = now_ms()
   local limit = tonumber(args[2])
