@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import run_chain
 from engine.errors import (
+    InvalidArgumentError,
     QueryFailedError,
     QueryTimeoutError,
     RedurableError,
@@ -205,6 +206,12 @@ class WorkflowHandle:
         )
         encoded_args = self.client.codec.encode(hints.encode_args(args))
         state = await self._state()
+        if self.pinned_run and text(state.get("run_id")) != self.run_id:
+            # Workers answer from the current run's history; a closed run of the chain
+            # would get the current run's answer, so refuse rather than mislead.
+            raise InvalidArgumentError(
+                f"run {self.run_id} of workflow {self.id!r} is not its current run: "
+                "queries reach the current run only")
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
         request_id = uuid.uuid4().hex

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from engine.errors import WorkflowContinuedAsNewError
-from sdk import Client, Worker, WorkflowNotFoundError, workflow
+from sdk import Client, InvalidArgumentError, Worker, WorkflowNotFoundError, workflow
 from sdk.testing import running_worker
 
 pytestmark = pytest.mark.anyio
@@ -170,3 +170,26 @@ async def test_the_start_handle_signals_and_terminates_the_chains_current_run(
     pinned = client.get_workflow_handle("c-6", run_id=handle.run_id)
     with pytest.raises(WorkflowNotFoundError):
         await pinned.signal(Relay.note, "three")
+
+
+@workflow.defn
+class Counted:
+    @workflow.query
+    def run_number(self) -> int:
+        return 0
+
+    @workflow.run
+    async def run(self, left: int) -> int:
+        if left > 0:
+            workflow.continue_as_new(left - 1)
+        return left
+
+
+async def test_a_query_to_a_closed_run_is_refused(client: Client) -> None:
+    async with worker(client, workflows=[Counted]):
+        handle = await client.start_workflow(Counted.run, 1, id="c-7", task_queue="q")
+        with anyio.fail_after(10):
+            await handle.result()
+        assert await handle.query(Counted.run_number) == 0  # the current run, by replay
+    with pytest.raises(InvalidArgumentError, match="not its current run"):
+        await client.get_workflow_handle("c-7", run_id=handle.run_id).query(Counted.run_number)
