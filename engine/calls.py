@@ -24,7 +24,8 @@ Arg = bytes | str | int
 #: (rd_act_heartbeat only pushes a heartbeat timeout later; rd_fire_timers answers
 #: with the next due time itself.)
 SETS_TIMERS = frozenset(
-    {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete"}
+    {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete",
+     "rd_cron_next"}
 )
 
 

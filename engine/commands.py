@@ -53,6 +53,10 @@ class CancelWorkflow:
 class ContinueAsNew:
     input: bytes
     new_run_id: str
+    #: What the next run changes ("" / b"": keep this run's).
+    memo: bytes = b""
+    task_queue: str = ""
+    workflow_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,12 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             return ev.WorkflowExecutionFailed, {"failure": failure}
         case CancelWorkflow():
             return ev.WorkflowExecutionCanceled, {}
-        case ContinueAsNew(payload, new_run_id):
-            return ev.WorkflowExecutionContinuedAsNew, {"input": payload, "new_run_id": new_run_id}
+        case ContinueAsNew(payload, new_run_id, memo, task_queue, workflow_type):
+            changes = {"memo": memo, "task_queue": task_queue, "workflow_type": workflow_type}
+            return ev.WorkflowExecutionContinuedAsNew, {
+                "input": payload, "new_run_id": new_run_id,
+                **{name: value for name, value in changes.items() if value},
+            }
         case SetPatchMarker(patch_id, deprecated):
             return ev.MarkerRecorded, {
                 "marker_name": ev.PATCH_MARKER_NAME,

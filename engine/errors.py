@@ -240,9 +240,30 @@ class ContinueAsNewError(BaseException):
     """Control flow: raised by `workflow.continue_as_new` to end this run and start the
     next one with fresh history. A BaseException so `except Exception:` cannot catch it."""
 
-    def __init__(self, args: list[Any]) -> None:
+    def __init__(
+        self,
+        args: list[Any],
+        *,
+        memo: Any = None,
+        task_queue: str = "",
+        workflow_type: str = "",
+    ) -> None:
         super().__init__("continue as new")
         self.input = args
+        #: The next run's memo as plain data (None: this run's), task queue and
+        #: workflow type ("": this run's).
+        self.memo = memo
+        self.task_queue = task_queue
+        self.workflow_type = workflow_type
+
+
+class WorkflowContinuedAsNewError(RedurableError):
+    """`result(follow_runs=False)` of a run that continued as new (temporalio's name):
+    the chain went on in run `new_execution_run_id`."""
+
+    def __init__(self, new_execution_run_id: str) -> None:
+        super().__init__(f"the run continued as new, in run {new_execution_run_id}")
+        self.new_execution_run_id = new_execution_run_id
 
 
 # --- wire form ------------------------------------------------------------------------

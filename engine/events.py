@@ -95,6 +95,10 @@ class WorkflowExecutionStarted(Event):
     search_attributes: dict[str, Any] = field(default_factory=dict)
     #: Headers of the start (interceptors: sdk/interceptor.py), {} none.
     header: dict[str, Any] = field(default_factory=dict)
+    #: Run chains (engine/run_chain.py): the cron schedule ("" none), and how long the
+    #: first workflow task waited (a cron run waits for its cron time; 0 none).
+    cron_schedule: str = ""
+    first_workflow_task_backoff_ms: int = 0
 
     def attributes(self) -> dict[str, Any]:
         attrs = super().attributes()
@@ -227,6 +231,15 @@ class WorkflowExecutionContinuedAsNew(Event):
     is_command: ClassVar[bool] = True
     new_run_id: str
     input: bytes
+    #: What the next run changes (workflow.continue_as_new(memo=, task_queue=,
+    #: workflow=)); empty: the same as this run's.
+    memo: bytes = b""
+    task_queue: str = ""
+    workflow_type: str = ""
+
+    def attributes(self) -> dict[str, Any]:
+        """Only the changes given, so the stream form without any is what it was."""
+        return {k: v for k, v in super().attributes().items() if v not in ("", b"")}
 
 
 #: `marker_name` of the markers `workflow.patched` / `deprecate_patch` record (Temporal's).
@@ -381,6 +394,7 @@ CLOSE_TYPES = frozenset(
 START_OPTION_FIELDS = frozenset({
     "first_execution_run_id", "continued_run_id", "memo",
     "execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "header",
+    "cron_schedule", "first_workflow_task_backoff_ms",
 })
 
 # Field kinds, read once from the annotations.

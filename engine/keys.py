@@ -93,6 +93,13 @@ SHARD_KEYS: dict[str, str] = {
     #: Zset of the shard's schedule ids -> when a worker should next look at each
     #: (next fire time, a pending start's lease, now for a trigger; +inf: nothing due).
     "schedules": "schedules",
+    #: A closed run of a run chain (continue-as-new, cron), kept for the namespace's
+    #: run retention (engine/run_chain.py): a copy of the run's state hash as it closed
+    #: (plus `new_execution_run_id`, the run that followed), and its history stream,
+    #: renamed from the workflow's. Under `run:`, not `wf:<id>:`, so no workflow id can
+    #: name one of these keys (run ids are hex, without ':').
+    "closed_run": "run:{run_id}",
+    "closed_run_history": "run:{run_id}" + HISTORY_SUFFIX,
 }
 
 
@@ -145,6 +152,11 @@ class Keys:
 
     def update_inbox(self, workflow_id: str) -> str:
         return self._in_shard(self.shard(workflow_id), "update_inbox", workflow_id=workflow_id)
+    def closed_run(self, workflow_id: str, run_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "closed_run", run_id=run_id)
+
+    def closed_run_history(self, workflow_id: str, run_id: str) -> str:
+        return self._in_shard(self.shard(workflow_id), "closed_run_history", run_id=run_id)
 
     # --- per shard ----------------------------------------------------------------
     def workflow_tasks(self, shard: int, task_queue: str) -> str:

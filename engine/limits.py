@@ -22,9 +22,14 @@ MAX_PENDING_ACTIVITIES = 2_000
 #: applied twice. A client retries for at most its RetryConfig's
 #: max_elapsed_time_millis (engine/reconnect.py), at most half of this.
 REQUEST_ID_WINDOW_MS = 600_000
+#: How long the closed runs of a run chain (continue-as-new, cron) stay readable by
+#: their run id, unless the namespace sets its own (`Client.connect(run_retention=)`,
+#: stored in `<prefix>:config`); the same number in engine/lua/15_run_chain.lua.
+DEFAULT_RUN_RETENTION_MS = 7 * 24 * 3600 * 1000
 #: Bytes of one encoded payload (arguments, result, signal input, heartbeat details).
 MAX_PAYLOAD_BYTES = DEFAULT_PAYLOAD_LIMIT
 
 __all__ = [
-    "MAX_HISTORY_EVENTS", "MAX_PAYLOAD_BYTES", "MAX_PENDING_ACTIVITIES", "REQUEST_ID_WINDOW_MS",
+    "DEFAULT_RUN_RETENTION_MS", "MAX_HISTORY_EVENTS", "MAX_PAYLOAD_BYTES",
+    "MAX_PENDING_ACTIVITIES", "REQUEST_ID_WINDOW_MS",
 ]

@@ -87,6 +87,8 @@ class WorkflowInfo:
     def search_attributes(self) -> dict[str, Any]:
         """Name -> value (temporalio's legacy form has lists of values here)."""
         return plain(self.typed_search_attributes)
+    #: The cron schedule of a cron workflow's runs (None: not a cron workflow).
+    cron_schedule: str | None = None
 
 
 class SignalInputError(Exception):
@@ -475,7 +477,9 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
             self._append_close(cmd.CompleteWorkflow(result))
         elif isinstance(exc, ContinueAsNewError):
             payload = self.codec.encode(list(exc.input))
-            self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex))
+            memo = b"" if exc.memo is None else self.codec.encode(exc.memo)
+            self._append_close(cmd.ContinueAsNew(payload, self.uuid4().hex, memo,
+                                                 exc.task_queue, exc.workflow_type))
         elif isinstance(exc, asyncio.CancelledError) or (
             self.cancel_requested
             and ev.WorkflowLogicFlag.ACTIVITY_CANCEL_AS_ERROR in self._flags

@@ -32,4 +32,5 @@ def started_info(info: WorkflowInfo, event: ev.WorkflowExecutionStarted) -> Work
         task_timeout=_duration(event.task_timeout_ms),
         raw_memo=event.memo,
         raw_search_attributes=dict(event.search_attributes),
+        cron_schedule=event.cron_schedule or None,
     )

@@ -63,6 +63,12 @@ class StartOptions:
     start_signal: str = ""
     #: Headers of the start as JSON text ("" none), recorded on WorkflowExecutionStarted.
     header: str = ""
+    #: Run chains (engine/run_chain.py): how long closed runs of the chain are kept
+    #: (None: the engine's default), the cron schedule ("" none, checked by
+    #: engine/cron.py) and how long the first workflow task waits (its first cron time).
+    run_retention_ms: int | None = None
+    cron_schedule: str = ""
+    first_task_backoff_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.id_reuse_policy, WorkflowIDReusePolicy):
@@ -107,4 +113,9 @@ class StartOptions:
             doc["signal"] = self.start_signal
         if self.header:
             doc["header"] = self.header
+        if self.run_retention_ms is not None:
+            doc["retention_ms"] = self.run_retention_ms
+        if self.cron_schedule:
+            doc["cron"] = self.cron_schedule
+            doc["backoff_ms"] = self.first_task_backoff_ms
         return json.dumps(doc, separators=(",", ":"))

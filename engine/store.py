@@ -27,6 +27,7 @@ from engine.errors import (
 from engine.keys import Keys
 from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
+from engine.run_chain import CronFire, cron_fires, cron_next_call
 from engine.start_options import StartOptions
 from engine.status import WorkflowExecutionStatus
 from engine.task_streams import TaskStreams
@@ -443,13 +444,18 @@ class Store(TaskStreams):
             for s in range(self.keys.shards)
         ]
         fired, more, next_in = 0, False, None
+        fires: list[CronFire] = []
         for reply in await self.call_many(calls):
             answer = unwrap(reply)
+            fires.extend(cron_fires(answer))
             fired += int(answer[0])
             more = more or int(answer[0]) >= limit
             if len(answer) > 2 and int(answer[2]) >= 0:
                 shard_next = int(answer[2])
                 next_in = shard_next if next_in is None else min(next_in, shard_next)
+        if fires:  # cron runs that closed: start each chain's next run (engine/run_chain.py)
+            # An error reply is left in its slot: the fire's lease brings it back.
+            await self.call_many([cron_next_call(self.keys, f) for f in fires])
         return TimerScan(fired, more, next_in)
 
     # --- reads ------------------------------------------------------------------------

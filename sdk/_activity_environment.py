@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from engine.codec import MsgpackCodec, PayloadCodec
 from sdk import activity as activity_api
 from sdk._definitions import _ACTIVITY, ActivityDefinition
+from sdk._worker_shutdown import WorkerShutdown
 
 T = TypeVar("T")
 
@@ -50,6 +51,13 @@ class ActivityEnvironment:
         self.cancelled = False
         self._contexts: list[activity_api.ActivityContext] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._shutdown = WorkerShutdown()
+
+    def worker_shutdown(self) -> None:
+        """Begin the worker's graceful shutdown as activities see it (temporalio's
+        name): `activity.is_worker_shutdown()` is true, and
+        `wait_for_worker_shutdown()` / `wait_for_worker_shutdown_sync()` return."""
+        self._shutdown.set()
 
     def cancel(self) -> None:
         """Cancel the activities running in this environment, and those run after."""
@@ -81,6 +89,7 @@ class ActivityEnvironment:
             # raises once cancelled, wait_for_cancelled_sync() wakes.
             runs_in="async" if inspect.iscoroutinefunction(fn) else "thread",
             on_heartbeat=lambda *details: self.on_heartbeat(*details),
+            worker_shutdown=self._shutdown,
         )
         if self.cancelled:
             ctx.request_cancel()

@@ -14,6 +14,7 @@ from engine.codec import MsgpackCodec
 from engine.errors import CancelledError
 from sdk._definitions import decorate, define_activity
 from sdk._log import ContextLogger
+from sdk._worker_shutdown import WorkerShutdown
 from sdk.converter import value_to_wire
 
 __all__ = [
@@ -23,9 +24,12 @@ __all__ = [
     "in_activity",
     "info",
     "is_cancelled",
+    "is_worker_shutdown",
     "logger",
     "raise_complete_async",
     "wait_for_cancelled_sync",
+    "wait_for_worker_shutdown",
+    "wait_for_worker_shutdown_sync",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -76,6 +80,8 @@ class ActivityContext:
     #: The interceptors' ActivityOutboundInterceptor chain (sdk/interceptor.py), which
     #: `info()` and `heartbeat()` go through; None without interceptors.
     outbound: Any = None
+    #: The worker's graceful shutdown, set when it begins (shared by its attempts).
+    worker_shutdown: WorkerShutdown = field(default_factory=WorkerShutdown)
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
@@ -160,6 +166,24 @@ def wait_for_cancelled_sync(timeout: float | None = None) -> bool:
     """In a sync activity: block until the attempt is cancelled (True) or `timeout`
     seconds pass (False). The worker learns of a cancel from heartbeats."""
     return _current().cancelled.wait(timeout)
+
+
+def is_worker_shutdown() -> bool:
+    """True once the worker running this attempt began its graceful shutdown (SIGTERM,
+    `worker.shutdown()`): a long activity can save its progress (heartbeat details)
+    and end, rather than be handed back when the shutdown timeout runs out."""
+    return _current().worker_shutdown.is_set()
+
+
+async def wait_for_worker_shutdown() -> None:
+    """Wait until the worker running this attempt begins its graceful shutdown."""
+    await _current().worker_shutdown.wait()
+
+
+def wait_for_worker_shutdown_sync(timeout: float | None = None) -> bool:
+    """In a sync activity: block until the worker begins its graceful shutdown (True)
+    or `timeout` seconds pass (False)."""
+    return _current().worker_shutdown.wait_sync(timeout)
 
 
 def raise_complete_async() -> NoReturn:

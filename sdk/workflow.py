@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, overload
 
@@ -25,9 +25,11 @@ from sdk._definitions import (
     mark_query,
     mark_run,
     mark_signal,
+    workflow_definition,
+    workflow_type_name,
 )
 from sdk._log import ContextLogger
-from sdk._memo import memo_from_wire
+from sdk._memo import memo_from_wire, memo_to_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
 from sdk._update_defn import UpdateMethodMultiParam, update
@@ -423,11 +425,35 @@ def deprecate_patch(id: str) -> None:
     current_machine().patch(check_patch_id(id), deprecated=True)
 
 
-def continue_as_new(*args: Any) -> NoReturn:
-    """End this run and start a new one of the same workflow with fresh history."""
+def continue_as_new(
+    *positional: Any,
+    args: Sequence[Any] | None = None,
+    memo: Mapping[str, Any] | None = None,
+    task_queue: str | None = None,
+    workflow: Callable[..., Any] | type | str | None = None,
+) -> NoReturn:
+    """End this run and start the next run of its chain with fresh history (this run
+    stays readable by its run id for the namespace's run retention). The arguments go
+    positionally or as `args=[...]`; `memo` replaces the memo, `task_queue` and
+    `workflow` (a workflow class, run method or type name) change where and what the
+    next run is; by default all three stay as they are."""
     current_machine()
+    if args is not None and positional:
+        raise InvalidArgumentError("give continue_as_new's arguments positionally or as args=")
+    values = list(args if args is not None else positional)
+    hints = untyped("continue_as_new")
+    type_name = ""
+    if workflow is not None:
+        type_name = workflow_type_name(workflow)
+        if not isinstance(workflow, str):
+            hints = hints_of(workflow_definition(workflow).run_fn, method=True)
     # Plain data now; the next run converts it to its run method's hints.
-    raise ContinueAsNewError(untyped("continue_as_new").encode_args(args))
+    raise ContinueAsNewError(
+        hints.encode_args(values),
+        memo=None if memo is None else memo_to_wire(memo),
+        task_queue="" if task_queue is None else check_task_queue(task_queue),
+        workflow_type=type_name,
+    )
 
 
 def _log_fields() -> dict[str, Any] | None:

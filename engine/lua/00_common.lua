@@ -152,6 +152,10 @@ local function close_run(c, status, ts)
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
   redis.call('ZADD', key_index_close(c.prefix), ts, c.id)
   local run = redis.call('HGET', c.wf, 'run_id') or c.run
+  -- A cron run: a worker starts the chain's next run (15_run_chain.lua cron_due).
+  if status ~= 'CONTINUED_AS_NEW' and redis.call('HEXISTS', c.wf, 'cron_schedule') == 1 then
+    redis.call('ZADD', c.timers, ts, timer_member('N', run, 0, 0, c.id))
+  end
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
     timer_member('X', run, 'execution', 0, c.id))
   -- Wakes every client waiting in handle.result() (one subscription per client).
@@ -181,7 +185,9 @@ end
 -- the start options a run keeps: memo (payload, '' none), first_run and continued_run
 -- (run ids of the chain), exec_ms / run_ms / task_ms (timeouts, 0 none) and exec_deadline
 -- (the chain's execution deadline, kept across continue-as-new). The run and execution
--- timeouts are 'X' timers, removed when the run closes.
+-- timeouts are 'X' timers, removed when the run closes. Run chains (15_run_chain.lua):
+-- retention_ms (how long its closed runs are kept), cron (the cron schedule) and
+-- backoff_ms (the first workflow task waits that long: a cron run waits for its time).
 local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
   opts = opts or {}
   local exec_ms = tonumber(opts.exec_ms) or 0
@@ -228,8 +234,20 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
     fields[#fields + 1] = 'header'
     fields[#fields + 1] = opts.header
   end
+  if opts.retention_ms and opts.retention_ms ~= '' then
+    redis.call('HSET', c.wf, 'run_retention_ms', opts.retention_ms)
+  end
+  if opts.cron and opts.cron ~= '' then keep('cron_schedule', opts.cron) end
+  local backoff = tonumber(opts.backoff_ms) or 0
+  if backoff > 0 then keep('first_workflow_task_backoff_ms', backoff) end
   append(c, 'WorkflowExecutionStarted', ts, fields)
-  schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
+  if backoff > 0 then
+    -- The 'B' timer of epoch 0 schedules the first task; inputs meanwhile append.
+    redis.call('HSET', c.wf, 'wft', 'backoff')
+    redis.call('ZADD', c.timers, ts + backoff, timer_member('B', run_id, 0, 0, c.id))
+  else
+    schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
+  end
 end
 
 -- {events so far, limit} of the run's history.

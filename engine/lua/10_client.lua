@@ -36,6 +36,7 @@ local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIME
 -- (id_conflict_policy: FAIL, USE_EXISTING, TERMINATE_EXISTING), exec_ms / run_ms /
 -- task_ms (timeouts), signal (signal-with-start: its name; the input is ARGV[11]),
 -- header (the start's headers as JSON text, recorded on WorkflowExecutionStarted).
+-- retention_ms, cron, backoff_ms (run chains: 15_run_chain.lua, new_run).
 -- Returns {'ok', run_id} (the started run, or the running one USE_EXISTING kept),
 -- {'already_started', run_id}, {'history_limit', message} (signal to a full history)
 -- or {'bad_search_attributes', message}.
@@ -87,7 +88,7 @@ redis.register_function('rd_start', function(keys, args)
   end
   new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
     exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, search_attributes = sa,
-    header = o.header})
+    header = o.header, retention_ms = o.retention_ms, cron = o.cron, backoff_ms = o.backoff_ms})
   sa_apply(c, sa)
   if o.signal then
     deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})

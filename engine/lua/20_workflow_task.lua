@@ -163,19 +163,11 @@ local function apply_command(c, kind, fields, ts)
     return 'closed'
   elseif kind == 'WorkflowExecutionContinuedAsNew' then
     append(c, kind, ts, fields)
-    -- The next run takes over the workflow's keys: this run's history is replaced.
-    -- It keeps the chain's memo, timeouts and execution deadline.
-    local info = redis.call('HMGET', c.wf, 'type', 'task_queue', 'run_id', 'first_run_id',
-      'memo', 'execution_timeout_ms', 'run_timeout_ms', 'task_timeout_ms',
-      'execution_deadline')
+    -- The next run takes over the workflow's keys; this run is kept by its run id
+    -- (15_run_chain.lua), with the chain's memo, timeouts and execution deadline.
     close_run(c, 'CONTINUED_AS_NEW', ts)
-    local kept = sa_clear(c)
-    remove_from_indexes(c)
-    new_run(c, f.new_run_id, info[1], info[2], f.input, 1, ts, {
-      continued_run = info[3], first_run = info[4] or info[3], memo = info[5],
-      exec_ms = info[6], run_ms = info[7], task_ms = info[8], exec_deadline = info[9],
-      search_attributes = kept})
-    sa_apply(c, kept)
+    start_next_run(c, f.new_run_id, f.input, ts,
+      {memo = f.memo, task_queue = f.task_queue, workflow_type = f.workflow_type})
     return 'closed'
   else
     error('unknown command ' .. tostring(kind))

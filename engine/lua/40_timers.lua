@@ -20,6 +20,7 @@ local function fire(prefix, member, ts)
   local kind, run, a, b = p[1], p[2], p[3], p[4]
   local c = ctx_of(prefix, p[5])
   c.run = run
+  if kind == 'N' then return cron_due(c, member, ts) end  -- after the run closed
   if not is_current(c, run) then return end
   if kind == 'T' then
     if redis.call('HGET', c.wf, 'timer:' .. a) == member then
@@ -85,18 +86,22 @@ end
 -- ARGV: prefix, limit
 -- Returns {fired_count, next_due_ms or -1, ms from now to next_due or -1}: the last
 -- one on the server's clock, so a worker whose own clock is off still sleeps until the
--- next timer is due (sdk/worker/timers.py). Sticky deadlines fire in the same scan
--- but do not count for the next due time: the loop scans at least once a second, and
--- under load far more often, which is soon enough for a fallback.
+-- next timer is due (sdk/worker/timers.py), then the cron runs due to be followed
+-- ({workflow id, run id, cron schedule, close ms}..., for rd_cron_next). Sticky
+-- deadlines fire in the same scan but do not count for the next due time: the loop
+-- scans at least once a second, and under load far more often, which is soon enough
+-- for a fallback.
 redis.register_function('rd_fire_timers', function(keys, args)
   local ts = now_ms()
   local limit = tonumber(args[2])
   local fired = 0
+  local crons = {}
   for k = #keys, 1, -1 do
     local due = redis.call('ZRANGEBYSCORE', keys[k], '-inf', ts, 'LIMIT', 0, limit)
     for i = 1, #due do
       redis.call('ZREM', keys[k], due[i])
-      fire(args[1], due[i], ts)
+      local cron = fire(args[1], due[i], ts)
+      if cron then crons[#crons + 1] = cron end
     end
     fired = fired + #due
   end
@@ -106,5 +111,5 @@ redis.register_function('rd_fire_timers', function(keys, args)
     next_ms = tonumber(next_due[2])
     next_in = math.max(0, next_ms - ts)
   end
-  return {fired, next_ms, next_in}
+  return {fired, next_ms, next_in, crons}
 end)

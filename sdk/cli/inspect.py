@@ -44,9 +44,17 @@ from sdk.cli.tables import Cell, Column, fit, print_fitted
 from sdk.client.client import Client
 from sdk.client.types import HistoryEvent, to_history_event
 
+#: A closed run of a run chain (continue-as-new, cron), while the namespace keeps it.
+RunIdOption = Annotated[
+    str | None,
+    typer.Option("--run-id", "-r", help="A run of the workflow's run chain (default: the "
+                 "current run); closed runs are kept for the namespace's run retention."),
+]
+
 
 def describe(
     workflow_id: IdArgument,
+    run_id: RunIdOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
@@ -54,7 +62,7 @@ def describe(
     """Status, type, times, pending activities and the last workflow task failure."""
 
     async def body(client: Client) -> dict[str, Any]:
-        desc = await client.get_workflow_handle(workflow_id).describe()
+        desc = await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
         doc = dataclasses.asdict(desc)
         del doc["typed_search_attributes"]  # the same as search_attributes, for code
         return {"workflow_id": doc.pop("id"), **doc}
@@ -181,11 +189,14 @@ def show(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing events until it closes.")
     ] = False,
+    run_id: RunIdOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
 ) -> None:
     """Print a workflow's history. JSON: an array, or with --follow one event per line."""
+    if follow and run_id:
+        fail("--follow follows the current run: leave out --run-id")
     if follow:
 
         def emit(event: HistoryEvent) -> None:
@@ -198,7 +209,8 @@ def show(
         return
 
     async def body(client: Client) -> list[HistoryEvent]:
-        return [e async for e in client.get_workflow_handle(workflow_id).fetch_history()]
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        return [e async for e in handle.fetch_history()]
 
     events = with_client(redis_url, prefix, body)
     if output is Output.json:

@@ -30,6 +30,7 @@ from sdk.cli.common import (
     stdout,
     with_client,
 )
+from sdk.cli.inspect import RunIdOption
 from sdk.client.client import Client
 from sdk.client.handle import WorkflowHandle
 from sdk.client.registry import live_registry
@@ -95,6 +96,14 @@ TaskTimeoutOption = Annotated[
 ]
 
 
+CronOption = Annotated[
+    str | None,
+    typer.Option("--cron", help="Cron schedule (UTC; 5 fields, or 6 with seconds first): "
+                 "each run starts at a cron time, until the workflow is terminated or "
+                 "cancelled."),
+]
+
+
 def parse_memo(values: list[str] | None, flag: str = "--memo") -> dict[str, Any] | None:
     """`--memo KEY=JSON` values as the memo mapping (None: no --memo); the same form
     for `--search-attribute`."""
@@ -156,6 +165,7 @@ def start(
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
+    cron: CronOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
@@ -164,6 +174,7 @@ def start(
     args = parse_inputs(inputs)
     options = start_options(memo, execution_timeout, run_timeout, task_timeout,
                             search_attribute)
+    options["cron_schedule"] = cron or ""
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> WorkflowHandle:
@@ -196,6 +207,7 @@ def execute(
     execution_timeout: ExecutionTimeoutOption = None,
     run_timeout: RunTimeoutOption = None,
     task_timeout: TaskTimeoutOption = None,
+    cron: CronOption = None,
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds.")
     ] = None,
@@ -207,6 +219,7 @@ def execute(
     args = parse_inputs(inputs)
     options = start_options(memo, execution_timeout, run_timeout, task_timeout,
                             search_attribute)
+    options["cron_schedule"] = cron or ""
     wid = workflow_id or new_workflow_id(workflow_type)
 
     async def body(client: Client) -> dict[str, Any]:
@@ -226,14 +239,17 @@ def result(
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds.")
     ] = None,
+    run_id: RunIdOption = None,
     redis_url: UrlOption = None,
     prefix: PrefixOption = DEFAULT_PREFIX,
     output: OutputOption = Output.table,
 ) -> None:
-    """Wait for a workflow to close and print its result (exit 1 if it did not complete)."""
+    """Wait for a workflow to close and print its result (exit 1 if it did not complete).
+    With --run-id, that run's own outcome (a run that continued as new: exit 1)."""
 
     doc = with_client(
-        redis_url, prefix, lambda client: _outcome(client.get_workflow_handle(workflow_id), timeout)
+        redis_url, prefix,
+        lambda client: _outcome(client.get_workflow_handle(workflow_id, run_id=run_id), timeout),
     )
     _print_outcome(doc, output)
 
@@ -241,7 +257,7 @@ def result(
 async def _outcome(handle: WorkflowHandle, timeout: float | None) -> dict[str, Any]:
     """How the workflow closed, as the JSON document `result` prints."""
     try:
-        value = await handle.result(timeout=timeout)
+        value = await handle.result(follow_runs=not handle.pinned_run, timeout=timeout)
     except TimeoutError:
         fail(f"workflow {handle.id!r} did not close within {timeout:g}s")
     except WorkflowFailureError as exc:

@@ -12,7 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from engine import dead_letters
+from engine import dead_letters, run_chain
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
@@ -75,8 +75,12 @@ class Client:
         durability: str | Durability | None = None,
         retry_config: RetryConfig | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        run_retention_ms: int | None = None,
     ) -> None:
         self.redis = redis
+        #: How long closed runs of a run chain are kept (the namespace's setting; None:
+        #: the engine's default, engine/limits.py DEFAULT_RUN_RETENTION_MS).
+        self.run_retention_ms = run_retention_ms
         self.keys = Keys(check_name(prefix, "namespace prefix"), shards)
         self.fast = fast
         #: What every transition waits for (engine/durability.py); None: the server's AOF
@@ -111,6 +115,7 @@ class Client:
         retry_config: RetryConfig | None = None,
         metrics_registry: Any = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        run_retention: timedelta | float | None = None,
         **redis_kwargs: Any,
     ) -> Client:
         """Connect to `url` and load the engine's functions.
@@ -141,7 +146,12 @@ class Client:
 
         `metrics_registry` (a prometheus_client CollectorRegistry) gets the client's
         request metrics (docs/metrics.md). `interceptors` wrap the client's calls
-        (docs/interceptors.md)."""
+        (docs/interceptors.md).
+
+        `run_retention` sets how long the namespace keeps the closed runs of a run chain
+        (continue-as-new, cron) readable by run id (default 7 days; 0 keeps none). It is
+        stored in `<prefix>:config` for every client, and applies to chains started
+        from then on."""
         check_name(prefix, "namespace prefix")
         observer = None if metrics_registry is None else metrics_for(
             metrics_registry).call_observer(prefix)
@@ -174,6 +184,7 @@ class Client:
                 )
             if wanted is not None:
                 await _check_durability(redis, wanted)
+            retention = await run_chain.configure_retention(redis, Keys(prefix), run_retention)
         except BaseException:
             await redis.aclose()
             raise
@@ -186,6 +197,7 @@ class Client:
             durability=wanted,
             retry_config=retry_config,
             interceptors=interceptors,
+            run_retention_ms=retention,
         )
         client.store.call_observer = observer
         return client
@@ -221,6 +233,7 @@ class Client:
         start_signal: Callable[..., Any] | str | None = None,
         start_signal_args: Sequence[Any] = (),
         search_attributes: SearchAttributesInput | None = None,
+        cron_schedule: str = "",
     ) -> WorkflowHandle:
         """Start a run; raises WorkflowAlreadyStartedError if one with `id` is running
         (or, by `id_reuse_policy`, closed).
@@ -241,7 +254,11 @@ class Client:
         `start_signal_args`): signal-with-start, in one atomic call: start the
         workflow unless it runs, then deliver the signal (to the running run by
         default: USE_EXISTING). `search_attributes`: what list_workflows(query=...)
-        finds the run by (a dict, or temporalio's TypedSearchAttributes; docs/visibility.md)."""
+        finds the run by (a dict, or temporalio's TypedSearchAttributes; docs/visibility.md).
+        `cron_schedule` ("*/5 * * * *", or 6 fields with seconds first; UTC): each run
+        starts at a cron time, the first one too, as a new run of the chain
+        (`workflow.info().cron_schedule`), until the workflow is terminated or cancelled;
+        `result()` waits for the chain's end."""
         if chain := interception.intercepting(self.outbound_interceptor):
             return await interception.start_workflow(chain, locals())
         workflow_id = check_id(id)
@@ -263,6 +280,8 @@ class Client:
             task_timeout_ms=duration_ms(task_timeout, "task_timeout"),
             start_signal="" if start_signal is None else signal_name(start_signal),
             header=interception.outgoing_header(),
+            run_retention_ms=self.run_retention_ms,
+            **run_chain.cron_start_options(cron_schedule),
         )
         memo_payload = b"" if memo is None else self.codec.encode(memo_to_wire(memo))
         attributes = to_wire(search_attributes)
@@ -309,9 +328,12 @@ class Client:
         first_execution_run_id: str | None = None,
         result_type: Any = None,
     ) -> WorkflowHandle:
-        """A handle to an existing workflow; `result()` converts to `result_type`."""
+        """A handle to an existing workflow; `result()` converts to `result_type`. With
+        `run_id`, describe and the history are that run's, also once it closed in a run
+        chain (while the namespace's run retention keeps it)."""
         return WorkflowHandle(self, check_id(workflow_id), run_id, result_type=result_type,
-                              first_execution_run_id=first_execution_run_id)
+                              first_execution_run_id=first_execution_run_id,
+                              pinned_run=run_id is not None)
 
     def get_workflow_handle_for(
         self, workflow: Callable[..., Any] | type, workflow_id: str, *, run_id: str | None = None

@@ -9,15 +9,18 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine import run_chain
 from engine.errors import (
+    InvalidArgumentError,
     QueryFailedError,
     QueryTimeoutError,
     RedurableError,
     UnknownQueryError,
+    WorkflowContinuedAsNewError,
     WorkflowFailureError,
     WorkflowNotFoundError,
     from_failure,
@@ -72,10 +75,15 @@ class WorkflowHandle:
         *,
         result_type: Any = None,
         first_execution_run_id: str | None = None,
+        pinned_run: bool = False,
     ) -> None:
         self.client = client
         self.id = workflow_id
         self.run_id = run_id
+        #: The handle names its run (`get_workflow_handle(id, run_id=...)`): describe
+        #: and history read that run, also once closed in a chain. A handle from
+        #: start_workflow follows the chain's current run instead (as temporalio's).
+        self.pinned_run = pinned_run and run_id is not None
         #: The first run of the run chain (temporalio's name): the run `start_workflow`
         #: started (or the running one it kept), else as given, else None.
         self.first_execution_run_id = first_execution_run_id
@@ -95,39 +103,85 @@ class WorkflowHandle:
             raise WorkflowNotFoundError(self.id)
         return state
 
-    async def result(self, *, timeout: float | None = None) -> Any:
-        """Wait for the run to close (following continue-as-new) and return its result,
-        or raise WorkflowFailureError. Blocks on the history stream: no polling."""
-        return await asyncio.wait_for(self._result(), timeout) if timeout else await self._result()
+    async def result(self, *, follow_runs: bool = True, timeout: float | None = None) -> Any:
+        """Wait for the run to close and return its result, or raise
+        WorkflowFailureError. With `follow_runs` (the default, as in temporalio) a run
+        that continued as new, or a cron run, is followed to the end of its chain;
+        without, the handle's run's own outcome (WorkflowContinuedAsNewError when it
+        continued as new). Blocks on a close notification: no polling."""
+        wait = self._result(follow_runs)
+        return await asyncio.wait_for(wait, timeout) if timeout else await wait
 
-    async def _result(self) -> Any:
+    async def _result(self, follow_runs: bool) -> Any:
         watcher = self.client.close_watcher
+        # The run whose outcome is wanted, moved along the chain when following it.
+        run = self.run_id
         while True:
             # Subscribe first, then look: a close between the two still wakes us.
             closed = await watcher.register(self.id)
             try:
-                status, result, failure = await self.client.retrier.retry(
+                status, result, failure, current, cron = await self.client.retrier.retry(
                     f"result of workflow {self.id!r}",
-                    lambda: self.client.store.get_fields(self.id, "status", "result", "failure"),
+                    lambda: self.client.store.get_fields(
+                        self.id, "status", "result", "failure", "run_id", "cron_schedule"),
                 )
                 if status is None:
                     raise WorkflowNotFoundError(self.id)
+                if run and text(current) != run:
+                    kept = await self._closed_run(run)
+                    if kept:
+                        next_run = text(kept.get("new_execution_run_id"))
+                        if follow_runs:
+                            run = next_run
+                            continue
+                        kept_status = WorkflowExecutionStatus.parse(kept["status"])
+                        if kept_status is WorkflowExecutionStatus.CONTINUED_AS_NEW:
+                            raise WorkflowContinuedAsNewError(next_run)
+                        return self._outcome(kept_status, kept.get("result"), kept.get("failure"))
+                    run = None  # not kept (retention) or another chain: the current run
                 run_status = WorkflowExecutionStatus.parse(status)
-                if run_status is WorkflowExecutionStatus.COMPLETED:
-                    value = self.client.codec.decode(result or b"")
-                    if self.result_type is None:
-                        return value
-                    return value_to_type(self.result_type, value,
-                                         what=f"result of workflow {self.id}")
-                if run_status not in _NOT_FAILED:
-                    text = run_status.value
-                    cause = from_failure(json.loads(failure)) if failure else RedurableError(text)
-                    raise WorkflowFailureError(f"workflow {self.id} {text.lower()}", cause=cause)
+                chain_goes_on = follow_runs and cron and run_chain.cron_goes_on(
+                    run_status, failure)
+                if run_status not in _NOT_FAILED and not chain_goes_on:
+                    return self._outcome(run_status, result, failure)
                 # Re-check now and then in case a notification was lost with a connection.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(closed), 30)
             finally:
                 watcher.unregister(self.id, closed)
+
+    def _outcome(self, status: WorkflowExecutionStatus, result: bytes | None,
+                 failure: bytes | None) -> Any:
+        """A closed run's result, or its failure raised."""
+        if status is WorkflowExecutionStatus.COMPLETED:
+            value = self.client.codec.decode(result or b"")
+            if self.result_type is None:
+                return value
+            return value_to_type(self.result_type, value, what=f"result of workflow {self.id}")
+        cause = from_failure(json.loads(failure)) if failure else RedurableError(status.value)
+        raise WorkflowFailureError(f"workflow {self.id} {status.value.lower()}", cause=cause)
+
+    async def _closed_run(self, run_id: str) -> dict[str, bytes]:
+        """Closed run `run_id` of this workflow as kept ({}: not kept)."""
+        client = self.client
+        return await client.retrier.retry(
+            f"run {run_id!r} of workflow {self.id!r}",
+            lambda: run_chain.read_closed_run(client.redis, client.keys, self.id, run_id),
+        )
+
+    async def _run_state(self) -> tuple[dict[str, bytes], bool]:
+        """The state of the handle's run: the current one unless the handle names
+        (`get_workflow_handle(id, run_id=...)`) a closed run of the chain; and whether
+        that is a kept closed run."""
+        state = await self._store.get_state(self.id)
+        if self.pinned_run and self.run_id and text(state.get("run_id")) != self.run_id:
+            kept = await self._closed_run(self.run_id)
+            if not kept:
+                raise WorkflowNotFoundError(f"{self.id} (run {self.run_id})")
+            return kept, True
+        if not state:
+            raise WorkflowNotFoundError(self.id)
+        return state, False
 
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
         """Deliver a signal; raises WorkflowNotFoundError or WorkflowNotRunningError.
@@ -142,10 +196,10 @@ class WorkflowHandle:
         payload = self.client.codec.encode(hints.encode_args(args))
         request_id = uuid.uuid4().hex
         header = interception.outgoing_header()
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"signal {name!r} to workflow {self.id!r}",
-            lambda: self._store.signal(self.id, self.run_id or "", name, payload, request_id,
-                                       header=header),
+            lambda run: self._store.signal(self.id, run, name, payload, request_id,
+                                           header=header),
         )
 
     # Updates (temporalio's names), written in sdk/client/update_handle.py.
@@ -175,6 +229,12 @@ class WorkflowHandle:
         )
         encoded_args = self.client.codec.encode(hints.encode_args(args))
         state = await self._state()
+        if self.pinned_run and text(state.get("run_id")) != self.run_id:
+            # Workers answer from the current run's history; a closed run of the chain
+            # would get the current run's answer, so refuse rather than mislead.
+            raise InvalidArgumentError(
+                f"run {self.run_id} of workflow {self.id!r} is not its current run: "
+                "queries reach the current run only")
         task_queue = state["task_queue"].decode()
         keys = self.client.keys
         request_id = uuid.uuid4().hex
@@ -219,9 +279,9 @@ class WorkflowHandle:
         if chain := interception.intercepting(self.client.outbound_interceptor):
             return await chain.cancel_workflow(CancelWorkflowInput(self.id, self.run_id, reason))
         request_id = uuid.uuid4().hex
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"cancel workflow {self.id!r}",
-            lambda: self._store.cancel(self.id, self.run_id or "", reason, request_id),
+            lambda run: self._store.cancel(self.id, run, reason, request_id),
         )
 
     async def terminate(self, reason: str = "") -> None:
@@ -229,13 +289,31 @@ class WorkflowHandle:
             return await chain.terminate_workflow(
                 TerminateWorkflowInput(self.id, self.run_id, reason))
         request_id = uuid.uuid4().hex
-        await self.client.retrier.retry(
+        await self._to_chain(
             f"terminate workflow {self.id!r}",
-            lambda: self._store.terminate(self.id, self.run_id or "", reason, request_id),
+            lambda run: self._store.terminate(self.id, run, reason, request_id),
         )
 
+    async def _to_chain(self, what: str, call: Callable[[str], Awaitable[None]]) -> None:
+        """Run `call` on the handle's run; a handle from start_workflow whose run
+        continued as new (or a cron run) goes to its chain's current run instead, as
+        temporalio's handle does (by its first execution run id)."""
+        retry = self.client.retrier.retry
+        try:
+            await retry(what, lambda: call(self.run_id or ""))
+        except WorkflowNotFoundError:
+            if self.pinned_run or not self.run_id:
+                raise
+            run, first = await retry(
+                what, lambda: self._store.get_fields(self.id, "run_id", "first_run_id"))
+            if run is None or text(run) == self.run_id or text(first) != (
+                    self.first_execution_run_id or self.run_id):
+                raise
+            await retry(what, lambda: call(text(run)))
+
     async def describe(self) -> WorkflowDescription:
-        state = await self.client.retrier.retry(f"describe workflow {self.id!r}", self._state)
+        state, _ = await self.client.retrier.retry(f"describe workflow {self.id!r}",
+                                                    self._run_state)
         pending: list[PendingActivity] = []
         for key, value in sorted(state.items()):
             if not key.startswith("act:"):
@@ -292,17 +370,24 @@ class WorkflowHandle:
 
 
     def fetch_history(self, *, page_size: int = 500) -> HistoryFetch:
-        """Every event of the current run, payloads decoded: `async for` over it reads
-        them page by page; `await` it for a `WorkflowHistory` (temporalio's form)."""
+        """Every event of the current run (or of the closed run the handle names, while
+        kept), payloads decoded: `async for` over it reads them page by page; `await` it
+        for a `WorkflowHistory` (temporalio's form)."""
         return HistoryFetch(self.id, lambda: self._history_events(page_size))
 
     async def _history_events(self, page_size: int) -> AsyncIterator[HistoryEvent]:
         after: bytes | None = None
         retry = self.client.retrier.retry
         what = f"history of workflow {self.id!r}"
+        read = self._store.read_history
+        if self.pinned_run and self.run_id:
+            _, kept = await retry(what, self._run_state)
+            if kept:
+                client, run_id = self.client, self.run_id
+                read = functools.partial(run_chain.read_closed_history, client.redis,
+                                         client.keys, run_id)
         while True:
-            entries = await retry(what, functools.partial(
-                self._store.read_history, self.id, after, count=page_size))
+            entries = await retry(what, functools.partial(read, self.id, after, count=page_size))
             if not entries and after is None and not await retry(
                 what, lambda: self._store.get_state(self.id)
             ):

@@ -208,7 +208,8 @@ class ActivityTasks:
         )
         definition = self._activities.get(info.activity_type)
         where = "async" if definition is None else runs_in(definition, self._executor)
-        return activity_api.ActivityContext(info, encode=self._codec.encode, runs_in=where)
+        return activity_api.ActivityContext(info, encode=self._codec.encode, runs_in=where,
+                                            worker_shutdown=self._plumbing.worker_shutdown)
 
     async def _run(self, running: RunningActivity) -> None:
         task, ctx = running.task, running.context

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.calls import TaskRef
 from engine.store import Call, Store
+from sdk._worker_shutdown import WorkerShutdown
 from sdk.client.client import Client
 from sdk.worker.task_entry import Fields, TaskEntry, malformed
 
@@ -74,6 +75,8 @@ class TaskPlumbing:
         self.claimed_in_flight = 0
         self.stats: dict[str, int] = defaultdict(int)
         self.stopping = False
+        #: Set when the graceful shutdown begins, for activities (sdk/activity.py).
+        self.worker_shutdown = WorkerShutdown()
         #: The worker's task group while it runs (None before).
         self.tg: TaskGroup | None = None
         #: Task latencies and failures (sdk/worker/metrics.py); None: metrics are off.

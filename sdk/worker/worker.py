@@ -313,6 +313,7 @@ class Worker:
 
     async def _drain(self) -> None:
         self._plumbing.stopping = True
+        self._plumbing.worker_shutdown.set()
         # Let the pollers' reads end by themselves (they block <= READ_BLOCK_MS) and the
         # workflow batch in hand commit. A read cancelled mid-way may have been served
         # already: its entries would be pending on us, unseen (_hand_back_unseen).

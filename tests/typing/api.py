@@ -214,8 +214,12 @@ class Order:
         )
         assert_type(ok, bool)
         await asyncio.gather(future, workflow.sleep(timedelta(seconds=1)), workflow.sleep(0.5))
+        if not ok and wait_seconds > 60:
+            workflow.continue_as_new(args=[product_id, 1.0], memo={"retried": True},
+                                     task_queue="orders", workflow=Order.run)
         if not ok:
             workflow.continue_as_new(product_id, wait_seconds * 2)
+        assert_type(workflow.info().cron_schedule, str | None)
         return self.state
 
 
@@ -306,6 +310,9 @@ async def client_usage() -> None:
         await handle.terminate(reason="typed")
         again = client.get_workflow_handle("order-3", run_id=handle.run_id)
         assert_type(await again.result(), Any)
+        assert_type(await again.result(follow_runs=False), Any)
+        await client.start_workflow(Renamed.run, id="cron", task_queue="q",
+                                    cron_schedule="*/5 * * * *")
         assert_type(await client.execute_workflow(Renamed.run, id="r", task_queue="q"), Any)
         remote = client.get_async_activity_handle(task_token=b"...")
         assert_type(remote, AsyncActivityHandle)

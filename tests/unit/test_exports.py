@@ -90,6 +90,7 @@ SDK_ALL = [
     "Worker",
     "WorkerInterceptor",
     "WorkflowAlreadyStartedError",
+    "WorkflowContinuedAsNewError",
     "WorkflowDescription",
     "WorkflowExecution",
     "WorkflowExecutionCount",
@@ -155,9 +156,12 @@ ACTIVITY_ALL = [
     "in_activity",
     "info",
     "is_cancelled",
+    "is_worker_shutdown",
     "logger",
     "raise_complete_async",
     "wait_for_cancelled_sync",
+    "wait_for_worker_shutdown",
+    "wait_for_worker_shutdown_sync",
 ]
 
 TESTING_ALL = [
@@ -221,7 +225,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 28
+    assert len(errors) == 29
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.

@@ -28,7 +28,10 @@ SAMPLES = {
     "attribute": ["CustomerId"],
     "sa_type": ["KEYWORD", "KEYWORD_LIST"],
     "value": ["c-1", "a:b {x}", "ünï"],
+    "run_id": ["0123456789abcdef0123456789abcdef"],
 }
+#: Keys of a workflow's closed run: named by run id, in the workflow's shard.
+CLOSED_RUN_KEYS = ("closed_run", "closed_run_history")
 
 
 def _params(template: str) -> list[str]:
@@ -39,6 +42,8 @@ def _python_key(keys: Keys, name: str, shard: int, values: tuple[str, ...]) -> s
     method: Any = getattr(keys, name)
     if name in ("workflow", "history", "buffer", "schedule", "updates", "update_inbox"):
         return str(method(*values))
+    if name in CLOSED_RUN_KEYS:
+        return str(method("order-3", *values))
     return str(method(shard, *values))
 
 
@@ -52,6 +57,8 @@ async def test_lua_helpers_name_the_keys_keys_names(keys: Keys) -> None:
             first = values[0] if values else None
             by_id = params[:1] in (["workflow_id"], ["schedule_id"])
             shard = keys.shard(first) if by_id and first is not None else 3 % keys.shards
+            if name in CLOSED_RUN_KEYS:
+                shard = keys.shard("order-3")
             cases.append((name, keys.shard_prefix(shard), values))
             expected.append(_python_key(keys, name, shard, values))
     calls: list[str] = []
@@ -83,6 +90,8 @@ def test_the_schema_as_operators_read_it() -> None:
     assert keys.workflow("order-3") == f"{tag}:wf:order-3"
     assert keys.history("order-3") == f"{tag}:wf:order-3:history"
     assert keys.buffer("order-3") == f"{tag}:wf:order-3:buffer"
+    assert keys.closed_run("order-3", "r1") == f"{tag}:run:r1"  # in the workflow's shard
+    assert keys.closed_run_history("order-3", "r1") == f"{tag}:run:r1:history"
     assert keys.workflow_tasks(7, "orders") == "redurable:{7}:tq:orders:wf"
     assert keys.activity_tasks(7, "orders") == "redurable:{7}:tq:orders:act"
     assert keys.sticky_tasks(7, "orders", "w-1") == "redurable:{7}:sticky:orders:w-1"
