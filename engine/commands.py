@@ -90,6 +90,39 @@ class RecordSignalDropped:
     reason: str
 
 
+@dataclass(frozen=True)
+class StartChildWorkflow:
+    """Start a child workflow (engine/children.py); `run_id` is chosen by the parent."""
+
+    seq: int
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    input: bytes
+    run_id: str
+    parent_close_policy: str = "TERMINATE"
+    options: dict[str, Any] = field(default_factory=dict)
+    memo: bytes = b""
+
+
+@dataclass(frozen=True)
+class SignalExternalWorkflow:
+    seq: int
+    workflow_id: str
+    signal_name: str
+    input: bytes
+    run_id: str = ""
+    child_workflow_only: bool = False
+
+
+@dataclass(frozen=True)
+class RequestCancelExternalWorkflow:
+    seq: int
+    workflow_id: str
+    run_id: str = ""
+    child_workflow_only: bool = False
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -102,6 +135,9 @@ Command = (
     | SetPatchMarker
     | RecordLocalActivityMarker
     | RecordSignalDropped
+    | StartChildWorkflow
+    | SignalExternalWorkflow
+    | RequestCancelExternalWorkflow
 )
 
 #: Commands that are notes about the activation rather than history events.
@@ -153,6 +189,34 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
             else:
                 attrs["failure"] = failure
             return ev.MarkerRecorded, attrs
+        case StartChildWorkflow():
+            return ev.StartChildWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "workflow_type": command.workflow_type,
+                "task_queue": command.task_queue,
+                "input": command.input,
+                "run_id": command.run_id,
+                "parent_close_policy": command.parent_close_policy,
+                "options": command.options,
+                "memo": command.memo,
+            }
+        case SignalExternalWorkflow():
+            return ev.SignalExternalWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "signal_name": command.signal_name,
+                "input": command.input,
+                "run_id": command.run_id,
+                "child_workflow_only": int(command.child_workflow_only),
+            }
+        case RequestCancelExternalWorkflow():
+            return ev.RequestCancelExternalWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "run_id": command.run_id,
+                "child_workflow_only": int(command.child_workflow_only),
+            }
         case RecordSignalDropped():
             raise TypeError("a dropped signal is noted on the boundary, not an event")
     raise TypeError(f"unknown command {command!r}")
@@ -188,6 +252,16 @@ def matches(command: Command, event: ev.Event) -> bool:
                 and event.activity_id == seq
                 and event.activity_type == t
             )
+        case StartChildWorkflow(seq=seq, workflow_type=t), ev.StartChildWorkflowExecutionInitiated():
+            return event.seq == seq and event.workflow_type == t
+        case SignalExternalWorkflow(seq=seq, signal_name=name), (
+            ev.SignalExternalWorkflowExecutionInitiated()
+        ):
+            return event.seq == seq and event.signal_name == name
+        case RequestCancelExternalWorkflow(seq=seq), (
+            ev.RequestCancelExternalWorkflowExecutionInitiated()
+        ):
+            return event.seq == seq
     return False
 
 
@@ -216,5 +290,11 @@ def describe(command: Command) -> str:
             return f"SetPatchMarker(patch_id={patch_id!r}, deprecated={deprecated})"
         case RecordLocalActivityMarker(seq=seq, activity_type=t):
             return f"RecordLocalActivityMarker(activity_id={seq}, activity_type={t!r})"
+        case StartChildWorkflow(seq=seq, workflow_type=t, workflow_id=wid):
+            return f"StartChildWorkflow(seq={seq}, workflow_type={t!r}, workflow_id={wid!r})"
+        case SignalExternalWorkflow(seq=seq, signal_name=name, workflow_id=wid):
+            return f"SignalExternalWorkflow(seq={seq}, signal_name={name!r}, workflow_id={wid!r})"
+        case RequestCancelExternalWorkflow(seq=seq, workflow_id=wid):
+            return f"RequestCancelExternalWorkflow(seq={seq}, workflow_id={wid!r})"
         case _:
             return type(command).__name__

@@ -66,6 +66,11 @@ SHARD_KEYS: dict[str, str] = {
     #: reply finds its id and is answered as the first time, not applied again.
     #: Ids older than REQUEST_ID_WINDOW_MS (engine/limits.py) are trimmed.
     "requests": "requests",
+    #: Stream of hand-offs to other shards (docs/design-notes.md "Cross-shard
+    #: hand-off"): a transition that must change another shard (start a child, report
+    #: its close to the parent, signal or cancel another workflow) adds an entry here in
+    #: the same atomic call; workers apply each one in the target shard, then XACK.
+    "outbox": "outbox",
 }
 
 
@@ -146,6 +151,9 @@ class Keys:
 
     def requests(self, shard: int) -> str:
         return self._in_shard(shard, "requests")
+
+    def outbox(self, shard: int) -> str:
+        return self._in_shard(shard, "outbox")
 
     # --- per namespace (single-key operations only) -------------------------------
     def workers(self, task_queue: str) -> str:

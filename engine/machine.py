@@ -23,6 +23,7 @@ from typing import Any, NoReturn, Protocol
 from engine import commands as cmd
 from engine import events as ev
 from engine.activities import ActivityMixin, PendingActivity, is_cancellation
+from engine.children import ChildMixin, _ChildState
 from engine.codec import PayloadCodec
 from engine.errors import (
     CodecKeyError,
@@ -73,6 +74,17 @@ class WorkflowInfo:
     task_timeout: timedelta | None = None
     #: The memo payload as started (b"" none): sdk.workflow.memo() decodes it.
     raw_memo: bytes = b""
+    #: A child workflow's parent (temporalio's `ParentInfo`), None for a top-level run.
+    parent: ParentInfo | None = None
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """The parent of a child workflow, in `workflow.info().parent` (temporalio's name)."""
+
+    workflow_id: str
+    run_id: str
+    namespace: str = "default"
 
 
 class SignalInputError(Exception):
@@ -107,7 +119,7 @@ def current_machine() -> WorkflowMachine:
 
 
 @dataclass
-class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
+class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, ChildMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -126,6 +138,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
         self._activity_seq = 0
         self._timer_seq = 0
         self._activities: dict[int, PendingActivity] = {}
+        self._child_state = _ChildState()
         self._local_seq = 0
         self._local_pending = {}
         self._local_markers = {}
@@ -336,6 +349,8 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin):
                 self._on_cancel_requested()
             case ev.WorkflowExecutionTerminated() | ev.WorkflowExecutionTimedOut():
                 self.closed = True
+            case _:
+                self._apply_child_event(event)
 
     def _on_started(self, event: ev.WorkflowExecutionStarted) -> None:
         self.info = started_info(self.info, event)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from engine import events as ev
 
 if TYPE_CHECKING:
-    from engine.machine import WorkflowInfo
+    from engine.machine import ParentInfo, WorkflowInfo
 
 
 def _duration(ms: int) -> timedelta | None:
@@ -31,4 +31,13 @@ def started_info(info: WorkflowInfo, event: ev.WorkflowExecutionStarted) -> Work
         run_timeout=_duration(event.run_timeout_ms),
         task_timeout=_duration(event.task_timeout_ms),
         raw_memo=event.memo,
+        parent=_parent(event),
     )
+
+
+def _parent(event: ev.WorkflowExecutionStarted) -> ParentInfo | None:
+    from engine.machine import ParentInfo
+
+    if not event.parent_workflow_id:
+        return None
+    return ParentInfo(workflow_id=event.parent_workflow_id, run_id=event.parent_run_id)

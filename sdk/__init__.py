@@ -4,6 +4,7 @@ from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationErro
 """
 
 from engine.activities import ActivityCancellationType
+from engine.children import ParentClosePolicy
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.codec_chain import AesGcmCodec, CompressionCodec
 from engine.durability import Durability
@@ -14,6 +15,7 @@ from engine.errors import (
     ApplicationError,
     AsyncActivityCancelledError,
     CancelledError,
+    ChildWorkflowError,
     DurabilityError,
     FailureError,
     InvalidArgumentError,
@@ -36,6 +38,7 @@ from engine.reconnect import RetryConfig
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
 from sdk import activity, workflow
+from sdk._child_workflows import ChildWorkflowHandle, ExternalWorkflowHandle
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
 from sdk._retry import RetryPolicy
@@ -57,15 +60,19 @@ __all__ = [
     "AsyncActivityCancelledError",
     "AsyncActivityHandle",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "CompressionCodec",
     "Durability",
     "DurabilityError",
+    "ExternalWorkflowHandle",
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
     "MsgpackCodec",
     "NondeterminismError",
+    "ParentClosePolicy",
     "PayloadCodec",
     "PayloadError",
     "PendingActivity",

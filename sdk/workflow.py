@@ -13,9 +13,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, overload
 
 from engine.activities import ActivityCancellationType
+from engine.children import ParentClosePolicy
 from engine.errors import ContinueAsNewError, InvalidArgumentError
-from engine.machine import WorkflowInfo, current_machine
+from engine.errors import ChildWorkflowError
+from engine.machine import ParentInfo, WorkflowInfo, current_machine
 from engine.validate import check_patch_id, check_task_queue
+from sdk._child_workflows import (
+    ChildWorkflowHandle,
+    ExternalWorkflowHandle,
+    execute_child_workflow,
+    get_external_workflow_handle,
+    start_child_workflow,
+)
 from sdk._definitions import (
     activity_type_name,
     decorate,
@@ -32,14 +41,21 @@ from sdk.converter import value_to_type
 
 __all__ = [
     "ActivityCancellationType",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "ParentClosePolicy",
+    "ParentInfo",
     "WorkflowInfo",
     "continue_as_new",
     "defn",
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_external_workflow_handle",
     "info",
     "is_replaying",
     "logger",
@@ -54,6 +70,7 @@ __all__ = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_child_workflow",
     "start_local_activity",
     "start_local_activity_method",
     "uuid4",

@@ -144,9 +144,17 @@ local function set_status(c, old, new, start)
   redis.call('HSET', c.wf, 'status', new)
 end
 
+-- Hooks later files of the library add to (engine/lua/85_handoff.lua): each
+-- close_hooks[i](c, status, ts) runs first thing when a run closes, each
+-- new_run_hooks[i](c, opts, fields) when a run starts (fields: its started event's),
+-- and command_appliers[kind](c, f, ts) applies a completion's command of that kind
+-- after its event is appended (f: the event's fields by name).
+local close_hooks, new_run_hooks, command_appliers = {}, {}, {}
+
 -- Close the run: status, close time, and no more work for it. Pending activity tasks
 -- and timers are discarded when they come up (they check run id and status).
 local function close_run(c, status, ts)
+  for i = 1, #close_hooks do close_hooks[i](c, status, ts) end
   local info = redis.call('HMGET', c.wf, 'status', 'start_time')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
@@ -217,6 +225,7 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
     redis.call('ZADD', c.timers, ts + run_ms, timer_member('X', run_id, 'run', 0, c.id))
   end
   if task_ms > 0 then keep('task_timeout_ms', task_ms) end
+  for i = 1, #new_run_hooks do new_run_hooks[i](c, opts, fields) end
   append(c, 'WorkflowExecutionStarted', ts, fields)
   schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
 end

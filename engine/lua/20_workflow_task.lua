@@ -167,6 +167,9 @@ local function apply_command(c, kind, fields, ts)
       continued_run = info[3], first_run = info[4] or info[3], memo = info[5],
       exec_ms = info[6], run_ms = info[7], task_ms = info[8], exec_deadline = info[9]})
     return 'closed'
+  elseif command_appliers[kind] then
+    append(c, kind, ts, fields)
+    command_appliers[kind](c, f, ts)
   else
     error('unknown command ' .. tostring(kind))
   end

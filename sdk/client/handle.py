@@ -256,6 +256,8 @@ class WorkflowHandle:
             execution_timeout=_duration(state.get("execution_timeout_ms")),
             run_timeout=_duration(state.get("run_timeout_ms")),
             task_timeout=_duration(state.get("task_timeout_ms")),
+            parent_id=text(state.get("parent_id")) or None,
+            parent_run_id=text(state.get("parent_run_id")) or None,
         )
 
 

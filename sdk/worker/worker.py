@@ -35,6 +35,7 @@ from sdk._definitions import (
 from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
 from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.handoff import Handoffs
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
 from sdk.worker.queries import QueryAnswerer
@@ -180,6 +181,11 @@ class Worker:
                 "sticky": self._plumbing.sticky,
             },
         )
+        #: Applies the shards' cross-shard hand-offs (child workflows, external signals).
+        self.handoffs = Handoffs(
+            self.store, self.identity, liveness_ms=self.liveness_ms,
+            max_deliveries=max_deliveries, stopping=lambda: self._plumbing.stopping,
+        )
         self._stop_requested = anyio.Event()
         #: Pollers still reading (each counts itself out as it ends): a stop lets their
         #: reads end by themselves (they block <= READ_BLOCK_MS) rather than cancel them.
@@ -238,6 +244,7 @@ class Worker:
                 tg.start_soon(self.liveness.presence.hold)
                 tg.start_soon(self._guard, self.liveness.death_watch_loop)
                 tg.start_soon(self._guard, self._timer_loop)
+                tg.start_soon(self._guard, self.handoffs.run)
                 if self._workflows:
                     self._start_poller(tg, self._workflow_tasks.poll)
                     self._start_poller(tg, self._query_loop)

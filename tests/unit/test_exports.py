@@ -21,15 +21,19 @@ SDK_ALL = [
     "AsyncActivityCancelledError",
     "AsyncActivityHandle",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "CompressionCodec",
     "Durability",
     "DurabilityError",
+    "ExternalWorkflowHandle",
     "FailureError",
     "HistoryEvent",
     "InvalidArgumentError",
     "MsgpackCodec",
     "NondeterminismError",
+    "ParentClosePolicy",
     "PayloadCodec",
     "PayloadError",
     "PendingActivity",
@@ -64,14 +68,21 @@ SDK_ALL = [
 
 WORKFLOW_ALL = [
     "ActivityCancellationType",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "ParentClosePolicy",
+    "ParentInfo",
     "WorkflowInfo",
     "continue_as_new",
     "defn",
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_external_workflow_handle",
     "info",
     "is_replaying",
     "logger",
@@ -86,6 +97,7 @@ WORKFLOW_ALL = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_child_workflow",
     "start_local_activity",
     "start_local_activity_method",
     "uuid4",
@@ -165,7 +177,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 23
+    assert len(errors) == 24
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.
