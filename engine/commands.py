@@ -252,7 +252,9 @@ def matches(command: Command, event: ev.Event) -> bool:
                 and event.activity_id == seq
                 and event.activity_type == t
             )
-        case StartChildWorkflow(seq=seq, workflow_type=t), ev.StartChildWorkflowExecutionInitiated():
+        case StartChildWorkflow(seq=seq, workflow_type=t), (
+            ev.StartChildWorkflowExecutionInitiated()
+        ):
             return event.seq == seq and event.workflow_type == t
         case SignalExternalWorkflow(seq=seq, signal_name=name), (
             ev.SignalExternalWorkflowExecutionInitiated()

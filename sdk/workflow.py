@@ -14,8 +14,7 @@ from typing import Any, NoReturn, TypeVar, overload
 
 from engine.activities import ActivityCancellationType
 from engine.children import ParentClosePolicy
-from engine.errors import ContinueAsNewError, InvalidArgumentError
-from engine.errors import ChildWorkflowError
+from engine.errors import ChildWorkflowError, ContinueAsNewError, InvalidArgumentError
 from engine.machine import ParentInfo, WorkflowInfo, current_machine
 from engine.validate import check_patch_id, check_task_queue
 from sdk._child_workflows import (

@@ -90,6 +90,9 @@ def describe(
         fields.append([Text("Signals dropped", style="bold"), doc["last_signal_dropped"]])
     if doc["memo"]:
         fields.append([Text("Memo", style="bold"), to_json(doc["memo"], indent=None)])
+    if doc["parent_id"]:
+        fields.append([Text("Parent", style="bold"),
+                       f"{doc['parent_id']} (run {doc['parent_run_id']})"])
     for label, key in (("Execution timeout", "execution_timeout"),
                        ("Run timeout", "run_timeout"), ("Task timeout", "task_timeout")):
         if doc[key] is not None:

@@ -119,7 +119,8 @@ class WaitingParent:
         return await workflow.execute_child_workflow(Child.run, 1, True, id=child_id)
 
 
-WORKFLOWS = [WaitingParent, Child, Parent, CatchingParent, SignallingParent, CancellingParent, LeavingParent]
+WORKFLOWS = [WaitingParent, Child, Parent, CatchingParent, SignallingParent, CancellingParent,
+             LeavingParent]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
@@ -290,7 +291,7 @@ async def test_a_dead_workers_hand_off_is_applied_exactly_once(
     await ensure_outbox_groups(client.store)
     read = await client.store.read_group("dead-worker", outbox_streams(client.keys), 10, 0)
     assert [f[b"kind"] for _, _, f in read] == [b"start_child"]
-    stream, sid, fields = read[0]
+    stream, _sid, fields = read[0]
     await client.store.call(apply_call(client.keys, fields))  # applied, never acknowledged
     assert await _types(client, child_id) == ["WorkflowExecutionStarted"]
     async with worker(client, liveness_timeout=0.3):
