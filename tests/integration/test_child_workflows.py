@@ -5,6 +5,7 @@ the parent link in describe, and a hand-off entry left by a dead worker applied 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -30,6 +31,7 @@ from sdk import (
 )
 from sdk.testing import running_worker
 from sdk.worker.handoff import Handoffs
+from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -119,8 +121,21 @@ class WaitingParent:
         return await workflow.execute_child_workflow(Child.run, 1, True, id=child_id)
 
 
-WORKFLOWS = [WaitingParent, Child, Parent, CatchingParent, SignallingParent, CancellingParent,
-             LeavingParent]
+@workflow.defn
+class FanOut:
+    """Runs `n` children at once (ids from its own id) and sums their doubles."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        me = workflow.info().workflow_id
+        results = await asyncio.gather(*(
+            workflow.execute_child_workflow(Child.run, i, False, id=f"{me}-kid-{i}")
+            for i in range(n)))
+        return sum(r["double"] for r in results)
+
+
+WORKFLOWS = [FanOut, WaitingParent, Child, Parent, CatchingParent, SignallingParent,
+             CancellingParent, LeavingParent]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
@@ -327,3 +342,48 @@ async def test_timed_out_child(client: Client) -> None:
         with anyio.fail_after(15):
             assert await handle.result() == "WorkflowTimeoutError"
     assert "ChildWorkflowExecutionTimedOut" in await _types(client, "p-10")
+
+
+async def test_children_survive_a_worker_killed_mid_flight(
+    real_client: Client, redis_url: str
+) -> None:
+    """kill -9 of the only worker while parents start children and children report
+    back (outbox entries written, read, half applied): a new worker finishes every
+    parent with the right sum, and each child was started and recorded exactly once."""
+    client = real_client
+    prefix = client.keys.prefix
+    parents = [f"fan-{n}" for n in range(8)]
+    first = WorkerProcess(redis_url, prefix, "q", "tests.integration.test_child_workflows",
+                          liveness=1.0).start()
+    try:
+        await anyio.to_thread.run_sync(first.wait_ready)
+        handles = [await client.start_workflow(FanOut.run, 3, id=p, task_queue="q")
+                   for p in parents]
+
+        async def some_children_started() -> bool:
+            for parent in parents:
+                if "ChildWorkflowExecutionStarted" in await _types(client, parent):
+                    return True
+            return False
+
+        await eventually(some_children_started)
+        first.kill()
+    finally:
+        first.kill()
+    second = WorkerProcess(redis_url, prefix, "q", "tests.integration.test_child_workflows",
+                           liveness=1.0).start()
+    try:
+        await anyio.to_thread.run_sync(second.wait_ready)
+        with anyio.fail_after(60):
+            for handle in handles:
+                assert await handle.result() == 6  # 0 + 2 + 4
+    finally:
+        second.kill()
+    for parent in parents:
+        types = await _types(client, parent)
+        assert types.count("StartChildWorkflowExecutionInitiated") == 3
+        assert types.count("ChildWorkflowExecutionStarted") == 3
+        assert types.count("ChildWorkflowExecutionCompleted") == 3
+        for i in range(3):
+            assert (await _types(client, f"{parent}-kid-{i}")).count(
+                "WorkflowExecutionStarted") == 1
