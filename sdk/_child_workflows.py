@@ -131,7 +131,8 @@ def _options(
 
 async def start_child_workflow(
     workflow: Any,
-    *args: Any,
+    *positional: Any,
+    args: Sequence[Any] | None = None,
     id: str | None = None,
     task_queue: str | None = None,
     execution_timeout: timedelta | float | None = None,
@@ -145,9 +146,12 @@ async def start_child_workflow(
 ) -> ChildWorkflowHandle:
     """Start a child workflow (its run method, class or type name) and return its
     handle once it has started. `id` defaults to a deterministic uuid, `task_queue` to
-    this workflow's. An id a running workflow holds (or that `id_reuse_policy`
+    this workflow's. The arguments go after the workflow, or as `args=[...]`
+    (temporalio's form). An id a running workflow holds (or that `id_reuse_policy`
     refuses) raises `WorkflowAlreadyStartedError`."""
     machine = current_machine()
+    if args is not None and positional:
+        raise InvalidArgumentError("give the child's arguments positionally or as args=")
     if retry_policy is not None:
         raise InvalidArgumentError(
             "retry_policy is not supported for child workflows yet: retry inside the "
@@ -170,7 +174,7 @@ async def start_child_workflow(
     child = machine.start_child(
         type_name,
         child_id,
-        machine.codec.encode(hints.encode_args(list(args))),
+        machine.codec.encode(hints.encode_args(list(args or positional))),
         queue,
         parent_close_policy,
         options,

@@ -212,3 +212,49 @@ def test_child_error_round_trips_on_the_wire() -> None:
     assert isinstance(back, ChildWorkflowError)
     assert (back.workflow_id, back.run_id, back.workflow_type) == ("k", "r", "Kid")
     assert isinstance(back.cause, CancelledError)
+
+
+@workflow.defn
+class ArgsForm:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.start_child_workflow("Kid", args=[7], id="kid-3", task_queue="other")
+
+
+@workflow.defn
+class BadChildOptions:
+    @workflow.run
+    async def run(self, which: str) -> None:
+        if which == "both":
+            await workflow.start_child_workflow("Kid", 1, args=[1])
+        elif which == "retry":
+            await workflow.start_child_workflow("Kid", retry_policy=workflow_retry())
+        else:
+            await workflow.start_child_workflow("Kid", id="a{b}")
+
+
+def workflow_retry() -> Any:
+    from sdk import RetryPolicy
+
+    return RetryPolicy()
+
+
+def test_args_form_and_task_queue() -> None:
+    sim = Sim(ArgsForm)
+    start = sim.activate()[0]
+    assert isinstance(start, cmd.StartChildWorkflow)
+    assert codec.decode(start.input) == [7]
+    assert (start.task_queue, start.parent_close_policy) == ("other", "TERMINATE")
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [("both", "positionally or as args="), ("retry", "retry_policy"), ("id", "workflow id")],
+)
+def test_bad_child_options_fail_at_the_call(which: str, message: str) -> None:
+    from engine.machine import ActivationFailed
+
+    sim = Sim(BadChildOptions, which)
+    with pytest.raises(ActivationFailed) as info:
+        sim.activate()
+    assert message in str(info.value.__cause__)
