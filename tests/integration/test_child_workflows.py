@@ -134,8 +134,28 @@ class FanOut:
         return sum(r["double"] for r in results)
 
 
-WORKFLOWS = [FanOut, WaitingParent, Child, Parent, CatchingParent, SignallingParent,
-             CancellingParent, LeavingParent]
+@workflow.defn
+class ChainChild:
+    """Continues as new `left` times, then says who its parent is."""
+
+    @workflow.run
+    async def run(self, left: int) -> str:
+        if left > 0:
+            workflow.continue_as_new(left - 1)
+        parent = workflow.info().parent
+        return f"done:{None if parent is None else parent.workflow_id}"
+
+
+@workflow.defn
+class ChainParent:
+    @workflow.run
+    async def run(self) -> str:
+        result: str = await workflow.execute_child_workflow(ChainChild.run, 2, id="chain-kid")
+        return result
+
+
+WORKFLOWS = [ChainChild, ChainParent, FanOut, WaitingParent, Child, Parent, CatchingParent,
+             SignallingParent, CancellingParent, LeavingParent]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
@@ -325,6 +345,18 @@ async def test_a_dead_workers_hand_off_is_applied_exactly_once(
     assert await client.redis.xlen(stream) == 0
 
 
+async def test_a_child_that_continues_as_new_reports_once_at_its_end(client: Client) -> None:
+    async with worker(client):
+        handle = await client.start_workflow(ChainParent.run, id="p-11", task_queue="q")
+        with anyio.fail_after(15):
+            assert await handle.result() == "done:p-11"
+    types = await _types(client, "p-11")
+    assert types.count("ChildWorkflowExecutionStarted") == 1
+    assert types.count("ChildWorkflowExecutionCompleted") == 1
+    child = await client.get_workflow_handle("chain-kid").describe()
+    assert child.parent_id == "p-11" and child.continued_run_id is not None
+
+
 async def test_timed_out_child(client: Client) -> None:
     @workflow.defn(name="TimeoutParent")
     class TimeoutParent:
@@ -387,3 +419,23 @@ async def test_children_survive_a_worker_killed_mid_flight(
         for i in range(3):
             assert (await _types(client, f"{parent}-kid-{i}")).count(
                 "WorkflowExecutionStarted") == 1
+
+
+async def test_terminating_the_parent_terminates_its_child(client: Client) -> None:
+    child_id = other_shard_id(client, "p-12", "ct")
+    async with worker(client):
+        await client.start_workflow(WaitingParent.run, child_id, id="p-12", task_queue="q")
+
+        async def child_started() -> bool:
+            return "ChildWorkflowExecutionStarted" in await _types(client, "p-12")
+
+        await eventually(child_started)
+        await client.get_workflow_handle("p-12").terminate(reason="ops")
+        child = client.get_workflow_handle(child_id)
+
+        async def child_terminated() -> bool:
+            return (await child.describe()).status == WorkflowExecutionStatus.TERMINATED
+
+        await eventually(child_terminated)
+    events = [e async for e in client.get_workflow_handle(child_id).fetch_history()]
+    assert "parent_close_policy TERMINATE" in events[-1].attributes["reason"]
