@@ -32,6 +32,8 @@ from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT
 from sdk.worker.task_entry import Fields
 
 log = structlog.get_logger("redurable.worker")
+#: What rd_handoff answers for an entry it can never apply (engine/lua/85_handoff.lua).
+MALFORMED = "malformed hand-off entry"
 
 
 class Handoffs:
@@ -93,6 +95,12 @@ class Handoffs:
         try:
             reply = unwrap(await self.store.call(apply_call(self.keys, fields)))
         except (MalformedEntryError, ResponseError) as exc:
+            if isinstance(exc, ResponseError) and MALFORMED not in str(exc):
+                # Not the entry's fault (a server without this library version, during
+                # a deploy): left pending, claimed again, dead-lettered by rd_claim
+                # after max_deliveries.
+                log.warning("handoff_apply_failed", entry=sid, error=str(exc))
+                return 0
             # Refused by the library (or no target): no retry can help.
             log.error("handoff_dead_lettered", entry=sid, error=str(exc))
             await self.store.call(self.store.dead_letter_call(

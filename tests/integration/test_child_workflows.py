@@ -439,3 +439,17 @@ async def test_terminating_the_parent_terminates_its_child(client: Client) -> No
         await eventually(child_terminated)
     events = [e async for e in client.get_workflow_handle(child_id).fetch_history()]
     assert "parent_close_policy TERMINATE" in events[-1].attributes["reason"]
+
+
+async def test_a_malformed_hand_off_entry_is_dead_lettered(client: Client) -> None:
+    await ensure_outbox_groups(client.store)
+    outbox = client.keys.outbox(1)
+    await client.redis.xadd(outbox, {"kind": "nonsense", "target": "x", "request_id": "r"})
+    await client.redis.xadd(outbox, {"kind": "signal"})  # no target
+    handoffs = Handoffs(client.store, "w", liveness_ms=10**6, max_deliveries=5,
+                        stopping=lambda: False)
+    assert await handoffs.poll_once(block_ms=0) == 0
+    letters = await client.redis.xrange(client.keys.dead_letters(1))
+    assert len(letters) == 2
+    assert all(b"hand-off" in fields[b"reason"] for _, fields in letters)
+    assert await client.redis.xlen(outbox) == 0
