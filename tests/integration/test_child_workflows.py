@@ -22,6 +22,7 @@ from sdk import (
     ChildWorkflowError,
     Client,
     ParentClosePolicy,
+    Replayer,
     TerminatedError,
     Worker,
     WorkflowAlreadyStartedError,
@@ -200,6 +201,10 @@ async def test_child_in_another_shard_returns_its_result(client: Client) -> None
     assert child.parent_id == "p-1"
     assert child.parent_run_id == handle.run_id
     assert child.status == WorkflowExecutionStatus.COMPLETED
+    # Both histories replay (the Replayer reads the public form of every new event).
+    await Replayer(workflows=[Parent]).replay_workflow(handle.fetch_history())
+    await Replayer(workflows=[Child]).replay_workflow(
+        client.get_workflow_handle(child_id).fetch_history())
 
 
 async def test_child_failure_is_a_child_workflow_error_with_its_cause(client: Client) -> None:
@@ -449,7 +454,7 @@ async def test_a_malformed_hand_off_entry_is_dead_lettered(client: Client) -> No
     handoffs = Handoffs(client.store, "w", liveness_ms=10**6, max_deliveries=5,
                         stopping=lambda: False)
     assert await handoffs.poll_once(block_ms=0) == 0
-    letters = await client.redis.xrange(client.keys.dead_letters(1))
+    letters: Any = await client.redis.xrange(client.keys.dead_letters(1))
     assert len(letters) == 2
     assert all(b"hand-off" in fields[b"reason"] for _, fields in letters)
     assert await client.redis.xlen(outbox) == 0

@@ -16,6 +16,7 @@ from sdk import (
     ApplicationError,
     CancelledError,
     Client,
+    Replayer,
     Worker,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -104,6 +105,8 @@ async def test_signal_a_workflow_in_another_shard(client: Client) -> None:
     initiated = next(e for e in events if e.type == "SignalExternalWorkflowExecutionInitiated")
     assert initiated.attributes["workflow_id"] == target
     assert initiated.attributes["signal_name"] == "hello"
+    await Replayer(workflows=[Sender]).replay_workflow(
+        client.get_workflow_handle("s-1").fetch_history())
 
 
 async def test_signal_to_a_missing_workflow_fails_the_await(client: Client) -> None:
