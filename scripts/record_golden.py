@@ -106,6 +106,11 @@ async def two_steps(client: Client) -> tuple[WorkflowHandle, type, str]:
     return handle, gw.TwoSteps, "replayed against changed code, it must raise NondeterminismError"
 
 
+async def family(client: Client) -> tuple[WorkflowHandle, type, str]:
+    handle = await client.start_workflow(gw.Family.run, id="family", task_queue=TASK_QUEUE)
+    return handle, gw.Family, "a child workflow's result, then an external signal that fails"
+
+
 def patched_order(version: type, description: str) -> Scenario:
     """One deploy of PatchedOrder (docs/versioning.md), run by a worker that has only
     this version, on a queue of its own: as a fleet on that code would run it."""
@@ -139,6 +144,7 @@ SCENARIOS: dict[str, Scenario] = {
     "party": party,
     "cancelled": cancelled,
     "nondeterministic": two_steps,
+    "family": family,
     "patch_before": patched_order(
         gw.PatchedOrderV1, "PatchedOrder before the patch: a push notification, no marker"
     ),
@@ -204,7 +210,8 @@ async def main(url: str | None, only: list[str], out: Path) -> None:
             async with running_worker(
                 client,
                 task_queue=TASK_QUEUE,
-                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps],
+                workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps,
+                           gw.Family, gw.GoldenKid],
                 activities=[*order.ACTIVITIES, *gw.ACTIVITIES],
             ):
                 for name, scenario in SCENARIOS.items():

@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sdk import ActivityError, activity, workflow
+from sdk import ActivityError, ApplicationError, activity, workflow
 
 T = timedelta(seconds=10)
 
@@ -131,6 +131,29 @@ class TwoSteps:
         await workflow.sleep(0.05)
         second: str = await workflow.execute_activity(step, "second", start_to_close_timeout=T)
         return first + " " + second
+
+
+@workflow.defn
+class GoldenKid:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return n * 2
+
+
+@workflow.defn
+class Family:
+    """A child workflow in another shard, then a signal to a workflow that does not
+    exist: the child's events and an external signal's failure in one history."""
+
+    @workflow.run
+    async def run(self) -> list[Any]:
+        doubled = await workflow.execute_child_workflow(GoldenKid.run, 21, id="golden-kid")
+        try:
+            await workflow.get_external_workflow_handle("nobody").signal("hello")
+            told = "told"
+        except ApplicationError as err:
+            told = str(err.type)
+        return [doubled, told]
 
 
 # --- versioning: one workflow type ("PatchedOrder") deployed four times ----------------
