@@ -458,3 +458,34 @@ async def test_a_malformed_hand_off_entry_is_dead_lettered(client: Client) -> No
     assert len(letters) == 2
     assert all(b"hand-off" in fields[b"reason"] for _, fields in letters)
     assert await client.redis.xlen(outbox) == 0
+
+
+@workflow.defn
+class SleepyChild:
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(timedelta(days=3))
+        return "rested"
+
+
+@workflow.defn
+class SleepyParent:
+    @workflow.run
+    async def run(self) -> str:
+        result: str = await workflow.execute_child_workflow(SleepyChild.run, id="sleepy-kid")
+        return result
+
+
+async def test_time_skipping_waits_for_hand_offs() -> None:
+    """The time-skipping environment counts a hand-off not yet applied as work in
+    flight (the outbox has a consumer group), so it skips the child's sleep, not the
+    hand-offs around it."""
+    from sdk.testing import WorkflowEnvironment
+
+    async with await WorkflowEnvironment.start_time_skipping() as env, Worker(
+        env.client, task_queue="q", workflows=[SleepyParent, SleepyChild], handle_signals=False
+    ):
+        with anyio.fail_after(30):
+            result = await env.client.execute_workflow(SleepyParent.run, id="sleepy",
+                                                       task_queue="q")
+    assert result == "rested"
