@@ -17,6 +17,7 @@ from engine.errors import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     PayloadError,
     from_failure,
 )
@@ -98,10 +99,13 @@ def failed_error(
 
 def is_cancellation(exc: BaseException) -> bool:
     """temporalio's `is_cancelled_exception`: a cancellation, or an activity error
-    caused by one (what an activity's await raises when the workflow is cancelled)."""
+    caused by one (what an activity's or a child's await raises when the workflow is
+    cancelled)."""
     if isinstance(exc, asyncio.CancelledError | CancelledError):
         return True
-    return isinstance(exc, ActivityError) and isinstance(exc.cause, CancelledError)
+    return isinstance(exc, ActivityError | ChildWorkflowError) and isinstance(
+        exc.cause, CancelledError
+    )
 
 
 def _resolve_cancelled(future: asyncio.Future[Any], error: ActivityError) -> None:

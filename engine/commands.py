@@ -130,6 +130,39 @@ class RejectUpdate:
     failure: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StartChildWorkflow:
+    """Start a child workflow (engine/children.py); `run_id` is chosen by the parent."""
+
+    seq: int
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    input: bytes
+    run_id: str
+    parent_close_policy: str = "TERMINATE"
+    options: dict[str, Any] = field(default_factory=dict)
+    memo: bytes = b""
+
+
+@dataclass(frozen=True)
+class SignalExternalWorkflow:
+    seq: int
+    workflow_id: str
+    signal_name: str
+    input: bytes
+    run_id: str = ""
+    child_workflow_only: bool = False
+
+
+@dataclass(frozen=True)
+class RequestCancelExternalWorkflow:
+    seq: int
+    workflow_id: str
+    run_id: str = ""
+    child_workflow_only: bool = False
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -146,6 +179,9 @@ Command = (
     | AcceptUpdate
     | CompleteUpdate
     | RejectUpdate
+    | StartChildWorkflow
+    | SignalExternalWorkflow
+    | RequestCancelExternalWorkflow
 )
 
 #: Commands that are notes about the activation rather than history events (a rejected
@@ -211,10 +247,38 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
                     "update_id": update_id, "result": result}
             return ev.WorkflowExecutionUpdateCompleted, {
                 "update_id": update_id, "failure": failure}
-        case RecordSignalDropped() | RejectUpdate():
-            raise TypeError("a note is written with the completion, not as an event")
         case UpsertSearchAttributes(search_attributes):
             return ev.UpsertWorkflowSearchAttributes, {"search_attributes": search_attributes}
+        case StartChildWorkflow():
+            return ev.StartChildWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "workflow_type": command.workflow_type,
+                "task_queue": command.task_queue,
+                "input": command.input,
+                "run_id": command.run_id,
+                "parent_close_policy": command.parent_close_policy,
+                "options": command.options,
+                "memo": command.memo,
+            }
+        case SignalExternalWorkflow():
+            return ev.SignalExternalWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "signal_name": command.signal_name,
+                "input": command.input,
+                "run_id": command.run_id,
+                "child_workflow_only": int(command.child_workflow_only),
+            }
+        case RequestCancelExternalWorkflow():
+            return ev.RequestCancelExternalWorkflowExecutionInitiated, {
+                "seq": command.seq,
+                "workflow_id": command.workflow_id,
+                "run_id": command.run_id,
+                "child_workflow_only": int(command.child_workflow_only),
+            }
+        case RecordSignalDropped() | RejectUpdate():
+            raise TypeError("a note is written with the completion, not as an event")
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -254,6 +318,18 @@ def matches(command: Command, event: ev.Event) -> bool:
                 and event.activity_id == seq
                 and event.activity_type == t
             )
+        case StartChildWorkflow(seq=seq, workflow_type=t), (
+            ev.StartChildWorkflowExecutionInitiated()
+        ):
+            return event.seq == seq and event.workflow_type == t
+        case SignalExternalWorkflow(seq=seq, signal_name=name), (
+            ev.SignalExternalWorkflowExecutionInitiated()
+        ):
+            return event.seq == seq and event.signal_name == name
+        case RequestCancelExternalWorkflow(seq=seq), (
+            ev.RequestCancelExternalWorkflowExecutionInitiated()
+        ):
+            return event.seq == seq
     return False
 
 
@@ -286,5 +362,11 @@ def describe(command: Command) -> str:
             return f"AcceptUpdate(update_id={uid!r}, name={name!r})"
         case CompleteUpdate(update_id=uid):
             return f"CompleteUpdate(update_id={uid!r})"
+        case StartChildWorkflow(seq=seq, workflow_type=t, workflow_id=wid):
+            return f"StartChildWorkflow(seq={seq}, workflow_type={t!r}, workflow_id={wid!r})"
+        case SignalExternalWorkflow(seq=seq, signal_name=name, workflow_id=wid):
+            return f"SignalExternalWorkflow(seq={seq}, signal_name={name!r}, workflow_id={wid!r})"
+        case RequestCancelExternalWorkflow(seq=seq, workflow_id=wid):
+            return f"RequestCancelExternalWorkflow(seq={seq}, workflow_id={wid!r})"
         case _:
             return type(command).__name__

@@ -107,6 +107,26 @@ class ActivityError(FailureError):
         self.attempt = attempt
 
 
+class ChildWorkflowError(FailureError):
+    """Raised in the parent's code when a child workflow did not complete (temporalio's
+    name): `cause` says why (`ApplicationError`, `CancelledError`, `TerminatedError`,
+    `WorkflowTimeoutError`, ...)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        workflow_id: str,
+        run_id: str,
+        workflow_type: str,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, cause=cause)
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.workflow_type = workflow_type
+
+
 # --- client-side and engine errors ----------------------------------------------------
 
 
@@ -163,7 +183,11 @@ class CodecKeyError(PayloadError):
     is retried (docs/security.md)."""
 
 
-class WorkflowAlreadyStartedError(RedurableError):
+class WorkflowAlreadyStartedError(FailureError):
+    """A start found the id taken (its reuse or conflict policy refused it). A
+    FailureError, as temporalio's is: a parent that does not catch it when it starts a
+    child with a taken id fails, rather than retry its workflow task for ever."""
+
     def __init__(self, workflow_id: str, run_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} is already running (run {run_id})")
         self.workflow_id = workflow_id
@@ -303,6 +327,11 @@ def to_failure(
         doc["activity_type"] = exc.activity_type
         doc["activity_id"] = exc.activity_id
         doc["attempt"] = exc.attempt
+    elif isinstance(exc, ChildWorkflowError):
+        doc["kind"] = "child_workflow"
+        doc["workflow_id"] = exc.workflow_id
+        doc["run_id"] = exc.run_id
+        doc["workflow_type"] = exc.workflow_type
     elif isinstance(exc, ActivityTimeoutError):
         doc["kind"] = "timeout"
         doc["timeout_type"] = exc.timeout_type
@@ -340,6 +369,13 @@ def from_failure(doc: dict[str, Any]) -> FailureError:
             activity_type=str(doc.get("activity_type", "")),
             activity_id=int(doc.get("activity_id", 0)),
             attempt=int(doc.get("attempt", 0)),
+        )
+    elif kind == "child_workflow":
+        exc = ChildWorkflowError(
+            message,
+            workflow_id=str(doc.get("workflow_id", "")),
+            run_id=str(doc.get("run_id", "")),
+            workflow_type=str(doc.get("workflow_type", "")),
         )
     elif kind == "timeout":
         exc = ActivityTimeoutError(message, timeout_type=str(doc.get("timeout_type", "")))

@@ -99,6 +99,9 @@ class WorkflowExecutionStarted(Event):
     #: first workflow task waited (a cron run waits for its cron time; 0 none).
     cron_schedule: str = ""
     first_workflow_task_backoff_ms: int = 0
+    #: A child workflow's parent (temporalio's `workflow.info().parent`), "" none.
+    parent_workflow_id: str = ""
+    parent_run_id: str = ""
 
     def attributes(self) -> dict[str, Any]:
         attrs = super().attributes()
@@ -332,6 +335,142 @@ class UpsertWorkflowSearchAttributes(Event):
 
     is_command: ClassVar[bool] = True
     search_attributes: dict[str, Any] = field(default_factory=dict)
+# --- child and external workflows (engine/children.py) --------------------------------
+# `seq` numbers a run's children (and, apart, its external signals and cancels) as
+# `activity_id` numbers its activities. The commands go to the other workflow's shard
+# through the outbox (docs/design-notes.md "Cross-shard hand-off"); the outcome comes
+# back the same way as an input event.
+
+
+@dataclass(frozen=True)
+class StartChildWorkflowExecutionInitiated(Event):
+    is_command: ClassVar[bool] = True
+    seq: int
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    input: bytes
+    #: The child's run id, chosen by the parent (deterministic on replay), which makes
+    #: the hand-off that starts it idempotent.
+    run_id: str
+    parent_close_policy: str = "TERMINATE"
+    #: id_reuse_policy, timeouts (ms): as a client's start takes them.
+    options: dict[str, Any] = field(default_factory=dict)
+    memo: bytes = b""
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionStarted(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class StartChildWorkflowExecutionFailed(Event):
+    seq: int
+    workflow_id: str
+    #: Why: "WORKFLOW_ALREADY_EXISTS" (Temporal's cause), with the run that holds the id.
+    cause: str
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionCompleted(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+    result: bytes
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionFailed(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+    failure: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionCanceled(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionTerminated(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+    failure: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChildWorkflowExecutionTimedOut(Event):
+    seq: int
+    workflow_id: str
+    run_id: str
+    failure: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignalExternalWorkflowExecutionInitiated(Event):
+    is_command: ClassVar[bool] = True
+    seq: int
+    workflow_id: str
+    signal_name: str
+    input: bytes
+    run_id: str = ""
+    #: 1 when sent through a child's handle: only that child may receive it.
+    child_workflow_only: int = 0
+
+
+@dataclass(frozen=True)
+class ExternalWorkflowExecutionSignaled(Event):
+    seq: int
+    workflow_id: str
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class SignalExternalWorkflowExecutionFailed(Event):
+    seq: int
+    workflow_id: str
+    #: "EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND" (Temporal's cause) or why else.
+    cause: str
+
+
+@dataclass(frozen=True)
+class RequestCancelExternalWorkflowExecutionInitiated(Event):
+    is_command: ClassVar[bool] = True
+    seq: int
+    workflow_id: str
+    run_id: str = ""
+    child_workflow_only: int = 0
+
+
+@dataclass(frozen=True)
+class ExternalWorkflowExecutionCancelRequested(Event):
+    seq: int
+    workflow_id: str
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class RequestCancelExternalWorkflowExecutionFailed(Event):
+    seq: int
+    workflow_id: str
+    cause: str
+
+
+CHILD_CLOSE_TYPES = (
+    ChildWorkflowExecutionCompleted,
+    ChildWorkflowExecutionFailed,
+    ChildWorkflowExecutionCanceled,
+    ChildWorkflowExecutionTerminated,
+    ChildWorkflowExecutionTimedOut,
+)
 
 
 # --- written by an operator or the engine, not by workflow code -----------------------
@@ -375,6 +514,16 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UpsertWorkflowSearchAttributes,
         WorkflowExecutionTerminated,
         WorkflowExecutionTimedOut,
+        StartChildWorkflowExecutionInitiated,
+        ChildWorkflowExecutionStarted,
+        StartChildWorkflowExecutionFailed,
+        *CHILD_CLOSE_TYPES,
+        SignalExternalWorkflowExecutionInitiated,
+        ExternalWorkflowExecutionSignaled,
+        SignalExternalWorkflowExecutionFailed,
+        RequestCancelExternalWorkflowExecutionInitiated,
+        ExternalWorkflowExecutionCancelRequested,
+        RequestCancelExternalWorkflowExecutionFailed,
     )
 }
 
@@ -395,6 +544,7 @@ START_OPTION_FIELDS = frozenset({
     "first_execution_run_id", "continued_run_id", "memo",
     "execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "header",
     "cron_schedule", "first_workflow_task_backoff_ms",
+    "parent_workflow_id", "parent_run_id",
 })
 
 # Field kinds, read once from the annotations.

@@ -100,6 +100,11 @@ SHARD_KEYS: dict[str, str] = {
     #: name one of these keys (run ids are hex, without ':').
     "closed_run": "run:{run_id}",
     "closed_run_history": "run:{run_id}" + HISTORY_SUFFIX,
+    #: Stream of hand-offs to other shards (docs/design-notes.md "Cross-shard
+    #: hand-off"): a transition that must change another shard (start a child, report
+    #: its close to the parent, signal or cancel another workflow) adds an entry here in
+    #: the same atomic call; workers apply each one in the target shard, then XACK.
+    "outbox": "outbox",
 }
 
 
@@ -214,6 +219,8 @@ class Keys:
 
     def schedules(self, shard: int) -> str:
         return self._in_shard(shard, "schedules")
+    def outbox(self, shard: int) -> str:
+        return self._in_shard(shard, "outbox")
 
     # --- per namespace (single-key operations only) -------------------------------
     def workers(self, task_queue: str) -> str:

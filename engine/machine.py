@@ -23,6 +23,7 @@ from typing import Any, NoReturn, Protocol
 from engine import commands as cmd
 from engine import events as ev
 from engine.activities import ActivityMixin, PendingActivity, is_cancellation
+from engine.children import ChildMixin, _ChildState
 from engine.codec import PayloadCodec
 from engine.errors import (
     CodecKeyError,
@@ -89,6 +90,17 @@ class WorkflowInfo:
         return plain(self.typed_search_attributes)
     #: The cron schedule of a cron workflow's runs (None: not a cron workflow).
     cron_schedule: str | None = None
+    #: A child workflow's parent (temporalio's `ParentInfo`), None for a top-level run.
+    parent: ParentInfo | None = None
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """The parent of a child workflow, in `workflow.info().parent` (temporalio's name)."""
+
+    workflow_id: str
+    run_id: str
+    namespace: str = "default"
 
 
 class SignalInputError(Exception):
@@ -124,7 +136,7 @@ def current_machine() -> WorkflowMachine:
 
 @dataclass
 class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin,
-                      SearchAttributesMixin):
+                      SearchAttributesMixin, ChildMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -143,6 +155,7 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
         self._activity_seq = 0
         self._timer_seq = 0
         self._activities: dict[int, PendingActivity] = {}
+        self._child_state = _ChildState()
         self._local_seq = 0
         self._local_pending = {}
         self._local_markers = {}
@@ -363,6 +376,8 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
                 self._on_cancel_requested()
             case ev.WorkflowExecutionTerminated() | ev.WorkflowExecutionTimedOut():
                 self.closed = True
+            case _:
+                self._apply_child_event(event)
 
     def _on_started(self, event: ev.WorkflowExecutionStarted) -> None:
         self.info = started_info(self.info, event)

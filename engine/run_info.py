@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from engine import events as ev
 
 if TYPE_CHECKING:
-    from engine.machine import WorkflowInfo
+    from engine.machine import ParentInfo, WorkflowInfo
 
 
 def _duration(ms: int) -> timedelta | None:
@@ -33,4 +33,13 @@ def started_info(info: WorkflowInfo, event: ev.WorkflowExecutionStarted) -> Work
         raw_memo=event.memo,
         raw_search_attributes=dict(event.search_attributes),
         cron_schedule=event.cron_schedule or None,
+        parent=_parent(event),
     )
+
+
+def _parent(event: ev.WorkflowExecutionStarted) -> ParentInfo | None:
+    from engine.machine import ParentInfo
+
+    if not event.parent_workflow_id:
+        return None
+    return ParentInfo(workflow_id=event.parent_workflow_id, run_id=event.parent_run_id)

@@ -127,6 +127,11 @@ async def updates(client: Client) -> tuple[WorkflowHandle, type, str]:
                                 "(no event), one failed, one over an activity")
 
 
+async def family(client: Client) -> tuple[WorkflowHandle, type, str]:
+    handle = await client.start_workflow(gw.Family.run, id="family", task_queue=TASK_QUEUE)
+    return handle, gw.Family, "a child workflow's result, then an external signal that fails"
+
+
 def patched_order(version: type, description: str) -> Scenario:
     """One deploy of PatchedOrder (docs/versioning.md), run by a worker that has only
     this version, on a queue of its own: as a fleet on that code would run it."""
@@ -167,6 +172,7 @@ SCENARIOS: dict[str, Scenario] = {
     "cancelled": cancelled,
     "nondeterministic": two_steps,
     "updates": updates,
+    "family": family,
     "patch_before": patched_order(
         gw.PatchedOrderV1, "PatchedOrder before the patch: a push notification, no marker"
     ),
@@ -234,7 +240,7 @@ async def main(url: str | None, only: list[str], out: Path) -> None:
                 client,
                 task_queue=TASK_QUEUE,
                 workflows=[order.Order, gw.Party, gw.CancelWithCleanup, gw.TwoSteps, gw.Tipping,
-                           gw.Tagged],
+                           gw.Tagged, gw.Family, gw.GoldenKid],
                 activities=[*order.ACTIVITIES, *gw.ACTIVITIES],
             ):
                 for name, scenario in SCENARIOS.items():

@@ -4,6 +4,7 @@ from sdk import workflow, activity, Client, Worker, RetryPolicy, ApplicationErro
 """
 
 from engine.activities import ActivityCancellationType
+from engine.children import ParentClosePolicy
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.codec_chain import AesGcmCodec, CompressionCodec
 from engine.durability import Durability
@@ -14,6 +15,7 @@ from engine.errors import (
     ApplicationError,
     AsyncActivityCancelledError,
     CancelledError,
+    ChildWorkflowError,
     DurabilityError,
     FailureError,
     InvalidArgumentError,
@@ -62,6 +64,7 @@ from engine.status import WorkflowExecutionStatus
 from engine.updates import WorkflowUpdateStage
 from engine.visibility_query import InvalidQueryError
 from sdk import activity, workflow
+from sdk._child_workflows import ChildWorkflowHandle, ExternalWorkflowHandle
 from sdk._log import configure_logging
 from sdk._replayer import Replayer
 from sdk._retry import RetryPolicy
@@ -123,6 +126,8 @@ __all__ = [
     "AsyncActivityHandle",
     "CancelWorkflowInput",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "ClientInterceptor",
     "CompressionCodec",
@@ -130,6 +135,7 @@ __all__ = [
     "DurabilityError",
     "ExecuteActivityInput",
     "ExecuteWorkflowInput",
+    "ExternalWorkflowHandle",
     "FailureError",
     "HandleQueryInput",
     "HandleSignalInput",
@@ -139,6 +145,7 @@ __all__ = [
     "MsgpackCodec",
     "NondeterminismError",
     "OutboundInterceptor",
+    "ParentClosePolicy",
     "PayloadCodec",
     "PayloadError",
     "PendingActivity",

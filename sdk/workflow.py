@@ -13,11 +13,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, overload
 
 from engine.activities import ActivityCancellationType
-from engine.errors import ContinueAsNewError, InvalidArgumentError
-from engine.machine import WorkflowInfo, current_machine
+from engine.children import ParentClosePolicy
+from engine.errors import ChildWorkflowError, ContinueAsNewError, InvalidArgumentError
+from engine.machine import ParentInfo, WorkflowInfo, current_machine
 from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.validate import check_patch_id, check_task_queue
 from sdk import _interception as interception
+from sdk._child_workflows import (
+    ChildWorkflowHandle,
+    ExternalWorkflowHandle,
+    execute_child_workflow,
+    get_external_workflow_handle,
+    start_child_workflow,
+)
 from sdk._definitions import (
     activity_type_name,
     decorate,
@@ -38,6 +46,11 @@ from sdk.interceptor import StartActivityInput
 
 __all__ = [
     "ActivityCancellationType",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "ParentClosePolicy",
+    "ParentInfo",
     "UpdateMethodMultiParam",
     "WorkflowInfo",
     "all_handlers_finished",
@@ -46,8 +59,10 @@ __all__ = [
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_external_workflow_handle",
     "info",
     "is_replaying",
     "logger",
@@ -62,6 +77,7 @@ __all__ = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_child_workflow",
     "start_local_activity",
     "start_local_activity_method",
     "update",

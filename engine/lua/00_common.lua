@@ -144,9 +144,17 @@ local function set_status(c, old, new, start)
   redis.call('HSET', c.wf, 'status', new)
 end
 
+-- Hooks later files of the library add to (engine/lua/85_handoff.lua): each
+-- close_hooks[i](c, status, ts) runs first thing when a run closes, each
+-- new_run_hooks[i](c, opts, fields) when a run starts (fields: its started event's),
+-- and command_appliers[kind](c, f, ts) applies a completion's command of that kind
+-- after its event is appended (f: the event's fields by name).
+local close_hooks, new_run_hooks, command_appliers = {}, {}, {}
+
 -- Close the run: status, close time, and no more work for it. Pending activity tasks
 -- and timers are discarded when they come up (they check run id and status).
 local function close_run(c, status, ts)
+  for i = 1, #close_hooks do close_hooks[i](c, status, ts) end
   local info = redis.call('HMGET', c.wf, 'status', 'start_time')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
@@ -240,6 +248,7 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
   if opts.cron and opts.cron ~= '' then keep('cron_schedule', opts.cron) end
   local backoff = tonumber(opts.backoff_ms) or 0
   if backoff > 0 then keep('first_workflow_task_backoff_ms', backoff) end
+  for i = 1, #new_run_hooks do new_run_hooks[i](c, opts, fields) end
   append(c, 'WorkflowExecutionStarted', ts, fields)
   if backoff > 0 then
     -- The 'B' timer of epoch 0 schedules the first task; inputs meanwhile append.

@@ -169,6 +169,9 @@ local function apply_command(c, kind, fields, ts)
     start_next_run(c, f.new_run_id, f.input, ts,
       {memo = f.memo, task_queue = f.task_queue, workflow_type = f.workflow_type})
     return 'closed'
+  elseif command_appliers[kind] then
+    append(c, kind, ts, fields)
+    command_appliers[kind](c, f, ts)
   else
     error('unknown command ' .. tostring(kind))
   end

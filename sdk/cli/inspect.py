@@ -102,6 +102,9 @@ def describe(
     if doc["search_attributes"]:
         fields.append([Text("Search attributes", style="bold"),
                        to_json(doc["search_attributes"], indent=None)])
+    if doc["parent_id"]:
+        fields.append([Text("Parent", style="bold"),
+                       f"{doc['parent_id']} (run {doc['parent_run_id']})"])
     for label, key in (("Execution timeout", "execution_timeout"),
                        ("Run timeout", "run_timeout"), ("Task timeout", "task_timeout")):
         if doc[key] is not None:

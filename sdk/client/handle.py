@@ -366,6 +366,8 @@ class WorkflowHandle:
             task_timeout=_duration(state.get("task_timeout_ms")),
             search_attributes=plain(typed),
             typed_search_attributes=typed,
+            parent_id=text(state.get("parent_id")) or None,
+            parent_run_id=text(state.get("parent_run_id")) or None,
         )
 
 

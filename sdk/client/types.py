@@ -106,6 +106,9 @@ class WorkflowDescription(WorkflowExecution):
     execution_timeout: timedelta | None = None
     run_timeout: timedelta | None = None
     task_timeout: timedelta | None = None
+    #: A child workflow's parent (temporalio's names); None for a top-level workflow.
+    parent_id: str | None = None
+    parent_run_id: str | None = None
 
 
 def to_history_event(event: ev.Event, codec: PayloadCodec) -> HistoryEvent:

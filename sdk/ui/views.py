@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,29 @@ def failure_chain(failure: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class ChildRow:
+    workflow_id: str
+    workflow_type: str
+    state: str
+
+
+def child_rows(events: list[HistoryEvent]) -> list[ChildRow]:
+    """Each child the run started and its last known state (Initiated, Started,
+    Completed, Failed, ..., or StartFailed), in the order they were started."""
+    rows: dict[int, list[str]] = {}
+    for event in events:
+        seq = int(event.attributes.get("seq", 0))
+        if event.type == "StartChildWorkflowExecutionInitiated":
+            rows[seq] = [str(event.attributes.get("workflow_id")),
+                         str(event.attributes.get("workflow_type")), "Initiated"]
+        elif seq in rows and event.type == "StartChildWorkflowExecutionFailed":
+            rows[seq][2] = "StartFailed"
+        elif seq in rows and event.type.startswith("ChildWorkflowExecution"):
+            rows[seq][2] = event.type.removeprefix("ChildWorkflowExecution")
+    return [ChildRow(*row) for row in rows.values()]
+
+
+@dataclass(frozen=True)
 class Detail:
     description: WorkflowDescription
     events: list[EventRow]
@@ -57,6 +80,9 @@ class Detail:
     failure: list[dict[str, Any]]
     close_reason: str
     queries: list[str]
+    #: The child workflows this run started, from its history: (seq, workflow id,
+    #: type, how it stands: the last Child... event's type without its prefix).
+    children: list[ChildRow] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -92,6 +118,7 @@ async def load_detail(client: Client, workflow_id: str) -> Detail:
         queries=await registered_queries(
             client, description.task_queue, description.workflow_type
         ),
+        children=child_rows(events),
     )
 
 

@@ -36,6 +36,7 @@ from sdk._payload_hints import resolve_all
 from sdk.client.client import Client
 from sdk.interceptor import WorkerInterceptor
 from sdk.worker.activity_tasks import ActivityTasks
+from sdk.worker.handoff import Handoffs
 from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.metrics import worker_metrics
@@ -201,6 +202,11 @@ class Worker:
                 "sticky": self._plumbing.sticky,
             },
         )
+        #: Applies the shards' cross-shard hand-offs (child workflows, external signals).
+        self.handoffs = Handoffs(
+            self.store, self.identity, liveness_ms=self.liveness_ms,
+            max_deliveries=max_deliveries, stopping=lambda: self._plumbing.stopping,
+        )
         self._stop_requested = anyio.Event()
         #: Pollers still reading (each counts itself out as it ends): a stop lets their
         #: reads end by themselves (they block <= READ_BLOCK_MS) rather than cancel them.
@@ -264,6 +270,7 @@ class Worker:
                 tg.start_soon(self._guard, self._scheduler_loop)
                 if self.metrics is not None:
                     tg.start_soon(self.metrics.lag_loop)
+                tg.start_soon(self._guard, self.handoffs.run)
                 if self._workflows:
                     self._start_poller(tg, self._workflow_tasks.poll)
                     self._start_poller(tg, self._query_loop)

@@ -172,6 +172,26 @@ class Tipping:
         await workflow.wait_condition(lambda: self.closed)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.tips
+class GoldenKid:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return n * 2
+
+
+@workflow.defn
+class Family:
+    """A child workflow in another shard, then a signal to a workflow that does not
+    exist: the child's events and an external signal's failure in one history."""
+
+    @workflow.run
+    async def run(self) -> list[Any]:
+        doubled = await workflow.execute_child_workflow(GoldenKid.run, 21, id="golden-kid")
+        try:
+            await workflow.get_external_workflow_handle("nobody").signal("hello")
+            told = "told"
+        except ApplicationError as err:
+            told = str(err.type)
+        return [doubled, told]
 
 
 # --- versioning: one workflow type ("PatchedOrder") deployed four times ----------------

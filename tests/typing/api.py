@@ -236,6 +236,30 @@ class Renamed:
             raise
 
 
+@workflow.defn
+class Family:
+    @workflow.run
+    async def run(self) -> str:
+        child: workflow.ChildWorkflowHandle = await workflow.start_child_workflow(
+            Renamed.run, id="kid", task_queue="q",
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            execution_timeout=timedelta(minutes=1))
+        assert_type(child.id, str)
+        assert_type(child.first_execution_run_id, str)
+        await child.signal("go", 1)
+        child.cancel()
+        try:
+            await child
+        except workflow.ChildWorkflowError as err:
+            assert_type(err.workflow_id, str)
+        await workflow.execute_child_workflow("Renamed", id="kid-2")
+        other: workflow.ExternalWorkflowHandle = workflow.get_external_workflow_handle("o-1")
+        await other.signal("picked_up")
+        await other.cancel()
+        parent = workflow.info().parent
+        return "" if parent is None else parent.workflow_id
+
+
 # --- client ----------------------------------------------------------------------------------
 
 

@@ -24,6 +24,8 @@ SDK_ALL = [
     "AsyncActivityHandle",
     "CancelWorkflowInput",
     "CancelledError",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "ClientInterceptor",
     "CompressionCodec",
@@ -31,6 +33,7 @@ SDK_ALL = [
     "DurabilityError",
     "ExecuteActivityInput",
     "ExecuteWorkflowInput",
+    "ExternalWorkflowHandle",
     "FailureError",
     "HandleQueryInput",
     "HandleSignalInput",
@@ -40,6 +43,7 @@ SDK_ALL = [
     "MsgpackCodec",
     "NondeterminismError",
     "OutboundInterceptor",
+    "ParentClosePolicy",
     "PayloadCodec",
     "PayloadError",
     "PendingActivity",
@@ -118,6 +122,11 @@ SDK_ALL = [
 WORKFLOW_ALL = [
     "ActivityCancellationType",
     "UpdateMethodMultiParam",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
+    "ExternalWorkflowHandle",
+    "ParentClosePolicy",
+    "ParentInfo",
     "WorkflowInfo",
     "all_handlers_finished",
     "continue_as_new",
@@ -125,8 +134,10 @@ WORKFLOW_ALL = [
     "deprecate_patch",
     "execute_activity",
     "execute_activity_method",
+    "execute_child_workflow",
     "execute_local_activity",
     "execute_local_activity_method",
+    "get_external_workflow_handle",
     "info",
     "is_replaying",
     "logger",
@@ -141,6 +152,7 @@ WORKFLOW_ALL = [
     "sleep",
     "start_activity",
     "start_activity_method",
+    "start_child_workflow",
     "start_local_activity",
     "start_local_activity_method",
     "update",
@@ -225,7 +237,7 @@ def test_exported_errors_share_one_root() -> None:
         for name in SDK_ALL
         if inspect.isclass(getattr(sdk, name)) and issubclass(getattr(sdk, name), BaseException)
     ]
-    assert len(errors) == 29
+    assert len(errors) == 30
     for error in errors:
         assert issubclass(error, sdk.RedurableError), error
     # Never shadow the builtins: no exported error is named like one.

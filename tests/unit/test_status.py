@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from engine.children import ParentClosePolicy
 from engine.functions import library_source
 from engine.start_options import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.status import WorkflowExecutionStatus
@@ -34,9 +35,11 @@ def test_the_lua_library_writes_and_compares_known_statuses_only() -> None:
     assert set(written) == {"RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED",
                             "TIMED_OUT", "CONTINUED_AS_NEW"}
     policies = {p.value for p in (*WorkflowIDReusePolicy, *WorkflowIDConflictPolicy)}
-    # Run chains (15_run_chain.lua) compare the statuses a cron chain goes on after.
+    policies |= {p.name for p in ParentClosePolicy}
+    # Run chains (15_run_chain.lua) compare the statuses a cron chain goes on after; the
+    # hand-off (85_handoff.lua) tells a child's close apart by its status.
     assert set(compared) - policies == {"RUNNING", "COMPLETED", "FAILED", "TIMED_OUT",
-                                        "CONTINUED_AS_NEW"}
+                                        "CANCELED", "CONTINUED_AS_NEW"}
     for status in [*written, *(set(compared) - policies)]:
         WorkflowExecutionStatus(status)
 
