@@ -328,6 +328,8 @@ class WorkflowExecutionUpdateCompleted(Event):
         attrs = super().attributes()
         attrs.pop("result" if self.failure else "failure")
         return attrs
+
+
 @dataclass(frozen=True)
 class UpsertWorkflowSearchAttributes(Event):
     """workflow.upsert_search_attributes: the changed attributes (wire form,

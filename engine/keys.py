@@ -157,6 +157,7 @@ class Keys:
 
     def update_inbox(self, workflow_id: str) -> str:
         return self._in_shard(self.shard(workflow_id), "update_inbox", workflow_id=workflow_id)
+
     def closed_run(self, workflow_id: str, run_id: str) -> str:
         return self._in_shard(self.shard(workflow_id), "closed_run", run_id=run_id)
 
@@ -219,6 +220,7 @@ class Keys:
 
     def schedules(self, shard: int) -> str:
         return self._in_shard(shard, "schedules")
+
     def outbox(self, shard: int) -> str:
         return self._in_shard(shard, "outbox")
 

@@ -537,7 +537,6 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
         return uuid.UUID(int=self.random.getrandbits(128), version=4)
 
 
-
 async def _raise(exc: BaseException) -> NoReturn:
     raise exc
 

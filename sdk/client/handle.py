@@ -370,7 +370,6 @@ class WorkflowHandle:
             parent_run_id=text(state.get("parent_run_id")) or None,
         )
 
-
     def fetch_history(self, *, page_size: int = 500) -> HistoryFetch:
         """Every event of the current run (or of the closed run the handle names, while
         kept), payloads decoded: `async for` over it reads them page by page; `await` it

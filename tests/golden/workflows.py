@@ -172,6 +172,9 @@ class Tipping:
         await workflow.wait_condition(lambda: self.closed)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.tips
+
+
+@workflow.defn
 class GoldenKid:
     @workflow.run
     async def run(self, n: int) -> int:

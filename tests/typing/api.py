@@ -418,6 +418,8 @@ async def schedule_usage(client: Client) -> None:
     async for listed in client.list_schedules():
         assert_type(listed, ScheduleListDescription)
     await handle.delete()
+
+
 async def observability_usage(url: str) -> None:
     from prometheus_client import CollectorRegistry
 

@@ -121,12 +121,12 @@ SDK_ALL = [
 
 WORKFLOW_ALL = [
     "ActivityCancellationType",
-    "UpdateMethodMultiParam",
     "ChildWorkflowError",
     "ChildWorkflowHandle",
     "ExternalWorkflowHandle",
     "ParentClosePolicy",
     "ParentInfo",
+    "UpdateMethodMultiParam",
     "WorkflowInfo",
     "all_handlers_finished",
     "continue_as_new",
