@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 #: Connections per node of the cold path's cluster client (it has no blocking pool:
 #: past this a call fails instead of waiting).
@@ -25,14 +26,19 @@ _PLAIN_ONLY = ("max_connections", "timeout", "connection_pool", "db")
 
 
 async def is_cluster(url: str, **redis_kwargs: Any) -> bool:
-    """Whether the server at `url` is a node of a Redis Cluster (INFO cluster)."""
+    """Whether the server at `url` is a node of a Redis Cluster: CLUSTER INFO answers
+    (a single server says cluster support is disabled). A user whose ACL does not
+    grant it (engine/acl.py grants it), or a server without it, is taken for a single
+    server."""
     kwargs = {k: v for k, v in redis_kwargs.items() if k not in ("max_connections", "timeout")}
     probe = Redis.from_url(url, **kwargs)
     try:
-        info: dict[str, Any] = await probe.info("cluster")
+        await probe.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+    except ResponseError:  # disabled, not granted, or a server without the command
+        return False
     finally:
         await probe.aclose()
-    return bool(int(info.get("cluster_enabled", 0)))
+    return True
 
 
 class ClusterRedis(RedisCluster):

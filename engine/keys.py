@@ -174,9 +174,10 @@ class Keys:
 
     def stream_dead_letters(self, stream: str) -> str:
         """Dead letters of a stream outside every shard (a task queue's query requests,
-        a worker's sticky queries): hash-tagged with the stream's whole name, so they
-        share its Redis Cluster slot and rd_claim_from can move entries between them."""
-        return f"{{{stream}}}:dlq"
+        a worker's sticky queries): hash-tagged with the stream's whole name (which has
+        no tag of its own), so they share its Redis Cluster slot and rd_claim_from can
+        move entries between them."""
+        return f"{self.prefix}:{{{stream}}}:dlq"
 
     def query_reply(self, request_id: str) -> str:
         return f"{self.prefix}:reply:{request_id}"
