@@ -66,8 +66,8 @@ def test_split_read_groups_streams_by_slot_in_order() -> None:
     streams = [keys.workflow_tasks(s, "q") for s in range(4)]
     streams += [keys.sticky_tasks(s, "q", "w") for s in range(4)]
     streams.append(keys.queries("q"))
-    command = ("XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "BLOCK", 5, "STREAMS",
-               *streams, *([">"] * len(streams)))
+    command: list[str | int] = ["XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "BLOCK", 5,
+                                "STREAMS", *streams, *([">"] * len(streams))]
     groups = _split_read(command)
     assert len(groups) == 5
     assert groups[0] == [streams[0], streams[4]]
