@@ -170,3 +170,42 @@ async def test_a_primary_without_the_library_gets_it_on_first_call(
     assert fast.libraries_loaded == loaded + 1
     assert key_slot(cluster_client.keys.workflow(wf_id)) == key_slot(
         cluster_client.keys.history(wf_id))
+
+
+async def test_moved_is_followed_and_the_map_refreshed(cluster_client: Client) -> None:
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    key = cluster_client.keys.workflow("moved-" + uuid.uuid4().hex[:6])
+    owner = fast.owner_of(key)
+    wrong = next(a for a in fast.primaries if a != owner)
+    fast._owner[key_slot(key)] = wrong  # a stale map, as after a slot migration
+    assert await fast.execute("HSET", key, "f", "v") == 1
+    assert await fast.execute("HGET", key, "f") == b"v"
+    assert fast.owner_of(key) == owner
+
+
+async def test_a_durability_wait_goes_to_every_node_written(cluster_client: Client) -> None:
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    keys = cluster_client.keys
+    by_node: dict[tuple[str, int], str] = {}
+    for shard in range(keys.shards):
+        by_node.setdefault(fast.owner_of(keys.timers(shard)), keys.index_start(shard))
+    assert len(by_node) >= 2
+
+    async def waits() -> dict[tuple[str, int], int]:
+        counts = {}
+        for host, port in by_node:
+            async with Redis(host=host, port=port) as node:
+                stats = await node.info("commandstats")
+                counts[(host, port)] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+        return counts
+
+    before = await waits()
+    replies = await fast.execute_many(
+        [*(("ZADD", key, 1, "m") for key in by_node.values()), ("WAIT", 0, 100)])
+    assert replies[-1] == 0  # no replicas: the weakest answer of all nodes
+    after = await waits()
+    assert all(after[node] == before[node] + 1 for node in by_node)
