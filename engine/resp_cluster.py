@@ -48,6 +48,7 @@ MAX_REDIRECTS = 8
 #: Pause before retrying after TRYAGAIN / CLUSTERDOWN (times the attempt number).
 RETRY_PAUSE_S = 0.05
 _WAITS = (b"WAIT", b"WAITAOF")
+_FCALLS = frozenset({"FCALL", "FCALL_RO", b"FCALL", b"FCALL_RO"})
 
 
 @functools.lru_cache(maxsize=65536)
@@ -208,46 +209,67 @@ class ClusterRespPool(RespPool):
         return random.choice(primaries) if primaries else self.seeds[0]
 
     # --- calls ------------------------------------------------------------------------
+    def _address_of(self, command: Sequence[Arg]) -> Address | None:
+        """The node a command goes to; None for a durability wait (see execute_many)."""
+        name = command[0]
+        key: Arg | None
+        if name in _FCALLS and command[2]:  # the hot path's commands, checked first
+            key = command[3]
+        else:
+            key = command_key(command)
+            if key is None:
+                return None if _upper(name) in _WAITS else self._any_node()
+        owner = self._owner[key_slot(key if isinstance(key, (bytes, str)) else str(key))]
+        if owner is None:
+            raise RedisConnectionError("the cluster serves no node for this slot (CLUSTERDOWN)")
+        return owner
+
     async def execute_many(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """RespPool.execute_many across the cluster: replies in the batch's order."""
         if self._stale:
             await self.refresh()
         self.commands_sent += len(commands)
         self.round_trips += 1
+        addresses = [self._address_of(command) for command in commands]
+        first = addresses[0]
+        if first is not None and all(a is first for a in addresses):
+            replies = await self._send(first, commands)  # one node: nothing to merge
+        else:
+            replies = await self._split(commands, addresses)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, ResponseError) and (
+                    _redirect(reply) or _retry_later(reply) or _missing_library(reply)):
+                replies[i] = await self._resolve(commands[i], reply)
+        return replies
+
+    async def _split(
+        self, commands: Sequence[Sequence[Arg]], addresses: list[Address | None]
+    ) -> list[Any]:
+        """Each node's commands sent at once; a durability wait to every node written
+        before it in the batch, answered with the weakest of their replies."""
         groups: dict[Address, list[int]] = {}
-        waits: dict[int, list[Address]] = {}
+        waits: dict[int, list[Any]] = {}
         written: list[Address] = []
-        for i, command in enumerate(commands):
-            key = command_key(command)
-            if key is None and _upper(command[0]) in _WAITS:
-                targets = list(dict.fromkeys(written)) or [self._any_node()]
-                waits[i] = targets
-                for address in targets:
-                    groups.setdefault(address, []).append(i)
+        for i, address in enumerate(addresses):
+            if address is None:
+                waits[i] = []
+                for target in dict.fromkeys(written) or [self._any_node()]:
+                    groups.setdefault(target, []).append(i)
                 continue
-            address = self._any_node() if key is None else self.owner_of(key)
             written.append(address)
             groups.setdefault(address, []).append(i)
         replies: list[Any] = [None] * len(commands)
-        if len(groups) == 1 and not waits:  # one node: the plain path, nothing to merge
-            ((address, _),) = groups.items()
-            replies = await self._send(address, commands)
-        else:
-            wait_replies: dict[int, list[Any]] = {i: [] for i in waits}
-            parts = list(groups.items())
-            answers = await asyncio.gather(
-                *(self._send(a, [commands[i] for i in idx]) for a, idx in parts))
-            for (_, idx), answer in zip(parts, answers, strict=True):
-                for i, reply in zip(idx, answer, strict=True):
-                    if i in waits:
-                        wait_replies[i].append(reply)
-                    else:
-                        replies[i] = reply
-            for i, got in wait_replies.items():
-                replies[i] = weakest_wait(got)
-        for i, reply in enumerate(replies):
-            if _redirect(reply) or _retry_later(reply) or _missing_library(reply):
-                replies[i] = await self._resolve(commands[i], reply)
+        parts = list(groups.items())
+        answers = await asyncio.gather(
+            *(self._send(a, [commands[i] for i in idx]) for a, idx in parts))
+        for (_, idx), answer in zip(parts, answers, strict=True):
+            for i, reply in zip(idx, answer, strict=True):
+                if i in waits:
+                    waits[i].append(reply)
+                else:
+                    replies[i] = reply
+        for i, got in waits.items():
+            replies[i] = weakest_wait(got)
         return replies
 
     async def _send(self, address: Address, commands: Sequence[Sequence[Arg]]) -> list[Any]:
