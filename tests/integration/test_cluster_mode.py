@@ -25,6 +25,7 @@ from sdk import Client, activity, workflow
 from sdk.examples.order import Order
 from sdk.testing import running_worker
 from tests.conftest import unique_prefix
+from tests.integration.test_cli import redurable
 from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -209,3 +210,19 @@ async def test_a_durability_wait_goes_to_every_node_written(cluster_client: Clie
     assert replies[-1] == 0  # no replicas: the weakest answer of all nodes
     after = await waits()
     assert all(after[node] == before[node] + 1 for node in by_node)
+
+
+async def test_cli_workflow_start_reports_success(
+    cluster_url: str, cluster_client: Client
+) -> None:
+    """The run is created on its shard's node and the task queue registered (SADD) on
+    another's: the CLI says started, exit 0 (it reported an error before cluster mode)."""
+    prefix = cluster_client.keys.prefix
+    done = await anyio.run_process(
+        redurable("workflow", "start", "Order", "-q", "orders", "--id", "cli-1", "-i", "3",
+                  "--redis-url", cluster_url, "--prefix", prefix), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "Started Order cli-1" in done.stdout.decode()
+    assert await cluster_client.redis.sismember(cluster_client.keys.task_queues(), "orders")
+    described = await cluster_client.get_workflow_handle("cli-1").describe()
+    assert described.status.name == "RUNNING"
