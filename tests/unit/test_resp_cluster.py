@@ -4,12 +4,21 @@ itself runs against a real cluster in tests/integration/test_cluster_mode.py."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from redis.crc import key_slot as redis_py_key_slot
 from redis.exceptions import ResponseError
 
 from engine.keys import Keys
-from engine.resp_cluster import _split_read, command_key, key_slot, weakest_wait
+from engine.resp_cluster import (
+    ClusterRespPool,
+    _split_read,
+    command_key,
+    key_slot,
+    weakest_wait,
+)
 
 
 @pytest.mark.parametrize("key", [
@@ -73,3 +82,64 @@ def test_split_read_groups_streams_by_slot_in_order() -> None:
     assert groups[0] == [streams[0], streams[4]]
     assert groups[-1] == [keys.queries("q")]
     assert sorted(s for g in groups for s in g) == sorted(streams)
+
+
+class _FakeNode:
+    """A node whose blocking reads wait until the test delivers their reply."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+
+    async def execute_blocking(self, *args: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.reads.append((args, future))
+        return await future
+
+
+class _FakeCluster(ClusterRespPool):
+    def __init__(self, owners: dict[int, tuple[str, int]]) -> None:
+        super().__init__([("127.0.0.1", 1)])
+        self.fakes: dict[tuple[str, int], _FakeNode] = {}
+        for slot, address in owners.items():
+            self._owner[slot] = address
+        self._stale = False
+
+    def node(self, address: tuple[str, int]) -> Any:
+        return self.fakes.setdefault(address, _FakeNode())
+
+
+def _read(streams: list[str]) -> list[Any]:
+    return ["XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "BLOCK", 500, "STREAMS",
+            *streams, *([">"] * len(streams))]
+
+
+@pytest.mark.anyio
+async def test_a_read_over_slots_returns_the_first_and_keeps_the_others() -> None:
+    keys = Keys("ns", 2)
+    a, b = keys.workflow_tasks(0, "q"), keys.workflow_tasks(1, "q")
+    pool = _FakeCluster({key_slot(a): ("n", 1), key_slot(b): ("n", 2)})
+    first = asyncio.ensure_future(pool.execute_blocking(*_read([a, b])))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    node_a, node_b = pool.fakes[("n", 1)], pool.fakes[("n", 2)]
+    assert [args[-2:] for args, _ in node_a.reads] == [(a, ">")]  # one read per slot
+    assert [args[-2:] for args, _ in node_b.reads] == [(b, ">")]
+    node_a.reads[0][1].set_result([[a.encode(), [(b"1-0", [b"k", b"v"])]]])
+    assert await first == [[a.encode(), [(b"1-0", [b"k", b"v"])]]]
+    # The read of b is still blocked: the next call waits on it instead of a new one.
+    second = asyncio.ensure_future(pool.execute_blocking(*_read([a, b])))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(node_b.reads) == 1 and len(node_a.reads) == 2
+    node_b.reads[0][1].set_result([[b.encode(), [(b"2-0", [b"k", b"w"])]]])
+    assert await second == [[b.encode(), [(b"2-0", [b"k", b"w"])]]]
+    # Cancelling the caller cancels its reads (resp.py then shuts their connections).
+    third = asyncio.ensure_future(pool.execute_blocking(*_read([a, b])))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    third.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await third
+    await asyncio.sleep(0)
+    assert node_a.reads[1][1].cancelled() and node_b.reads[1][1].cancelled()
+    assert not pool._reads
