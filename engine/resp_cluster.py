@@ -395,6 +395,18 @@ class ClusterRespPool(RespPool):
             raise failure
         return merged
 
+    async def finish_reads(self, consumer: Arg) -> None:
+        """Wait until the reads kept for `consumer` have ended (each blocks at most its
+        BLOCK time): a worker that stops must not leave one blocked, to be served
+        entries nobody will take, after it handed back what it was delivered."""
+        kept = {k: t for k, t in self._reads.items() if k[0] == consumer}
+        if kept:
+            await asyncio.wait(kept.values())
+        for slot_key, task in kept.items():
+            self._reads.pop(slot_key, None)
+            if not task.cancelled():
+                task.exception()  # retrieved: a failed read is not logged as lost
+
     def _cancel_reads(self) -> None:
         for task in self._reads.values():
             task.cancel()

@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from engine.calls import Arg, Call, FunctionCaller, TaskRef, pairs_of, text_of, unwrap
 from engine.keys import GROUP, Keys
+from engine.resp_cluster import ClusterRespPool
 
 
 class TaskStreams(FunctionCaller):
@@ -156,6 +157,12 @@ class TaskStreams(FunctionCaller):
             [msg_id, reason],
             TaskRef(stream, msg_id),
         )
+
+    async def finish_reads(self, consumer: str) -> None:
+        """A stopping worker's reads still blocked have ended (on a cluster a read over
+        several slots keeps some blocked between calls: engine/resp_cluster.py)."""
+        if isinstance(self.fast, ClusterRespPool):
+            await self.fast.finish_reads(consumer)
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int

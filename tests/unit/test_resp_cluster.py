@@ -143,3 +143,21 @@ async def test_a_read_over_slots_returns_the_first_and_keeps_the_others() -> Non
     await asyncio.sleep(0)
     assert node_a.reads[1][1].cancelled() and node_b.reads[1][1].cancelled()
     assert not pool._reads
+
+
+@pytest.mark.anyio
+async def test_a_stopping_worker_waits_for_its_kept_reads() -> None:
+    keys = Keys("ns", 2)
+    a, b = keys.workflow_tasks(0, "q"), keys.workflow_tasks(1, "q")
+    pool = _FakeCluster({key_slot(a): ("n", 1), key_slot(b): ("n", 2)})
+    first = asyncio.ensure_future(pool.execute_blocking(*_read([a, b])))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    pool.fakes[("n", 1)].reads[0][1].set_result(None)
+    assert await first == []
+    finishing = asyncio.ensure_future(pool.finish_reads("c"))
+    await asyncio.sleep(0)
+    assert not finishing.done()  # b's read is still blocked on the server
+    pool.fakes[("n", 2)].reads[0][1].set_result(None)
+    await finishing
+    assert not pool._reads
