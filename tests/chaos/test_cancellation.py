@@ -39,6 +39,8 @@ async def _echo_check(redis: Redis, tag: str) -> None:
         assert await redis.echo(value) == value.encode()
 
 
+# Checks a plain connection with ECHO, which redis-py's RedisCluster cannot route.
+@pytest.mark.single_server
 @pytest.mark.timeout(60)
 async def test_redis_py_commands_cancelled_mid_reply(real_client: Client, redis_url: str) -> None:
     redis, rng = real_client.redis, random.Random(1)
@@ -67,6 +69,8 @@ async def test_redis_py_commands_cancelled_mid_reply(real_client: Client, redis_
     assert cancelled > 0
 
 
+# Checks a plain connection with ECHO, which redis-py's RedisCluster cannot route.
+@pytest.mark.single_server
 @pytest.mark.timeout(60)
 async def test_redis_py_blocking_xreadgroup_cancelled(real_client: Client, redis_url: str) -> None:
     redis, rng = real_client.redis, random.Random(2)
