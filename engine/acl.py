@@ -48,6 +48,12 @@ def acl_rules(prefix: str) -> list[str]:
         # (ACL key patterns do not filter them), and redurable does not use them.
         "-scan",
         "-randomkey",
+        # Cluster mode: Client.connect asks CLUSTER INFO whether the server is a node
+        # of a cluster, and the cluster clients read the slot map (engine/resp_cluster.py,
+        # redis-py's RedisCluster). Read-only, about the topology, no key names.
+        "+cluster|info",
+        "+cluster|slots",
+        "+cluster|shards",
     ]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from engine.cluster_redis import as_cluster
 from engine.errors import RedurableError
 from engine.keys import lua_key_helpers
 
@@ -67,11 +70,37 @@ async def load_library(redis: Redis) -> None:
     """Make sure the server runs this version of the library: loaded (or replaced) only
     when it is missing or different, so a user without FUNCTION LOAD permission (an
     ACL user limited to its namespace, docs/security.md) can connect once an admin has
-    loaded it."""
-    if await installed_version(redis) == library_version():
+    loaded it. On a cluster: on every primary (each runs the calls of its slots; a
+    primary added later gets it from the hot path, engine/resp_cluster.py)."""
+    cluster = as_cluster(redis)
+    if cluster is None:
+        await _load_on(lambda: installed_version(redis),
+                       lambda: redis.function_load(library_source(), replace=True))
+        return
+    await cluster.initialize()
+    for node in cluster.get_primaries():
+        run = functools.partial(cluster.execute_command, target_nodes=node)
+        await _load_on(functools.partial(_node_version, run),
+                       functools.partial(run, "FUNCTION", "LOAD", "REPLACE", library_source()))
+
+
+async def _node_version(run: Callable[..., Awaitable[Any]]) -> str | None:
+    try:
+        version = await run("FCALL_RO", VERSION_FUNCTION, 0)
+    except ResponseError as exc:
+        if "function not found" in str(exc).lower():
+            return None
+        raise
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+async def _load_on(
+    version: Callable[[], Awaitable[str | None]], load: Callable[[], Awaitable[Any]]
+) -> None:
+    if await version() == library_version():
         return
     try:
-        await redis.function_load(library_source(), replace=True)
+        await load()
     except NoPermissionError:
         raise LibraryMissingError(
             f"the server does not have version {library_version()} of the redurable "

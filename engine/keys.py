@@ -249,6 +249,13 @@ class Keys:
         (answered from its cache). It exists only while the worker lives."""
         return f"{self.prefix}:sticky:{task_queue}:{sticky}:queries"
 
+    def stream_dead_letters(self, stream: str) -> str:
+        """Dead letters of a stream outside every shard (a task queue's query requests,
+        a worker's sticky queries): hash-tagged with the stream's whole name (which has
+        no tag of its own), so they share its Redis Cluster slot and rd_claim_from can
+        move entries between them."""
+        return f"{self.prefix}:{{{stream}}}:dlq"
+
     def query_reply(self, request_id: str) -> str:
         return f"{self.prefix}:reply:{request_id}"
 

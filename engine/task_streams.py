@@ -12,10 +12,18 @@ from redis.exceptions import ResponseError
 
 from engine.calls import Arg, Call, FunctionCaller, TaskRef, pairs_of, text_of, unwrap
 from engine.keys import GROUP, Keys
+from engine.resp_cluster import ClusterRespPool
 
 
 class TaskStreams(FunctionCaller):
     keys: Keys
+
+    def dead_letters_of(self, stream: str, shard: int) -> str:
+        """Where `stream`'s dead letters go: its shard's, or for a stream outside every
+        shard (queries) one of its own slot (a Function call stays in one slot)."""
+        if stream.startswith(self.keys.shard_prefix(shard)):
+            return self.keys.dead_letters(shard)
+        return self.keys.stream_dead_letters(stream)
 
     async def ensure_groups(self, task_queue: str, sticky: str | None = None) -> None:
         """Create the consumer groups of a task queue on every shard (idempotent), and
@@ -78,7 +86,7 @@ class TaskStreams(FunctionCaller):
             reply = await self._worker_call(
                 Call(
                     "rd_claim",
-                    [stream, self.keys.dead_letters(shard)],
+                    [stream, self.dead_letters_of(stream, shard)],
                     [consumer, min_idle_ms, cursor, batch, max_deliveries],
                 )
             )
@@ -106,7 +114,7 @@ class TaskStreams(FunctionCaller):
         if max_suspects is not None:
             args.append(max_suspects)
         reply = await self._worker_call(
-            Call("rd_claim_from", [stream, self.keys.dead_letters(shard)], args)
+            Call("rd_claim_from", [stream, self.dead_letters_of(stream, shard)], args)
         )
         claimed = [(sid, pairs_of(fields)) for sid, fields in reply[0]]
         suspects = set(reply[3]) if len(reply) > 3 and isinstance(reply[3], list) else set()
@@ -145,10 +153,16 @@ class TaskStreams(FunctionCaller):
         """Move a delivered entry that cannot be processed to the dead letters now."""
         return Call(
             "rd_dead_letter",
-            [stream, self.keys.dead_letters(shard)],
+            [stream, self.dead_letters_of(stream, shard)],
             [msg_id, reason],
             TaskRef(stream, msg_id),
         )
+
+    async def finish_reads(self, consumer: str) -> None:
+        """A stopping worker's reads still blocked have ended (on a cluster a read over
+        several slots keeps some blocked between calls: engine/resp_cluster.py)."""
+        if isinstance(self.fast, ClusterRespPool):
+            await self.fast.finish_reads(consumer)
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int

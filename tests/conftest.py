@@ -3,13 +3,18 @@ machine's Redis when REDURABLE_TEST_URL is set, else an embedded Valkey."""
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import fakeredis
 import pytest
+import redis
 from redis.asyncio import Redis
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ResponseError
 
 from engine.functions import load_library
 from sdk import Client
@@ -29,6 +34,33 @@ def redis_url() -> Iterator[str]:
         return
     with EmbeddedServer() as server:
         yield server.url
+
+
+@functools.cache
+def _is_cluster(url: str) -> bool:
+    with redis.Redis.from_url(url) as probe:
+        try:
+            probe.execute_command("CLUSTER", "INFO")
+        except ResponseError:
+            return False
+    return True
+
+
+def sync_redis(url: str) -> redis.Redis:
+    """A synchronous client for a test's own reads, writes and clean-up: redis-py's
+    RedisCluster when `url` is a node of a cluster (REDURABLE_TEST_URL in .ci/run's
+    cluster pass), else a plain client."""
+    if _is_cluster(url):
+        return cast(redis.Redis, SyncRedisCluster.from_url(url))
+    return redis.Redis.from_url(url)
+
+
+def async_redis(url: str) -> Redis:
+    """sync_redis's asynchronous twin."""
+    if _is_cluster(url):
+        from redis.asyncio.cluster import RedisCluster
+        return cast(Redis, RedisCluster.from_url(url))
+    return Redis.from_url(url)
 
 
 def unique_prefix() -> str:

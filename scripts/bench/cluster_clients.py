@@ -17,7 +17,8 @@ cluster clients, of all three ("3 nodes"):
 
 Figures: calls (entries) per second of wall time, and the client process's CPU per call
 (per read), from `time.process_time`. Clients: engine/resp.py (one node only: it does
-not route by slot), redis-py's `Redis` (one node), redis-py's `RedisCluster` (asyncio),
+not route by slot), engine/resp_cluster.py (the same behind slot routing: the engine's
+cluster mode), redis-py's `Redis` (one node), redis-py's `RedisCluster` (asyncio),
 and from `.bench-venv/cluster` (requirements/bench/cluster.lock, set up by
 scripts/bench/setup_venvs.sh) coredis's `RedisCluster` and valkey-glide's
 `GlideClusterClient`; a client that is not installed is reported so.
@@ -45,6 +46,7 @@ LIBRARY = ("#!lua name=benchclu\n"
 #: client name -> (interpreter, runs on a cluster client)
 CLIENTS: dict[str, tuple[Path, bool]] = {
     "engine/resp.py": (Path(sys.executable), False),
+    "engine/resp_cluster.py": (Path(sys.executable), True),
     "redis-py Redis": (Path(sys.executable), False),
     "redis-py RedisCluster": (Path(sys.executable), True),
     "coredis RedisCluster": (BENCH_VENV, True),
@@ -91,9 +93,11 @@ async def run_client(name: str, port: int, group: str, shards: list[int], calls:
                      batch: int, reads: int) -> dict[str, float]:
     """One client's figures (imports only what that client needs: the bench venv has
     none of the project's dependencies)."""
-    if name == "engine/resp.py":
+    if name.startswith("engine/resp"):
         from engine.resp import RespPool
-        pool = RespPool("127.0.0.1", port)
+        from engine.resp_cluster import ClusterRespPool
+        pool = (ClusterRespPool([("127.0.0.1", port)]) if "cluster" in name
+                else RespPool("127.0.0.1", port))
 
         async def resp_fcalls(keys: list[str]) -> Any:
             return await pool.execute_many([("FCALL", "bench_touch", 1, k) for k in keys])
@@ -214,6 +218,8 @@ def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         one = _shards_of(masters[0], masters)
         runs = 0
         for name, (python, is_cluster) in CLIENTS.items():
+            if args.clients and name not in args.clients.split(","):
+                continue
             for spread, shards in (("1 node", one), ("3 nodes", list(range(SHARDS)))):
                 if spread == "3 nodes" and not is_cluster:
                     continue
@@ -279,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--reads", type=int, default=2_000)
     p.add_argument("--write-doc", action="store_true")
+    p.add_argument("--clients", default="",
+                   help="only these clients, comma-separated (e.g. engine/resp.py,"
+                   "engine/resp_cluster.py)")
     p.add_argument("--run", help=argparse.SUPPRESS)  # the measured side
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--group", help=argparse.SUPPRESS)

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from engine.cluster_redis import cluster_client, is_cluster
 from engine.functions import LIBRARY_NAME, library_version, load_library
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from sdk.cli.common import UrlOption, fail, redacted, run, stdout
@@ -27,6 +28,11 @@ def load_functions(redis_url: UrlOption = None) -> None:
         except ValueError as exc:
             fail(str(exc))
         try:
+            if not is_sentinel_url(target) and await is_cluster(target,
+                                                                socket_connect_timeout=5):
+                # Every primary runs the calls of its slots: load it on each.
+                await redis.aclose()
+                redis = cluster_client(target, socket_connect_timeout=5)
             await load_library(redis)
         except RedisConnectionError as exc:
             fail(f"cannot reach a server at {redacted(target)}: {exc}")

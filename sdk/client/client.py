@@ -13,6 +13,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from engine import dead_letters, run_chain
+from engine.cluster_redis import cluster_client, is_cluster
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
@@ -21,6 +22,7 @@ from engine.functions import load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
+from engine.resp_cluster import ClusterRespPool
 from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
 from engine.start_options import (
@@ -170,6 +172,9 @@ class Client:
         redis_kwargs.setdefault("socket_timeout", None)
         if is_sentinel_url(url):  # the primary wherever it moves (engine/sentinel.py)
             redis = sentinel_redis(SentinelUrl.parse(url), timeout=None, **redis_kwargs)
+        elif await is_cluster(url, **redis_kwargs):  # slot routing on both paths
+            fast = ClusterRespPool.from_url(url)
+            redis = cluster_client(url, **redis_kwargs)
         else:
             pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
             redis = Redis.from_pool(pool)  # the client owns the pool: closed with it

@@ -17,6 +17,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from engine.cluster_redis import pubsub_client
 from engine.errors import ServerUnavailableError
 from engine.keys import Keys
 from engine.reconnect import RetryConfig, is_transient
@@ -98,7 +99,8 @@ class CloseWatcher:
         retry = self._retry
         delay = retry.initial_interval_millis / 1000
         while True:
-            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            # On a cluster a plain client to one node: a PUBLISH reaches every node.
+            pubsub: PubSub = pubsub_client(self._redis).pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels)
                 self._subscribed.set()

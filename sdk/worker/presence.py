@@ -27,8 +27,10 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
+from engine.cluster_redis import as_cluster, pubsub_client
 from engine.keys import Keys
 from engine.resp import RespPool
+from engine.resp_cluster import ClusterRespPool
 
 log = structlog.get_logger("redurable.worker")
 
@@ -77,9 +79,15 @@ class PresenceHolder:
     async def subscribe(self) -> None:
         """Subscribe before the first heartbeat, so no one sees us beating without it."""
         await self._close()
-        self._pubsub = self._redis.pubsub()
+        cluster = as_cluster(self._redis) is not None
+        # On a cluster, a sharded subscription on the node that serves the channel's
+        # slot, where `PUBSUB SHARDNUMSUB` (DeathWatch) counts it.
+        self._pubsub = pubsub_client(self._redis, self._channel).pubsub()
         try:
-            await self._pubsub.subscribe(self._channel)
+            if cluster:
+                await self._pubsub.ssubscribe(self._channel)
+            else:
+                await self._pubsub.subscribe(self._channel)
             # Its reply (or NOPERM: an ACL without the channel) is read only with the
             # next message: read it now, before the first beat advertises presence.
             await self._pubsub.get_message(timeout=5.0)
@@ -232,7 +240,16 @@ class DeathWatch:
         return list(raw)
 
     async def _subscribers(self, channels: list[str]) -> list[int]:
-        """PUBSUB NUMSUB: the subscriber count of each channel, in order."""
+        """PUBSUB NUMSUB: the subscriber count of each channel, in order. On a cluster
+        `PUBSUB SHARDNUMSUB`, one per channel, each on the node serving its slot (NUMSUB
+        counts one node's subscribers only: live workers looked dead)."""
+        if isinstance(self._fast, ClusterRespPool):
+            replies: Any = await self._fast.execute_many(
+                [("PUBSUB", "SHARDNUMSUB", channel) for channel in channels])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return [int(reply[1]) for reply in replies]
         if self._fast is not None:
             flat: Any = await self._fast.execute("PUBSUB", "NUMSUB", *channels)
             return [int(n) for n in flat[1::2]]

@@ -338,6 +338,7 @@ class Worker:
         await self._activity_tasks.flush_completions()
         await self._plumbing.release(left)
         with anyio.move_on_after(2):
+            await self.store.finish_reads(self.identity)  # none left blocked (cluster)
             await self._hand_back_unseen()
         await self._release_sticky()
 

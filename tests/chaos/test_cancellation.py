@@ -18,6 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sdk import Client
+from tests.conftest import async_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.chaos]
 
@@ -38,10 +39,12 @@ async def _echo_check(redis: Redis, tag: str) -> None:
         assert await redis.echo(value) == value.encode()
 
 
+# Checks a plain connection with ECHO, which redis-py's RedisCluster cannot route.
+@pytest.mark.single_server
 @pytest.mark.timeout(60)
 async def test_redis_py_commands_cancelled_mid_reply(real_client: Client, redis_url: str) -> None:
     redis, rng = real_client.redis, random.Random(1)
-    helper = Redis.from_url(redis_url)
+    helper = async_redis(redis_url)
     key = f"{real_client.keys.prefix}:cancel:list"
     cancelled = 0
     try:
@@ -66,10 +69,12 @@ async def test_redis_py_commands_cancelled_mid_reply(real_client: Client, redis_
     assert cancelled > 0
 
 
+# Checks a plain connection with ECHO, which redis-py's RedisCluster cannot route.
+@pytest.mark.single_server
 @pytest.mark.timeout(60)
 async def test_redis_py_blocking_xreadgroup_cancelled(real_client: Client, redis_url: str) -> None:
     redis, rng = real_client.redis, random.Random(2)
-    helper = Redis.from_url(redis_url)
+    helper = async_redis(redis_url)
     stream = f"{real_client.keys.prefix}:cancel:stream"
     await redis.xgroup_create(stream, "g", id="0", mkstream=True)
     try:
@@ -90,7 +95,7 @@ async def test_resp_client_cancelled_mid_reply(real_client: Client, redis_url: s
     if fast is None:
         pytest.skip("no RESP fast path on this client")
     rng = random.Random(3)
-    helper = Redis.from_url(redis_url)
+    helper = async_redis(redis_url)
     stream = f"{real_client.keys.prefix}:cancel:fast"
     await real_client.redis.xgroup_create(stream, "g", id="0", mkstream=True)
     wrong: list[tuple[str, object]] = []

@@ -20,11 +20,10 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from sdk import Client
 from sdk._devserver import DEFAULT_DEV_PORT, free_port, port_in_use
-from tests.conftest import unique_prefix
+from tests.conftest import sync_redis, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Stdout is a pipe and COLUMNS unset: tables are as wide as their rows (sdk/cli/tables.py).
@@ -75,7 +74,7 @@ class Cli:
 def cli(redis_url: str) -> Iterator[Cli]:
     prefix = unique_prefix()
     yield Cli(redis_url, prefix)
-    r = redis.Redis.from_url(redis_url)
+    r = sync_redis(redis_url)
     for key in r.scan_iter(match=f"{prefix}:*", count=1000):
         r.delete(key)
     r.close()
@@ -95,7 +94,7 @@ def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    r = redis.Redis.from_url(cli.url)
+    r = sync_redis(cli.url)
     try:
         deadline = time.monotonic() + 20
         while r.zscore(f"{cli.prefix}:workers:orders", identity) is None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from engine.codec import MsgpackCodec
 from engine.codec_chain import AesGcmCodec, CompressionCodec
@@ -21,7 +20,7 @@ from engine.errors import PayloadError
 from engine.keys import Keys
 from sdk import Client
 from sdk.testing import running_worker
-from tests.conftest import unique_prefix
+from tests.conftest import sync_redis, unique_prefix
 from tests.integration.secret_workflows import SecretEcho, stamp
 from tests.integration.test_cli import (  # noqa: F401 (cli: the fixture)
     ENV,
@@ -150,7 +149,7 @@ def test_cli_worker_and_commands_decode_with_the_env(cli: Cli) -> None:  # noqa:
         ),
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    r = redis.Redis.from_url(cli.url)
+    r = sync_redis(cli.url)
     try:
         started = cli(
             "workflow", "start", "SecretEcho", "--id", "cli-secret", "-q", "secret",

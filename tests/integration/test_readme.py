@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis
-
-from tests.conftest import unique_prefix
+from tests.conftest import sync_redis, unique_prefix
 from tests.integration.test_cli import ENV
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -41,7 +39,7 @@ def test_from_python_runs_as_printed(redis_url: str, tmp_path: Path) -> None:
             env=ENV, timeout=60,
         )  # fmt: skip
     finally:
-        r = redis.Redis.from_url(redis_url)
+        r = sync_redis(redis_url)
         for key in r.scan_iter(match=f"{prefix}:*", count=1000):
             r.delete(key)
         r.close()

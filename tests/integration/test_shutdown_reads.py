@@ -27,6 +27,7 @@ def _worker(client: Client, **options: Any) -> Any:
     )
 
 
+@pytest.mark.single_server  # MULTI through redis-py's asyncio cluster pipeline fails
 async def test_query_delivered_to_a_stopping_worker_is_answered_by_the_next(
     client: Client,
 ) -> None:
@@ -100,6 +101,7 @@ async def test_cancelled_blocking_read_on_the_fast_path_takes_nothing(
     assert [fields for _, _, fields in read] == [{b"k": b"v"}]
 
 
+@pytest.mark.single_server  # a plain RespPool on the URL: one node of a cluster
 async def test_a_blocking_read_ending_after_the_pool_closed_leaves_no_connection(
     redis_url: str,
 ) -> None:

@@ -20,14 +20,14 @@ from engine.keys import Keys
 from sdk import Client
 from sdk.examples import order
 from sdk.testing import running_worker
-from tests.conftest import unique_prefix
+from tests.conftest import sync_redis, unique_prefix
 from tests.ui.harness import ui_server
 
 
 @pytest.fixture
 def ui(redis_url: str) -> Iterator[tuple[str, redis.Redis, Keys]]:
     prefix = unique_prefix()
-    with ui_server(redis_url, prefix) as base, redis.Redis.from_url(redis_url) as r:
+    with ui_server(redis_url, prefix) as base, sync_redis(redis_url) as r:
         yield base, r, Keys(prefix)
         for key in r.scan_iter(match=f"{prefix}:*", count=1000):
             r.delete(key)

@@ -1,0 +1,92 @@
+"""Cluster mode on the cold path (redis-py): detecting a cluster from any node's URL,
+the `RedisCluster` client that stands in for `Redis`, and plain clients to single
+nodes for what RedisCluster's asyncio client does not do (pub/sub).
+
+redis-py's cluster client routes each command by its key's slot (an FCALL by its first
+key), splits a non-transactional pipeline by node and puts the replies back in order,
+and follows MOVED/ASK. It costs about 200 us per call (docs/benchmarks.md), which is
+why the hot path has its own router (engine/resp_cluster.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
+
+#: Connections per node of the cold path's cluster client (it has no blocking pool:
+#: past this a call fails instead of waiting).
+MAX_NODE_CONNECTIONS = 1000
+#: Keyword arguments of a plain client that RedisCluster does not take.
+_PLAIN_ONLY = ("max_connections", "timeout", "connection_pool", "db")
+
+
+async def is_cluster(url: str, **redis_kwargs: Any) -> bool:
+    """Whether the server at `url` is a node of a Redis Cluster: CLUSTER INFO answers
+    (a single server says cluster support is disabled). A user whose ACL does not
+    grant it (engine/acl.py grants it), or a server without it, is taken for a single
+    server."""
+    kwargs = {k: v for k, v in redis_kwargs.items() if k not in ("max_connections", "timeout")}
+    probe = Redis.from_url(url, **kwargs)
+    try:
+        await probe.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+    except ResponseError:  # disabled, not granted, or a server without the command
+        return False
+    finally:
+        await probe.aclose()
+    return True
+
+
+class ClusterRedis(RedisCluster):
+    """RedisCluster that can also hand out a plain client to one node (pub/sub)."""
+
+    source_url: str = ""
+    plain_kwargs: dict[str, Any]
+
+    def node_client(self, key: str | None = None) -> Redis:
+        """A plain client to the primary serving `key`'s slot (any primary when None),
+        closed with this client."""
+        node = self.get_node_from_key(key) if key is not None else self.get_primaries()[0]
+        assert node is not None
+        parts = urlsplit(self.source_url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@{node.host}:{node.port}" if userinfo else f"{node.host}:{node.port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+        cache: dict[str, Redis] = self.__dict__.setdefault("_node_clients", {})
+        client = cache.get(url)
+        if client is None:
+            client = cache[url] = Redis.from_url(url, **self.plain_kwargs)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.__dict__.pop("_node_clients", {}).values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await super().aclose()
+
+
+def cluster_client(url: str, **redis_kwargs: Any) -> Redis:
+    """The cold path's client on a cluster. Typed as `Redis`: the engine calls the
+    commands both share (RedisCluster is not a subclass of it)."""
+    kwargs = {k: v for k, v in redis_kwargs.items() if k not in _PLAIN_ONLY}
+    client = cast(ClusterRedis, ClusterRedis.from_url(
+        url, max_connections=MAX_NODE_CONNECTIONS, **kwargs))
+    client.source_url = url
+    client.plain_kwargs = {k: v for k, v in redis_kwargs.items() if k not in ("timeout",)}
+    return cast(Redis, client)
+
+
+def as_cluster(redis: Any) -> ClusterRedis | None:
+    """The cluster client behind `redis`, None for a plain or Sentinel client."""
+    return redis if isinstance(redis, ClusterRedis) else None
+
+
+def pubsub_client(redis: Redis, channel: str | None = None) -> Redis:
+    """Where to subscribe: the client itself, or on a cluster a plain client to the
+    node serving the channel's slot (any node for a cluster-wide PUBLISH channel)."""
+    cluster = as_cluster(redis)
+    return redis if cluster is None else cluster.node_client(channel)
