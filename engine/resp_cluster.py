@@ -360,6 +360,21 @@ class ClusterRespPool(RespPool):
         it could lose an entry the server delivers just then (pending, unseen)."""
         consumer = args[3]
         head = list(args[: _streams_index(args) + 1])
+        if not any((consumer, *streams) in self._reads for streams in split):
+            # Nothing kept from an earlier call: first take what is there already, all
+            # slots at once without BLOCK, as one XREADGROUP on a single server answers
+            # at once when any stream has entries. Only when none has do blocking reads
+            # start (and may be kept): a one-off read never leaves one behind that would
+            # later deliver an entry to a consumer no longer reading.
+            at_once = _without_block(head)
+            replies = await self.execute_many(
+                [[*at_once, *streams, *([">"] * len(streams))] for streams in split])
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply  # as a blocking read's error reply would be
+            ready = [entry for reply in replies for entry in reply or []]
+            if ready:
+                return ready
         tasks: list[asyncio.Task[Any]] = []
         for streams in split:
             slot_key = (consumer, *streams)
@@ -418,6 +433,21 @@ class ClusterRespPool(RespPool):
         for pool in pools:
             with contextlib.suppress(Exception):
                 await pool.close()
+
+
+def _without_block(head: Sequence[Arg]) -> list[Arg]:
+    """An XREADGROUP's arguments before its streams, without BLOCK and its time."""
+    out: list[Arg] = []
+    skip = False
+    for arg in head:
+        if skip:
+            skip = False
+            continue
+        if _upper(arg) == b"BLOCK":
+            skip = True
+            continue
+        out.append(arg)
+    return out
 
 
 def _streams_index(args: Sequence[Arg]) -> int:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
+from tests.conftest import sync_redis
 from tests.integration.test_cli import ENV, ROOT, Cli, assert_one_line_error, cli, redurable
 
 pytestmark = [pytest.mark.integration]
@@ -24,7 +24,7 @@ def counter_worker(cli: Cli) -> Iterator[None]:
                   "--identity", identity, "--log-level", "WARNING",
                   "--redis-url", cli.url, "--prefix", cli.prefix),
         cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    r = redis.Redis.from_url(cli.url)
+    r = sync_redis(cli.url)  # a node of a cluster in .ci/run's cluster pass
     try:
         deadline = time.monotonic() + 20
         while r.zscore(f"{cli.prefix}:workers:uq", identity) is None:

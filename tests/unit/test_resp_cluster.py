@@ -107,6 +107,14 @@ class _FakeCluster(ClusterRespPool):
     def node(self, address: tuple[str, int]) -> Any:
         return self.fakes.setdefault(address, _FakeNode())
 
+    #: Replies of the non-blocking pass (one batch per call): nothing there by default.
+    at_once: list[list[Any]] = []
+    at_once_sent: list[list[Any]] = []
+
+    async def execute_many(self, commands: Any) -> list[Any]:
+        self.at_once_sent = [*self.at_once_sent, *commands]
+        return self.at_once.pop(0) if self.at_once else [None] * len(commands)
+
 
 def _read(streams: list[str]) -> list[Any]:
     return ["XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "BLOCK", 500, "STREAMS",
@@ -161,3 +169,18 @@ async def test_a_stopping_worker_waits_for_its_kept_reads() -> None:
     pool.fakes[("n", 2)].reads[0][1].set_result(None)
     await finishing
     assert not pool._reads
+
+
+@pytest.mark.anyio
+async def test_a_read_over_slots_takes_what_is_there_without_blocking() -> None:
+    """As one XREADGROUP on a single server answers at once when any stream has entries,
+    a read over several slots first asks every slot without BLOCK: with entries there,
+    no blocking read starts (none is kept, to deliver later to a consumer gone)."""
+    keys = Keys("ns", 2)
+    a, b = keys.workflow_tasks(0, "q"), keys.workflow_tasks(1, "q")
+    pool = _FakeCluster({key_slot(a): ("n", 1), key_slot(b): ("n", 2)})
+    pool.at_once = [[None, [[b.encode(), [(b"2-0", [b"k", b"w"])]]]]]
+    assert await pool.execute_blocking(*_read([a, b])) == [[b.encode(), [(b"2-0", [b"k", b"w"])]]]
+    assert not pool.fakes and not pool._reads
+    assert all(b"BLOCK" not in [str(x).encode() for x in command]
+               for command in pool.at_once_sent)
