@@ -37,6 +37,9 @@ class Figures:
     orphans: int = 0
     updates_sent: int = 0
     updates_once: int = 0
+    #: Updates sent to a child as its parent was terminated whose caller was told the
+    #: workflow closed first (the others completed, and count as applied once).
+    raced_failed: int = 0
     signals_sent: int = 0
     mails_sent: int = 0
     mails_delivered: int = 0
@@ -55,7 +58,9 @@ class Figures:
             f"({100.0 * right / max(self.workflows, 1):.1f}%); "
             f"{self.children_other_shard}/{self.children} children in another shard than "
             f"their parent; {self.updates_once}/{self.updates_sent} updates applied once "
-            f"to their callers; {self.signals_sent} signals to family workflows; "
+            f"to their callers ({self.raced_failed} others, racing a termination, "
+            f"failed to theirs: the workflow closed first); {self.signals_sent} signals "
+            f"to family workflows; "
             f"{self.children_by_policy} children terminated by the parent close policy, "
             f"{self.orphans} orphaned; {self.mails_delivered} mailbox signals delivered "
             f"of {self.mails_sent} sent per the parents' histories; "
@@ -99,16 +104,25 @@ def terminated_problems(wf_id: str, state: dict[bytes, bytes],
 
 
 def update_problems(wf_id: str, events: list[dict[bytes, bytes]], sent: list[str],
-                    results: Mapping[tuple[str, str], object]) -> list[str]:
-    """What is wrong with the updates sent to one workflow (`sent`: their ids)."""
+                    results: Mapping[tuple[str, str], object],
+                    raced: Mapping[tuple[str, str], str] | None = None) -> list[str]:
+    """What is wrong with the updates sent to one workflow (`sent`: their ids). One
+    whose caller was told the workflow closed first (`raced`) must have no completed
+    event and at most one accepted."""
     problems: list[str] = []
-    want = Counter(sent)
+    failed = [u for u in sent if (wf_id, u) in (raced or {})]
+    sent = [u for u in sent if u not in failed]
     for kind in (ACCEPTED, COMPLETED):
         got = Counter(f.get(b"update_id", b"").decode() for f in events
                       if f.get(b"type") == kind)
-        if got != want:
+        for update_id in failed:
+            if got.pop(update_id, 0) > (1 if kind == ACCEPTED else 0):
+                problems.append(f"{wf_id}: {update_id} failed to its caller "
+                                f"({raced and raced[(wf_id, update_id)]}) but has "
+                                f"{kind.decode()} events")
+        if got != Counter(sent):
             problems.append(f"{wf_id}: {kind.decode()} events per update id {dict(got)}, "
-                            f"expected one each of {sorted(want)}")
+                            f"expected one each of {sorted(sent)}")
     for update_id in sent:
         n = update_id.rsplit("-u", 1)[1]
         if results.get((wf_id, update_id)) != f"{wf_id}:{n}":
@@ -122,8 +136,9 @@ async def check(
     by_policy: list[str], mailbox: str, mailbox_got: list[list[object]], parents: list[str],
     mails: int, sent_updates: Mapping[str, list[str]],
     update_results: Mapping[tuple[str, str], object], signals_sent: int,
+    raced: Mapping[tuple[str, str], str],
 ) -> Figures:
-    figures = Figures(signals_sent=signals_sent)
+    figures = Figures(signals_sent=signals_sent, raced_failed=len(raced))
     figures.verdict = await checker.check(
         client.redis, client.keys, client.codec, {**results, mailbox: mailbox_got},
         ledger=ledger)
@@ -139,11 +154,11 @@ async def check(
             figures.terminated_right += 1
             figures.children_by_policy += wf_id in by_policy
     for wf_id, sent in sent_updates.items():
-        problems = update_problems(wf_id, read[wf_id][1], sent, update_results)
+        problems = update_problems(wf_id, read[wf_id][1], sent, update_results, raced)
         figures.problems += problems
-        figures.updates_sent += len(sent)
+        figures.updates_sent += len([u for u in sent if (wf_id, u) not in raced])
         if not problems:
-            figures.updates_once += len(sent)
+            figures.updates_once += len([u for u in sent if (wf_id, u) not in raced])
     sent_mail: Counter[tuple[object, ...]] = Counter()
     for wf_id in parents:
         for f in read[wf_id][1]:

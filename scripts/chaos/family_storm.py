@@ -38,7 +38,7 @@ from scripts.chaos.common import (
     wait_closed,
 )
 from scripts.chaos.family_workflows import FamilyChild, FamilyParent, Mailbox, child_value
-from sdk import Client, WorkflowHandle
+from sdk import Client, WorkflowHandle, WorkflowNotRunningError, WorkflowUpdateFailedError
 
 MODULE = "scripts.chaos.family_workflows"
 TASK_QUEUE = "family"
@@ -106,6 +106,9 @@ class _Traffic:
         self.results: dict[tuple[str, str], object] = {}
         #: workflow id -> the update ids sent to it.
         self.sent_updates: dict[str, list[str]] = {}
+        #: (workflow id, update id) -> the error of an update that lost its race with
+        #: the parent close policy (sent to a doomed family's child as it is terminated).
+        self.raced: dict[tuple[str, str], str] = {}
         self.signals = 0
 
     async def updates_and_signals(self, wf_id: str, updates: int, signals: int) -> None:
@@ -124,6 +127,18 @@ class _Traffic:
                 await handle.signal(FamilyChild.poke, n)
                 self.signals += 1
 
+    async def racing_update(self, wf_id: str, n: int) -> None:
+        """One update to a child about to be terminated: it completes, or its caller is
+        told that the workflow closed first; it must not hang or apply twice."""
+        update_id = f"{wf_id}-u{n}"
+        self.sent_updates[wf_id] = [update_id]
+        handle: WorkflowHandle = self.client.get_workflow_handle(wf_id)
+        try:
+            self.results[(wf_id, update_id)] = await handle.execute_update(
+                FamilyChild.add, n, id=update_id)
+        except (WorkflowUpdateFailedError, WorkflowNotRunningError) as exc:
+            self.raced[(wf_id, update_id)] = type(exc).__name__
+
     async def wait_running(self, ids: list[str]) -> None:
         """Until every one of `ids` exists and runs (children are started by the parent)."""
         keys = self.client.keys
@@ -141,7 +156,11 @@ class _Traffic:
         await self.updates_and_signals(parent_id(p), cfg.parent_updates, cfg.parent_signals)
         await self.wait_running(children)
         if doomed(cfg, p):
-            await self.client.get_workflow_handle(parent_id(p)).terminate("family storm")
+            async with anyio.create_task_group() as tg:
+                for i, wf_id in enumerate(children):
+                    tg.start_soon(self.racing_update, wf_id, i)
+                await anyio.sleep(0.05)
+                await self.client.get_workflow_handle(parent_id(p)).terminate("family storm")
             return
         async with anyio.create_task_group() as tg:
             for wf_id in children:
@@ -231,7 +250,8 @@ async def run(url: str, cfg: FamilyConfig, workdir: Path) -> FamilyReport:
                 mailbox=MAILBOX, mailbox_got=got, parents=[parent_id(p) for p in
                                                            range(cfg.parents)],
                 mails=cfg.mails, sent_updates=traffic.sent_updates,
-                update_results=traffic.results, signals_sent=traffic.signals)
+                update_results=traffic.results, raced=traffic.raced,
+                signals_sent=traffic.signals)
             return report
         finally:
             pool.close()

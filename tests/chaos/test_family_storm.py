@@ -25,7 +25,10 @@ async def test_family_storm_ends_every_workflow_right(redis_url: str, tmp_path: 
     assert report.kills >= 2
     assert figures.workflows == 3 + 3 * 4 + 1
     assert figures.children_by_policy == 4 and figures.orphans == 0
-    assert figures.updates_once == figures.updates_sent == 3 * 2 + 2 * 4
+    # The doomed family's 4 children each get an update as their parent is terminated:
+    # it completes, or its caller is told the workflow closed first.
+    assert figures.updates_once == figures.updates_sent
+    assert figures.updates_sent + figures.raced_failed == 3 * 2 + 2 * 4 + 4
     assert figures.mails_delivered == figures.mails_sent == 3 * 2
 
 
@@ -42,3 +45,7 @@ def test_problems_name_what_is_wrong() -> None:
                                             {("w", "w-u0"): "w:1"})
     assert any("Accepted events" in p for p in problems)
     assert any("got 'w:1'" in p for p in problems)
+    raced = {("w", "w-u0"): "WorkflowUpdateFailedError"}
+    assert family_check.update_problems("w", once[:1], ["w-u0"], {}, raced) == []
+    assert "has WorkflowExecutionUpdateCompleted" in family_check.update_problems(
+        "w", once, ["w-u0"], {}, raced)[0]
