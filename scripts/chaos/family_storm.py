@@ -3,8 +3,10 @@ family_workflows.py) each signal a Mailbox workflow (an external one) `mails` ti
 start `--children` children (ids hashed to other shards: the cross-shard hand-off) that
 each run 3 activities. Parents and children get updates (each its own id) and signals
 from the client; `terminated` of the parents are terminated while their children run
-(ParentClosePolicy.TERMINATE). Meanwhile a random worker process of `--workers` is
-SIGKILLed every `kill_every` seconds and replaced (at least `--kills` times).
+(ParentClosePolicy.TERMINATE), as an update to each of those children races the
+termination (it completes, or its caller is told the workflow closed first).
+Meanwhile a random worker process of `--workers` is SIGKILLed every `kill_every`
+seconds and replaced (at least `--kills` times).
 
 The check (scripts/chaos/family_check.py): every workflow ends as it must with the right
 result (the shared checker, plus terminated histories); each update applied exactly once
