@@ -22,7 +22,14 @@ from typing import Any
 
 import anyio
 
-from scripts.chaos import connection_faults, kill_storm, redis_crash, runners_b, runners_c
+from scripts.chaos import (
+    connection_faults,
+    kill_storm,
+    redis_crash,
+    runners_b,
+    runners_c,
+    runners_d,
+)
 from scripts.chaos.common import ROOT, run_pytest, server_for, sized
 
 DOC = ROOT / "docs" / "reliability.md"
@@ -90,8 +97,10 @@ RUNNERS = {
     "duplicate-delivery": _duplicate_delivery,
     **runners_b.RUNNERS,  # poison, signal-storm, clock-skew, fuzz
     **runners_c.RUNNERS,  # client-outage, sentinel-failover
+    **runners_d.RUNNERS,  # family
 }
-SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS] if s not in SCENARIOS]
+SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS, *runners_d.RUNNERS]
+              if s not in SCENARIOS]
 
 
 def write_row(doc: Path, scenario: str, figures: str, command: str) -> None:

@@ -75,8 +75,11 @@ class WorkerPool:
         max_deliveries: int = 1000,
         log: IO[bytes] | None = None,
         env: Mapping[str, str] | None = None,
+        module: str = MODULE,
+        task_queue: str = TASK_QUEUE,
     ) -> None:
         self.url, self.prefix, self.liveness = url, prefix, liveness
+        self.module, self.task_queue = module, task_queue
         self.max_deliveries = max_deliveries
         self.env = {ledger.ENV: str(ledger_path), **(env or {})}
         self.log = log
@@ -87,8 +90,8 @@ class WorkerPool:
         proc = WorkerProcess(
             self.url,
             self.prefix,
-            TASK_QUEUE,
-            MODULE,
+            self.task_queue,
+            self.module,
             liveness=self.liveness,
             max_deliveries=self.max_deliveries,
             env=self.env,
@@ -111,7 +114,7 @@ class WorkerPool:
         """Live workers that have joined the task queue (beaten at least once)."""
         pipe = client.redis.pipeline(transaction=False)
         for proc in self.live:
-            pipe.zscore(client.keys.workers(TASK_QUEUE), proc.identity)
+            pipe.zscore(client.keys.workers(self.task_queue), proc.identity)
         scores = await pipe.execute()
         return [p for p, s in zip(self.live, scores, strict=True) if s is not None]
 
