@@ -79,7 +79,7 @@ class Parent:
         child = await workflow.start_child_workflow(Kid.run, doubled, id="kid-1")
         await child.signal(Kid.poke, "from-handle")
         await workflow.get_external_workflow_handle("kid-1").signal(Kid.poke, "from-external")
-        return await child
+        return list(await child)
 
 
 class _ClientOut(OutboundInterceptor):
