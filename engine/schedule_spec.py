@@ -340,7 +340,8 @@ class SchedulePolicy:
     overlap: ScheduleOverlapPolicy = ScheduleOverlapPolicy.SKIP
     #: Fires missed (no worker ran) by longer than this are skipped, not caught up.
     catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW
-    #: Accepted for temporalio compatibility; not acted on (see docs/schedules.md).
+    #: Pause the schedule when a workflow it started fails, times out or is terminated
+    #: (its note says which), before its next fire (docs/schedules.md).
     pause_on_failure: bool = False
 
     def to_wire(self) -> str:

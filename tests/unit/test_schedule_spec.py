@@ -3,6 +3,7 @@ engine/schedule_spec.py, engine/schedule_policy.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -245,3 +246,25 @@ def test_backfill_walks_its_range_one_fire_at_a_time() -> None:
                   next_ms=T0 + 1_000_000)
     step = decide(done, T0 + 5, set())
     assert step.start is None and json.loads(step.fields["manual"]) == []
+
+
+@pytest.mark.parametrize(("status", "pauses"), [
+    ("FAILED", True), ("TIMED_OUT", True), ("TERMINATED", True),
+    ("COMPLETED", False), ("CANCELED", False), ("", False),
+])
+def test_pause_on_failure_pauses_on_a_failed_workflow(status: str, pauses: bool) -> None:
+    rec = record(Overlap.ALLOW_ALL, running=True)
+    rec = dataclasses.replace(rec, policy=SchedulePolicy(Overlap.ALLOW_ALL, pause_on_failure=True))
+    step = decide(rec, T0, {"w-prev": status})
+    assert step.fields["running"] == "[]"
+    if pauses:
+        assert step.fields["paused"] == "1" and step.start is None
+        assert step.fields["note"] == (
+            f"paused by pause_on_failure: workflow w-prev ended {status}")
+    else:
+        assert "paused" not in step.fields and step.start == T0
+
+
+def test_without_pause_on_failure_a_failed_workflow_changes_nothing() -> None:
+    step = decide(record(Overlap.ALLOW_ALL, running=True), T0, {"w-prev": "FAILED"})
+    assert "paused" not in step.fields and step.start == T0
