@@ -256,7 +256,6 @@ class _WorkflowOutboundRoot(WorkflowOutboundInterceptor):
         finally:
             reset_activity_root(token)
 
-
     def start_local_activity(self, input: StartLocalActivityInput) -> asyncio.Future[Any]:
         from sdk import workflow
 
