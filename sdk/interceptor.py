@@ -5,7 +5,8 @@ client's calls: `intercept_client(next)` returns an `OutboundInterceptor` whose
 methods each take an input dataclass and call `self.next`. A `WorkerInterceptor`
 (temporalio's `temporalio.worker.Interceptor`) wraps activity attempts
 (`intercept_activity`) and, per workflow run, the workflow's inbound calls (run,
-signals, queries) and its outbound ones (activities, `info()`), through the class
+signals, queries, updates) and its outbound ones (activities, local activities, child
+workflows, signals to other workflows, `info()`), through the class
 `workflow_interceptor_class` returns. A client interceptor that is also a worker
 interceptor is used by every worker of that client (as temporalio does).
 
