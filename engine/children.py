@@ -161,13 +161,14 @@ class ChildMixin:
 
     def signal_external(
         self, workflow_id: str, run_id: str, signal_name: str, payload: bytes,
-        child_only: bool = False,
+        child_only: bool = False, header: dict[str, Any] | None = None,
     ) -> asyncio.Future[None]:
         state = self._child_state
         state.external_seq += 1
         seq = state.external_seq
         self._commands.append(
-            cmd.SignalExternalWorkflow(seq, workflow_id, signal_name, payload, run_id, child_only)
+            cmd.SignalExternalWorkflow(seq, workflow_id, signal_name, payload, run_id, child_only,
+                                       header or {})
         )
         future: asyncio.Future[None] = self.loop.create_future()
         state.externals[seq] = _External(workflow_id, f"signal {signal_name!r}", future)

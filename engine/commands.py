@@ -153,6 +153,8 @@ class SignalExternalWorkflow:
     input: bytes
     run_id: str = ""
     child_workflow_only: bool = False
+    #: Interceptors' headers, delivered with the signal (sdk/interceptor.py).
+    header: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,7 @@ def to_event(command: Command) -> tuple[type[ev.Event], dict[str, Any]]:
                 "input": command.input,
                 "run_id": command.run_id,
                 "child_workflow_only": int(command.child_workflow_only),
+                **({"header": command.header} if command.header else {}),
             }
         case RequestCancelExternalWorkflow():
             return ev.RequestCancelExternalWorkflowExecutionInitiated, {

@@ -426,6 +426,11 @@ class SignalExternalWorkflowExecutionInitiated(Event):
     run_id: str = ""
     #: 1 when sent through a child's handle: only that child may receive it.
     child_workflow_only: int = 0
+    #: Interceptors' headers, delivered with the signal ({}: none, not written).
+    header: dict[str, Any] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, Any]:
+        return _without_empty_header(super().attributes())
 
 
 @dataclass(frozen=True)

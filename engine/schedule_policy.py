@@ -163,14 +163,28 @@ class Step:
         return self.start is not None or bool(self.counters) or "buffer" in self.fields
 
 
-def decide(rec: ScheduleRecord, now_ms: int, closed: set[str]) -> Step:
-    """The next step: start a buffered fire whose turn has come, else take the next
-    manual (trigger, backfill) or spec fire that is due and apply the overlap policy.
-    `closed`: workflow ids of `rec.running` known to have closed."""
+#: How a schedule's workflow may end that makes `pause_on_failure` pause it (Temporal's).
+PAUSING_STATUSES = ("FAILED", "TIMED_OUT", "TERMINATED")
+
+
+def decide(rec: ScheduleRecord, now_ms: int, closed: set[str] | dict[str, str]) -> Step:
+    """The next step: pause (pause_on_failure, a workflow of the schedule failed), else
+    start a buffered fire whose turn has come, else take the next manual (trigger,
+    backfill) or spec fire that is due and apply the overlap policy. `closed`:
+    workflow ids of `rec.running` known to have closed, or a map of them to how their
+    run ended ("" unknown: the id holds another run)."""
     step = Step()
     running = [r for r in rec.running if r[0] not in closed]
     if running != rec.running:
         step.fields["running"] = json.dumps(running)
+    failed = [(w, s) for w, s in closed.items() if s in PAUSING_STATUSES] \
+        if isinstance(closed, dict) else []
+    if failed and rec.policy.pause_on_failure and not rec.paused:
+        workflow_id, status = failed[0]
+        step.fields["paused"] = "1"
+        step.fields["note"] = (f"paused by pause_on_failure: workflow {workflow_id} ended "
+                               f"{status}")
+        return step
     buffer = list(rec.buffer)
     if buffer and not running:
         step.start = buffer.pop(0)

@@ -4,7 +4,10 @@ of time: no I/O, so the worker's scheduler and the unit tests share them.
 Times are whole milliseconds since the Unix epoch (UTC). Cron expressions are parsed by
 `cronsim` (5 fields, or 6 with seconds first), in the spec's time zone (zoneinfo).
 Intervals are aligned to the epoch plus their offset, as Temporal aligns them: every
-5 minutes fires at :00, :05, ... whatever the creation time.
+5 minutes fires at :00, :05, ... whatever the creation time. Calendars are stored as
+6-field cron expressions, but match as Temporal's do: a day must match both the day of
+month and the day of week (cron takes either when both are restricted), so their cron
+times are filtered by day (`_CalendarDays`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,19 @@ class ScheduleRange:
         text = str(self.start) if end == self.start else f"{self.start}-{end}"
         return f"{text}/{self.step}" if self.step > 1 else text
 
+    @classmethod
+    def parse(cls, text: str, full: str) -> list[ScheduleRange]:
+        """The ranges of one field of a calendar's cron form (what `cron` wrote)."""
+        ranges = []
+        for part in (full if text == "*" else text).split(","):
+            span, _, step = part.partition("/")
+            start, _, end = span.partition("-")
+            ranges.append(cls(int(start), int(end or 0), int(step or 0)))
+        return ranges
+
+    def values(self) -> range:
+        return range(self.start, max(self.end, self.start) + 1, max(self.step, 1))
+
 
 _FULL_RANGES = ("0-59", "0-59", "0-23", "1-31", "1-12", "0-6")
 
@@ -92,6 +108,35 @@ class ScheduleCalendarSpec:
             text = ",".join(r.cron() for r in ranges)
             parts.append("*" if text == full else text)
         return " ".join(parts)
+
+    @classmethod
+    def from_cron(cls, expression: str) -> ScheduleCalendarSpec:
+        """Back from `cron()`'s form (what a stored schedule keeps)."""
+        second, minute, hour, day_of_month, month, day_of_week = (
+            ScheduleRange.parse(text, full)
+            for text, full in zip(expression.split(), _FULL_RANGES, strict=True))
+        return cls(second, minute, hour, day_of_month, month, day_of_week)
+
+
+class _CalendarDays:
+    """The days a calendar's cron form may fire on, by Temporal's rule: the day of
+    month AND the day of week must match. None when cron's own rule gives the same
+    (either field left whole)."""
+
+    def __init__(self, expression: str) -> None:
+        fields = expression.split()
+        self.days = {v for r in ScheduleRange.parse(fields[3], "1-31") for v in r.values()}
+        #: cron's (and Temporal's) day of week: 0 is Sunday; 7 too.
+        self.weekdays = {v % 7 for r in ScheduleRange.parse(fields[5], "0-6")
+                         for v in r.values()}
+
+    @staticmethod
+    def of(expression: str) -> _CalendarDays | None:
+        fields = expression.split()
+        return _CalendarDays(expression) if fields[3] != "*" and fields[5] != "*" else None
+
+    def match(self, moment: datetime) -> bool:
+        return moment.day in self.days and (moment.weekday() + 1) % 7 in self.weekdays
 
 
 @dataclass(frozen=True)
@@ -182,9 +227,10 @@ class WireSpec:
         )
 
     def public(self) -> ScheduleSpec:
-        """Back to the public shape (calendars come back as their cron form)."""
+        """Back to the public shape."""
         return ScheduleSpec(
-            cron_expressions=[*self.crons, *self.calendars],
+            cron_expressions=list(self.crons),
+            calendars=[ScheduleCalendarSpec.from_cron(c) for c in self.calendars],
             intervals=[ScheduleIntervalSpec(timedelta(milliseconds=e), timedelta(milliseconds=o))
                        for e, o in self.intervals],
             start_at=from_ms(self.start_ms) if self.start_ms is not None else None,
@@ -206,7 +252,7 @@ class WireSpec:
         # cronsim works in whole seconds: a floor inside a second still finds the next one.
         start = start.replace(microsecond=0)
         horizon = start + _HORIZON
-        for expression in [*self.crons, *self.calendars]:
+        for expression in self.crons:
             for moment in CronSim(expression, start):
                 ms = to_ms(moment)
                 if moment > horizon:
@@ -214,6 +260,10 @@ class WireSpec:
                 if ms > floor:
                     candidates.append(ms)
                     break
+        for expression in self.calendars:
+            found = _next_calendar_time(expression, start, floor, horizon)
+            if found is not None:
+                candidates.append(found)
         if not candidates:
             return None
         nxt = min(candidates)
@@ -239,6 +289,29 @@ class WireSpec:
         if not self.jitter_ms:
             return 0
         return zlib.crc32(f"{schedule_id}|{nominal_ms}".encode()) % self.jitter_ms
+
+
+def _next_calendar_time(expression: str, start: datetime, floor: int,
+                        horizon: datetime) -> int | None:
+    """A calendar's first time after `floor` (ms), None before `horizon`. cron's times
+    on a day that matches only one of day of month and day of week are skipped, a
+    whole day at a time (a calendar may fire every second of the days it takes)."""
+    days = _CalendarDays.of(expression)
+    while start <= horizon:
+        for moment in CronSim(expression, start):
+            if moment > horizon:
+                return None
+            if days is not None and not days.match(moment):
+                # Go on from the end of that day (its last second: CronSim yields
+                # the times after it).
+                start = moment.replace(hour=23, minute=59, second=59)
+                break
+            ms = to_ms(moment)
+            if ms > floor:
+                return ms
+        else:
+            return None
+    return None
 
 
 class ScheduleOverlapPolicy(Enum):
@@ -267,7 +340,8 @@ class SchedulePolicy:
     overlap: ScheduleOverlapPolicy = ScheduleOverlapPolicy.SKIP
     #: Fires missed (no worker ran) by longer than this are skipped, not caught up.
     catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW
-    #: Accepted for temporalio compatibility; not acted on (see docs/schedules.md).
+    #: Pause the schedule when a workflow it started fails, times out or is terminated
+    #: (its note says which), before its next fire (docs/schedules.md).
     pause_on_failure: bool = False
 
     def to_wire(self) -> str:

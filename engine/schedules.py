@@ -134,18 +134,21 @@ class ScheduleStore:
             out.append((int(reply[0]), None if nxt < 0 else nxt, [text_of(x) for x in reply[2:]]))
         return out
 
-    async def closed_of(self, running: list[tuple[str, str]]) -> set[str]:
-        """Which of these workflow runs are no longer running (read in their shards)."""
+    async def closed_of(self, running: list[tuple[str, str]]) -> dict[str, str]:
+        """Which of these workflow runs are no longer running (read in their shards),
+        with how each ended ("" when its id holds another run now, or none)."""
         if not running:
-            return set()
+            return {}
         pipe = self.store.redis.pipeline(transaction=False)
         for workflow_id, _ in running:
             pipe.hmget(self.keys.workflow(workflow_id), "status", "run_id")
-        closed = set()
+        closed = {}
         for (workflow_id, run_id), (status, run) in zip(
                 running, await pipe.execute(), strict=True):
-            if status != b"RUNNING" or text_of(run or b"") != run_id:
-                closed.add(workflow_id)
+            if text_of(run or b"") != run_id:
+                closed[workflow_id] = ""
+            elif status != b"RUNNING":
+                closed[workflow_id] = text_of(status or b"")
         return closed
 
     async def advance(self, rec: ScheduleRecord, step: Step) -> str:

@@ -137,6 +137,8 @@ class UpdateMixin:
     #: Updates to apply after this activation's inputs, and whether to validate them
     #: (live: yes; replayed from WorkflowExecutionUpdateAccepted: no).
     _update_inbox: list[tuple[UpdateRequest, bool]]
+    #: The id of the update whose handler is being bound (sdk interceptors read it).
+    applying_update_id: str = ""
 
     def _drain(self) -> None: ...  # the machine's
 
@@ -161,6 +163,7 @@ class UpdateMixin:
                 raise PayloadError("an update's input must encode a list of arguments")
             if not isinstance(self.hooks, UpdateHooks):
                 raise UpdateInputError("this workflow takes no updates")
+            self.applying_update_id = request.update_id  # for interceptors' HandleUpdateInput
             validator, handler = self.hooks.update(request.name, args)
             if validate and validator is not None:
                 decided = len(self._commands)

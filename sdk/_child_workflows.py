@@ -17,10 +17,16 @@ from engine.errors import InvalidArgumentError
 from engine.machine import current_machine
 from engine.start_options import WorkflowIDReusePolicy, duration_ms
 from engine.validate import check_id, check_task_queue
+from sdk import _interception as interception
 from sdk._definitions import signal_name, workflow_definition, workflow_type_name
 from sdk._memo import memo_to_wire
 from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
+from sdk.interceptor import (
+    SignalChildWorkflowInput,
+    SignalExternalWorkflowInput,
+    StartChildWorkflowInput,
+)
 
 
 class ChildWorkflowHandle:
@@ -60,6 +66,11 @@ class ChildWorkflowHandle:
 
     async def signal(self, signal: Callable[..., Any] | str, *args: Any) -> None:
         """Signal the child (only this child: not another run with its id)."""
+        if outbound := interception.workflow_outbound(current_machine().hooks):
+            await outbound.signal_child_workflow(SignalChildWorkflowInput(
+                signal=signal_name(signal), args=list(args), child_workflow_id=self.id,
+                signal_ref=signal))
+            return
         await _signal(self.id, self.run_id, signal, args, child_only=True)
 
 
@@ -75,6 +86,11 @@ class ExternalWorkflowHandle:
         """Deliver a signal; raises `ApplicationError` (type
         "EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND" or "..._NOT_RUNNING") when there is no
         such running workflow."""
+        if outbound := interception.workflow_outbound(current_machine().hooks):
+            await outbound.signal_external_workflow(SignalExternalWorkflowInput(
+                signal=signal_name(signal), args=list(args), workflow_id=self.id,
+                workflow_run_id=self.run_id, signal_ref=signal))
+            return
         await _signal(self.id, self.run_id or "", signal, args, child_only=False)
 
     async def cancel(self) -> None:
@@ -84,13 +100,33 @@ class ExternalWorkflowHandle:
 
 async def _signal(
     workflow_id: str, run_id: str, signal: Callable[..., Any] | str, args: Sequence[Any],
-    *, child_only: bool,
+    *, child_only: bool, headers: Mapping[str, Any] | None = None,
 ) -> None:
     machine = current_machine()
     name = signal_name(signal)
     hints = untyped(name) if isinstance(signal, str) else hints_of(signal, method=True)
     payload = machine.codec.encode(hints.encode_args(list(args)))
-    await machine.signal_external(workflow_id, run_id, name, payload, child_only)
+    if headers:  # an interceptor's: they go with the signal (WorkflowExecutionSignaled)
+        interception.header_text(headers)  # JSON values only: a clear error here
+    await machine.signal_external(workflow_id, run_id, name, payload, child_only,
+                                  dict(headers or {}))
+
+
+async def signal_external(input: SignalExternalWorkflowInput, signal: Any) -> None:
+    """Signal the workflow `input` names, with its headers (the interceptors' root)."""
+    await _signal(input.workflow_id, input.workflow_run_id or "", signal, input.args,
+                  child_only=False, headers=input.headers)
+
+
+async def signal_child(input: SignalChildWorkflowInput, signal: Any) -> None:
+    """Signal this workflow's latest child with that id (the interceptors' root)."""
+    workflow_id = input.child_workflow_id
+    children = [c for c in current_machine()._child_state.children.values()
+                if c.workflow_id == workflow_id]
+    if not children:
+        raise InvalidArgumentError(f"this workflow has no child workflow {workflow_id!r}")
+    await _signal(workflow_id, children[-1].run_id, signal, input.args, child_only=True,
+                  headers=input.headers)
 
 
 def get_external_workflow_handle(
@@ -161,22 +197,51 @@ async def start_child_workflow(
         raise InvalidArgumentError(
             f"parent_close_policy must be a ParentClosePolicy, not {parent_close_policy!r}"
         )
-    type_name = workflow_type_name(workflow)
+    input = StartChildWorkflowInput(
+        workflow=workflow_type_name(workflow), args=list(args or positional), id=id,
+        task_queue=task_queue, execution_timeout=execution_timeout, run_timeout=run_timeout,
+        task_timeout=task_timeout, id_reuse_policy=id_reuse_policy,
+        parent_close_policy=parent_close_policy, memo=memo, ret_type=result_type,
+        workflow_ref=workflow)
+    if outbound := interception.workflow_outbound(machine.hooks):  # sdk/interceptor.py
+        return await outbound.start_child_workflow(input)
+    return await start_child(input)
+
+
+async def start_child(input: StartChildWorkflowInput) -> ChildWorkflowHandle:
+    """Start the child `input` describes (with its headers: the interceptors' root)."""
+    machine = current_machine()
+    ref = input.workflow_ref
+    workflow = ref if ref is not None and workflow_type_name(ref) == input.workflow \
+        else input.workflow
     hints = with_result(
-        untyped(type_name) if isinstance(workflow, str)
+        untyped(input.workflow) if isinstance(workflow, str)
         else hints_of(workflow_definition(workflow).run_fn, method=True),
-        result_type,
+        input.ret_type,
     )
-    child_id = check_id(id) if id is not None else str(machine.uuid4())
-    queue = machine.info.task_queue if task_queue is None else check_task_queue(task_queue)
-    options = _options(id_reuse_policy, execution_timeout, run_timeout, task_timeout)
-    memo_payload = b"" if memo is None else machine.codec.encode(memo_to_wire(memo))
+    child_id = check_id(input.id) if input.id is not None else str(machine.uuid4())
+    queue = machine.info.task_queue if input.task_queue is None \
+        else check_task_queue(input.task_queue)
+    reuse = input.id_reuse_policy
+    options = _options(WorkflowIDReusePolicy.ALLOW_DUPLICATE if reuse is None else reuse,
+                       input.execution_timeout, input.run_timeout, input.task_timeout)
+    if input.headers:
+        # Recorded with the start command; the engine puts them on the child's
+        # WorkflowExecutionStarted (85_handoff.lua), for its execute_workflow.
+        options["header"] = interception.header_text(input.headers)
+    policy = input.parent_close_policy
+    if policy is None:
+        policy = ParentClosePolicy.TERMINATE
+    if not isinstance(policy, ParentClosePolicy):
+        raise InvalidArgumentError(
+            f"parent_close_policy must be a ParentClosePolicy, not {policy!r}")
+    memo_payload = b"" if input.memo is None else machine.codec.encode(memo_to_wire(input.memo))
     child = machine.start_child(
-        type_name,
+        input.workflow,
         child_id,
-        machine.codec.encode(hints.encode_args(list(args or positional))),
+        machine.codec.encode(hints.encode_args(list(input.args))),
         queue,
-        parent_close_policy,
+        policy,
         options,
         memo_payload,
         None if hints.result is Any else hints.decode_result,

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidArgumentError
-from sdk._definitions import query_name, signal_name, workflow_type_name
+from sdk._definitions import query_name, signal_name, update_name, workflow_type_name
 from sdk.interceptor import (
     CancelWorkflowInput,
     ClientInterceptor,
@@ -27,6 +27,7 @@ from sdk.interceptor import (
     QueryWorkflowInput,
     SignalWorkflowInput,
     StartWorkflowInput,
+    StartWorkflowUpdateInput,
     TerminateWorkflowInput,
     WorkflowOutboundInterceptor,
 )
@@ -34,10 +35,12 @@ from sdk.interceptor import (
 if TYPE_CHECKING:
     from sdk.client.client import Client
     from sdk.client.handle import WorkflowHandle
+    from sdk.client.update_handle import WorkflowUpdateHandle
 
 #: Set (to the headers as JSON text, "" none) while the client chain's root runs a call.
 _client_root: ContextVar[str | None] = ContextVar("redurable_client_root", default=None)
-#: Set (to the headers) while the workflow outbound chain's root schedules an activity.
+#: Set (to the headers) while the workflow outbound chain's root makes a call (an
+#: activity, a local activity, a child's start, a signal to another workflow).
 _activity_root: ContextVar[Mapping[str, Any] | None] = ContextVar(
     "redurable_activity_root", default=None)
 
@@ -180,6 +183,20 @@ class _ClientRoot(OutboundInterceptor):
         finally:
             _client_root.reset(token)
 
+    async def start_workflow_update(
+        self, input: StartWorkflowUpdateInput
+    ) -> WorkflowUpdateHandle[Any]:
+        ref = input.update_ref
+        update = ref if ref is not None and update_name(ref) == input.update else input.update
+        token = _client_root.set("")  # an update's headers are not sent yet
+        try:
+            handle = self.client.get_workflow_handle(input.id, run_id=input.run_id)
+            return await handle.start_update(
+                update, args=list(input.args), wait_for_stage=input.wait_for_stage,
+                id=input.update_id, result_type=input.ret_type)
+        finally:
+            _client_root.reset(token)
+
 
 # --- workflow code ----------------------------------------------------------------------
 
@@ -192,7 +209,8 @@ def workflow_outbound(hooks: Any) -> WorkflowOutboundInterceptor | None:
 
 
 def activity_headers() -> Mapping[str, Any]:
-    """The headers the outbound chain's root schedules the current activity with."""
+    """The headers the outbound chain's root makes the current call with (an activity,
+    a child's start, a signal)."""
     return _activity_root.get() or {}
 
 

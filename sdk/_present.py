@@ -126,6 +126,8 @@ def event_details(event: HistoryEvent) -> str:
 def spec_text(spec: ScheduleSpec) -> str:
     """A schedule spec in one line, for the CLI and the UI."""
     parts = [f"cron {c!r}" for c in spec.cron_expressions]
+    # A calendar in its cron form (its day of month and day of week must both match).
+    parts += [f"calendar {c.cron()!r}" for c in spec.calendars]
     parts += [f"every {i.every}" + (f" +{i.offset}" if i.offset else "") for i in spec.intervals]
     if spec.time_zone_name:
         parts.append(f"in {spec.time_zone_name}")

@@ -42,7 +42,7 @@ from sdk._payload_hints import hints_of, untyped, with_result
 from sdk._retry import RetryPolicy
 from sdk._update_defn import UpdateMethodMultiParam, update
 from sdk.converter import value_to_type
-from sdk.interceptor import StartActivityInput
+from sdk.interceptor import StartActivityInput, StartLocalActivityInput
 
 __all__ = [
     "ActivityCancellationType",
@@ -270,6 +270,12 @@ def start_local_activity(
             "a local activity needs start_to_close_timeout or schedule_to_close_timeout"
         )
     machine = current_machine()
+    if outbound := interception.workflow_outbound(machine.hooks):  # sdk/interceptor.py
+        return outbound.start_local_activity(StartLocalActivityInput(
+            activity=activity_type_name(activity), args=list(args),
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout, retry_policy=retry_policy,
+            ret_type=result_type, activity_ref=activity))
     options: dict[str, Any] = {"retry": (retry_policy or RetryPolicy()).to_wire()}
     for key, value, what in (
         ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),

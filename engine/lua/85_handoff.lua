@@ -38,7 +38,7 @@ command_appliers['SignalExternalWorkflowExecutionInitiated'] = function(c, f, ts
   redis.call('HSET', c.wf, 'ext:' .. f.seq, 1)
   outbox_add(c.prefix, 'signal', f.workflow_id, c.run .. ':ext:' .. f.seq, {
     'target_run', f.run_id or '', 'signal_name', f.signal_name, 'input', f.input,
-    'child_only', f.child_workflow_only or '0',
+    'child_only', f.child_workflow_only or '0', 'header', f.header or '',
     'reply_to', c.id, 'reply_run', c.run, 'seq', f.seq})
 end
 
@@ -139,7 +139,7 @@ handlers.start_child = function(c, f, req, ts)
   end
   if info[1] then remove_from_indexes(c) end
   new_run(c, f.run_id, f.workflow_type, f.task_queue, f.input, 1, ts, {memo = f.memo,
-    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms,
+    exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, header = o.header,
     parent = {id = f.parent_id, run = f.parent_run, seq = f.seq}})
   outbox_add(c.prefix, 'child_started', f.parent_id, req .. ':reply', {
     'target_run', f.parent_run, 'seq', f.seq, 'workflow_id', c.id, 'run_id', f.run_id,
@@ -224,8 +224,12 @@ handlers.signal = function(c, f, req, ts)
     if events + redis.call('LLEN', c.buf) >= limit then
       run, cause = nil, 'HISTORY_LIMIT'
     else
-      deliver(c, 'WorkflowExecutionSignaled', ts,
-        {'signal_name', f.signal_name, 'input', f.input})
+      local fields = {'signal_name', f.signal_name, 'input', f.input}
+      if f.header and f.header ~= '' then  -- interceptors' headers (sdk/interceptor.py)
+        fields[#fields + 1] = 'header'
+        fields[#fields + 1] = f.header
+      end
+      deliver(c, 'WorkflowExecutionSignaled', ts, fields)
     end
   end
   reply(c, f, req, 'signal_result', run, cause)

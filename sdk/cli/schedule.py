@@ -57,6 +57,7 @@ def description_json(desc: ScheduleDescription) -> dict[str, Any]:
         "task_queue": s.action.task_queue,
         "args": s.action.args,
         "cron_expressions": list(s.spec.cron_expressions),
+        "calendars": [c.cron() for c in s.spec.calendars],
         "intervals": [{"every_s": i.every.total_seconds(), "offset_s": i.offset.total_seconds()}
                       for i in s.spec.intervals],
         "time_zone": s.spec.time_zone_name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +115,7 @@ def next_action_times(rec: ScheduleRecord) -> list[datetime]:
 
 
 def describe_record(client: Client, rec: ScheduleRecord,
-                    closed: set[str] | None = None) -> ScheduleDescription:
+                    closed: Collection[str] | None = None) -> ScheduleDescription:
     """`closed`: workflows of `rec.running` known to have closed since the last fire
     (the stored list is pruned only when the schedule next fires)."""
     schedule = Schedule(action=_action_of(client, rec), spec=rec.spec.public(),
@@ -124,7 +124,7 @@ def describe_record(client: Client, rec: ScheduleRecord,
         num_actions=rec.actions, num_actions_missed_catchup_window=rec.missed,
         num_actions_skipped_overlap=rec.skipped,
         running_actions=[ScheduleActionExecutionStartWorkflow(w, r) for w, r in rec.running
-                         if w not in (closed or set())],
+                         if w not in (closed or ())],
         recent_actions=_recent(rec), next_action_times=next_action_times(rec),
         created_at=from_ms(rec.created_ms),
         last_updated_at=from_ms(rec.updated_ms) if rec.updated_ms else None,

@@ -31,9 +31,11 @@ from engine.status import WorkflowExecutionStatus
 from engine.update_calls import admit_update, read_update
 from engine.updates import UpdateState, WorkflowUpdateStage
 from engine.validate import check_id
+from sdk import _interception as interception
 from sdk._definitions import update_name
 from sdk._payload_hints import PayloadHints, hints_of, untyped, with_result
 from sdk.client.close_watch import CloseWatcher
+from sdk.interceptor import StartWorkflowUpdateInput
 
 if TYPE_CHECKING:
     from sdk.client.client import Client
@@ -185,6 +187,11 @@ async def start_update(
     if wait_for_stage not in (WorkflowUpdateStage.ACCEPTED, WorkflowUpdateStage.COMPLETED):
         raise ValueError("wait_for_stage must be WorkflowUpdateStage.ACCEPTED or COMPLETED")
     name = update_name(update)
+    if chain := interception.intercepting(handle.client.outbound_interceptor):
+        return await chain.start_workflow_update(StartWorkflowUpdateInput(
+            id=handle.id, run_id=handle.run_id, update_id=id, update=name,
+            args=list(arguments), wait_for_stage=wait_for_stage, ret_type=result_type,
+            update_ref=update))
     hints = with_result(
         untyped(name) if isinstance(update, str) else hints_of(update, method=True),
         result_type)

@@ -39,11 +39,16 @@ from sdk.interceptor import (
     ExecuteActivityInput,
     ExecuteWorkflowInput,
     HandleSignalInput,
+    HandleUpdateInput,
     OutboundInterceptor,
     QueryWorkflowInput,
+    SignalChildWorkflowInput,
+    SignalExternalWorkflowInput,
     SignalWorkflowInput,
     StartActivityInput,
+    StartChildWorkflowInput,
     StartWorkflowInput,
+    StartWorkflowUpdateInput,
     WorkerInterceptor,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -122,6 +127,16 @@ class _ClientOutbound(OutboundInterceptor):
         ):
             return await self.next.query_workflow(input)
 
+    async def start_workflow_update(self, input: StartWorkflowUpdateInput) -> Any:
+        # The update's headers are not sent yet: the worker's spans for it have the
+        # run's start context as their parent.
+        with self.root.tracer.start_as_current_span(
+            f"StartWorkflowUpdate:{input.update}", kind=trace.SpanKind.CLIENT,
+            attributes={"temporalWorkflowID": input.id},
+        ):
+            input.headers = self.root.inject(input.headers)
+            return await self.next.start_workflow_update(input)
+
 
 # --- activities -------------------------------------------------------------------------
 
@@ -186,6 +201,16 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
         self.completed_span(f"HandleSignal:{input.signal}", parent, trace.SpanKind.SERVER)
         await self.next.handle_signal(input)
 
+    def handle_update_validator(self, input: HandleUpdateInput) -> None:
+        parent = self.interceptor.extract(input.headers) or self.parent
+        self.completed_span(f"ValidateUpdate:{input.update}", parent, trace.SpanKind.SERVER)
+        self.next.handle_update_validator(input)
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        parent = self.interceptor.extract(input.headers) or self.parent
+        self.completed_span(f"HandleUpdate:{input.update}", parent, trace.SpanKind.SERVER)
+        return await self.next.handle_update_handler(input)
+
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):
     def __init__(self, next: WorkflowOutboundInterceptor, inbound: _WorkflowInbound) -> None:
@@ -201,3 +226,26 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
             ctx = trace.set_span_in_context(span, inbound.parent)
             input.headers = inbound.interceptor.inject(input.headers, ctx)
         return self.next.start_activity(input)
+
+    def _traced(self, name: str, headers: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A CLIENT span under the run's context, and `headers` carrying it (as they
+        are, replaying: the recorded command keeps the headers it was sent with)."""
+        inbound = self.inbound
+        span = inbound.completed_span(name, inbound.parent, trace.SpanKind.CLIENT)
+        if span is None:
+            return headers
+        return inbound.interceptor.inject(headers, trace.set_span_in_context(span, inbound.parent))
+
+    async def start_child_workflow(self, input: StartChildWorkflowInput) -> Any:
+        # The child's RunWorkflow span is this span's child, through the child's start
+        # headers (recorded on its WorkflowExecutionStarted).
+        input.headers = self._traced(f"StartChildWorkflow:{input.workflow}", input.headers)
+        return await self.next.start_child_workflow(input)
+
+    async def signal_child_workflow(self, input: SignalChildWorkflowInput) -> None:
+        input.headers = self._traced(f"SignalChildWorkflow:{input.signal}", input.headers)
+        await self.next.signal_child_workflow(input)
+
+    async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
+        input.headers = self._traced(f"SignalExternalWorkflow:{input.signal}", input.headers)
+        await self.next.signal_external_workflow(input)

@@ -10,11 +10,12 @@ import dataclasses
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.machine import WorkflowInfo, current_machine
+from engine.updates import UpdateCalls
 from sdk import activity as activity_api
-from sdk._definitions import ActivityDefinition, WorkflowDefinition
+from sdk._definitions import ActivityDefinition, WorkflowDefinition, update_validator
 from sdk._interception import parse_header, reset_activity_root, set_activity_root
 from sdk._payload_hints import hints_of
 from sdk.interceptor import (
@@ -25,7 +26,12 @@ from sdk.interceptor import (
     ExecuteWorkflowInput,
     HandleQueryInput,
     HandleSignalInput,
+    HandleUpdateInput,
+    SignalChildWorkflowInput,
+    SignalExternalWorkflowInput,
     StartActivityInput,
+    StartChildWorkflowInput,
+    StartLocalActivityInput,
     WorkerInterceptor,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -33,6 +39,9 @@ from sdk.interceptor import (
 )
 from sdk.worker.activity_attempt import call_activity
 from sdk.worker.workflow_runner import DefinitionHooks
+
+if TYPE_CHECKING:
+    from sdk._child_workflows import ChildWorkflowHandle
 
 
 def worker_interceptors(
@@ -170,6 +179,21 @@ class InterceptedHooks(DefinitionHooks):
         self._init()
         return self.inbound.handle_query(HandleQueryInput(id="", query=name, args=args))
 
+    def update(self, name: str, args: list[Any]) -> UpdateCalls:
+        handler, decoded, hints = self.update_call(name, args)
+        self._init()
+        input = HandleUpdateInput(id=current_machine().applying_update_id, update=name,
+                                  args=decoded)
+        inbound = self.inbound
+
+        def validate() -> None:
+            inbound.handle_update_validator(input)
+
+        async def run() -> Any:
+            return hints.encode_result(await inbound.handle_update_handler(input))
+
+        return (validate if update_validator(handler) is not None else None), run
+
 
 class _WorkflowRoot(WorkflowInboundInterceptor):
     def __init__(self, hooks: InterceptedHooks) -> None:
@@ -190,6 +214,19 @@ class _WorkflowRoot(WorkflowInboundInterceptor):
 
     def handle_query(self, input: HandleQueryInput) -> Any:
         return DefinitionHooks.query(self._hooks, input.query, list(input.args))
+
+    def handle_update_validator(self, input: HandleUpdateInput) -> None:
+        hooks = self._hooks
+        validator = update_validator(hooks.definition.updates[input.update])
+        if validator is not None:
+            validator(hooks.instance, *input.args)
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        hooks = self._hooks
+        result = hooks.definition.updates[input.update](hooks.instance, *input.args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
 
 class _WorkflowOutboundRoot(WorkflowOutboundInterceptor):
@@ -218,6 +255,41 @@ class _WorkflowOutboundRoot(WorkflowOutboundInterceptor):
                 result_type=input.ret_type, **options)
         finally:
             reset_activity_root(token)
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> asyncio.Future[Any]:
+        from sdk import workflow
+
+        ref = input.activity_ref
+        fn = ref if ref is not None and _name(ref) == input.activity else input.activity
+        token = set_activity_root(input.headers)
+        try:
+            return workflow.start_local_activity(
+                fn, *input.args, start_to_close_timeout=input.start_to_close_timeout,
+                schedule_to_close_timeout=input.schedule_to_close_timeout,
+                retry_policy=input.retry_policy, result_type=input.ret_type)
+        finally:
+            reset_activity_root(token)
+
+    async def start_child_workflow(self, input: StartChildWorkflowInput) -> ChildWorkflowHandle:
+        from sdk import _child_workflows as children
+
+        return await children.start_child(input)
+
+    async def signal_child_workflow(self, input: SignalChildWorkflowInput) -> None:
+        from sdk import _child_workflows as children
+
+        await children.signal_child(input, _signal_of(input.signal_ref, input.signal))
+
+    async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
+        from sdk import _child_workflows as children
+
+        await children.signal_external(input, _signal_of(input.signal_ref, input.signal))
+
+
+def _signal_of(ref: Any, name: str) -> Any:
+    from sdk._definitions import signal_name
+
+    return ref if ref is not None and signal_name(ref) == name else name
 
 
 def _name(activity: Any) -> str:

@@ -17,7 +17,7 @@ from engine.errors import PayloadError, QueryFailedError, UnknownQueryError
 from engine.machine import SignalInputError, WorkflowInfo, WorkflowMachine
 from engine.updates import UpdateCalls, UpdateInputError
 from sdk._definitions import WorkflowDefinition, update_validator
-from sdk._payload_hints import hints_of
+from sdk._payload_hints import PayloadHints, hints_of
 
 log = structlog.get_logger("redurable.worker")
 
@@ -105,6 +105,26 @@ class DefinitionHooks:
     def update(self, name: str, args: list[Any]) -> UpdateCalls:
         """The validator and the handler of an update, bound to these arguments;
         UpdateInputError (the update is rejected) when they cannot be called."""
+        handler, args, hints = self.update_call(name, args)
+        instance, validator = self.instance, update_validator(handler)
+
+        def validate() -> None:
+            assert validator is not None
+            validator(instance, *args)
+
+        async def run() -> Any:
+            result = handler(instance, *args)
+            if inspect.isawaitable(result):
+                result = await result
+            return hints.encode_result(result)
+
+        return (validate if validator is not None else None), run
+
+    def update_call(
+        self, name: str, args: list[Any]
+    ) -> tuple[Callable[..., Any], list[Any], PayloadHints]:
+        """The handler of update `name`, its arguments converted, and its hints;
+        UpdateInputError when the workflow cannot take it."""
         handler = self.definition.updates.get(name)
         if handler is None:
             known = ", ".join(sorted(self.definition.updates)) or "none"
@@ -119,19 +139,7 @@ class DefinitionHooks:
             args = hints.decode_args(args)
         except PayloadError as exc:
             raise UpdateInputError(str(exc)) from None
-        instance, validator = self.instance, update_validator(handler)
-
-        def validate() -> None:
-            assert validator is not None
-            validator(instance, *args)
-
-        async def run() -> Any:
-            result = handler(instance, *args)
-            if inspect.isawaitable(result):
-                result = await result
-            return hints.encode_result(result)
-
-        return (validate if validator is not None else None), run
+        return handler, args, hints
 
 
 

@@ -371,3 +371,30 @@ async def test_describe_does_not_show_a_closed_workflow_running(client: Client) 
         await client.get_workflow_handle(started).signal(Hold.release)
         await client.get_workflow_handle(started).result()
     assert (await handle.describe()).info.running_actions == []
+
+
+@pytest.mark.timeout(40)
+async def test_pause_on_failure_pauses_when_a_started_workflow_is_terminated(
+    client: Client,
+) -> None:
+    schedule = every(1, Overlap.SKIP, workflow=Hold, args=())
+    schedule.policy = SchedulePolicy(overlap=Overlap.SKIP, pause_on_failure=True)
+    handle = await client.create_schedule("s", schedule)
+    async with running_worker(client, task_queue=TQ, workflows=[Hold]):
+        await until(lambda: _actions_at_least(handle, 1))
+        first = (await handle.describe()).info.running_actions[0].workflow_id
+        await client.get_workflow_handle(first).terminate(reason="broken")
+
+        async def paused() -> bool:
+            return (await handle.describe()).schedule.state.paused
+
+        await until(paused)
+        desc = await handle.describe()
+        assert first in desc.schedule.state.note and "TERMINATED" in desc.schedule.state.note
+        # Paused: the next fires start nothing.
+        await anyio.sleep(1.5)
+        assert (await handle.describe()).info.num_actions == 1
+        # Unpaused, it fires again (the failure was taken into account once).
+        await handle.unpause()
+        await until(lambda: _actions_at_least(handle, 2))
+        assert not (await handle.describe()).schedule.state.paused

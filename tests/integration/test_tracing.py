@@ -142,3 +142,56 @@ async def test_activity_spans_are_current_in_the_activity(client: Client) -> Non
         await traced.execute_workflow(Probing.run, id="p-1", task_queue="pr")
     run = by_name(exporter.get_finished_spans())["RunActivity:probe"][0]
     assert seen == [run.context.span_id]
+
+
+@workflow.defn(name="TracedKid")
+class TracedKid:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return n + 1
+
+
+@workflow.defn(name="TracedParent")
+class TracedParent:
+    def __init__(self) -> None:
+        self.n = 0
+
+    @workflow.update
+    def set_n(self, n: int) -> int:
+        self.n = n
+        return n
+
+    @set_n.validator
+    def check_n(self, n: int) -> None:
+        if n < 0:
+            raise ValueError("negative")
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.n > 0)
+        return int(await workflow.execute_child_workflow(TracedKid.run, self.n, id="tk-1"))
+
+
+async def test_child_workflows_and_updates_are_traced(client: Client) -> None:
+    interceptor, exporter = tracing()
+    traced = traced_client(client, interceptor)
+    async with running_worker(traced, task_queue="tc", workflows=[TracedParent, TracedKid]):
+        with interceptor.tracer.start_as_current_span("caller"):
+            handle = await traced.start_workflow(TracedParent.run, id="tp-1", task_queue="tc")
+            assert await handle.execute_update(TracedParent.set_n, 4) == 4
+            with anyio.fail_after(20):
+                assert await handle.result() == 5
+    spans = by_name(exporter.get_finished_spans())
+    assert len({s.context.trace_id for group in spans.values() for s in group}) == 1
+    start = spans["StartWorkflow:TracedParent"][0]
+    run = spans["RunWorkflow:TracedParent"][0]
+    assert len(spans["StartWorkflowUpdate:set_n"]) == 1
+    # The update's headers are not sent: its worker spans hang under the run's start.
+    assert parent_id(spans["ValidateUpdate:set_n"][0]) == start.context.span_id
+    assert parent_id(spans["HandleUpdate:set_n"][0]) == start.context.span_id
+    # The child's run continues the parent's trace through its start headers.
+    start_child = spans["StartChildWorkflow:TracedKid"]
+    assert len(start_child) == 1 and parent_id(start_child[0]) == start.context.span_id
+    kid_run = spans["RunWorkflow:TracedKid"]
+    assert len(kid_run) == 1 and parent_id(kid_run[0]) == start_child[0].context.span_id
+    assert parent_id(run) == start.context.span_id

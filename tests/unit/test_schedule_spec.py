@@ -3,6 +3,7 @@ engine/schedule_spec.py, engine/schedule_policy.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,47 @@ def test_calendar_spec_is_a_cron_with_seconds() -> None:
     spec = wire(ScheduleSpec(calendars=[cal]))
     # 2026-01-03 is a Saturday: the next match is Monday the 5th at 09:00.
     assert spec.next_after(ms("2026-01-02T09:30:00")) == ms("2026-01-05T09:00:00")
-    assert spec.public().cron_expressions == ["0 0-30/15 9 * * 1-5"]
+    # describe() gives it back as the calendar it was (not as a cron expression, whose
+    # day rule differs).
+    public = spec.public()
+    assert public.cron_expressions == [] and [c.cron() for c in public.calendars] == [cal.cron()]
+    assert public.calendars[0].minute == [ScheduleRange(0, 30, 15)]
+
+
+def test_calendar_needs_both_day_of_month_and_day_of_week() -> None:
+    # Friday the 13th, at noon. Cron would fire on every 13th and every Friday;
+    # Temporal (and we) only on days that are both.
+    cal = ScheduleCalendarSpec(hour=[ScheduleRange(12)], day_of_month=[ScheduleRange(13)],
+                               day_of_week=[ScheduleRange(5)])
+    spec = wire(ScheduleSpec(calendars=[cal]))
+    times = spec.times_between(ms("2026-01-01T00:00:00"), ms("2026-12-31T00:00:00"), 10)
+    assert [from_ms(t).date().isoformat() for t in times] == [
+        "2026-02-13", "2026-03-13", "2026-11-13"]
+    assert all(from_ms(t).hour == 12 for t in times)
+    # A cron expression keeps cron's rule (either day matches).
+    cron = wire(ScheduleSpec(cron_expressions=["0 12 13 * 5"]))
+    assert cron.next_after(ms("2026-01-01T00:00:00")) == ms("2026-01-02T12:00:00")
+
+
+def test_calendar_day_rule_in_a_time_zone_and_with_many_times_a_day() -> None:
+    # Every 10 minutes of the 1st of a month that is a Sunday (7 is Sunday too), in
+    # New York: 2026-02-01 and 2026-03-01 are Sundays.
+    cal = ScheduleCalendarSpec(minute=[ScheduleRange(0, 59, 10)], hour=[ScheduleRange(0, 23)],
+                               day_of_month=[ScheduleRange(1)], day_of_week=[ScheduleRange(7)])
+    spec = wire(ScheduleSpec(calendars=[cal], time_zone_name="America/New_York"))
+    first = spec.next_after(ms("2026-01-02T00:00:00"))
+    assert first == ms("2026-02-01T05:00:00")  # midnight in New York
+    day = spec.times_between(ms("2026-01-02T00:00:00"), ms("2026-02-02T05:00:00"), 1000)
+    assert len(day) == 24 * 6
+    assert spec.next_after(day[-1]) == ms("2026-03-01T05:00:00")
+
+
+def test_calendar_that_never_matches_has_no_time() -> None:
+    # The 31st of February never comes, and neither does a day both the 30th and
+    # ... any day (in February).
+    cal = ScheduleCalendarSpec(day_of_month=[ScheduleRange(30, 31)],
+                               month=[ScheduleRange(2)], day_of_week=[ScheduleRange(1)])
+    assert wire(ScheduleSpec(calendars=[cal])).next_after(ms("2026-01-01T00:00:00")) is None
 
 
 def test_start_and_end_bound_the_times() -> None:
@@ -205,3 +246,25 @@ def test_backfill_walks_its_range_one_fire_at_a_time() -> None:
                   next_ms=T0 + 1_000_000)
     step = decide(done, T0 + 5, set())
     assert step.start is None and json.loads(step.fields["manual"]) == []
+
+
+@pytest.mark.parametrize(("status", "pauses"), [
+    ("FAILED", True), ("TIMED_OUT", True), ("TERMINATED", True),
+    ("COMPLETED", False), ("CANCELED", False), ("", False),
+])
+def test_pause_on_failure_pauses_on_a_failed_workflow(status: str, pauses: bool) -> None:
+    rec = record(Overlap.ALLOW_ALL, running=True)
+    rec = dataclasses.replace(rec, policy=SchedulePolicy(Overlap.ALLOW_ALL, pause_on_failure=True))
+    step = decide(rec, T0, {"w-prev": status})
+    assert step.fields["running"] == "[]"
+    if pauses:
+        assert step.fields["paused"] == "1" and step.start is None
+        assert step.fields["note"] == (
+            f"paused by pause_on_failure: workflow w-prev ended {status}")
+    else:
+        assert "paused" not in step.fields and step.start == T0
+
+
+def test_without_pause_on_failure_a_failed_workflow_changes_nothing() -> None:
+    step = decide(record(Overlap.ALLOW_ALL, running=True), T0, {"w-prev": "FAILED"})
+    assert "paused" not in step.fields and step.start == T0
