@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from engine.durability import Durability
 from engine.errors import DurabilityError
+from engine.library import versioned_names
 from engine.resp import RespPool
 
 log = structlog.get_logger("redurable.store")
@@ -41,6 +42,8 @@ class TaskRef:
 class Call:
     """One FCALL, ready to run alone or in a pipeline."""
 
+    #: The function's plain name (`rd_start`): FunctionCaller sends it as this library
+    #: version's name (engine/library.py), so metrics and checks never see a version.
     function: str
     keys: Sequence[str]
     args: Sequence[Arg]
@@ -82,6 +85,8 @@ class FunctionCaller:
         #: Told of each call or pipeline (the calls, seconds, error replies) when set:
         #: the sdk's request metrics (sdk/_metrics.py).
         self.call_observer: Callable[[Sequence[Call], float, int], None] | None = None
+        #: Plain function name -> this library version's (engine/library.py).
+        self._names = versioned_names()
 
     def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
         if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
@@ -107,9 +112,10 @@ class FunctionCaller:
         if self.durability is not None:
             return unwrap((await self._call_batch([call], self.durability, strict=True))[0])
         if self.fast is not None:
-            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
-                                           *call.args)
-        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
+            return await self.fast.execute("FCALL", self._names[call.function], len(call.keys),
+                                           *call.keys, *call.args)
+        return await self.redis.fcall(self._names[call.function], len(call.keys), *call.keys,
+                                      *call.args)
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one pipeline round trip; an error reply comes back as the
@@ -131,8 +137,9 @@ class FunctionCaller:
         if self.durability is not None:
             return await self._call_batch(calls, self.durability, strict=False)
         if self.fast is not None:
+            names = self._names
             return await self.fast.execute_many(
-                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
+                [("FCALL", names[c.function], len(c.keys), *c.keys, *c.args) for c in calls])
         if len(calls) == 1:
             try:
                 return [await self._call(calls[0])]
@@ -140,7 +147,7 @@ class FunctionCaller:
                 return [exc]
         pipe = self.redis.pipeline(transaction=False)
         for c in calls:
-            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
+            pipe.fcall(self._names[c.function], len(c.keys), *c.keys, *c.args)
         return list(await pipe.execute(raise_on_error=False))
 
     async def _call_batch(
@@ -152,7 +159,7 @@ class FunctionCaller:
         unknown: a client must hear it). Workers pass strict=False and go on: a
         transition lost in a crash loses its XACK with it, so its task runs again."""
         commands: list[tuple[Any, ...]] = [
-            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
+            ("FCALL", self._names[c.function], len(c.keys), *c.keys, *c.args) for c in calls
         ]
         commands.append(durability.command())
         if self.fast is not None:
