@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.cluster_redis import as_cluster
-from engine.functions import VERSION_FUNCTION, library_version
+from engine.functions import VERSION_FUNCTION, function_name, library_name, library_version
 from engine.resp_cluster import ClusterRespPool, key_slot
 from sdk import Client, activity, workflow
 from sdk.examples.order import Order
@@ -87,7 +87,7 @@ async def test_connect_detects_cluster_mode(cluster_client: Client) -> None:
     primaries = cluster.get_primaries()
     assert len(primaries) >= 2
     for node in primaries:  # the library is on every primary
-        version = await cluster.execute_command("FCALL_RO", VERSION_FUNCTION, 0,
+        version = await cluster.execute_command("FCALL_RO", function_name(VERSION_FUNCTION), 0,
                                                 target_nodes=node)
         assert version.decode() == library_version()
     # The namespace's shards land on more than one primary.
@@ -165,7 +165,7 @@ async def test_a_primary_without_the_library_gets_it_on_first_call(
     await fast.refresh()
     host, port = fast.owner_of(cluster_client.keys.workflow(wf_id))
     async with Redis(host=host, port=port) as node:
-        await node.function_delete("redurable")
+        await node.function_delete(library_name())
     loaded = fast.libraries_loaded
     await cluster_client.start_workflow("Nothing", id=wf_id, task_queue="nowhere")
     assert fast.libraries_loaded == loaded + 1
