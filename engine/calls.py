@@ -3,6 +3,7 @@ with a durability wait (WAITAOF/WAIT) on the connection that made them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -14,6 +15,7 @@ from redis.exceptions import ResponseError
 
 from engine.durability import Durability
 from engine.errors import DurabilityError
+from engine.functions import LibraryMissingError, load_library, missing_function
 from engine.library import versioned_names
 from engine.resp import RespPool
 
@@ -87,6 +89,7 @@ class FunctionCaller:
         self.call_observer: Callable[[Sequence[Call], float, int], None] | None = None
         #: Plain function name -> this library version's (engine/library.py).
         self._names = versioned_names()
+        self._loading = asyncio.Lock()
 
     def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
         if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
@@ -99,7 +102,12 @@ class FunctionCaller:
         started = perf_counter()
         errors = 1
         try:
-            reply = await self._call(call)
+            try:
+                reply = await self._call(call)
+            except ResponseError as exc:
+                if not missing_function(exc) or not await self._load_library():
+                    raise
+                reply = await self._call(call)  # not run the first time: safe to repeat
             errors = 0
             return reply
         finally:
@@ -125,11 +133,37 @@ class FunctionCaller:
         try:
             replies = await self._call_many(calls)
             errors = sum(isinstance(r, Exception) for r in replies)
+            if errors and any(map(missing_function, replies)) and await self._load_library():
+                replies = await self._again_where_missing(calls, replies)
+                errors = sum(isinstance(r, Exception) for r in replies)
             return replies
         finally:
             self._timers_may_have_changed(calls)
             if self.call_observer is not None and calls:
                 self.call_observer(calls, perf_counter() - started, errors)
+
+    async def _load_library(self) -> bool:
+        """This version of the library, added to a server that answered "Function not
+        found" (it lost its functions, or an admin's prune removed this version while
+        this process was not seen): True when the calls may run again. A cluster's
+        router does this per primary itself (engine/resp_cluster.py)."""
+        async with self._loading:
+            try:
+                await load_library(self.redis)
+            except LibraryMissingError as exc:  # an ACL user: the admin's step
+                log.error("function_library_missing", error=str(exc))
+                return False
+        log.warning("function_library_reloaded")
+        return True
+
+    async def _again_where_missing(self, calls: Sequence[Call], replies: list[Any]) -> list[Any]:
+        """The calls that found no function run again (they did not run at all)."""
+        again = [i for i, reply in enumerate(replies) if missing_function(reply)]
+        out = list(replies)
+        for i, reply in zip(again, await self._call_many([calls[i] for i in again]),
+                            strict=True):
+            out[i] = reply
+        return out
 
     async def _call_many(self, calls: Sequence[Call]) -> list[Any]:
         if not calls:

@@ -46,6 +46,7 @@ __all__ = [
     "library_version",
     "load_library",
     "loaded_versions",
+    "missing_function",
     "prune_libraries",
 ]
 
@@ -66,15 +67,16 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _not_found(exc: ResponseError) -> bool:
-    return "function not found" in str(exc).lower()
+def missing_function(reply: Any) -> bool:
+    """Whether a reply is the error of an FCALL of a function the server lacks."""
+    return isinstance(reply, ResponseError) and "function not found" in str(reply).lower()
 
 
 async def _has_version(run: Run) -> bool:
     try:
         version = await run("FCALL_RO", function_name(VERSION_FUNCTION), 0)
     except ResponseError as exc:
-        if _not_found(exc):
+        if missing_function(exc):
             return False
         raise
     return _text(version) == library_version()

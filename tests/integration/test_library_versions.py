@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.functions import loaded_versions, prune_libraries
-from engine.library import library_version, lua_files, version_of_source
+from engine.library import library_name, library_version, lua_files, version_of_source
 from sdk import Client
 from sdk._devserver import free_port
 from sdk.examples.order import Order
@@ -170,3 +170,18 @@ async def test_a_new_worker_takes_over_from_an_old_one(
 def test_the_copy_differs_only_by_the_comment(other_checkout: tuple[Path, str]) -> None:
     _, other = other_checkout
     assert other == version_of_source(lua_files() + OTHER_COMMENT)
+
+
+async def test_a_server_that_lost_this_version_gets_it_back_mid_run(server_url: str) -> None:
+    """The hot path (engine/resp.py) on a single server whose library was deleted: the
+    next call loads this version again and runs."""
+    client = await Client.connect(server_url, prefix="t" + uuid.uuid4().hex[:10])
+    admin = Redis.from_url(server_url)
+    try:
+        await admin.function_delete(library_name())
+        handle = await client.start_workflow("Nothing", id="lost", task_queue="nowhere")
+        assert (await handle.describe()).status.name == "RUNNING"
+        assert library_version() in await loaded_versions(admin)
+    finally:
+        await admin.aclose()
+        await client.close()

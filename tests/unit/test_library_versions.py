@@ -82,12 +82,11 @@ async def test_calls_go_to_this_versions_functions() -> None:
     redis = fake()
     await redis.function_load(build_library(OTHER_LUA))
     caller = FunctionCaller(redis)
-    with pytest.raises(Exception, match=r"(?i)function not found"):
-        await caller.call(Call(VERSION_FUNCTION, [], []))
-    await load_library(redis)
+    # Only the other version there: this version's is added, not the other's called.
     assert await caller.call(Call(VERSION_FUNCTION, [], [])) == library_version().encode()
     replies = await caller.call_many([Call(VERSION_FUNCTION, [], [])] * 2)
     assert replies == [library_version().encode()] * 2
+    assert await loaded_versions(redis) == {library_version(), OTHER}
     await redis.aclose()
 
 
@@ -119,3 +118,19 @@ async def test_prune_keeps_this_version_the_kept_and_those_in_use() -> None:
     assert await libraries(admin) == {library_name()}
     await process.aclose()
     await admin.aclose()
+
+
+async def test_a_server_that_lost_this_version_gets_it_back_on_the_next_call() -> None:
+    """A single server whose functions were flushed, or from which a prune removed this
+    version while this process was not seen: the call loads it and runs (it did not run
+    the first time)."""
+    redis = fake()
+    await load_library(redis)
+    caller = FunctionCaller(redis)
+    await redis.function_delete(library_name())
+    assert await caller.call(Call(VERSION_FUNCTION, [], [])) == library_version().encode()
+    await redis.function_delete(library_name())
+    replies = await caller.call_many([Call(VERSION_FUNCTION, [], [])] * 3)
+    assert replies == [library_version().encode()] * 3
+    assert await loaded_versions(redis) == {library_version()}
+    await redis.aclose()
