@@ -183,12 +183,15 @@ class PruneReport:
 
 
 async def prune_libraries(
-    redis: Redis, *, keep: Iterable[str] = (), dry_run: bool = False
+    redis: Redis, *, keep: Iterable[str] = (), legacy: bool = False, dry_run: bool = False
 ) -> PruneReport:
     """Delete every redurable library version except this one, those in `keep`, and
     those a connected process uses (a connection named after it on any primary). A
     process whose connections are all down at that instant is not seen: run it after a
-    deploy has finished, and `keep` what may still come back (docs/deploying.md)."""
+    deploy has finished, and `keep` what may still come back (docs/deploying.md).
+
+    The unversioned library of earlier releases goes only with `legacy`: their
+    processes do not name their connections, so nothing tells whether one still runs."""
     runs = _primaries(redis)
     loaded: set[str] = set()
     in_use: set[str] = set()
@@ -198,7 +201,7 @@ async def prune_libraries(
         per_node.append(versions)
         loaded |= versions
         in_use |= await _versions_in_use(run)
-    kept = {library_version(), *keep, *in_use}
+    kept = {library_version(), *keep, *in_use, *(() if legacy else (LEGACY_LIBRARY,))}
     removed = sorted(loaded - kept)
     if not dry_run:
         for run, versions in zip(runs, per_node, strict=True):

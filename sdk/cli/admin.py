@@ -27,8 +27,13 @@ PruneOption = Annotated[
 KeepOption = Annotated[
     list[str] | None,
     typer.Option("--keep", help="With --prune: a version to keep although no connected "
-                 "process uses it now (repeatable; 'redurable' for the unversioned "
-                 "library of releases before side-by-side versions)."),
+                 "process uses it now (repeatable)."),
+]
+LegacyOption = Annotated[
+    bool,
+    typer.Option("--legacy", help="With --prune: also delete the unversioned library of "
+                 "releases before side-by-side versions (their processes cannot be "
+                 "seen: only once they have all stopped)."),
 ]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="With --prune: only say what would be deleted."),
@@ -39,6 +44,7 @@ def load_functions(
     redis_url: UrlOption = None,
     prune: PruneOption = False,
     keep: KeepOption = None,
+    legacy: LegacyOption = False,
     dry_run: DryRunOption = False,
 ) -> None:
     """Load this version of the engine's Redis Functions library (needs FUNCTION LOAD);
@@ -62,7 +68,8 @@ def load_functions(
             if not dry_run:
                 await load_library(redis)
             if prune:
-                return await prune_versions(redis, keep=keep or (), dry_run=dry_run)
+                return await prune_versions(redis, keep=keep or (), legacy=legacy,
+                                            dry_run=dry_run)
             return None
         except RedisConnectionError as exc:
             fail(f"cannot reach a server at {redacted(target)}: {exc}")

@@ -104,10 +104,12 @@ async def test_prune_keeps_this_version_the_kept_and_those_in_use() -> None:
     await process.ping()
     kept = version_of_source(kept_lua)
     report = await prune_libraries(admin, keep=[kept], dry_run=True)
+    assert set(report.removed) == {version_of_source(old_lua)}  # legacy: only when asked
+    report = await prune_libraries(admin, keep=[kept], legacy=True, dry_run=True)
     assert set(report.removed) == {version_of_source(old_lua), LEGACY_LIBRARY}
     assert report.in_use == [version_of_source(in_use_lua)]
     assert len(await libraries(admin)) == 5  # a dry run deletes nothing
-    await prune_libraries(admin, keep=[kept])
+    await prune_libraries(admin, keep=[kept], legacy=True)
     assert await libraries(admin) == {
         library_name(), library_name(kept), library_name(version_of_source(in_use_lua))}
     assert await is_loaded(admin)
