@@ -26,6 +26,9 @@ from tests.integration.private_server import pass_binary, private_server
 from tests.integration.test_cli import redurable
 from tests.integration.worker_proc import ROOT, WorkerProcess
 
+# single_server: every test here runs on a private single server of its own (a prune on
+# the pass's server could delete other checkouts' versions); the cluster's case is
+# test_cluster_mode.py's test_a_primary_with_only_another_version_gets_this_one_mid_run.
 pytestmark = [pytest.mark.anyio, pytest.mark.single_server]
 
 #: Appended to the last Lua file of the copy: the other version's only difference.
