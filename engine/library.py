@@ -36,7 +36,7 @@ VERSION_FUNCTION = "rd_library_version"
 #: Where a function is registered in engine/lua: `redis.register_function('rd_x', ...`
 #: or `redis.register_function{function_name = 'rd_x', ...`.
 _REGISTRATION = re.compile(
-    r"(redis\.register_function\s*(?:\(\s*|\{\s*function_name\s*=\s*))'(rd_\w+)'"
+    r"""(redis\.register_function\s*(?:\(\s*|\{\s*function_name\s*=\s*))(['"])(rd_\w+)\2"""
 )
 
 
@@ -85,7 +85,7 @@ def versioned(name: str, version: str) -> str:
 def function_names() -> frozenset[str]:
     """The plain names of the functions engine/lua registers (the version function
     included)."""
-    return frozenset({m.group(2) for m in _REGISTRATION.finditer(lua_files())}
+    return frozenset({m.group(3) for m in _REGISTRATION.finditer(lua_files())}
                      | {VERSION_FUNCTION})
 
 
@@ -114,7 +114,7 @@ def build_library(lua: str) -> str:
     """The library of a Lua source (lua_files(), or another version's in tests)."""
     version = version_of_source(lua)
     renamed, count = _REGISTRATION.subn(
-        lambda m: f"{m.group(1)}'{versioned(m.group(2), version)}'", lua)
+        lambda m: f"{m.group(1)}'{versioned(m.group(3), version)}'", lua)
     registrations = lua.count("redis.register_function")
     if count != registrations:  # a registration in a form the pattern does not know
         raise RuntimeError(

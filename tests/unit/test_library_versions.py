@@ -60,8 +60,12 @@ def test_every_registration_carries_the_version() -> None:
 
 
 def test_a_registration_the_renaming_misses_is_refused() -> None:
+    aliased = "\nlocal register = redis.register_function\nregister('rd_odd', function() end)\n"
     with pytest.raises(RuntimeError, match="renamed"):
-        build_library(lua_files() + "\nredis.register_function(\"rd_odd\", function() end)\n")
+        build_library(lua_files() + aliased)
+    # Double quotes are renamed like single ones.
+    quoted = build_library(lua_files() + '\nredis.register_function("rd_odd", function() end)\n')
+    assert "'rd_odd_" in quoted and '"rd_odd"' not in quoted
 
 
 async def test_two_versions_and_the_legacy_library_load_side_by_side() -> None:
