@@ -3,6 +3,7 @@ with a durability wait (WAITAOF/WAIT) on the connection that made them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -14,6 +15,8 @@ from redis.exceptions import ResponseError
 
 from engine.durability import Durability
 from engine.errors import DurabilityError
+from engine.functions import LibraryMissingError, load_library, missing_function
+from engine.library import versioned_names
 from engine.resp import RespPool
 
 log = structlog.get_logger("redurable.store")
@@ -41,6 +44,8 @@ class TaskRef:
 class Call:
     """One FCALL, ready to run alone or in a pipeline."""
 
+    #: The function's plain name (`rd_start`): FunctionCaller sends it as this library
+    #: version's name (engine/library.py), so metrics and checks never see a version.
     function: str
     keys: Sequence[str]
     args: Sequence[Arg]
@@ -82,6 +87,9 @@ class FunctionCaller:
         #: Told of each call or pipeline (the calls, seconds, error replies) when set:
         #: the sdk's request metrics (sdk/_metrics.py).
         self.call_observer: Callable[[Sequence[Call], float, int], None] | None = None
+        #: Plain function name -> this library version's (engine/library.py).
+        self._names = versioned_names()
+        self._loading = asyncio.Lock()
 
     def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
         if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
@@ -94,7 +102,12 @@ class FunctionCaller:
         started = perf_counter()
         errors = 1
         try:
-            reply = await self._call(call)
+            try:
+                reply = await self._call(call)
+            except ResponseError as exc:
+                if not missing_function(exc) or not await self._load_library():
+                    raise
+                reply = await self._call(call)  # not run the first time: safe to repeat
             errors = 0
             return reply
         finally:
@@ -107,9 +120,10 @@ class FunctionCaller:
         if self.durability is not None:
             return unwrap((await self._call_batch([call], self.durability, strict=True))[0])
         if self.fast is not None:
-            return await self.fast.execute("FCALL", call.function, len(call.keys), *call.keys,
-                                           *call.args)
-        return await self.redis.fcall(call.function, len(call.keys), *call.keys, *call.args)
+            return await self.fast.execute("FCALL", self._names[call.function], len(call.keys),
+                                           *call.keys, *call.args)
+        return await self.redis.fcall(self._names[call.function], len(call.keys), *call.keys,
+                                      *call.args)
 
     async def call_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one pipeline round trip; an error reply comes back as the
@@ -119,11 +133,37 @@ class FunctionCaller:
         try:
             replies = await self._call_many(calls)
             errors = sum(isinstance(r, Exception) for r in replies)
+            if errors and any(map(missing_function, replies)) and await self._load_library():
+                replies = await self._again_where_missing(calls, replies)
+                errors = sum(isinstance(r, Exception) for r in replies)
             return replies
         finally:
             self._timers_may_have_changed(calls)
             if self.call_observer is not None and calls:
                 self.call_observer(calls, perf_counter() - started, errors)
+
+    async def _load_library(self) -> bool:
+        """This version of the library, added to a server that answered "Function not
+        found" (it lost its functions, or an admin's prune removed this version while
+        this process was not seen): True when the calls may run again. A cluster's
+        router does this per primary itself (engine/resp_cluster.py)."""
+        async with self._loading:
+            try:
+                await load_library(self.redis)
+            except LibraryMissingError as exc:  # an ACL user: the admin's step
+                log.error("function_library_missing", error=str(exc))
+                return False
+        log.warning("function_library_reloaded")
+        return True
+
+    async def _again_where_missing(self, calls: Sequence[Call], replies: list[Any]) -> list[Any]:
+        """The calls that found no function run again (they did not run at all)."""
+        again = [i for i, reply in enumerate(replies) if missing_function(reply)]
+        out = list(replies)
+        for i, reply in zip(again, await self._call_many([calls[i] for i in again]),
+                            strict=True):
+            out[i] = reply
+        return out
 
     async def _call_many(self, calls: Sequence[Call]) -> list[Any]:
         if not calls:
@@ -131,8 +171,9 @@ class FunctionCaller:
         if self.durability is not None:
             return await self._call_batch(calls, self.durability, strict=False)
         if self.fast is not None:
+            names = self._names
             return await self.fast.execute_many(
-                [("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls])
+                [("FCALL", names[c.function], len(c.keys), *c.keys, *c.args) for c in calls])
         if len(calls) == 1:
             try:
                 return [await self._call(calls[0])]
@@ -140,7 +181,7 @@ class FunctionCaller:
                 return [exc]
         pipe = self.redis.pipeline(transaction=False)
         for c in calls:
-            pipe.fcall(c.function, len(c.keys), *c.keys, *c.args)
+            pipe.fcall(self._names[c.function], len(c.keys), *c.keys, *c.args)
         return list(await pipe.execute(raise_on_error=False))
 
     async def _call_batch(
@@ -152,7 +193,7 @@ class FunctionCaller:
         unknown: a client must hear it). Workers pass strict=False and go on: a
         transition lost in a crash loses its XACK with it, so its task runs again."""
         commands: list[tuple[Any, ...]] = [
-            ("FCALL", c.function, len(c.keys), *c.keys, *c.args) for c in calls
+            ("FCALL", self._names[c.function], len(c.keys), *c.keys, *c.args) for c in calls
         ]
         commands.append(durability.command())
         if self.fast is not None:

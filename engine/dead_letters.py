@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from engine.errors import DeadLetterNotFoundError, InvalidArgumentError
 from engine.keys import Keys
+from engine.library import function_name
 
 #: A dead letter's id as operators see it: "<shard>/<stream entry id>".
 _ID = re.compile(r"(\d+)/(\d+-\d+)")
@@ -148,7 +149,7 @@ async def requeue(redis: Redis, keys: Keys, dead_letter_id: str) -> DeadLetter:
     if (letter.kind == "workflow" and letter.workflow_id
             and keys.shard(letter.workflow_id) == shard):
         task_keys.append(keys.workflow(letter.workflow_id))
-    done = await redis.fcall("rd_dlq_requeue", len(task_keys), *task_keys, sid)
+    done = await redis.fcall(function_name("rd_dlq_requeue"), len(task_keys), *task_keys, sid)
     if not int(done):
         raise DeadLetterNotFoundError(f"no dead letter {dead_letter_id!r}")
     return letter

@@ -207,6 +207,9 @@ class RespPool:
         self._mux_lock = asyncio.Lock()
         self.commands_sent = 0
         self.round_trips = 0
+        #: CLIENT SETNAME of each new connection, when set (sdk's Client: the library
+        #: version it calls, which an admin's prune keeps, engine/functions.py).
+        self.client_name: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> RespPool:
@@ -249,6 +252,8 @@ class RespPool:
             setup.append(["AUTH", *([self.username] if self.username else []), self.password])
         if self.db:
             setup.append(["SELECT", self.db])
+        if self.client_name is not None:
+            setup.append(["CLIENT", "SETNAME", self.client_name])
         if self.resolver is not None:
             # The Sentinels may still name a primary that has just been demoted.
             setup.append(["ROLE"])

@@ -20,8 +20,10 @@ is computed once (CRC16 in C, `binascii.crc_hqx`) and cached.
   be CROSSSLOT: it is split into one blocking read per slot, run concurrently; the
   call returns what the first reads brought, and the reads still blocked are kept for
   the next call with the same streams (never cancelled with an entry in flight).
-- The function library is loaded on a primary that answers "Function not found" (a
-  node added later, or one whose library was flushed), then the call is retried.
+- This version of the function library is added to a primary that answers "Function
+  not found" (a node added later, one whose functions were flushed, or one that has
+  only other versions: the names carry the version, engine/library.py), then the call
+  is retried.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from engine.library import library_source
 from engine.resp import Arg, RespPool
 from engine.tls import ssl_context_from_query
 
@@ -164,6 +167,7 @@ class ClusterRespPool(RespPool):
         if pool is None:
             pool = RespPool(address[0], address[1], username=self.username,
                             password=self.password, ssl_context=self.ssl_context)
+            pool.client_name = self.client_name
             self._nodes[address] = pool
         return pool
 
@@ -303,19 +307,29 @@ class ClusterRespPool(RespPool):
             elif _missing_library(reply):
                 key = command_key(command)
                 address = self._any_node() if key is None else self.owner_of(key)
-                await self.load_library_on(address)
+                refused = await self.load_library_on(address)
+                if refused is not None:  # e.g. NOPERM (an ACL user): the admin's step
+                    return ResponseError(f"{reply} (and loading it failed: {refused})")
                 reply = (await self._send(address, [command]))[0]
             else:
                 return reply
         return reply
 
-    async def load_library_on(self, address: Address) -> None:
-        """Load this version of the function library on one primary (a node added to
-        the cluster after the client connected, or one that lost its functions)."""
-        from engine.functions import library_source  # the library imports redis-py's client
-
-        await self.node(address).execute("FUNCTION", "LOAD", "REPLACE", library_source())
-        self.libraries_loaded += 1
+    async def load_library_on(self, address: Address) -> ResponseError | None:
+        """Add this version of the function library to one primary: a node added to the
+        cluster after the client connected, one that lost its functions, or one that
+        has only other versions (each version's functions have their own names,
+        engine/library.py, so those answer "not found" for ours). Never REPLACE: the
+        other versions stay for the processes that call them. The error reply when the
+        node refused to load it, else None."""
+        node = self.node(address)
+        reply = (await node.execute_many([("FUNCTION", "LOAD", library_source())]))[0]
+        if isinstance(reply, ResponseError):
+            if "already exists" not in str(reply).lower():
+                return reply
+        else:
+            self.libraries_loaded += 1
+        return None
 
     async def execute(self, *args: Arg) -> Any:
         reply = (await self.execute_many([args]))[0]

@@ -27,6 +27,7 @@ from engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from engine.library import function_name
 from engine.schedule_policy import Manual, ScheduleRecord, Step, next_fields, workflow_id_of
 from engine.start_options import StartOptions, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from engine.store import Store
@@ -127,7 +128,7 @@ class ScheduleStore:
         in one round trip."""
         pipe = self.store.redis.pipeline(transaction=False)
         for shard in range(self.keys.shards):
-            pipe.fcall_ro("rd_sched_due", 1, self.keys.schedules(shard), limit)
+            pipe.fcall_ro(function_name("rd_sched_due"), 1, self.keys.schedules(shard), limit)
         out = []
         for reply in await pipe.execute():
             nxt = int(reply[1])

@@ -25,6 +25,7 @@ from engine.errors import (
     WorkflowNotRunningError,
 )
 from engine.keys import Keys
+from engine.library import function_name
 from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
 from engine.run_chain import CronFire, cron_fires, cron_next_call
@@ -473,7 +474,8 @@ class Store(TaskStreams):
         read in one atomic call (rd_query_inputs). Buffered events stay packed
         (ev.decode_buffered_event): they get their numbers when they are appended."""
         keys = [self.keys.history(workflow_id), self.keys.buffer(workflow_id)]
-        reply: Any = await self.redis.fcall("rd_query_inputs", 2, *keys, after or b"")
+        reply: Any = await self.redis.fcall(function_name("rd_query_inputs"), 2, *keys,
+                                            after or b"")
         entries, buffered = reply
         return decode_entries(entries), [bytes(item) for item in buffered]
 

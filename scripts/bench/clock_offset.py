@@ -17,7 +17,7 @@ import statistics
 
 from redis.asyncio import Redis
 
-from engine.functions import LIBRARY_NAME, library_source
+from engine.functions import function_name, library_name, library_source
 from engine.keys import Keys
 from engine.time_skipping import time_skipping_library_source
 
@@ -27,7 +27,7 @@ async def one_round(redis: Redis, keys: Keys, source: str, calls: int) -> float:
     await redis.config_resetstat()
     pipe = redis.pipeline(transaction=False)
     for _ in range(calls):
-        pipe.fcall("rd_fire_timers", 1, keys.timers(0), keys.shard_prefix(0), 200)
+        pipe.fcall(function_name("rd_fire_timers"), 1, keys.timers(0), keys.shard_prefix(0), 200)
     await pipe.execute()
     stats = await redis.info("commandstats")
     return float(stats["cmdstat_fcall"]["usec_per_call"])
@@ -46,7 +46,7 @@ async def main(url: str, calls: int, rounds: int) -> None:
             for name, source in sources.items():
                 figures[name].append(await one_round(redis, keys, source, calls))
     finally:
-        await redis.function_delete(LIBRARY_NAME)
+        await redis.function_delete(library_name())
         await redis.aclose()
     for name, values in figures.items():
         print(

@@ -18,7 +18,7 @@ from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
 from engine.errors import DurabilityError, InvalidArgumentError
-from engine.functions import load_library
+from engine.functions import connection_name, load_library
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
@@ -170,6 +170,9 @@ class Client:
         # (a query's BLPOP, the close watcher's pub/sub read) wait as long as they are
         # told to, and a dead server is seen by the connection closing.
         redis_kwargs.setdefault("socket_timeout", None)
+        # Connections named after the library version they call: an admin's prune
+        # keeps the versions live processes use (engine/functions.py).
+        redis_kwargs.setdefault("client_name", connection_name())
         if is_sentinel_url(url):  # the primary wherever it moves (engine/sentinel.py)
             redis = sentinel_redis(SentinelUrl.parse(url), timeout=None, **redis_kwargs)
         elif await is_cluster(url, **redis_kwargs):  # slot routing on both paths
@@ -178,6 +181,7 @@ class Client:
         else:
             pool = BlockingConnectionPool.from_url(url, timeout=None, **redis_kwargs)
             redis = Redis.from_pool(pool)  # the client owns the pool: closed with it
+        fast.client_name = connection_name()
         try:
             await load_library(redis)
             config_key = Keys(prefix).config()

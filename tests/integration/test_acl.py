@@ -17,13 +17,15 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from engine.acl import acl_rules, acl_setuser_command
 from engine.errors import InvalidArgumentError
 from engine.functions import (
-    LIBRARY_NAME,
     LibraryMissingError,
+    function_name,
+    library_name,
     library_source,
     library_version,
     load_library,
 )
 from engine.keys import Keys
+from engine.library import build_library, lua_files
 from sdk import Client
 from sdk._devserver import free_port
 from sdk.worker.presence import DeathWatch, PresenceHolder
@@ -109,9 +111,9 @@ async def test_restricted_user_cannot_touch_anything_else(
             ("PUBLISH", other.closed_channel(0), "order-3"),
             ("SUBSCRIBE", other.closed_channel(0)),
             # Engine functions on another namespace's keys: Lua runs as the caller.
-            ("FCALL", "rd_signal", 4, *[other.workflow("x")] * 4, "", "s", b"", 0),
+            ("FCALL", function_name("rd_signal"), 4, *[other.workflow("x")] * 4, "", "s", b"", 0),
             ("FUNCTION", "LOAD", "REPLACE", library_source()),
-            ("FUNCTION", "DELETE", LIBRARY_NAME),
+            ("FUNCTION", "DELETE", library_name()),
             ("FUNCTION", "FLUSH"),
             ("EVAL", "return redis.call('GET', 'outside')", 0),
             ("SCAN", 0),
@@ -126,7 +128,7 @@ async def test_restricted_user_cannot_touch_anything_else(
             with pytest.raises(NoPermissionError):
                 await command(app, *attempt)
         assert await admin.get("outside") == b"x"
-        assert await admin.function_list(library=LIBRARY_NAME)
+        assert await admin.function_list(library=library_name())
     finally:
         await app.aclose()
         await admin.delete("outside")
@@ -144,13 +146,11 @@ async def test_missing_library_is_a_clear_error(
     admin: Redis, app_url: tuple[str, str], acl_port: int
 ) -> None:
     url, prefix = app_url
-    await admin.function_delete(LIBRARY_NAME)
+    await admin.function_delete(library_name())
     with pytest.raises(LibraryMissingError, match="load it once as an admin: redurable load-"):
         await Client.connect(url, prefix=prefix)
-    # Another version on the server (an upgrade not loaded yet) is refused the same way.
-    stale = library_source().replace("end, flags={'no-writes'}}", "end, flags={'no-writes'}}--")
-    stale = stale.replace("callback=function() return '", "callback=function() return 'old")
-    await admin.function_load(stale, replace=True)
+    # Only another version on the server (an upgrade not loaded yet): refused the same way.
+    await admin.function_load(build_library(lua_files() + "\n-- an older version\n"))
     with pytest.raises(LibraryMissingError):
         await Client.connect(url, prefix=prefix)
     # The namespace user cannot fix it; the admin can, with the CLI.

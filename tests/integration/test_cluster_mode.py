@@ -8,18 +8,28 @@ on every primary; the CLI's `workflow start`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from engine.cluster_redis import as_cluster
-from engine.functions import VERSION_FUNCTION, library_version
+from engine.functions import (
+    VERSION_FUNCTION,
+    function_name,
+    library_name,
+    library_version,
+    prune_libraries,
+)
+from engine.library import build_library, lua_files, version_of_source
 from engine.resp_cluster import ClusterRespPool, key_slot
 from sdk import Client, activity, workflow
 from sdk.examples.order import Order
@@ -87,7 +97,7 @@ async def test_connect_detects_cluster_mode(cluster_client: Client) -> None:
     primaries = cluster.get_primaries()
     assert len(primaries) >= 2
     for node in primaries:  # the library is on every primary
-        version = await cluster.execute_command("FCALL_RO", VERSION_FUNCTION, 0,
+        version = await cluster.execute_command("FCALL_RO", function_name(VERSION_FUNCTION), 0,
                                                 target_nodes=node)
         assert version.decode() == library_version()
     # The namespace's shards land on more than one primary.
@@ -165,12 +175,46 @@ async def test_a_primary_without_the_library_gets_it_on_first_call(
     await fast.refresh()
     host, port = fast.owner_of(cluster_client.keys.workflow(wf_id))
     async with Redis(host=host, port=port) as node:
-        await node.function_delete("redurable")
+        await node.function_delete(library_name())
     loaded = fast.libraries_loaded
     await cluster_client.start_workflow("Nothing", id=wf_id, task_queue="nowhere")
     assert fast.libraries_loaded == loaded + 1
     assert key_slot(cluster_client.keys.workflow(wf_id)) == key_slot(
         cluster_client.keys.history(wf_id))
+
+
+async def test_a_primary_with_only_another_version_gets_this_one_mid_run(
+    cluster_client: Client,
+) -> None:
+    """Rolling deploys (docs/deploying.md): a primary that has only another version of
+    the library (another process's, or an older one) answers "not found" for this
+    version's names; the call loads this version beside it and goes on."""
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    wf_id = "other-" + uuid.uuid4().hex[:6]
+    await fast.refresh()
+    host, port = fast.owner_of(cluster_client.keys.workflow(wf_id))
+    other = version_of_source(lua_files() + "\n-- another version\n")
+    async with Redis(host=host, port=port) as node:
+        await node.function_delete(library_name())
+        with contextlib.suppress(ResponseError):  # left by an earlier run
+            await node.function_load(build_library(lua_files() + "\n-- another version\n"))
+        loaded = fast.libraries_loaded
+        await cluster_client.start_workflow("Nothing", id=wf_id, task_queue="nowhere")
+        assert fast.libraries_loaded == loaded + 1
+        # Both versions are on the node now: the other one's processes keep theirs.
+        versions = {e[b"library_name"].decode()
+                    for e in _library_entries(await node.function_list())}
+        assert {library_name(), library_name(other)} <= versions
+        report = await prune_libraries(cluster_client.redis, dry_run=True)
+        assert other in report.removed and library_version() in report.in_use
+        await node.function_delete(library_name(other))
+
+
+def _library_entries(reply: list[Any]) -> list[dict[bytes, Any]]:
+    """FUNCTION LIST entries as dicts (RESP2 gives flat lists)."""
+    return [e if isinstance(e, dict) else dict(zip(e[0::2], e[1::2], strict=True))
+            for e in reply]
 
 
 async def test_moved_is_followed_and_the_map_refreshed(cluster_client: Client) -> None:

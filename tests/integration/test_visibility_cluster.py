@@ -13,7 +13,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 
 from engine import visibility
-from engine.functions import library_source
+from engine.functions import function_name, library_source
 from engine.keys import Keys
 from engine.search_attributes import to_wire
 from engine.visibility_query import parse
@@ -41,9 +41,9 @@ async def test_queries_run_per_shard_across_masters(tmp_path: Path) -> None:
                 wid = f"order-{i}"
                 attributes = json.dumps(to_wire({"Amount": i, "Customer": f"c-{i % 3}"}))
                 reply = await client.fcall(
-                    "rd_start", 3, keys.workflow(wid), keys.history(wid), keys.buffer(wid),
-                    keys.shard_prefix(keys.shard(wid)), wid, f"run-{i}", "Order", "q", b"", 1,
-                    "", "", "", "", attributes)
+                    function_name("rd_start"), 3, keys.workflow(wid), keys.history(wid),
+                    keys.buffer(wid), keys.shard_prefix(keys.shard(wid)), wid, f"run-{i}",
+                    "Order", "q", b"", 1, "", "", "", "", attributes)
                 assert reply[0] == b"ok"
             masters = {getattr(client.get_node_from_key(keys.index_start(s)), "port", None)
                        for s in range(12)}

@@ -8,9 +8,10 @@ import pytest
 
 from engine.acl import acl_rules, acl_setuser_command
 from engine.functions import (
-    LIBRARY_NAME,
     VERSION_FUNCTION,
-    installed_version,
+    function_name,
+    is_loaded,
+    library_name,
     library_source,
     library_version,
     load_library,
@@ -20,23 +21,20 @@ from sdk.cli.common import redacted
 pytestmark = pytest.mark.anyio
 
 
-async def test_library_is_loaded_only_when_missing_or_different() -> None:
+async def test_library_is_loaded_only_when_missing() -> None:
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    assert await installed_version(redis) is None
+    assert not await is_loaded(redis)
     await load_library(redis)
-    assert await installed_version(redis) == library_version()
-    other = library_source().replace(f"return '{library_version()}'", "return 'another-version'")
-    await redis.function_load(other, replace=True)
-    assert await installed_version(redis) == "another-version"
-    await load_library(redis)
-    assert await installed_version(redis) == library_version()
+    assert await is_loaded(redis)
+    await load_library(redis)  # present: nothing to do (no "already exists" error)
+    assert len(await redis.function_list()) == 1
     await redis.aclose()
 
 
 def test_version_is_a_hash_of_the_lua_source() -> None:
     source = library_source()
-    assert source.startswith(f"#!lua name={LIBRARY_NAME}\n")
-    assert f"function_name='{VERSION_FUNCTION}'" in source
+    assert source.startswith(f"#!lua name={library_name()}\n")
+    assert f"function_name='{function_name(VERSION_FUNCTION)}'" in source
     assert len(library_version()) == 16 and int(library_version(), 16) >= 0
 
 
