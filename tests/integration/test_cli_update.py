@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import sync_redis
-from tests.integration.test_cli import ENV, ROOT, Cli, assert_one_line_error, cli, redurable
+from tests.integration.cli_support import ENV, ROOT, Cli, assert_one_line_error, cli, redurable
 
 pytestmark = [pytest.mark.integration]
 __all__ = ["cli"]  # the fixture, used by name

@@ -21,8 +21,7 @@ from engine.keys import Keys
 from sdk import Client
 from sdk.testing import running_worker
 from tests.conftest import sync_redis, unique_prefix
-from tests.integration.secret_workflows import SecretEcho, stamp
-from tests.integration.test_cli import (  # noqa: F401 (cli: the fixture)
+from tests.integration.cli_support import (  # noqa: F401 (cli: the fixture)
     ENV,
     ROOT,
     Cli,
@@ -30,6 +29,7 @@ from tests.integration.test_cli import (  # noqa: F401 (cli: the fixture)
     cli,
     redurable,
 )
+from tests.integration.secret_workflows import SecretEcho, stamp
 
 pytestmark = pytest.mark.anyio
 
