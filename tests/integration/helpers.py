@@ -1,5 +1,6 @@
 """What many integration tests share: a worker on task queue "q" for the block,
-waiting for a condition, a workflow id in another shard, a history's event types."""
+waiting for a condition, a workflow id in another shard, a history's event types, a
+client with interceptors on a test's connection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import anyio
 
 from sdk import Client, Worker
+from sdk.interceptor import ClientInterceptor
 from sdk.testing import running_worker
 
 
@@ -42,3 +44,9 @@ def other_shard_id(client: Client, near_id: str, stem: str) -> str:
 async def event_types(client: Client, wid: str) -> list[str]:
     """The types of the events in the history of `wid`'s current run, in order."""
     return [e.type async for e in client.get_workflow_handle(wid).fetch_history()]
+
+
+def intercepted(client: Client, *interceptors: ClientInterceptor) -> Client:
+    """A client on `client`'s connection and namespace, with `interceptors`."""
+    return Client(client.redis, prefix=client.keys.prefix, shards=client.keys.shards,
+                  fast=client.fast, interceptors=list(interceptors))
