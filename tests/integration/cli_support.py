@@ -4,6 +4,7 @@ worker in the background (`worker`), and the one-line error check."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,13 +75,14 @@ def cli(redis_url: str) -> Iterator[Cli]:
     r.close()
 
 
-@pytest.fixture
-def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
-    """`redurable worker sdk.examples.order` in the background, polling when yielded."""
-    identity = f"test-worker-{cli.prefix}"
+@contextlib.contextmanager
+def cli_worker(cli: Cli, module: str, task_queue: str,
+               identity: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`redurable worker MODULE` of `cli`'s namespace in the background, yielded once it
+    polls `task_queue`; stopped after (`stop_worker`)."""
     proc = subprocess.Popen(
         redurable(
-            "worker", "sdk.examples.order", "--task-queue", "orders", "--identity", identity,
+            "worker", module, "--task-queue", task_queue, "--identity", identity,
             "--log-level", "WARNING", "--redis-url", cli.url, "--prefix", cli.prefix,
         ),
         cwd=ROOT,
@@ -88,23 +90,35 @@ def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    r = sync_redis(cli.url)
+    r = sync_redis(cli.url)  # a node of a cluster in .ci/run's cluster pass
     try:
         deadline = time.monotonic() + 20
-        while r.zscore(f"{cli.prefix}:workers:orders", identity) is None:
+        while r.zscore(f"{cli.prefix}:workers:{task_queue}", identity) is None:
             assert proc.poll() is None, "worker exited at start"
             assert time.monotonic() < deadline, "worker did not start polling"
             time.sleep(0.05)
         yield proc
     finally:
         r.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_worker(proc)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the worker drains and stops), SIGKILL if it has not stopped in 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
+    """`redurable worker sdk.examples.order` in the background, polling when yielded."""
+    with cli_worker(cli, "sdk.examples.order", "orders", f"test-worker-{cli.prefix}") as proc:
+        yield proc
     assert proc.returncode == 0  # SIGTERM: drained and stopped cleanly
 
 
