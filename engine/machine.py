@@ -5,7 +5,8 @@ timer fires, signals, ...), then a `WorkflowTaskCompleted` boundary, then the co
 events that the workflow code decided. The machine replays complete activations and
 checks that the code issues the recorded commands again (else `NondeterminismError`);
 the trailing inputs, which have no boundary yet, form the live activation whose
-commands are new.
+commands are new. The replay of complete activations is engine/replay.py; each other
+side of the machine (activities, children, updates, ...) is a mixin of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import random
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
 from engine import commands as cmd
@@ -29,17 +29,20 @@ from engine.errors import (
     CodecKeyError,
     ContinueAsNewError,
     FailureError,
-    NondeterminismError,
     PayloadError,
     to_failure,
 )
 from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
 from engine.loop import DeterministicLoop
-from engine.patches import PatchMixin, skip_unasked_deprecated_markers, unasked_marker_hint
+from engine.patches import PatchMixin
+from engine.replay import ReplayMixin
 from engine.run_info import started_info
-from engine.search_attributes import TypedSearchAttributes, from_wire, plain
 from engine.updates import UpdateMixin, UpdateRequest
 from engine.visibility_machine import SearchAttributesMixin
+
+# Re-exported: the sdk and users import them from here.
+from engine.workflow_info import ParentInfo as ParentInfo
+from engine.workflow_info import WorkflowInfo as WorkflowInfo
 
 #: The replay behaviour flags new activations run with (every one this code knows), and
 #: the text the worker records them as in the activation's WorkflowTaskCompleted.
@@ -60,47 +63,6 @@ class WorkflowHooks(Protocol):
         """The run method's result as the codec's plain data (the sdk converts it
         following the return hint); raises PayloadError when it does not fit."""
         ...
-
-
-@dataclass(frozen=True)
-class WorkflowInfo:
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-    task_queue: str
-    attempt: int = 1
-    #: From the run's WorkflowExecutionStarted (engine/run_info.py), temporalio's names.
-    first_execution_run_id: str = ""
-    continued_run_id: str | None = None
-    execution_timeout: timedelta | None = None
-    run_timeout: timedelta | None = None
-    task_timeout: timedelta | None = None
-    #: The memo payload as started (b"" none): sdk.workflow.memo() decodes it.
-    raw_memo: bytes = b""
-    #: The run's search attributes, wire form (engine/search_attributes.py).
-    raw_search_attributes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def typed_search_attributes(self) -> TypedSearchAttributes:
-        return from_wire(self.raw_search_attributes)
-
-    @property
-    def search_attributes(self) -> dict[str, Any]:
-        """Name -> value (temporalio's legacy form has lists of values here)."""
-        return plain(self.typed_search_attributes)
-    #: The cron schedule of a cron workflow's runs (None: not a cron workflow).
-    cron_schedule: str | None = None
-    #: A child workflow's parent (temporalio's `ParentInfo`), None for a top-level run.
-    parent: ParentInfo | None = None
-
-
-@dataclass(frozen=True)
-class ParentInfo:
-    """The parent of a child workflow, in `workflow.info().parent` (temporalio's name)."""
-
-    workflow_id: str
-    run_id: str
-    namespace: str = "default"
 
 
 class SignalInputError(Exception):
@@ -136,7 +98,7 @@ def current_machine() -> WorkflowMachine:
 
 @dataclass
 class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin,
-                      SearchAttributesMixin, ChildMixin):
+                      SearchAttributesMixin, ChildMixin, ReplayMixin):
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -249,87 +211,6 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
     @property
     def now_ms(self) -> int:
         return self._now_ms
-
-    # --- replay -----------------------------------------------------------------------
-    def _check_contiguous(self, events: Sequence[ev.Event]) -> None:
-        if events and events[0].event_id != self.last_event_id + 1:
-            raise NondeterminismError(
-                f"history gap: expected event {self.last_event_id + 1}, got {events[0].event_id}"
-            )
-
-    def _replay_complete(self, events: Sequence[ev.Event]) -> int:
-        pos = 0
-        while True:
-            boundary = pos
-            while boundary < len(events) and not isinstance(
-                events[boundary], ev.WorkflowTaskCompleted
-            ):
-                if events[boundary].is_command:
-                    raise NondeterminismError(
-                        f"history event {events[boundary].event_id} "
-                        f"({events[boundary].type}) is a command outside an activation"
-                    )
-                boundary += 1
-            if boundary == len(events):
-                return pos
-            marker = events[boundary]
-            assert isinstance(marker, ev.WorkflowTaskCompleted)
-            end = boundary + 1
-            while end < len(events) and events[end].is_command:
-                end += 1
-            self.replaying = True
-            self._now_ms = marker.now or marker.timestamp
-            self._note_patch_markers(events[boundary + 1 : end])
-            self._note_local_markers(events[boundary + 1 : end])
-            self._note_accepted_updates(events[boundary + 1 : end])
-            self._matching = True
-            try:
-                commands = self._run_activation(list(events[pos:boundary]), marker.logic_flags)
-            finally:
-                self._matching = False
-            self._match(commands, events[boundary + 1 : end], marker)
-            self.last_event_id = events[end - 1].event_id
-            pos = end
-
-    def _match(
-        self,
-        commands: list[cmd.Command],
-        recorded: Sequence[ev.Event],
-        marker: ev.WorkflowTaskCompleted,
-    ) -> None:
-        recorded = skip_unasked_deprecated_markers(commands, recorded)
-        for index, command in enumerate(commands):
-            if index >= len(recorded):
-                lenient = ev.WorkflowLogicFlag.CLOSE_DROP_RECORDED not in marker.logic_flags
-                if (
-                    isinstance(command, cmd.CLOSE_COMMANDS)
-                    and index == len(commands) - 1
-                    and (marker.close_dropped or lenient)
-                ):
-                    # The close was not written because new events had arrived; the
-                    # next activation decides again (as it did when this ran live).
-                    self._close_emitted = False
-                    continue
-                raise NondeterminismError(
-                    f"workflow code issued {cmd.describe(command)} in the activation "
-                    f"ending at event {marker.event_id}, but the history records no "
-                    "more commands there"
-                )
-            event = recorded[index]
-            if not cmd.matches(command, event):
-                hint = "" if isinstance(command, cmd.SetPatchMarker) else unasked_marker_hint(event)
-                raise NondeterminismError(
-                    f"history event {event.event_id} is {event.type} "
-                    f"{_summary(event)} but workflow code issued {cmd.describe(command)}{hint}"
-                )
-            if event.type in ev.CLOSE_TYPES:
-                self.closed = True
-        if len(recorded) > len(commands):
-            extra = recorded[len(commands)]
-            raise NondeterminismError(
-                f"history event {extra.event_id} is {extra.type} {_summary(extra)} but "
-                "workflow code did not issue it" + unasked_marker_hint(extra)
-            )
 
     # --- one activation ---------------------------------------------------------------
     def _run_activation(
@@ -539,8 +420,3 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
 
 async def _raise(exc: BaseException) -> NoReturn:
     raise exc
-
-
-def _summary(event: ev.Event) -> str:
-    attrs = {k: v for k, v in event.attributes().items() if not isinstance(v, bytes | dict)}
-    return "(" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + ")"

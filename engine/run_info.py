@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from engine import events as ev
-
-if TYPE_CHECKING:
-    from engine.machine import ParentInfo, WorkflowInfo
+from engine.workflow_info import ParentInfo, WorkflowInfo
 
 
 def _duration(ms: int) -> timedelta | None:
@@ -38,8 +35,6 @@ def started_info(info: WorkflowInfo, event: ev.WorkflowExecutionStarted) -> Work
 
 
 def _parent(event: ev.WorkflowExecutionStarted) -> ParentInfo | None:
-    from engine.machine import ParentInfo
-
     if not event.parent_workflow_id:
         return None
     return ParentInfo(workflow_id=event.parent_workflow_id, run_id=event.parent_run_id)

@@ -7,13 +7,10 @@ and on replay alike, so code reading the attributes back sees the same values bo
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from engine import commands as cmd
 from engine.search_attributes import Wire, merged
-
-if TYPE_CHECKING:
-    from engine.machine import WorkflowInfo
+from engine.workflow_info import WorkflowInfo
 
 
 class SearchAttributesMixin:

@@ -207,25 +207,31 @@ def _decode_union(hint: Any, value: Any) -> Any:
     raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
 
 
-def _decode_items(hint: Any, values: Any) -> list[Any]:
+def _convert_items(convert: Callable[[Any, Any], Any], hint: Any, values: Any) -> list[Any]:
+    """`convert(hint, item)` of each item (`_decode`, or `_encode_as` when encoding); a
+    misfit names the item's index."""
     out = []
     for index, item in enumerate(values):
         try:
-            out.append(_decode(hint, item))
+            out.append(convert(hint, item))
         except _Misfit as misfit:
             raise misfit.at(f"[{index}]") from None
     return out
 
 
-def _decode_mapping(key_hint: Any, value_hint: Any, value: Any) -> dict[Any, Any]:
+def _convert_mapping(
+    convert: Callable[[Any, Any], Any], key_hint: Any, value_hint: Any, value: Any
+) -> dict[Any, Any]:
+    """Each key and item converted as `_convert_items` converts items; a misfit names
+    the key."""
     out = {}
     for key, item in value.items():
         try:
-            typed_key = _decode(key_hint, key)
+            converted_key = convert(key_hint, key)
         except _Misfit as misfit:
             raise misfit.at(f"[key {key!r:.40}]") from None
         try:
-            out[typed_key] = _decode(value_hint, item)
+            out[converted_key] = convert(value_hint, item)
         except _Misfit as misfit:
             raise misfit.at(f"[{key!r:.40}]") from None
     return out
@@ -236,7 +242,7 @@ def _decode_generic(hint: Any, origin: Any, args: tuple[Any, ...], value: Any) -
         if not isinstance(value, list | tuple):
             raise _Misfit(f"expected {_hint_name(hint)} (an array), {_got(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode_items(args[0], value))
+            return tuple(_convert_items(_decode, args[0], value))
         if args == ((),):  # tuple[()]
             args = ()
         if len(value) != len(args):
@@ -252,11 +258,11 @@ def _decode_generic(hint: Any, origin: Any, args: tuple[Any, ...], value: Any) -
         if not isinstance(value, cabc.Mapping):
             raise _Misfit(f"expected {_hint_name(hint)} (a map), {_got(value)}")
         key_hint, value_hint = args if len(args) == 2 else (Any, Any)
-        return _decode_mapping(key_hint, value_hint, value)
+        return _convert_mapping(_decode, key_hint, value_hint, value)
     if origin in _SET_ORIGINS or origin in _SEQUENCE_ORIGINS:
         if not isinstance(value, list | tuple):
             raise _Misfit(f"expected {_hint_name(hint)} (an array), {_got(value)}")
-        items = _decode_items(args[0] if args else Any, value)
+        items = _convert_items(_decode, args[0] if args else Any, value)
         if origin is frozenset:
             return frozenset(items)
         return set(items) if origin in _SET_ORIGINS else items
@@ -436,7 +442,7 @@ def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -
         if not isinstance(value, tuple | list):
             raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return _encode_items(value, args[0])
+            return _convert_items(_encode_as, args[0], value)
         if args == ((),):
             args = ()
         if len(value) != len(args):
@@ -452,7 +458,7 @@ def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -
         if not isinstance(value, cabc.Mapping):
             raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
         key_hint, value_hint = args if len(args) == 2 else (Any, Any)
-        return _encode_mapping(value, key_hint, value_hint)
+        return _convert_mapping(_encode_as, key_hint, value_hint, value)
     if origin in _SET_ORIGINS or origin in _SEQUENCE_ORIGINS:
         allowed: Any = cabc.Set if origin in _SET_ORIGINS else list | tuple | cabc.Set
         if origin is frozenset:
@@ -461,32 +467,13 @@ def _encode_generic(value: Any, hint: Any, origin: Any, args: tuple[Any, ...]) -
             allowed = set
         if not isinstance(value, allowed) or isinstance(value, str | bytes | cabc.Mapping):
             raise _Misfit(f"expected {_hint_name(hint)}, {_got(value)}")
-        return _encode_items(value, args[0] if args else Any)
+        return _convert_items(_encode_as, args[0] if args else Any, value)
     raise _Misfit(f"unsupported type hint {_hint_name(hint)}")
 
 
-def _encode_items(values: Any, hint: Any) -> list[Any]:
-    out = []
-    for index, item in enumerate(values):
-        try:
-            out.append(_encode(item, hint))
-        except _Misfit as misfit:
-            raise misfit.at(f"[{index}]") from None
-    return out
-
-
-def _encode_mapping(value: Any, key_hint: Any, value_hint: Any) -> dict[Any, Any]:
-    out = {}
-    for key, item in value.items():
-        try:
-            wire_key = _encode(key, key_hint)
-        except _Misfit as misfit:
-            raise misfit.at(f"[key {key!r:.40}]") from None
-        try:
-            out[wire_key] = _encode(item, value_hint)
-        except _Misfit as misfit:
-            raise misfit.at(f"[{key!r:.40}]") from None
-    return out
+def _encode_as(hint: Any, value: Any) -> Any:
+    """`_encode` with `_decode`'s order of arguments, for `_convert_items`."""
+    return _encode(value, hint)
 
 
 def _encode_class(value: Any, hint: type) -> Any:
@@ -546,9 +533,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return _plain(value.value)
     if kind is list or kind is tuple:
-        return _encode_items(value, Any)
+        return _convert_items(_encode_as, Any, value)
     if kind is dict:
-        return _encode_mapping(value, Any, Any)
+        return _convert_mapping(_encode_as, Any, Any, value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, UUID | Decimal):
@@ -575,9 +562,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if isinstance(value, cabc.Mapping):
-        return _encode_mapping(value, Any, Any)
+        return _convert_mapping(_encode_as, Any, Any, value)
     if isinstance(value, list | tuple | cabc.Set | collections.deque):
-        return _encode_items(value, Any)
+        return _convert_items(_encode_as, Any, value)
     for base in _NATIVE_BASES:  # subclasses of the natives
         if isinstance(value, base):
             return base(value)

@@ -11,9 +11,8 @@ exactly 0..N-1, each once, and the history must hold N signal events in that ord
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,6 +20,12 @@ import anyio
 from engine.keys import GROUP
 from scripts.chaos import checker
 from scripts.chaos.common import drop_client, run_on_server, scenario_parser, unique_prefix
+from scripts.chaos.paced_storm import (
+    PacedStorm,
+    PacedStormConfig,
+    PacedStormReport,
+    print_report,
+)
 from scripts.chaos.poison_workflows import SignalLog
 from sdk import Client
 from tests.integration.worker_proc import WorkerProcess
@@ -31,31 +36,17 @@ WORKFLOW_ID = "signal-storm"
 
 
 @dataclass(frozen=True)
-class StormConfig:
+class StormConfig(PacedStormConfig):
     signals: int = 10_000
-    kills: int = 2
-    duration: float = 10.0
-    """Signals are paced over this long, so they keep arriving at live workers."""
-    liveness: float = 1.0
-    finish: float = 120.0
-    """How long the workflow may take to finish after the last signal."""
 
 
 @dataclass
-class SignalStormReport:
+class SignalStormReport(PacedStormReport):
     cfg: StormConfig
-    kills: int = 0
     #: Kills that hit the worker while it held a workflow task of the storm's workflow.
     kills_holding: int = 0
-    send_s: float = 0.0
     finish_s: float = 0.0
     history_signals: int = 0
-    problems: list[str] = field(default_factory=list)
-    verdict: checker.Verdict = field(default_factory=checker.Verdict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.verdict.ok
 
     def line(self) -> str:
         return (
@@ -89,50 +80,29 @@ async def run(url: str, cfg: StormConfig) -> SignalStormReport:
     report = SignalStormReport(cfg)
     prefix = unique_prefix("signals")
     client = await Client.connect(url, prefix=prefix)
-    worker: WorkerProcess | None = None
-
-    def spawn() -> WorkerProcess:
-        return WorkerProcess(url, prefix, TASK_QUEUE, MODULE, liveness=cfg.liveness).start()
-
+    storm = PacedStorm(url, prefix, TASK_QUEUE, MODULE, sends=cfg.signals, cfg=cfg)
     stream = client.keys.workflow_tasks(client.keys.shard(WORKFLOW_ID), TASK_QUEUE)
-    sent = 0
 
     async def send() -> None:
-        nonlocal sent
         started = time.monotonic()
-        for i in range(cfg.signals):
-            # Paced: signal i goes out at i/N of the duration (or later).
-            delay = started + cfg.duration * i / cfg.signals - time.monotonic()
-            if delay > 0:
-                await anyio.sleep(delay)
-            await handle.signal(SignalLog.add, i)
-            sent = i + 1
+        await storm.send(lambda i: handle.signal(SignalLog.add, i))
         report.send_s = time.monotonic() - started
 
-    async def kill() -> None:
-        nonlocal worker
-        for k in range(cfg.kills):
-            while sent < cfg.signals * (k + 1) // (cfg.kills + 1):
-                await anyio.sleep(0.005)
-            assert worker is not None
-            # Wait (briefly) for a moment when it holds the workflow's task.
-            with anyio.move_on_after(1.0):
-                while not await _holds(client, stream, worker.identity):
-                    await anyio.sleep(0.001)
-            report.kills_holding += await _holds(client, stream, worker.identity)
-            worker.kill()  # SIGKILL; the replacement claims what it held
-            report.kills += 1
-            worker = spawn()
-            await anyio.to_thread.run_sync(worker.wait_ready)
+    async def before_kill(worker: WorkerProcess) -> None:
+        # Wait (briefly) for a moment when it holds the workflow's task.
+        with anyio.move_on_after(1.0):
+            while not await _holds(client, stream, worker.identity):
+                await anyio.sleep(0.001)
+        report.kills_holding += await _holds(client, stream, worker.identity)
 
     try:
-        worker = spawn()
-        await anyio.to_thread.run_sync(worker.wait_ready)
+        await storm.start_worker()
         handle = await client.start_workflow(SignalLog.run, cfg.signals, id=WORKFLOW_ID,
                                              task_queue=TASK_QUEUE)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(kill)
+            tg.start_soon(storm.kill, before_kill)
             await send()
+        report.kills = storm.kills
         last = time.monotonic()
         with anyio.fail_after(cfg.finish):
             applied = await handle.result()
@@ -147,8 +117,7 @@ async def run(url: str, cfg: StormConfig) -> SignalStormReport:
         report.verdict = await checker.check(client.redis, client.keys, client.codec,
                                              {WORKFLOW_ID: list(range(cfg.signals))})
     finally:
-        if worker is not None:
-            worker.kill()
+        storm.stop()
         await drop_client(client, prefix)
     return report
 
@@ -160,13 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=StormConfig.duration)
     args = p.parse_args(argv)
     cfg = StormConfig(signals=args.signals, kills=args.kills, duration=args.duration)
-    report = run_on_server(args.redis_url, lambda url: run(url, cfg))
-    print(report.line())
-    if not report.ok:
-        print("\n".join(report.problems))
-        print(report.verdict.details())
-        sys.exit(1)
-
+    print_report(run_on_server(args.redis_url, lambda url: run(url, cfg)))
 
 if __name__ == "__main__":
     main()

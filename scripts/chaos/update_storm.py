@@ -12,15 +12,20 @@ position of its number in that list).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
 from scripts.chaos import checker
 from scripts.chaos.common import drop_client, run_on_server, scenario_parser, unique_prefix
+from scripts.chaos.paced_storm import (
+    PacedStorm,
+    PacedStormConfig,
+    PacedStormReport,
+    print_report,
+)
 from scripts.chaos.update_workflows import UpdateLog
 from sdk import Client
 from tests.integration.worker_proc import WorkerProcess
@@ -31,29 +36,16 @@ WORKFLOW_ID = "update-storm"
 
 
 @dataclass(frozen=True)
-class UpdateStormConfig:
+class UpdateStormConfig(PacedStormConfig):
     updates: int = 1000
     clients: int = 10
-    kills: int = 2
-    duration: float = 10.0
-    """Updates are paced over this long, so they keep arriving at live workers."""
-    liveness: float = 1.0
-    finish: float = 120.0
 
 
 @dataclass
-class UpdateStormReport:
+class UpdateStormReport(PacedStormReport):
     cfg: UpdateStormConfig
-    kills: int = 0
     #: Updates sent but not answered when a kill came (summed over the kills).
     in_flight_at_kills: int = 0
-    send_s: float = 0.0
-    problems: list[str] = field(default_factory=list)
-    verdict: checker.Verdict = field(default_factory=checker.Verdict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and self.verdict.ok
 
     def line(self) -> str:
         return (
@@ -89,50 +81,35 @@ async def run(url: str, cfg: UpdateStormConfig) -> UpdateStormReport:
     prefix = unique_prefix("updates")
     client = await Client.connect(url, prefix=prefix)
     senders = [await Client.connect(url, prefix=prefix) for _ in range(cfg.clients)]
-    worker: WorkerProcess | None = None
+    storm = PacedStorm(url, prefix, TASK_QUEUE, MODULE, sends=cfg.updates, cfg=cfg)
     results: dict[int, int] = {}
-    sent = 0
-
-    def spawn() -> WorkerProcess:
-        return WorkerProcess(url, prefix, TASK_QUEUE, MODULE, liveness=cfg.liveness).start()
 
     async def one(sender: Client, i: int) -> None:
         handle = sender.get_workflow_handle(WORKFLOW_ID)
         results[i] = await handle.execute_update(UpdateLog.add, i, id=f"u-{i}")
 
     async def send() -> None:
-        nonlocal sent
         started = time.monotonic()
         async with anyio.create_task_group() as tg:
-            for i in range(cfg.updates):
-                delay = started + cfg.duration * i / cfg.updates - time.monotonic()
-                if delay > 0:
-                    await anyio.sleep(delay)
+
+            async def start_one(i: int) -> None:
                 tg.start_soon(one, senders[i % cfg.clients], i)
-                sent = i + 1
+
+            await storm.send(start_one)
         report.send_s = time.monotonic() - started
 
-    async def kill() -> None:
-        nonlocal worker
-        for k in range(cfg.kills):
-            while sent < cfg.updates * (k + 1) // (cfg.kills + 1):
-                await anyio.sleep(0.005)
-            assert worker is not None
-            report.in_flight_at_kills += sent - len(results)
-            worker.kill()
-            report.kills += 1
-            worker = spawn()
-            await anyio.to_thread.run_sync(worker.wait_ready)
+    async def before_kill(worker: WorkerProcess) -> None:
+        report.in_flight_at_kills += storm.sent - len(results)
 
     try:
-        worker = spawn()
-        await anyio.to_thread.run_sync(worker.wait_ready)
+        await storm.start_worker()
         handle = await client.start_workflow(UpdateLog.run, id=WORKFLOW_ID,
                                              task_queue=TASK_QUEUE)
         with anyio.fail_after(cfg.duration + cfg.finish):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(kill)
+                tg.start_soon(storm.kill, before_kill)
                 await send()
+            report.kills = storm.kills
             await handle.signal(UpdateLog.finish)
             applied: list[int] = await handle.result()
         events = [e async for e in handle.fetch_history()]
@@ -144,8 +121,7 @@ async def run(url: str, cfg: UpdateStormConfig) -> UpdateStormReport:
         report.verdict = await checker.check(client.redis, client.keys, client.codec,
                                              {WORKFLOW_ID: applied})
     finally:
-        if worker is not None:
-            worker.kill()
+        storm.stop()
         for sender in senders:
             await sender.close()
         await drop_client(client, prefix)
@@ -161,13 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = UpdateStormConfig(updates=args.updates, clients=args.clients, kills=args.kills,
                             duration=args.duration)
-    report = run_on_server(args.redis_url, lambda url: run(url, cfg))
-    print(report.line())
-    if not report.ok:
-        print("\n".join(report.problems))
-        print(report.verdict.details())
-        sys.exit(1)
-
+    print_report(run_on_server(args.redis_url, lambda url: run(url, cfg)))
 
 if __name__ == "__main__":
     main()

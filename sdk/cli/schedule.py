@@ -3,6 +3,7 @@ API: sdk/client/schedules.py, docs/schedules.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -38,6 +39,7 @@ from sdk.client.schedule_types import (
     ScheduleDescription,
     ScheduleListDescription,
 )
+from sdk.client.schedules import ScheduleHandle
 
 app = typer.Typer(
     help="Schedules: start a workflow on a cron or interval spec (docs/schedules.md).",
@@ -226,6 +228,15 @@ def describe(
         )
 
 
+def _on_schedule(
+    redis_url: str | None, prefix: str, schedule_id: str,
+    act: Callable[[ScheduleHandle], Awaitable[None]], done: str,
+) -> None:
+    """`act` on the schedule's handle, then "<done> schedule <id>"."""
+    with_client(redis_url, prefix, lambda client: act(client.get_schedule_handle(schedule_id)))
+    stdout.print(Text(f"{done} schedule {schedule_id}"))
+
+
 @app.command()
 def trigger(
     schedule_id: ScheduleIdArgument,
@@ -233,8 +244,7 @@ def trigger(
     prefix: PrefixOption = DEFAULT_PREFIX,
 ) -> None:
     """Fire now (the next worker starts the workflow)."""
-    with_client(redis_url, prefix, lambda client: client.get_schedule_handle(schedule_id).trigger())
-    stdout.print(Text(f"Triggered schedule {schedule_id}"))
+    _on_schedule(redis_url, prefix, schedule_id, lambda handle: handle.trigger(), "Triggered")
 
 
 @app.command()
@@ -245,9 +255,7 @@ def pause(
     prefix: PrefixOption = DEFAULT_PREFIX,
 ) -> None:
     """Stop firing on the spec (trigger still fires)."""
-    with_client(redis_url, prefix,
-                lambda client: client.get_schedule_handle(schedule_id).pause(note=note))
-    stdout.print(Text(f"Paused schedule {schedule_id}"))
+    _on_schedule(redis_url, prefix, schedule_id, lambda handle: handle.pause(note=note), "Paused")
 
 
 @app.command()
@@ -258,9 +266,8 @@ def unpause(
     prefix: PrefixOption = DEFAULT_PREFIX,
 ) -> None:
     """Fire on the spec again."""
-    with_client(redis_url, prefix,
-                lambda client: client.get_schedule_handle(schedule_id).unpause(note=note))
-    stdout.print(Text(f"Unpaused schedule {schedule_id}"))
+    _on_schedule(redis_url, prefix, schedule_id, lambda handle: handle.unpause(note=note),
+                 "Unpaused")
 
 
 @app.command()
@@ -270,5 +277,4 @@ def delete(
     prefix: PrefixOption = DEFAULT_PREFIX,
 ) -> None:
     """Delete the schedule (the workflows it started run on)."""
-    with_client(redis_url, prefix, lambda client: client.get_schedule_handle(schedule_id).delete())
-    stdout.print(Text(f"Deleted schedule {schedule_id}"))
+    _on_schedule(redis_url, prefix, schedule_id, lambda handle: handle.delete(), "Deleted")

@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from engine import dead_letters, run_chain
@@ -31,7 +30,6 @@ from engine.start_options import (
     WorkflowIDReusePolicy,
     duration_ms,
 )
-from engine.status import WorkflowExecutionStatus
 from engine.store import Store
 from engine.task_token import ActivityRef, decode_task_token
 from engine.validate import check_id, check_name, check_task_queue
@@ -406,91 +404,15 @@ class Client:
                                                       limit=limit):
                 yield row
             return
-        listed = 0
-        if status is not None:
-            try:
-                status = WorkflowExecutionStatus(status)
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"unknown status {status!r}; one of {', '.join(WorkflowExecutionStatus)}"
-                ) from None
-        if type is not None:
-            check_name(type, "workflow type")
-        if page_size < 1:
-            raise InvalidArgumentError("page_size must be at least 1")
-        if status is not None:
-            index = [self.keys.index_status(s, status) for s in range(self.keys.shards)]
-        elif type is not None:
-            index = [self.keys.index_type(s, type) for s in range(self.keys.shards)]
-        else:
-            index = [self.keys.index_start(s) for s in range(self.keys.shards)]
-        # Order is (score, id) descending: ZREVRANGEBYSCORE's own order, so a shard's
-        # truncated reply never leaves out rows that sort before the ones it returned.
-        # Scores are compared as numbers.
-        cursor: float | None = None  # score of the last row yielded
-        yielded_at_cursor: set[bytes] = set()  # ids yielded with that score
-        floor: bytes | None = None  # with `after`: ids at the cursor score from it up
-        if after is not None:
-            cursor, floor = float(after[0]), after[1].encode()
-        while True:
-            top = "+inf" if cursor is None else repr(cursor)
-            # Rows at the cursor score that get skipped must not crowd out the page.
-            skip = len(yielded_at_cursor) if floor is None else 100_000
-
-            def index_reads(pipe: Pipeline, top: str = top, skip: int = skip) -> None:
-                for key in index:
-                    pipe.zrevrangebyscore(key, top, "-inf", start=0, num=page_size + skip,
-                                          withscores=True)
-
-            results = await self._read_pipelined("list workflows", index_reads)
-            rows = [
-                (float(score), member)
-                for result in results
-                for member, score in result
-                if not (score == cursor and (member in yielded_at_cursor
-                                             or (floor is not None and member >= floor)))
-            ]
-            rows.sort(reverse=True)
-            page = rows[:page_size]
-            if not page:
-                return
-
-            def state_reads(pipe: Pipeline, page: list[tuple[float, bytes]] = page) -> None:
-                for _, member in page:
-                    pipe.hmget(self.keys.workflow(member.decode()), *visibility.ROW_FIELDS)
-
-            states = await self._read_pipelined("list workflows", state_reads)
-            for (score, member), row in zip(page, states, strict=True):
-                if score != cursor:
-                    cursor, yielded_at_cursor, floor = score, set(), None
-                yielded_at_cursor.add(member)
-                if row[1] is None:
-                    continue  # deleted between the index read and now
-                execution = visibility.execution_row(self, member.decode(), row)
-                if type is not None and execution.workflow_type != type:
-                    continue
-                yield execution
-                listed += 1
-                if limit is not None and listed >= limit:
-                    return
-            if len(rows) <= page_size:
-                return
+        async for row in visibility.list_by_index(self, status=status, type=type,
+                                                  page_size=page_size, after=after,
+                                                  limit=limit):
+            yield row
 
     async def count_workflows(self, query: str | None = None) -> WorkflowExecutionCount:
         """How many workflows match `query` (all, without one): temporalio's
         WorkflowExecutionCount, `.count`. docs/visibility.md."""
         return await visibility.count(self, query)
-
-    async def _read_pipelined(self, what: str, build: Callable[[Pipeline], None]) -> list[Any]:
-        """Reads queued by `build` in one round trip, retried through an outage (a
-        redis-py pipeline forgets its commands when it runs: each attempt builds one)."""
-
-        async def attempt() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            build(pipe)
-            return list(await pipe.execute())
-
-        return await self.retrier.retry(what, attempt)
 
     # --- schedules (sdk/client/schedules.py, docs/schedules.md) -------------------------
     async def create_schedule(self, id: str, schedule: Schedule) -> ScheduleHandle:

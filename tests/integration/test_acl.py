@@ -30,8 +30,8 @@ from sdk import Client
 from sdk._devserver import free_port
 from sdk.worker.presence import DeathWatch, PresenceHolder
 from tests.conftest import unique_prefix
+from tests.integration.cli_support import redurable
 from tests.integration.private_server import pass_binary, private_server, run_smoke_workflow
-from tests.integration.test_cli import redurable
 
 pytestmark = pytest.mark.anyio
 

@@ -36,7 +36,7 @@ from sdk import (
     activity,
     workflow,
 )
-from sdk.testing import running_worker
+from tests.integration.helpers import queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -268,11 +268,8 @@ WORKFLOWS = [RunOne, CancelSync, PaymentsWorkflow, Fails]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("activities", ACTIVITIES)
-    options.setdefault("graceful_shutdown_timeout", 0.5)
-    return running_worker(client, **options)
+    defaults = {"workflows": WORKFLOWS, "activities": ACTIVITIES, "graceful_shutdown_timeout": 0.5}
+    return queue_worker(client, defaults, options)
 
 
 async def run_one(client: Client, wid: str, name: str, *args: Any, **opts: Any) -> Any:

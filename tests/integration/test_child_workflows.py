@@ -6,7 +6,6 @@ the parent link in describe, and a hand-off entry left by a dead worker applied 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -30,8 +29,8 @@ from sdk import (
     WorkflowFailureError,
     workflow,
 )
-from sdk.testing import running_worker
 from sdk.worker.handoff import Handoffs
+from tests.integration.helpers import event_types, eventually, other_shard_id, queue_worker
 from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.anyio
@@ -160,29 +159,7 @@ WORKFLOWS = [ChainChild, ChainParent, FanOut, WaitingParent, Child, Parent, Catc
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
-
-
-def other_shard_id(client: Client, parent_id: str, stem: str) -> str:
-    """A child id whose shard is not the parent's."""
-    for n in range(100):
-        candidate = f"{stem}-{n}"
-        if client.keys.shard(candidate) != client.keys.shard(parent_id):
-            return candidate
-    raise AssertionError("no id in another shard")
-
-
-async def _types(client: Client, wid: str) -> list[str]:
-    return [e.type async for e in client.get_workflow_handle(wid).fetch_history()]
+    return queue_worker(client, {"workflows": WORKFLOWS}, options)
 
 
 async def test_child_in_another_shard_returns_its_result(client: Client) -> None:
@@ -191,7 +168,7 @@ async def test_child_in_another_shard_returns_its_result(client: Client) -> None
         handle = await client.start_workflow(Parent.run, child_id, 21, id="p-1", task_queue="q")
         with anyio.fail_after(15):
             assert await handle.result() == {"double": 42, "parent": "p-1"}
-    types = await _types(client, "p-1")
+    types = await event_types(client, "p-1")
     assert [t for t in types if "Child" in t] == [
         "StartChildWorkflowExecutionInitiated",
         "ChildWorkflowExecutionStarted",
@@ -216,7 +193,7 @@ async def test_child_failure_is_a_child_workflow_error_with_its_cause(client: Cl
     assert isinstance(error, ChildWorkflowError)
     assert error.workflow_id == "c-fail" and error.workflow_type == "Child"
     assert isinstance(error.cause, ApplicationError) and error.cause.type == "Negative"
-    assert "ChildWorkflowExecutionFailed" in await _types(client, "p-2")
+    assert "ChildWorkflowExecutionFailed" in await event_types(client, "p-2")
 
 
 async def test_child_id_conflict_raises_already_started_in_the_parent(client: Client) -> None:
@@ -226,7 +203,7 @@ async def test_child_id_conflict_raises_already_started_in_the_parent(client: Cl
                                              task_queue="q")
         with anyio.fail_after(15):
             assert await handle.result() == "already:c-taken"
-    assert "StartChildWorkflowExecutionFailed" in await _types(client, "p-3")
+    assert "StartChildWorkflowExecutionFailed" in await event_types(client, "p-3")
 
 
 async def test_signal_a_child_through_its_handle(client: Client) -> None:
@@ -236,7 +213,7 @@ async def test_signal_a_child_through_its_handle(client: Client) -> None:
                                              task_queue="q")
         with anyio.fail_after(15):
             assert await handle.result() == {"double": 10, "parent": "p-4"}
-    types = await _types(client, "p-4")
+    types = await event_types(client, "p-4")
     assert "SignalExternalWorkflowExecutionInitiated" in types
     assert "ExternalWorkflowExecutionSignaled" in types
 
@@ -249,7 +226,7 @@ async def test_cancel_a_child_from_the_parent(client: Client) -> None:
             assert await handle.result() == "CancelledError"
         child = await client.get_workflow_handle("c-cancel").describe()
     assert child.status == WorkflowExecutionStatus.CANCELED
-    assert "ChildWorkflowExecutionCanceled" in await _types(client, "p-5")
+    assert "ChildWorkflowExecutionCanceled" in await event_types(client, "p-5")
 
 
 @pytest.mark.parametrize(
@@ -296,7 +273,7 @@ async def test_terminated_child_is_reported_to_the_parent(client: Client) -> Non
         child = client.get_workflow_handle("c-term")
 
         async def child_running() -> bool:
-            return "ChildWorkflowExecutionStarted" in await _types(client, "p-7")
+            return "ChildWorkflowExecutionStarted" in await event_types(client, "p-7")
 
         await eventually(child_running)
         await child.terminate(reason="ops")
@@ -305,7 +282,7 @@ async def test_terminated_child_is_reported_to_the_parent(client: Client) -> Non
     error = info.value.cause
     assert isinstance(error, ChildWorkflowError)
     assert isinstance(error.cause, TerminatedError)
-    assert "ChildWorkflowExecutionTerminated" in await _types(client, "p-7")
+    assert "ChildWorkflowExecutionTerminated" in await event_types(client, "p-7")
 
 
 async def test_a_dead_workers_hand_off_is_applied_exactly_once(
@@ -324,7 +301,7 @@ async def test_a_dead_workers_hand_off_is_applied_exactly_once(
         await client.start_workflow(Parent.run, child_id, 4, id="p-9", task_queue="q")
 
         async def parent_initiated() -> bool:
-            return "StartChildWorkflowExecutionInitiated" in await _types(client, "p-9")
+            return "StartChildWorkflowExecutionInitiated" in await event_types(client, "p-9")
 
         await eventually(parent_initiated)
     monkeypatch.undo()
@@ -333,7 +310,7 @@ async def test_a_dead_workers_hand_off_is_applied_exactly_once(
     assert [f[b"kind"] for _, _, f in read] == [b"start_child"]
     stream, _sid, fields = read[0]
     await client.store.call(apply_call(client.keys, fields))  # applied, never acknowledged
-    assert await _types(client, child_id) == ["WorkflowExecutionStarted"]
+    assert await event_types(client, child_id) == ["WorkflowExecutionStarted"]
     async with worker(client, liveness_timeout=0.3):
         with anyio.fail_after(15):
             assert await client.get_workflow_handle("p-9").result() == {
@@ -343,10 +320,10 @@ async def test_a_dead_workers_hand_off_is_applied_exactly_once(
             return int((await client.redis.xpending(stream, GROUP))["pending"]) == 0
 
         await eventually(claimed_and_acknowledged)
-    types = await _types(client, "p-9")
+    types = await event_types(client, "p-9")
     assert types.count("ChildWorkflowExecutionStarted") == 1
     assert types.count("ChildWorkflowExecutionCompleted") == 1
-    assert (await _types(client, child_id)).count("WorkflowExecutionStarted") == 1
+    assert (await event_types(client, child_id)).count("WorkflowExecutionStarted") == 1
     assert await client.redis.xlen(stream) == 0
 
 
@@ -355,7 +332,7 @@ async def test_a_child_that_continues_as_new_reports_once_at_its_end(client: Cli
         handle = await client.start_workflow(ChainParent.run, id="p-11", task_queue="q")
         with anyio.fail_after(15):
             assert await handle.result() == "done:p-11"
-    types = await _types(client, "p-11")
+    types = await event_types(client, "p-11")
     assert types.count("ChildWorkflowExecutionStarted") == 1
     assert types.count("ChildWorkflowExecutionCompleted") == 1
     child = await client.get_workflow_handle("chain-kid").describe()
@@ -378,7 +355,7 @@ async def test_timed_out_child(client: Client) -> None:
         handle = await client.start_workflow(TimeoutParent.run, id="p-10", task_queue="q")
         with anyio.fail_after(15):
             assert await handle.result() == "WorkflowTimeoutError"
-    assert "ChildWorkflowExecutionTimedOut" in await _types(client, "p-10")
+    assert "ChildWorkflowExecutionTimedOut" in await event_types(client, "p-10")
 
 
 async def test_children_survive_a_worker_killed_mid_flight(
@@ -399,7 +376,7 @@ async def test_children_survive_a_worker_killed_mid_flight(
 
         async def some_children_started() -> bool:
             for parent in parents:
-                if "ChildWorkflowExecutionStarted" in await _types(client, parent):
+                if "ChildWorkflowExecutionStarted" in await event_types(client, parent):
                     return True
             return False
 
@@ -417,12 +394,12 @@ async def test_children_survive_a_worker_killed_mid_flight(
     finally:
         second.kill()
     for parent in parents:
-        types = await _types(client, parent)
+        types = await event_types(client, parent)
         assert types.count("StartChildWorkflowExecutionInitiated") == 3
         assert types.count("ChildWorkflowExecutionStarted") == 3
         assert types.count("ChildWorkflowExecutionCompleted") == 3
         for i in range(3):
-            assert (await _types(client, f"{parent}-kid-{i}")).count(
+            assert (await event_types(client, f"{parent}-kid-{i}")).count(
                 "WorkflowExecutionStarted") == 1
 
 
@@ -432,7 +409,7 @@ async def test_terminating_the_parent_terminates_its_child(client: Client) -> No
         await client.start_workflow(WaitingParent.run, child_id, id="p-12", task_queue="q")
 
         async def child_started() -> bool:
-            return "ChildWorkflowExecutionStarted" in await _types(client, "p-12")
+            return "ChildWorkflowExecutionStarted" in await event_types(client, "p-12")
 
         await eventually(child_started)
         await client.get_workflow_handle("p-12").terminate(reason="ops")

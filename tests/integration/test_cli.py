@@ -1,125 +1,33 @@
 """The `redurable` CLI as users run it: subprocesses against a real server, checking
-output (table and JSON) and exit codes. Each test has its own --prefix."""
+output (table and JSON) and exit codes. Each test has its own --prefix. The CLI's
+start-up path (--version, `dev`, `demo`) is in test_cli_dev.py; what the CLI tests
+share is in cli_support.py (re-exported here for the tests that import it from here)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import queue
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from sdk import Client
-from sdk._devserver import DEFAULT_DEV_PORT, free_port, port_in_use
-from tests.conftest import sync_redis, unique_prefix
+from tests.integration.cli_support import (
+    ENV,
+    ROOT,
+    Cli,
+    assert_one_line_error,
+    cli,
+    redurable,
+    worker,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-#: Stdout is a pipe and COLUMNS unset: tables are as wide as their rows (sdk/cli/tables.py).
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-for _name in ("REDURABLE_URL", "REDURABLE_PREFIX", "COLUMNS"):
-    ENV.pop(_name, None)
-
-
-def redurable(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sdk.cli.main", *args]
-
-
-@dataclass
-class Cli:
-    url: str
-    prefix: str
-
-    def __call__(
-        self, *args: str, timeout: float = 30, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a command of this namespace; --redis-url/--prefix go after the command.
-        `env`: the subprocess's whole environment (default ENV)."""
-        return subprocess.run(
-            redurable(*args, "--redis-url", self.url, "--prefix", self.prefix),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=ENV if env is None else env,
-            cwd=ROOT,
-        )
-
-    def json(self, *args: str, timeout: float = 30) -> Any:
-        done = self(*args, "--output", "json", timeout=timeout)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    def wait_state(self, workflow_id: str, state: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = self("workflow", "query", workflow_id, "get_status", "-o", "json")
-            if done.returncode == 0 and json.loads(done.stdout)["result"]["state"] == state:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"{workflow_id} never reached state {state!r}")
-
-
-@pytest.fixture
-def cli(redis_url: str) -> Iterator[Cli]:
-    prefix = unique_prefix()
-    yield Cli(redis_url, prefix)
-    r = sync_redis(redis_url)
-    for key in r.scan_iter(match=f"{prefix}:*", count=1000):
-        r.delete(key)
-    r.close()
-
-
-@pytest.fixture
-def worker(cli: Cli) -> Iterator[subprocess.Popen[bytes]]:
-    """`redurable worker sdk.examples.order` in the background, polling when yielded."""
-    identity = f"test-worker-{cli.prefix}"
-    proc = subprocess.Popen(
-        redurable(
-            "worker", "sdk.examples.order", "--task-queue", "orders", "--identity", identity,
-            "--log-level", "WARNING", "--redis-url", cli.url, "--prefix", cli.prefix,
-        ),
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    r = sync_redis(cli.url)
-    try:
-        deadline = time.monotonic() + 20
-        while r.zscore(f"{cli.prefix}:workers:orders", identity) is None:
-            assert proc.poll() is None, "worker exited at start"
-            assert time.monotonic() < deadline, "worker did not start polling"
-            time.sleep(0.05)
-        yield proc
-    finally:
-        r.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0  # SIGTERM: drained and stopped cleanly
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    for needle in needles:
-        assert needle in done.stderr, done.stderr
+# The fixtures (used by name), and what other tests still import from here.
+__all__ = ["ENV", "ROOT", "Cli", "assert_one_line_error", "cli", "redurable", "worker"]
 
 
 # --- user errors ------------------------------------------------------------------------
@@ -144,28 +52,6 @@ def test_user_errors_are_one_line_and_nonzero(cli: Cli) -> None:
     missing = cli("workflow", "start", "Order")  # no --task-queue: a usage error
     assert_one_line_error(missing, "Missing option")
     assert missing.returncode == 2
-
-
-def test_version() -> None:
-    done = subprocess.run(redurable("--version"), capture_output=True, text=True, env=ENV,
-                          timeout=30)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == f"redurable {importlib.metadata.version('redurable')}\n"
-
-
-def test_unreachable_server_explains_how_to_start_one() -> None:
-    done = subprocess.run(
-        redurable("workflow", "list", "--redis-url", f"redis://127.0.0.1:{free_port()}"),
-        capture_output=True, text=True, env=ENV, timeout=30,
-    )  # fmt: skip
-    assert_one_line_error(done, "cannot reach a server")
-    if port_in_use(DEFAULT_DEV_PORT):
-        pytest.skip(f"a server listens on the dev port {DEFAULT_DEV_PORT}")
-    # No URL configured at all: the default is the dev server, and we say how to start it.
-    done = subprocess.run(
-        redurable("workflow", "list"), capture_output=True, text=True, env=ENV, timeout=30
-    )
-    assert_one_line_error(done, f"127.0.0.1:{DEFAULT_DEV_PORT}", "redurable dev")
 
 
 def test_start_with_memo_and_timeouts(cli: Cli) -> None:
@@ -379,77 +265,6 @@ def test_show_follow_prints_events_as_they_are_written(cli: Cli) -> None:
     printed = table.stdout.splitlines()
     assert "WorkflowExecutionStarted" in printed[0]
     assert "WorkflowExecutionTerminated" in printed[-1]
-
-
-# --- dev server, demo, compose --------------------------------------------------------------
-
-
-def test_dev_server_keeps_data_across_restarts(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}"
-    cli = Cli(url, "devtest")
-
-    def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            redurable("dev", "--port", str(port), "--db-dir", str(tmp_path)),
-            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        assert url in proc.stdout.readline()
-        return proc
-
-    proc = start()
-    try:
-        cli.json("workflow", "start", "Order", "--id", "kept", "-q", "orders")
-        busy = subprocess.run(redurable("dev", "--port", str(port)),
-                              capture_output=True, text=True, env=ENV, timeout=30)  # fmt: skip
-        assert_one_line_error(busy, "already in use")
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = proc.communicate(timeout=15)
-        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
-        assert not port_in_use(port)
-        proc = start()
-        assert cli.json("workflow", "describe", "kept")["status"] == "RUNNING"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=15)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_demo_runs_end_to_end() -> None:
-    """What the README's first command runs: embedded server, worker killed, carries on."""
-    started = time.monotonic()
-    done = subprocess.run(
-        redurable("demo"), capture_output=True, text=True, env=ENV, cwd="/", timeout=110
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    for needle in ("kill -9", "Started worker 2", "state Picked up", "state Delivered",
-                   "Workflow result: Completed", "WorkflowExecutionCompleted",
-                   "each done exactly once", "Done."):  # fmt: skip
-        assert needle in out, out
-    # It prints the input it sent, as the history's WorkflowExecutionStarted has it.
-    assert "Order.run(3, 5.0)" in out and "input=[3, 5.0]" in out, out
-    assert time.monotonic() - started < 30, "the demo must take under 30 s"
-
-
-def _docker_compose_available() -> bool:
-    try:
-        done = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-@pytest.mark.skipif(not _docker_compose_available(), reason="docker compose is not available")
-def test_compose_file_is_valid() -> None:
-    done = subprocess.run(
-        ["docker", "compose", "-f", str(ROOT / "compose.yaml"), "config", "--quiet"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
 
 
 # --- wrong input: refused, warned about, or dropped with the reason ---------------------

@@ -8,7 +8,7 @@ import pytest
 
 from sdk import Client
 from sdk.testing import running_worker
-from tests.integration.test_cli import Cli, cli  # noqa: F401  (the fixture)
+from tests.integration.cli_support import Cli, cli  # noqa: F401  (the fixture)
 from tests.integration.test_run_chains import Countdown
 
 pytestmark = pytest.mark.anyio

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import sync_redis
-from tests.integration.test_cli import ENV, ROOT, Cli, assert_one_line_error, cli, redurable
+from tests.integration.cli_support import Cli, assert_one_line_error, cli, cli_worker
 
 pytestmark = [pytest.mark.integration]
 __all__ = ["cli"]  # the fixture, used by name
@@ -18,28 +14,9 @@ __all__ = ["cli"]  # the fixture, used by name
 
 @pytest.fixture
 def counter_worker(cli: Cli) -> Iterator[None]:
-    identity = f"test-update-worker-{cli.prefix}"
-    proc = subprocess.Popen(
-        redurable("worker", "tests.integration.update_workflows", "--task-queue", "uq",
-                  "--identity", identity, "--log-level", "WARNING",
-                  "--redis-url", cli.url, "--prefix", cli.prefix),
-        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    r = sync_redis(cli.url)  # a node of a cluster in .ci/run's cluster pass
-    try:
-        deadline = time.monotonic() + 20
-        while r.zscore(f"{cli.prefix}:workers:uq", identity) is None:
-            assert proc.poll() is None, "worker exited at start"
-            assert time.monotonic() < deadline, "worker did not start polling"
-            time.sleep(0.05)
+    with cli_worker(cli, "tests.integration.update_workflows", "uq",
+                    f"test-update-worker-{cli.prefix}"):
         yield
-    finally:
-        r.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.timeout(120)

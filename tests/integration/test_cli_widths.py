@@ -21,7 +21,7 @@ import pytest
 
 from sdk import ApplicationError, Client, RetryPolicy, activity, workflow
 from sdk.testing import running_worker
-from tests.integration.test_cli import ENV, ROOT, Cli, cli, redurable  # noqa: F401 (fixture)
+from tests.integration.cli_support import ENV, ROOT, Cli, cli, redurable  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

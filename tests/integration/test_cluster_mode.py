@@ -35,7 +35,7 @@ from sdk import Client, activity, workflow
 from sdk.examples.order import Order
 from sdk.testing import running_worker
 from tests.conftest import unique_prefix
-from tests.integration.test_cli import redurable
+from tests.integration.cli_support import redurable
 from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from sdk import (
     activity,
     workflow,
 )
-from sdk.testing import running_worker
+from tests.integration.helpers import eventually, queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -38,12 +37,6 @@ EVENTS: list[str] = []
 @pytest.fixture(autouse=True)
 def _fresh_records() -> None:
     EVENTS.clear()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
 
 
 @activity.defn
@@ -166,11 +159,7 @@ ACTIVITIES = [bad_heartbeat, long_running, echo, awaits_cancelled_task]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("activities", ACTIVITIES)
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
+    return queue_worker(client, {"workflows": WORKFLOWS, "activities": ACTIVITIES}, options)
 
 
 async def test_unencodable_heartbeat_details_do_not_kill_the_worker(client: Client) -> None:

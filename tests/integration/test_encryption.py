@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 from typing import Any
 
@@ -21,15 +20,16 @@ from engine.keys import Keys
 from sdk import Client
 from sdk.testing import running_worker
 from tests.conftest import sync_redis, unique_prefix
-from tests.integration.secret_workflows import SecretEcho, stamp
-from tests.integration.test_cli import (  # noqa: F401 (cli: the fixture)
+from tests.integration.cli_support import (  # noqa: F401 (cli: the fixture)
     ENV,
     ROOT,
     Cli,
     assert_one_line_error,
     cli,
     redurable,
+    stop_worker,
 )
+from tests.integration.secret_workflows import SecretEcho, stamp
 
 pytestmark = pytest.mark.anyio
 
@@ -196,10 +196,5 @@ def test_cli_worker_and_commands_decode_with_the_env(cli: Cli) -> None:  # noqa:
         assert_one_line_error(bad, "REDURABLE_ENCRYPTION_KEYS", "not valid base64")
     finally:
         r.close()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
     assert worker.returncode == 0

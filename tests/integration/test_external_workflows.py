@@ -5,7 +5,6 @@ await with a clear error instead of waiting for ever."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,7 +21,7 @@ from sdk import (
     WorkflowFailureError,
     workflow,
 )
-from sdk.testing import running_worker
+from tests.integration.helpers import event_types, other_shard_id, queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -63,28 +62,7 @@ WORKFLOWS = [Receiver, Sender]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
-
-
-def other_shard_id(client: Client, sender_id: str, stem: str) -> str:
-    for n in range(100):
-        candidate = f"{stem}-{n}"
-        if client.keys.shard(candidate) != client.keys.shard(sender_id):
-            return candidate
-    raise AssertionError("no id in another shard")
-
-
-async def _types(client: Client, wid: str) -> list[str]:
-    return [e.type async for e in client.get_workflow_handle(wid).fetch_history()]
+    return queue_worker(client, {"workflows": WORKFLOWS}, options)
 
 
 async def test_signal_a_workflow_in_another_shard(client: Client) -> None:
@@ -96,7 +74,7 @@ async def test_signal_a_workflow_in_another_shard(client: Client) -> None:
         with anyio.fail_after(15):
             assert await sender.result() == "ok"
             assert await receiver.result() == ["s-1"]
-    types = await _types(client, "s-1")
+    types = await event_types(client, "s-1")
     assert [t for t in types if "External" in t] == [
         "SignalExternalWorkflowExecutionInitiated",
         "ExternalWorkflowExecutionSignaled",
@@ -115,7 +93,7 @@ async def test_signal_to_a_missing_workflow_fails_the_await(client: Client) -> N
                                              task_queue="q")
         with anyio.fail_after(15):
             assert await sender.result() == "failed:EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND"
-    assert "SignalExternalWorkflowExecutionFailed" in await _types(client, "s-2")
+    assert "SignalExternalWorkflowExecutionFailed" in await event_types(client, "s-2")
 
 
 async def test_signal_to_a_closed_workflow_fails_the_await(client: Client) -> None:
@@ -141,7 +119,7 @@ async def test_cancel_a_workflow_in_another_shard(client: Client) -> None:
                 await receiver.result()
     assert isinstance(info.value.cause, CancelledError)
     assert (await receiver.describe()).status == WorkflowExecutionStatus.CANCELED
-    assert [t for t in await _types(client, "s-4") if "External" in t] == [
+    assert [t for t in await event_types(client, "s-4") if "External" in t] == [
         "RequestCancelExternalWorkflowExecutionInitiated",
         "ExternalWorkflowExecutionCancelRequested",
     ]
@@ -153,7 +131,7 @@ async def test_cancel_a_missing_workflow_fails_the_await(client: Client) -> None
                                              task_queue="q")
         with anyio.fail_after(15):
             assert await sender.result() == "failed:EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND"
-    assert "RequestCancelExternalWorkflowExecutionFailed" in await _types(client, "s-5")
+    assert "RequestCancelExternalWorkflowExecutionFailed" in await event_types(client, "s-5")
 
 
 async def test_external_handle_outside_workflow_code_is_refused() -> None:

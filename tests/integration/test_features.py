@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -40,7 +40,7 @@ from sdk import (
     workflow,
 )
 from sdk.examples import order
-from sdk.testing import running_worker
+from tests.integration.helpers import eventually, queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -60,12 +60,6 @@ def _record() -> activity.ActivityInfo:
     info = activity.info()
     CALLS[info.workflow_id].append((info.attempt, time.monotonic(), info.heartbeat_details))
     return info
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
 
 
 # --- activities -------------------------------------------------------------------------
@@ -393,12 +387,8 @@ WORKFLOWS = [
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("activities", [*ACTIVITIES, *order.ACTIVITIES])
-    # Attempts abandoned by a timeout may still sleep: do not wait long for them.
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
+    defaults = {"workflows": WORKFLOWS, "activities": [*ACTIVITIES, *order.ACTIVITIES]}
+    return queue_worker(client, defaults, options)
 
 
 async def call_activity(

@@ -34,6 +34,7 @@ from sdk.interceptor import (
     WorkflowOutboundInterceptor,
 )
 from sdk.testing import running_worker
+from tests.integration.helpers import intercepted
 
 pytestmark = pytest.mark.anyio
 #: What the interceptors saw, in order (the workflow side records while not replaying
@@ -151,8 +152,7 @@ class Recording(ClientInterceptor, WorkerInterceptor):
 
 def _intercepted(client: Client) -> Client:
     """The same connection, with the Recording interceptor."""
-    return Client(client.redis, prefix=client.keys.prefix, shards=client.keys.shards,
-                  fast=client.fast, interceptors=[Recording()])
+    return intercepted(client, Recording())
 
 
 async def test_calls_and_headers_go_through_the_chains(client: Client) -> None:

@@ -31,6 +31,7 @@ from sdk.interceptor import (
     WorkflowOutboundInterceptor,
 )
 from sdk.testing import running_worker
+from tests.integration.helpers import intercepted
 
 pytestmark = pytest.mark.anyio
 SEEN: list[tuple[str, Any]] = []
@@ -139,8 +140,7 @@ class Recording(ClientInterceptor, WorkerInterceptor):
 
 
 def _intercepted(client: Client) -> Client:
-    return Client(client.redis, prefix=client.keys.prefix, shards=client.keys.shards,
-                  fast=client.fast, interceptors=[Recording()])
+    return intercepted(client, Recording())
 
 
 async def test_updates_children_signals_and_local_activities(client: Client) -> None:

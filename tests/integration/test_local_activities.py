@@ -24,7 +24,8 @@ from sdk import (
     activity,
     workflow,
 )
-from sdk.testing import Replayer, running_worker
+from sdk.testing import Replayer
+from tests.integration.helpers import queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -147,11 +148,8 @@ ACTIVITIES = [greet, flaky, slow, shout, outlasts_the_task]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("activities", ACTIVITIES)
-    options.setdefault("graceful_shutdown_timeout", 0.5)
-    return running_worker(client, **options)
+    defaults = {"workflows": WORKFLOWS, "activities": ACTIVITIES, "graceful_shutdown_timeout": 0.5}
+    return queue_worker(client, defaults, options)
 
 
 async def markers(client: Client, wid: str) -> list[dict[str, Any]]:

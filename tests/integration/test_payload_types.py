@@ -5,7 +5,6 @@ naming the parameter, at the caller where it can tell, else on the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +27,7 @@ from sdk import (
     workflow,
 )
 from sdk.testing import running_worker
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 T = timedelta(seconds=10)
@@ -163,12 +163,6 @@ def _worker(client: Client) -> Any:
     return running_worker(client, task_queue="q",
                           workflows=[Fulfil, Echo, BadCall, WrongResult],
                           activities=[ship, count_lines])
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
 
 
 async def test_dataclasses_enums_and_datetimes_arrive_as_their_types(client: Client) -> None:

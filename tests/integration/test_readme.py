@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import sync_redis, unique_prefix
-from tests.integration.test_cli import ENV
+from tests.integration.cli_support import ENV
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

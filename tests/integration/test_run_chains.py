@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import WorkflowContinuedAsNewError
 from sdk import Client, InvalidArgumentError, Worker, WorkflowNotFoundError, workflow
-from sdk.testing import running_worker
+from tests.integration.helpers import queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +44,7 @@ class Mover:
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", [Countdown, Mover, Elsewhere])
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
+    return queue_worker(client, {"workflows": [Countdown, Mover, Elsewhere]}, options)
 
 
 async def test_closed_runs_stay_readable_by_run_id(client: Client) -> None:

@@ -18,7 +18,7 @@ from scripts.chaos.sentinel_group import SentinelGroup
 from scripts.chaos.server import redis_server_binary
 from sdk import Client, activity, workflow
 from sdk.testing import running_worker
-from tests.integration.test_cli import redurable
+from tests.integration.cli_support import redurable
 
 pytestmark = [
     pytest.mark.anyio,

@@ -14,7 +14,7 @@ from sdk import Client
 from sdk._devserver import DEFAULT_DEV_PORT, port_in_use
 from sdk.client.server_url import CLI_DEFAULT_URL, CLIENT_DEFAULT_URL, cli_url, client_url
 from tests.conftest import unique_prefix
-from tests.integration.test_cli import ENV, ROOT, redurable
+from tests.integration.cli_support import ENV, ROOT, redurable
 
 pytestmark = pytest.mark.anyio
 

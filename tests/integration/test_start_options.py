@@ -6,7 +6,6 @@ execution timeouts (TIMED_OUT), task_timeout, memo, and the run chain's ids in
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from sdk import (
     WorkflowTimeoutError,
     workflow,
 )
-from sdk.testing import running_worker
+from tests.integration.helpers import event_types, queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -116,20 +115,7 @@ WORKFLOWS = [Order, Quick, Forever, InfoReport, Chain, SleepyChain]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
-
-
-async def _types(client: Client, wid: str) -> list[str]:
-    return [e.type async for e in client.get_workflow_handle(wid).fetch_history()]
+    return queue_worker(client, {"workflows": WORKFLOWS}, options)
 
 
 # --- signal-with-start ------------------------------------------------------------------
@@ -140,7 +126,7 @@ async def test_signal_with_start_starts_then_signals(client: Client) -> None:
                                          start_signal=Order.picked_up, start_signal_args=["ann"])
     assert handle.first_execution_run_id == handle.run_id
     # The signal is in the history before the first workflow task: it sees it at once.
-    assert await _types(client, "o-1") == ["WorkflowExecutionStarted",
+    assert await event_types(client, "o-1") == ["WorkflowExecutionStarted",
                                            "WorkflowExecutionSignaled"]
     async with worker(client):
         with anyio.fail_after(10):
@@ -174,7 +160,7 @@ async def test_signal_with_start_retried_is_applied_once(client: Client) -> None
     for _ in range(2):
         assert await store.start("o-3", "run-b", "Order", "q", payload, opts,
                                  signal_payload=signal) == "run-a"
-    assert await _types(client, "o-3") == ["WorkflowExecutionStarted",
+    assert await event_types(client, "o-3") == ["WorkflowExecutionStarted",
                                            "WorkflowExecutionSignaled",
                                            "WorkflowExecutionSignaled"]
 
@@ -209,7 +195,7 @@ async def test_conflict_policies(client: Client) -> None:
     desc = await replaced.describe()
     assert (desc.status, desc.run_id) == ("RUNNING", replaced.run_id)
     # The old run's end was announced (result() waiters woke) before the new run began.
-    assert await _types(client, "c-1") == ["WorkflowExecutionStarted"]
+    assert await event_types(client, "c-1") == ["WorkflowExecutionStarted"]
     again = await client.start_workflow(Forever.run, id="c-1", task_queue="q",
                                         id_reuse_policy=Reuse.TERMINATE_IF_RUNNING)
     assert again.run_id not in (first.run_id, replaced.run_id)
@@ -280,7 +266,7 @@ async def test_run_timeout_ends_the_run_timed_out(client: Client) -> None:
     desc = await handle.describe()
     assert desc.status == "TIMED_OUT"
     assert desc.run_timeout == timedelta(milliseconds=300)
-    assert (await _types(client, "t-1"))[-1] == "WorkflowExecutionTimedOut"
+    assert (await event_types(client, "t-1"))[-1] == "WorkflowExecutionTimedOut"
     # Nothing of the run is left in the shard's timers.
     assert await client.redis.zrange(client.keys.timers(client.keys.shard("t-1")), 0, -1) == []
 

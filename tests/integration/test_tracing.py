@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sdk import Client, WorkflowHandle, activity, workflow
 from sdk.contrib.opentelemetry import HEADER_KEY, TracingInterceptor
 from sdk.testing import running_worker
+from tests.integration.helpers import intercepted
 
 pytestmark = pytest.mark.anyio
 
@@ -72,8 +73,7 @@ async def waits_for_signal(handle: WorkflowHandle) -> bool:
 
 
 def traced_client(client: Client, interceptor: TracingInterceptor) -> Client:
-    return Client(client.redis, prefix=client.keys.prefix, shards=client.keys.shards,
-                  fast=client.fast, interceptors=[interceptor])
+    return intercepted(client, interceptor)
 
 
 async def test_one_trace_across_client_workers_and_activities(client: Client) -> None:

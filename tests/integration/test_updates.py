@@ -5,7 +5,6 @@ accepted updates, and workflow.all_handlers_finished."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,7 +21,7 @@ from sdk import (
     WorkflowUpdateStage,
     workflow,
 )
-from sdk.testing import running_worker
+from tests.integration.helpers import event_types, eventually, queue_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -99,20 +98,7 @@ WORKFLOWS = [Tips, Hasty]
 
 
 def worker(client: Client, **options: Any) -> AbstractAsyncContextManager[Worker]:
-    options.setdefault("task_queue", "q")
-    options.setdefault("workflows", WORKFLOWS)
-    options.setdefault("graceful_shutdown_timeout", 0.3)
-    return running_worker(client, **options)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
-
-
-async def _types(client: Client, wid: str) -> list[str]:
-    return [e.type async for e in client.get_workflow_handle(wid).fetch_history()]
+    return queue_worker(client, {"workflows": WORKFLOWS}, options)
 
 
 async def test_execute_update_returns_the_handler_result(client: Client) -> None:
@@ -123,7 +109,7 @@ async def test_execute_update_returns_the_handler_result(client: Client) -> None
         assert await handle.execute_update("add_tip", args=[2]) == 10
         assert await handle.execute_update(Tips.set_done, "ok") == "done: ok"
         assert await handle.result() == 10
-    types = await _types(client, "tips-1")
+    types = await event_types(client, "tips-1")
     assert types.count("WorkflowExecutionUpdateAccepted") == 4
     assert types.count("WorkflowExecutionUpdateCompleted") == 4
     events = [e async for e in client.get_workflow_handle("tips-1").fetch_history()]
@@ -138,7 +124,7 @@ async def test_rejection_writes_no_history(client: Client) -> None:
     async with worker(client):
         handle = await client.start_workflow(Tips.run, id="tips-rej", task_queue="q")
         assert await handle.execute_update(Tips.add_tip, 1) == 1
-        before = await _types(client, "tips-rej")
+        before = await event_types(client, "tips-rej")
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update(Tips.add_tip, -4, id="bad-tip")
         assert "positive" in str(info.value.cause)
@@ -149,7 +135,7 @@ async def test_rejection_writes_no_history(client: Client) -> None:
         with pytest.raises(WorkflowUpdateFailedError) as unknown:
             await handle.execute_update("no_such_update", 1)
         assert "no_such_update" in str(unknown.value.cause)
-        assert await _types(client, "tips-rej") == before
+        assert await event_types(client, "tips-rej") == before
         # The same id again: the same rejection, nothing run again.
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update(Tips.add_tip, -4, id="bad-tip")
@@ -168,7 +154,7 @@ async def test_handler_failure_raises_update_failed(client: Client) -> None:
         assert cause.type == "Closed"
         await handle.signal(Tips.finish)
         assert await handle.result() == 0
-    assert (await _types(client, "tips-fail")).count("WorkflowExecutionUpdateCompleted") == 1
+    assert (await event_types(client, "tips-fail")).count("WorkflowExecutionUpdateCompleted") == 1
 
 
 async def test_start_update_and_update_handles(client: Client) -> None:
@@ -206,7 +192,7 @@ async def test_same_update_id_is_applied_once(client: Client) -> None:
         assert await handle.execute_update(Tips.add_tip, 1, id="next") == 6
         await handle.signal(Tips.finish)
         assert await handle.result() == 6
-    assert (await _types(client, "tips-dedup")).count("WorkflowExecutionUpdateAccepted") == 2
+    assert (await event_types(client, "tips-dedup")).count("WorkflowExecutionUpdateAccepted") == 2
 
 
 async def test_update_on_a_closed_workflow_fails_clearly(client: Client) -> None:

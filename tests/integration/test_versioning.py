@@ -6,7 +6,6 @@ workflow.patched("send-sms"), v3 deprecates the patch, v4 has removed the call."
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.golden.workflows import (
     PatchedOrderV3,
     PatchedOrderV4,
 )
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -35,12 +35,6 @@ def deploy(client: Client, version: type) -> AbstractAsyncContextManager[Worker]
         client, task_queue="q", workflows=[version], activities=ACTIVITIES,
         graceful_shutdown_timeout=0.3,
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while not await check():
-            await anyio.sleep(0.02)
 
 
 async def start(client: Client, workflow_id: str) -> WorkflowHandle:
