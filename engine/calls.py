@@ -52,6 +52,10 @@ class Call:
     #: The task entry the call is about, so that a worker learns which entry a reply
     #: settles from this, never from the function's argument positions.
     task: TaskRef | None = None
+    #: False when the caller knows that this call of a SETS_TIMERS function adds no
+    #: timer the timer loop must wake for (a workflow task completion that carries no
+    #: command): no nudge, hence no timer scan after every lone step of a busy worker.
+    may_set_timers: bool = True
 
 
 def text_of(value: Any) -> str:
@@ -92,7 +96,9 @@ class FunctionCaller:
         self._loading = asyncio.Lock()
 
     def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
-        if self.timer_listeners and any(c.function in SETS_TIMERS for c in calls):
+        if self.timer_listeners and any(
+            c.function in SETS_TIMERS and c.may_set_timers for c in calls
+        ):
             for listener in list(self.timer_listeners):
                 listener()
 

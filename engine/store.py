@@ -289,6 +289,7 @@ class Store(TaskStreams):
             sticky,
             sticky_ms,
         )
+        without_commands = len(args)
         for command in commands:
             if isinstance(command, cmd.RejectUpdate):
                 args += rejection_args(command)
@@ -298,8 +299,12 @@ class Store(TaskStreams):
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
             args += [event_type.__name__, len(fields) // 2, *fields]
+        # With no command it adds sticky deadlines at most (the timer loop scans those at
+        # least once a second anyway), or closes the run at the history limit, whose
+        # cron follow-up timer the loop then finds within a second (sdk/worker/timers.py).
         return Call(
-            "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id)
+            "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id),
+            may_set_timers=len(args) > without_commands,
         )
 
     @staticmethod

@@ -6,11 +6,13 @@ of the namespace lives. Each pass asks every shard which schedules are due (a re
 call per shard, all in one round trip, on the server's clock), then takes each due schedule's fires
 one step at a time: read its state, read whether its running workflows still run,
 decide (engine/schedule_policy.py), write the step fenced by the state's seq, and start
-the workflow the step recorded as pending.
+the workflow the step recorded as pending. The workers of a task queue share the passes
+when nothing is due soon (PASSES): an idle fleet scans about twice a second in all.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import anyio
@@ -24,9 +26,15 @@ from engine.store import Store
 
 log = structlog.get_logger("redurable.scheduler")
 
-#: The longest sleep between two passes: a schedule created, triggered or unpaused by a
-#: client is seen within this.
+#: The longest sleep between two passes of a lone worker: a schedule created, triggered
+#: or unpaused by a client is seen within this.
 MAX_WAIT_S = 1.0
+#: How many passes per MAX_WAIT_S a fleet makes together when nothing is due soon: each
+#: of K workers waits MAX_WAIT_S * K / PASSES (at random phases, as the death watch of
+#: sdk/worker/presence.py does), so an idle fleet costs Redis the same whatever its
+#: size, and a schedule created by a client is still seen within about half a second.
+#: A due time that a pass saw wakes its worker at that time whatever the share.
+PASSES = 2
 #: Due schedules taken per shard per pass.
 DUE_LIMIT = 100
 #: Steps of one schedule per pass (a long catch-up goes on in the next pass, so one
@@ -35,9 +43,20 @@ MAX_STEPS = 50
 
 
 class Scheduler:
-    def __init__(self, store: Store, *, max_wait: float = MAX_WAIT_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_wait: float = MAX_WAIT_S,
+        fleet_size: Callable[[], int] | None = None,
+    ) -> None:
         self.schedules = ScheduleStore(store)
         self.max_wait = max_wait
+        #: The live workers that scan too (this one included), as far as we know: 1
+        #: (scan every max_wait) when unknown.
+        self._fleet_size = fleet_size
+        #: Random phases for the shared scan (module random is the workflows' concern).
+        self._jitter = random.Random()
         #: Fires this worker started (a figure for tests and scripts).
         self.started = 0
 
@@ -49,12 +68,12 @@ class Scheduler:
                 # An error reply (not a lost connection: the worker's guard retries
                 # those) must not stop the worker's other loops.
                 log.warning("scheduler_pass_failed", error=str(exc))
-                wait = self.max_wait
+                wait = self.idle_wait()
             await anyio.sleep(wait)
 
     async def run_once(self) -> float:
         """One pass over every shard; returns how long to sleep until the next."""
-        wait = self.max_wait
+        wait = self.idle_wait()
         for now, next_score, due in await self.schedules.due(DUE_LIMIT):
             for schedule_id in due:
                 try:
@@ -70,6 +89,14 @@ class Scheduler:
             elif next_score is not None:
                 wait = min(wait, max(0.0, (next_score - now) / 1000 + 0.002))
         return wait
+
+    def idle_wait(self) -> float:
+        """The sleep after a pass that saw nothing due sooner: this worker's share of
+        the fleet's passes (see PASSES), max_wait for a lone worker or two."""
+        fleet = self._fleet_size() if self._fleet_size is not None else 1
+        if fleet <= PASSES:
+            return self.max_wait
+        return self.max_wait * fleet / PASSES * (0.5 + self._jitter.random())
 
     async def take_fires(self, schedule_id: str) -> None:
         """Take the schedule's due fires, one fenced step at a time."""

@@ -13,7 +13,9 @@ Every timer is added by a transition that some worker makes (a workflow task com
 an activity start or completion, a timer firing), so the worker that adds one wakes
 for it. MAX_WAIT_S bounds the rest: a timer added by another process that does not
 scan (an async activity completed from a client) or by a worker that died right after,
-and a server whose library predates the next-due answer.
+a server whose library predates the next-due answer, and the cron follow-up of a run
+that a completion without commands closed at the history limit (such completions, a
+signal handled and nothing decided, wake nobody: engine/store.py wft_complete_call).
 """
 
 from __future__ import annotations

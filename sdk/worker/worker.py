@@ -132,7 +132,8 @@ class Worker:
         self.timer_interval = timer_interval
         self._timers = TimerLoop(self.store, min_interval=timer_interval)
         #: Fires the namespace's due schedules (every worker does: sdk/worker/scheduler.py).
-        self.scheduler = Scheduler(self.store)
+        self.scheduler = Scheduler(
+            self.store, fleet_size=lambda: self.liveness.death_watch.watched + 1)
         #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
         #: called, no under `async with` (the block's owner decides when it ends, and
         #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).

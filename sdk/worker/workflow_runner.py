@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -27,9 +28,32 @@ def _signature(handler: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(handler)
 
 
+@functools.cache
+def _positional_arity(handler: Callable[..., Any]) -> tuple[int, float] | None:
+    """How many positional arguments `handler` takes (at least, at most), when that
+    alone decides whether a call with positional arguments binds: None when it has
+    a keyword-only parameter without a default (no such call binds)."""
+    low, high = 0, 0.0
+    for param in _signature(handler).parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            high += 1
+            if param.default is param.empty:
+                low += 1
+        elif param.kind is param.VAR_POSITIONAL:
+            high = math.inf
+        elif param.kind is param.KEYWORD_ONLY and param.default is param.empty:
+            return None
+    return low, high
+
+
 def _misfit(handler: Callable[..., Any], instance: Any, args: list[Any], kind: str) -> str | None:
     """Why `args` cannot be passed to `handler`, else None. Checked before the call, so a
     TypeError that the handler's own code raises is not taken for a bad call."""
+    arity = _positional_arity(handler)
+    # The instance and the arguments, counted: what Signature.bind would find, without
+    # its cost on every signal (the message below still comes from bind).
+    if arity is not None and arity[0] <= len(args) + 1 <= arity[1]:
+        return None
     try:
         _signature(handler).bind(instance, *args)
     except TypeError as exc:

@@ -76,7 +76,10 @@ class WorkflowTasks:
         #: that lost its connection, claimed ones while we stop.
         self.backlog: list[TaskEntry] = []
         #: One batch of workflow tasks at a time: the poller's, eager and claimed ones.
-        self._lock = anyio.Lock()
+        #: fast_acquire: taking it free is no checkpoint (an extra turn of the event
+        #: loop per round: most of a round that carries one step); every holder awaits
+        #: Redis right after, so nothing is starved.
+        self._lock = anyio.Lock(fast_acquire=True)
         #: Activity slots this round's completions may still ask for (_eager_slots).
         self._eager_free = 0
 
