@@ -4,13 +4,14 @@ ended (the bug fakeredis 2.41 exposed: docs/testing.md, "fakeredis")."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgpack
 import pytest
 from redis.asyncio import Redis
 
+from engine.cluster_redis import ClusterRedis, cluster_client, is_cluster
 from engine.keys import GROUP
 from engine.resp import RespPool
 from sdk import Client, WorkflowFailureError
@@ -108,15 +109,27 @@ async def test_cancelled_blocking_read_on_the_fast_path_takes_nothing(
     assert [fields for _, _, fields in read] == [{b"k": b"v"}]
 
 
-@pytest.mark.single_server  # a plain RespPool on the URL: one node of a cluster
+async def _node_url(redis_url: str, key: str) -> str:
+    """The URL of the server holding `key`: on a cluster, the node serving its slot."""
+    if not await is_cluster(redis_url):
+        return redis_url
+    cluster = cast(ClusterRedis, cluster_client(redis_url))
+    try:
+        await cluster.initialize()
+        return cluster.node_url(key)
+    finally:
+        await cluster.aclose()
+
+
 async def test_a_blocking_read_ending_after_the_pool_closed_leaves_no_connection(
     redis_url: str,
 ) -> None:
     """A read still blocked when its RespPool closes used to put its connection back in
     the idle list once it ended, after close() had emptied that list: a socket nobody
     would ever close. Now it closes its connection itself."""
-    pool = RespPool.from_url(redis_url)
     stream = f"t{uuid.uuid4().hex[:10]}:probe-close"
+    redis_url = await _node_url(redis_url, stream)  # a RespPool talks to one node
+    pool = RespPool.from_url(redis_url)
     await pool.execute("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
     try:
         async with anyio.create_task_group() as tg:
