@@ -137,7 +137,7 @@ class Client:
 
         `redis+sentinel://host:26379[,host2:26379]/service_name` connects to the
         primary that the Sentinels monitor under that name, and follows it when a
-        failover promotes a replica.
+        failover promotes a replica; `rediss+sentinel://` does the same over TLS.
 
         Once connected, the client rides through a server restart or failover: calls
         that are safe to repeat (reads; start, signal, cancel and terminate, which the
