@@ -14,7 +14,7 @@ import contextlib
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
@@ -47,15 +47,20 @@ class ClusterRedis(RedisCluster):
     source_url: str = ""
     plain_kwargs: dict[str, Any]
 
-    def node_client(self, key: str | None = None) -> Redis:
-        """A plain client to the primary serving `key`'s slot (any primary when None),
-        closed with this client."""
+    def node_url(self, key: str | None = None) -> str:
+        """The URL of the primary serving `key`'s slot (any primary when None), with
+        the credentials and options of the URL this client was made from."""
         node = self.get_node_from_key(key) if key is not None else self.get_primaries()[0]
         assert node is not None
         parts = urlsplit(self.source_url)
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@{node.host}:{node.port}" if userinfo else f"{node.host}:{node.port}"
-        url = urlunsplit(parts._replace(netloc=netloc))
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def node_client(self, key: str | None = None) -> Redis:
+        """A plain client to the primary serving `key`'s slot (any primary when None),
+        closed with this client."""
+        url = self.node_url(key)
         cache: dict[str, Redis] = self.__dict__.setdefault("_node_clients", {})
         client = cache.get(url)
         if client is None:
@@ -90,3 +95,17 @@ def pubsub_client(redis: Redis, channel: str | None = None) -> Redis:
     node serving the channel's slot (any node for a cluster-wide PUBLISH channel)."""
     cluster = as_cluster(redis)
     return redis if cluster is None else cluster.node_client(channel)
+
+
+def own_connection_client(redis: Redis, key: str) -> Redis:
+    """A new client with one connection of its own to the server holding `key` (on a
+    cluster, a plain client to the primary serving its slot), for a blocking read that
+    may be cancelled: a cancelled read must not leave a shared connection out of step.
+    The caller closes it (`aclose()`, then `connection_pool.disconnect()`)."""
+    cluster = as_cluster(redis)
+    if cluster is not None:
+        kwargs = {k: v for k, v in cluster.plain_kwargs.items() if k != "max_connections"}
+        return Redis.from_url(cluster.node_url(key), max_connections=1, **kwargs)
+    pool = redis.connection_pool
+    return Redis(connection_pool=ConnectionPool(
+        connection_class=pool.connection_class, max_connections=1, **pool.connection_kwargs))

@@ -216,12 +216,12 @@ class RespPool:
         if is_sentinel_url(url):
             target = SentinelUrl.parse(url)
             return cls("", 0, db=target.db, username=target.username,
-                       password=target.password,
+                       password=target.password, ssl_context=target.ssl_context,
                        resolver=functools.partial(primary_address, target))
         parsed = urlparse(url)
         if parsed.scheme not in ("redis", "rediss"):
             raise ValueError(f"unsupported URL scheme {parsed.scheme!r} "
-                             "(redis://, rediss:// or redis+sentinel://)")
+                             "(redis://, rediss://, redis+sentinel:// or rediss+sentinel://)")
         query = parse_qs(parsed.query)
         context = ssl_context_from_query(query) if parsed.scheme == "rediss" else None
         db = int(parsed.path.lstrip("/") or query.get("db", ["0"])[0])

@@ -1,6 +1,9 @@
 """Redis Sentinel: `redis+sentinel://host:port[,host:port...]/service[/db]` names a
 primary by the service name its Sentinels monitor, not by its address, so a client
-follows it across a failover (DESIGN.md "Deployments").
+follows it across a failover (DESIGN.md "Deployments"). `rediss+sentinel://` is the
+same over TLS, to the Sentinels and to the data nodes alike (a deployment that turns on
+TLS serves it on both), with the `ssl_*` query options of a `rediss://` URL
+(engine/tls.py): `rediss+sentinel://host:26379/service?ssl_ca_certs=ca.pem`.
 
 Both of the engine's paths to Redis ask the Sentinels where the primary is whenever
 they open a connection, and open a new one when the old one is lost or answers
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -30,15 +35,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from engine.errors import InvalidArgumentError
+from engine.tls import TRUE, ssl_context_from_query
 
 SCHEME = "redis+sentinel"
+TLS_SCHEME = "rediss+sentinel"
+#: The query options of a TLS URL, as redis-py's connection keywords take them.
+_SSL_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+                "ssl_check_hostname")
 DEFAULT_SENTINEL_PORT = 26379
 #: Seconds to wait for one Sentinel's answer before asking the next.
 SENTINEL_TIMEOUT = 1.0
 
 
 def is_sentinel_url(url: str) -> bool:
-    return url.split("://", 1)[0].lower() == SCHEME
+    return url.split("://", 1)[0].lower() in (SCHEME, TLS_SCHEME)
 
 
 @dataclass(frozen=True)
@@ -48,15 +58,26 @@ class SentinelUrl:
     db: int = 0
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    """`rediss+sentinel://`: every connection, to a Sentinel or a data node, is TLS."""
+    ssl_options: tuple[tuple[str, str], ...] = ()
+    """The URL's `ssl_*` query options (the last of each), for a TLS URL."""
 
     @classmethod
     def parse(cls, url: str) -> SentinelUrl:
-        """`redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`."""
+        """`redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`, or
+        `rediss+sentinel://...[?ssl_ca_certs=...&ssl_certfile=...]` for TLS."""
         if not is_sentinel_url(url):
             raise InvalidArgumentError(f"not a {SCHEME}:// URL: {url.split('://', 1)[0]!r}")
-        rest = url.split("://", 1)[1]
+        scheme, rest = url.split("://", 1)
+        tls = scheme.lower() == TLS_SCHEME
         netloc, _, path = rest.partition("/")
-        path = path.split("?", 1)[0]
+        path, _, query_text = path.partition("?")
+        query = parse_qs(query_text)
+        if tls:
+            ssl_context_from_query(query)  # a bad option fails here, not at connect
+        ssl_options = tuple(
+            (name, query[name][-1]) for name in _SSL_OPTIONS if name in query) if tls else ()
         userinfo, _, hosts = netloc.rpartition("@")
         username = password = None
         if userinfo:
@@ -79,12 +100,30 @@ class SentinelUrl:
                 f"{SCHEME} URL names no service: {SCHEME}://host:port/service_name")
         if db and not db.isdigit():
             raise InvalidArgumentError(f"{SCHEME} URL: database must be a number, not {db!r}")
-        return cls(tuple(sentinels), unquote(service), int(db or 0), username, password)
+        return cls(tuple(sentinels), unquote(service), int(db or 0), username, password,
+                   tls, ssl_options)
+
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The context of every connection for a TLS URL (engine/resp.py's and the
+        Sentinel queries'), None for a plain one."""
+        if not self.tls:
+            return None
+        return ssl_context_from_query({k: [v] for k, v in self.ssl_options})
+
+    def redis_py_ssl(self) -> dict[str, Any]:
+        """The same options as redis-py's connection keywords (none for a plain URL)."""
+        if not self.tls:
+            return {}
+        options: dict[str, Any] = dict(self.ssl_options)
+        if "ssl_check_hostname" in options:
+            options["ssl_check_hostname"] = options["ssl_check_hostname"].lower() in TRUE
+        return {"ssl": True, **options}
 
 
-async def _ask(host: str, port: int, *command: str) -> Any:
-    """One command to one Sentinel on a connection of its own."""
-    reader, writer = await asyncio.open_connection(host, port)
+async def _ask(host: str, port: int, *command: str, context: ssl.SSLContext | None = None) -> Any:
+    """One command to one Sentinel on a connection of its own (TLS with `context`)."""
+    reader, writer = await asyncio.open_connection(host, port, ssl=context)
     try:
         writer.write(hiredis.pack_command(tuple(command)))  # type: ignore[arg-type]
         parser = hiredis.Reader(replyError=ResponseError)
@@ -108,7 +147,8 @@ async def primary_address(url: SentinelUrl) -> tuple[str, int]:
     for host, port in url.sentinels:
         try:
             async with asyncio.timeout(SENTINEL_TIMEOUT):
-                reply = await _ask(host, port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", url.service)
+                reply = await _ask(host, port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                   url.service, context=url.ssl_context)
         except (OSError, RedisConnectionError, ResponseError, TimeoutError) as exc:
             errors.append(f"{host}:{port}: {exc or type(exc).__name__}")
             continue
@@ -133,10 +173,11 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
 def sentinel_redis(url: SentinelUrl, **redis_kwargs: Any) -> Redis:
     """A redis-py client for the primary of `url.service`, wherever it moves."""
+    tls = url.redis_py_ssl()
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(url.sentinels),
         sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT,
-                         "socket_connect_timeout": SENTINEL_TIMEOUT},
+                         "socket_connect_timeout": SENTINEL_TIMEOUT, **tls},
     )
     redis: Redis = sentinel.master_for(
         url.service,
@@ -145,6 +186,7 @@ def sentinel_redis(url: SentinelUrl, **redis_kwargs: Any) -> Redis:
         db=url.db,
         username=url.username,
         password=url.password,
+        **tls,
         **redis_kwargs,
     )
     return redis

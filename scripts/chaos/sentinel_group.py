@@ -6,6 +6,8 @@ The Sentinels are set to act fast (primary down after 1 s, failover timeout 2 s)
 so a failover after `kill_primary()` takes a second or two, not the defaults' 30 s+.
 With `link_delay_ms`, each replica reaches the first primary through a relay
 (scripts/chaos/link_delay.py) that delays its replication stream as a network would.
+With `tls`, every server listens on a TLS port only, requires client certificates, and
+replicates and monitors over TLS; `url` is then a `rediss+sentinel://` URL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
@@ -26,6 +31,27 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Not less: on a loaded 2-core machine a busy primary can miss PINGs for 400 ms, and
 #: a spurious second failover then promoted a lagging replica (docs/reliability.md).
 DOWN_AFTER_MS = 1000
+
+
+@dataclass(frozen=True)
+class GroupTls:
+    """Certificates for a group over TLS: the CA that signed them all, the servers'
+    certificate (also what they present to one another) and a client's."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_options(self) -> list[tuple[str, str]]:
+        return [("tls-cert-file", str(self.server_cert)), ("tls-key-file", str(self.server_key)),
+                ("tls-ca-cert-file", str(self.ca)), ("tls-auth-clients", "yes"),
+                ("tls-replication", "yes")]
+
+    def client_options(self) -> dict[str, str]:
+        return {"ssl_ca_certs": str(self.ca), "ssl_certfile": str(self.client_cert),
+                "ssl_keyfile": str(self.client_key)}
 
 
 class LinkDelay:
@@ -50,7 +76,8 @@ class LinkDelay:
 
 class SentinelGroup:
     def __init__(self, workdir: Path, *, replicas: int = 1, sentinels: int = 1,
-                 appendonly: bool = False, link_delay_ms: float = 0.0) -> None:
+                 appendonly: bool = False, link_delay_ms: float = 0.0,
+                 tls: GroupTls | None = None) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
@@ -70,11 +97,28 @@ class SentinelGroup:
         self.links: list[LinkDelay] = []
         #: Port of the server that was started as the primary.
         self.first_primary = self.data_ports[0]
+        self.tls = tls
+        if tls is not None and link_delay_ms > 0:
+            raise ValueError("a delayed link relays plain text: not with tls")
+
+    def _client(self, port: int) -> SyncRedis:
+        """The group's own connection to one of its servers (TLS for a TLS group)."""
+        tls: dict[str, Any] = {} if self.tls is None else {"ssl": True,
+                                                           **self.tls.client_options()}
+        return SyncRedis(port=port, host="127.0.0.1", **tls)
 
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        if self.tls is not None:
+            return f"rediss+sentinel://{hosts}/{SERVICE}?{urlencode(self.tls.client_options())}"
         return f"redis+sentinel://{hosts}/{SERVICE}"
+
+    def _listen(self, port: int) -> list[tuple[str, str]]:
+        """Where a server listens: `port`, or for a TLS group that port with TLS only."""
+        if self.tls is None:
+            return [("port", str(port))]
+        return [("port", "0"), ("tls-port", str(port)), *self.tls.server_options()]
 
     def _spawn(self, port: int, args: list[str]) -> None:
         directory = self.workdir / str(port)
@@ -93,7 +137,8 @@ class SentinelGroup:
 
     def _data_args(self, port: int) -> list[str]:
         return [
-            "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            *(arg for name, value in self._listen(port) for arg in (f"--{name}", value)),
+            "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--dir", str(self.workdir / str(port)), "--logfile", "server.log",
             # Announce the address clients can reach (Sentinel hands it out as is).
@@ -117,7 +162,8 @@ class SentinelGroup:
             directory.mkdir(parents=True, exist_ok=True)
             config = directory / "sentinel.conf"  # Sentinel rewrites its config file
             config.write_text("\n".join([
-                f"port {port}", "bind 127.0.0.1", f"dir {directory}",
+                *(f"{name} {value}" for name, value in self._listen(port)),
+                "bind 127.0.0.1", f"dir {directory}",
                 "logfile server.log", "sentinel announce-ip 127.0.0.1",
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary} {quorum}",
                 f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
@@ -139,14 +185,14 @@ class SentinelGroup:
         while time.monotonic() < deadline:
             try:
                 port = self.primary_port()
-                with SyncRedis(port=port, host="127.0.0.1") as primary:
+                with self._client(port) as primary:
                     info = primary.info("replication")
                 online = sum(1 for k, v in info.items()
                              if k.startswith("slave") and isinstance(v, dict)
                              and v.get("state") == "online")
                 known = True
                 for sentinel_port in self.sentinel_ports:
-                    with SyncRedis(port=sentinel_port, host="127.0.0.1") as sentinel:
+                    with self._client(sentinel_port) as sentinel:
                         known = known and len(sentinel.sentinel_slaves(SERVICE)) >= count
                 if online >= count and known:
                     return
@@ -159,7 +205,7 @@ class SentinelGroup:
         """The primary's port as the first Sentinel that answers sees it."""
         for port in self.sentinel_ports:
             try:
-                with SyncRedis(port=port, host="127.0.0.1") as sentinel:
+                with self._client(port) as sentinel:
                     addr = sentinel.execute_command(
                         "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
                 return int(addr[1])
@@ -186,7 +232,7 @@ class SentinelGroup:
             try:
                 port = self.primary_port()
                 if port != old_port:
-                    with SyncRedis(port=port, host="127.0.0.1") as new:
+                    with self._client(port) as new:
                         if new.execute_command("ROLE")[0] == b"master":
                             return port
             except (RedisError, OSError, RuntimeError):

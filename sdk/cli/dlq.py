@@ -33,7 +33,8 @@ app = typer.Typer(
 
 IdsArgument = Annotated[
     list[str] | None,
-    typer.Argument(help="Dead letter ids (<shard>/<entry id>, from `dlq list`).",
+    typer.Argument(help="Dead letter ids (<shard>/<entry id> or queries:<task queue>/<entry id>, "
+                        "from `dlq list`).",
                    show_default=False),
 ]
 AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
@@ -41,6 +42,15 @@ AllOption = Annotated[bool, typer.Option("--all", help="Every dead letter.")]
 
 def _time(letter: DeadLetter) -> datetime:
     return datetime.fromtimestamp(letter.time_ms / 1000, tz=UTC)
+
+
+def _kind(letter: DeadLetter) -> str:
+    """The Kind column: the activity type or query name when there is one."""
+    if letter.activity_type:
+        return f"activity {letter.activity_type}"
+    if letter.kind == "query" and letter.fields.get("name"):
+        return f"query {letter.fields['name'].decode(errors='replace')}"
+    return letter.kind
 
 
 def letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -87,7 +97,7 @@ def list_(
         [
             [
                 letter.id,
-                letter.kind if not letter.activity_type else f"activity {letter.activity_type}",
+                _kind(letter),
                 letter.task_queue,
                 letter.workflow_id,
                 str(letter.deliveries),

@@ -28,7 +28,7 @@ def ui(
     """Serve the web UI for a namespace until Ctrl-C: workflows, history, queries,
     signals, task queues."""
     try:
-        from sdk.ui.server import bind, make_server
+        from sdk.ui.server import bind, make_server, serve_until_stopped
     except ImportError as exc:
         fail(f"{INSTALL_HINT} ({exc})")
     try:
@@ -41,7 +41,7 @@ def ui(
         shown = f"[{host}]" if ":" in host else host
         stdout.print(f"redurable ui: [bold]http://{shown}:{sock.getsockname()[1]}/[/] "
                      f"(namespace {prefix}). Ctrl-C to stop.")
-        await server.serve(sockets=[sock])
+        await serve_until_stopped(server, sock)
 
     try:
         # The same client as every command's: codec configuration there applies here.

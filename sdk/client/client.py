@@ -135,7 +135,7 @@ class Client:
 
         `redis+sentinel://host:26379[,host2:26379]/service_name` connects to the
         primary that the Sentinels monitor under that name, and follows it when a
-        failover promotes a replica.
+        failover promotes a replica; `rediss+sentinel://` does the same over TLS.
 
         Once connected, the client rides through a server restart or failover: calls
         that are safe to repeat (reads; start, signal, cancel and terminate, which the
@@ -431,8 +431,9 @@ class Client:
     async def list_dead_letters(
         self, *, limit: int | None = None, newest_first: bool = False
     ) -> list[DeadLetter]:
-        """Tasks taken off their queues as poison, with the reason, every shard (oldest
-        first per shard; with `newest_first`, the newest of all shards first)."""
+        """Tasks taken off their queues as poison, with the reason: every shard's, then
+        every task queue's query requests' (oldest first per stream; with
+        `newest_first`, the newest of all first)."""
         if limit is not None and limit < 1:
             raise InvalidArgumentError("limit must be at least 1")
         return await self.retrier.retry("list dead letters", lambda: dead_letters.list_dead_letters(
@@ -440,14 +441,15 @@ class Client:
         ))
 
     async def count_dead_letters(self) -> int:
-        """How many dead letters the namespace holds (every shard)."""
+        """How many dead letters the namespace holds (every shard, every query stream)."""
         return await self.retrier.retry(
             "count dead letters", lambda: dead_letters.count_dead_letters(self.redis, self.keys)
         )
 
     async def requeue_dead_letter(self, dead_letter_id: str) -> DeadLetter:
-        """Put a dead letter ("<shard>/<entry id>") back on its task queue. Not retried
-        after a lost connection (twice would queue it twice): ServerUnavailableError."""
+        """Put a dead letter ("<shard>/<entry id>", "queries:<task queue>/<entry id>")
+        back on its task queue. Not retried after a lost connection (twice would queue
+        it twice): ServerUnavailableError."""
         return await self.retrier.once(
             f"requeue dead letter {dead_letter_id}",
             lambda: dead_letters.requeue(self.redis, self.keys, dead_letter_id),

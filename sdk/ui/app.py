@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
-from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
@@ -29,6 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from engine.cluster_redis import own_connection_client
 from engine.errors import InvalidArgumentError, RedurableError, WorkflowNotFoundError
 from engine.events import CLOSE_TYPES
 from engine.status import WorkflowExecutionStatus
@@ -164,12 +164,10 @@ class UI:
         workflow_id = check_id(_required(request.query_params, "id"))
         after = request.query_params.get("after", "0") or "0"
         key = self.client.keys.history(workflow_id)
-        pool = self.client.redis.connection_pool
 
         async def stream() -> AsyncIterator[str]:
-            redis = Redis(connection_pool=ConnectionPool(
-                connection_class=pool.connection_class, max_connections=1,
-                **pool.connection_kwargs))
+            # On a cluster, a connection to the node serving the history's slot.
+            redis = own_connection_client(self.client.redis, key)
             last = after
             try:
                 while True:

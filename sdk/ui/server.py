@@ -3,6 +3,8 @@ bound beforehand (so a taken port is the caller's one-line error, not uvicorn's 
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
 
 import uvicorn
@@ -37,3 +39,30 @@ def make_server(client: Client, *, host: str = "127.0.0.1") -> uvicorn.Server:
         lifespan="off",
     )
     return uvicorn.Server(config)
+
+
+async def serve_until_stopped(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve on `sock` until Ctrl-C (SIGINT) or SIGTERM, then return, so the caller
+    closes its client and exits 0.
+
+    uvicorn replaces the process's handlers of both signals while it serves and, once it
+    has shut down, raises the signal it caught again for the handler it found. Left to
+    Python's, that SIGINT cancels the command's task in the middle of closing the client
+    (a cluster client's close awaits every node: the command then ended with status 130
+    and sockets left open) and a SIGTERM kills the process. Handlers of the event loop
+    for the time of the serve take that second delivery: they only ask the server to
+    stop, which it is already doing (and one that reaches the loop after they are
+    removed is ignored by it)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

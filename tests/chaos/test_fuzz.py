@@ -167,15 +167,21 @@ def test_cli_page_tokens_parse_or_fail_clearly(token: str) -> None:
 
 
 @FAST
-@given(text=st.text(max_size=30) | st.from_regex(r"\d{1,3}/\d{1,14}-\d{1,3}", fullmatch=True))
+@given(text=st.text(max_size=30)
+       | st.from_regex(r"\d{1,3}/\d{1,14}-\d{1,3}", fullmatch=True)
+       | st.from_regex(r"queries:[^\s]{0,10}/\d{1,14}-\d{1,3}", fullmatch=True))
 def test_dead_letter_ids_parse_or_fail_clearly(text: str) -> None:
     keys = Keys("p", 4)
     try:
-        shard, entry = parse_id(keys, text)
+        where = parse_id(keys, text)
     except Exception as exc:
         assert_clear(exc)
         return
-    assert 0 <= shard < 4 and entry.count("-") == 1
+    assert where.entry_id.count("-") == 1
+    if where.shard is None:
+        assert where.key == keys.stream_dead_letters(keys.queries(where.task_queue))
+    else:
+        assert 0 <= where.shard < 4 and where.key == keys.dead_letters(where.shard)
 
 
 @FAST

@@ -77,7 +77,8 @@ async def _task_stream_len(url: str, prefix: str) -> int:
     [
         (("requeue",), "give the dead letter ids to requeue"),
         (("drop", "0/1-0", "--all"), "not both"),
-        (("drop", "nonsense"), "is not <shard>/<entry id>"),
+        (("drop", "nonsense"), "is not <shard>/<entry id> or queries:<task queue>/<entry id>"),
+        (("drop", "queries:q/1-0"), "no dead letter 'queries:q/1-0'"),
         (("requeue", "0/1-0"), "no dead letter '0/1-0'"),
         (("drop", "77/1-0"), "shard 77 does not exist"),
     ],
@@ -88,3 +89,58 @@ def test_dlq_errors_are_one_line(cli: Cli, args: tuple[str, ...], message: str) 
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+async def _poison_queries(url: str, prefix: str) -> list[str]:
+    """Two query requests of queue "q" dead-lettered the way a worker does it: read by a
+    consumer that then died, claimed past max_deliveries (rd_claim). They land in the
+    query stream's own dead letters, `<prefix>:{<query stream>}:dlq`."""
+    client = await Client.connect(url, prefix=prefix)
+    try:
+        keys: Keys = client.keys
+        # The queue registry is where `dlq` finds the task queues' query streams.
+        await client.start_workflow("Anything", id="queried", task_queue="q")
+        await client.store.ensure_groups("q")
+        stream = keys.queries("q")
+        for name in ("status", "total"):
+            await client.redis.xadd(stream, {
+                "request_id": name, "workflow_id": "queried", "name": name, "args": b"",
+                "reply": keys.query_reply(name), "timeout_ms": "1000"})
+        await client.redis.xreadgroup("workers", "gone", {stream: ">"})
+        claimed = await client.store.claim_stale(stream, 0, "claimer", 0, max_deliveries=0)
+        assert claimed == []  # both past max_deliveries: dead letters
+        letters: Any = await client.redis.xrange(keys.stream_dead_letters(stream))
+        return [f"queries:q/{sid.decode()}" for sid, _ in letters]
+    finally:
+        await client.close()
+
+
+def test_dlq_lists_requeues_and_drops_query_requests(cli: Cli) -> None:  # noqa: F811
+    first, second = anyio.run(_poison_queries, cli.url, cli.prefix)
+
+    table = cli("dlq", "list")
+    assert table.returncode == 0, table.stderr
+    for text in (first, second, "query status", "query total", "queried"):
+        assert text in table.stdout
+    doc = cli.json("dlq", "list")
+    assert [d["id"] for d in doc["dead_letters"]] == [first, second]
+    assert doc["dead_letters"][0] | {"time": None, "reason": None} == {
+        "id": first, "kind": "query", "task_queue": "q", "workflow_id": "queried",
+        "run_id": "", "activity_type": None, "deliveries": 2, "reason": None,
+        "time": None, "stream": f"{cli.prefix}:tq:q:queries"}
+
+    assert cli.json("dlq", "requeue", first) == {"requeued": [first]}
+    # The stream held none (dead-lettering deletes the entry): now the requeued one.
+    assert anyio.run(_query_stream_len, cli.url, cli.prefix) == 1
+    dropped = cli("dlq", "drop", "--all")
+    assert dropped.returncode == 0 and f"dropped {second}" in dropped.stdout
+    assert cli.json("dlq", "list") == {"dead_letters": []}
+    assert cli("dlq", "drop", first).stderr.strip() == f"error: no dead letter '{first}'"
+
+
+async def _query_stream_len(url: str, prefix: str) -> int:
+    client = await Client.connect(url, prefix=prefix)
+    try:
+        return int(await client.redis.xlen(client.keys.queries("q")))
+    finally:
+        await client.close()

@@ -4,7 +4,7 @@ of a cluster (`python -m scripts.cluster up`; .ci/run starts one), else skips.
 
 Start, signal, activity, timer, query and result through workers in this process; a
 worker process killed with SIGKILL and its tasks claimed by another; functions loaded
-on every primary; the CLI's `workflow start`."""
+on every primary; the CLI's `workflow start`; the dead letters of every node."""
 
 from __future__ import annotations
 
@@ -270,3 +270,42 @@ async def test_cli_workflow_start_reports_success(
     assert await cluster_client.redis.sismember(cluster_client.keys.task_queues(), "orders")
     described = await cluster_client.get_workflow_handle("cli-1").describe()
     assert described.status.name == "RUNNING"
+
+
+async def test_dead_letters_of_every_node_are_listed_counted_and_acted_on(
+    cluster_client: Client,
+) -> None:
+    """Dead letters of the shards and of several task queues' query streams, whose keys
+    are on different masters: `redurable dlq` (through the Client) lists, counts,
+    requeues and drops them all, each read and write on the node of its own slot."""
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    keys, redis = cluster_client.keys, cluster_client.redis
+    queues = [f"q{i}" for i in range(6)]
+    await redis.sadd(keys.task_queues(), *queues)
+    expected = []
+    for shard in range(keys.shards):
+        stream = keys.workflow_tasks(shard, "q0")
+        sid: Any = await redis.xadd(keys.dead_letters(shard), {"stream": stream, "reason": "r"})
+        expected.append(f"{shard}/{sid.decode()}")
+    for queue in queues:
+        stream = keys.queries(queue)
+        sid = await redis.xadd(keys.stream_dead_letters(stream), {
+            "stream": stream, "reason": "r", "workflow_id": "w", "name": "status"})
+        expected.append(f"queries:{queue}/{sid.decode()}")
+    nodes = {fast.owner_of(keys.stream_dead_letters(keys.queries(q))) for q in queues}
+    assert len(nodes) >= 2  # the query streams' dead letters are spread over masters
+
+    assert [d.id for d in await cluster_client.list_dead_letters()] == expected
+    assert await cluster_client.count_dead_letters() == len(expected)
+    newest = await cluster_client.list_dead_letters(limit=3, newest_first=True)
+    assert len(newest) == 3
+    for queue in queues[:3]:
+        letter = await cluster_client.requeue_dead_letter(
+            next(i for i in expected if i.startswith(f"queries:{queue}/")))
+        assert letter.kind == "query"
+        assert await redis.xlen(keys.queries(queue)) == 1
+    for remaining in [d.id for d in await cluster_client.list_dead_letters()]:
+        await cluster_client.drop_dead_letter(remaining)
+    assert await cluster_client.count_dead_letters() == 0

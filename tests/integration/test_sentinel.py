@@ -1,7 +1,8 @@
 """`redis+sentinel://` on real servers (engine/sentinel.py): a primary, a replica and a
 Sentinel started for the test (scripts/chaos/sentinel_group.py). The primary is
 SIGKILLed, the Sentinel promotes the replica, and the client and the worker that were
-connected before carry on with the new primary by themselves."""
+connected before carry on with the new primary by themselves. The same over TLS
+(`rediss+sentinel://`, every server on a TLS port only)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from pathlib import Path
 
 import anyio
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.functions import library_version
 from engine.resp import NotPrimaryError, RespPool
-from scripts.chaos.sentinel_group import SentinelGroup
+from scripts.chaos.sentinel_group import GroupTls, SentinelGroup
 from scripts.chaos.server import redis_server_binary
 from sdk import Client, activity, workflow
 from sdk.testing import running_worker
 from tests.integration.cli_support import redurable
+from tests.integration.private_server import make_pki
 
 pytestmark = [
     pytest.mark.anyio,
@@ -138,3 +141,47 @@ async def test_the_cli_follows_a_sentinel_url(group: SentinelGroup) -> None:
     assert b"from-cli" in started.stdout
     async with await Client.connect(group.url, prefix="sentcli") as client:
         assert (await client.get_workflow_handle("from-cli").describe()).status == "RUNNING"
+
+
+@pytest.fixture
+def tls_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    pki = make_pki(tmp_path)
+    tls = GroupTls(ca=pki.ca, server_cert=pki.server_cert, server_key=pki.server_key,
+                   client_cert=pki.client_cert, client_key=pki.client_key)
+    servers = SentinelGroup(tmp_path, replicas=1, sentinels=1, tls=tls).start()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+async def test_rediss_sentinel_runs_and_follows_a_failover_over_tls(
+    tls_group: SentinelGroup,
+) -> None:
+    """`rediss+sentinel://`: the Sentinels and the data nodes speak TLS only (and want a
+    client certificate), so every connection of both clients is TLS, before and after
+    a failover."""
+    assert tls_group.url.startswith("rediss+sentinel://")
+    async with await Client.connect(tls_group.url, prefix="senttls") as client:
+        assert client.fast is not None and client.fast.ssl_context is not None
+        async with running_worker(client, task_queue="q", workflows=[StepThenWait],
+                                  activities=[add_one]):
+            handle = await client.start_workflow(StepThenWait.run, 1, id="wf", task_queue="q")
+            with anyio.fail_after(10):
+                while (await handle.describe()).history_length < 5:  # first activity done
+                    await anyio.sleep(0.02)
+            await replicated(client)
+            old = await anyio.to_thread.run_sync(tls_group.kill_primary)
+            new = await anyio.to_thread.run_sync(tls_group.wait_failover, old)
+            with anyio.fail_after(30):
+                await handle.signal(StepThenWait.proceed)
+                assert await handle.result() == 3
+        assert client.fast.port == new
+
+
+async def test_a_plain_sentinel_url_cannot_reach_tls_sentinels(
+    tls_group: SentinelGroup,
+) -> None:
+    plain = tls_group.url.replace("rediss+sentinel://", "redis+sentinel://", 1)
+    with pytest.raises(RedisConnectionError):
+        await Client.connect(plain, prefix="senttls")

@@ -4,13 +4,14 @@ ended (the bug fakeredis 2.41 exposed: docs/testing.md, "fakeredis")."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgpack
 import pytest
 from redis.asyncio import Redis
 
+from engine.cluster_redis import ClusterRedis, cluster_client, is_cluster
 from engine.keys import GROUP
 from engine.resp import RespPool
 from sdk import Client, WorkflowFailureError
@@ -27,7 +28,14 @@ def _worker(client: Client, **options: Any) -> Any:
     )
 
 
-@pytest.mark.single_server  # MULTI through redis-py's asyncio cluster pipeline fails
+#: Add an entry to a stream (KEYS[1]) and deliver it to a consumer at once.
+#: ARGV: group, consumer, the entry's field/value pairs.
+_ADD_AND_READ = """
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+return redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+"""
+
+
 async def test_query_delivered_to_a_stopping_worker_is_answered_by_the_next(
     client: Client,
 ) -> None:
@@ -40,16 +48,16 @@ async def test_query_delivered_to_a_stopping_worker_is_answered_by_the_next(
         with anyio.fail_after(10), pytest.raises(WorkflowFailureError):
             await handle.result()  # not picked up in time: refunded
         # Deliver a query request to `first` without its poller seeing it: the add and
-        # the read in one MULTI, so the poller blocked on the stream cannot take it first.
+        # the read in one script (one key: a MULTI pipeline fails in redis-py's asyncio
+        # cluster client), so the poller blocked on the stream cannot take it first.
         reply_key = client.keys.query_reply(uuid.uuid4().hex)
-        stream = client.keys.queries("q")
-        pipe = client.redis.pipeline(transaction=True)
-        pipe.xadd(stream, {
+        request: dict[str, Any] = {
             "request_id": "r1", "workflow_id": "o-q", "name": "get_status",
             "args": client.codec.encode([]), "reply": reply_key, "timeout_ms": 10_000,
-        })
-        pipe.xreadgroup(GROUP, first.identity, {stream: ">"}, count=1)
-        await pipe.execute()
+        }
+        fields = [part for pair in request.items() for part in pair]
+        await client.redis.eval(
+            _ADD_AND_READ, 1, client.keys.queries("q"), GROUP, first.identity, *fields)
     async with _worker(client):
         reply = await client.redis.blpop([reply_key], timeout=5)
     assert reply is not None, "the query request was left pending on the stopped worker"
@@ -101,15 +109,27 @@ async def test_cancelled_blocking_read_on_the_fast_path_takes_nothing(
     assert [fields for _, _, fields in read] == [{b"k": b"v"}]
 
 
-@pytest.mark.single_server  # a plain RespPool on the URL: one node of a cluster
+async def _node_url(redis_url: str, key: str) -> str:
+    """The URL of the server holding `key`: on a cluster, the node serving its slot."""
+    if not await is_cluster(redis_url):
+        return redis_url
+    cluster = cast(ClusterRedis, cluster_client(redis_url))
+    try:
+        await cluster.initialize()
+        return cluster.node_url(key)
+    finally:
+        await cluster.aclose()
+
+
 async def test_a_blocking_read_ending_after_the_pool_closed_leaves_no_connection(
     redis_url: str,
 ) -> None:
     """A read still blocked when its RespPool closes used to put its connection back in
     the idle list once it ended, after close() had emptied that list: a socket nobody
     would ever close. Now it closes its connection itself."""
-    pool = RespPool.from_url(redis_url)
     stream = f"t{uuid.uuid4().hex[:10]}:probe-close"
+    redis_url = await _node_url(redis_url, stream)  # a RespPool talks to one node
+    pool = RespPool.from_url(redis_url)
     await pool.execute("XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM")
     try:
         async with anyio.create_task_group() as tg:

@@ -211,3 +211,27 @@ def test_overview_and_list_show_a_dead_lettered_task_and_dropped_signals(
     assert code == 200
     row = next(line for line in page.split("<tr>") if "ui-dead" in line)
     assert "dead-lettered" in row
+
+
+def test_live_history_events_stream_on_every_deployment(
+    ui: tuple[str, redis.Redis, Keys], redis_url: str
+) -> None:
+    # The live page's server-sent events read the history stream on a connection of
+    # their own. On a cluster it was built from the client's connection pool, which a
+    # cluster client has not: the stream failed (the history lives on its shard's node).
+    base, _, keys = ui
+
+    async def start() -> None:
+        async with await Client.connect(redis_url, prefix=keys.prefix) as client:
+            await client.start_workflow("Job", id="live-1", task_queue="q")
+
+    anyio.run(start)
+    connection = http.client.HTTPConnection(urlsplit(base).netloc, timeout=10)
+    try:
+        connection.request("GET", "/workflow/events?id=live-1&after=0")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.readline() == b"event: history\n"
+        assert response.readline() == b"data: 1\n"
+    finally:
+        connection.close()

@@ -29,3 +29,28 @@ async def test_newest_first_merges_the_shards(fake_client: Client) -> None:
 async def test_count_of_an_empty_namespace_is_zero(fake_client: Client) -> None:
     assert await fake_client.count_dead_letters() == 0
     assert await fake_client.list_dead_letters(newest_first=True) == []
+
+
+async def test_query_requests_dead_letters_are_listed_and_counted(fake_client: Client) -> None:
+    # A query request's dead letters are in its query stream's own slot; the queue
+    # registry (keys.task_queues) is where the listing finds that stream.
+    keys = fake_client.keys
+    await fake_client.redis.sadd(keys.task_queues(), "orders", "idle")
+    queries = keys.queries("orders")
+    await fake_client.redis.xadd(keys.stream_dead_letters(queries), {
+        "stream": queries, "reason": "query", "workflow_id": "o-1", "name": "status"},
+        id="2500-0")
+    await fake_client.redis.xadd(keys.dead_letters(0), {
+        "stream": keys.workflow_tasks(0, "orders"), "reason": "task"}, id="2000-0")
+    oldest = await fake_client.list_dead_letters()
+    assert [d.id for d in oldest] == ["0/2000-0", "queries:orders/2500-0"]
+    query = oldest[1]
+    assert (query.kind, query.shard, query.task_queue, query.workflow_id, query.stream) == (
+        "query", None, "orders", "o-1", queries)
+    newest = await fake_client.list_dead_letters(newest_first=True)
+    assert [d.id for d in newest] == ["queries:orders/2500-0", "0/2000-0"]
+    assert [d.id for d in await fake_client.list_dead_letters(limit=1)] == ["0/2000-0"]
+    assert await fake_client.count_dead_letters() == 2
+
+    assert (await fake_client.drop_dead_letter("queries:orders/2500-0")).kind == "query"
+    assert await fake_client.count_dead_letters() == 1

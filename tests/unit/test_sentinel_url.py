@@ -1,8 +1,16 @@
-"""`redis+sentinel://` URLs (engine/sentinel.py): what they name, and clear errors."""
+"""`redis+sentinel://` and `rediss+sentinel://` URLs (engine/sentinel.py): what they
+name, and clear errors."""
 
 from __future__ import annotations
 
+import datetime
+from pathlib import Path
+
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from engine.errors import InvalidArgumentError
 from engine.resp import RespPool
@@ -38,3 +46,37 @@ def test_the_lean_client_asks_the_sentinels() -> None:
     assert (pool.db, pool.password) == (3, "secret")
     with pytest.raises(ValueError, match="redis\\+sentinel://"):
         RespPool.from_url("http://127.0.0.1/")
+
+
+def test_rediss_sentinel_is_tls_to_sentinels_and_data_nodes(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(_self_signed_ca())
+    url = SentinelUrl.parse(
+        f"rediss+sentinel://a:1,b:2/svc/1?ssl_ca_certs={ca}&ssl_check_hostname=false"
+        "&ignored=1")
+    assert is_sentinel_url("REDISS+SENTINEL://a/b")
+    assert (url.tls, url.sentinels, url.service, url.db) == (True, (("a", 1), ("b", 2)), "svc", 1)
+    assert url.redis_py_ssl() == {"ssl": True, "ssl_ca_certs": str(ca),
+                                  "ssl_check_hostname": False}
+    assert url.ssl_context is not None and not url.ssl_context.check_hostname
+    pool = RespPool.from_url(f"rediss+sentinel://a:1/svc?ssl_ca_certs={ca}")
+    assert pool.resolver is not None and pool.ssl_context is not None
+    plain = SentinelUrl.parse("redis+sentinel://a/svc?ssl_ca_certs=x.pem")
+    assert (plain.tls, plain.ssl_context, plain.redis_py_ssl()) == (False, None, {})
+
+
+def test_a_bad_tls_option_fails_at_parse() -> None:
+    with pytest.raises(ValueError, match="ssl_cert_reqs='sometimes'"):
+        SentinelUrl.parse("rediss+sentinel://a/svc?ssl_cert_reqs=sometimes")
+
+
+def _self_signed_ca() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
