@@ -1,0 +1,126 @@
+"""Close and update notices on a Redis Cluster are sharded pub/sub (issue 12): the Lua
+`SPUBLISH`es on the shard's channel, the client's watchers `SSUBSCRIBE` on the master
+serving each channel's slot, nothing crosses the cluster bus, and a slot migration that
+moves a channel away is followed. Runs when REDURABLE_TEST_CLUSTER_URL names a node of a
+cluster (`python -m scripts.cluster up`), else skips."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from engine.resp_cluster import ClusterRespPool, key_slot
+from sdk import Client, TerminatedError, WorkflowFailureError
+from sdk.client.handle import WorkflowHandle
+from tests.integration.test_cluster_mode import cluster_client, cluster_url
+
+__all__ = ["cluster_client", "cluster_url"]
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+Address = tuple[str, int]
+
+
+async def _run(address: Address, *command: object) -> Any:
+    """One command on one node."""
+    async with Redis(host=address[0], port=address[1], decode_responses=True) as node:
+        return await node.execute_command(*command)  # type: ignore[no-untyped-call]
+
+
+async def _bus_publishes(nodes: list[Address]) -> int:
+    """Pub/sub messages all nodes sent over the cluster bus (PUBLISH forwarding)."""
+    total = 0
+    for address in nodes:
+        info: str = await _run(address, "CLUSTER", "INFO")
+        for line in info.splitlines():
+            if line.startswith("cluster_stats_messages_publish_sent:"):
+                total += int(line.split(":")[1])
+    return total
+
+
+async def _shard_subscribers(address: Address, channel: str) -> int:
+    reply = await _run(address, "PUBSUB", "SHARDNUMSUB", channel)
+    return int(reply[1])
+
+
+async def _terminated(handle: WorkflowHandle) -> None:
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert isinstance(err.value.__cause__, TerminatedError)
+
+
+async def test_closes_wake_waiters_without_crossing_the_cluster_bus(
+    cluster_client: Client,
+) -> None:
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    keys = cluster_client.keys
+    handles = [await cluster_client.start_workflow(
+        "Wait", id=f"bus-{n}", task_queue="nowhere") for n in range(20)]
+    before = await _bus_publishes(fast.primaries)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for handle in handles:
+                tg.start_soon(_terminated, handle)
+            await anyio.sleep(0.3)  # every waiter subscribed
+            # Each close channel has the watcher's one subscription, on its slot's master.
+            for shard in range(keys.shards):
+                channel = keys.closed_channel(shard)
+                assert await _shard_subscribers(fast.owner_of(channel), channel) == 1
+            for handle in handles:
+                await handle.terminate("done")
+    # PUBLISH sent each close to every other node (20 x 2 here); SPUBLISH to none.
+    assert await _bus_publishes(fast.primaries) == before
+
+
+async def _move_slot(slot: int, source: Address, target: Address, nodes: list[Address]) -> None:
+    """Migrate `slot` (its keys included) from `source` to `target`, as `redis-cli
+    --cluster reshard` does."""
+    src_id = await _run(source, "CLUSTER", "MYID")
+    dst_id = await _run(target, "CLUSTER", "MYID")
+    await _run(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    await _run(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    while keys := await _run(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        await _run(source, "MIGRATE", target[0], target[1], "", 0, 5000, "KEYS", *keys)
+    for address in [target, source, *(n for n in nodes if n not in (source, target))]:
+        await _run(address, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+
+@pytest.mark.timeout(60)
+async def test_a_waiter_follows_its_close_channel_to_another_master(
+    cluster_client: Client,
+) -> None:
+    """The master that loses the slot drops the watcher's subscription (`sunsubscribe`):
+    the watcher re-reads the slot map, subscribes on the new owner, and the close
+    published there wakes `result()`."""
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    keys = cluster_client.keys
+    wf_id = "moving-" + uuid.uuid4().hex[:6]
+    channel = keys.closed_channel(keys.shard(wf_id))
+    slot = key_slot(channel)
+    source = fast.owner_of(channel)
+    target = next(a for a in fast.primaries if a != source)
+    nodes = list(fast.primaries)
+    handle = await cluster_client.start_workflow("Wait", id=wf_id, task_queue="nowhere")
+    watcher = cluster_client.close_watcher
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_terminated, handle)
+                await anyio.sleep(0.3)
+                assert await _shard_subscribers(source, channel) == 1
+                await _move_slot(slot, source, target, nodes)
+                while watcher.resubscribed == 0:
+                    await anyio.sleep(0.02)
+                while await _shard_subscribers(target, channel) != 1:
+                    await anyio.sleep(0.02)
+                await handle.terminate("after the move")
+    finally:
+        await _move_slot(slot, target, source, nodes)
