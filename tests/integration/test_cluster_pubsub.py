@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.resp_cluster import ClusterRespPool, key_slot
+from scripts.cluster import move_slot
 from sdk import Client, TerminatedError, WorkflowFailureError
 from sdk.client.handle import WorkflowHandle
 from tests.integration.test_cluster_mode import cluster_client, cluster_url
@@ -79,16 +80,8 @@ async def test_closes_wake_waiters_without_crossing_the_cluster_bus(
 
 
 async def _move_slot(slot: int, source: Address, target: Address, nodes: list[Address]) -> None:
-    """Migrate `slot` (its keys included) from `source` to `target`, as `redis-cli
-    --cluster reshard` does."""
-    src_id = await _run(source, "CLUSTER", "MYID")
-    dst_id = await _run(target, "CLUSTER", "MYID")
-    await _run(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-    await _run(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-    while keys := await _run(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
-        await _run(source, "MIGRATE", target[0], target[1], "", 0, 5000, "KEYS", *keys)
-    for address in [target, source, *(n for n in nodes if n not in (source, target))]:
-        await _run(address, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    ports = [port for _, port in nodes]
+    await anyio.to_thread.run_sync(move_slot, slot, source[1], target[1], ports)
 
 
 @pytest.mark.timeout(60)
