@@ -26,10 +26,11 @@ the namespace is used: `--shards` must be a multiple of 3), and with `--default-
 
 The plain server and the 1-master cluster are measured in `--repeat` windows each,
 alternated (fresh workers each window), on fleets grown once; each 3-master deployment
-in as many windows (histories grow by each window's steps, the same for all). The machine's cores are shared, so the figures are ratios within
-one run: each master's share of the Redis CPU, the 3-master total against 1 master, and
-the plain server's throughput against the 1-master cluster's (the median of the paired
-windows' ratios, and their range). Raw results: .bench-out/cluster_scale.json.
+in as many windows (histories grow by each window's steps, the same for all). The
+machine's cores are shared, so the figures are ratios within one run: each master's
+share of the Redis CPU, the 3-master total against 1 master, and the plain server's
+throughput against the 1-master cluster's (the median of the paired windows' ratios,
+and their range). Raw results: .bench-out/cluster_scale.json.
 """
 
 from __future__ import annotations
