@@ -31,6 +31,7 @@ from engine.cluster_redis import as_cluster, pubsub_client
 from engine.keys import Keys
 from engine.resp import RespPool
 from engine.resp_cluster import ClusterRespPool
+from engine.shard_pubsub import SubscriptionLostError, is_retryable
 
 log = structlog.get_logger("redurable.worker")
 
@@ -50,6 +51,8 @@ RESUBSCRIBE_PAUSE_S = 0.05
 #: lost: a server restart, a failover, a network blip drops everyone's subscriptions
 #: at once), nobody is declared dead for this long: the others subscribe again first.
 REGAIN_GRACE_S = 1.0
+#: Subscriptions tried in a row when the reply says the channel's slot moved (MOVED).
+MOVED_ATTEMPTS = 3
 #: How often the holder wakes to see whether it was asked to subscribe again.
 HOLD_POLL_S = 0.25
 
@@ -65,6 +68,9 @@ class PresenceHolder:
         #: When (monotonic) the subscription was last lost or found missing.
         self.lost_at = -math.inf
         self._resubscribe = False
+        #: The channel's slot may have moved (MOVED, `sunsubscribe`, no subscriber seen):
+        #: the cluster client's slot map is read again before the next subscription.
+        self._stale_map = False
 
     @property
     def channel(self) -> str:
@@ -75,16 +81,32 @@ class PresenceHolder:
         server's side only): subscribe again on a fresh connection."""
         self.lost_at = time.monotonic()
         self._resubscribe = True
+        self._stale_map = True
 
     async def subscribe(self) -> None:
-        """Subscribe before the first heartbeat, so no one sees us beating without it."""
+        """Subscribe before the first heartbeat, so no one sees us beating without it.
+        A MOVED (or ASK, TRYAGAIN, CLUSTERDOWN) reply is tried again on a fresh slot map
+        a few times, then raised (`hold` goes on trying)."""
+        for attempt in range(MOVED_ATTEMPTS):
+            try:
+                await self._subscribe_once()
+                return
+            except ResponseError:
+                if attempt == MOVED_ATTEMPTS - 1:
+                    raise
+                await anyio.sleep(RESUBSCRIBE_PAUSE_S)
+
+    async def _subscribe_once(self) -> None:
         await self._close()
-        cluster = as_cluster(self._redis) is not None
+        cluster = as_cluster(self._redis)
+        if cluster is not None and self._stale_map:
+            await cluster.nodes_manager.initialize()
+            self._stale_map = False
         # On a cluster, a sharded subscription on the node that serves the channel's
         # slot, where `PUBSUB SHARDNUMSUB` (DeathWatch) counts it.
         self._pubsub = pubsub_client(self._redis, self._channel).pubsub()
         try:
-            if cluster:
+            if cluster is not None:
                 await self._pubsub.ssubscribe(self._channel)
             else:
                 await self._pubsub.subscribe(self._channel)
@@ -92,6 +114,12 @@ class PresenceHolder:
             # next message: read it now, before the first beat advertises presence.
             await self._pubsub.get_message(timeout=5.0)
         except ResponseError as exc:
+            if is_retryable(exc):
+                # MOVED and the like: the slot moved, not "no pub/sub here". `hold`
+                # subscribes again, on the slot's master by a fresh slot map.
+                self._stale_map = True
+                await self._close()
+                raise
             # A server or ACL without pub/sub: live by the heartbeat alone. (Not a
             # connection error: Redis away for a moment is no reason to give up presence,
             # and `hold` subscribes again.)
@@ -108,10 +136,14 @@ class PresenceHolder:
                         self._resubscribe = False
                         await self.subscribe()
                         continue
-                    await self._pubsub.get_message(timeout=HOLD_POLL_S)
+                    message = await self._pubsub.get_message(timeout=HOLD_POLL_S)
+                    if isinstance(message, dict) and message.get("type") == "sunsubscribe":
+                        # Dropped by the server: the channel's slot moved away.
+                        raise SubscriptionLostError(f"{self._channel}: sunsubscribe unasked")
                 except (RedisError, OSError) as exc:
                     log.warning("presence_lost", error=str(exc))
                     self.lost_at = time.monotonic()
+                    self._stale_map = True
                     await self._close()
                     await anyio.sleep(RESUBSCRIBE_PAUSE_S)
         finally:

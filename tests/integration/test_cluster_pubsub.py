@@ -17,6 +17,7 @@ from engine.resp_cluster import ClusterRespPool, key_slot
 from scripts.cluster import move_slot
 from sdk import Client, TerminatedError, WorkflowFailureError
 from sdk.client.handle import WorkflowHandle
+from sdk.worker.presence import PresenceHolder
 from tests.integration.test_cluster_mode import cluster_client, cluster_url
 
 __all__ = ["cluster_client", "cluster_url"]
@@ -115,5 +116,39 @@ async def test_a_waiter_follows_its_close_channel_to_another_master(
                 while await _shard_subscribers(target, channel) != 1:
                     await anyio.sleep(0.02)
                 await handle.terminate("after the move")
+    finally:
+        await _move_slot(slot, target, source, nodes)
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_s_presence_follows_its_channel_to_another_master(
+    cluster_client: Client,
+) -> None:
+    """After the presence channel's slot moved, subscribing again on the master the
+    cluster client still has for it gets MOVED: the holder re-reads the slot map and
+    subscribes on the new owner (it took MOVED for "no pub/sub here" and gave presence
+    up before)."""
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    holder = PresenceHolder(cluster_client.redis, cluster_client.keys,
+                            "w-" + uuid.uuid4().hex[:6])
+    channel = holder.channel
+    slot = key_slot(channel)
+    source = fast.owner_of(channel)
+    target = next(a for a in fast.primaries if a != source)
+    nodes = list(fast.primaries)
+    await holder.subscribe()
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(holder.hold)
+                assert await _shard_subscribers(source, channel) == 1
+                await _move_slot(slot, source, target, nodes)
+                holder.request_resubscribe()  # as DeathWatch does on seeing no subscriber
+                while await _shard_subscribers(target, channel) != 1:
+                    assert holder.supported
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
     finally:
         await _move_slot(slot, target, source, nodes)
