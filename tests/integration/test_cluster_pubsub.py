@@ -1,7 +1,7 @@
 """Close and update notices on a Redis Cluster are sharded pub/sub (issue 12): the Lua
 `SPUBLISH`es on the shard's channel, the client's watchers `SSUBSCRIBE` on the master
 serving each channel's slot, nothing crosses the cluster bus, and a slot migration that
-moves a channel away is followed. Runs when REDURABLE_TEST_CLUSTER_URL names a node of a
+moves a channel away is followed (by the close watcher and by a worker's presence). Runs when REDURABLE_TEST_CLUSTER_URL names a node of a
 cluster (`python -m scripts.cluster up`), else skips."""
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from engine.resp_cluster import ClusterRespPool, key_slot
 from scripts.cluster import move_slot
 from sdk import Client, TerminatedError, WorkflowFailureError
 from sdk.client.handle import WorkflowHandle
+from sdk.testing import running_worker
 from sdk.worker.presence import PresenceHolder
 from tests.integration.test_cluster_mode import cluster_client, cluster_url
+from tests.integration.update_workflows import Counter
 
 __all__ = ["cluster_client", "cluster_url"]
 
@@ -152,3 +154,28 @@ async def test_a_worker_s_presence_follows_its_channel_to_another_master(
                 tg.cancel_scope.cancel()
     finally:
         await _move_slot(slot, target, source, nodes)
+
+
+@pytest.mark.timeout(60)
+async def test_update_waiters_wake_on_sharded_notices(cluster_client: Client) -> None:
+    """An update's stage is announced on its shard's updates channel (SPUBLISH): the
+    update watcher's SSUBSCRIBE on the channel's master wakes `result()`; the updates
+    channels each have one subscription, on their slots' masters."""
+    fast = cluster_client.fast
+    assert isinstance(fast, ClusterRespPool)
+    await fast.refresh()
+    keys = cluster_client.keys
+    queue = "u-" + uuid.uuid4().hex[:6]
+    async with running_worker(cluster_client, task_queue=queue, workflows=[Counter]):
+        handles = [await cluster_client.start_workflow(Counter.run, id=f"upd-{n}",
+                                                       task_queue=queue) for n in range(6)]
+        with anyio.fail_after(30):
+            # `bump` sleeps on a timer first: the result comes after the update was
+            # announced accepted, so the waiter waits on a notice.
+            assert [await h.execute_update(Counter.bump, 0.05) for h in handles] == [1] * 6
+            for shard in range(keys.shards):
+                channel = keys.updates_channel(shard)
+                assert await _shard_subscribers(fast.owner_of(channel), channel) == 1
+            for h in handles:
+                await h.signal(Counter.finish)
+            assert [await h.result() for h in handles] == [1] * 6
