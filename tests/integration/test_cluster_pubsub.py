@@ -1,8 +1,9 @@
 """Close and update notices on a Redis Cluster are sharded pub/sub (issue 12): the Lua
 `SPUBLISH`es on the shard's channel, the client's watchers `SSUBSCRIBE` on the master
 serving each channel's slot, nothing crosses the cluster bus, and a slot migration that
-moves a channel away is followed (by the close watcher and by a worker's presence). Runs when REDURABLE_TEST_CLUSTER_URL names a node of a
-cluster (`python -m scripts.cluster up`), else skips."""
+moves a channel away is followed (by the close watcher and by a worker's presence).
+Runs when REDURABLE_TEST_CLUSTER_URL names a node of a cluster (`python -m scripts.cluster
+up`), else skips."""
 
 from __future__ import annotations
 
