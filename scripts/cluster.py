@@ -1,10 +1,12 @@
-"""A local Redis Cluster on 127.0.0.1 for CI and tests: 3 masters (and, with
-`--replicas 1`, a replica each), started and torn down by one command.
+"""A local Redis Cluster on 127.0.0.1 for CI and tests: 3 masters by default (`--masters
+N` for another count, 1 included) and, with `--replicas 1`, a replica each, started and
+torn down by one command.
 
     python -m scripts.cluster up                        # 3 masters on 7100-7102
     python -m scripts.cluster up --ports 7100-7105 --replicas 1
     python -m scripts.cluster status --ports 7100-7105
     python -m scripts.cluster down --ports 7100-7105
+    python -m scripts.cluster up --ports 7110 --masters 1   # a 1-master cluster
 
 Each node is `redis-server --cluster-enabled yes` (Debian's, 7.0, unless --binary or
 REDIS_SERVER says otherwise), daemonized, with its files (config, pid, log) in
@@ -33,6 +35,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -41,6 +44,7 @@ from sdk._devserver import free_port, port_in_use
 
 DEFAULT_DIR = Path("/tmp/redurable-cluster")
 BUS_OFFSET = 10000
+SLOTS = 16384
 
 
 def parse_ports(text: str) -> list[int]:
@@ -67,15 +71,18 @@ def free_cluster_ports(count: int) -> list[int]:
 
 
 class LocalCluster:
-    def __init__(self, ports: Sequence[int], *, replicas: int = 0,
+    def __init__(self, ports: Sequence[int], *, replicas: int = 0, masters: int = 3,
                  workdir: Path = DEFAULT_DIR, binary: str | None = None) -> None:
         if replicas not in (0, 1):
             raise ValueError("replicas must be 0 or 1")
-        if len(ports) != 3 * (1 + replicas):
-            raise ValueError(f"3 masters with {replicas} replica(s) each need "
-                             f"{3 * (1 + replicas)} ports, not {len(ports)}")
+        if masters < 1 or (masters < 3 and replicas):
+            raise ValueError("masters must be >= 1 (>= 3 with replicas)")
+        if len(ports) != masters * (1 + replicas):
+            raise ValueError(f"{masters} masters with {replicas} replica(s) each need "
+                             f"{masters * (1 + replicas)} ports, not {len(ports)}")
         self.ports = list(ports)
         self.replicas = replicas
+        self.master_count = masters
         self.workdir = workdir
         self.binary = binary or os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
 
@@ -107,17 +114,31 @@ class LocalCluster:
         try:
             self._wait(lambda: all(port_in_use(p) for p in self.ports), timeout,
                        "nodes did not listen")
-            subprocess.run(
-                ["redis-cli", "--cluster", "create",
-                 *(f"127.0.0.1:{p}" for p in self.ports),
-                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE)
+            if self.master_count < 3:
+                self._create_small()
+            else:
+                subprocess.run(
+                    ["redis-cli", "--cluster", "create",
+                     *(f"127.0.0.1:{p}" for p in self.ports),
+                     "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE)
             self._wait(self.ready, timeout, "cluster_state did not become ok")
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _create_small(self) -> None:
+        """`redis-cli --cluster create` refuses fewer than 3 masters: equal contiguous
+        slot ranges by hand, then each node meets the first."""
+        per = SLOTS // self.master_count
+        for i, port in enumerate(self.ports):
+            last = SLOTS - 1 if i == self.master_count - 1 else (i + 1) * per - 1
+            with Redis(host="127.0.0.1", port=port, socket_timeout=5) as node:
+                node.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+                if i:
+                    node.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
 
     @staticmethod
     def _wait(check: object, timeout: float, what: str) -> None:
@@ -129,8 +150,8 @@ class LocalCluster:
             time.sleep(0.05)
 
     def ready(self) -> bool:
-        """Every node answers cluster_state:ok, knows every other node and sees 3
-        masters."""
+        """Every node answers cluster_state:ok, knows every other node and sees every
+        master."""
         for port in self.ports:
             try:
                 with Redis(host="127.0.0.1", port=port, socket_timeout=1) as node:
@@ -141,7 +162,7 @@ class LocalCluster:
                     int(info.get("cluster_known_nodes", 0)) != len(self.ports):
                 return False
             try:  # with replicas: every node has learnt which nodes replicate
-                if len(self.masters(port)) != 3:
+                if len(self.masters(port)) != self.master_count:
                     return False
             except (RedisError, OSError):
                 return False
@@ -186,20 +207,39 @@ class LocalCluster:
         self.stop()
 
 
+def move_slot(slot: int, source: int, target: int, ports: Sequence[int]) -> None:
+    """Migrate `slot`, its keys included, from the master on port `source` to the one on
+    `target` (as `redis-cli --cluster reshard` does, one slot), and tell every node."""
+    def run(port: int, *command: object) -> Any:
+        with Redis(host="127.0.0.1", port=port, decode_responses=True,
+                   socket_timeout=10) as node:
+            return node.execute_command(*command)
+
+    source_id, target_id = run(source, "CLUSTER", "MYID"), run(target, "CLUSTER", "MYID")
+    run(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    run(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while keys := run(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        run(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+    for port in [target, source, *(p for p in ports if p not in (source, target))]:
+        run(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scripts.cluster",
-                                description="A local 3-master Redis Cluster (see docstring).")
+                                description="A local Redis Cluster (see docstring).")
     p.add_argument("command", choices=["up", "down", "status"])
     p.add_argument("--ports", default=None,
                    help="up: 7100-7102 (default; 7100-7105 with --replicas 1), or a list; "
                    "down/status: the nodes of these ports (default 7100-7105) started here")
     p.add_argument("--replicas", type=int, default=0, choices=[0, 1], help="up only")
+    p.add_argument("--masters", type=int, default=3, help="how many masters (default 3)")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--binary", default=None, help="redis-server (or valkey-server) to run")
     args = p.parse_args(argv)
     try:
         if args.command == "up":
-            ports = parse_ports(args.ports or ("7100-7105" if args.replicas else "7100-7102"))
+            default = "7100-7105" if args.replicas else f"7100-{7100 + args.masters - 1}"
+            ports = parse_ports(args.ports or default)
             replicas = args.replicas
         else:  # the nodes that `up` started in --dir
             ports = [q for q in parse_ports(args.ports or "7100-7105")
@@ -207,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not ports:
                 print(f"no cluster node started in {args.dir}")
                 return 0 if args.command == "down" else 1
-            replicas = len(ports) // 3 - 1
-        cluster = LocalCluster(ports, replicas=replicas, workdir=args.dir, binary=args.binary)
+            replicas = len(ports) // args.masters - 1
+        cluster = LocalCluster(ports, replicas=replicas, masters=args.masters,
+                               workdir=args.dir, binary=args.binary)
     except ValueError as exc:
         p.error(str(exc))
     if args.command == "up":

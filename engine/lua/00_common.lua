@@ -166,8 +166,9 @@ local function close_run(c, status, ts)
   end
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
     timer_member('X', run, 'execution', 0, c.id))
-  -- Wakes every client waiting in handle.result() (one subscription per client).
-  redis.call('PUBLISH', key_closed_channel(c.prefix), c.id)
+  -- Wakes every client waiting in handle.result() (one subscription per client). Sharded:
+  -- on a cluster only the master of the shard's slot delivers it (engine/shard_pubsub.py).
+  redis.call('SPUBLISH', key_closed_channel(c.prefix), c.id)
   local fields = redis.call('HKEYS', c.wf)
   for i = 1, #fields do
     local f = fields[i]

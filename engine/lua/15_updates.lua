@@ -6,7 +6,7 @@
 -- worker whose cached machine is current runs it at once. The completion of the
 -- workflow task that ran it writes WorkflowExecutionUpdateAccepted (the validator
 -- passed) or only the rejection (no event), and WorkflowExecutionUpdateCompleted when
--- the handler ends; each stage change is published on the shard's updates channel as
+-- the handler ends; each stage change is published (SPUBLISH) on the shard's updates channel as
 -- "<workflow id>\n<update id>", so a waiting client learns it without polling. Every
 -- key is the workflow's or its shard's: one hash slot.
 
@@ -23,7 +23,7 @@ local function put_update(c, uid, u)
 end
 
 local function announce_update(c, uid)
-  redis.call('PUBLISH', key_updates_channel(c.prefix), c.id .. '\n' .. uid)
+  redis.call('SPUBLISH', key_updates_channel(c.prefix), c.id .. '\n' .. uid)
 end
 
 -- Ids in the inbox that are still waiting for a workflow task of the current run.

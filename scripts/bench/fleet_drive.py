@@ -107,6 +107,8 @@ class FleetSet:
     target: int
     n: int
     prefix: str = field(default_factory=lambda: f"fleet{uuid.uuid4().hex[:6]}")
+    #: The namespace's shard count (None: the default), fixed at its first use.
+    shards: int | None = None
     slots: Slots = field(init=False)
     client: Client = field(init=False)
     handles: list[WorkflowHandle] = field(init=False, default_factory=list)
@@ -126,7 +128,8 @@ class FleetSet:
     async def open(self) -> FleetSet:
         counters.install()
         self.slots = Slots(self.n)
-        self.client = await Client.connect(self.url, prefix=self.prefix, max_connections=400)
+        self.client = await Client.connect(self.url, prefix=self.prefix, shards=self.shards,
+                                           max_connections=400)
         return self
 
     async def close(self) -> None:

@@ -1,26 +1,27 @@
 """One pub/sub subscription per client that wakes every `handle.result()` waiter when
-its workflow's run closes: no polling, and no connection held per waiter.
+its workflow's run closes: no polling, and no connection held per waiter. It is a
+sharded subscription (`SSUBSCRIBE` to every shard's close channel, on the master serving
+each one's slot on a cluster: one connection per master; engine/shard_pubsub.py).
 
-The subscription outlives a server restart or failover: when its connection is lost,
-the reader wakes every waiter (each re-checks its run's status, so a close published
-while nobody listened is not missed), subscribes again on a fresh connection, retrying
-until the server answers, and goes on. It never ends with an error of its own."""
+The subscription outlives a server restart, a failover or a slot migration: when a
+connection is lost or the server drops a channel (its slot moved), the reader wakes
+every waiter (each re-checks its run's status, so a close published while nobody
+listened is not missed), subscribes again on fresh connections, retrying until the
+server answers, and goes on. It never ends with an error of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
-from engine.cluster_redis import pubsub_client
 from engine.errors import ServerUnavailableError
 from engine.keys import Keys
-from engine.reconnect import RetryConfig, is_transient
+from engine.reconnect import RetryConfig
+from engine.shard_pubsub import ShardSubscription, is_retryable
 
 log = structlog.get_logger("redurable.client")
 
@@ -95,25 +96,23 @@ class CloseWatcher:
                     future.set_result(None)
         self._waiters.clear()
 
+    def _deliver(self, data: bytes) -> None:
+        workflow_id = data.decode() if isinstance(data, bytes) else str(data)
+        for future in self._waiters.pop(workflow_id, set()):
+            if not future.done():
+                future.set_result(None)
+
     async def _read(self) -> None:
         retry = self._retry
         delay = retry.initial_interval_millis / 1000
+        # SSUBSCRIBE on the master serving each channel's slot (engine/shard_pubsub.py).
+        subscription = ShardSubscription(self._redis, self._channels)
         while True:
-            # On a cluster a plain client to one node: a PUBLISH reaches every node.
-            pubsub: PubSub = pubsub_client(self._redis).pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
+                await subscription.open()
                 self._subscribed.set()
                 delay = retry.initial_interval_millis / 1000
-                while True:
-                    message: Any = await pubsub.get_message(timeout=None)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    data = message["data"]
-                    workflow_id = data.decode() if isinstance(data, bytes) else str(data)
-                    for future in self._waiters.pop(workflow_id, set()):
-                        if not future.done():
-                            future.set_result(None)
+                await subscription.run(self._deliver)
             except Exception as exc:
                 # Closes published from now until subscribed again are not seen: every
                 # waiter re-checks its run (and registers again, which waits for the
@@ -121,7 +120,7 @@ class CloseWatcher:
                 was_subscribed = self._subscribed.is_set()
                 self._subscribed.clear()
                 self._wake_all()
-                if not is_transient(exc):
+                if not is_retryable(exc):
                     self._error = exc
                     self._ended.set()
                     log.error("close_watch_failed", error=str(exc))
@@ -132,8 +131,7 @@ class CloseWatcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * retry.multiplier, retry.max_interval_millis / 1000)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await subscription.close()
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -31,6 +31,7 @@ from engine.cluster_redis import as_cluster, pubsub_client
 from engine.keys import Keys
 from engine.resp import RespPool
 from engine.resp_cluster import ClusterRespPool
+from engine.shard_pubsub import SubscriptionLostError, is_retryable
 
 log = structlog.get_logger("redurable.worker")
 
@@ -55,6 +56,8 @@ REGAIN_GRACE_S = 1.0
 #: this only bounds a wait nothing should need. It used to be 0.25 s, four wake-ups a
 #: second through redis-py in every idle worker.
 HOLD_POLL_S = 5.0
+#: Subscriptions tried in a row when the reply says the channel's slot moved (MOVED).
+MOVED_ATTEMPTS = 3
 
 
 class PresenceHolder:
@@ -70,6 +73,9 @@ class PresenceHolder:
         self._resubscribe = False
         #: The holder's wait on its subscription, cancelled by request_resubscribe.
         self._waiting: anyio.CancelScope | None = None
+        #: The channel's slot may have moved (MOVED, `sunsubscribe`, no subscriber seen):
+        #: the cluster client's slot map is read again before the next subscription.
+        self._stale_map = False
 
     @property
     def channel(self) -> str:
@@ -80,18 +86,34 @@ class PresenceHolder:
         server's side only): subscribe again on a fresh connection."""
         self.lost_at = time.monotonic()
         self._resubscribe = True
+        self._stale_map = True
         if self._waiting is not None:
             self._waiting.cancel()
 
     async def subscribe(self) -> None:
-        """Subscribe before the first heartbeat, so no one sees us beating without it."""
+        """Subscribe before the first heartbeat, so no one sees us beating without it.
+        A MOVED (or ASK, TRYAGAIN, CLUSTERDOWN) reply is tried again on a fresh slot map
+        a few times, then raised (`hold` goes on trying)."""
+        for attempt in range(MOVED_ATTEMPTS):
+            try:
+                await self._subscribe_once()
+                return
+            except ResponseError:
+                if attempt == MOVED_ATTEMPTS - 1:
+                    raise
+                await anyio.sleep(RESUBSCRIBE_PAUSE_S)
+
+    async def _subscribe_once(self) -> None:
         await self._close()
-        cluster = as_cluster(self._redis) is not None
+        cluster = as_cluster(self._redis)
+        if cluster is not None and self._stale_map:
+            await cluster.nodes_manager.initialize()
+            self._stale_map = False
         # On a cluster, a sharded subscription on the node that serves the channel's
         # slot, where `PUBSUB SHARDNUMSUB` (DeathWatch) counts it.
         self._pubsub = pubsub_client(self._redis, self._channel).pubsub()
         try:
-            if cluster:
+            if cluster is not None:
                 await self._pubsub.ssubscribe(self._channel)
             else:
                 await self._pubsub.subscribe(self._channel)
@@ -99,6 +121,12 @@ class PresenceHolder:
             # next message: read it now, before the first beat advertises presence.
             await self._pubsub.get_message(timeout=5.0)
         except ResponseError as exc:
+            if is_retryable(exc):
+                # MOVED and the like: the slot moved, not "no pub/sub here". `hold`
+                # subscribes again, on the slot's master by a fresh slot map.
+                self._stale_map = True
+                await self._close()
+                raise
             # A server or ACL without pub/sub: live by the heartbeat alone. (Not a
             # connection error: Redis away for a moment is no reason to give up presence,
             # and `hold` subscribes again.)
@@ -117,14 +145,19 @@ class PresenceHolder:
                         continue
                     # Cancelled by request_resubscribe: the connection is dropped
                     # (subscribe() closes it), so a read cut short leaves nothing behind.
+                    message = None
                     try:
                         with anyio.CancelScope() as self._waiting:
-                            await self._pubsub.get_message(timeout=HOLD_POLL_S)
+                            message = await self._pubsub.get_message(timeout=HOLD_POLL_S)
                     finally:
                         self._waiting = None
+                    if isinstance(message, dict) and message.get("type") == "sunsubscribe":
+                        # Dropped by the server: the channel's slot moved away.
+                        raise SubscriptionLostError(f"{self._channel}: sunsubscribe unasked")
                 except (RedisError, OSError) as exc:
                     log.warning("presence_lost", error=str(exc))
                     self.lost_at = time.monotonic()
+                    self._stale_map = True
                     await self._close()
                     await anyio.sleep(RESUBSCRIBE_PAUSE_S)
         finally:

@@ -110,6 +110,8 @@ async def test_restricted_user_cannot_touch_anything_else(
             ("XADD", other.workflow_tasks(0, "orders"), "*", "f", "v"),
             ("PUBLISH", other.closed_channel(0), "order-3"),
             ("SUBSCRIBE", other.closed_channel(0)),
+            ("SPUBLISH", other.closed_channel(0), "order-3"),
+            ("SSUBSCRIBE", other.updates_channel(0)),
             # Engine functions on another namespace's keys: Lua runs as the caller.
             ("FCALL", function_name("rd_signal"), 4, *[other.workflow("x")] * 4, "", "s", b"", 0),
             ("FUNCTION", "LOAD", "REPLACE", library_source()),

@@ -59,3 +59,18 @@ def test_bad_arguments_are_clear_errors() -> None:
         parse_ports("a-b")
     with pytest.raises(ValueError, match="need 6 ports, not 3"):
         LocalCluster([1, 2, 3], replicas=1)
+
+
+def test_one_master_serves_every_slot(tmp_path: Path) -> None:
+    """`redis-cli --cluster create` refuses fewer than 3 masters: the slots are assigned
+    by hand (the cluster-scale benchmark's 1-master baseline)."""
+    ports = free_cluster_ports(1)
+    spec = str(ports[0])
+    assert main(["up", "--ports", spec, "--masters", "1", "--dir", str(tmp_path)]) == 0
+    try:
+        cluster = LocalCluster(ports, masters=1, workdir=tmp_path)
+        assert cluster.ready()
+        assert cluster.masters() == ports
+    finally:
+        assert main(["down", "--ports", spec, "--masters", "1", "--dir", str(tmp_path)]) == 0
+    assert not port_in_use(ports[0])
