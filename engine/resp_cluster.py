@@ -103,6 +103,11 @@ def _retry_later(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and str(reply).startswith(("TRYAGAIN", "CLUSTERDOWN"))
 
 
+def _key_gone(reply: Any) -> bool:
+    """A blocked read's stream was deleted under it: by MIGRATE, when its slot moved."""
+    return isinstance(reply, ResponseError) and str(reply).startswith("UNBLOCKED")
+
+
 def _missing_library(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and "function not found" in str(reply).lower()
 
@@ -323,9 +328,11 @@ class ClusterRespPool(RespPool):
             raise reply
         return reply
 
-    async def execute_blocking(self, *args: Arg) -> Any:
+    async def execute_blocking(self, *args: Arg, asking: bool = False) -> Any:
         """A blocking command on the node of its key; an XREADGROUP over streams of
-        several slots becomes one read per slot (see the module's docstring)."""
+        several slots becomes one read per slot (see the module's docstring). (`asking`
+        is RespPool's, for one node: the router follows ASK redirections itself.)"""
+        del asking
         if self._stale:
             await self.refresh()
         if _upper(args[0]) == b"XREADGROUP":
@@ -337,18 +344,27 @@ class ClusterRespPool(RespPool):
         return await self._blocking_on(address, args)
 
     async def _blocking_on(self, address: Address, args: Sequence[Arg]) -> Any:
+        asking = False
         for _ in range(MAX_REDIRECTS):
             try:
-                return await self.node(address).execute_blocking(*args)
+                return await self.node(address).execute_blocking(*args, asking=asking)
             except ResponseError as exc:
                 redirect = _redirect(exc)
-                if redirect is None and not _retry_later(exc):
+                if redirect is not None and redirect[0] == "ASK":
+                    # The slot is migrating and the key has gone: the map still names
+                    # the source, which would answer ASK again until the end.
+                    address, asking = redirect[2], True
+                    continue
+                # A stream migrated away while the read blocked on it is "UNBLOCKED
+                # the stream key no longer exists": read again where it went.
+                if redirect is None and not _retry_later(exc) and not _key_gone(exc):
                     raise
                 self._stale = True
                 await asyncio.sleep(0 if redirect else RETRY_PAUSE_S)
                 await self.refresh()
                 key = command_key(args)
                 address = self._any_node() if key is None else self.owner_of(key)
+                asking = False
             except (RedisConnectionError, OSError):
                 self._stale = True
                 raise
