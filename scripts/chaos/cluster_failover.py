@@ -3,15 +3,17 @@
 A private 3-master cluster with a replica each (scripts/cluster.py, node timeout 2 s)
 runs Storm workflows (scripts/chaos/workflows.py) on a pool of worker processes while
 a client starts them. After `kill_after` seconds the master serving most of the
-namespace's shards is SIGKILLed; the cluster's own failover promotes its replica once
-the other masters have marked it failed. Nobody tells the clients or workers: they
-meet refused connections, refresh their slot map and follow the new master. Once the
-replica is promoted the old master is started again and rejoins as the new master's
-replica. The run goes on until every workflow closed, then the checker
-(scripts/chaos/checker.py) reads every history.
+namespace's shards loses its replica's link (kept down: a partition) and, `link_down_for`
+seconds later, is SIGKILLed (its host gone); the cluster's own failover promotes the
+replica once the other masters have marked the master failed. Nobody tells the
+clients or workers: they meet refused connections, refresh their slot map and follow
+the new master. Once the replica is promoted the old master is started again and
+rejoins as the new master's replica. The run goes on until every workflow closed (or
+`drain` passed), then the checker (scripts/chaos/checker.py) reads every history.
 
 Replication is asynchronous: a transition the old master applied and acknowledged may
-not have reached its replica when it died. Just before the kill the runner notes every
+not have reached its replica when it died (during the partition, none does). Just
+before the kill the runner notes every
 history's length (XLEN); after the promotion a shorter history is a rollback of events
 the old master had applied (`events rolled back`). Without a durability mode those may
 include acknowledged ones; with `durability="replicas:1"` every transition of the
