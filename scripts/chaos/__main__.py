@@ -3,6 +3,7 @@
     python -m scripts.chaos run --all
     python -m scripts.chaos run kill-storm --workflows 200 --redis-url redis://127.0.0.1:6379
     python -m scripts.chaos run redis-crash connection-faults --no-write
+    python -m scripts.chaos run cluster-failover cluster-reshard --cluster-ports 7300-7305
 
 Run from the repository root. Each scenario prints its checker verdict and figures,
 and (unless --no-write) replaces its own row of the table in docs/reliability.md (rows
