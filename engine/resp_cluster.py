@@ -19,7 +19,10 @@ is computed once (CRC16 in C, `binascii.crc_hqx`) and cached.
 - A blocking XREADGROUP over streams of several slots (the worker's task read) would
   be CROSSSLOT: it is split into one blocking read per slot, run concurrently; the
   call returns what the first reads brought, and the reads still blocked are kept for
-  the next call with the same streams (never cancelled with an entry in flight).
+  the next call with the same streams (never cancelled with an entry in flight). A
+  blocked read follows ASK with ASKING on its own connection, and one whose stream a
+  slot migration moved away ("UNBLOCKED the stream key no longer exists") reads again
+  where the slot went.
 - The function library is loaded on a primary that answers "Function not found" (a
   node added later, or one whose library was flushed), then the call is retried.
 """
