@@ -306,12 +306,13 @@ class RespPool:
             raise reply
         return reply
 
-    async def execute_blocking(self, *args: Arg) -> Any:
-        """A command that may block (XREADGROUP ... BLOCK) on a connection of its own."""
+    async def execute_blocking(self, *args: Arg, asking: bool = False) -> Any:
+        """A command that may block (XREADGROUP ... BLOCK) on a connection of its own;
+        with `asking`, after ASKING on that connection (a cluster's ASK redirection)."""
         conn = self._idle.pop() if self._idle else await self._connect()
         clean = False
         try:
-            reply = (await conn.execute([args]))[0]
+            reply = (await conn.execute([("ASKING",), args] if asking else [args]))[-1]
             clean = True
         finally:
             if not clean:

@@ -19,7 +19,10 @@ is computed once (CRC16 in C, `binascii.crc_hqx`) and cached.
 - A blocking XREADGROUP over streams of several slots (the worker's task read) would
   be CROSSSLOT: it is split into one blocking read per slot, run concurrently; the
   call returns what the first reads brought, and the reads still blocked are kept for
-  the next call with the same streams (never cancelled with an entry in flight).
+  the next call with the same streams (never cancelled with an entry in flight). A
+  blocked read follows ASK with ASKING on its own connection, and one whose stream a
+  slot migration moved away ("UNBLOCKED the stream key no longer exists") reads again
+  where the slot went.
 - This version of the function library is added to a primary that answers "Function
   not found" (a node added later, one whose functions were flushed, or one that has
   only other versions: the names carry the version, engine/library.py), then the call
@@ -104,6 +107,11 @@ def _redirect(reply: Any) -> tuple[str, int, Address] | None:
 
 def _retry_later(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and str(reply).startswith(("TRYAGAIN", "CLUSTERDOWN"))
+
+
+def _key_gone(reply: Any) -> bool:
+    """A blocked read's stream was deleted under it: by MIGRATE, when its slot moved."""
+    return isinstance(reply, ResponseError) and str(reply).startswith("UNBLOCKED")
 
 
 def _missing_library(reply: Any) -> bool:
@@ -337,9 +345,11 @@ class ClusterRespPool(RespPool):
             raise reply
         return reply
 
-    async def execute_blocking(self, *args: Arg) -> Any:
+    async def execute_blocking(self, *args: Arg, asking: bool = False) -> Any:
         """A blocking command on the node of its key; an XREADGROUP over streams of
-        several slots becomes one read per slot (see the module's docstring)."""
+        several slots becomes one read per slot (see the module's docstring). (`asking`
+        is RespPool's, for one node: the router follows ASK redirections itself.)"""
+        del asking
         if self._stale:
             await self.refresh()
         if _upper(args[0]) == b"XREADGROUP":
@@ -351,18 +361,27 @@ class ClusterRespPool(RespPool):
         return await self._blocking_on(address, args)
 
     async def _blocking_on(self, address: Address, args: Sequence[Arg]) -> Any:
+        asking = False
         for _ in range(MAX_REDIRECTS):
             try:
-                return await self.node(address).execute_blocking(*args)
+                return await self.node(address).execute_blocking(*args, asking=asking)
             except ResponseError as exc:
                 redirect = _redirect(exc)
-                if redirect is None and not _retry_later(exc):
+                if redirect is not None and redirect[0] == "ASK":
+                    # The slot is migrating and the key has gone: the map still names
+                    # the source, which would answer ASK again until the end.
+                    address, asking = redirect[2], True
+                    continue
+                # A stream migrated away while the read blocked on it is "UNBLOCKED
+                # the stream key no longer exists": read again where it went.
+                if redirect is None and not _retry_later(exc) and not _key_gone(exc):
                     raise
                 self._stale = True
                 await asyncio.sleep(0 if redirect else RETRY_PAUSE_S)
                 await self.refresh()
                 key = command_key(args)
                 address = self._any_node() if key is None else self.owner_of(key)
+                asking = False
             except (RedisConnectionError, OSError):
                 self._stale = True
                 raise

@@ -18,8 +18,8 @@ removes their files. From Python, `LocalCluster` does the same:
     with LocalCluster(free_cluster_ports(3), workdir=tmp) as cluster:
         RedisCluster.from_url(cluster.url) ...
 
-Cluster mode itself (slot routing in the Client) is not wired in yet: this is the
-deployment the tests and the benchmark of issue 12 run against.
+`kill(port)` and `restart(port)` SIGKILL one node and start it again from its files
+(the chaos scenarios of scripts/chaos/cluster_failover.py).
 """
 
 from __future__ import annotations
@@ -104,13 +104,7 @@ class LocalCluster:
             directory = self.workdir / str(port)
             shutil.rmtree(directory, ignore_errors=True)
             directory.mkdir(parents=True)
-            subprocess.run([
-                self.binary, "--port", str(port), "--bind", "127.0.0.1",
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000", "--dir", str(directory),
-                "--save", "", "--appendonly", "no", "--daemonize", "yes",
-                "--pidfile", str(self._pidfile(port)), "--logfile", "redis.log",
-            ], check=True, stdin=subprocess.DEVNULL)
+            self._spawn(port)
         try:
             self._wait(lambda: all(port_in_use(p) for p in self.ports), timeout,
                        "nodes did not listen")
@@ -139,6 +133,58 @@ class LocalCluster:
                 node.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
                 if i:
                     node.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+
+    def _spawn(self, port: int) -> None:
+        """Start (or restart) the node of `port` from the files in its directory: a
+        restarted node reads its identity and the cluster's config from nodes.conf."""
+        assert self.binary is not None
+        subprocess.run([
+            self.binary, "--port", str(port), "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", "2000", "--dir", str(self.workdir / str(port)),
+            "--save", "", "--appendonly", "no", "--daemonize", "yes",
+            # Start a new replica's full sync at once (the default waits 5 s for others).
+            "--repl-diskless-sync-delay", "0",
+            "--pidfile", str(self._pidfile(port)), "--logfile", "redis.log",
+        ], check=True, stdin=subprocess.DEVNULL)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node of `port` (its files stay, for `restart`)."""
+        pid = self._pid(port)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while port_in_use(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def restart(self, port: int, timeout: float = 10.0) -> None:
+        """Start a killed node again; it rejoins as what the cluster made of it (a
+        master that was failed over comes back as a replica of its successor)."""
+        self._spawn(port)
+        self._wait(lambda: port_in_use(port), timeout, f"node {port} did not listen")
+
+    def nodes(self, port: int) -> list[tuple[int, str, set[str], str]]:
+        """CLUSTER NODES as node `port` sees it: (port, node id, flags, master id)."""
+        with Redis(host="127.0.0.1", port=port, decode_responses=True,
+                   socket_timeout=1) as node:
+            text: str = node.execute_command("CLUSTER", "NODES")
+        out = []
+        for line in text.splitlines():
+            node_id, address, flags, master, *_ = line.split()
+            out.append((int(address.split("@")[0].rsplit(":", 1)[1]), node_id,
+                        set(flags.split(",")), master))
+        return out
+
+    def _pid(self, port: int) -> int | None:
+        """The pid of this port's server, if its pid file names it (only that one: a
+        stale pid file may name another process)."""
+        try:
+            pid = int(self._pidfile(port).read_text().strip())
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if f":{port}".encode() in title else None
 
     @staticmethod
     def _wait(check: object, timeout: float, what: str) -> None:
@@ -184,19 +230,8 @@ class LocalCluster:
         """Stop the nodes started here (by the pids in their pid files) and remove
         their files."""
         for port in self.ports:
-            pidfile = self._pidfile(port)
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            # Only the server of this port (a stale pid file may name another process).
-            with contextlib.suppress(OSError):
-                title = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if f":{port}".encode() in title:
-                    os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while port_in_use(port) and time.monotonic() < deadline:
-                time.sleep(0.02)
+            if self._pid(port) is not None:
+                self.kill(port)
             shutil.rmtree(self.workdir / str(port), ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:

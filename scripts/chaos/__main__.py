@@ -3,6 +3,7 @@
     python -m scripts.chaos run --all
     python -m scripts.chaos run kill-storm --workflows 200 --redis-url redis://127.0.0.1:6379
     python -m scripts.chaos run redis-crash connection-faults --no-write
+    python -m scripts.chaos run cluster-failover cluster-reshard --cluster-ports 7300-7305
 
 Run from the repository root. Each scenario prints its checker verdict and figures,
 and (unless --no-write) replaces its own row of the table in docs/reliability.md (rows
@@ -29,6 +30,7 @@ from scripts.chaos import (
     runners_b,
     runners_c,
     runners_d,
+    runners_e,
 )
 from scripts.chaos.common import ROOT, run_pytest, server_for, sized
 
@@ -98,8 +100,10 @@ RUNNERS = {
     **runners_b.RUNNERS,  # poison, signal-storm, clock-skew, fuzz
     **runners_c.RUNNERS,  # client-outage, sentinel-failover
     **runners_d.RUNNERS,  # family
+    **runners_e.RUNNERS,  # cluster-failover, cluster-reshard
 }
-SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS, *runners_d.RUNNERS]
+SCENARIOS += [s for s in [*runners_b.RUNNERS, *runners_c.RUNNERS, *runners_d.RUNNERS,
+                           *runners_e.RUNNERS]
               if s not in SCENARIOS]
 
 
@@ -131,6 +135,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     run.add_argument("--workflows", type=int, help="override the scenario's workflow count")
     run.add_argument("--redis-url", help="server for kill-storm and duplicate-delivery "
                      "(default: an embedded Valkey); the others start a private redis-server")
+    run.add_argument("--cluster-ports", help="ports of the cluster scenarios' local "
+                     "cluster, like 7300-7305 (default: free ones)")
     run.add_argument("--no-write", action="store_true", help="do not update the doc")
     args = p.parse_args(argv)
     if args.all:
@@ -165,9 +171,9 @@ def _command_for(scenario: str, argv: Sequence[str]) -> list[str]:
     words: list[str] = [scenario]
     it = iter(argv[1:])
     for a in it:
-        if a in ("--workflows", "--redis-url"):
+        if a in ("--workflows", "--redis-url", "--cluster-ports"):
             words += [a, next(it, "")]
-        elif a.startswith(("--workflows=", "--redis-url=")):
+        elif a.startswith(("--workflows=", "--redis-url=", "--cluster-ports=")):
             words.append(a)
     return words
 

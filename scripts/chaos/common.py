@@ -21,6 +21,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from engine.errors import DurabilityError
 from scripts.chaos import ledger
 from scripts.chaos.workflows import Storm, storm_expected
 from sdk import Client, WorkflowExecutionStatus
@@ -77,8 +78,10 @@ class WorkerPool:
         env: Mapping[str, str] | None = None,
         module: str = MODULE,
         task_queue: str = TASK_QUEUE,
+        durability: str | None = None,
     ) -> None:
         self.url, self.prefix, self.liveness = url, prefix, liveness
+        self.durability = durability
         self.module, self.task_queue = module, task_queue
         self.max_deliveries = max_deliveries
         self.env = {ledger.ENV: str(ledger_path), **(env or {})}
@@ -96,6 +99,7 @@ class WorkerPool:
             max_deliveries=self.max_deliveries,
             env=self.env,
             log=self.log,
+            durability=self.durability,
         ).start()
         self.live.append(proc)
         return proc
@@ -145,8 +149,9 @@ async def start_storms(
     client: Client, count: int, started: Started, delay: float, timer: float, *,
     pause: float = 0.0, retry_errors: bool = False, tag: str = "storm",
 ) -> None:
-    """Start `count` Storm workflows. A start that raises (connection lost) goes to
-    `started.maybe`; with `retry_errors` it is retried under a new id until one works."""
+    """Start `count` Storm workflows. A start that raises (connection lost, or applied
+    but not confirmed durable) goes to `started.maybe`; with `retry_errors` it is
+    retried under a new id until one works."""
     for i in range(count):
         attempt = 0
         while True:
@@ -157,7 +162,7 @@ async def start_storms(
                 )
                 started.expected[wf_id] = storm_expected(i)
                 break
-            except (RedisError, OSError):
+            except (RedisError, OSError, DurabilityError):
                 started.start_errors += 1
                 started.maybe[wf_id] = storm_expected(i)
                 if not retry_errors:

@@ -53,6 +53,7 @@ class WorkerProcess:
         max_deliveries: int = 5,
         env: dict[str, str] | None = None,
         log: IO[bytes] | None = None,
+        durability: str | None = None,
     ) -> None:
         #: Chosen here, so a parent can look up its pending tasks after a kill.
         self.identity = f"proc-{uuid.uuid4().hex[:10]}"
@@ -76,6 +77,7 @@ class WorkerProcess:
             str(max_activities),
             "--max-deliveries",
             str(max_deliveries),
+            *(["--durability", durability] if durability else []),
         ]
         self.env = {**os.environ, **(env or {})}
         self.log = log
@@ -183,13 +185,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--identity", default=None)
     p.add_argument("--max-activities", type=int, default=100, help="concurrent activities")
     p.add_argument("--max-deliveries", type=int, default=5, help="before dead-lettering")
+    p.add_argument("--durability", default=None, help="the client's durability mode")
     p.add_argument("--log-level", default=os.environ.get("REDURABLE_TEST_WORKER_LOG", "WARNING"))
     return p.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     workflows, activities = discover(importlib.import_module(args.module))
-    client = await Client.connect(args.url, prefix=args.prefix)
+    client = await Client.connect(args.url, prefix=args.prefix, durability=args.durability)
     try:
         worker = Worker(
             client,

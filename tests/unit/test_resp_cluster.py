@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 
 from engine.keys import Keys
 from engine.resp_cluster import (
+    MAX_REDIRECTS,
     ClusterRespPool,
     _split_read,
     command_key,
@@ -90,7 +91,7 @@ class _FakeNode:
     def __init__(self) -> None:
         self.reads: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
 
-    async def execute_blocking(self, *args: Any) -> Any:
+    async def execute_blocking(self, *args: Any, asking: bool = False) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.reads.append((args, future))
         return await future
@@ -184,3 +185,72 @@ async def test_a_read_over_slots_takes_what_is_there_without_blocking() -> None:
     assert not pool.fakes and not pool._reads
     assert all(b"BLOCK" not in [str(x).encode() for x in command]
                for command in pool.at_once_sent)
+
+
+class _MigratingNode:
+    """A node that answers each blocking read with the next of `replies` (an exception
+    is raised, as resp.py raises an error reply), and records whether ASKING came first."""
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.replies = replies
+        self.reads: list[tuple[tuple[Any, ...], bool]] = []
+
+    async def execute_blocking(self, *args: Any, asking: bool = False) -> Any:
+        self.reads.append((args, asking))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+class _MigratingCluster(ClusterRespPool):
+    """Two nodes; a map refresh (CLUSTER SLOTS) gives the slot to `owner_after`."""
+
+    def __init__(self, slot: int, nodes: dict[tuple[str, int], _MigratingNode],
+                 owner_after: tuple[str, int]) -> None:
+        super().__init__([("127.0.0.1", 1)])
+        self.slot, self.fakes, self.owner_after = slot, nodes, owner_after
+        self._owner[slot] = ("n", 1)
+        self._stale = False
+        self.refreshes = 0
+
+    def node(self, address: tuple[str, int]) -> Any:
+        return self.fakes[address]
+
+    async def refresh(self) -> None:
+        self.refreshes += 1
+        self._owner[self.slot] = self.owner_after
+        self._stale = False
+
+
+@pytest.mark.anyio
+async def test_a_blocked_read_whose_stream_migrated_away_reads_again_where_it_went() -> None:
+    """MIGRATE deletes the key on the source: a client blocked on that stream gets
+    "UNBLOCKED the stream key no longer exists". That is the slot moving, not an error
+    of the caller's (a worker died of it): the read goes again, after a map refresh."""
+    stream = Keys("ns", 1).workflow_tasks(0, "q")
+    entries = [[stream.encode(), [(b"1-0", [b"k", b"v"])]]]
+    source = _MigratingNode([ResponseError("UNBLOCKED the stream key no longer exists")])
+    target = _MigratingNode([entries])
+    pool = _MigratingCluster(key_slot(stream), {("n", 1): source, ("n", 2): target},
+                             owner_after=("n", 2))
+    assert await pool.execute_blocking(*_read([stream])) == entries
+    assert pool.refreshes == 1
+    assert [asking for _, asking in target.reads] == [False]
+
+
+@pytest.mark.anyio
+async def test_a_blocking_read_follows_ask_with_asking() -> None:
+    """While its slot migrates, a stream already moved is answered with ASK by the
+    source, whose slot map still names itself: the read must go to the node named, after
+    ASKING, not back to the source (which would answer ASK again until the migration
+    ends)."""
+    stream = Keys("ns", 1).workflow_tasks(0, "q")
+    slot = key_slot(stream)
+    source = _MigratingNode([ResponseError(f"ASK {slot} n:2")] * (MAX_REDIRECTS + 1))
+    target = _MigratingNode([None])
+    pool = _MigratingCluster(slot, {("n", 1): source, ("n", 2): target},
+                             owner_after=("n", 1))  # the map says: still the source
+    assert await pool.execute_blocking(*_read([stream])) is None
+    assert [asking for _, asking in target.reads] == [True]
+    assert len(source.reads) == 1
