@@ -47,6 +47,8 @@ class WorkflowTaskStart:
     entries: list[tuple[bytes, ev.Event]]
     #: Updates admitted for the workflow and not yet run (engine/updates.py).
     updates: list[UpdateRequest] = field(default_factory=list)
+    #: The history's next event id (0: not told): a cached run must have seen all before it.
+    next_event_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ class Store(TaskStreams):
             attempt=int(reply[3]),
             entries=decode_entries(reply[4]),
             updates=parse_requests(reply[5]) if len(reply) > 5 else [],
+            next_event_id=int(reply[6]) if len(reply) > 6 and reply[6] else 0,
         )
 
     def wft_complete_call(

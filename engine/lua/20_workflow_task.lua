@@ -12,8 +12,10 @@ end
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, msg_id, after_stream_id ('' = all),
 --       timeout_ms (unless the run has its own task_timeout_ms)
--- Returns {'ok', token, now_ms, attempt, entries, updates} or {'stale'} (message
--- acknowledged); updates: {update_id, name, input, ...} waiting for this task.
+-- Returns {'ok', token, now_ms, attempt, entries, updates, next_event_id} or {'stale'}
+-- (message acknowledged); updates: {update_id, name, input, ...} waiting for this task.
+-- next_event_id lets a worker whose cached run is ahead of the history (a failover lost
+-- transitions it saw committed) find that out although no entry follows its cursor.
 redis.register_function('rd_wft_start', function(keys, args)
   local c = ctx(keys, args)
   local epoch, msg = args[4], args[5]
@@ -24,7 +26,8 @@ redis.register_function('rd_wft_start', function(keys, args)
   local ts = now_ms()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
   -- The stream too: the task may be on its owner's sticky stream (the 'W' timer acks it).
-  local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt', 'task_timeout_ms')
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt', 'task_timeout_ms',
+    'next_event_id')
   redis.call('HSET', c.wf, 'wft', 'started', 'wft_msg', msg, 'wft_task', c.task)
   if c.task ~= key_workflow_tasks(c.prefix, info[1]) then  -- a sticky task: no deadline now
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
@@ -36,7 +39,7 @@ redis.register_function('rd_wft_start', function(keys, args)
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
   local entries = redis.call('XRANGE', c.hist, from, '+')
-  return {'ok', token, ts, info[2], entries, admitted_updates(c)}
+  return {'ok', token, ts, info[2], entries, admitted_updates(c), info[4]}
 end)
 
 -- rd_wft_extend: the worker that started a workflow task is still at it (running the

@@ -325,10 +325,13 @@ class WorkflowTasks:
         epoch = task.get("epoch")
         entries = started.entries
         cached = self.cache.get(wf_id, run_id)
-        if (
-            cached is not None
-            and entries
-            and (entries[0][1].event_id != cached.machine.last_event_id + 1)
+        if cached is not None and (
+            (entries and entries[0][1].event_id != cached.machine.last_event_id + 1)
+            # The history is shorter than what the cached run saw committed (a failover
+            # to a replica that had not got the last transitions): no entry follows the
+            # cursor, yet the cache is ahead. Replaying what is stored is the truth.
+            or (started.next_event_id
+                and cached.machine.last_event_id + len(entries) + 1 != started.next_event_id)
         ):
             self.cache.evict(wf_id)
             cached = None
