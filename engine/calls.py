@@ -4,9 +4,10 @@ with a durability wait (WAITAOF/WAIT) on the connection that made them."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 import structlog
@@ -25,7 +26,9 @@ Arg = bytes | str | int
 #: loop sleeps until the earliest due time it has seen: the calls of its own process
 #: that may have put an earlier one in wake it (FunctionCaller.timer_listeners).
 #: (rd_act_heartbeat only pushes a heartbeat timeout later; rd_fire_timers answers
-#: with the next due time itself.)
+#: with the next due time itself.) A call whose reply tells when the earliest timer it
+#: added falls due (Call.timer_due_in) wakes the loop only if that is before the loop's
+#: own next scan.
 SETS_TIMERS = frozenset(
     {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete",
      "rd_cron_next"}
@@ -56,6 +59,14 @@ class Call:
     #: timer the timer loop must wake for (a workflow task completion that carries no
     #: command): no nudge, hence no timer scan after every lone step of a busy worker.
     may_set_timers: bool = True
+    #: Reads from the call's reply how many ms after the call the earliest timer it
+    #: added falls due (server-measured), NO_TIMER_ADDED when it added none, None when
+    #: the reply does not tell. Unset: the timer loop must assume an earlier timer.
+    timer_due_in: Callable[[Any], int | None] | None = None
+
+
+#: Call.timer_due_in's answer for a call that added no timer.
+NO_TIMER_ADDED = -1
 
 
 def text_of(value: Any) -> str:
@@ -86,8 +97,10 @@ class FunctionCaller:
         self.fast = fast
         #: When set, every transition is followed by a WAITAOF/WAIT on its connection.
         self.durability = durability
-        #: Called after each call of a SETS_TIMERS function (sdk/worker/timers.py).
-        self.timer_listeners: list[Callable[[], None]] = []
+        #: Called after each call of a SETS_TIMERS function (sdk/worker/timers.py) with
+        #: the time.monotonic() at which the earliest timer it added falls due, None
+        #: when unknown (not called when the replies say no timer was added).
+        self.timer_listeners: list[Callable[[float | None], None]] = []
         #: Told of each call or pipeline (the calls, seconds, error replies) when set:
         #: the sdk's request metrics (sdk/_metrics.py).
         self.call_observer: Callable[[Sequence[Call], float, int], None] | None = None
@@ -95,18 +108,40 @@ class FunctionCaller:
         self._names = versioned_names()
         self._loading = asyncio.Lock()
 
-    def _timers_may_have_changed(self, calls: Sequence[Call]) -> None:
-        if self.timer_listeners and any(
-            c.function in SETS_TIMERS and c.may_set_timers for c in calls
-        ):
-            for listener in list(self.timer_listeners):
-                listener()
+    def _timers_may_have_changed(
+        self, calls: Sequence[Call], replies: Sequence[Any], sent_at: float
+    ) -> None:
+        """`replies`: those known (an error, or a missing slot, tells nothing);
+        `sent_at`: monotonic() before the calls went out, so that a due time read from
+        a reply errs early, never late."""
+        if not self.timer_listeners:
+            return
+        due = math.inf  # -inf: unknown
+        for i, c in enumerate(calls):
+            if c.function not in SETS_TIMERS or not c.may_set_timers:
+                continue
+            in_ms = None
+            if c.timer_due_in is not None and i < len(replies):
+                reply = replies[i]
+                if not isinstance(reply, BaseException):
+                    in_ms = c.timer_due_in(reply)
+            if in_ms is None:
+                due = -math.inf
+                break
+            if in_ms != NO_TIMER_ADDED:
+                due = min(due, sent_at + in_ms / 1000)
+        if due == math.inf:
+            return
+        for listener in list(self.timer_listeners):
+            listener(None if due == -math.inf else due)
 
     async def call(self, call: Call) -> Any:
         """One transition; with a durability mode, DurabilityError when it was applied
         but not confirmed durable in time."""
         started = perf_counter()
+        sent_at = monotonic()
         errors = 1
+        replies: list[Any] = []
         try:
             try:
                 reply = await self._call(call)
@@ -115,10 +150,11 @@ class FunctionCaller:
                     raise
                 reply = await self._call(call)  # not run the first time: safe to repeat
             errors = 0
+            replies.append(reply)
             return reply
         finally:
             # Also after an error: the call may have been applied all the same.
-            self._timers_may_have_changed([call])
+            self._timers_may_have_changed([call], replies, sent_at)
             if self.call_observer is not None:
                 self.call_observer([call], perf_counter() - started, errors)
 
@@ -135,7 +171,9 @@ class FunctionCaller:
         """Run calls in one pipeline round trip; an error reply comes back as the
         exception object in its slot rather than failing the others."""
         started = perf_counter()
+        sent_at = monotonic()
         errors = len(calls)
+        replies: list[Any] = []
         try:
             replies = await self._call_many(calls)
             errors = sum(isinstance(r, Exception) for r in replies)
@@ -144,7 +182,7 @@ class FunctionCaller:
                 errors = sum(isinstance(r, Exception) for r in replies)
             return replies
         finally:
-            self._timers_may_have_changed(calls)
+            self._timers_may_have_changed(calls, replies, sent_at)
             if self.call_observer is not None and calls:
                 self.call_observer(calls, perf_counter() - started, errors)
 

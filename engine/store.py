@@ -6,7 +6,7 @@ can share one pipeline round trip (engine/calls.py runs them)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.calls import Arg, TaskRef, pairs_of, text_of, unwrap
+from engine.calls import NO_TIMER_ADDED, Arg, TaskRef, pairs_of, text_of, unwrap
 from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
@@ -76,6 +76,26 @@ class TimerScan:
 def _status(reply: Any) -> str:
     """The first word of a function's reply: "ok", or why nothing was applied."""
     return text_of(unwrap(reply)[0])
+
+
+def _due_in_slot(slot: int) -> Callable[[Any], int | None]:
+    """A Call.timer_due_in reading the reply's `slot`: ms until the earliest timer the
+    call added falls due (a reply other than "ok" wrote no timer: "stale", "retry")."""
+
+    def due_in(reply: Any) -> int | None:
+        if not isinstance(reply, list | tuple) or not reply:
+            return None
+        if text_of(reply[0]) != "ok":
+            return NO_TIMER_ADDED
+        return int(reply[slot]) if len(reply) > slot else None
+
+    return due_in
+
+
+#: Call.timer_due_in of rd_wft_start, rd_wft_complete and rd_act_complete.
+wft_start_due_in = _due_in_slot(6)
+wft_complete_due_in = _due_in_slot(6)
+act_complete_due_in = _due_in_slot(3)
 
 
 def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[Arg]:
@@ -230,6 +250,7 @@ class Store(TaskStreams):
             self._task_keys(workflow_id, stream),
             self._wf_args(workflow_id, run_id, epoch, msg_id, after_stream_id or b"", timeout_ms),
             TaskRef(stream, msg_id),
+            timer_due_in=wft_start_due_in,
         )
 
     def wft_extend_call(
@@ -253,7 +274,7 @@ class Store(TaskStreams):
             attempt=int(reply[3]),
             entries=decode_entries(reply[4]),
             updates=parse_requests(reply[5]) if len(reply) > 5 else [],
-            next_event_id=int(reply[6]) if len(reply) > 6 and reply[6] else 0,
+            next_event_id=int(reply[7]) if len(reply) > 7 and reply[7] else 0,
         )
 
     def wft_complete_call(
@@ -292,7 +313,6 @@ class Store(TaskStreams):
             sticky,
             sticky_ms,
         )
-        without_commands = len(args)
         for command in commands:
             if isinstance(command, cmd.RejectUpdate):
                 args += rejection_args(command)
@@ -302,12 +322,12 @@ class Store(TaskStreams):
             event_type, attrs = cmd.to_event(command)
             fields = ev.encode_attributes(event_type, attrs)
             args += [event_type.__name__, len(fields) // 2, *fields]
-        # With no command it adds sticky deadlines at most (the timer loop scans those at
-        # least once a second anyway), or closes the run at the history limit, whose
-        # cron follow-up timer the loop then finds within a second (sdk/worker/timers.py).
+        # The reply tells when the earliest timer it added falls due: the timer loop
+        # wakes only when that is before its next scan (sdk/worker/timers.py). Sticky
+        # deadlines are not in it (the loop scans those at least once a second anyway).
         return Call(
             "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id),
-            may_set_timers=len(args) > without_commands,
+            timer_due_in=wft_complete_due_in,
         )
 
     @staticmethod
@@ -398,6 +418,7 @@ class Store(TaskStreams):
             self._task_keys(workflow_id, stream),
             base + tail,
             TaskRef(stream, msg_id),
+            timer_due_in=act_complete_due_in,
         )
 
     async def complete_activity_by_ref(
@@ -413,7 +434,7 @@ class Store(TaskStreams):
         args = self._wf_args(ref.workflow_id, ref.run_id, str(ref.activity_id), attempt, "")
         reply = await self.call(
             Call("rd_act_complete", self._wf_keys(ref.workflow_id),
-                 args + _outcome_args(result, failure))
+                 args + _outcome_args(result, failure), timer_due_in=act_complete_due_in)
         )
         return _status(reply) == "ok"
 

@@ -70,6 +70,28 @@ local function timer_member(kind, run, a, b, wf_id)
   return kind .. '|' .. run .. '|' .. a .. '|' .. b .. '|' .. wf_id
 end
 
+-- The earliest due time (server ms) of the timers added since the last
+-- timers_added_reset(): rd_wft_complete reports it, so that a worker's timer loop wakes
+-- only for a timer due before it meant to scan anyway (sdk/worker/timers.py). Library
+-- state that outlives a call: a function that reads it resets it first.
+local timers_added_due = nil
+
+local function timers_added_reset() timers_added_due = nil end
+
+-- How many ms after `ts` (the transition's time) the earliest timer added since the
+-- reset falls due (0 when due by then), or -1 when none was added.
+local function timers_added_in(ts)
+  if timers_added_due == nil then return -1 end
+  return math.max(0, timers_added_due - ts)
+end
+
+-- Every timer goes into a shard's `timers` zset through this (the sticky deadlines of
+-- `timers:sticky` do not: the loop scans those once a second whatever happens).
+local function add_timer(key, score, member)
+  redis.call('ZADD', key, score, member)
+  if timers_added_due == nil or score < timers_added_due then timers_added_due = score end
+end
+
 -- Sticky routing (docs/design-notes.md "Sticky workflows"): the state hash names the
 -- worker that ran the workflow's last task ('sticky', its sticky name) and how long it
 -- has to take the next one ('sticky_ms'). Its next task goes to that worker's stream
@@ -162,7 +184,7 @@ local function close_run(c, status, ts)
   local run = redis.call('HGET', c.wf, 'run_id') or c.run
   -- A cron run: a worker starts the chain's next run (15_run_chain.lua cron_due).
   if status ~= 'CONTINUED_AS_NEW' and redis.call('HEXISTS', c.wf, 'cron_schedule') == 1 then
-    redis.call('ZADD', c.timers, ts, timer_member('N', run, 0, 0, c.id))
+    add_timer(c.timers, ts, timer_member('N', run, 0, 0, c.id))
   end
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
     timer_member('X', run, 'execution', 0, c.id))
@@ -232,11 +254,11 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
   if exec_ms > 0 then
     keep('execution_timeout_ms', exec_ms)
     redis.call('HSET', c.wf, 'execution_deadline', deadline)
-    redis.call('ZADD', c.timers, deadline, timer_member('X', run_id, 'execution', 0, c.id))
+    add_timer(c.timers, deadline, timer_member('X', run_id, 'execution', 0, c.id))
   end
   if run_ms > 0 then
     keep('run_timeout_ms', run_ms)
-    redis.call('ZADD', c.timers, ts + run_ms, timer_member('X', run_id, 'run', 0, c.id))
+    add_timer(c.timers, ts + run_ms, timer_member('X', run_id, 'run', 0, c.id))
   end
   if task_ms > 0 then keep('task_timeout_ms', task_ms) end
   if opts.header and opts.header ~= '' then
@@ -254,7 +276,7 @@ local function new_run(c, run_id, wtype, tq, input, version, ts, opts)
   if backoff > 0 then
     -- The 'B' timer of epoch 0 schedules the first task; inputs meanwhile append.
     redis.call('HSET', c.wf, 'wft', 'backoff')
-    redis.call('ZADD', c.timers, ts + backoff, timer_member('B', run_id, 0, 0, c.id))
+    add_timer(c.timers, ts + backoff, timer_member('B', run_id, 0, 0, c.id))
   else
     schedule_wft(c, packed_event(1, 'WorkflowExecutionStarted', ts, fields))
   end
@@ -345,7 +367,7 @@ local function enqueue_activity(c, seq, attempt, state)
   if sts and sts > 0 then
     fields[#fields + 1] = 'schedule_to_start_ms'
     fields[#fields + 1] = sts
-    redis.call('ZADD', c.timers, now_ms() + sts, timer_member('Q', c.run, seq, attempt, c.id))
+    add_timer(c.timers, now_ms() + sts, timer_member('Q', c.run, seq, attempt, c.id))
   end
   redis.call('XADD', key_activity_tasks(c.prefix, state.tq), '*', unpack(fields))
 end
@@ -357,7 +379,7 @@ local function retry_activity(c, seq, state, failure, delay, ts)
   state.msg = nil
   state.next_attempt_at = ts + delay
   put_activity(c, seq, state)
-  redis.call('ZADD', c.timers, ts + delay,
+  add_timer(c.timers, ts + delay,
     timer_member('R', c.run, seq, state.attempt, c.id))
 end
 

@@ -73,7 +73,7 @@ local function cron_due(c, member, ts)
   local info = redis.call('HMGET', c.wf, 'run_id', 'status', 'cron_schedule', 'close_time',
     'failure')
   if info[1] ~= c.run or not info[3] or not cron_goes_on(info[2], info[5]) then return nil end
-  redis.call('ZADD', c.timers, ts + CRON_LEASE_MS, member)
+  add_timer(c.timers, ts + CRON_LEASE_MS, member)
   return {c.id, c.run, info[3], info[4] or ts}
 end
 

@@ -12,10 +12,12 @@ end
 -- KEYS: wf, history, buffer, workflow task stream
 -- ARGV: prefix, workflow_id, run_id, epoch, msg_id, after_stream_id ('' = all),
 --       timeout_ms (unless the run has its own task_timeout_ms)
--- Returns {'ok', token, now_ms, attempt, entries, updates, next_event_id} or {'stale'}
--- (message acknowledged); updates: {update_id, name, input, ...} waiting for this task.
--- next_event_id lets a worker whose cached run is ahead of the history (a failover lost
--- transitions it saw committed) find that out although no entry follows its cursor.
+-- Returns {'ok', token, now_ms, attempt, entries, updates, due_in, next_event_id} or
+-- {'stale'} (message acknowledged); updates: {update_id, name, input, ...} waiting for
+-- this task; due_in: ms until the task's deadline (the timer it added: see
+-- rd_wft_complete); next_event_id lets a worker whose cached run is ahead of the history
+-- (a failover lost transitions it saw committed) find that out although no entry follows
+-- its cursor.
 redis.register_function('rd_wft_start', function(keys, args)
   local c = ctx(keys, args)
   local epoch, msg = args[4], args[5]
@@ -24,6 +26,7 @@ redis.register_function('rd_wft_start', function(keys, args)
     return {'stale'}
   end
   local ts = now_ms()
+  timers_added_reset()
   local token = redis.call('HINCRBY', c.wf, 'wft_token', 1)
   -- The stream too: the task may be on its owner's sticky stream (the 'W' timer acks it).
   local info = redis.call('HMGET', c.wf, 'task_queue', 'wft_attempt', 'task_timeout_ms',
@@ -34,12 +37,13 @@ redis.register_function('rd_wft_start', function(keys, args)
   end
   -- The run's task_timeout (a start option) wins over the worker's default.
   local timeout = tonumber(info[3]) or tonumber(args[7])
-  redis.call('ZADD', c.timers, ts + timeout,
+  add_timer(c.timers, ts + timeout,
     timer_member('W', c.run, epoch, token, c.id))
   local from = '-'
   if args[6] ~= '' then from = '(' .. args[6] end
   local entries = redis.call('XRANGE', c.hist, from, '+')
-  return {'ok', token, ts, info[2], entries, admitted_updates(c), info[4]}
+  return {'ok', token, ts, info[2], entries, admitted_updates(c), timers_added_in(ts),
+    info[4]}
 end)
 
 -- rd_wft_extend: the worker that started a workflow task is still at it (running the
@@ -53,7 +57,7 @@ redis.register_function('rd_wft_extend', function(keys, args)
   if not wft_fenced(c, epoch, token) then return 0 end
   local member = timer_member('W', c.run, epoch, token, c.id)
   if not redis.call('ZSCORE', c.timers, member) then return 0 end
-  redis.call('ZADD', c.timers, now_ms() + tonumber(args[6]), member)
+  add_timer(c.timers, now_ms() + tonumber(args[6]), member)
   return 1
 end)
 
@@ -103,7 +107,7 @@ local function apply_command(c, kind, fields, ts)
     end
     local stc = tonumber(opts.schedule_to_close_ms)
     if stc and stc > 0 then
-      redis.call('ZADD', c.timers, ts + stc, timer_member('C', c.run, seq, 0, c.id))
+      add_timer(c.timers, ts + stc, timer_member('C', c.run, seq, 0, c.id))
     end
   elseif kind == 'ActivityTaskCanceled' then
     append(c, kind, ts, fields)
@@ -129,7 +133,7 @@ local function apply_command(c, kind, fields, ts)
   elseif kind == 'TimerStarted' then
     append(c, kind, ts, fields)
     local member = timer_member('T', c.run, f.timer_id, 0, c.id)
-    redis.call('ZADD', c.timers, ts + tonumber(f.duration_ms), member)
+    add_timer(c.timers, ts + tonumber(f.duration_ms), member)
     redis.call('HSET', c.wf, 'timer:' .. f.timer_id, member)
   elseif kind == 'TimerCanceled' then
     append(c, kind, ts, fields)
@@ -197,7 +201,8 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 -- by the task; it lands only if the task is still scheduled and no event came after
 -- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
 -- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1),
---          {{stream, entry_id, fields}...} (eager activity tasks)},
+--          {{stream, entry_id, fields}...} (eager activity tasks),
+--          ms until the earliest timer the call added falls due (-1: none added)},
 --      {'retry'}, or {'stale'} (message acknowledged, nothing written).
 redis.register_function('rd_wft_complete', function(keys, args)
   local c = ctx(keys, args)
@@ -229,6 +234,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     i = i + 2 + n * 2
   end
   local ts = now_ms()
+  timers_added_reset()
   if token ~= '' then
     redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
   elseif c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
@@ -254,7 +260,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     redis.call('HSET', c.wf, 'failure', cjson.encode({message = message, kind = 'terminated',
       type = 'HistoryLimitError', non_retryable = true}))
     close_run(c, 'TERMINATED', ts)
-    return {'ok', c.last_id, c.last_sid, 1, 0, {}}
+    return {'ok', c.last_id, c.last_sid, 1, 0, {}, timers_added_in(ts)}
   end
   local dropped = 0
   for k = 1, #cmds do
@@ -298,7 +304,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
     end
     if flush_buffer(c) > 0 or unseen_updates > 0 then schedule_wft(c) end
   end
-  return {'ok', last_id, last_sid, closed, dropped, c.eager}
+  return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts)}
 end)
 
 local function wft_retry_later(c, epoch, failure, ts)
@@ -308,7 +314,7 @@ local function wft_retry_later(c, epoch, failure, ts)
   redis.call('HDEL', c.wf, 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
   flush_buffer(c)
   local delay = math.min(10000, 100 * 2 ^ (attempt - 2))
-  redis.call('ZADD', c.timers, ts + delay, timer_member('B', c.run, epoch, 0, c.id))
+  add_timer(c.timers, ts + delay, timer_member('B', c.run, epoch, 0, c.id))
 end
 
 -- A poison workflow task (its workflow type is not registered, its input cannot be

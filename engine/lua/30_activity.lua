@@ -53,11 +53,11 @@ redis.register_function('rd_act_start', function(keys, args)
   put_activity(c, seq, state)
   local stc = tonumber(state.start_to_close_ms)
   if stc and stc > 0 then
-    redis.call('ZADD', c.timers, ts + stc, timer_member('S', c.run, seq, attempt, c.id))
+    add_timer(c.timers, ts + stc, timer_member('S', c.run, seq, attempt, c.id))
   end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
-    redis.call('ZADD', c.timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
+    add_timer(c.timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
   end
   if async then return {'ok'} end
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
@@ -79,7 +79,7 @@ redis.register_function('rd_act_heartbeat', function(keys, args)
   if state.cancel_requested then return {'cancel'} end
   local hb = tonumber(state.heartbeat_ms)
   if hb and hb > 0 then
-    redis.call('ZADD', c.timers, now_ms() + hb,
+    add_timer(c.timers, now_ms() + hb,
       timer_member('H', c.run, seq, tostring(state.attempt), c.id))
   end
   if args[6] ~= '' then redis.call('HSET', c.wf, 'acthb:' .. seq, args[6]) end
@@ -115,8 +115,9 @@ end
 --       error_type, non_retryable ('1'|'0'),
 --       [eager consumer, its workflow task queue, its sticky name or ''] (optional:
 --       see take_queued_wft)
--- Returns {'ok', 'completed'|'retrying'|'failed', [{stream, entry_id, fields}]} or
--- {'stale'}.
+-- Returns {'ok', 'completed'|'retrying'|'failed', {stream, entry_id, fields} (the eager
+-- workflow task, {} none), ms until the earliest timer the call added falls due (-1:
+-- none added: a retry adds one)} or {'stale'}.
 redis.register_function('rd_act_complete', function(keys, args)
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
@@ -124,6 +125,7 @@ redis.register_function('rd_act_complete', function(keys, args)
   ack(c.task, msg)
   if not state then return {'stale'} end
   local ts = now_ms()
+  timers_added_reset()
   local consumer = args[11]
   local before = nil
   if consumer and consumer ~= '' then before = redis.call('HGET', c.wf, 'wft') end
@@ -139,14 +141,14 @@ redis.register_function('rd_act_complete', function(keys, args)
     local delay = retry_delay(state, args[9], args[10] == '1', ts)
     if delay then
       retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)
-      return {'ok', 'retrying'}
+      return {'ok', 'retrying', {}, timers_added_in(ts)}
     end
     finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', args[8], ts)
     outcome = 'failed'
   end
   if before then
     local eager = take_queued_wft(c, consumer, args[12], before, args[13] or '')
-    if eager then return {'ok', outcome, eager} end
+    if eager then return {'ok', outcome, eager, timers_added_in(ts)} end
   end
-  return {'ok', outcome}
+  return {'ok', outcome, {}, timers_added_in(ts)}
 end)

@@ -21,6 +21,8 @@ def _count(data: bytes) -> None:
     COUNTS["round_trips"] += 1
     n = data.count(b"\r\n*") - data.count(b"\r\n*\r\n")
     COUNTS["commands"] += n + (data[:1] == b"*")
+    # Timer scans (any library version's rd_fire_timers): what a timer loop wake costs.
+    COUNTS["timer_scans"] += data.count(b"rd_fire_timers")
 
 
 def install() -> None:

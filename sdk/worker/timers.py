@@ -4,7 +4,10 @@ It used to scan every shard every `timer_interval` (50 ms), in every worker: mos
 what an idle worker cost, and a cost that grew with the fleet. Now it sleeps until the
 earliest due time the last scan saw (the server measures it: clock skew between worker
 and server plays no part), woken early when a call of this process may have added an
-earlier timer (engine/calls.py SETS_TIMERS), and never for longer than MAX_WAIT_S.
+earlier timer (engine/calls.py SETS_TIMERS), and never for longer than MAX_WAIT_S. A
+workflow task commit says when the earliest timer it added falls due (ms after the
+call, measured by the server): the next scan moves to that time when it is sooner, and
+stays put when not (an activity's timeouts, a long timer: no scan for them).
 Two scans start at least DUE_GAP_S apart (timers due back to back fire in batches),
 and those that nudges ask for `min_interval` apart (the worker's `timer_interval`:
 under load they cost what the fixed-rate loop did).
@@ -13,13 +16,12 @@ Every timer is added by a transition that some worker makes (a workflow task com
 an activity start or completion, a timer firing), so the worker that adds one wakes
 for it. MAX_WAIT_S bounds the rest: a timer added by another process that does not
 scan (an async activity completed from a client) or by a worker that died right after,
-a server whose library predates the next-due answer, and the cron follow-up of a run
-that a completion without commands closed at the history limit (such completions, a
-signal handled and nothing decided, wake nobody: engine/store.py wft_complete_call).
+and a server whose library predates the next-due answer.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -46,12 +48,27 @@ class TimerLoop:
         #: fixed-rate loop ran (a due time still wakes the loop at once).
         self.min_interval = min_interval
         self.max_wait = max(max_wait, min_interval)
-        self._nudged = anyio.Event()
+        #: Set when a nudge moved the next scan (`_scan_at`) earlier.
+        self._moved = anyio.Event()
+        #: When (time.monotonic()) the next scan starts; math.inf while one runs.
+        self._scan_at = math.inf
+        #: The start of the last scan, and the earliest due time heard while it ran.
+        self._started = -math.inf
+        self._heard = math.inf
         self.scans = 0
 
-    def nudge(self) -> None:
-        """A timer may have been added: scan again (after min_interval at the soonest)."""
-        self._nudged.set()
+    def nudge(self, due: float | None = None) -> None:
+        """A timer may have been added, falling due at `due` (time.monotonic()), None
+        when unknown: scan by then (after min_interval at the soonest), unless the next
+        scan comes first. While a scan runs, it may miss the timer: noted for after."""
+        at = -math.inf if due is None else due + DUE_MARGIN_S
+        if self._scan_at == math.inf:
+            self._heard = min(self._heard, at)
+            return
+        at = max(at, self._started + self.min_interval)
+        if at < self._scan_at:
+            self._scan_at = at
+            self._moved.set()
 
     def wait_for(self, fired_all: bool, next_in_ms: int | None) -> float:
         """How long after a scan the next one is due, unless nudged."""
@@ -65,18 +82,21 @@ class TimerLoop:
         self._store.timer_listeners.append(self.nudge)
         try:
             while not stopping():
-                # Before the scan: a nudge from now on may be about a timer it misses.
-                self._nudged = anyio.Event()
-                started = time.monotonic()
+                self._scan_at, self._heard = math.inf, math.inf
+                self._started = started = time.monotonic()
                 scan = await self._store.fire_timers()
                 self.scans += 1
                 # From the reply: the server measured the next due time during the scan.
                 due_at = time.monotonic() + self.wait_for(not scan.more, scan.next_in_ms)
-                with anyio.move_on_after(due_at - time.monotonic()):
-                    await self._nudged.wait()
-                scan_at = due_at
-                if self._nudged.is_set():
-                    scan_at = min(due_at, started + self.min_interval)
-                await anyio.sleep(max(0.0, max(scan_at, started + DUE_GAP_S) - time.monotonic()))
+                self._scan_at = min(due_at, max(self._heard, started + self.min_interval))
+                while True:  # until the scan time, which a nudge may move earlier
+                    self._moved = anyio.Event()
+                    wait = max(self._scan_at, started + DUE_GAP_S) - time.monotonic()
+                    if wait <= 0:
+                        break
+                    with anyio.move_on_after(wait):
+                        await self._moved.wait()
+                    if not self._moved.is_set():
+                        break
         finally:
             self._store.timer_listeners.remove(self.nudge)

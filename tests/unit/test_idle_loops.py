@@ -24,7 +24,7 @@ class StubStore:
     def __init__(self, *answers: TimerScan) -> None:
         self.answers = list(answers)
         self.scan_times: list[float] = []
-        self.timer_listeners: list[Callable[[], None]] = []
+        self.timer_listeners: list[Callable[[float | None], None]] = []
 
     async def fire_timers(self) -> TimerScan:
         self.scan_times.append(time.monotonic())
@@ -73,7 +73,7 @@ async def test_a_nudge_wakes_it_after_the_minimum_interval() -> None:
     def nudge() -> None:
         nudged_at.append(time.monotonic())
         for listener in store.timer_listeners:
-            listener()
+            listener(None)
 
     await run_for(loop, 0.4, nudge)
     assert len(store.scan_times) == 2
@@ -90,7 +90,7 @@ async def test_more_due_than_one_pass_fires_scans_again_soon() -> None:
 async def test_calls_that_may_add_timers_nudge_the_listeners() -> None:
     caller = FunctionCaller(None)  # type: ignore[arg-type]
     heard: list[str] = []
-    caller.timer_listeners.append(lambda: heard.append("x"))
+    caller.timer_listeners.append(lambda due: heard.append("x"))
 
     async def nothing(calls: object) -> list[object]:
         return []

@@ -33,12 +33,14 @@ async def test_a_completion_without_commands_does_not_wake_the_timer_loop() -> N
     store = Store(fakeredis.FakeAsyncRedis(), Keys("p", 2))
     heard: list[str] = []
     caller = FunctionCaller(None)  # type: ignore[arg-type]
-    caller.timer_listeners.append(lambda: heard.append("x"))
+    caller.timer_listeners.append(lambda due: heard.append("x"))
+    # The server's answers: no timer added, twice; then one due in 5 ms.
+    due_in = [-1, -1, 5]
 
-    async def nothing(calls: object) -> list[object]:
-        return []
+    async def answer(calls: object) -> list[object]:
+        return [[b"ok", 1, b"1-0", 0, 0, [], due_in.pop(0)]]
 
-    caller._call_many = nothing  # type: ignore[method-assign]
+    caller._call_many = answer  # type: ignore[method-assign]
     await caller.call_many([completion(store, [])])
     assert heard == []
     # A note on dropped signals is no command sent to the server either.
