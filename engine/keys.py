@@ -33,6 +33,12 @@ WORKFLOW_KEY_SUFFIXES = (HISTORY_SUFFIX, BUFFER_SUFFIX, UPDATES_SUFFIX, UPDATE_I
 WORKER_INFO_SUFFIX = ":info"
 
 
+#: Two key names no one writes. Put after a hash tag (`{7}rd-slot-probe-1`), they ask,
+#: inside a Function, whether that tag's slot is moving between Redis Cluster nodes
+#: (engine/lua/00_common.lua `slot_moving`).
+SLOT_PROBE_KEYS = ("rd-slot-probe-1", "rd-slot-probe-2")
+
+
 #: The keys of one history shard, as templates after the shard's prefix
 #: (`Keys.shard_prefix`, "redurable:{7}:"). Keys builds them in Python, and
 #: lua_key_helpers() writes the same templates as the Lua functions the library builds
@@ -276,7 +282,8 @@ class Keys:
 
 def lua_key_helpers() -> str:
     """Lua for the library's start (engine/functions.py): the consumer group's name, and
-    one function `key_<name>(prefix, <params>)` per SHARD_KEYS template."""
+    one function `key_<name>(prefix, <params>)` per SHARD_KEYS template, and
+    `key_slot_probes(tag)` (SLOT_PROBE_KEYS)."""
     lines = [
         "-- Generated from engine/keys.py (GROUP, SHARD_KEYS): the key schema's one source.",
         f"local GROUP = {_lua_string(GROUP)}",
@@ -293,6 +300,9 @@ def lua_key_helpers() -> str:
         lines.append(f"local function key_{name}({', '.join(['prefix', *params])})")
         lines.append(f"  return {' .. '.join(parts)}")
         lines.append("end")
+    probes = ", ".join(f"'{{' .. tag .. '}}{_lua_string(name)[1:-1]}'"
+                       for name in SLOT_PROBE_KEYS)
+    lines += ["local function key_slot_probes(tag)", f"  return {probes}", "end"]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ is computed once (CRC16 in C, `binascii.crc_hqx`) and cached.
 - MOVED: the slot's new owner is recorded, the command sent there, and the whole map
   refreshed (CLUSTER SLOTS) before the next call. ASK: ASKING + the command on the
   node named. TRYAGAIN / CLUSTERDOWN (a slot migrating, a failover): retried after a
-  short pause a few times, then the error reply is handed back (engine/reconnect.py
+  growing pause for up to RETRY_FOR_S, then the error reply is handed back (engine/reconnect.py
   counts both as transient). A lost connection marks the map stale: the next call
   refreshes it (a failover moved the slots to a promoted replica).
 - A blocking XREADGROUP over streams of several slots (the worker's task read) would
@@ -49,10 +49,16 @@ from engine.tls import ssl_context_from_query
 
 SLOTS = 16384
 Address = tuple[str, int]
-#: Attempts of a command answered with a redirection or TRYAGAIN/CLUSTERDOWN.
+#: Redirections (MOVED, ASK, "Function not found") one command follows in a row.
 MAX_REDIRECTS = 8
-#: Pause before retrying after TRYAGAIN / CLUSTERDOWN (times the attempt number).
+#: How long a command answered TRYAGAIN / CLUSTERDOWN is retried: a failover, or a
+#: shard's slot moving key by key (every Function call on it answers TRYAGAIN until
+#: the slot has moved: engine/lua/00_common.lua `slot_moving`).
+RETRY_FOR_S = 10.0
+#: Pause before retrying after TRYAGAIN / CLUSTERDOWN (times the attempt number, at
+#: most RETRY_PAUSE_MAX_S).
 RETRY_PAUSE_S = 0.05
+RETRY_PAUSE_MAX_S = 0.5
 _WAITS = (b"WAIT", b"WAITAOF")
 _FCALLS = frozenset({"FCALL", "FCALL_RO", b"FCALL", b"FCALL_RO"})
 
@@ -294,9 +300,12 @@ class ClusterRespPool(RespPool):
     async def _resolve(self, command: Sequence[Arg], reply: Any) -> Any:
         """Follow a redirection, wait out a migration or failover, or load the library
         on a node that lacks it; the command's final reply."""
-        for attempt in range(1, MAX_REDIRECTS + 1):
+        redirects = waits = 0
+        deadline = asyncio.get_running_loop().time() + RETRY_FOR_S
+        while redirects < MAX_REDIRECTS:
             redirect = _redirect(reply)
             if redirect is not None:
+                redirects += 1
                 kind, slot, address = redirect
                 if kind == "MOVED":
                     self._owner[slot] = address
@@ -305,7 +314,11 @@ class ClusterRespPool(RespPool):
                 else:
                     reply = (await self._send(address, [("ASKING",), command]))[1]
             elif _retry_later(reply):
-                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                if asyncio.get_running_loop().time() >= deadline:
+                    return reply
+                redirects = 0  # a slot moving answers ASK, then TRYAGAIN, in turn
+                waits += 1
+                await asyncio.sleep(min(RETRY_PAUSE_S * waits, RETRY_PAUSE_MAX_S))
                 if str(reply).startswith("CLUSTERDOWN"):
                     self._stale = True
                     await self.refresh()
@@ -313,6 +326,7 @@ class ClusterRespPool(RespPool):
                 address = self._any_node() if key is None else self.owner_of(key)
                 reply = (await self._send(address, [command]))[0]
             elif _missing_library(reply):
+                redirects += 1
                 key = command_key(command)
                 address = self._any_node() if key is None else self.owner_of(key)
                 refused = await self.load_library_on(address)

@@ -11,6 +11,45 @@
 -- state hash field max_events overrides it per run).
 local MAX_HISTORY_EVENTS = 50000
 
+-- Redis Cluster moves a slot key by key (`redis-cli --cluster reshard`: MIGRATE of 10
+-- keys at a time). These functions reach keys they do not declare (a shard's timers,
+-- indexes, task streams, other workflows named by stored state), and Redis routes a call
+-- by its declared keys only: while a shard's slot is half moved, a call could read an
+-- empty key whose data is on the other node, write half its effects and then fail, or
+-- create on the target a key the source still holds (MIGRATE then stops with BUSYKEY).
+-- An EXISTS of two keys that never exist fails inside a script exactly while the slot
+-- is moving: on the source (keys missing from a MIGRATING slot: ASK) and on the target
+-- (several keys missing under ASKING: TRYAGAIN). Every function calls this first and
+-- answers TRYAGAIN before it reads or writes anything; the cluster client retries the
+-- call until the slot has moved (engine/resp_cluster.py). A single server skips it.
+local cluster_enabled = nil
+
+local function hash_tag(key)
+  local open = string.find(key, '{', 1, true)
+  if open then
+    local close = string.find(key, '}', open + 1, true)
+    if close and close > open + 1 then return string.sub(key, open + 1, close - 1) end
+  end
+  return key
+end
+
+local function slot_moving(keys)
+  if cluster_enabled == nil then  -- (fakeredis has no INFO in scripts: not a cluster)
+    local info = redis.pcall('INFO', 'cluster')
+    cluster_enabled = type(info) == 'string'
+                      and string.find(info, 'cluster_enabled:1', 1, true) ~= nil
+  end
+  if not cluster_enabled or keys[1] == nil then return nil end
+  local tag = hash_tag(keys[1])
+  local one, two = key_slot_probes(tag)
+  local probe = redis.pcall('EXISTS', one, two)
+  if type(probe) == 'table' and probe.err then
+    return redis.error_reply('TRYAGAIN the slot of {' .. tag .. '} is moving (' ..
+                             probe.err .. ')')
+  end
+  return nil
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -44,6 +44,7 @@ local FAILED_STATUSES = {FAILED = true, CANCELED = true, TERMINATED = true, TIME
 -- run has closed; one that was answered with the running run answers that run again
 -- (unless another start came in between: then its own run id).
 redis.register_function('rd_start', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local o = {}
   if args[9] and args[9] ~= '' then o = cjson.decode(args[9]) end
@@ -112,6 +113,7 @@ end
 --         {'history_limit', message} (the history is full: refused).
 -- A request id already applied answers {'ok'} and delivers nothing.
 redis.register_function('rd_signal', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   if keys[4] and request_seen(keys[4], args[6]) then return {'ok'} end
   local bad = check_running(c)
@@ -137,6 +139,7 @@ end)
 -- ARGV: prefix, workflow_id, run_id, reason[, request_id, request window ms]
 -- Returns {'ok'} | {'not_found'} | {'not_running', status}.
 redis.register_function('rd_cancel', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   if keys[4] and request_seen(keys[4], args[5]) then return {'ok'} end
   local bad = check_running(c)
@@ -154,6 +157,7 @@ end)
 -- ARGV: prefix, workflow_id, run_id, reason[, request_id, request window ms]
 -- Returns {'ok'} | {'not_found'} | {'not_running', status}.
 redis.register_function('rd_terminate', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   if keys[4] and request_seen(keys[4], args[5]) then return {'ok'} end
   local bad = check_running(c)

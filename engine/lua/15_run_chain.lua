@@ -84,6 +84,7 @@ end
 -- Returns {'ok', new_run_id} or {'stale'} (the chain moved on or ended: nothing written
 -- but the timer's removal). Idempotent: a second call for the same closed run is stale.
 redis.register_function('rd_cron_next', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local member = timer_member('N', c.run, 0, 0, c.id)
   redis.call('ZREM', c.timers, member)

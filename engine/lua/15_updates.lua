@@ -147,6 +147,7 @@ end
 -- Returns {'ok', stage, outcome, value, run_id} | {'not_found'} |
 --         {'not_running', status} | {'history_limit', message}.
 redis.register_function('rd_update', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local uid = args[4]
   local u = get_update(c, uid)
@@ -182,6 +183,7 @@ end)
 -- Returns {} for an unknown id, else {stage, outcome, value, run_id, status, current run}.
 redis.register_function{function_name = 'rd_update_state', flags = {'no-writes'},
   callback = function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
     local raw = redis.call('HGET', keys[2], args[1])
     if not raw then return {} end
     local p = unpack_strings(raw)

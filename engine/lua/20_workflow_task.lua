@@ -19,6 +19,7 @@ end
 -- (a failover lost transitions it saw committed) find that out although no entry follows
 -- its cursor.
 redis.register_function('rd_wft_start', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local epoch, msg = args[4], args[5]
   if not wft_fenced(c, epoch, nil) then
@@ -52,6 +53,7 @@ end)
 -- ARGV: prefix, workflow_id, run_id, epoch, token, timeout_ms
 -- Returns 1 when the task is still the caller's, else 0 (timed out, or fenced).
 redis.register_function('rd_wft_extend', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local epoch, token = args[4], args[5]
   if not wft_fenced(c, epoch, token) then return 0 end
@@ -205,6 +207,7 @@ local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed 
 --          ms until the earliest timer the call added falls due (-1: none added)},
 --      {'retry'}, or {'stale'} (message acknowledged, nothing written).
 redis.register_function('rd_wft_complete', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local epoch, token, msg = args[4], args[5], args[6]
   if not wft_fenced(c, epoch, token) then
@@ -341,6 +344,7 @@ end
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, failure_json[, reason]
 -- Returns {'ok'}, {'dead'} or {'stale'}.
 redis.register_function('rd_wft_fail', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local epoch, token, msg = args[4], args[5], args[6]
   if not wft_fenced(c, epoch, token) then

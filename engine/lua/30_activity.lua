@@ -20,6 +20,7 @@ end
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker, ['async']
 -- Returns {'ok', state_json, input, heartbeat_details, now_ms} or {'stale'}.
 redis.register_function('rd_act_start', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
   local async = args[8] == 'async'
@@ -72,6 +73,7 @@ end)
 -- {'stale'} when the attempt is not the activity's current one any more (it ended,
 -- timed out, or its run closed): either way the attempt is no longer wanted.
 redis.register_function('rd_act_heartbeat', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local seq, attempt = args[4], args[5]
   local state = act_fenced(c, seq, attempt)
@@ -119,6 +121,7 @@ end
 -- workflow task, {} none), ms until the earliest timer the call added falls due (-1:
 -- none added: a retry adds one)} or {'stale'}.
 redis.register_function('rd_act_complete', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
   local state = act_fenced(c, seq, attempt)

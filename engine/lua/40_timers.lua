@@ -92,6 +92,7 @@ end
 -- scans at least once a second, and under load far more often, which is soon enough
 -- for a fallback.
 redis.register_function('rd_fire_timers', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local ts = now_ms()
   local limit = tonumber(args[2])
   local fired = 0

@@ -7,6 +7,7 @@
 -- ARGV: consumer, min_idle_ms, cursor, count, max_deliveries
 -- Returns {next_cursor, {entries claimed}, dead_lettered_count}.
 redis.register_function('rd_claim', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local res = redis.call('XAUTOCLAIM', keys[1], GROUP, args[1], args[2], args[3],
     'COUNT', args[4])
   local claimed, dead = {}, 0
@@ -36,6 +37,7 @@ end)
 -- ARGV: msg_id
 -- Returns 1 when requeued, 0 when the entry was gone.
 redis.register_function('rd_release', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local entries = redis.call('XRANGE', keys[1], args[1], args[1])
   ack(keys[1], args[1])
   if #entries == 0 then return 0 end
@@ -51,6 +53,7 @@ end)
 -- ARGV: msg_id, reason
 -- Returns 1 when moved, 0 when the entry was gone.
 redis.register_function('rd_dead_letter', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local entries = redis.call('XRANGE', keys[1], args[1], args[1])
   ack(keys[1], args[1])
   if #entries == 0 then return 0 end
@@ -69,6 +72,7 @@ end)
 -- ARGV: dead-letter entry id
 -- Returns 1 when requeued, 0 when not found.
 redis.register_function('rd_dlq_requeue', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local entries = redis.call('XRANGE', keys[1], args[1], args[1])
   if #entries == 0 then return 0 end
   local fields = entries[1][2]
@@ -107,6 +111,7 @@ end)
 -- Returns {{entries claimed}, dead_lettered_count, more, {suspect entry ids}} (more = 1
 -- when count was hit or suspects were left).
 redis.register_function('rd_claim_from', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local count = tonumber(args[3])
   local pending = redis.call('XPENDING', keys[1], GROUP, '-', '+', count, args[1])
   local max_deliveries = tonumber(args[4])

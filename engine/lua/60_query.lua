@@ -10,6 +10,7 @@
 -- Returns {entries, buffered} (buffered: netstrings of type, ts, field, value...).
 redis.register_function{function_name = 'rd_query_inputs', flags = {'no-writes'},
   callback = function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
     local from = '-'
     if args[1] ~= '' then from = '(' .. args[1] end
     return {redis.call('XRANGE', keys[1], from, '+'), redis.call('LRANGE', keys[2], 0, -1)}

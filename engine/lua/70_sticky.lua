@@ -9,6 +9,7 @@
 -- ARGV: shard prefix, task queue, sticky name
 -- Returns the number of tasks moved.
 redis.register_function('rd_sticky_release', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local prefix, name = args[1], args[3]
   local shared = key_workflow_tasks(prefix, args[2])
   local moved = 0
@@ -41,6 +42,7 @@ end)
 -- ARGV: sticky name of the worker letting go
 -- Returns 1 when it owned the workflow, else 0.
 redis.register_function('rd_unstick', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   if redis.call('HGET', keys[1], 'sticky') ~= args[1] then return 0 end
   redis.call('HDEL', keys[1], 'sticky', 'sticky_ms')
   return 1

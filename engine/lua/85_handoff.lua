@@ -277,6 +277,7 @@ handlers.cancel_result = external_result('ExternalWorkflowExecutionCancelRequest
 -- Returns {'ok', outcome} ('seen' when it was applied before) or an error for an
 -- entry that is not well formed (the worker dead-letters it).
 redis.register_function('rd_handoff', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local f = {}
   for i = 4, #args, 2 do f[args[i]] = args[i + 1] end
   local handler = handlers[f.kind]
@@ -295,6 +296,7 @@ end)
 -- KEYS: outbox stream
 -- ARGV: entry id
 redis.register_function('rd_handoff_ack', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   ack(keys[1], args[1])
   return 1
 end)

@@ -42,6 +42,7 @@ end
 
 -- rd_sched_create: ARGV: id, field/value pairs... Returns {'ok'} | {'exists'}.
 redis.register_function('rd_sched_create', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   if redis.call('EXISTS', keys[1]) == 1 then return {'exists'} end
   local ts = now_ms()
   local fields = {'HSET', keys[1]}
@@ -58,6 +59,7 @@ end)
 -- ARGV: id, expected version, field/value pairs...
 -- Returns {'ok'} | {'not_found'} | {'conflict'} (updated by someone else meanwhile).
 redis.register_function('rd_sched_update', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local version = redis.call('HGET', keys[1], 'version')
   if not version then return {'not_found'} end
   if version ~= args[2] then return {'conflict'} end
@@ -79,6 +81,7 @@ end)
 -- Returns {'ok', lease_ms} | {'not_found'} | {'stale'} (the state changed since the
 -- worker read it: nothing written) | {'pending'} (a start awaits confirmation first).
 redis.register_function('rd_sched_advance', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local f = redis.call('HMGET', keys[1], 'seq', 'pending')
   if not f[1] then return {'not_found'} end
   if f[1] ~= args[2] then return {'stale'} end
@@ -107,6 +110,7 @@ end)
 -- ARGV: id, fire ms, workflow id, run id.
 -- Returns {'ok'} | {'not_found'} | {'not_pending'} (someone recorded it already).
 redis.register_function('rd_sched_started', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   local f = redis.call('HMGET', keys[1], 'pending', 'running', 'recent')
   if not f[2] then return {'not_found'} end
   if not f[1] or f[1] == '' then return {'not_pending'} end
@@ -134,6 +138,7 @@ end)
 -- each with "o": an overlap policy or absent) is queued for the next worker.
 -- Returns {'ok'} | {'not_found'}.
 redis.register_function('rd_sched_control', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   if redis.call('EXISTS', keys[1]) == 0 then return {'not_found'} end
   local ts = now_ms()
   if args[2] == 'pause' or args[2] == 'unpause' then
@@ -157,6 +162,7 @@ end)
 
 -- rd_sched_delete: ARGV: id. Returns {'ok'} | {'not_found'}. Workflows it started run on.
 redis.register_function('rd_sched_delete', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
   if redis.call('EXISTS', keys[1]) == 0 then return {'not_found'} end
   redis.call('DEL', keys[1])
   redis.call('ZREM', keys[2], args[1])
@@ -168,6 +174,7 @@ end)
 -- Returns {now_ms (server clock), next score or -1, id...}.
 redis.register_function{function_name = 'rd_sched_due', flags = {'no-writes'},
   callback = function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
     local ts = now_ms()
     local out = {ts, -1}
     local due = redis.call('ZRANGEBYSCORE', keys[1], '-inf', ts, 'LIMIT', 0, tonumber(args[1]))

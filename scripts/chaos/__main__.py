@@ -137,6 +137,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      "(default: an embedded Valkey); the others start a private redis-server")
     run.add_argument("--cluster-ports", help="ports of the cluster scenarios' local "
                      "cluster, like 7300-7305 (default: free ones)")
+    run.add_argument("--reshard", choices=("redis-cli", "keys", "whole"),
+                     default="redis-cli", help="cluster-reshard: how a slot moves "
+                     "(scripts/chaos/cluster_reshard.py)")
     run.add_argument("--no-write", action="store_true", help="do not update the doc")
     args = p.parse_args(argv)
     if args.all:

@@ -8,6 +8,7 @@ it in a thread.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -133,12 +134,10 @@ def migrate_slot(cluster: LocalCluster, slot: int, target: int, *, batch: int = 
     Returns the keys moved.
 
     `batch` 0 moves every key of the slot in one MIGRATE (then the few created in the
-    meantime), so no Function call runs while the slot's keys are split between the
-    two nodes: redurable's Functions reach keys they do not declare (the shard's
-    timers, indexes, task streams), which Redis cannot redirect as a whole. `batch` N
-    moves N keys per MIGRATE as `redis-cli --cluster reshard` does (its default
-    pipeline is 10), `pause` seconds apart: see docs/reliability.md for what that does
-    to a redurable shard."""
+    meantime); `batch` N moves N keys per MIGRATE as `redis-cli --cluster reshard` does
+    (its default pipeline is 10), `pause` seconds apart, so the slot's keys stay split
+    between the two nodes for a while: redurable's Functions answer TRYAGAIN until it
+    has moved (engine/lua/00_common.lua `slot_moving`; docs/reliability.md)."""
     source = slot_owner(cluster.ports[0], slot)
     if source is None or source == target:
         return 0
@@ -172,3 +171,33 @@ def migrate_slot(cluster: LocalCluster, slot: int, target: int, *, batch: int = 
             with _node(port) as node:
                 node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
     return moved
+
+
+def reshard_with_redis_cli(cluster: LocalCluster, slot: int, target: int) -> int:
+    """Move `slot` to master `target` with the real `redis-cli --cluster reshard`
+    (key by key, 10 keys per MIGRATE: its defaults). redis-cli takes a source's lowest
+    slots first, so every slot of the source up to `slot` moves with it (most are
+    empty; other shards' slots among them move too). Returns the keys those slots held
+    before the move (CLUSTER COUNTKEYSINSLOT)."""
+    with _node(cluster.ports[0]) as node:
+        ranges = node.execute_command("CLUSTER", "SLOTS")
+    owners = [(int(lo), int(hi), int(primary[1])) for lo, hi, primary, *_ in ranges]
+    source = next((port for lo, hi, port in owners if lo <= slot <= hi), None)
+    if source is None or source == target:
+        return 0
+    moving = [s for lo, hi, port in owners if port == source
+              for s in range(lo, hi + 1) if s <= slot]
+    with _node(source) as node:
+        keys = sum(int(node.execute_command("CLUSTER", "COUNTKEYSINSLOT", s))
+                   for s in moving)
+    done = subprocess.run(
+        ["redis-cli", "--cluster", "reshard", f"127.0.0.1:{source}",
+         "--cluster-from", _node_id(cluster, source),
+         "--cluster-to", _node_id(cluster, target),
+         "--cluster-slots", str(len(moving)), "--cluster-yes"],
+        capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0 or slot_owner(cluster.ports[0], slot) != target:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"redis-cli --cluster reshard of slot {slot} failed: "
+                           + " | ".join(tail))
+    return keys

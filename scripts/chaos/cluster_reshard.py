@@ -3,11 +3,13 @@
 A private 3-master cluster (scripts/cluster.py) runs Storm workflows on a pool of
 worker processes while a client starts them. Every `move_every` seconds, while
 workflows are open, one of the namespace's shard slots (each history shard is one
-slot: scripts/chaos/cluster_faults.py) is migrated to the next master, key by key as
-`redis-cli --cluster reshard` does (IMPORTING/MIGRATING, MIGRATE ... KEYS in batches,
-SETSLOT NODE). During a migration a client meets ASK (a key already moved), TRYAGAIN
-(a multi-key Function call whose keys are split between the two nodes, or that would
-create a key) and, after it, MOVED; blocked stream reads on the slot are redirected.
+slot: scripts/chaos/cluster_faults.py) is migrated to the next master by the real
+`redis-cli --cluster reshard` (IMPORTING/MIGRATING, MIGRATE ... KEYS 10 at a time,
+SETSLOT NODE), or the same steps by script (`mover`). During a migration a client
+meets ASK (a key already moved), TRYAGAIN (a multi-key Function call whose keys are
+split between the two nodes, one that would create a key, and every Function call on
+the slot: engine/lua/00_common.lua `slot_moving`) and, after it, MOVED; blocked stream
+reads on the slot are redirected.
 Nobody tells the clients or workers. Then the checker (scripts/chaos/checker.py) reads
 every history: nothing may be lost or wrong, since no node died.
 """
@@ -39,9 +41,12 @@ class ClusterReshardConfig(StormLoad):
     #: 3 ports (masters; the bus uses port + 10000); empty: free ones.
     ports: tuple[int, ...] = ()
     move_every: float = 1.0
-    #: Keys per MIGRATE (0: the whole slot in one) and the pause between two (s):
-    #: cluster_faults.migrate_slot says why a shard's slot moves whole.
-    batch: int = 0
+    #: How a slot moves: "redis-cli" runs the real `redis-cli --cluster reshard` (key
+    #: by key, 10 per MIGRATE, taking every lower slot of the source with it);
+    #: "keys" moves `batch` keys per MIGRATE, `batch_pause` s apart, the same way but
+    #: that slot only; "whole" moves it in one MIGRATE (cluster_faults.py).
+    mover: str = "redis-cli"
+    batch: int = 10
     batch_pause: float = 0.0
     #: Pause between two starts (s): starts go on while slots move.
     start_pause: float = 0.005
@@ -129,8 +134,14 @@ async def _move_one(cluster: LocalCluster, slots: list[int], report: ReshardRepo
     owner = await anyio.to_thread.run_sync(cluster_faults.slot_owner, masters[0], slot)
     target = masters[(masters.index(owner) + 1) % len(masters)] if owner else masters[0]
     began = time.monotonic()
-    report.keys_moved += await anyio.to_thread.run_sync(
-        lambda: cluster_faults.migrate_slot(cluster, slot, target, batch=cfg.batch,
-                                            pause=cfg.batch_pause))
+    if cfg.mover == "redis-cli":
+        moved = await anyio.to_thread.run_sync(
+            cluster_faults.reshard_with_redis_cli, cluster, slot, target)
+    else:
+        batch = cfg.batch if cfg.mover == "keys" else 0
+        moved = await anyio.to_thread.run_sync(
+            lambda: cluster_faults.migrate_slot(cluster, slot, target, batch=batch,
+                                                pause=cfg.batch_pause))
+    report.keys_moved += moved
     report.longest_move = max(report.longest_move, time.monotonic() - began)
     report.moves += 1

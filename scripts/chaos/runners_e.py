@@ -33,10 +33,13 @@ async def _cluster_failover(args: argparse.Namespace, workdir: Path) -> Outcome:
 
 
 async def _cluster_reshard(args: argparse.Namespace, workdir: Path) -> Outcome:
-    cfg = sized(cluster_reshard.ClusterReshardConfig(ports=_ports(args, 3)), args.workflows)
+    cfg = sized(cluster_reshard.ClusterReshardConfig(
+        ports=_ports(args, 3), mover=args.reshard), args.workflows)
     report = await cluster_reshard.run(cfg, workdir)
-    how = ("each moved whole (one MIGRATE)" if not cfg.batch
-           else f"{cfg.batch} keys per MIGRATE")
+    how = {"whole": "each moved whole (one MIGRATE)",
+           "keys": f"key by key, {cfg.batch} keys per MIGRATE",
+           "redis-cli": "by `redis-cli --cluster reshard` (10 keys per MIGRATE, with "
+                        "every lower slot of its master)"}[cfg.mover]
     return report.ok, (
         f"local Redis 7.0 Cluster, 3 masters; {cfg.workflows} workflows, {cfg.workers} "
         f"workers; one of the namespace's 4 shard slots migrated to the next master every "

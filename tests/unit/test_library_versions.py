@@ -140,3 +140,18 @@ async def test_a_server_that_lost_this_version_gets_it_back_on_the_next_call() -
     assert replies == [library_version().encode()] * 3
     assert await loaded_versions(redis) == {library_version()}
     await redis.aclose()
+
+
+def test_every_function_first_checks_that_its_slot_is_not_moving() -> None:
+    """While a shard's slot moves key by key, a Function call that reads or writes
+    anything first could see or create keys on the wrong node (engine/lua/00_common.lua
+    `slot_moving`): every registered callback calls it before anything else."""
+    lines = lua_files().splitlines()
+    heads = [n for n, line in enumerate(lines)
+             if line.endswith("function(keys, args)")
+             and ("redis.register_function('rd_" in line or "callback = " in line)]
+    assert len(heads) == "\n".join(lines).count("redis.register_function")
+    for n in heads:
+        assert lines[n + 1].strip() == (
+            "local moving = slot_moving(keys); if moving then return moving end"
+        ), lines[n]

@@ -254,3 +254,58 @@ async def test_a_blocking_read_follows_ask_with_asking() -> None:
     assert await pool.execute_blocking(*_read([stream])) is None
     assert [asking for _, asking in target.reads] == [True]
     assert len(source.reads) == 1
+
+
+class _ScriptedNode:
+    """A node answering each command sent with the next of `replies`; records whether
+    ASKING came before it."""
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.replies = replies
+        self.sent: list[bool] = []
+
+    async def execute_many(self, commands: Any) -> list[Any]:
+        asking = commands[0] == ("ASKING",)
+        self.sent.append(asking)
+        reply = self.replies.pop(0)
+        return ["OK", reply] if asking else [reply]
+
+
+def _slot_moving(slot: int) -> ResponseError:
+    return ResponseError(f"TRYAGAIN the slot of k{{{slot}}} is moving (ERR ...)")
+
+
+@pytest.mark.anyio
+async def test_a_call_on_a_slot_moving_key_by_key_is_retried_until_it_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Function call whose declared keys have moved is sent to the target with ASK
+    and answers TRYAGAIN there while the slot is still moving (engine/lua/00_common.lua
+    `slot_moving`): ASK and TRYAGAIN alternate for as long as the move takes, more
+    times than MAX_REDIRECTS, and the call lands once it is over."""
+    monkeypatch.setattr("engine.resp_cluster.RETRY_PAUSE_S", 0.0)
+    stream = Keys("ns", 1).workflow_tasks(0, "q")
+    slot = key_slot(stream)
+    turns = 3 * MAX_REDIRECTS
+    source = _ScriptedNode([ResponseError(f"ASK {slot} n:2")] * (turns + 1))
+    target = _ScriptedNode([_slot_moving(slot)] * turns + ["done"])
+    pool = _MigratingCluster(slot, {("n", 1): source, ("n", 2): target},  # type: ignore[dict-item]
+                             owner_after=("n", 1))
+    assert await pool.execute_many([("FCALL", "rd_x", 1, stream)]) == ["done"]
+    assert target.sent == [True] * (turns + 1)
+
+
+@pytest.mark.anyio
+async def test_tryagain_is_handed_back_after_retry_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("engine.resp_cluster.RETRY_PAUSE_S", 0.001)
+    monkeypatch.setattr("engine.resp_cluster.RETRY_FOR_S", 0.05)
+    stream = Keys("ns", 1).workflow_tasks(0, "q")
+    slot = key_slot(stream)
+    source = _ScriptedNode([_slot_moving(slot)] * 1000)
+    pool = _MigratingCluster(slot, {("n", 1): source},  # type: ignore[dict-item]
+                             owner_after=("n", 1))
+    reply = (await pool.execute_many([("FCALL", "rd_x", 1, stream)]))[0]
+    assert isinstance(reply, ResponseError) and str(reply).startswith("TRYAGAIN")
+    assert 3 < len(source.sent) < 1000
