@@ -1,6 +1,8 @@
 """Cluster mode on the cold path (redis-py): detecting a cluster from any node's URL,
 the `RedisCluster` client that stands in for `Redis`, and plain clients to single
-nodes for what RedisCluster's asyncio client does not do (pub/sub).
+nodes for what RedisCluster's asyncio client does not do: sharded pub/sub
+(engine/shard_pubsub.py, sdk/worker/presence.py subscribe on the node serving each
+channel's slot) and a blocking read on a connection of its own (the UI's live history).
 
 redis-py's cluster client routes each command by its key's slot (an FCALL by its first
 key), splits a non-transactional pipeline by node and puts the replies back in order,
