@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import random
-from binascii import crc_hqx
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -43,12 +41,26 @@ from urllib.parse import parse_qs, unquote, urlparse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from engine.cluster_commands import (
+    SLOTS,
+    WAITS,
+    Address,
+    command_key,
+    key_gone,
+    missing_library,
+    redirect_of,
+    retry_later,
+    split_read,
+    streams_index,
+    upper,
+    without_block,
+)
+from engine.cluster_commands import key_slot as key_slot
+from engine.cluster_commands import weakest_wait as weakest_wait
 from engine.library import library_source
 from engine.resp import Arg, RespPool
 from engine.tls import ssl_context_from_query
 
-SLOTS = 16384
-Address = tuple[str, int]
 #: Redirections (MOVED, ASK, "Function not found") one command follows in a row.
 MAX_REDIRECTS = 8
 #: How long a command answered TRYAGAIN / CLUSTERDOWN is retried: a failover, or a
@@ -59,79 +71,7 @@ RETRY_FOR_S = 10.0
 #: most RETRY_PAUSE_MAX_S).
 RETRY_PAUSE_S = 0.05
 RETRY_PAUSE_MAX_S = 0.5
-_WAITS = (b"WAIT", b"WAITAOF")
 _FCALLS = frozenset({"FCALL", "FCALL_RO", b"FCALL", b"FCALL_RO"})
-
-
-@functools.lru_cache(maxsize=65536)
-def key_slot(key: bytes | str) -> int:
-    """The hash slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole key."""
-    raw = key.encode() if isinstance(key, str) else key
-    start = raw.find(b"{")
-    if start >= 0:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            raw = raw[start + 1 : end]
-    return crc_hqx(raw, 0) % SLOTS
-
-
-def _upper(arg: Arg) -> bytes:
-    return (arg.encode() if isinstance(arg, str) else bytes(arg) if isinstance(arg, bytes)
-            else str(arg).encode()).upper()
-
-
-def command_key(command: Sequence[Arg]) -> Arg | None:
-    """The key that decides where a command goes; None for a keyless command."""
-    name = _upper(command[0])
-    if name in (b"FCALL", b"FCALL_RO", b"EVAL", b"EVALSHA"):
-        return command[3] if int(command[2]) > 0 else None
-    if name in (b"XREADGROUP", b"XREAD"):
-        for i, arg in enumerate(command):
-            if _upper(arg) == b"STREAMS":
-                return command[i + 1]
-        return None
-    if name == b"PUBSUB" or name in _WAITS or len(command) < 2:
-        # PUBSUB SHARDNUMSUB <channel>: the channel's slot; other PUBSUB: any node.
-        if name == b"PUBSUB" and len(command) > 2 and _upper(command[1]) == b"SHARDNUMSUB":
-            return command[2]
-        return None
-    if name in (b"PING", b"TIME", b"ROLE", b"INFO", b"FUNCTION", b"CLUSTER", b"DBSIZE"):
-        return None
-    return command[1]
-
-
-def _redirect(reply: Any) -> tuple[str, int, Address] | None:
-    """("MOVED"|"ASK", slot, address) of a redirection error reply, else None."""
-    if not isinstance(reply, ResponseError):
-        return None
-    parts = str(reply).split()
-    if len(parts) == 3 and parts[0] in ("MOVED", "ASK"):
-        host, _, port = parts[2].rpartition(":")
-        return parts[0], int(parts[1]), (host, int(port))
-    return None
-
-
-def _retry_later(reply: Any) -> bool:
-    return isinstance(reply, ResponseError) and str(reply).startswith(("TRYAGAIN", "CLUSTERDOWN"))
-
-
-def _key_gone(reply: Any) -> bool:
-    """A blocked read's stream was deleted under it: by MIGRATE, when its slot moved."""
-    return isinstance(reply, ResponseError) and str(reply).startswith("UNBLOCKED")
-
-
-def _missing_library(reply: Any) -> bool:
-    return isinstance(reply, ResponseError) and "function not found" in str(reply).lower()
-
-
-def weakest_wait(replies: Sequence[Any]) -> Any:
-    """One durability wait's reply from several nodes': the least any node confirmed."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            return reply
-    if all(isinstance(r, list) for r in replies):  # WAITAOF: [local, replicas]
-        return [min(int(r[0]) for r in replies), min(int(r[1]) for r in replies)]
-    return min(int(r) for r in replies)
 
 
 class ClusterRespPool(RespPool):
@@ -236,7 +176,7 @@ class ClusterRespPool(RespPool):
         else:
             key = command_key(command)
             if key is None:
-                return None if _upper(name) in _WAITS else self._any_node()
+                return None if upper(name) in WAITS else self._any_node()
         owner = self._owner[key_slot(key if isinstance(key, (bytes, str)) else str(key))]
         if owner is None:
             raise RedisConnectionError("the cluster serves no node for this slot (CLUSTERDOWN)")
@@ -256,7 +196,7 @@ class ClusterRespPool(RespPool):
             replies = await self._split(commands, addresses)
         for i, reply in enumerate(replies):
             if isinstance(reply, ResponseError) and (
-                    _redirect(reply) or _retry_later(reply) or _missing_library(reply)):
+                    redirect_of(reply) or retry_later(reply) or missing_library(reply)):
                 replies[i] = await self._resolve(commands[i], reply)
         return replies
 
@@ -303,7 +243,7 @@ class ClusterRespPool(RespPool):
         redirects = waits = 0
         deadline = asyncio.get_running_loop().time() + RETRY_FOR_S
         while redirects < MAX_REDIRECTS:
-            redirect = _redirect(reply)
+            redirect = redirect_of(reply)
             if redirect is not None:
                 redirects += 1
                 kind, slot, address = redirect
@@ -313,7 +253,7 @@ class ClusterRespPool(RespPool):
                     reply = (await self._send(address, [command]))[0]
                 else:
                     reply = (await self._send(address, [("ASKING",), command]))[1]
-            elif _retry_later(reply):
+            elif retry_later(reply):
                 if asyncio.get_running_loop().time() >= deadline:
                     return reply
                 redirects = 0  # a slot moving answers ASK, then TRYAGAIN, in turn
@@ -325,7 +265,7 @@ class ClusterRespPool(RespPool):
                 key = command_key(command)
                 address = self._any_node() if key is None else self.owner_of(key)
                 reply = (await self._send(address, [command]))[0]
-            elif _missing_library(reply):
+            elif missing_library(reply):
                 redirects += 1
                 key = command_key(command)
                 address = self._any_node() if key is None else self.owner_of(key)
@@ -366,8 +306,8 @@ class ClusterRespPool(RespPool):
         del asking
         if self._stale:
             await self.refresh()
-        if _upper(args[0]) == b"XREADGROUP":
-            split = _split_read(args)
+        if upper(args[0]) == b"XREADGROUP":
+            split = split_read(args)
             if len(split) > 1:
                 return await self._read_slots(args, split)
         key = command_key(args)
@@ -380,7 +320,7 @@ class ClusterRespPool(RespPool):
             try:
                 return await self.node(address).execute_blocking(*args, asking=asking)
             except ResponseError as exc:
-                redirect = _redirect(exc)
+                redirect = redirect_of(exc)
                 if redirect is not None and redirect[0] == "ASK":
                     # The slot is migrating and the key has gone: the map still names
                     # the source, which would answer ASK again until the end.
@@ -388,7 +328,7 @@ class ClusterRespPool(RespPool):
                     continue
                 # A stream migrated away while the read blocked on it is "UNBLOCKED
                 # the stream key no longer exists": read again where it went.
-                if redirect is None and not _retry_later(exc) and not _key_gone(exc):
+                if redirect is None and not retry_later(exc) and not key_gone(exc):
                     raise
                 self._stale = True
                 await asyncio.sleep(0 if redirect else RETRY_PAUSE_S)
@@ -406,14 +346,14 @@ class ClusterRespPool(RespPool):
         A read still blocked stays for the next call with the same streams: cancelling
         it could lose an entry the server delivers just then (pending, unseen)."""
         consumer = args[3]
-        head = list(args[: _streams_index(args) + 1])
+        head = list(args[: streams_index(args) + 1])
         if not any((consumer, *streams) in self._reads for streams in split):
             # Nothing kept from an earlier call: first take what is there already, all
             # slots at once without BLOCK, as one XREADGROUP on a single server answers
             # at once when any stream has entries. Only when none has do blocking reads
             # start (and may be kept): a one-off read never leaves one behind that would
             # later deliver an entry to a consumer no longer reading.
-            at_once = _without_block(head)
+            at_once = without_block(head)
             replies = await self.execute_many(
                 [[*at_once, *streams, *([">"] * len(streams))] for streams in split])
             for reply in replies:
@@ -480,37 +420,3 @@ class ClusterRespPool(RespPool):
         for pool in pools:
             with contextlib.suppress(Exception):
                 await pool.close()
-
-
-def _without_block(head: Sequence[Arg]) -> list[Arg]:
-    """An XREADGROUP's arguments before its streams, without BLOCK and its time."""
-    out: list[Arg] = []
-    skip = False
-    for arg in head:
-        if skip:
-            skip = False
-            continue
-        if _upper(arg) == b"BLOCK":
-            skip = True
-            continue
-        out.append(arg)
-    return out
-
-
-def _streams_index(args: Sequence[Arg]) -> int:
-    for i, arg in enumerate(args):
-        if _upper(arg) == b"STREAMS":
-            return i
-    raise ValueError("XREADGROUP without STREAMS")
-
-
-def _split_read(args: Sequence[Arg]) -> list[list[Arg]]:
-    """The streams of an XREADGROUP ... STREAMS s1 s2 > > grouped by slot, in order."""
-    index = _streams_index(args)
-    names = list(args[index + 1 :])
-    streams = names[: len(names) // 2]
-    by_slot: dict[int, list[Arg]] = {}
-    for stream in streams:
-        by_slot.setdefault(key_slot(stream if isinstance(stream, (bytes, str))
-                                    else str(stream)), []).append(stream)
-    return list(by_slot.values())

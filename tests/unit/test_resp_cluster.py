@@ -11,15 +11,9 @@ import pytest
 from redis.crc import key_slot as redis_py_key_slot
 from redis.exceptions import ResponseError
 
+from engine.cluster_commands import command_key, key_slot, split_read, weakest_wait
 from engine.keys import Keys
-from engine.resp_cluster import (
-    MAX_REDIRECTS,
-    ClusterRespPool,
-    _split_read,
-    command_key,
-    key_slot,
-    weakest_wait,
-)
+from engine.resp_cluster import MAX_REDIRECTS, ClusterRespPool
 
 
 @pytest.mark.parametrize("key", [
@@ -78,7 +72,7 @@ def test_split_read_groups_streams_by_slot_in_order() -> None:
     streams.append(keys.queries("q"))
     command: list[str | int] = ["XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "BLOCK", 5,
                                 "STREAMS", *streams, *([">"] * len(streams))]
-    groups = _split_read(command)
+    groups = split_read(command)
     assert len(groups) == 5
     assert groups[0] == [streams[0], streams[4]]
     assert groups[-1] == [keys.queries("q")]
