@@ -29,8 +29,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import InvalidArgumentError, ServerUnavailableError
@@ -41,16 +47,21 @@ T = TypeVar("T")
 #: Error replies of a server that is there but cannot serve writes or this key yet: a
 #: former primary demoted to a replica (READONLY) or a replica that lost its primary
 #: (MASTERDOWN) during a failover, a server loading its dataset after a restart
-#: (LOADING). Nothing was applied; the call is retried on a fresh connection.
-TRANSIENT_REPLIES = ("READONLY", "MASTERDOWN", "LOADING")
+#: (LOADING), a cluster slot moving (TRYAGAIN: every redurable Function call on a
+#: moving slot answers it, engine/lua/00_common.lua `slot_moving`) or a cluster without
+#: a node for the slot (CLUSTERDOWN). Nothing was applied; the call is retried.
+TRANSIENT_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` means "the server is out of reach for now", not "the call failed"."""
     if isinstance(exc, ServerUnavailableError):
         return False  # a retry loop below this one already gave up
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | ReadOnlyError):
-        return True  # (redis-py's ReadOnlyError: a READONLY reply, its code cut off)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | ReadOnlyError
+                  | TryAgainError | ClusterDownError):
+        return True  # (redis-py's classes of those replies: their code cut off)
+    if isinstance(exc, ClusterError):
+        return True  # redis-py's cluster client gave up following redirections for now
     return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)
 
 

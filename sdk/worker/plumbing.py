@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 from anyio.abc import TaskGroup
+from redis.exceptions import ClusterDownError, ClusterError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.calls import TaskRef
@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("redurable.worker")
 #: Errors a worker outlives: Redis away for a moment (its loops pause and go on).
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError,
+             # redis-py's cluster client: a slot moving or without a node, or it gave
+             # up following redirections for now (nothing applied).
+             TryAgainError, ClusterDownError, ClusterError)
 #: How long a poller's read blocks: the longest a stopping worker waits for its reads.
 READ_BLOCK_MS = 500
 

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP, sticky_name
+from engine.reconnect import is_transient
 from engine.store import Call, Store
 from engine.validate import check_task_queue
 from sdk._definitions import (
@@ -398,7 +399,11 @@ class Worker:
             try:
                 await loop()
                 return
-            except TRANSIENT as exc:
+            except Exception as exc:
+                # ...or an error reply that says "not now" (the hot path's TRYAGAIN after
+                # a slot moved for longer than its retries: engine/reconnect.py).
+                if not isinstance(exc, TRANSIENT) and not is_transient(exc):
+                    raise
                 log.warning("redis_unavailable", loop=loop.__qualname__, error=str(exc))
                 await anyio.sleep(0.5)
 

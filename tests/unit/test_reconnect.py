@@ -9,7 +9,14 @@ from typing import Any
 
 import fakeredis
 import pytest
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine.errors import InvalidArgumentError, ServerUnavailableError
@@ -47,6 +54,12 @@ def test_which_errors_mean_the_server_is_out_of_reach() -> None:
     # hiredis (engine/resp.py) keeps the code in the message
     assert is_transient(ResponseError("READONLY You can't write against a read only replica."))
     assert is_transient(ResponseError("MASTERDOWN Link with MASTER is down"))
+    # a cluster slot moving or a slot without a node: nothing applied
+    assert is_transient(ResponseError("TRYAGAIN the slot of {3} is moving (ERR ...)"))
+    assert is_transient(ResponseError("CLUSTERDOWN The cluster is down"))
+    assert is_transient(TryAgainError("the slot is moving"))
+    assert is_transient(ClusterDownError("The cluster is down"))
+    assert is_transient(ClusterError("TTL exhausted."))
     assert not is_transient(ResponseError("ERR unknown command"))
     assert not is_transient(ValueError("bad"))
     # a retry loop below already gave up: never retried again above it
