@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 from anyio.abc import TaskGroup
-from redis.exceptions import ClusterDownError, ClusterError, RedisError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -151,7 +157,20 @@ class TaskPlumbing:
         """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
         ones dead-lettered."""
         started = time.monotonic()
-        entries = await self.store.read_group(self.identity, streams, count, READ_BLOCK_MS)
+        try:
+            entries = await self.store.read_group(self.identity, streams, count,
+                                                  READ_BLOCK_MS)
+        except ResponseError as exc:
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                raise
+            # A stream of ours is gone (NOGROUP; UNBLOCKED: deleted while we blocked
+            # on it): live workers took us for dead (our presence
+            # was lost for longer than their grace) and released our sticky streams,
+            # or someone deleted a queue's stream. Create what is missing and read on;
+            # what they claimed from us is theirs now (fenced).
+            log.warning("task_streams_recreated", worker=self.identity, error=str(exc))
+            await self.store.ensure_groups(self.task_queue, self.sticky)
+            return []
         if not entries and time.monotonic() - started < 0.005:
             # A server that does not block (fakeredis): do not spin on it.
             await anyio.sleep(0.005)

@@ -172,3 +172,28 @@ async def test_killing_the_owner_hands_its_workflow_to_another_worker(
         for proc in procs:
             proc.kill()
         log.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_taken_for_dead_recreates_its_streams(real_client: Client) -> None:
+    """Live workers that took this one for dead (its presence subscription was lost for
+    longer than their grace: seen during a cluster reshard) claimed its tasks and
+    released its sticky streams. Its read blocked on them ended with "UNBLOCKED the
+    stream key no longer exists" (the next one with NOGROUP), and the worker stopped;
+    now it creates them again and goes on."""
+    client = real_client
+    async with running_worker(client, task_queue=TQ, workflows=[Counter],
+                              identity="w1") as worker:
+        handle = await client.start_workflow(Counter.run, 2, id="c-dead", task_queue=TQ)
+        await _bump_and_see(client, "c-dead", 1)
+        sticky = worker._plumbing.sticky
+        assert sticky is not None
+        await client.store.release_sticky(TQ, sticky)  # what the others do
+        await _bump_and_see(client, "c-dead", 1)
+        with anyio.fail_after(10):
+            assert await handle.result() == 2
+        streams = client.store.sticky_streams(TQ, sticky)
+        with anyio.fail_after(10):
+            while not all([await client.redis.exists(s) for s in streams]):
+                await anyio.sleep(0.05)
+    await _history_is_whole(client, "c-dead", 2)
