@@ -29,6 +29,11 @@ from tests.integration.cli_support import (
 # The fixtures (used by name), and what other tests still import from here.
 __all__ = ["ENV", "ROOT", "Cli", "assert_one_line_error", "cli", "redurable", "worker"]
 
+# Each test runs ten to twenty CLI processes, each a Python start: seconds apiece on a
+# loaded machine (test_user_errors_are_one_line_and_nonzero passed 60 s under a load
+# average of 16), so the default 60 s per test is too little for real work.
+pytestmark = pytest.mark.timeout(240)
+
 
 # --- user errors ------------------------------------------------------------------------
 
@@ -84,7 +89,6 @@ def test_start_with_memo_and_timeouts(cli: Cli) -> None:
 
 
 @pytest.mark.usefixtures("worker")
-@pytest.mark.timeout(240)  # some twenty CLI processes: seconds each on a loaded machine
 def test_order_lifecycle_table_and_json(cli: Cli) -> None:
     # The signal waits are long (60 s) and the rating delay short (1 s): each CLI call is
     # a process start, seconds on a loaded machine, so no step may race a workflow timer.
