@@ -55,7 +55,7 @@ class Cli:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    def wait_state(self, workflow_id: str, state: str, timeout: float = 20) -> None:
+    def wait_state(self, workflow_id: str, state: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             done = self("workflow", "query", workflow_id, "get_status", "-o", "json")

@@ -29,6 +29,11 @@ from tests.integration.cli_support import (
 # The fixtures (used by name), and what other tests still import from here.
 __all__ = ["ENV", "ROOT", "Cli", "assert_one_line_error", "cli", "redurable", "worker"]
 
+# Each test runs ten to twenty CLI processes, each a Python start: seconds apiece on a
+# loaded machine (test_user_errors_are_one_line_and_nonzero passed 60 s under a load
+# average of 16), so the default 60 s per test is too little for real work.
+pytestmark = pytest.mark.timeout(240)
+
 
 # --- user errors ------------------------------------------------------------------------
 
@@ -85,24 +90,24 @@ def test_start_with_memo_and_timeouts(cli: Cli) -> None:
 
 @pytest.mark.usefixtures("worker")
 def test_order_lifecycle_table_and_json(cli: Cli) -> None:
-    started = cli.json(
-        "workflow", "start", "Order", "--id", "order-3", "-q", "orders", "-i", "3", "-i", "10.0"
-    )
+    # The signal waits are long (60 s) and the rating delay short (1 s): each CLI call is
+    # a process start, seconds on a loaded machine, so no step may race a workflow timer.
+    started = cli.json("workflow", "start", "Order", "--id", "order-3", "-q", "orders",
+                       "-i", "3", "-i", "60.0", "-i", "1.0")
     assert started["workflow_id"] == "order-3" and len(started["run_id"]) == 32
-    # Each CLI call is a process start (about a second on a loaded machine): signal
-    # first, then look, so the 10 s waits leave room.
     cli.wait_state("order-3", "Paid")
-    sent = cli("workflow", "signal", "order-3", "picked_up")  # within the 10 s it waits
+    sent = cli("workflow", "signal", "order-3", "picked_up")
     assert sent.returncode == 0 and "picked_up" in sent.stdout
     cli.wait_state("order-3", "Picked up")
-    assert cli.json("workflow", "signal", "order-3", "delivered")["sent"] is True
 
-    table = cli("workflow", "describe", "order-3")  # during the 10 s durable sleep
+    # While it waits for `delivered`, it is running whatever the time the calls take.
+    table = cli("workflow", "describe", "order-3")
     assert table.returncode == 0 and "RUNNING" in table.stdout and "Order" in table.stdout
     described = cli.json("workflow", "describe", "order-3")
     assert described["status"] == "RUNNING" and described["run_id"] == started["run_id"]
+    assert cli.json("workflow", "signal", "order-3", "delivered")["sent"] is True
 
-    result = cli("workflow", "result", "order-3")  # waits out the durable sleep
+    result = cli("workflow", "result", "order-3", timeout=60)  # waits out the durable sleep
     assert result.returncode == 0 and result.stdout.strip() == '"Completed"'
     outcome = cli.json("workflow", "result", "order-3")
     assert outcome == {
@@ -120,7 +125,7 @@ def test_order_lifecycle_table_and_json(cli: Cli) -> None:
     events = cli.json("workflow", "show", "order-3")
     assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["type"] == "WorkflowExecutionStarted"
-    assert events[0]["attributes"]["input"] == [3, 10.0]
+    assert events[0]["attributes"]["input"] == [3, 60.0, 1.0]
     assert events[-1] == {
         "event_id": len(events),
         "type": "WorkflowExecutionCompleted",

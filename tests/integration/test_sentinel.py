@@ -67,30 +67,35 @@ async def replicated(client: Client) -> None:
     assert await client.redis.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
 
 
+async def follow_a_failover(client: Client, group: SentinelGroup) -> None:
+    """`client` and a worker of it carry on with the new primary by themselves: a workflow
+    started before the primary is killed completes, and one started after runs."""
+    async with running_worker(client, task_queue="q", workflows=[StepThenWait],
+                              activities=[add_one]):
+        handle = await client.start_workflow(StepThenWait.run, 1, id="wf", task_queue="q")
+        with anyio.fail_after(10):
+            while (await handle.describe()).history_length < 5:  # first activity done
+                await anyio.sleep(0.02)
+        await replicated(client)
+        old = await anyio.to_thread.run_sync(group.kill_primary)
+        new = await anyio.to_thread.run_sync(group.wait_failover, old)
+        assert new != old
+        with anyio.fail_after(30):
+            await handle.signal(StepThenWait.proceed)
+            assert await handle.result() == 3
+        # The client connected before works on the new primary.
+        after = await client.start_workflow(StepThenWait.run, 10, id="after", task_queue="q")
+        await after.signal(StepThenWait.proceed)
+        with anyio.fail_after(30):
+            assert await after.result() == 12
+    assert client.fast is not None and client.fast.port == new
+
+
 async def test_client_and_worker_follow_the_primary_across_a_failover(
     group: SentinelGroup,
 ) -> None:
     async with await Client.connect(group.url, prefix="sent") as client:
-        async with running_worker(client, task_queue="q", workflows=[StepThenWait],
-                                  activities=[add_one]):
-            handle = await client.start_workflow(StepThenWait.run, 1, id="wf", task_queue="q")
-            with anyio.fail_after(10):
-                while (await handle.describe()).history_length < 5:  # first activity done
-                    await anyio.sleep(0.02)
-            await replicated(client)
-            old = await anyio.to_thread.run_sync(group.kill_primary)
-            new = await anyio.to_thread.run_sync(group.wait_failover, old)
-            assert new != old
-            with anyio.fail_after(30):
-                await handle.signal(StepThenWait.proceed)
-                assert await handle.result() == 3
-            # The client connected before works on the new primary.
-            after = await client.start_workflow(StepThenWait.run, 10, id="after",
-                                                task_queue="q")
-            await after.signal(StepThenWait.proceed)
-            with anyio.fail_after(30):
-                assert await after.result() == 12
-        assert client.fast is not None and client.fast.port == new
+        await follow_a_failover(client, group)
 
 
 async def test_calls_during_the_failover_wait_for_the_new_primary(
@@ -164,19 +169,7 @@ async def test_rediss_sentinel_runs_and_follows_a_failover_over_tls(
     assert tls_group.url.startswith("rediss+sentinel://")
     async with await Client.connect(tls_group.url, prefix="senttls") as client:
         assert client.fast is not None and client.fast.ssl_context is not None
-        async with running_worker(client, task_queue="q", workflows=[StepThenWait],
-                                  activities=[add_one]):
-            handle = await client.start_workflow(StepThenWait.run, 1, id="wf", task_queue="q")
-            with anyio.fail_after(10):
-                while (await handle.describe()).history_length < 5:  # first activity done
-                    await anyio.sleep(0.02)
-            await replicated(client)
-            old = await anyio.to_thread.run_sync(tls_group.kill_primary)
-            new = await anyio.to_thread.run_sync(tls_group.wait_failover, old)
-            with anyio.fail_after(30):
-                await handle.signal(StepThenWait.proceed)
-                assert await handle.result() == 3
-        assert client.fast.port == new
+        await follow_a_failover(client, tls_group)
 
 
 async def test_a_plain_sentinel_url_cannot_reach_tls_sentinels(
