@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -144,11 +144,24 @@ class TaskPlumbing:
             self.let_go(task)
 
     # --- reading ----------------------------------------------------------------------
-    async def read(self, streams: Sequence[str], count: int) -> list[TaskEntry]:
+    async def read(
+        self,
+        streams: Sequence[str],
+        count: int,
+        after: Sequence[Call] = (),
+        on_replies: Callable[[list[Any]], None] | None = None,
+    ) -> list[TaskEntry]:
         """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
-        ones dead-lettered."""
+        ones dead-lettered. `after`: calls sent with the read, in one round trip
+        (Store.read_group_after), their replies handed to `on_replies` before the read
+        answers."""
         started = time.monotonic()
-        entries = await self.store.read_group(self.identity, streams, count, READ_BLOCK_MS)
+        if after:
+            assert on_replies is not None
+            entries = await self.store.read_group_after(
+                after, on_replies, self.identity, streams, count, READ_BLOCK_MS)
+        else:
+            entries = await self.store.read_group(self.identity, streams, count, READ_BLOCK_MS)
         if not entries and time.monotonic() - started < 0.005:
             # A server that does not block (fakeredis): do not spin on it.
             await anyio.sleep(0.005)
