@@ -19,8 +19,7 @@ from engine import commands as cmd
 from engine import events as ev
 from engine.errors import ApplicationError, to_failure
 from engine.events import decode_packed_event
-from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
-from engine.machine import LOGIC_FLAGS, WorkflowMachine
+from engine.machine import LOGIC_FLAGS
 from engine.store import Call, WorkflowTaskStart
 from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activity_tasks import ActivityTasks
@@ -451,7 +450,10 @@ class WorkflowTasks:
             while requests := machine.local_requests():
                 plumbing.stats["local_activities"] += len(requests)
                 commands = machine.resolve_local_activities(
-                    await self._run_local(task, started, requests, machine))
+                    await self._local.run_keeping(
+                        requests, machine.info, store, store.wft_extend_call(
+                            wf_id, run_id, epoch, started.token, self.task_timeout_ms),
+                        self.task_timeout_ms))
         except Exception as exc:
             self.cache.evict(wf_id)
             failure = to_failure(exc)
@@ -497,38 +499,6 @@ class WorkflowTasks:
             sticky=self._sticky,
             sticky_ms=self.sticky_ms,
         )
-
-    async def _run_local(
-        self,
-        task: TaskEntry,
-        started: WorkflowTaskStart,
-        requests: list[LocalActivityRequest],
-        machine: WorkflowMachine,
-    ) -> list[LocalActivityOutcome]:
-        """Run local activities, keeping the workflow task ours meanwhile: its deadline
-        is moved on every third of the task timeout (as temporalio heartbeats a workflow
-        task), so another worker takes it only if this one is gone."""
-        outcomes: list[LocalActivityOutcome] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._keep_task, task, started)
-            outcomes = await self._local.run_all(requests, machine.info)
-            tg.cancel_scope.cancel()
-        return outcomes
-
-    async def _keep_task(self, task: TaskEntry, started: WorkflowTaskStart) -> None:
-        call = self._store.wft_extend_call(
-            task.get("workflow_id"), task.get("run_id"), task.get("epoch"), started.token,
-            self.task_timeout_ms)
-        while True:
-            await anyio.sleep(self.task_timeout_ms / 3000)
-            try:
-                if not await self._store.call(call):
-                    # Timed out or fenced: its completion will be refused as stale.
-                    log.warning("workflow_task_lost", workflow_id=task.get("workflow_id"))
-                    return
-            except (RedisError, *TRANSIENT) as exc:
-                log.warning("workflow_task_extend_failed", workflow_id=task.get("workflow_id"),
-                            error=str(exc))
 
     def _eager_slots(self, commands: list[Any]) -> int:
         """How many of this completion's activity tasks to take at once: only when we
