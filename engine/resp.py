@@ -87,6 +87,38 @@ class _Connection:
             replies.append(reply)
         return replies
 
+    async def execute_then(
+        self,
+        commands: Sequence[Sequence[Arg]],
+        last: Sequence[Arg],
+        on_replies: Callable[[list[Any]], None],
+    ) -> Any:
+        """`commands` then `last` in one send: `on_replies` gets the replies of
+        `commands` as soon as they are in (in this task, before `last` answers: it
+        may block); returns the reply of `last`."""
+        out: list[bytes] = []
+        for command in commands:
+            pack_command(command, out)
+        pack_command(last, out)
+        self.writer.write(b"".join(out))
+        replies: list[Any] = []
+        told = False
+        while True:
+            if not told and len(replies) == len(commands):
+                told = True
+                on_replies(replies)
+                replies = []
+            reply = self.parser.gets()
+            if reply is False:
+                chunk = await self.reader.read(1 << 16)
+                if not chunk:
+                    raise RedisConnectionError("connection closed by the server")
+                self.parser.feed(chunk)
+                continue
+            if told:
+                return reply
+            replies.append(reply)
+
     def close(self) -> None:
         self.writer.close()
 
@@ -322,6 +354,50 @@ class RespPool:
             else:
                 self._idle.append(conn)
         self.commands_sent += 1
+        self.round_trips += 1
+        try:
+            _raise_if_loading([reply])
+        except NotPrimaryError:
+            if conn in self._idle:
+                self._idle.remove(conn)
+                conn.close()
+            raise
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def execute_then_blocking(
+        self,
+        commands: Sequence[Sequence[Arg]],
+        on_replies: Callable[[list[Any]], None],
+        *args: Arg,
+    ) -> Any:
+        """`commands`, then a command that may block, in one send on the blocking
+        command's connection (one round trip where two would follow each other: a
+        poller's completions and its next read). `on_replies` gets the replies of
+        `commands` (error replies in their slots) as soon as they are in, before the
+        blocking command answers; a connection that fails meanwhile raises, and whether
+        the commands ran is then unknown, as for `execute_many`."""
+        if not commands:
+            return await self.execute_blocking(*args)
+        conn = self._idle.pop() if self._idle else await self._connect()
+        clean = False
+
+        def first(replies: list[Any]) -> None:
+            _raise_if_loading(replies)
+            on_replies(replies)
+
+        try:
+            reply = await conn.execute_then(commands, args, first)
+            clean = True
+        finally:
+            if not clean:
+                conn.abort()  # the blocking command may still be pending on it
+            elif self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
+        self.commands_sent += len(commands) + 1
         self.round_trips += 1
         try:
             _raise_if_loading([reply])

@@ -120,6 +120,10 @@ def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
     return out
 
 
+#: How many workflows' key names a Store keeps at most (then it starts over).
+WF_NAMES_KEPT = 10_000
+
+
 class Store(TaskStreams):
     """`fast`, when given, carries the hot path (transitions and task reads); without
     it (fakeredis in unit tests) everything goes through redis-py."""
@@ -134,16 +138,29 @@ class Store(TaskStreams):
         super().__init__(redis, fast, durability)
         self.keys = keys
         self._known_queues: set[str] = set()
+        #: Workflow id -> its keys and shard prefix: every transition of a worker names
+        #: them, and building them (crc32, formats) cost ~5% of a step's worker CPU.
+        self._wf_names: dict[str, tuple[tuple[str, str, str], str]] = {}
+
+    def _wf_named(self, workflow_id: str) -> tuple[tuple[str, str, str], str]:
+        names = self._wf_names.get(workflow_id)
+        if names is None:
+            if len(self._wf_names) >= WF_NAMES_KEPT:
+                self._wf_names.clear()
+            k = self.keys
+            names = self._wf_names[workflow_id] = (
+                (k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)),
+                k.shard_prefix(k.shard(workflow_id)),
+            )
+        return names
 
     def _wf_keys(self, workflow_id: str) -> list[str]:
-        k = self.keys
-        return [k.workflow(workflow_id), k.history(workflow_id), k.buffer(workflow_id)]
+        return list(self._wf_named(workflow_id)[0])
 
     def _wf_args(self, workflow_id: str, run_id: str, *rest: Arg) -> list[Arg]:
         """ARGV of a per-workflow function (engine/lua/00_common.lua): the shard prefix,
         the workflow and run ids, then the function's own arguments."""
-        prefix = self.keys.shard_prefix(self.keys.shard(workflow_id))
-        return [prefix, workflow_id, run_id, *rest]
+        return [self._wf_named(workflow_id)[1], workflow_id, run_id, *rest]
 
     # --- client transitions -----------------------------------------------------------
     # Each carries a request id (a start: its run id) that the shard remembers for

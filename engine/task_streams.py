@@ -5,7 +5,7 @@ entries, not workflow state transitions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -171,15 +171,8 @@ class TaskStreams(FunctionCaller):
         reads; on the fast path a blocking read has a connection of its own, shut at
         once if the read is cancelled, so the server forgets it (engine/resp.py)."""
         if self.fast is not None:
-            raw: Any = await self.fast.execute_blocking(
-                "XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
-                "STREAMS", *streams, *([">"] * len(streams)))
-            return [
-                (stream.decode(), sid.decode(), dict(zip(flat[0::2], flat[1::2], strict=True)))
-                for stream, entries in raw or []
-                for sid, flat in entries
-                if flat is not None
-            ]
+            return _entries(await self.fast.execute_blocking(
+                *_xreadgroup(consumer, streams, count, block_ms)))
         reply: Any = await self.redis.xreadgroup(
             GROUP, consumer, dict.fromkeys(streams, ">"), count=count, block=block_ms)
         return [
@@ -188,3 +181,37 @@ class TaskStreams(FunctionCaller):
             for sid, fields in entries
             if fields is not None
         ]
+
+    async def read_group_after(
+        self,
+        calls: Sequence[Call],
+        on_replies: Callable[[list[Any]], None],
+        consumer: str,
+        streams: Sequence[str],
+        count: int,
+        block_ms: int,
+    ) -> list[tuple[str, str, dict[bytes, bytes]]]:
+        """`calls` (as call_many), then `read_group`: on the plain fast path sent
+        together on the read's connection, one round trip (FunctionCaller.call_many_then).
+        `on_replies` gets the calls' replies before the read answers."""
+        if self.fast is None:
+            on_replies(await self.call_many(calls) if calls else [])
+            return await self.read_group(consumer, streams, count, block_ms)
+        return _entries(await self.call_many_then(
+            calls, on_replies, *_xreadgroup(consumer, streams, count, block_ms)))
+
+
+def _xreadgroup(consumer: str, streams: Sequence[str], count: int, block_ms: int) -> list[Arg]:
+    return ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count, "BLOCK", block_ms,
+            "STREAMS", *streams, *([">"] * len(streams))]
+
+
+def _entries(raw: Any) -> list[tuple[str, str, dict[bytes, bytes]]]:
+    """An XREADGROUP reply as (stream, entry id, fields) triples (deleted entries left
+    out)."""
+    return [
+        (stream.decode(), sid.decode(), dict(zip(flat[0::2], flat[1::2], strict=True)))
+        for stream, entries in raw or []
+        for sid, flat in entries
+        if flat is not None
+    ]

@@ -12,15 +12,19 @@ from typing import Any
 
 import anyio
 import structlog
+from redis.exceptions import RedisError
 
+from engine.calls import Call
 from engine.codec import PayloadCodec
 from engine.errors import ActivityTimeoutError, ApplicationError, PayloadError, to_failure
 from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
 from engine.machine import WorkflowInfo
+from engine.store import Store
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
 from sdk._payload_hints import hints_of
 from sdk.worker.activity_attempt import call_activity, runs_in
+from sdk.worker.plumbing import TRANSIENT
 
 log = structlog.get_logger("redurable.worker")
 
@@ -59,6 +63,24 @@ class LocalActivities:
         self._definitions = definitions
         self._executor = executor
         self._codec = codec
+
+    async def run_keeping(
+        self,
+        requests: list[LocalActivityRequest],
+        info: WorkflowInfo,
+        store: Store,
+        extend: Call,
+        task_timeout_ms: int,
+    ) -> list[LocalActivityOutcome]:
+        """`run_all`, keeping the workflow task ours meanwhile: its deadline is moved
+        (`extend`) on every third of the task timeout (as temporalio heartbeats a
+        workflow task), so another worker takes it only if this one is gone."""
+        outcomes: list[LocalActivityOutcome] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_keep_task, store, extend, task_timeout_ms, info.workflow_id)
+            outcomes = await self.run_all(requests, info)
+            tg.cancel_scope.cancel()
+        return outcomes
 
     async def run_all(
         self, requests: list[LocalActivityRequest], info: WorkflowInfo
@@ -159,3 +181,15 @@ class LocalActivities:
             raise ApplicationError(
                 f"local activity result cannot be stored: {exc}", type="PayloadError",
                 non_retryable=True) from None
+
+
+async def _keep_task(store: Store, extend: Call, task_timeout_ms: int, workflow_id: str) -> None:
+    while True:
+        await anyio.sleep(task_timeout_ms / 3000)
+        try:
+            if not await store.call(extend):
+                # Timed out or fenced: its completion will be refused as stale.
+                log.warning("workflow_task_lost", workflow_id=workflow_id)
+                return
+        except (RedisError, *TRANSIENT) as exc:
+            log.warning("workflow_task_extend_failed", workflow_id=workflow_id, error=str(exc))

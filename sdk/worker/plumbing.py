@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -153,21 +153,35 @@ class TaskPlumbing:
             self.let_go(task)
 
     # --- reading ----------------------------------------------------------------------
-    async def read(self, streams: Sequence[str], count: int) -> list[TaskEntry]:
+    async def read(
+        self,
+        streams: Sequence[str],
+        count: int,
+        after: Sequence[Call] = (),
+        on_replies: Callable[[list[Any]], None] | None = None,
+    ) -> list[TaskEntry]:
         """New entries of `streams` for us (blocking up to READ_BLOCK_MS), malformed
-        ones dead-lettered."""
+        ones dead-lettered. `after`: calls sent with the read, in one round trip
+        (Store.read_group_after), their replies handed to `on_replies` before the read
+        answers."""
         started = time.monotonic()
         try:
-            entries = await self.store.read_group(self.identity, streams, count,
-                                                  READ_BLOCK_MS)
+            if after:
+                assert on_replies is not None
+                entries = await self.store.read_group_after(
+                    after, on_replies, self.identity, streams, count, READ_BLOCK_MS)
+            else:
+                entries = await self.store.read_group(self.identity, streams, count,
+                                                      READ_BLOCK_MS)
         except ResponseError as exc:
             if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
             # A stream of ours is gone (NOGROUP; UNBLOCKED: deleted while we blocked
-            # on it): live workers took us for dead (our presence
-            # was lost for longer than their grace) and released our sticky streams,
-            # or someone deleted a queue's stream. Create what is missing and read on;
-            # what they claimed from us is theirs now (fenced).
+            # on it): live workers took us for dead (our presence was lost for longer
+            # than their grace) and released our sticky streams, or someone deleted a
+            # queue's stream. Create what is missing and read on; what they claimed
+            # from us is theirs now (fenced). (Completions sent before the read had
+            # their replies handed over first.)
             log.warning("task_streams_recreated", worker=self.identity, error=str(exc))
             await self.store.ensure_groups(self.task_queue, self.sticky)
             return []

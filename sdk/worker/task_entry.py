@@ -3,7 +3,7 @@ processed at all (a malformed entry goes to the dead letters at once)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Fields = dict[bytes, bytes]
 
@@ -22,9 +22,14 @@ class TaskEntry:
     no_speculation: bool = False
     #: Claimed from a dead worker (counted in TaskPlumbing.claimed_in_flight while it runs).
     claimed: bool = False
+    #: Fields already decoded: a workflow task asks for its ids about ten times.
+    _text: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, name: str) -> str:
-        return self.fields[name.encode()].decode()
+        text = self._text.get(name)
+        if text is None:
+            text = self._text[name] = self.fields[name.encode()].decode()
+        return text
 
 
 def malformed(workflow_task: bool, fields: Fields) -> str | None:

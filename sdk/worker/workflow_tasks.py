@@ -19,8 +19,7 @@ from engine import commands as cmd
 from engine import events as ev
 from engine.errors import ApplicationError, to_failure
 from engine.events import decode_packed_event
-from engine.local_activities import LocalActivityOutcome, LocalActivityRequest
-from engine.machine import LOGIC_FLAGS, WorkflowMachine
+from engine.machine import LOGIC_FLAGS
 from engine.store import Call, WorkflowTaskStart
 from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activity_tasks import ActivityTasks
@@ -82,6 +81,9 @@ class WorkflowTasks:
         self._lock = anyio.Lock(fast_acquire=True)
         #: Activity slots this round's completions may still ask for (_eager_slots).
         self._eager_free = 0
+        #: The poller's last completions, not yet sent: its next read carries them, the
+        #: lock held until their replies are applied (_read_committing).
+        self._pending: list[tuple[TaskEntry, Call]] | None = None
 
     # --- what Liveness claims for us (sdk/worker/liveness.py) --------------------------
     def claim_limit(self, stream: str) -> int | None:
@@ -114,11 +116,66 @@ class WorkflowTasks:
         per_stream = max(1, self.max_batch // plumbing.keys.shards)
         while not plumbing.stopping:
             tasks, self.backlog = self.backlog, []
-            if not tasks:
-                tasks = await plumbing.read(self._read_streams, per_stream)
             if tasks:
-                async with self._lock:
-                    await self._process(tasks)
+                await self._commit_pending()
+            else:
+                tasks = await self._read_committing(per_stream)
+            if tasks:
+                await self._lock.acquire()
+                try:
+                    await self._process(tasks, defer=True)
+                finally:
+                    if self._pending is None:
+                        self._lock.release()
+        await self._commit_pending()
+
+    async def _read_committing(self, per_stream: int) -> list[TaskEntry]:
+        """The next read, with the completions the last batch left (self._pending) sent
+        before it in the same round trip: a worker with few workflows runs rounds of one
+        or two steps, each a read then a commit, and so pays one round trip per round,
+        not two. The lock is let go once their replies are applied, before the read
+        answers (it may block)."""
+        pending = self._pending
+        if pending is None:
+            return await self._plumbing.read(self._read_streams, per_stream)
+
+        def settle(replies: list[Any]) -> None:
+            self._pending = None
+            try:
+                self._settle(pending, replies, deferred=True)
+            finally:
+                self._lock.release()
+
+        try:
+            return await self._plumbing.read(
+                self._read_streams, per_stream, [c for _, c in pending] + self._unstick_calls(),
+                settle)
+        finally:
+            if self._pending is pending:  # failed before the replies: unknown outcome
+                self._drop_pending()
+                self._lock.release()
+
+    async def _commit_pending(self) -> None:
+        """Commit what the last batch left without a read (backlog first, stopping)."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            replies = await self._store.call_many([c for _, c in pending])
+            self._pending = None
+            self._settle(pending, replies)
+            await self._unstick_let_go()
+        finally:
+            if self._pending is pending:
+                self._drop_pending()
+            self._lock.release()
+
+    def _drop_pending(self) -> None:
+        """The pending completions may or may not have run: retry their tasks from a
+        fresh replay (a commit that did land makes the retry stale: acked). The lock
+        the batch held is let go by the caller."""
+        pending, self._pending = self._pending or [], None
+        self._requeue([t for t, _ in pending if self._plumbing.holds(t)])
 
     async def take_eager(self, tasks: list[TaskEntry]) -> None:
         """Workflow tasks that activity completions handed us: run them now (the
@@ -150,7 +207,9 @@ class WorkflowTasks:
             pass
 
     # --- a batch, in rounds -----------------------------------------------------------
-    async def _process(self, tasks: list[TaskEntry]) -> None:
+    async def _process(self, tasks: list[TaskEntry], defer: bool = False) -> None:
+        """`defer` (the poller): the last round's completions are left in self._pending,
+        the lock held, for the next read to carry (_read_committing)."""
         # One task per workflow per round: two for the same workflow must not interleave.
         rounds: list[list[TaskEntry]] = []
         # A workflow's n-th task in this batch goes to round n.
@@ -164,32 +223,42 @@ class WorkflowTasks:
             rounds[index].append(task)
         for i, r in enumerate(rounds):
             try:
-                await self._round(r)
-                await self._unstick_let_go()
+                last = defer and i == len(rounds) - 1
+                await self._round(r, last)
+                if self._pending is None:  # else the next read carries them
+                    await self._unstick_let_go()
             except TRANSIENT:
                 # The connection dropped mid-round: whether our calls ran is unknown, and
                 # the tasks are still pending on us. Forgotten here they would stay
                 # touched (never idle, never claimed) for ever: retry them instead, from
                 # a fresh replay (a commit that did land makes the retry stale: acked).
                 unfinished = [t for t in r if self._plumbing.holds(t)]
-                for task in unfinished + [t for later in rounds[i + 1:] for t in later]:
-                    self.cache.evict(task.get("workflow_id"))
-                    task.no_speculation = True
-                    self.backlog.append(task)
+                self._requeue(unfinished + [t for later in rounds[i + 1:] for t in later])
                 raise
 
-    async def _unstick_let_go(self) -> None:
+    def _requeue(self, tasks: list[TaskEntry]) -> None:
+        for task in tasks:
+            self.cache.evict(task.get("workflow_id"))
+            task.no_speculation = True
+            self.backlog.append(task)
+
+    def _unstick_calls(self) -> list[Call]:
         """Tell Redis which workflows the cache let go of (to make room): their next
         task goes to any worker, not to us for a full replay."""
         let_go, self.cache.let_go = self.cache.let_go, []
-        if let_go and self._sticky:
-            self._plumbing.stats["cache_evictions"] += len(let_go)
-            await self._store.call_many(
-                [self._store.unstick_call(wf_id, self._sticky) for wf_id in let_go])
+        if not let_go or not self._sticky:
+            return []
+        self._plumbing.stats["cache_evictions"] += len(let_go)
+        return [self._store.unstick_call(wf_id, self._sticky) for wf_id in let_go]
 
-    async def _round(self, tasks: list[TaskEntry]) -> None:
+    async def _unstick_let_go(self) -> None:
+        if calls := self._unstick_calls():
+            await self._store.call_many(calls)
+
+    async def _round(self, tasks: list[TaskEntry], defer: bool = False) -> None:
         """Speculative completions and normal starts share the first round trip; the
-        normal tasks' completions take a second."""
+        normal tasks' completions take a second. `defer`: the last round trip is left
+        in self._pending for the poller's next read to carry."""
         plumbing, store = self._plumbing, self._store
         speculative: list[tuple[TaskEntry, Call]] = []
         normal: list[TaskEntry] = []
@@ -201,6 +270,9 @@ class WorkflowTasks:
                 normal.append(task)
             else:
                 speculative.append((task, call))
+        if defer and not normal:
+            self._pending = speculative
+            return
         start_calls = []
         for task in normal:
             cached = self.cache.get(task.get("workflow_id"), task.get("run_id"))
@@ -208,12 +280,8 @@ class WorkflowTasks:
                 task.get("workflow_id"), task.get("run_id"), task.get("epoch"), task.msg_id,
                 task.stream, cached.cursor if cached else None, self.task_timeout_ms))
         replies = await store.call_many([c for _, c in speculative] + start_calls)
-        for (task, call), reply in zip(speculative, replies, strict=False):
-            if self._finish(task, call, reply) == "retry":
-                task.no_speculation = True
-                self.backlog.append(task)  # still ours: run it the normal way next
-        completions: list[Call] = []
-        done: list[TaskEntry] = []
+        self._settle(speculative, replies)
+        completions: list[tuple[TaskEntry, Call]] = []
         for task, reply in zip(normal, replies[len(speculative):], strict=True):
             try:
                 started = store.parse_wft_start(reply)
@@ -227,7 +295,7 @@ class WorkflowTasks:
                 plumbing.stats["stale_workflow_tasks"] += 1
                 continue
             try:
-                completions.append(await self._activate(task, started))
+                completions.append((task, await self._activate(task, started)))
             except RedisError as exc:
                 # Left pending: it goes idle and is claimed again (by us or another).
                 log.error("workflow_task_error", workflow_id=task.get("workflow_id"),
@@ -235,10 +303,27 @@ class WorkflowTasks:
                 plumbing.let_go(task)
                 self.cache.evict(task.get("workflow_id"))
                 continue
-            done.append(task)
-        commits = await store.call_many(completions)
-        for task, call, reply in zip(done, completions, commits, strict=True):
-            self._finish(task, call, reply)
+        if defer and completions:
+            self._pending = completions
+            return
+        self._settle(completions, await store.call_many([c for _, c in completions]))
+
+    def _settle(
+        self, pairs: list[tuple[TaskEntry, Call]], replies: list[Any], deferred: bool = False
+    ) -> None:
+        """Apply completions' replies. A speculation that must run the normal way is
+        still ours: it goes to the backlog, or (`deferred`: the poller is in a read that
+        may block) runs at once."""
+        retries = []
+        for (task, call), reply in zip(pairs, replies, strict=False):
+            if self._finish(task, call, reply) == "retry":
+                task.no_speculation = True
+                retries.append(task)
+        tg = self._plumbing.tg
+        if retries and deferred and tg is not None and not self._plumbing.stopping:
+            tg.start_soon(self.run_now, retries)
+        else:
+            self.backlog.extend(retries)
 
     def _speculate(self, task: TaskEntry) -> Call | None:
         """Run the activation on the event the task carries, if our cached machine is
@@ -365,7 +450,10 @@ class WorkflowTasks:
             while requests := machine.local_requests():
                 plumbing.stats["local_activities"] += len(requests)
                 commands = machine.resolve_local_activities(
-                    await self._run_local(task, started, requests, machine))
+                    await self._local.run_keeping(
+                        requests, machine.info, store, store.wft_extend_call(
+                            wf_id, run_id, epoch, started.token, self.task_timeout_ms),
+                        self.task_timeout_ms))
         except Exception as exc:
             self.cache.evict(wf_id)
             failure = to_failure(exc)
@@ -411,38 +499,6 @@ class WorkflowTasks:
             sticky=self._sticky,
             sticky_ms=self.sticky_ms,
         )
-
-    async def _run_local(
-        self,
-        task: TaskEntry,
-        started: WorkflowTaskStart,
-        requests: list[LocalActivityRequest],
-        machine: WorkflowMachine,
-    ) -> list[LocalActivityOutcome]:
-        """Run local activities, keeping the workflow task ours meanwhile: its deadline
-        is moved on every third of the task timeout (as temporalio heartbeats a workflow
-        task), so another worker takes it only if this one is gone."""
-        outcomes: list[LocalActivityOutcome] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._keep_task, task, started)
-            outcomes = await self._local.run_all(requests, machine.info)
-            tg.cancel_scope.cancel()
-        return outcomes
-
-    async def _keep_task(self, task: TaskEntry, started: WorkflowTaskStart) -> None:
-        call = self._store.wft_extend_call(
-            task.get("workflow_id"), task.get("run_id"), task.get("epoch"), started.token,
-            self.task_timeout_ms)
-        while True:
-            await anyio.sleep(self.task_timeout_ms / 3000)
-            try:
-                if not await self._store.call(call):
-                    # Timed out or fenced: its completion will be refused as stale.
-                    log.warning("workflow_task_lost", workflow_id=task.get("workflow_id"))
-                    return
-            except (RedisError, *TRANSIENT) as exc:
-                log.warning("workflow_task_extend_failed", workflow_id=task.get("workflow_id"),
-                            error=str(exc))
 
     def _eager_slots(self, commands: list[Any]) -> int:
         """How many of this completion's activity tasks to take at once: only when we
