@@ -69,11 +69,15 @@ class ClusterRedis(RedisCluster):
             client = cache[url] = Redis.from_url(url, **self.plain_kwargs)
         return client
 
-    async def aclose(self) -> None:
+    # Not in `aclose`: redis-py calls that itself to start over after repeated MOVED
+    # replies (RedisCluster._execute_command, every `reinitialize_steps`), and the node
+    # clients hold subscriptions that must outlive that (a worker's presence: closing
+    # it there had live workers taken for dead during a slot migration). close_redis
+    # closes them with the client.
+    async def close_node_clients(self) -> None:
         for client in self.__dict__.pop("_node_clients", {}).values():
             with contextlib.suppress(Exception):
                 await client.aclose()
-        await super().aclose()
 
 
 def cluster_client(url: str, **redis_kwargs: Any) -> Redis:
@@ -85,6 +89,14 @@ def cluster_client(url: str, **redis_kwargs: Any) -> Redis:
     client.source_url = url
     client.plain_kwargs = {k: v for k, v in redis_kwargs.items() if k not in ("timeout",)}
     return cast(Redis, client)
+
+
+async def close_redis(redis: Redis) -> None:
+    """Close a client for good: on a cluster, its node clients too."""
+    cluster = as_cluster(redis)
+    if cluster is not None:
+        await cluster.close_node_clients()
+    await redis.aclose()
 
 
 def as_cluster(redis: Any) -> ClusterRedis | None:

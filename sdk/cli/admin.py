@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from engine.cluster_redis import cluster_client, is_cluster
+from engine.cluster_redis import close_redis, cluster_client, is_cluster
 from engine.functions import PruneReport, library_name, library_version, load_library
 from engine.functions import prune_libraries as prune_versions
 from engine.sentinel import SentinelUrl, is_sentinel_url, sentinel_redis
@@ -63,7 +63,7 @@ def load_functions(
             if not is_sentinel_url(target) and await is_cluster(target,
                                                                 socket_connect_timeout=5):
                 # Every primary runs the calls of its slots: load it on each.
-                await redis.aclose()
+                await close_redis(redis)
                 redis = cluster_client(target, socket_connect_timeout=5)
             if not dry_run:
                 await load_library(redis)
@@ -76,7 +76,7 @@ def load_functions(
         except RedisError as exc:
             fail(f"server at {redacted(target)} refused: {exc}")
         finally:
-            await redis.aclose()
+            await close_redis(redis)
 
     report = run(body)
     if not dry_run:

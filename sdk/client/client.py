@@ -12,7 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ResponseError
 
 from engine import dead_letters, run_chain
-from engine.cluster_redis import cluster_client, is_cluster
+from engine.cluster_redis import close_redis, cluster_client, is_cluster
 from engine.codec import MsgpackCodec, PayloadCodec
 from engine.dead_letters import DeadLetter
 from engine.durability import Durability
@@ -193,7 +193,7 @@ class Client:
                 await _check_durability(redis, wanted)
             retention = await run_chain.configure_retention(redis, Keys(prefix), run_retention)
         except BaseException:
-            await redis.aclose()
+            await close_redis(redis)
             raise
         client = cls(
             redis,
@@ -214,7 +214,7 @@ class Client:
         await self.update_watcher.close()
         if self.fast is not None:
             await self.fast.close()
-        await self.redis.aclose()
+        await close_redis(self.redis)
 
     async def __aenter__(self) -> Client:
         return self
