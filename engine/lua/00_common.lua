@@ -34,10 +34,10 @@ local function hash_tag(key)
 end
 
 local function slot_moving(keys)
-  if cluster_enabled == nil then  -- (fakeredis has no INFO in scripts: not a cluster)
-    local info = redis.pcall('INFO', 'cluster')
-    cluster_enabled = type(info) == 'string'
-                      and string.find(info, 'cluster_enabled:1', 1, true) ~= nil
+  if cluster_enabled == nil then
+    -- A single server answers "cluster support disabled" (fakeredis: no such command).
+    -- (CLUSTER INFO, not INFO: the namespace's ACL user may run the former only.)
+    cluster_enabled = type(redis.pcall('CLUSTER', 'INFO')) == 'string'
   end
   if not cluster_enabled or keys[1] == nil then return nil end
   local tag = hash_tag(keys[1])
