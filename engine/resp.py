@@ -347,14 +347,24 @@ class RespPool:
             reply = (await conn.execute([("ASKING",), args] if asking else [args]))[-1]
             clean = True
         finally:
-            if not clean:
-                conn.abort()
-            elif self._closed:
-                conn.close()
-            else:
-                self._idle.append(conn)
+            self._give_back(conn, clean)
         self.commands_sent += 1
         self.round_trips += 1
+        return self._blocking_reply(conn, reply)
+
+    def _give_back(self, conn: _Connection, clean: bool) -> None:
+        """A blocking command's connection after its reply (`clean`) or a failure (the
+        command may still be pending on it: dropped)."""
+        if not clean:
+            conn.abort()
+        elif self._closed:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def _blocking_reply(self, conn: _Connection, reply: Any) -> Any:
+        """A blocking command's reply, or its error raised (a server no longer primary
+        also loses the connection)."""
         try:
             _raise_if_loading([reply])
         except NotPrimaryError:
@@ -391,24 +401,10 @@ class RespPool:
             reply = await conn.execute_then(commands, args, first)
             clean = True
         finally:
-            if not clean:
-                conn.abort()  # the blocking command may still be pending on it
-            elif self._closed:
-                conn.close()
-            else:
-                self._idle.append(conn)
+            self._give_back(conn, clean)
         self.commands_sent += len(commands) + 1
         self.round_trips += 1
-        try:
-            _raise_if_loading([reply])
-        except NotPrimaryError:
-            if conn in self._idle:
-                self._idle.remove(conn)
-                conn.close()
-            raise
-        if isinstance(reply, ResponseError):
-            raise reply
-        return reply
+        return self._blocking_reply(conn, reply)
 
     async def close(self) -> None:
         self._closed = True
