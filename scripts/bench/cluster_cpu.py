@@ -2,16 +2,19 @@
 1-master and the 3-master cluster side by side, each loaded and idle (issue 12).
 
     python -m scripts.bench.cluster_cpu --ports 7440-7443
-    python -m scripts.bench.cluster_cpu --ports 7440-7443 --repeat 3 --json out.json
+    python -m scripts.bench.cluster_cpu --ports 7440-7443 --packed-ports 7444-7446 --repeat 6
 
 Run from the repository root. `--ports` are four free ports (and their bus ports
-+10000): the first for a 1-master cluster, the next three for a 3-master cluster, both
++10000): the first for a 1-master cluster, the next three for a 3-master cluster, all
 started for the run and torn down after (scripts/cluster.py); the 3-master cluster's
 `--shards` shards are moved to `shards / 3` per master before the namespace is used.
+`--packed-ports` (three more) adds a control: a 3-master cluster with every shard on its
+first master (the same cluster bus and crons as 3 masters, the work of 1).
 On each, the workload of scripts/bench/cluster_scale.py (`Fleet` workflows grown to
-~`--events` events, not measured). Then `--repeat` rounds, the two deployments
-alternated within each round (A B, B A, ...: the shared machine's load drifts); each
-deployment's turn starts `--workers` fresh worker processes and, after the warm-up:
+~`--events` events, not measured). Then `--repeat` rounds, the deployments' order
+rotated and reversed from round to round (the shared machine's load drifts); each
+deployment's turn measures `--alone` seconds with no worker (the servers' cron and
+cluster bus), then starts `--workers` fresh worker processes and, after the warm-up:
 
 1. loaded: CONFIG RESETSTAT on every master, INFO cpu before; `--rounds` signal rounds
    and a burst of `--activities` activities per workflow; INFO cpu and INFO
@@ -21,13 +24,15 @@ deployment's turn starts `--workers` fresh worker processes and, after the warm-
    seconds, the same measurement over as many seconds as the loaded window took.
 
 Reported per step (loaded) and per second (idle): calls and server usec per command
-summed over the masters, 3 masters against 1; used_cpu_user / used_cpu_sys; the cluster
-bus messages (CLUSTER INFO `cluster_stats_messages_sent` + `..._received`); the workers'
-own round trips and commands (scripts/bench/counters.py). Commands a Redis Function runs
-(`redis.call`) are counted under their own names in INFO commandstats as well as inside
-the FCALL's usec, so the FCALL/FCALL_RO rows hold them; the "top level" total counts
-only what the clients sent. The CPU that no command accounts for (event loop, reading
-and writing sockets, cron, cluster bus) is INFO cpu minus the top-level usec.
+summed over the masters, 3 masters against 1; used_cpu_user / used_cpu_sys; the client
+socket reads (INFO stats `total_reads_processed`); the servers' wake-ups (voluntary
+context switches, /proc/PID/status) and preemptions; the cluster bus messages (CLUSTER
+INFO `cluster_stats_messages_sent` + `..._received`, halved); the workers' own round
+trips and commands (scripts/bench/counters.py). INFO commandstats times commands by the
+wall clock: on a loaded machine a preempted command's usec exceeds its CPU. Commands a
+Redis Function runs (`redis.call`) are counted under their own names in INFO
+commandstats as well as inside the FCALL's usec: the "top level" figures count the
+FCALLs and what the clients sent, not those.
 """
 
 from __future__ import annotations
