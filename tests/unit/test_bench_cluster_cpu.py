@@ -1,22 +1,18 @@
-"""The cluster CPU breakdown's parsing and sums (scripts/bench/cluster_cpu.py) on INFO
-text as Redis 7.0 writes it: no server."""
+"""The cluster CPU breakdown's parsing, sums and report (scripts/bench/info_stats.py,
+scripts/bench/cluster_cpu.py) on INFO text as Redis 7.0 writes it: no server."""
 
 from __future__ import annotations
 
 import pytest
 
-from scripts.bench.cluster_cpu import (
+from scripts.bench.cluster_cpu import Totals, Window, command_table, parse_args, render
+from scripts.bench.info_stats import (
     CmdStat,
-    Totals,
-    Window,
     bus_messages,
-    command_table,
     cpu_split,
-    parse_args,
     parse_commandstats,
     parse_info,
     parse_switches,
-    render,
     summed,
     top_level,
 )
