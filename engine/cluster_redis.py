@@ -49,6 +49,22 @@ class ClusterRedis(RedisCluster):
     source_url: str = ""
     plain_kwargs: dict[str, Any]
 
+    async def _determine_slot(self, command: Any, *args: Any) -> int:
+        # redis-py asks a node for an FCALL's keys (COMMAND GETKEYS: one more round trip
+        # and server call before every cold-path FCALL); they are the `numkeys`
+        # arguments after the function's name, read here as redis-py reads EVAL's.
+        # Anything else, cross-slot included, goes the library's way (same errors).
+        if isinstance(command, str) and command.upper() in ("FCALL", "FCALL_RO") \
+                and len(args) >= 2:
+            try:
+                numkeys = int(args[1])
+            except (TypeError, ValueError):
+                numkeys = 0
+            slots = {self.keyslot(key) for key in args[2: 2 + max(numkeys, 0)]}
+            if len(slots) == 1:
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
+
     def node_url(self, key: str | None = None) -> str:
         """The URL of the primary serving `key`'s slot (any primary when None), with
         the credentials and options of the URL this client was made from."""
