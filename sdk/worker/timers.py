@@ -15,9 +15,10 @@ and those that nudges ask for `min_interval` apart (the worker's `timer_interval
 under load they cost what the fixed-rate loop did).
 
 Every timer is added by a transition that some worker makes (those calls, a timer
-firing), so the worker that adds one wakes for it. MAX_WAIT_S bounds the rest: a timer added by another process that does not
-scan (an async activity completed from a client) or by a worker that died right after,
-and a server whose library predates the next-due answer.
+firing), so the worker that adds one wakes for it. MAX_WAIT_S bounds the rest: a timer
+added by another process that does not scan (an async activity completed from a
+client) or by a worker that died right after, and a server whose library predates the
+next-due answer.
 """
 
 from __future__ import annotations
