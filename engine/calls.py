@@ -31,7 +31,7 @@ Arg = bytes | str | int
 #: own next scan.
 SETS_TIMERS = frozenset(
     {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete",
-     "rd_cron_next"}
+     "rd_cron_next", "rd_handoff"}
 )
 
 
@@ -67,6 +67,21 @@ class Call:
 
 #: Call.timer_due_in's answer for a call that added no timer.
 NO_TIMER_ADDED = -1
+
+
+def due_in_slot(slot: int) -> Callable[[Any], int | None]:
+    """A Call.timer_due_in reading the reply's `slot`: ms until the earliest timer the
+    call added falls due (a reply other than "ok" wrote no timer: "stale", "retry",
+    "dead"). A reply too short to have the slot (a library before it) tells nothing."""
+
+    def due_in(reply: Any) -> int | None:
+        if not isinstance(reply, list | tuple) or not reply:
+            return None
+        if text_of(reply[0]) != "ok":
+            return NO_TIMER_ADDED
+        return int(reply[slot]) if len(reply) > slot else None
+
+    return due_in
 
 
 def text_of(value: Any) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from redis.exceptions import ResponseError
 
-from engine.calls import Arg, Call, TaskRef
+from engine.calls import Arg, Call, TaskRef, due_in_slot
 from engine.keys import GROUP, Keys
 from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.store import Store
@@ -41,6 +41,11 @@ async def ensure_outbox_groups(store: Store) -> None:
             raise result
 
 
+#: Call.timer_due_in of rd_handoff: an entry may add timers in its target's shard (a
+#: child's timeouts, the cron follow-up of a run it terminated).
+handoff_due_in = due_in_slot(2)
+
+
 def apply_call(keys: Keys, fields: Mapping[bytes, bytes]) -> Call:
     """rd_handoff for one entry: the target workflow's keys, in its own shard."""
     raw_target = fields.get(TARGET)
@@ -55,6 +60,7 @@ def apply_call(keys: Keys, fields: Mapping[bytes, bytes]) -> Call:
         "rd_handoff",
         [keys.workflow(target), keys.history(target), keys.buffer(target), keys.requests(shard)],
         args,
+        timer_due_in=handoff_due_in,
     )
 
 

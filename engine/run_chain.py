@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine import events as ev
-from engine.calls import Call, text_of
+from engine.calls import Call, due_in_slot, text_of
 from engine.cron import check_cron_schedule, next_fire_ms
 from engine.errors import InvalidArgumentError
 from engine.keys import Keys
@@ -59,6 +59,10 @@ def cron_fires(timer_reply: Sequence[Any]) -> list[CronFire]:
     return [CronFire.parse(row) for row in timer_reply[3]]
 
 
+#: Call.timer_due_in of rd_cron_next.
+cron_next_due_in = due_in_slot(2)
+
+
 def cron_next_call(keys: Keys, fire: CronFire) -> Call:
     wf = fire.workflow_id
     return Call(
@@ -66,6 +70,8 @@ def cron_next_call(keys: Keys, fire: CronFire) -> Call:
         [keys.workflow(wf), keys.history(wf), keys.buffer(wf)],
         [keys.shard_prefix(keys.shard(wf)), wf, fire.run_id, uuid.uuid4().hex,
          next_fire_ms(fire.cron_schedule, fire.close_ms)],
+        # The new run's first task waits for the next cron time: often far out.
+        timer_due_in=cron_next_due_in,
     )
 
 

@@ -6,7 +6,7 @@ can share one pipeline round trip (engine/calls.py runs them)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.calls import NO_TIMER_ADDED, Arg, TaskRef, pairs_of, text_of, unwrap
+from engine.calls import Arg, TaskRef, due_in_slot, pairs_of, text_of, unwrap
 from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
@@ -78,24 +78,13 @@ def _status(reply: Any) -> str:
     return text_of(unwrap(reply)[0])
 
 
-def _due_in_slot(slot: int) -> Callable[[Any], int | None]:
-    """A Call.timer_due_in reading the reply's `slot`: ms until the earliest timer the
-    call added falls due (a reply other than "ok" wrote no timer: "stale", "retry")."""
-
-    def due_in(reply: Any) -> int | None:
-        if not isinstance(reply, list | tuple) or not reply:
-            return None
-        if text_of(reply[0]) != "ok":
-            return NO_TIMER_ADDED
-        return int(reply[slot]) if len(reply) > slot else None
-
-    return due_in
-
-
-#: Call.timer_due_in of rd_wft_start, rd_wft_complete and rd_act_complete.
-wft_start_due_in = _due_in_slot(6)
-wft_complete_due_in = _due_in_slot(6)
-act_complete_due_in = _due_in_slot(3)
+#: Call.timer_due_in of rd_wft_start, rd_wft_complete, rd_wft_fail, rd_act_start and
+#: rd_act_complete.
+wft_start_due_in = due_in_slot(6)
+wft_complete_due_in = due_in_slot(6)
+wft_fail_due_in = due_in_slot(1)
+act_start_due_in = due_in_slot(5)
+act_complete_due_in = due_in_slot(3)
 
 
 def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[Arg]:
@@ -383,7 +372,8 @@ class Store(TaskStreams):
         if dead_letter_reason:
             keys.append(self.keys.dead_letters(self.keys.shard(workflow_id)))
             args.append(dead_letter_reason)
-        return Call("rd_wft_fail", keys, args, TaskRef(stream, msg_id))
+        return Call("rd_wft_fail", keys, args, TaskRef(stream, msg_id),
+                    timer_due_in=wft_fail_due_in)
 
     # --- activity tasks ---------------------------------------------------------------
     def act_start_call(
@@ -405,7 +395,8 @@ class Store(TaskStreams):
         if complete_async:
             args.append("async")
         return Call(
-            "rd_act_start", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id)
+            "rd_act_start", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id),
+            timer_due_in=act_start_due_in,
         )
 
     def act_complete_call(

@@ -164,6 +164,15 @@ class TaskStreams(FunctionCaller):
         if isinstance(self.fast, ClusterRespPool):
             await self.fast.finish_reads(consumer)
 
+    @property
+    def reads_cut_short(self) -> bool:
+        """Whether a blocking read cancelled mid-way is forgotten by the server at once
+        (the lean client shuts its connection), so that a worker may block long and cut
+        its reads short when it stops. Not on a cluster (engine/resp_cluster.py keeps
+        reads blocked between calls, and a stopping worker waits for them to end) nor
+        through redis-py."""
+        return self.fast is not None and not isinstance(self.fast, ClusterRespPool)
+
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str, dict[bytes, bytes]]]:

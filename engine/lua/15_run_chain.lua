@@ -81,7 +81,9 @@ end
 -- KEYS: wf, history, buffer
 -- ARGV: prefix, workflow_id, run_id (the closed run), new_run_id, next_ms (the next
 --       cron time on the server's clock: the new run's first workflow task waits for it)
--- Returns {'ok', new_run_id} or {'stale'} (the chain moved on or ended: nothing written
+-- Returns {'ok', new_run_id, due_in} (ms until the new run's first task or timeout
+-- falls due: the worker's timer loop wakes only when that is before its next scan) or
+-- {'stale'} (the chain moved on or ended: nothing written
 -- but the timer's removal). Idempotent: a second call for the same closed run is stale.
 redis.register_function('rd_cron_next', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
@@ -102,6 +104,7 @@ redis.register_function('rd_cron_next', function(keys, args)
     end
   end
   local ts = now_ms()
+  timers_added_reset()
   start_next_run(c, args[4], input, ts, {backoff_ms = math.max(0, tonumber(args[5]) - ts)})
-  return {'ok', args[4]}
+  return {'ok', args[4], timers_added_in(ts)}
 end)

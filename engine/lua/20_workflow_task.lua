@@ -342,7 +342,8 @@ end
 -- or dead-letter the task when the worker gives a reason (poison, see above).
 -- KEYS: wf, history, buffer, workflow task stream[, dead-letter stream]
 -- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, failure_json[, reason]
--- Returns {'ok'}, {'dead'} or {'stale'}.
+-- Returns {'ok', due_in} (ms until the retry's backoff timer falls due), {'dead'} or
+-- {'stale'}.
 redis.register_function('rd_wft_fail', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
@@ -358,6 +359,7 @@ redis.register_function('rd_wft_fail', function(keys, args)
     wft_dead_letter(c, epoch, msg, args[7], args[8], keys[5])
     return {'dead'}
   end
+  timers_added_reset()
   wft_retry_later(c, epoch, args[7], ts)
-  return {'ok'}
+  return {'ok', timers_added_in(ts)}
 end)

@@ -15,10 +15,12 @@ end
 -- that completes first never needs it, and a dead worker's task is claimed anyway.
 -- With ARGV[8] 'async' the activity function returned through raise_complete_async():
 -- the attempt is marked started if it was not, and its task acknowledged (a client
--- completes it by task token); it answers {'ok'} alone.
+-- completes it by task token); it answers with no state, input or details.
 -- KEYS: wf, history, buffer, activity task stream
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, worker, ['async']
--- Returns {'ok', state_json, input, heartbeat_details, now_ms} or {'stale'}.
+-- Returns {'ok', state_json, input, heartbeat_details, now_ms, due_in} or {'stale'};
+-- due_in: ms until the earliest timeout it armed falls due (-1: none), so that the
+-- worker's timer loop wakes only when that is before its next scan.
 redis.register_function('rd_act_start', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
@@ -30,13 +32,14 @@ redis.register_function('rd_act_start', function(keys, args)
     return {'stale'}
   end
   local ts = now_ms()
+  timers_added_reset()
   if async and state.started then
     -- Marked before (it ran a while): its timeouts run already; only the task goes.
     ack(c.task, msg)
     state.msg = nil
     state.worker = nil
     put_activity(c, seq, state)
-    return {'ok'}
+    return {'ok', '', '', '', ts, -1}
   end
   if state.cancel_requested then
     -- Cancelled before it started (WAIT_CANCELLATION_COMPLETED): it ends here.
@@ -60,9 +63,9 @@ redis.register_function('rd_act_start', function(keys, args)
   if hb and hb > 0 then
     add_timer(c.timers, ts + hb, timer_member('H', c.run, seq, attempt, c.id))
   end
-  if async then return {'ok'} end
+  if async then return {'ok', '', '', '', ts, timers_added_in(ts)} end
   local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
-  return {'ok', cjson.encode(state), data[1] or '', data[2] or '', ts}
+  return {'ok', cjson.encode(state), data[1] or '', data[2] or '', ts, timers_added_in(ts)}
 end)
 
 -- rd_act_heartbeat: the activity is alive; push its heartbeat deadline out.

@@ -274,8 +274,10 @@ handlers.cancel_result = external_result('ExternalWorkflowExecutionCancelRequest
 -- KEYS: target's wf, history, buffer, the target shard's requests zset
 -- ARGV: prefix (target shard's), target workflow id, request window ms,
 --       then the entry's fields: name, value, ...
--- Returns {'ok', outcome} ('seen' when it was applied before) or an error for an
--- entry that is not well formed (the worker dead-letters it).
+-- Returns {'ok', outcome, due_in} ('seen' when it was applied before; due_in: ms until
+-- the earliest timer it added falls due, -1 none: a child's timeouts, a cron follow-up
+-- of a run it terminated) or an error for an entry that is not well formed (the worker
+-- dead-letters it).
 redis.register_function('rd_handoff', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local f = {}
@@ -285,11 +287,12 @@ redis.register_function('rd_handoff', function(keys, args)
     return redis.error_reply('ERR malformed hand-off entry (kind ' .. tostring(f.kind) .. ')')
   end
   local c = ctx(keys, {args[1], args[2], f.target_run or ''})
-  if request_seen(keys[4], f.request_id) then return {'ok', 'seen'} end
+  if request_seen(keys[4], f.request_id) then return {'ok', 'seen', -1} end
   local ts = now_ms()
+  timers_added_reset()
   local outcome = handler(c, f, f.request_id, ts)
   request_done(keys[4], f.request_id, args[3], ts)
-  return {'ok', outcome}
+  return {'ok', outcome, timers_added_in(ts)}
 end)
 
 -- rd_handoff_ack: an outbox entry was applied: acknowledge and delete it.

@@ -297,6 +297,16 @@ class ActivityTasks:
             if self.suspect == (task.stream, task.msg_id):
                 self.suspect = None
             self._slot_free.set()
+            self._start_backlog()
+
+    def _start_backlog(self) -> None:
+        """Start held tasks waiting for a slot (claimed beyond our free slots, a suspect)
+        in the slot just freed: the poller, idle, may be blocked in a read for seconds
+        (sdk/worker/plumbing.py IDLE_READ_BLOCK_MS)."""
+        free = self.max_concurrent - len(self.running)
+        if self.backlog and free > 0 and not self._plumbing.stopping and self._plumbing.tg:
+            tasks, self.backlog = self.backlog[:free], self.backlog[free:]
+            self.start(tasks)
 
     def _failure_call(self, task: TaskEntry, exc: BaseException) -> Call:
         return self._store.act_complete_call(

@@ -28,7 +28,7 @@ from engine.handoff import (
     shard_of_outbox,
 )
 from engine.store import Store
-from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT
+from sdk.worker.plumbing import IDLE_READ_BLOCK_MS, READ_BLOCK_MS, TRANSIENT
 from sdk.worker.task_entry import Fields
 
 log = structlog.get_logger("redurable.worker")
@@ -58,12 +58,24 @@ class Handoffs:
 
     async def run(self) -> None:
         await ensure_outbox_groups(self.store)
+        block_ms = READ_BLOCK_MS
         while not self.stopping():
             try:
-                await self.poll_once(block_ms=READ_BLOCK_MS)
+                applied = await self.poll_once(block_ms)
             except TRANSIENT as exc:
                 log.warning("handoff_read_failed", error=str(exc))
                 await anyio.sleep(0.2)  # Redis away for a moment: go on when it is back
+                continue
+            block_ms = self.block_after(applied)
+
+    def block_after(self, applied: int) -> int:
+        """How long the next read blocks: after a read that applied nothing, as long as
+        an idle poller's (sdk/worker/plumbing.py) when the store cuts a read short as
+        the worker stops, but no later than the next claim of idle entries is due."""
+        if applied or not self.store.reads_cut_short:
+            return READ_BLOCK_MS
+        claim_in_ms = (self._last_claim + self.liveness_ms / 1000 - time.monotonic()) * 1000
+        return max(READ_BLOCK_MS, min(IDLE_READ_BLOCK_MS, int(claim_in_ms)))
 
     async def poll_once(self, block_ms: int) -> int:
         """Read and apply new entries, and now and then claim idle ones; returns how

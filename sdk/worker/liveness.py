@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import anyio
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from engine.keys import GROUP
@@ -96,6 +97,8 @@ class Liveness:
         self.clock = clock
         #: What the worker runs, in its worker-info entry (for the UI, the CLI's hints).
         self._advertised = advertised
+        #: Whether `clock` has been measured (at the first beat).
+        self._clock_measured = False
         #: The task queue's workflow and activity streams, polled by us or not.
         self._task_streams = [*plumbing.workflow_streams, *plumbing.activity_streams]
         self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
@@ -114,8 +117,18 @@ class Liveness:
 
     async def beat(self) -> None:
         redis = self.client.redis
-        self.clock.measured(*await redis.time())
+        # The clock offset for the next beat is measured in this beat's round trip (a
+        # round trip of its own was a quarter of an idle worker's beat): it drifts by
+        # microseconds a beat, far below the milliseconds a beat's time is compared
+        # with. Not the first beat's (a worker whose clock is minutes behind would look
+        # long dead), nor on a cluster (its pipelines refuse a command without a key).
+        piggyback = self._clock_measured and not isinstance(redis, RedisCluster)
+        if not piggyback:
+            self.clock.measured(*await redis.time())
+            self._clock_measured = True
         pipe = redis.pipeline(transaction=False)
+        if piggyback:
+            pipe.time()
         pipe.zadd(self.keys.workers(self.task_queue), {self.identity: self.server_ms()})
         pipe.hset(
             self.keys.worker_info(self.task_queue),
@@ -129,7 +142,9 @@ class Liveness:
                 }
             ),
         )
-        await pipe.execute()
+        replies = await pipe.execute()
+        if piggyback:
+            self.clock.measured(*replies[0])
 
     async def beat_loop(self) -> None:
         # The beat is also how the CLI and the UI tell a live worker (one that beat within

@@ -5,18 +5,20 @@ what an idle worker cost, and a cost that grew with the fleet. Now it sleeps unt
 earliest due time the last scan saw (the server measures it: clock skew between worker
 and server plays no part), woken early when a call of this process may have added an
 earlier timer (engine/calls.py SETS_TIMERS), and never for longer than MAX_WAIT_S. A
-workflow task commit says when the earliest timer it added falls due (ms after the
-call, measured by the server): the next scan moves to that time when it is sooner, and
-stays put when not (an activity's timeouts, a long timer: no scan for them).
+call that adds timers (a workflow task start, commit or failure, an activity start or
+completion, a cron chain's next run, a cross-shard hand-off) says when the earliest
+one it added falls due (ms after the call, measured by the server): the next scan
+moves to that time when it is sooner, and stays put when not (an activity's timeouts,
+a long timer, a cron run hours away: no scan for them).
 Two scans start at least DUE_GAP_S apart (timers due back to back fire in batches),
 and those that nudges ask for `min_interval` apart (the worker's `timer_interval`:
 under load they cost what the fixed-rate loop did).
 
-Every timer is added by a transition that some worker makes (a workflow task commit,
-an activity start or completion, a timer firing), so the worker that adds one wakes
-for it. MAX_WAIT_S bounds the rest: a timer added by another process that does not
-scan (an async activity completed from a client) or by a worker that died right after,
-and a server whose library predates the next-due answer.
+Every timer is added by a transition that some worker makes (those calls, a timer
+firing), so the worker that adds one wakes for it. MAX_WAIT_S bounds the rest: a timer
+added by another process that does not scan (an async activity completed from a
+client) or by a worker that died right after, and a server whose library predates the
+next-due answer.
 """
 
 from __future__ import annotations

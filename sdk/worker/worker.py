@@ -323,9 +323,11 @@ class Worker:
     async def _drain(self) -> None:
         self._plumbing.stopping = True
         self._plumbing.worker_shutdown.set()
-        # Let the pollers' reads end by themselves (they block <= READ_BLOCK_MS) and the
-        # workflow batch in hand commit. A read cancelled mid-way may have been served
-        # already: its entries would be pending on us, unseen (_hand_back_unseen).
+        # Let the pollers' reads end by themselves (they block <= READ_BLOCK_MS, idle
+        # ones are cut short) and the workflow batch in hand commit. A read cancelled
+        # mid-way may have been served already: its entries would be pending on us,
+        # unseen (_hand_back_unseen).
+        self._plumbing.cut_idle_reads()
         with anyio.move_on_after(max(self.graceful_shutdown_timeout, 2 * READ_BLOCK_MS / 1000)):
             if self._pollers_running:
                 await self._pollers_done.wait()

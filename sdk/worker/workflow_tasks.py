@@ -194,6 +194,11 @@ class WorkflowTasks:
         try:
             async with self._lock:
                 await self._process(tasks)
+                # Speculations to run the normal way: now, not once the poller's read
+                # returns (idle, it blocks for seconds: sdk/worker/plumbing.py).
+                while self.backlog and not self._plumbing.stopping:
+                    more, self.backlog = self.backlog, []
+                    await self._process(more)
         except TRANSIENT as exc:
             # Still pending on us: the poller retries them from the backlog, where
             # _process put back the unfinished ones.
