@@ -20,6 +20,7 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from engine.cluster_redis import as_cluster
 from engine.keys import GROUP
 from sdk.client.registry import LIVE_WITHIN_MS
 from sdk.worker.plumbing import TaskPlumbing
@@ -124,7 +125,12 @@ class Liveness:
         # long dead), nor on a cluster (its pipelines refuse a command without a key).
         piggyback = self._clock_measured and not isinstance(redis, RedisCluster)
         if not piggyback:
-            self.clock.measured(*await redis.time())
+            # On a cluster, the clock of the master holding the beats: every worker of
+            # the task queue reads the same one (a keyless TIME goes to any node).
+            cluster = as_cluster(redis)
+            clock = redis if cluster is None else cluster.node_client(
+                self.keys.workers(self.task_queue))
+            self.clock.measured(*await clock.time())
             self._clock_measured = True
         pipe = redis.pipeline(transaction=False)
         if piggyback:
