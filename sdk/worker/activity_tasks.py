@@ -4,6 +4,7 @@ attempt, sending start marks and heartbeats, and committing completions in batch
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 from collections.abc import Sequence
@@ -168,9 +169,16 @@ class ActivityTasks:
     def start(self, tasks: list[TaskEntry]) -> None:
         """Run each attempt at once. The start mark (which arms start-to-close and
         heartbeat timeouts) is sent later by the housekeeping loop, and only for
-        attempts still running by then: most activities finish first and save it."""
-        tg = self._plumbing.tg
-        assert tg is not None
+        attempts still running by then: most activities finish first and save it.
+
+        Each attempt is a plain asyncio task, not a child of the worker's task group:
+        an anyio child costs a handle, a second cancel scope, an event and a wrapper
+        coroutine, a good part of a trivial activity's step. The attempt's own scope
+        still cancels it (RunningActivity.cancel/release); _run lets no exception out
+        (_attempt_ended logs a bug's); the ones still running when the worker stops are
+        cancelled by hand_back_running, as the task group's end cancelled them."""
+        assert self._plumbing.tg is not None
+        create_task = asyncio.get_running_loop().create_task
         now = time.monotonic()
         for task in tasks:
             self._plumbing.hold(task)
@@ -183,7 +191,8 @@ class ActivityTasks:
             running = RunningActivity(task, self._context(task))
             running.mark_at = now if short else now + LAZY_START_S
             self.running[(task.stream, task.msg_id)] = running
-            tg.start_soon(self._run, running)
+            running.runner = create_task(self._run(running))
+            running.runner.add_done_callback(_attempt_ended)
         self._started.set()
 
     def _context(self, task: TaskEntry) -> activity_api.ActivityContext:
@@ -414,3 +423,16 @@ class ActivityTasks:
         with anyio.move_on_after(2):
             while self.running:
                 await anyio.sleep(0.01)
+        # Async ones that outlived the release (they shielded themselves): the task
+        # group's end cancelled them when attempts were its children.
+        for running in list(self.running.values()):
+            if running.runner is not None:
+                running.runner.cancel()
+
+
+def _attempt_ended(runner: asyncio.Task[None]) -> None:
+    """_run lets no exception out: one that did is a bug, logged (an unretrieved one
+    is only reported when the task is collected)."""
+    if not runner.cancelled() and (exc := runner.exception()) is not None:
+        log.error("activity_attempt_crashed", error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)
