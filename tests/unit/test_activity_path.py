@@ -103,3 +103,55 @@ def test_the_cancel_event_is_made_when_asked_for_and_reflects_an_earlier_cancel(
     late = ActivityContext(info)
     late.request_cancel()
     assert late._cancelled is None and late.cancelled.is_set()
+
+
+async def test_housekeeping_wakes_for_attempts_that_outlive_their_lazy_start_only(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = anyio.Event()
+    hold = False
+
+    @activity.defn
+    async def stubborn() -> None:
+        if hold:
+            await release.wait()
+
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[stubborn],
+                    handle_signals=False)
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    stream = plumbing.activity_streams[0]
+    passes = 0
+    real_wake = activities._housekeeping_wake
+
+    def counted_wake() -> None:
+        nonlocal passes
+        passes += 1
+        real_wake()
+
+    activities._housekeeping_wake = counted_wake  # type: ignore[method-assign]
+
+    async def accepted(calls: list[object]) -> list[list[bytes]]:
+        return [[b"ok"] for _ in calls]  # no workflow behind these: 'stale' would cancel
+
+    monkeypatch.setattr(activities._store, "call_many", accepted)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            plumbing.tg = tg
+            tg.start_soon(activities.housekeeping_loop)
+            activities.start([TaskEntry(stream, "1-0", dict(FIELDS))])
+            await anyio.sleep(0.15)  # well past LAZY_START_S
+            assert not activities.running and passes == 0  # ended first: no wake at all
+            hold = True
+            activities.start([TaskEntry(stream, "2-0", dict(FIELDS))])
+            (running,) = activities.running.values()
+            while not running.marked:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)
+            assert passes >= 2  # the mark, then heartbeat passes while it runs
+            release.set()
+            while activities.running:
+                await anyio.sleep(0.01)
+            settled = passes
+            await anyio.sleep(0.1)
+            assert passes == settled and activities._housekeeping_timer is None
+            tg.cancel_scope.cancel()
