@@ -127,3 +127,15 @@ async def test_the_fleet_shares_the_hand_off_claims(fake_client: Client) -> None
 
     assert every(1) == every(2) == 5.0
     assert every(20) == pytest.approx(50.0, rel=0.05)
+
+
+async def test_a_nudged_scan_fires_in_shards_held_by_others(fake_client: Client) -> None:
+    store = fake_client.store
+    a = ShardLeases(store, "a")
+    b = ShardLeases(store, "b")
+    await a.scan(nudged=False)
+    await b.scan(nudged=False)  # looks, finds every shard held
+    await fake_client.redis.zadd(store.keys.timers(1), {"T|no-run|1|0|nobody": 0})
+    assert (await b.scan(nudged=False)).fired == 0  # not its shard, not its time to look
+    assert (await b.scan(nudged=True)).fired == 1  # a timer it added is due: every shard
+    assert b.held == set()  # and it took no lease
