@@ -185,19 +185,23 @@ class TaskPlumbing:
         block = IDLE_READ_BLOCK_MS if idle else READ_BLOCK_MS
         entries: list[tuple[str, str, Fields]] = []
         try:
-            with anyio.CancelScope() as scope:
-                if idle:
+            if idle:
+                # Only the long read gets a scope to be cut short by: entering and
+                # leaving one costs some us, and the leaving comes after the read
+                # answers, on the way from a signal to the code that sees it.
+                with anyio.CancelScope() as scope:
                     self._idle_blocked.add(scope)
-                try:
-                    if after:
-                        assert on_replies is not None
-                        entries = await self.store.read_group_after(
-                            after, on_replies, self.identity, streams, count, block)
-                    else:
+                    try:
                         entries = await self.store.read_group(
                             self.identity, streams, count, block)
-                finally:
-                    self._idle_blocked.discard(scope)
+                    finally:
+                        self._idle_blocked.discard(scope)
+            elif after:
+                assert on_replies is not None
+                entries = await self.store.read_group_after(
+                    after, on_replies, self.identity, streams, count, block)
+            else:
+                entries = await self.store.read_group(self.identity, streams, count, block)
         except ResponseError as exc:
             if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
