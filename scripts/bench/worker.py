@@ -44,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--liveness", type=float, default=5.0)
     p.add_argument("--durability", default=None, help="Client durability mode (e.g. fsync)")
     p.add_argument("--profile", default=None, help="write cProfile stats to this file")
+    p.add_argument("--trace-reads", default=None,
+                   help="write when each task read that found tasks began and returned "
+                        "(CLOCK_MONOTONIC ns, JSON) to this file (scripts.bench.signal_latency)")
     # An environment variable too, so the fleet benchmark's workers take it unchanged.
     p.add_argument("--metrics", action="store_true",
                    default=os.environ.get("REDURABLE_BENCH_METRICS") == "1",
@@ -141,8 +144,27 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         await client.close()
 
 
+def trace_reads(reads: list[tuple[int, int, int]]) -> None:
+    """Record (began, returned, tasks) of every TaskPlumbing.read that found tasks."""
+    from sdk.worker.plumbing import TaskPlumbing
+
+    read = TaskPlumbing.read
+
+    async def traced(self: TaskPlumbing, *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic_ns()
+        tasks = await read(self, *args, **kwargs)
+        if tasks:
+            reads.append((began, time.monotonic_ns(), len(tasks)))
+        return tasks
+
+    TaskPlumbing.read = traced  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    reads: list[tuple[int, int, int]] = []
+    if args.trace_reads:
+        trace_reads(reads)
     configure_logging(level="WARNING")
     # On the process's CPU clock: time spent blocked (in the loop's poll) is not counted.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
@@ -152,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
+    if args.trace_reads:
+        with open(args.trace_reads, "w") as f:
+            json.dump(reads, f)
     print("stats " + json.dumps(stats), flush=True)
     sys.exit(0)
 
