@@ -68,6 +68,10 @@ SHARD_KEYS: dict[str, str] = {
     #: then), apart from `timers`: they are many, nearly all removed before they fall
     #: due, and the timer loop must not wake for each one.
     "sticky_timers": "timers:sticky",
+    #: String: the worker id that scans the shard's timers now (sdk/worker/
+    #: timer_leases.py), with a short TTL renewed by its scans. The others skip the
+    #: shard, and take it over when the lease lapses or its holder is seen dead.
+    "timer_lease": "timers:lease",
     "dead_letters": "dlq",
     #: All workflows of the shard by start time.
     "index_start": "index:start",
@@ -185,6 +189,9 @@ class Keys:
 
     def sticky_timers(self, shard: int) -> str:
         return self._in_shard(shard, "sticky_timers")
+
+    def timer_lease(self, shard: int) -> str:
+        return self._in_shard(shard, "timer_lease")
 
     def dead_letters(self, shard: int) -> str:
         return self._in_shard(shard, "dead_letters")

@@ -23,6 +23,7 @@ from engine.calls import Call, due_in_slot, text_of
 from engine.cron import check_cron_schedule, next_fire_ms
 from engine.errors import InvalidArgumentError
 from engine.keys import Keys
+from engine.task_replies import decode_entries
 
 #: The field of `<prefix>:config` that holds the namespace's run retention (ms).
 RETENTION_FIELD = "run_retention_ms"
@@ -88,8 +89,6 @@ async def read_closed_history(
     after: bytes | None = None, count: int | None = None,
 ) -> list[tuple[bytes, ev.Event]]:
     """A page of the history of closed run `run_id` (as Store.read_history)."""
-    from engine.store import decode_entries  # store imports this module
-
     start = b"(" + after if after else "-"
     raw: Any = await redis.xrange(keys.closed_run_history(workflow_id, check_run_id(run_id)),
                                   start, "+", count=count)

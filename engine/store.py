@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from engine import commands as cmd
 from engine import events as ev
-from engine.calls import Arg, TaskRef, due_in_slot, pairs_of, text_of, unwrap
+from engine.calls import Arg, TaskRef, text_of, unwrap
 from engine.calls import Call as Call  # where the worker has always imported it from
 from engine.durability import Durability
 from engine.errors import (
@@ -31,60 +30,32 @@ from engine.resp import RespPool
 from engine.run_chain import CronFire, cron_fires, cron_next_call
 from engine.start_options import StartOptions
 from engine.status import WorkflowExecutionStatus
+from engine.task_replies import (
+    TimerScan,
+    WorkflowTaskCommit,
+    WorkflowTaskStart,
+    act_complete_due_in,
+    act_start_due_in,
+    decode_entries,
+    parse_eager_wft,
+    parse_wft_complete,
+    parse_wft_start,
+    reply_status,
+    wft_complete_due_in,
+    wft_fail_due_in,
+    wft_start_due_in,
+)
 from engine.task_streams import TaskStreams
 from engine.task_token import ActivityRef
-from engine.updates import UpdateRequest, parse_requests, rejection_args
+from engine.updates import rejection_args
 
 HISTORY_VERSION = 1
 
-
-@dataclass(frozen=True)
-class WorkflowTaskStart:
-    token: int
-    now_ms: int
-    attempt: int
-    #: (stream entry id, event) pairs after the cursor the worker gave.
-    entries: list[tuple[bytes, ev.Event]]
-    #: Updates admitted for the workflow and not yet run (engine/updates.py).
-    updates: list[UpdateRequest] = field(default_factory=list)
-    #: The history's next event id (0: not told): a cached run must have seen all before it.
-    next_event_id: int = 0
-
-
-@dataclass(frozen=True)
-class WorkflowTaskCommit:
-    last_event_id: int
-    last_stream_id: bytes
-    closed: bool
-    close_dropped: bool
-    #: Activity tasks delivered to this worker with the commit: (stream, id, fields).
-    eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TimerScan:
-    """What one pass of `fire_timers` did and saw."""
-
-    fired: int
-    #: Some shard had more due timers than one pass fires: scan again at once.
-    more: bool
-    #: Milliseconds from the scan to the earliest timer left, on the server's clock;
-    #: None when no timer is left, or the server's library predates this answer.
-    next_in_ms: int | None
-
-
-def _status(reply: Any) -> str:
-    """The first word of a function's reply: "ok", or why nothing was applied."""
-    return text_of(unwrap(reply)[0])
-
-
-#: Call.timer_due_in of rd_wft_start, rd_wft_complete, rd_wft_fail, rd_act_start and
-#: rd_act_complete.
-wft_start_due_in = due_in_slot(6)
-wft_complete_due_in = due_in_slot(6)
-wft_fail_due_in = due_in_slot(1)
-act_start_due_in = due_in_slot(5)
-act_complete_due_in = due_in_slot(3)
+__all__ = [  # the reply types callers have always imported from here
+    "Call", "Store", "TimerScan", "WorkflowTaskCommit", "WorkflowTaskStart",
+    "act_complete_due_in", "act_start_due_in", "decode_entries", "wft_complete_due_in",
+    "wft_fail_due_in", "wft_start_due_in",
+]
 
 
 def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[Arg]:
@@ -98,15 +69,6 @@ def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[
         str(failure.get("type", "")),
         "1" if failure.get("non_retryable") else "0",
     ]
-
-
-def decode_entries(raw: Sequence[Any]) -> list[tuple[bytes, ev.Event]]:
-    out: list[tuple[bytes, ev.Event]] = []
-    for sid, fields in raw:
-        if isinstance(fields, list):  # raw RESP2 from inside a Lua reply
-            fields = pairs_of(fields)
-        out.append((sid, ev.decode_event(fields)))
-    return out
 
 
 #: How many workflows' key names a Store keeps at most (then it starts over).
@@ -185,7 +147,7 @@ class Store(TaskStreams):
                 ),
             )
         )
-        status = _status(reply)
+        status = reply_status(reply)
         if status == "already_started":
             raise WorkflowAlreadyStartedError(workflow_id, text_of(reply[1]))
         if status == "history_limit":
@@ -210,7 +172,7 @@ class Store(TaskStreams):
                               *after),
             )
         )
-        status = _status(reply)
+        status = reply_status(reply)
         if status == "not_found":
             raise WorkflowNotFoundError(workflow_id)
         if status == "not_running":
@@ -259,6 +221,10 @@ class Store(TaskStreams):
             timer_due_in=wft_start_due_in,
         )
 
+    parse_wft_start = staticmethod(parse_wft_start)
+    parse_wft_complete = staticmethod(parse_wft_complete)
+    parse_eager_wft = staticmethod(parse_eager_wft)
+
     def wft_extend_call(
         self, workflow_id: str, run_id: str, epoch: str, token: int, timeout_ms: int
     ) -> Call:
@@ -268,19 +234,6 @@ class Store(TaskStreams):
             "rd_wft_extend",
             self._wf_keys(workflow_id),
             self._wf_args(workflow_id, run_id, epoch, token, timeout_ms),
-        )
-
-    @staticmethod
-    def parse_wft_start(reply: Any) -> WorkflowTaskStart | None:
-        if _status(reply) != "ok":
-            return None
-        return WorkflowTaskStart(
-            token=int(reply[1]),
-            now_ms=int(reply[2]),
-            attempt=int(reply[3]),
-            entries=decode_entries(reply[4]),
-            updates=parse_requests(reply[5]) if len(reply) > 5 else [],
-            next_event_id=int(reply[7]) if len(reply) > 7 and reply[7] else 0,
         )
 
     def wft_complete_call(
@@ -334,23 +287,6 @@ class Store(TaskStreams):
         return Call(
             "rd_wft_complete", self._task_keys(workflow_id, stream), args, TaskRef(stream, msg_id),
             timer_due_in=wft_complete_due_in,
-        )
-
-    @staticmethod
-    def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
-        """The commit, or "stale" (dropped) / "retry" (speculation failed: start it)."""
-        status = _status(reply)
-        if status != "ok":
-            return status
-        return WorkflowTaskCommit(
-            last_event_id=int(reply[1]),
-            last_stream_id=bytes(reply[2]),
-            closed=bool(int(reply[3])),
-            close_dropped=bool(int(reply[4])),
-            eager=[
-                (text_of(stream), text_of(sid), pairs_of(flat))
-                for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
-            ],
         )
 
     def wft_fail_call(
@@ -444,7 +380,7 @@ class Store(TaskStreams):
             Call("rd_act_complete", self._wf_keys(ref.workflow_id),
                  args + _outcome_args(result, failure), timer_due_in=act_complete_due_in)
         )
-        return _status(reply) == "ok"
+        return reply_status(reply) == "ok"
 
     async def heartbeat_activity_by_ref(self, ref: ActivityRef, details: bytes) -> str:
         """A client's heartbeat for an async activity: "ok", "cancel" or "stale"."""
@@ -454,15 +390,7 @@ class Store(TaskStreams):
                 ref.workflow_id, ref.run_id, str(ref.activity_id), attempt, details
             )
         )
-        return _status(reply)
-
-    @staticmethod
-    def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
-        """The workflow task an activity completion handed over: (stream, id, fields)."""
-        if not isinstance(reply, list) or len(reply) < 3 or not reply[2]:
-            return None
-        stream, sid, fields = reply[2]
-        return text_of(stream), text_of(sid), pairs_of(fields)
+        return reply_status(reply)
 
     def act_heartbeat_call(
         self, workflow_id: str, run_id: str, activity_id: str, attempt: str, details: bytes

@@ -82,8 +82,8 @@ local function fire(prefix, member, ts)
 end
 
 -- rd_fire_timers: fire every timer of one shard that is due on the server's clock.
--- KEYS: timers zset of the shard[, its sticky deadlines zset]
--- ARGV: prefix, limit
+-- KEYS: timers zset of the shard[, its sticky deadlines zset[, its timer lease]]
+-- ARGV: prefix, limit[, holder, lease ms, dead worker...]
 -- Returns {fired_count, next_due_ms or -1, ms from now to next_due or -1}: the last
 -- one on the server's clock, so a worker whose own clock is off still sleeps until the
 -- next timer is due (sdk/worker/timers.py), then the cron runs due to be followed
@@ -91,13 +91,26 @@ end
 -- deadlines fire in the same scan but do not count for the next due time: the loop
 -- scans at least once a second, and under load far more often, which is soon enough
 -- for a fallback.
+-- With the lease key (sdk/worker/timer_leases.py): the scan runs only for the lease's
+-- holder, or when nobody (or one of the dead workers named) holds it; it then takes
+-- or renews the lease for `lease ms` and answers 1 as a 5th element. Held by another:
+-- nothing is scanned, and the answer is {0, -1, -1, {}, 0, the lease's ms left}.
 redis.register_function('rd_fire_timers', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
+  if keys[3] then
+    local held = redis.call('GET', keys[3])
+    if held and held ~= args[3] then
+      local dead = false
+      for i = 5, #args do if held == args[i] then dead = true end end
+      if not dead then return {0, -1, -1, {}, 0, redis.call('PTTL', keys[3])} end
+    end
+    redis.call('SET', keys[3], args[3], 'PX', args[4])
+  end
   local ts = now_ms()
   local limit = tonumber(args[2])
   local fired = 0
   local crons = {}
-  for k = #keys, 1, -1 do
+  for k = math.min(#keys, 2), 1, -1 do
     local due = redis.call('ZRANGEBYSCORE', keys[k], '-inf', ts, 'LIMIT', 0, limit)
     for i = 1, #due do
       redis.call('ZREM', keys[k], due[i])
@@ -112,5 +125,20 @@ redis.register_function('rd_fire_timers', function(keys, args)
     next_ms = tonumber(next_due[2])
     next_in = math.max(0, next_ms - ts)
   end
+  if keys[3] then return {fired, next_ms, next_in, crons, 1} end
   return {fired, next_ms, next_in, crons}
+end)
+
+-- rd_timer_lease_release: give a shard's timer lease up (a worker that stops), so
+-- another worker takes the shard's scans at its next look, not after the lease lapses.
+-- KEYS: the shard's timer lease
+-- ARGV: holder
+-- Returns 1 when released, 0 when someone else held it (or nobody).
+redis.register_function('rd_timer_lease_release', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  if redis.call('GET', keys[1]) == args[1] then
+    redis.call('DEL', keys[1])
+    return 1
+  end
+  return 0
 end)

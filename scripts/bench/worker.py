@@ -6,7 +6,9 @@ counters such as cache_hits and full_replays, and its own CPU time in ns: /proc 
 in 10 ms ticks, too coarse for short windows); on SIGTERM it drains and prints one
 `stats <json>` line (the same counters, tasks it ran, RSS) and exits.
 `--profile FILE` runs it under cProfile (on the process CPU clock) and writes the stats
-to FILE.
+to FILE. REDURABLE_BENCH_PROFILE_DIR=DIR profiles every worker a benchmark starts, in
+its measured windows only: from each odd `counters` line to the next (the fleet
+benchmark's idle window, then its signal rounds, ...), into DIR/worker-PID.prof.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--liveness", type=float, default=5.0)
     p.add_argument("--durability", default=None, help="Client durability mode (e.g. fsync)")
     p.add_argument("--profile", default=None, help="write cProfile stats to this file")
+    p.add_argument("--trace-reads", default=None,
+                   help="write when each task read that found tasks began and returned "
+                        "(CLOCK_MONOTONIC ns, JSON) to this file (scripts.bench.signal_latency)")
     # An environment variable too, so the fleet benchmark's workers take it unchanged.
     p.add_argument("--metrics", action="store_true",
                    default=os.environ.get("REDURABLE_BENCH_METRICS") == "1",
@@ -58,12 +63,39 @@ def rss_kib() -> int:
 
 
 def snapshot(worker: Worker) -> dict[str, int]:
-    """The counters line: client counters, the Worker's stats, and CPU time so far."""
+    """The counters line: client counters, the Worker's stats, and CPU time so far
+    (with its user/system split and the context switches, from getrusage)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         **counters.snapshot(),
         **dict(worker.stats),
         "cpu_ns": time.process_time_ns(),
+        "user_us": round(usage.ru_utime * 1e6),
+        "sys_us": round(usage.ru_stime * 1e6),
+        "voluntary_switches": usage.ru_nvcsw,
+        "involuntary_switches": usage.ru_nivcsw,
     }
+
+
+class WindowProfile:
+    """cProfile switched on and off by the counters lines (REDURABLE_BENCH_PROFILE_DIR)."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, f"worker-{os.getpid()}.prof")
+        self.profiler = cProfile.Profile(time.process_time)
+        self.on = False
+
+    def toggle(self) -> None:
+        if self.on:
+            self.profiler.disable()
+        else:
+            self.profiler.enable()
+        self.on = not self.on
+
+    def dump(self) -> None:
+        if self.on:
+            self.profiler.disable()
+        self.profiler.dump_stats(self.path)
 
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,11 +118,18 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
             key = client.keys.workers(args.task_queue)
             while await client.redis.zscore(key, worker.identity) is None:
                 await anyio.sleep(0.01)
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGUSR1,
-                lambda: print("counters " + json.dumps(snapshot(worker)), flush=True),
-            )
+            folder = os.environ.get("REDURABLE_BENCH_PROFILE_DIR")
+            window = WindowProfile(folder) if folder else None
+
+            def counters_line() -> None:
+                print("counters " + json.dumps(snapshot(worker)), flush=True)
+                if window is not None:
+                    window.toggle()
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, counters_line)
             print(f"ready {os.getpid()}", flush=True)
+        if window is not None:
+            window.dump()
         return {
             "pid": os.getpid(),
             "seconds": time.monotonic() - started,
@@ -105,8 +144,27 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
         await client.close()
 
 
+def trace_reads(reads: list[tuple[int, int, int]]) -> None:
+    """Record (began, returned, tasks) of every TaskPlumbing.read that found tasks."""
+    from sdk.worker.plumbing import TaskPlumbing
+
+    read = TaskPlumbing.read
+
+    async def traced(self: TaskPlumbing, *args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic_ns()
+        tasks = await read(self, *args, **kwargs)
+        if tasks:
+            reads.append((began, time.monotonic_ns(), len(tasks)))
+        return tasks
+
+    TaskPlumbing.read = traced  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    reads: list[tuple[int, int, int]] = []
+    if args.trace_reads:
+        trace_reads(reads)
     configure_logging(level="WARNING")
     # On the process's CPU clock: time spent blocked (in the loop's poll) is not counted.
     profiler = cProfile.Profile(time.process_time) if args.profile else None
@@ -116,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
+    if args.trace_reads:
+        with open(args.trace_reads, "w") as f:
+            json.dump(reads, f)
     print("stats " + json.dumps(stats), flush=True)
     sys.exit(0)
 

@@ -10,6 +10,7 @@ delivered more than `max_deliveries` times when claimed (rd_claim)."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,10 @@ from sdk.worker.task_entry import Fields
 log = structlog.get_logger("redurable.worker")
 #: What rd_handoff answers for an entry it can never apply (engine/lua/85_handoff.lua).
 MALFORMED = "malformed hand-off entry"
+#: How many workers, together, claim idle outbox entries once per liveness timeout:
+#: each of K workers claims every K / CLAIMERS timeouts (at random phases), so an idle
+#: fleet's claims cost Redis the same whatever its size.
+CLAIMERS = 2
 
 
 class Handoffs:
@@ -45,6 +50,7 @@ class Handoffs:
         liveness_ms: int,
         max_deliveries: int,
         stopping: Callable[[], bool],
+        fleet_size: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.keys = store.keys
@@ -55,6 +61,12 @@ class Handoffs:
         self.streams = outbox_streams(self.keys)
         self.applied = 0
         self._last_claim = 0.0
+        #: The live workers that claim too (this one included), as far as we know.
+        self._fleet_size = fleet_size
+        #: Seconds from one claim of idle entries to the next (this worker's share).
+        self._claim_every = liveness_ms / 1000
+        #: Random phases for the claims (module random is the workflows' concern).
+        self._jitter = random.Random()
 
     async def run(self) -> None:
         await ensure_outbox_groups(self.store)
@@ -74,7 +86,7 @@ class Handoffs:
         the worker stops, but no later than the next claim of idle entries is due."""
         if applied or not self.store.reads_cut_short:
             return READ_BLOCK_MS
-        claim_in_ms = (self._last_claim + self.liveness_ms / 1000 - time.monotonic()) * 1000
+        claim_in_ms = (self._last_claim + self._claim_every - time.monotonic()) * 1000
         return max(READ_BLOCK_MS, min(IDLE_READ_BLOCK_MS, int(claim_in_ms)))
 
     async def poll_once(self, block_ms: int) -> int:
@@ -87,10 +99,19 @@ class Handoffs:
             await anyio.sleep(0.005)  # a server that does not block (fakeredis): no spin
         for stream, sid, fields in entries:
             applied += await self.apply(stream, sid, fields)
-        if time.monotonic() - self._last_claim >= self.liveness_ms / 1000:
+        if time.monotonic() - self._last_claim >= self._claim_every:
             self._last_claim = time.monotonic()
+            self._claim_every = self.claim_every()
             applied += await self.claim_idle(self.liveness_ms)
         return applied
+
+    def claim_every(self) -> float:
+        """Seconds between two claims of idle entries: the liveness timeout in a fleet
+        of up to CLAIMERS, else this worker's share of the fleet's claims."""
+        fleet = self._fleet_size() if self._fleet_size is not None else 1
+        if fleet <= CLAIMERS:
+            return self.liveness_ms / 1000
+        return self.liveness_ms / 1000 * fleet / CLAIMERS * (0.5 + self._jitter.random())
 
     async def claim_idle(self, min_idle_ms: int) -> int:
         """Apply the entries other consumers left pending longer than `min_idle_ms`."""

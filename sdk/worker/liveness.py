@@ -7,11 +7,12 @@ much it has room for and what to do with what is claimed."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
@@ -31,6 +32,12 @@ Fields = dict[bytes, bytes]
 #: Workers and consumers silent this long are forgotten (checked every TIDY_INTERVAL_S).
 DEPARTED_AFTER_MS = 10 * 60 * 1000
 TIDY_INTERVAL_S = 60.0
+#: How many of a task queue's workers, together, look for entries left idle past the
+#: liveness timeout once per beat interval: each of K workers looks every
+#: K / IDLE_CLAIMERS beats (at random phases), so the fleet's XPENDING calls stay the
+#: same whatever its size. (Those of a worker whose death presence showed are claimed
+#: at once, by the death watch; this is the fallback for a hung one.)
+IDLE_CLAIMERS = 2
 
 
 class Claimant(Protocol):
@@ -100,6 +107,10 @@ class Liveness:
         self._advertised = advertised
         #: Whether `clock` has been measured (at the first beat).
         self._clock_measured = False
+        #: The presence flag of the worker-info entry written last (None: not written).
+        #: The entry is written again only when it changes, or when our beat was gone
+        #: from the liveness zset (we were forgotten: the entry went with it).
+        self._info_presence: bool | None = None
         #: The task queue's workflow and activity streams, polled by us or not.
         self._task_streams = [*plumbing.workflow_streams, *plumbing.activity_streams]
         self.presence = PresenceHolder(self.client.redis, self.keys, self.identity)
@@ -111,6 +122,9 @@ class Liveness:
             self.client.redis, self.keys, self.task_queue, self.identity, self.presence,
             fast=self.store.fast,
         )
+        #: Told of each worker the death watch finds dead (the timer leases it held
+        #: are taken over at once: sdk/worker/timer_leases.py).
+        self.on_death: list[Callable[[str], None]] = []
 
     def server_ms(self) -> int:
         """Now on the server's clock (as of the last beat's measurement)."""
@@ -136,6 +150,22 @@ class Liveness:
         if piggyback:
             pipe.time()
         pipe.zadd(self.keys.workers(self.task_queue), {self.identity: self.server_ms()})
+        write_info = self._info_presence is not self.presence.supported
+        if write_info:
+            self._queue_info(pipe)
+        replies = await pipe.execute()
+        if piggyback:
+            self.clock.measured(*replies[0])
+        if write_info:
+            self._info_presence = self.presence.supported
+        elif int(replies[1 if piggyback else 0]):
+            # Our beat was new to the zset: we had been forgotten (a worker took us for
+            # dead, or departed), and our info entry was dropped with the beat.
+            pipe = redis.pipeline(transaction=False)
+            self._queue_info(pipe)
+            await pipe.execute()
+
+    def _queue_info(self, pipe: Any) -> None:
         pipe.hset(
             self.keys.worker_info(self.task_queue),
             self.identity,
@@ -148,9 +178,6 @@ class Liveness:
                 }
             ),
         )
-        replies = await pipe.execute()
-        if piggyback:
-            self.clock.measured(*replies[0])
 
     async def beat_loop(self) -> None:
         # The beat is also how the CLI and the UI tell a live worker (one that beat within
@@ -158,14 +185,25 @@ class Liveness:
         # a live worker look gone, and its queries refused.
         interval = min(self.liveness_ms / 5, LIVE_WITHIN_MS / 3) / 1000
         next_tidy = time.monotonic() + TIDY_INTERVAL_S
+        next_idle_claim = -math.inf
         while not self._plumbing.stopping:
             await self.beat()
             await self.touch_in_flight()
-            await self.claim_from_dead()
+            if time.monotonic() >= next_idle_claim:
+                await self.claim_from_dead()
+                next_idle_claim = time.monotonic() + self.idle_claim_in(interval)
             if time.monotonic() >= next_tidy:
                 await self.forget_departed_workers()
                 next_tidy = time.monotonic() + TIDY_INTERVAL_S
             await anyio.sleep(interval)
+
+    def idle_claim_in(self, beat_interval: float) -> float:
+        """Seconds until this worker's next look for idle entries: every beat in a
+        fleet of up to IDLE_CLAIMERS, else its share of the fleet's looks."""
+        fleet = self.death_watch.watched + 1
+        if fleet <= IDLE_CLAIMERS:
+            return 0.0
+        return beat_interval * fleet / IDLE_CLAIMERS * (0.5 + self._jitter.random())
 
     async def death_watch_loop(self) -> None:
         """Claim the tasks of workers that died (sdk/worker/presence.py) as soon as their
@@ -179,6 +217,8 @@ class Liveness:
                     return
                 raise
             for worker in dead:
+                for listener in self.on_death:
+                    listener(worker)
                 if await self.claim_all_of(worker):
                     await self.death_watch.forget(worker)
             if dead:

@@ -19,6 +19,10 @@ firing), so the worker that adds one wakes for it. MAX_WAIT_S bounds the rest: a
 added by another process that does not scan (an async activity completed from a
 client) or by a worker that died right after, and a server whose library predates the
 next-due answer.
+
+In a worker, the scans take turns (sdk/worker/timer_leases.py): a shard is scanned on
+schedule by the one worker that holds its timer lease; the scan a nudge asks for
+covers every shard, as all scans did before.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from collections.abc import Callable
 
 import anyio
 
-from engine.store import Store
+from engine.store import Store, TimerScan
+from sdk.worker.timer_leases import ShardLeases
 
 #: The longest sleep between two scans, whatever the next due time.
 MAX_WAIT_S = 1.0
@@ -43,8 +48,20 @@ DUE_GAP_S = 0.01
 class TimerLoop:
     """Fires due timers of one namespace (see the module doc)."""
 
-    def __init__(self, store: Store, *, min_interval: float, max_wait: float = MAX_WAIT_S):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        min_interval: float,
+        max_wait: float = MAX_WAIT_S,
+        leases: ShardLeases | None = None,
+    ):
         self._store = store
+        #: Which shards this worker scans on schedule; None: every shard, every scan.
+        self.leases = leases
+        #: The earliest due time (time.monotonic()) that nudges asked for and no scan
+        #: covering every shard has met yet (with leases, a scheduled scan does not).
+        self._nudge_due = math.inf
         #: The shortest time between the starts of two scans that a nudge asked for:
         #: under load (a nudge per transition) scans run no more often than the old
         #: fixed-rate loop ran (a due time still wakes the loop at once).
@@ -64,6 +81,7 @@ class TimerLoop:
         when unknown: scan by then (after min_interval at the soonest), unless the next
         scan comes first. While a scan runs, it may miss the timer: noted for after."""
         at = -math.inf if due is None else due + DUE_MARGIN_S
+        self._nudge_due = min(self._nudge_due, at)
         if self._scan_at == math.inf:
             self._heard = min(self._heard, at)
             return
@@ -72,13 +90,30 @@ class TimerLoop:
             self._scan_at = at
             self._moved.set()
 
+    def holder_died(self, worker: str) -> None:
+        """The death watch saw `worker` die: take its timer leases now."""
+        if self.leases is not None:
+            self.leases.holder_died(worker)
+            self.nudge(time.monotonic())
+
+    async def _scan(self) -> TimerScan:
+        nudged = self._nudge_due <= time.monotonic()
+        if nudged or self.leases is None:
+            self._nudge_due = math.inf
+        if self.leases is None:
+            return await self._store.fire_timers()
+        return await self.leases.scan(nudged)
+
     def wait_for(self, fired_all: bool, next_in_ms: int | None) -> float:
         """How long after a scan the next one is due, unless nudged."""
         if not fired_all:
             return 0.0
         if next_in_ms is None:
             return self.max_wait
-        return min(self.max_wait, next_in_ms / 1000 + DUE_MARGIN_S)
+        # A worker holding no timer lease scans on its own schedule only when it looks
+        # at the others' leases (next_in_ms tells when): nothing else needs it sooner.
+        longest = self.max_wait if self.leases is None or self.leases.held else math.inf
+        return min(longest, next_in_ms / 1000 + DUE_MARGIN_S)
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         self._store.timer_listeners.append(self.nudge)
@@ -86,11 +121,12 @@ class TimerLoop:
             while not stopping():
                 self._scan_at, self._heard = math.inf, math.inf
                 self._started = started = time.monotonic()
-                scan = await self._store.fire_timers()
+                scan = await self._scan()
                 self.scans += 1
                 # From the reply: the server measured the next due time during the scan.
                 due_at = time.monotonic() + self.wait_for(not scan.more, scan.next_in_ms)
-                self._scan_at = min(due_at, max(self._heard, started + self.min_interval))
+                heard = min(self._heard, self._nudge_due)
+                self._scan_at = min(due_at, max(heard, started + self.min_interval))
                 while True:  # until the scan time, which a nudge may move earlier
                     self._moved = anyio.Event()
                     wait = max(self._scan_at, started + DUE_GAP_S) - time.monotonic()
@@ -102,3 +138,5 @@ class TimerLoop:
                         break
         finally:
             self._store.timer_listeners.remove(self.nudge)
+            if self.leases is not None:
+                await self.leases.release()

@@ -45,6 +45,7 @@ from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
 from sdk.worker.task_entry import Fields, TaskEntry
+from sdk.worker.timer_leases import ShardLeases
 from sdk.worker.timers import TimerLoop
 from sdk.worker.workflow_runner import StickyCache
 from sdk.worker.workflow_tasks import WorkflowTasks
@@ -131,7 +132,11 @@ class Worker:
         #: The shortest time between two scans for due timers: the loop sleeps until the
         #: next due time, but under load it scans no more often than this.
         self.timer_interval = timer_interval
-        self._timers = TimerLoop(self.store, min_interval=timer_interval)
+        #: A shard's timers are scanned on schedule by one worker at a time
+        #: (sdk/worker/timer_leases.py).
+        leases = ShardLeases(self.store, self.identity,
+                             fleet_size=lambda: self.liveness.death_watch.watched + 1)
+        self._timers = TimerLoop(self.store, min_interval=timer_interval, leases=leases)
         #: Fires the namespace's due schedules (every worker does: sdk/worker/scheduler.py).
         self.scheduler = Scheduler(
             self.store, fleet_size=lambda: self.liveness.death_watch.watched + 1)
@@ -204,10 +209,12 @@ class Worker:
                 "sticky": self._plumbing.sticky,
             },
         )
+        self.liveness.on_death.append(self._timers.holder_died)
         #: Applies the shards' cross-shard hand-offs (child workflows, external signals).
         self.handoffs = Handoffs(
             self.store, self.identity, liveness_ms=self.liveness_ms,
             max_deliveries=max_deliveries, stopping=lambda: self._plumbing.stopping,
+            fleet_size=lambda: self.liveness.death_watch.watched + 1,
         )
         self._stop_requested = anyio.Event()
         #: Pollers still reading (each counts itself out as it ends): a stop lets their

@@ -224,3 +224,6 @@ class StickyCache:
     def __len__(self) -> int:
         return len(self._runs)
 
+    def __contains__(self, workflow_id: str) -> bool:
+        return workflow_id in self._runs
+

@@ -86,6 +86,8 @@ class WorkflowTasks:
         self._pending: list[tuple[TaskEntry, Call]] | None = None
         #: Eager tasks handed over (take_eager) for the run_now waiting for the lock.
         self._eager_waiting: list[TaskEntry] | None = None
+        #: Workflows let go whose unstick calls were lost with their round trip (_untold).
+        self._untold_let_go: list[str] = []
 
     # --- what Liveness claims for us (sdk/worker/liveness.py) --------------------------
     def claim_limit(self, stream: str) -> int | None:
@@ -148,12 +150,13 @@ class WorkflowTasks:
             finally:
                 self._lock.release()
 
+        let_go, unstick = self._unstick_calls()
         try:
             return await self._plumbing.read(
-                self._read_streams, per_stream, [c for _, c in pending] + self._unstick_calls(),
-                settle)
+                self._read_streams, per_stream, [c for _, c in pending] + unstick, settle)
         finally:
             if self._pending is pending:  # failed before the replies: unknown outcome
+                self._untold(let_go)
                 self._drop_pending()
                 self._lock.release()
 
@@ -258,18 +261,34 @@ class WorkflowTasks:
             task.no_speculation = True
             self.backlog.append(task)
 
-    def _unstick_calls(self) -> list[Call]:
+    def _unstick_calls(self) -> tuple[list[str], list[Call]]:
         """Tell Redis which workflows the cache let go of (to make room): their next
-        task goes to any worker, not to us for a full replay."""
+        task goes to any worker, not to us for a full replay. Returns the workflows
+        and their calls (the workflows go back to _untold if the calls are lost)."""
         let_go, self.cache.let_go = self.cache.let_go, []
-        if not let_go or not self._sticky:
-            return []
+        if not self._sticky:
+            return [], []
         self._plumbing.stats["cache_evictions"] += len(let_go)
-        return [self._store.unstick_call(wf_id, self._sticky) for wf_id in let_go]
+        let_go, self._untold_let_go = self._untold_let_go + let_go, []
+        return let_go, [self._store.unstick_call(wf_id, self._sticky) for wf_id in let_go]
+
+    def _untold(self, let_go: list[str]) -> None:
+        """The round trip that carried these workflows' unstick calls failed (whether
+        they ran is unknown; rd_unstick runs twice harmlessly): the next one carries
+        them again, else Redis keeps sending their tasks here for full replays. One
+        cached again since is ours again: left out."""
+        self._untold_let_go = list(dict.fromkeys(
+            wf_id for wf_id in self._untold_let_go + let_go if wf_id not in self.cache))
 
     async def _unstick_let_go(self) -> None:
-        if calls := self._unstick_calls():
+        let_go, calls = self._unstick_calls()
+        if not calls:
+            return
+        try:
             await self._store.call_many(calls)
+        except BaseException:
+            self._untold(let_go)
+            raise
 
     async def _round(self, tasks: list[TaskEntry], defer: bool = False) -> None:
         """Speculative completions and normal starts share the first round trip; the

@@ -5,6 +5,7 @@ with its own round trip (sdk/worker/plumbing.py, handoff.py, liveness.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -205,3 +206,40 @@ async def test_the_beat_takes_the_server_time_from_its_own_round_trip(
 @activity.defn
 async def idle() -> None:
     return None
+
+
+async def test_the_beat_writes_the_worker_info_once_and_again_when_forgotten(
+    fake_client: Client,
+) -> None:
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[], activities=[idle],
+                    handle_signals=False)
+    liveness = worker.liveness
+    redis = fake_client.redis
+    info_key = fake_client.keys.worker_info(QUEUE)
+    await liveness.beat()
+    assert await redis.hexists(info_key, worker.identity)
+    await redis.hset(info_key, worker.identity, "written by hand")
+    await liveness.beat()
+    assert await redis.hget(info_key, worker.identity) == b"written by hand"  # not again
+    # Taken for dead and forgotten (beat and info dropped together): written again.
+    await liveness.death_watch.forget(worker.identity)
+    await liveness.beat()
+    info: Any = await redis.hget(info_key, worker.identity)
+    assert json.loads(info)["presence"] is True
+    # Presence given up: the entry must say so.
+    liveness.presence.supported = False
+    await liveness.beat()
+    info = await redis.hget(info_key, worker.identity)
+    assert json.loads(info)["presence"] is False
+
+
+async def test_the_fleet_shares_the_look_for_idle_entries(fake_client: Client) -> None:
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[], activities=[idle],
+                    handle_signals=False)
+    liveness = worker.liveness
+    liveness.death_watch.watched = 1  # two workers: each looks every beat
+    assert liveness.idle_claim_in(1.0) == 0.0
+    liveness.death_watch.watched = 19  # twenty: each every ten beats, on average
+    waits = [liveness.idle_claim_in(1.0) for _ in range(2000)]
+    assert min(waits) > 4.9 and max(waits) < 15.1
+    assert sum(waits) / len(waits) == pytest.approx(10.0, rel=0.05)

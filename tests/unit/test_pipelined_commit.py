@@ -172,3 +172,42 @@ async def test_a_read_that_fails_before_the_replies_loses_no_task(
         with anyio.fail_after(20):
             assert await handle.result() == 2
     assert not failures
+
+
+async def test_unstick_calls_lost_with_a_failed_read_are_sent_again(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache let a workflow go to make room; the read that carried its rd_unstick
+    (with the completions) failed. The next read carries it again: else Redis keeps
+    sending the workflow's tasks to us for a full replay each."""
+    client = fake_client
+    failed: list[str] = []
+    read_after = Store.read_group_after
+
+    async def flaky(self: Store, calls: Sequence[Call], *args: Any) -> Any:
+        if not failed and any(c.function == "rd_unstick" for c in calls):
+            failed.append("once")
+            raise RedisConnectionError("connection lost")
+        return await read_after(self, calls, *args)
+
+    async def owner(wf_id: str) -> bytes | None:
+        raw: Any = await client.redis.hget(client.keys.workflow(wf_id), "sticky")
+        return raw  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Store, "read_group_after", flaky)
+    async with running_worker(client, task_queue="q", workflows=[Pings],
+                              max_cached_workflows=1) as worker:
+        one = await client.start_workflow(Pings.run, 1, id="one", task_queue="q")
+        with anyio.fail_after(10):
+            while await owner(one.id) is None:
+                await anyio.sleep(0.01)
+        two = await client.start_workflow(Pings.run, 1, id="two", task_queue="q")
+        with anyio.fail_after(10):  # two's task made room: one was let go
+            while not failed or await owner(one.id) is not None:
+                await anyio.sleep(0.01)
+        assert await owner(two.id) == worker.sticky.encode()  # type: ignore[union-attr]
+        await one.signal(Pings.ping)
+        await two.signal(Pings.ping)
+        with anyio.fail_after(10):
+            assert await one.result() == 1
+            assert await two.result() == 1
