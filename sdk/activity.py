@@ -73,8 +73,9 @@ class ActivityContext:
     #: activity in a thread: heartbeat() raises once cancelled), or "process" (a
     #: process pool: no heartbeats, no cancellation; docs/activities.md).
     runs_in: str = "async"
-    #: Set with `cancel_requested`, for `wait_for_cancelled_sync()`.
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Behind `cancelled`: made when first asked for (most attempts never are, and a
+    #: threading.Event was a good part of what starting an attempt cost).
+    _cancelled: threading.Event | None = field(default=None, repr=False)
     #: Called with each heartbeat's details (sdk.testing.ActivityEnvironment.on_heartbeat).
     on_heartbeat: Callable[..., None] | None = None
     #: The interceptors' ActivityOutboundInterceptor chain (sdk/interceptor.py), which
@@ -83,9 +84,26 @@ class ActivityContext:
     #: The worker's graceful shutdown, set when it begins (shared by its attempts).
     worker_shutdown: WorkerShutdown = field(default_factory=WorkerShutdown)
 
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set with `cancel_requested`, for `wait_for_cancelled_sync()` (in a thread,
+        while the worker's loop may cancel: hence the lock)."""
+        with _CANCELLED_LOCK:
+            if self._cancelled is None:
+                self._cancelled = threading.Event()
+                if self.cancel_requested:
+                    self._cancelled.set()
+            return self._cancelled
+
     def request_cancel(self) -> None:
-        self.cancel_requested = True
-        self.cancelled.set()
+        with _CANCELLED_LOCK:
+            self.cancel_requested = True
+            if self._cancelled is not None:
+                self._cancelled.set()
+
+
+#: Guards making ActivityContext._cancelled against a cancel requested meanwhile.
+_CANCELLED_LOCK = threading.Lock()
 
 
 _context: contextvars.ContextVar[ActivityContext | None] = contextvars.ContextVar(

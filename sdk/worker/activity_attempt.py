@@ -27,6 +27,8 @@ class RunningActivity:
     #: When (monotonic) to send the start mark if the attempt is still running.
     mark_at: float = 0.0
     marked: bool = False
+    #: The asyncio task running the attempt (ActivityTasks.start).
+    runner: asyncio.Task[None] | None = None
 
     def cancel(self) -> None:
         """The attempt is no longer wanted. An async one is cancelled where it awaits;

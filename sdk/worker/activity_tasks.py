@@ -4,6 +4,7 @@ attempt, sending start marks and heartbeats, and committing completions in batch
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ log = structlog.get_logger("redurable.worker")
 LAZY_START_S = 0.05
 #: How long a suspect task waits for the other claimed tasks to be done.
 SUSPECT_WAIT_S = 5.0
+#: How often heartbeats are collected while a marked (long) attempt runs.
+HEARTBEAT_TICK_S = 0.025
 #: Completions committed in one round trip at most.
 COMPLETION_BATCH = 256
 
@@ -68,8 +71,11 @@ class ActivityTasks:
         self.completions: list[Call] = []
         self._completion_ready = anyio.Event()
         self._slot_free = anyio.Event()
-        #: Set when an attempt starts: the housekeeping loop sleeps while none runs.
-        self._started = anyio.Event()
+        #: Wakes the housekeeping loop: set by a timer armed for the next start mark
+        #: due, or HEARTBEAT_TICK_S on while a marked attempt runs (_wake_housekeeping).
+        self._housekeeping_due = anyio.Event()
+        self._housekeeping_timer: asyncio.TimerHandle | None = None
+        self._housekeeping_at = 0.0
         #: The task delivered more than once that we hold, if any (suspect_room).
         self.suspect: tuple[str, str] | None = None
         #: The worker's interceptors: each attempt runs through their activity chain.
@@ -168,10 +174,18 @@ class ActivityTasks:
     def start(self, tasks: list[TaskEntry]) -> None:
         """Run each attempt at once. The start mark (which arms start-to-close and
         heartbeat timeouts) is sent later by the housekeeping loop, and only for
-        attempts still running by then: most activities finish first and save it."""
-        tg = self._plumbing.tg
-        assert tg is not None
+        attempts still running by then: most activities finish first and save it.
+
+        Each attempt is a plain asyncio task, not a child of the worker's task group:
+        an anyio child costs a handle, a second cancel scope, an event and a wrapper
+        coroutine, a good part of a trivial activity's step. The attempt's own scope
+        still cancels it (RunningActivity.cancel/release); _run lets no exception out
+        (_attempt_ended logs a bug's); the ones still running when the worker stops are
+        cancelled by hand_back_running, as the task group's end cancelled them."""
+        assert self._plumbing.tg is not None
+        create_task = asyncio.get_running_loop().create_task
         now = time.monotonic()
+        first_mark = float("inf")
         for task in tasks:
             self._plumbing.hold(task)
             timeouts = [int(task.fields.get(k, b"0") or 0)
@@ -182,9 +196,12 @@ class ActivityTasks:
                 int(task.fields.get(b"schedule_to_start_ms", b"0") or 0))
             running = RunningActivity(task, self._context(task))
             running.mark_at = now if short else now + LAZY_START_S
+            first_mark = min(first_mark, running.mark_at)
             self.running[(task.stream, task.msg_id)] = running
-            tg.start_soon(self._run, running)
-        self._started.set()
+            running.runner = create_task(self._run(running))
+            running.runner.add_done_callback(_attempt_ended)
+        if tasks:
+            self._wake_housekeeping(first_mark)
 
     def _context(self, task: TaskEntry) -> activity_api.ActivityContext:
         details = None
@@ -292,6 +309,10 @@ class ActivityTasks:
                 self.completions.append(call)
                 self._completion_ready.set()
             del self.running[(task.stream, task.msg_id)]
+            if not self.running and self._housekeeping_timer is not None:
+                # Nothing left to mark or beat for: the wake would find nothing to do.
+                self._housekeeping_timer.cancel()
+                self._housekeeping_timer = None
             if task.claimed:
                 self._plumbing.claimed_done([task])
             if self.suspect == (task.stream, task.msg_id):
@@ -363,19 +384,37 @@ class ActivityTasks:
                 await self.eager_workflow_tasks.take_eager(eager)
 
     # --- start marks and heartbeats ---------------------------------------------------
+    def _wake_housekeeping(self, at: float) -> None:
+        """Wake the housekeeping loop at `at` (monotonic), unless it wakes earlier."""
+        if self._housekeeping_timer is not None:
+            if self._housekeeping_at <= at:
+                return
+            self._housekeeping_timer.cancel()
+        self._housekeeping_at = at
+        self._housekeeping_timer = asyncio.get_running_loop().call_later(
+            max(0.0, at - time.monotonic()), self._housekeeping_wake)
+
+    def _housekeeping_wake(self) -> None:
+        self._housekeeping_timer = None
+        self._housekeeping_due.set()
+
     async def housekeeping_loop(self) -> None:
         """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched
-        into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt."""
+        into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt.
+
+        It wakes only when there is something to do: at the first start mark due, then
+        every HEARTBEAT_TICK_S while a marked attempt runs (its heartbeats). Attempts
+        that end before their mark cancel the wake: a worker running short activities,
+        as most are, never wakes it (a 40 Hz tick while any attempt ran was a fixed cost
+        per worker, paid K times by a fleet of K)."""
         store, identity = self._store, self._plumbing.identity
         while not self._plumbing.stopping:
-            if not self.running:
-                # Nothing to mark or beat for until an attempt starts: ticking at 40 Hz
-                # regardless was a good part of what an idle worker cost.
-                self._started = anyio.Event()
-                await self._started.wait()
-            await anyio.sleep(0.025)
+            await self._housekeeping_due.wait()
+            self._housekeeping_due = anyio.Event()
             now = time.monotonic()
             batch: list[tuple[RunningActivity, Call]] = []
+            beating = False
+            next_mark = float("inf")
             for r in list(self.running.values()):
                 task = r.task
                 if not r.marked and now >= r.mark_at:
@@ -383,12 +422,19 @@ class ActivityTasks:
                     batch.append((r, store.act_start_call(
                         task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
                         task.get("attempt"), task.msg_id, task.stream, identity)))
+                if r.marked:
+                    beating = True
+                else:
+                    next_mark = min(next_mark, r.mark_at)
                 if r.context.heartbeat_pending:
                     r.context.heartbeat_pending = False
                     # Encoded by activity.heartbeat(), where a bad value raises.
                     batch.append((r, store.act_heartbeat_call(
                         task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
                         task.get("attempt"), r.context.heartbeat_payload)))
+            if beating or next_mark < float("inf"):
+                self._wake_housekeeping(min(next_mark, now + HEARTBEAT_TICK_S) if beating
+                                        else next_mark)
             if not batch:
                 continue
             replies = await store.call_many([call for _, call in batch])
@@ -414,3 +460,16 @@ class ActivityTasks:
         with anyio.move_on_after(2):
             while self.running:
                 await anyio.sleep(0.01)
+        # Async ones that outlived the release (they shielded themselves): the task
+        # group's end cancelled them when attempts were its children.
+        for running in list(self.running.values()):
+            if running.runner is not None:
+                running.runner.cancel()
+
+
+def _attempt_ended(runner: asyncio.Task[None]) -> None:
+    """_run lets no exception out: one that did is a bug, logged (an unretrieved one
+    is only reported when the task is collected)."""
+    if not runner.cancelled() and (exc := runner.exception()) is not None:
+        log.error("activity_attempt_crashed", error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)

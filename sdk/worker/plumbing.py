@@ -252,9 +252,10 @@ class TaskPlumbing:
         handed over eagerly: the eager read takes the stream's next new entry, which
         is not always the one just queued (a malformed one may come first)."""
         bad = [(t, p) for t in tasks if (p := self.malformed(t.stream, t.fields))]
-        if bad:
-            assert self.tg is not None
-            self.tg.start_soon(self.dead_letter, [self.dead_letter_call(t, p) for t, p in bad])
+        if not bad:  # the usual case: no copy, no scan per task
+            return tasks
+        assert self.tg is not None
+        self.tg.start_soon(self.dead_letter, [self.dead_letter_call(t, p) for t, p in bad])
         return [t for t in tasks if all(t is not b for b, _ in bad)]
 
     def malformed(self, stream: str, fields: Fields) -> str | None:

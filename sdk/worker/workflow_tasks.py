@@ -84,6 +84,8 @@ class WorkflowTasks:
         #: The poller's last completions, not yet sent: its next read carries them, the
         #: lock held until their replies are applied (_read_committing).
         self._pending: list[tuple[TaskEntry, Call]] | None = None
+        #: Eager tasks handed over (take_eager) for the run_now waiting for the lock.
+        self._eager_waiting: list[TaskEntry] | None = None
         #: Workflows let go whose unstick calls were lost with their round trip (_untold).
         self._untold_let_go: list[str] = []
 
@@ -190,12 +192,21 @@ class WorkflowTasks:
         if plumbing.stopping or plumbing.tg is None:
             await plumbing.release(tasks)
             return
-        plumbing.tg.start_soon(self.run_now, tasks)
+        if self._eager_waiting is not None:
+            # A run of earlier hand-overs waits for the batch lock: these join its round
+            # (one pipelined write for all), not a task and a round trip of their own.
+            self._eager_waiting.extend(tasks)
+            return
+        self._eager_waiting = list(tasks)
+        plumbing.tg.start_soon(self.run_now, None)
 
-    async def run_now(self, tasks: list[TaskEntry]) -> None:
-        """Workflow tasks handed over outside the poller (eager, claimed)."""
+    async def run_now(self, tasks: list[TaskEntry] | None) -> None:
+        """Workflow tasks handed over outside the poller (claimed; None: the eager ones
+        take_eager gathered until the lock was ours)."""
         try:
             async with self._lock:
+                if tasks is None:
+                    tasks, self._eager_waiting = self._eager_waiting or [], None
                 await self._process(tasks)
                 # Speculations to run the normal way: now, not once the poller's read
                 # returns (idle, it blocks for seconds: sdk/worker/plumbing.py).
@@ -207,7 +218,7 @@ class WorkflowTasks:
             # _process put back the unfinished ones.
             log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
         finally:
-            self._plumbing.claimed_done(tasks)
+            self._plumbing.claimed_done(tasks or ())
 
     async def finished(self) -> None:
         """Until the batch in hand is committed (the caller bounds the wait)."""
