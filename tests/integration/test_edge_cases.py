@@ -395,7 +395,8 @@ async def test_server_clock_stepping_back_replays_the_same_time(
 
     monkeypatch.setattr(client.store, "parse_wft_start", clock_steps_back)
     async with worker(client, workflows=[Clock]) as w:
-        monkeypatch.setattr(w._workflow_tasks, "_speculate", lambda task: None)  # every task starts
+        # Every task starts (no speculation).
+        monkeypatch.setattr(w._workflow_tasks.activations, "speculate", lambda task: None)
         with anyio.fail_after(10):
             live = await client.execute_workflow(Clock.run, id="clock", task_queue="q")
     assert starts >= 2
