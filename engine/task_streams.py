@@ -95,8 +95,9 @@ class TaskStreams(FunctionCaller):
         max_suspects: int | None = None,
     ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], set[bytes]]:
         """claim_stale, taking at most `max_suspects` of the entries delivered more than
-        once (the others are left pending where they are, as claim_from_consumer does);
-        None: no limit. Returns the entries and the ids of the suspects."""
+        once, and those only when nothing else is claimed (the others are left pending
+        where they are, as claim_from_consumer does); None: no limit. Returns the entries
+        and the ids of the suspects."""
         claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
         suspects: set[bytes] = set()
         cursor: bytes | str = "0-0"
@@ -104,15 +105,17 @@ class TaskStreams(FunctionCaller):
             batch = count if limit is None else min(count, limit - len(claimed))
             args: list[Arg] = [consumer, min_idle_ms, cursor, batch, max_deliveries]
             if max_suspects is not None:
-                args.append(max(0, max_suspects - len(suspects)))
+                # Suspects into empty hands only (rd_claim_from's claim_suspects).
+                args.append(0 if claimed else max_suspects)
             reply = await self._worker_call(
                 Call("rd_claim", [stream, self.dead_letters_of(stream, shard)], args)
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
                 claimed.append((sid, pairs_of(fields)))
-            if len(reply) > 3 and isinstance(reply[3], list):
+            if len(reply) > 3 and isinstance(reply[3], list) and reply[3]:
                 suspects.update(reply[3])
+                break  # nothing more with them: the rest at the next claim
             if text_of(cursor) == "0-0":
                 break
         return claimed, suspects

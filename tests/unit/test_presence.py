@@ -482,3 +482,67 @@ async def test_a_suspect_waits_for_claimed_malformed_entries_to_be_dead_lettered
                 await anyio.sleep(0.01)
         assert started_after == [[1]]  # the suspect started once the letter was written
         tg.cancel_scope.cancel()
+
+
+async def test_a_suspect_is_claimed_into_empty_hands_only(fake_client: Client) -> None:
+    """A suspect claimed with other entries waited for them, but its delivery was counted
+    already: if one of them is the poison (delivered once: not a suspect), it killed the
+    worker, and the suspect, healthy, was charged one more delivery towards the dead
+    letters. A suspect is now left where it is until we hold no other claimed entry."""
+    from engine.keys import GROUP
+
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[instant],
+                    handle_signals=False, liveness_timeout=0.05, max_deliveries=3)
+    activities, plumbing, redis = worker._activity_tasks, worker._plumbing, fake_client.redis
+    await fake_client.store.ensure_groups(QUEUE)
+    act = plumbing.activity_streams[0]
+    fields: dict[Any, Any] = {b"workflow_id": b"w", b"run_id": b"r", b"attempt": b"1",
+                              b"activity_type": b"instant",
+                              b"input": fake_client.codec.encode([])}
+    healthy: Any = await redis.xadd(act, {**fields, b"activity_id": b"1"})
+    await redis.xreadgroup(GROUP, "dead", {act: ">"})
+    await redis.xclaim(act, GROUP, "dead", 0, [healthy])  # twice (a stale claim)
+    poison: Any = await redis.xadd(act, {**fields, b"activity_id": b"2"})
+    await redis.xreadgroup(GROUP, "dead", {act: ">"})  # once
+    started: list[_Task] = []
+    activities.start = started.extend  # type: ignore[method-assign,assignment]
+
+    async def consumers() -> list[tuple[Any, Any, int]]:
+        pending: Any = await redis.xpending_range(act, GROUP, "-", "+", 10)
+        return [(p["message_id"], p["consumer"], p["times_delivered"]) for p in pending]
+
+    me = worker.identity.encode()
+    async with anyio.create_task_group() as tg:
+        plumbing.tg = tg
+        assert not await worker.liveness.claim_all_of("dead")
+        assert await consumers() == [(healthy, b"dead", 2), (poison, me, 2)]
+        assert not await worker.liveness.claim_all_of("dead")  # the other still runs
+        assert await consumers() == [(healthy, b"dead", 2), (poison, me, 2)]
+        assert [t.msg_id for t in started] == [poison.decode()]
+        plumbing.claimed_done(started)  # the poison's attempt is over (here it returned)
+        assert await worker.liveness.claim_all_of("dead")
+        assert await consumers() == [(healthy, me, 3), (poison, me, 2)]
+        assert activities.suspect == (act, healthy.decode())
+        tg.cancel_scope.cancel()
+
+
+async def test_suspects_wait_for_claimed_tasks_a_bounded_time(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No suspect is claimed while other claimed tasks are held, for SUSPECT_WAIT_S at
+    most: a long activity claimed must not hold every dead worker's suspects back."""
+    from sdk.worker import activity_tasks
+
+    monkeypatch.setattr(activity_tasks, "SUSPECT_WAIT_S", 0.1)
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[instant], handle_signals=False)
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    act = plumbing.activity_streams[0]
+    assert activities.suspect_room(act) == 1
+    plumbing.claimed_in_flight = 1
+    assert activities.suspect_room(act) == 0
+    await anyio.sleep(0.15)
+    assert activities.suspect_room(act) == 1
+    plumbing.claimed_in_flight = 0
+    assert activities.suspect_room(act) == 1
+    plumbing.claimed_in_flight = 1
+    assert activities.suspect_room(act) == 0  # counted afresh
