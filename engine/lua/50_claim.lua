@@ -204,8 +204,9 @@ redis.register_function('rd_claim_from', function(keys, args)
     elseif deliveries > 1 and limited then
       later[#later + 1] = id
     else
-      claim_one(keys, args[2], 0, id, claimed)
-      if deliveries > 1 then suspects[#suspects + 1] = id end
+      if claim_one(keys, args[2], 0, id, claimed) == 1 and deliveries > 1 then
+        suspects[#suspects + 1] = id
+      end
     end
   end
   more = claim_suspects(keys, args[2], 0, later, suspects_left, claimed, suspects)
