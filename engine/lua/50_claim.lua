@@ -31,7 +31,7 @@ end
 -- Returns 1 when suspects were left (pending where they are, for later or another
 -- claimer), else 0.
 local function claim_suspects(keys, consumer, min_idle, ids, room, claimed, suspects)
-  for i, id in ipairs(ids) do
+  for _, id in ipairs(ids) do
     if room <= 0 or #claimed > #suspects then return 1 end
     if claim_one(keys, consumer, min_idle, id, claimed) == 1 then
       suspects[#suspects + 1] = id
