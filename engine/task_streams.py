@@ -79,23 +79,46 @@ class TaskStreams(FunctionCaller):
         """Claim every entry of `stream` idle longer than `min_idle_ms` (at most about
         `limit`), following the XAUTOCLAIM cursor to the end; over-delivered entries go
         to the dead letters."""
+        claimed, _ = await self.claim_stale_suspects_apart(
+            stream, shard, consumer, min_idle_ms, max_deliveries, count, limit)
+        return claimed
+
+    async def claim_stale_suspects_apart(
+        self,
+        stream: str,
+        shard: int,
+        consumer: str,
+        min_idle_ms: int,
+        max_deliveries: int,
+        count: int = 100,
+        limit: int | None = None,
+        max_suspects: int | None = None,
+    ) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], set[bytes]]:
+        """claim_stale, taking at most `max_suspects` of the entries delivered more than
+        once, and those only when nothing else is claimed (the others are left pending
+        where they are, as claim_from_consumer does); None: no limit. Returns the entries
+        and the ids of the suspects."""
         claimed: list[tuple[bytes, dict[bytes, bytes]]] = []
+        suspects: set[bytes] = set()
         cursor: bytes | str = "0-0"
         while limit is None or len(claimed) < limit:
             batch = count if limit is None else min(count, limit - len(claimed))
+            args: list[Arg] = [consumer, min_idle_ms, cursor, batch, max_deliveries]
+            if max_suspects is not None:
+                # Suspects into empty hands only (rd_claim_from's claim_suspects).
+                args.append(0 if claimed else max_suspects)
             reply = await self._worker_call(
-                Call(
-                    "rd_claim",
-                    [stream, self.dead_letters_of(stream, shard)],
-                    [consumer, min_idle_ms, cursor, batch, max_deliveries],
-                )
+                Call("rd_claim", [stream, self.dead_letters_of(stream, shard)], args)
             )
             cursor = reply[0]
             for sid, fields in reply[1]:
                 claimed.append((sid, pairs_of(fields)))
+            if len(reply) > 3 and isinstance(reply[3], list) and reply[3]:
+                suspects.update(reply[3])
+                break  # nothing more with them: the rest at the next claim
             if text_of(cursor) == "0-0":
                 break
-        return claimed
+        return claimed, suspects
 
     async def claim_from_consumer(
         self,

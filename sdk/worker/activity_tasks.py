@@ -78,6 +78,8 @@ class ActivityTasks:
         self._housekeeping_at = 0.0
         #: The task delivered more than once that we hold, if any (suspect_room).
         self.suspect: tuple[str, str] | None = None
+        #: Since when suspect_room has seen other claimed tasks held (None: none).
+        self._claimed_busy_since: float | None = None
         #: The worker's interceptors: each attempt runs through their activity chain.
         self.interceptors: Sequence[WorkerInterceptor] = ()
         #: Set when the worker polls workflow tasks too: activity completions then ask
@@ -105,8 +107,20 @@ class ActivityTasks:
     def suspect_room(self, stream: str) -> int | None:
         """Activity tasks that went down with a worker before may be what kills workers:
         we hold one of them at a time, so that a healthy one is not in flight, delivery
-        after delivery, on every worker a poison one kills (and dead-lettered with it)."""
-        return 0 if self.suspect is not None else 1
+        after delivery, on every worker a poison one kills (and dead-lettered with it).
+        Nor while we hold other claimed tasks: one of them may be the poison (delivered
+        once, it is no suspect yet), and the suspect's claim counts a delivery at once."""
+        if self.suspect is not None:
+            return 0
+        if self._plumbing.claimed_in_flight == 0:
+            self._claimed_busy_since = None
+            return 1
+        # As a claimed suspect waits for them: SUSPECT_WAIT_S at most (a long activity
+        # claimed must not hold the suspects of every dead worker back for hours).
+        now = time.monotonic()
+        if self._claimed_busy_since is None:
+            self._claimed_busy_since = now
+        return 1 if now - self._claimed_busy_since >= SUSPECT_WAIT_S else 0
 
     def adopt(
         self,

@@ -118,6 +118,10 @@ class Liveness:
         self._released: set[str] = set()
         #: Random phases for the death watch (module random is the workflows' concern).
         self._jitter = random.Random()
+        #: Held from a claimant's suspect_room to its adopt: the death watch and the
+        #: idle claim run apart, and both could see room for one suspect, claim one
+        #: each and start them together (suspects run one at a time: rd_claim_from).
+        self._claiming = anyio.Lock()
         self.death_watch = DeathWatch(
             self.client.redis, self.keys, self.task_queue, self.identity, self.presence,
             fast=self.store.fast,
@@ -258,19 +262,20 @@ class Liveness:
                     continue
                 # Past max_deliveries an entry goes to the dead letters (a query request
                 # too): it is what kills the workers that take it.
-                claimed, more, suspects = await self.store.claim_from_consumer(
-                    stream,
-                    self._plumbing.shard_of_stream.get(stream, 0),
-                    dead_worker,
-                    self.identity,
-                    self._plumbing.max_deliveries,
-                    limit=100 if limit is None else min(limit, 100),
-                    max_suspects=claimant.suspect_room(stream),
-                )
+                async with self._claiming:
+                    claimed, more, suspects = await self.store.claim_from_consumer(
+                        stream,
+                        self._plumbing.shard_of_stream.get(stream, 0),
+                        dead_worker,
+                        self.identity,
+                        self._plumbing.max_deliveries,
+                        limit=100 if limit is None else min(limit, 100),
+                        max_suspects=claimant.suspect_room(stream),
+                    )
+                    claimant.adopt(stream, claimed, suspects)
                 if claimed:
                     log.info("dead_worker_claimed", dead_worker=dead_worker, stream=stream,
                              tasks=len(claimed), suspects=len(suspects))
-                claimant.adopt(stream, claimed, suspects)
                 done = done and not more
         # Streams we do not poll (a worker of activities only): the dead worker stays
         # watched (not forgotten) until the workers that poll them have taken its tasks.
@@ -333,15 +338,21 @@ class Liveness:
             limit = claimant.claim_limit(stream)
             if limit is not None and limit <= 0:
                 continue
-            claimed = await self.store.claim_stale(
-                stream,
-                self._plumbing.shard_of_stream[stream],
-                self.identity,
-                self.liveness_ms,
-                self._plumbing.max_deliveries,
-                limit=limit,
-            )
-            claimant.adopt(stream, claimed, set())
+            # Suspects one at a time here too (see rd_claim_from): a dead worker's
+            # entries are claimed here when its death was not seen first (a hung one,
+            # or presence slower than the liveness timeout on a starved machine), and
+            # what the death watch left pending on purpose goes idle as well.
+            async with self._claiming:
+                claimed, suspects = await self.store.claim_stale_suspects_apart(
+                    stream,
+                    self._plumbing.shard_of_stream[stream],
+                    self.identity,
+                    self.liveness_ms,
+                    self._plumbing.max_deliveries,
+                    limit=limit,
+                    max_suspects=claimant.suspect_room(stream),
+                )
+                claimant.adopt(stream, claimed, suspects)
 
 
 def _sticky_of(info: bytes | None) -> str | None:

@@ -141,7 +141,12 @@ class TaskPlumbing:
             problem = self.malformed(stream, fields)
             if problem is not None:
                 assert self.tg is not None
-                self.tg.start_soon(self.dead_letter, [self.dead_letter_call(task, problem)])
+                # Counted as claimed until written: a suspect claimed with it waits for
+                # it, else the suspect killed us first, again and again, and the entry
+                # was dead-lettered as a crash instead of as malformed.
+                self.claimed_in_flight += 1
+                self.tg.start_soon(self._dead_letter_claimed,
+                                   [self.dead_letter_call(task, problem)])
                 continue
             if task.msg_id in held:
                 continue  # ours already (a late touch let it go idle): it is in hand
@@ -153,6 +158,12 @@ class TaskPlumbing:
             log.info("task_claimed", stream=stream, message_id=task.msg_id)
             tasks.append(task)
         return tasks
+
+    async def _dead_letter_claimed(self, calls: list[Call]) -> None:
+        try:
+            await self.dead_letter(calls)
+        finally:
+            self.claimed_in_flight -= 1
 
     async def release(self, tasks: Sequence[TaskEntry]) -> None:
         """Hand tasks we hold but will not run back to their queue, for any worker."""

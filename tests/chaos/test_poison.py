@@ -171,6 +171,9 @@ async def test_poison_scenario_ci_size(redis_url: str) -> None:
     assert report.expected_dead == {"crash": 1, "unregistered": 6, "undecodable": 6,
                                     "malformed": 6}
     assert report.worker_deaths >= cfg.max_deliveries
+    # A healthy task dead-lettered with the poison (the scenario requeued it, so nothing
+    # is lost) means the suspect rule let it share a worker with the poison again.
+    assert report.collateral == 0, report.line()
     assert report.poisoned_ms and report.baseline_ms
 
 

@@ -180,3 +180,38 @@ async def test_shutdown_hands_back_tasks_waiting_in_the_backlog(real_client: Cli
     pending: Any = await client.redis.xpending_range(
         stream, GROUP, "-", "+", 10, consumername=worker.identity)
     assert pending == []
+
+
+async def test_idle_claim_takes_suspects_apart(client: Client) -> None:
+    """rd_claim given max_suspects: idle entries delivered more than once (suspects) are
+    claimed at most that many at a time and only when nothing else is (the rest left
+    pending where they are, their delivery count untouched), fresh ones all, over-
+    delivered ones dead-lettered; batches follow the cursor."""
+    store, redis = client.store, client.redis
+    await store.ensure_groups("q")
+    stream = client.keys.activity_tasks(0, "q")
+    ids: list[Any] = [await redis.xadd(stream, {"n": str(n)}) for n in range(5)]
+    await redis.xreadgroup(GROUP, "gone", {stream: ">"})
+    await redis.xclaim(stream, GROUP, "gone", 0, ids[1:4])  # twice: suspects
+    await redis.xclaim(stream, GROUP, "gone", 0, ids[3:4])  # three times: poison
+
+    async def claim() -> tuple[list[Any], set[bytes]]:
+        await anyio.sleep(0.05)
+        claimed, suspects = await store.claim_stale_suspects_apart(
+            stream, 0, "me", 20, max_deliveries=3, count=2, max_suspects=1)
+        return [sid for sid, _ in claimed], suspects
+
+    async def pending() -> list[tuple[Any, Any, int]]:
+        entries: Any = await redis.xpending_range(stream, GROUP, "-", "+", 10)
+        return [(p["message_id"], p["consumer"], p["times_delivered"]) for p in entries]
+
+    assert await claim() == ([ids[0], ids[4]], set())
+    assert await pending() == [(ids[0], b"me", 2), (ids[1], b"gone", 2), (ids[2], b"gone", 2),
+                               (ids[4], b"me", 2)]
+    letters: Any = await redis.xrange(client.keys.dead_letters(0))
+    [(_, letter)] = letters
+    assert letter[b"message_id"] == ids[3] and letter[b"deliveries"] == b"3"
+    assert b"delivered 3 times without completing" in letter[b"reason"]
+    await redis.xack(stream, GROUP, ids[0], ids[4])  # their attempts are over
+    assert await claim() == ([ids[1]], {ids[1]})
+    assert await pending() == [(ids[1], b"me", 3), (ids[2], b"gone", 2)]
