@@ -27,7 +27,7 @@ from engine.keys import Keys
 from engine.library import function_name
 from engine.limits import REQUEST_ID_WINDOW_MS
 from engine.resp import RespPool
-from engine.run_chain import CronFire, cron_fires, cron_next_call
+from engine.run_chain import CronFire, cron_next_call
 from engine.start_options import StartOptions
 from engine.status import WorkflowExecutionStatus
 from engine.task_replies import (
@@ -47,6 +47,7 @@ from engine.task_replies import (
 )
 from engine.task_streams import TaskStreams
 from engine.task_token import ActivityRef
+from engine.timer_leases import SCAN_LIMIT, parse_scan, plain_scan_call
 from engine.updates import rejection_args
 
 HISTORY_VERSION = 1
@@ -402,23 +403,20 @@ class Store(TaskStreams):
         )
 
     # --- timers and delivery housekeeping ----------------------------------------------
-    async def fire_timers(self, limit: int = 200) -> TimerScan:
-        """Fire due timers on every shard (one pipeline)."""
-        calls = [
-            Call("rd_fire_timers", [self.keys.timers(s), self.keys.sticky_timers(s)],
-                 [self.keys.shard_prefix(s), limit])
-            for s in range(self.keys.shards)
-        ]
+    async def fire_timers(self, limit: int = SCAN_LIMIT) -> TimerScan:
+        """Fire due timers on every shard (one pipeline), whoever holds their leases
+        (sdk/worker/timer_leases.py scans a worker's share of the shards)."""
+        replies = await self.call_many(
+            [plain_scan_call(self.keys, s, limit) for s in range(self.keys.shards)])
         fired, more, next_in = 0, False, None
         fires: list[CronFire] = []
-        for reply in await self.call_many(calls):
-            answer = unwrap(reply)
-            fires.extend(cron_fires(answer))
-            fired += int(answer[0])
-            more = more or int(answer[0]) >= limit
-            if len(answer) > 2 and int(answer[2]) >= 0:
-                shard_next = int(answer[2])
-                next_in = shard_next if next_in is None else min(next_in, shard_next)
+        for reply in replies:
+            scan = parse_scan(unwrap(reply))
+            fires.extend(scan.crons)
+            fired += scan.fired
+            more = more or scan.fired >= limit
+            if scan.next_in_ms is not None:
+                next_in = scan.next_in_ms if next_in is None else min(next_in, scan.next_in_ms)
         if fires:  # cron runs that closed: start each chain's next run (engine/run_chain.py)
             # An error reply is left in its slot: the fire's lease brings it back.
             await self.call_many([cron_next_call(self.keys, f) for f in fires])

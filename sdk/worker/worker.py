@@ -135,11 +135,11 @@ class Worker:
         #: A shard's timers are scanned on schedule by one worker at a time
         #: (sdk/worker/timer_leases.py).
         leases = ShardLeases(self.store, self.identity,
-                             fleet_size=lambda: self.liveness.death_watch.watched + 1)
+                             fleet_size=self._fleet_size)
         self._timers = TimerLoop(self.store, min_interval=timer_interval, leases=leases)
         #: Fires the namespace's due schedules (every worker does: sdk/worker/scheduler.py).
         self.scheduler = Scheduler(
-            self.store, fleet_size=lambda: self.liveness.death_watch.watched + 1)
+            self.store, fleet_size=self._fleet_size)
         #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
         #: called, no under `async with` (the block's owner decides when it ends, and
         #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).
@@ -214,7 +214,7 @@ class Worker:
         self.handoffs = Handoffs(
             self.store, self.identity, liveness_ms=self.liveness_ms,
             max_deliveries=max_deliveries, stopping=lambda: self._plumbing.stopping,
-            fleet_size=lambda: self.liveness.death_watch.watched + 1,
+            fleet_size=self._fleet_size,
         )
         self._stop_requested = anyio.Event()
         #: Pollers still reading (each counts itself out as it ends): a stop lets their
@@ -224,6 +224,11 @@ class Worker:
         self._background: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
+    def _fleet_size(self) -> int:
+        """The live workers of our task queue as far as we know (we included): the
+        fleet-wide chores (timer looks, schedule passes, idle claims) are shared by it."""
+        return self.liveness.death_watch.watched + 1
+
     def shutdown(self) -> None:
         """Ask `run()` to stop polling, finish or hand back in-flight work, and return."""
         self._stop_requested.set()
