@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
+from operator import methodcaller
 from typing import Any, get_type_hints
 
 from engine.child_events import (
@@ -198,6 +200,17 @@ for _cls in EVENT_TYPES.values():
     }
 
 
+#: Per event type, how decode_event rebuilds each attribute from its stream field:
+#: (attribute, field name as bytes, conversion), worked out once rather than per event.
+_CONVERT: dict[str, Callable[[bytes], Any]] = {
+    "int": int, "str": methodcaller("decode"), "bytes": bytes, "json": json.loads,
+}
+_DECODERS: dict[type[Event], tuple[tuple[str, bytes, Callable[[bytes], Any]], ...]] = {
+    cls: tuple((name, name.encode(), _CONVERT[kind]) for name, kind in kinds.items())
+    for cls, kinds in _KINDS.items()
+}
+
+
 def field_kinds(event_type: type[Event]) -> dict[str, str]:
     """Each attribute's kind ("int", "str", "bytes" for payloads, "json"): how it is
     written in a stream entry (and rebuilt from a decoded form, sdk/_replayer.py)."""
@@ -206,6 +219,11 @@ def field_kinds(event_type: type[Event]) -> dict[str, str]:
 
 class EventDecodeError(ValueError):
     """A history entry that is not a well-formed event."""
+
+
+#: json.dumps(value, separators=(",", ":")) builds a new encoder on every call (only its
+#: default arguments reuse one): the same output from one made once.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def encode_attributes(event_type: type[Event], attrs: dict[str, Any]) -> list[bytes | str]:
@@ -217,7 +235,7 @@ def encode_attributes(event_type: type[Event], attrs: dict[str, Any]) -> list[by
         value = attrs[name]
         out.append(name)
         if kind == "json":
-            out.append(json.dumps(value, separators=(",", ":")))
+            out.append(_COMPACT_JSON.encode(value))
         elif kind == "bytes":
             out.append(value)
         else:
@@ -241,37 +259,31 @@ def encode_event(event: Event) -> dict[str, bytes | str]:
 def decode_event(fields: dict[bytes, bytes]) -> Event:
     """Rebuild an event from a stream entry's fields."""
     try:
-        type_name = fields[b"type"].decode()
-        cls = EVENT_TYPES[type_name]
+        cls = EVENT_TYPES[fields[b"type"].decode()]
         kwargs: dict[str, Any] = {
             "event_id": int(fields[b"id"]),
             "timestamp": int(fields[b"ts"]),
         }
-        for name, kind in _KINDS[cls].items():
-            raw = fields.get(name.encode())
-            if raw is None:
-                continue
-            if kind == "int":
-                kwargs[name] = int(raw)
-            elif kind == "str":
-                kwargs[name] = raw.decode()
-            elif kind == "bytes":
-                kwargs[name] = bytes(raw)
-            else:
-                kwargs[name] = json.loads(raw)
+        get = fields.get
+        for name, key, convert in _DECODERS[cls]:
+            raw = get(key)
+            if raw is not None:
+                kwargs[name] = convert(raw)
         return cls(**kwargs)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise EventDecodeError(f"malformed history entry {fields!r}: {exc}") from None
 
 
 def _netstrings(data: bytes) -> list[bytes]:
+    # Every workflow task carries an event packed this way: local names for speed.
     parts: list[bytes] = []
-    pos = 0
-    while pos < len(data):
-        colon = data.index(b":", pos)
-        size = int(data[pos:colon])
-        parts.append(data[colon + 1 : colon + 1 + size])
-        pos = colon + 1 + size
+    append, index = parts.append, data.index
+    pos, end = 0, len(data)
+    while pos < end:
+        colon = index(b":", pos)
+        start = colon + 1
+        pos = start + int(data[pos:colon])
+        append(data[start:pos])
     return parts
 
 

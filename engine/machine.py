@@ -107,11 +107,10 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
     replaying: bool = False
     closed: bool = False
     loop: DeterministicLoop = field(init=False)
-    random: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # no I/O methods
-        self.random = random.Random(self.info.run_id)
+        self._random: random.Random | None = None
         self._now_ms = 0
         self._commands: list[cmd.Command] = []
         self._activity_seq = 0
@@ -211,6 +210,14 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
     @property
     def now_ms(self) -> int:
         return self._now_ms
+
+    @property
+    def random(self) -> random.Random:
+        """workflow.random(): seeded by the run id, made when first used (seeding hashes
+        the id: ~2% of a step's worker CPU, and most workflows never draw from it)."""
+        if self._random is None:
+            self._random = random.Random(self.info.run_id)
+        return self._random
 
     # --- one activation ---------------------------------------------------------------
     def _run_activation(

@@ -150,9 +150,11 @@ end
 -- a worker whose cached machine is right before it can run the activation at once and
 -- complete speculatively, without a start round trip (see rd_wft_complete).
 local function schedule_wft(c, event)
-  local epoch = redis.call('HINCRBY', c.wf, 'wft_epoch', 1)
-  local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id', 'sticky', 'sticky_ms')
-  redis.call('HSET', c.wf, 'wft', 'scheduled')
+  -- One read and one write (the cost of a Function follows its redis.call count).
+  local info = redis.call('HMGET', c.wf, 'task_queue', 'run_id', 'sticky', 'sticky_ms',
+    'wft_epoch')
+  local epoch = (tonumber(info[5]) or 0) + 1
+  redis.call('HSET', c.wf, 'wft', 'scheduled', 'wft_epoch', epoch)
   local stream, sticky_ms = wft_stream(c, info[1], info[3], info[4])
   if event then
     redis.call('XADD', stream, '*',
@@ -216,13 +218,13 @@ local close_hooks, new_run_hooks, command_appliers = {}, {}, {}
 -- and timers are discarded when they come up (they check run id and status).
 local function close_run(c, status, ts)
   for i = 1, #close_hooks do close_hooks[i](c, status, ts) end
-  local info = redis.call('HMGET', c.wf, 'status', 'start_time')
+  local info = redis.call('HMGET', c.wf, 'status', 'start_time', 'run_id', 'cron_schedule')
   set_status(c, info[1], status, info[2])
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
   redis.call('ZADD', key_index_close(c.prefix), ts, c.id)
-  local run = redis.call('HGET', c.wf, 'run_id') or c.run
+  local run = info[3] or c.run
   -- A cron run: a worker starts the chain's next run (15_run_chain.lua cron_due).
-  if status ~= 'CONTINUED_AS_NEW' and redis.call('HEXISTS', c.wf, 'cron_schedule') == 1 then
+  if status ~= 'CONTINUED_AS_NEW' and info[4] then
     add_timer(c.timers, ts, timer_member('N', run, 0, 0, c.id))
   end
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),

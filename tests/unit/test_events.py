@@ -99,6 +99,26 @@ def test_lua_reply_form_round_trip(event: ev.Event) -> None:
     assert decoded == event
 
 
+def _netstring_pack(parts: list[bytes]) -> bytes:
+    """As 00_common.lua's pack_strings writes them (a task's event, a buffered one)."""
+    return b"".join(str(len(p)).encode() + b":" + p for p in parts)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_packed_forms_round_trip(event: ev.Event) -> None:
+    """The event a workflow task carries (packed_event: id, type, ts, fields...) and a
+    buffered one (type, ts, fields...; numbered when read)."""
+    fields = as_stream_fields(event)
+    flat: list[bytes] = []
+    for name, value in fields.items():
+        if name not in (b"id", b"type", b"ts"):
+            flat += [name, value]
+    head = [fields[b"type"], fields[b"ts"]]
+    assert ev.decode_packed_event(_netstring_pack([fields[b"id"], *head, *flat])) == event
+    buffered = _netstring_pack([*head, *flat])
+    assert ev.decode_buffered_event(buffered, event.event_id) == event
+
+
 def test_entry_reads_as_plain_text() -> None:
     fields = ev.encode_event(SAMPLES[2])
     assert fields == {

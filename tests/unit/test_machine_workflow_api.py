@@ -5,6 +5,7 @@ asyncio primitives, time that never goes back, queries that leave the random sou
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -38,6 +39,17 @@ def test_now_random_uuid_identical_on_replay() -> None:
     other = Sim(Randomness, run_id="run-other")
     other.activate()
     assert instance(other.machine).values[1] != live[1]
+
+
+def test_random_source_is_the_run_ids_from_its_first_draw() -> None:
+    """Histories recorded before the source was made lazily replay with the same draws:
+    it is random.Random(run_id), whenever the code first asks for it."""
+    sim = Sim(Randomness, run_id="run-xyz")
+    sim.activate()
+    expected = random.Random("run-xyz")
+    assert instance(sim.machine).values[1] == expected.random()
+    uuid_bits = expected.getrandbits(128)
+    assert instance(sim.machine).values[2][-12:] == f"{uuid_bits:032x}"[-12:]
 
 
 def test_continue_as_new_command() -> None:
