@@ -32,6 +32,7 @@ from engine.keys import Keys
 from engine.resp import RespPool
 from engine.resp_cluster import ClusterRespPool
 from engine.shard_pubsub import SubscriptionLostError, is_retryable
+from sdk.worker.fleet import fleet_share
 
 log = structlog.get_logger("redurable.worker")
 
@@ -209,9 +210,8 @@ class DeathWatch:
         if self._silent_since:
             first = min(self._silent_since.values())
             return max(0.01, first + DEAD_AFTER_S - time.monotonic())
-        fleet = self.watched + 1
-        period = CHECK_INTERVAL_S * max(1.0, fleet / WATCHERS)
-        return period * (0.5 + jitter)
+        return fleet_share(CHECK_INTERVAL_S, self.watched + 1, WATCHERS, jitter,
+                           spread_alone=True)
 
     async def find_dead(self) -> list[str]:
         """Workers that died since they last beat. Each is reported on every check until

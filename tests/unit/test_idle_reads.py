@@ -238,7 +238,7 @@ async def test_the_fleet_shares_the_look_for_idle_entries(fake_client: Client) -
                     handle_signals=False)
     liveness = worker.liveness
     liveness.death_watch.watched = 1  # two workers: each looks every beat
-    assert liveness.idle_claim_in(1.0) == 0.0
+    assert liveness.idle_claim_in(1.0) == 1.0  # counted from the beat's start
     liveness.death_watch.watched = 19  # twenty: each every ten beats, on average
     waits = [liveness.idle_claim_in(1.0) for _ in range(2000)]
     assert min(waits) > 4.9 and max(waits) < 15.1
