@@ -42,6 +42,12 @@ log = structlog.get_logger("redurable.worker")
 #: idle cost falls as the fleet grows instead of every worker asking about every other.
 CHECK_INTERVAL_S = 0.1
 WATCHERS = 2
+#: How often a worker with nobody to watch (alone in its task queue, or among workers
+#: without presence) looks for newcomers, on average (at random phases, 0.5 to 1.5
+#: times this): only a newcomer that dies before it is seen is claimed later for it
+#: (seen within 0.75 s, confirmed DEAD_AFTER_S after), and a lone worker's ten checks
+#: a second were most of its idle commands.
+LONE_CHECK_S = 0.5
 #: A worker's channel must stay without a subscriber this long (over two checks at
 #: least) before it counts as dead: a live worker whose pub/sub connection dropped
 #: subscribes again at once.
@@ -205,11 +211,14 @@ class DeathWatch:
     def next_check_in(self, jitter: float) -> float:
         """Seconds until this worker's next check (`jitter` uniform in [0, 1)): the
         fleet's share (CHECK_INTERVAL_S * fleet size / WATCHERS, spread at random so
-        that the workers' checks interleave), or DEAD_AFTER_S after a silent channel was
-        first seen, to confirm that death at once rather than a fleet period later."""
+        that the workers' checks interleave), LONE_CHECK_S with nobody to watch, or
+        DEAD_AFTER_S after a silent channel was first seen, to confirm that death at
+        once rather than a fleet period later."""
         if self._silent_since:
             first = min(self._silent_since.values())
             return max(0.01, first + DEAD_AFTER_S - time.monotonic())
+        if not self.watched:
+            return LONE_CHECK_S * (0.5 + jitter)
         return fleet_share(CHECK_INTERVAL_S, self.watched + 1, WATCHERS, jitter,
                            spread_alone=True)
 
