@@ -59,6 +59,19 @@ async def _owner(client: Client, wf_id: str) -> bytes | None:
     return raw  # type: ignore[no-any-return]
 
 
+async def _let_one_go(client: Client, sent: list[Call]) -> None:
+    """Workflow "one" cached, then "two" started: its task makes room, one is let go
+    and its unstick sent (answered by _answer_first_unstick_with)."""
+    await client.start_workflow(Waits.run, id="one", task_queue="q")
+    with anyio.fail_after(10):
+        while await _owner(client, "one") is None:
+            await anyio.sleep(0.01)
+    await client.start_workflow(Waits.run, id="two", task_queue="q")
+    with anyio.fail_after(10):
+        while not sent:
+            await anyio.sleep(0.01)
+
+
 async def test_an_unstick_answered_not_now_is_sent_again(
     fake_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,24 +80,18 @@ async def test_an_unstick_answered_not_now_is_sent_again(
     _answer_first_unstick_with(monkeypatch, "TRYAGAIN the slot of {x} is moving", sent)
     async with running_worker(client, task_queue="q", workflows=[Waits],
                               max_cached_workflows=1):
-        one = await client.start_workflow(Waits.run, id="one", task_queue="q")
+        await _let_one_go(client, sent)
+        # Its unstick answered TRYAGAIN: the next round trip carries it again (a third
+        # workflow's task gives one).
+        await client.start_workflow(Waits.run, id="three", task_queue="q")
         with anyio.fail_after(10):
-            while await _owner(client, one.id) is None:
+            while await _owner(client, "one") is not None:
                 await anyio.sleep(0.01)
-        two = await client.start_workflow(Waits.run, id="two", task_queue="q")
-        # two's task made room (one let go): its unstick answered TRYAGAIN, and the next
-        # round trip carries it again (a third workflow's task gives one).
-        with anyio.fail_after(10):
-            while not sent:
-                await anyio.sleep(0.01)
-        three = await client.start_workflow(Waits.run, id="three", task_queue="q")
-        with anyio.fail_after(10):
-            while await _owner(client, one.id) is not None:
-                await anyio.sleep(0.01)
-        for handle in (one, two, three):
+        handles = [client.get_workflow_handle(w) for w in ("one", "two", "three")]
+        for handle in handles:
             await handle.signal(Waits.ping)
         with anyio.fail_after(10):
-            for handle in (one, two, three):
+            for handle in handles:
                 assert await handle.result() == 1
 
 
@@ -98,14 +105,7 @@ async def test_an_unstick_that_failed_for_good_is_logged_once_not_sent_again(
     with capture_logs() as logs:
         async with running_worker(client, task_queue="q", workflows=[Waits],
                                   max_cached_workflows=1):
-            one = await client.start_workflow(Waits.run, id="one", task_queue="q")
-            with anyio.fail_after(10):
-                while await _owner(client, one.id) is None:
-                    await anyio.sleep(0.01)
-            await client.start_workflow(Waits.run, id="two", task_queue="q")
-            with anyio.fail_after(10):
-                while not sent:
-                    await anyio.sleep(0.01)
+            await _let_one_go(client, sent)
             # two let go in turn: its unstick's round trip would carry one's again.
             await client.start_workflow(Waits.run, id="three", task_queue="q")
             with anyio.fail_after(10):
