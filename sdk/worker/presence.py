@@ -191,7 +191,7 @@ class DeathWatch:
         fast: RespPool | None = None,
     ) -> None:
         self._redis = redis
-        #: The engine's lean client, when there is one: a check runs ten times a second
+        #: The engine's lean client, when there is one: a check ran ten times a second
         #: in every worker, and through redis-py it was most of an idle worker's CPU.
         self._fast = fast
         #: This worker's own subscription: while it is in doubt, so is our view of others.
