@@ -127,8 +127,15 @@ class WorkerProcess:
         raise RuntimeError(f"benchmark worker did not start: {self._tail()}")
 
     def _tail(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-2000:]
+        """The end of the worker's log (its stderr), for an error message: what can be
+        read of it. The log is closed by then on both paths that ask (kill, stop)."""
+        if not self._log.closed:
+            with contextlib.suppress(OSError, ValueError):
+                self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError as exc:
+            return f"(its log {self.log_path} cannot be read: {exc})"
 
     def counters(self, timeout: float = 10.0) -> dict[str, int]:
         """Ask for the worker's client counters (SIGUSR1) and read its answer."""

@@ -29,6 +29,7 @@ from engine.handoff import (
     shard_of_outbox,
 )
 from engine.store import Store
+from sdk.worker.fleet import fleet_share
 from sdk.worker.plumbing import IDLE_READ_BLOCK_MS, READ_BLOCK_MS, TRANSIENT
 from sdk.worker.task_entry import Fields
 
@@ -109,9 +110,7 @@ class Handoffs:
         """Seconds between two claims of idle entries: the liveness timeout in a fleet
         of up to CLAIMERS, else this worker's share of the fleet's claims."""
         fleet = self._fleet_size() if self._fleet_size is not None else 1
-        if fleet <= CLAIMERS:
-            return self.liveness_ms / 1000
-        return self.liveness_ms / 1000 * fleet / CLAIMERS * (0.5 + self._jitter.random())
+        return fleet_share(self.liveness_ms / 1000, fleet, CLAIMERS, self._jitter.random())
 
     async def claim_idle(self, min_idle_ms: int) -> int:
         """Apply the entries other consumers left pending longer than `min_idle_ms`."""

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from engine.cluster_redis import as_cluster
 from engine.keys import GROUP
 from sdk.client.registry import LIVE_WITHIN_MS
+from sdk.worker.fleet import fleet_share
 from sdk.worker.plumbing import TaskPlumbing
 from sdk.worker.presence import CHECK_INTERVAL_S, DeathWatch, PresenceHolder
 
@@ -191,23 +192,24 @@ class Liveness:
         next_tidy = time.monotonic() + TIDY_INTERVAL_S
         next_idle_claim = -math.inf
         while not self._plumbing.stopping:
+            # Turns are counted from the beat's start: a turn every `interval` is every
+            # beat (the next one starts at least a sleep of `interval` later).
+            beat_at = time.monotonic()
             await self.beat()
             await self.touch_in_flight()
-            if time.monotonic() >= next_idle_claim:
+            if beat_at >= next_idle_claim:
                 await self.claim_from_dead()
-                next_idle_claim = time.monotonic() + self.idle_claim_in(interval)
+                next_idle_claim = beat_at + self.idle_claim_in(interval)
             if time.monotonic() >= next_tidy:
                 await self.forget_departed_workers()
                 next_tidy = time.monotonic() + TIDY_INTERVAL_S
             await anyio.sleep(interval)
 
     def idle_claim_in(self, beat_interval: float) -> float:
-        """Seconds until this worker's next look for idle entries: every beat in a
-        fleet of up to IDLE_CLAIMERS, else its share of the fleet's looks."""
-        fleet = self.death_watch.watched + 1
-        if fleet <= IDLE_CLAIMERS:
-            return 0.0
-        return beat_interval * fleet / IDLE_CLAIMERS * (0.5 + self._jitter.random())
+        """Seconds from this beat to this worker's next look for idle entries: the next
+        beat in a fleet of up to IDLE_CLAIMERS, else its share of the fleet's looks."""
+        return fleet_share(beat_interval, self.death_watch.watched + 1, IDLE_CLAIMERS,
+                           self._jitter.random())
 
     async def death_watch_loop(self) -> None:
         """Claim the tasks of workers that died (sdk/worker/presence.py) as soon as their

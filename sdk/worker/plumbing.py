@@ -42,8 +42,12 @@ READ_BLOCK_MS = 500
 #: How long a read blocks after one that found nothing (an idle worker's pollers wake
 #: this often, not every READ_BLOCK_MS: each empty read costs about 0.2 ms of CPU) when
 #: the store can cut it short as the worker stops (Store.reads_cut_short). A blocked
-#: read returns at once when an entry comes: no task waits for it.
-IDLE_READ_BLOCK_MS = 2000
+#: read returns at once when an entry comes: no task waits for it. Nothing else needs
+#: the read to end: a stop cuts it, a stream deleted under it ends it (UNBLOCKED), the
+#: backlogs are run by whoever fills them, and the server's idle-client `timeout` spares
+#: blocked clients. 10 s keeps a connection's silence well below the idle timeouts of
+#: load balancers and NATs (minutes). It was 2 s: 2 reads a second of an idle worker.
+IDLE_READ_BLOCK_MS = 10_000
 
 
 class TaskPlumbing:

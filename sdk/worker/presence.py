@@ -32,6 +32,7 @@ from engine.keys import Keys
 from engine.resp import RespPool
 from engine.resp_cluster import ClusterRespPool
 from engine.shard_pubsub import SubscriptionLostError, is_retryable
+from sdk.worker.fleet import fleet_share
 
 log = structlog.get_logger("redurable.worker")
 
@@ -41,6 +42,12 @@ log = structlog.get_logger("redurable.worker")
 #: idle cost falls as the fleet grows instead of every worker asking about every other.
 CHECK_INTERVAL_S = 0.1
 WATCHERS = 2
+#: How often a worker with nobody to watch (alone in its task queue, or among workers
+#: without presence) looks for newcomers, on average (at random phases, 0.5 to 1.5
+#: times this): only a newcomer that dies before it is seen is claimed later for it
+#: (seen within 0.75 s, confirmed DEAD_AFTER_S after), and a lone worker's ten checks
+#: a second were most of its idle commands.
+LONE_CHECK_S = 0.5
 #: A worker's channel must stay without a subscriber this long (over two checks at
 #: least) before it counts as dead: a live worker whose pub/sub connection dropped
 #: subscribes again at once.
@@ -184,7 +191,7 @@ class DeathWatch:
         fast: RespPool | None = None,
     ) -> None:
         self._redis = redis
-        #: The engine's lean client, when there is one: a check runs ten times a second
+        #: The engine's lean client, when there is one: a check ran ten times a second
         #: in every worker, and through redis-py it was most of an idle worker's CPU.
         self._fast = fast
         #: This worker's own subscription: while it is in doubt, so is our view of others.
@@ -204,14 +211,16 @@ class DeathWatch:
     def next_check_in(self, jitter: float) -> float:
         """Seconds until this worker's next check (`jitter` uniform in [0, 1)): the
         fleet's share (CHECK_INTERVAL_S * fleet size / WATCHERS, spread at random so
-        that the workers' checks interleave), or DEAD_AFTER_S after a silent channel was
-        first seen, to confirm that death at once rather than a fleet period later."""
+        that the workers' checks interleave), LONE_CHECK_S with nobody to watch, or
+        DEAD_AFTER_S after a silent channel was first seen, to confirm that death at
+        once rather than a fleet period later."""
         if self._silent_since:
             first = min(self._silent_since.values())
             return max(0.01, first + DEAD_AFTER_S - time.monotonic())
-        fleet = self.watched + 1
-        period = CHECK_INTERVAL_S * max(1.0, fleet / WATCHERS)
-        return period * (0.5 + jitter)
+        if not self.watched:
+            return LONE_CHECK_S * (0.5 + jitter)
+        return fleet_share(CHECK_INTERVAL_S, self.watched + 1, WATCHERS, jitter,
+                           spread_alone=True)
 
     async def find_dead(self) -> list[str]:
         """Workers that died since they last beat. Each is reported on every check until

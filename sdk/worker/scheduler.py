@@ -23,6 +23,7 @@ from engine.errors import RedurableError
 from engine.schedule_policy import ScheduleRecord, decide, workflow_id_of
 from engine.schedules import ScheduleNotFoundError, ScheduleStore
 from engine.store import Store
+from sdk.worker.fleet import fleet_share
 
 log = structlog.get_logger("redurable.scheduler")
 
@@ -96,9 +97,7 @@ class Scheduler:
         """The sleep after a pass that saw nothing due sooner: this worker's share of
         the fleet's passes (see PASSES), max_wait for a lone worker or two."""
         fleet = self._fleet_size() if self._fleet_size is not None else 1
-        if fleet <= PASSES:
-            return self.max_wait
-        return self.max_wait * fleet / PASSES * (0.5 + self._jitter.random())
+        return fleet_share(self.max_wait, fleet, PASSES, self._jitter.random())
 
     async def take_fires(self, schedule_id: str) -> None:
         """Take the schedule's due fires, one fenced step at a time."""

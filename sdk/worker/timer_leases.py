@@ -38,6 +38,7 @@ from engine.timer_leases import (
     plain_scan_call,
     release_call,
 )
+from sdk.worker.fleet import fleet_share
 
 log = structlog.get_logger("redurable.worker")
 
@@ -87,8 +88,9 @@ class ShardLeases:
     def look_in(self, lease_left_ms: int) -> float:
         """Seconds until the next look at shards held by others: this worker's share of
         the fleet's looks, and not before the lease seen would lapse."""
-        fleet = max(1, self._fleet_size() if self._fleet_size is not None else 1)
-        share = fleet / self.looks_per_s * (0.5 + self._jitter.random())
+        fleet = self._fleet_size() if self._fleet_size is not None else 1
+        share = fleet_share(1 / self.looks_per_s, fleet, 1, self._jitter.random(),
+                            spread_alone=True)
         return max(lease_left_ms / 1000, share)
 
     async def scan(self, nudged: bool) -> TimerScan:

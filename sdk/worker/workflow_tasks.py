@@ -14,6 +14,7 @@ import anyio
 import structlog
 from redis.exceptions import RedisError
 
+from engine.reconnect import is_transient
 from engine.store import Call
 from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activations import Activations
@@ -130,7 +131,8 @@ class WorkflowTasks:
         def settle(replies: list[Any]) -> None:
             self._pending = None
             try:
-                self._settle(pending, replies, deferred=True)
+                self._settle(pending, replies[:len(pending)], deferred=True)
+                self._told(let_go, replies[len(pending):])
             finally:
                 self._lock.release()
 
@@ -269,10 +271,27 @@ class WorkflowTasks:
         if not calls:
             return
         try:
-            await self._store.call_many(calls)
+            replies = await self._store.call_many(calls)
         except BaseException:
             self._untold(let_go)
             raise
+        self._told(let_go, replies)
+
+    def _told(self, let_go: list[str], replies: list[Any]) -> None:
+        """The unstick calls' replies. An error reply that says "not now" (a failover,
+        a server loading, a slot moving, a script running: nothing ran) is sent again
+        with the next round trip, as a lost one is (_untold). Another would fail again:
+        logged once, and the workflow's tasks keep coming here for a full replay."""
+        again: list[tuple[str, Exception]] = []
+        failed: list[tuple[str, Exception]] = []
+        for wf_id, reply in zip(let_go, replies, strict=False):
+            if isinstance(reply, Exception):
+                (again if _not_now(reply) else failed).append((wf_id, reply))
+        if again:
+            self._untold([wf_id for wf_id, _ in again])
+        if failed:
+            log.error("workflow_unstick_failed", workflows=[w for w, _ in failed],
+                      error=str(failed[0][1]))
 
     async def _round(self, tasks: list[TaskEntry], defer: bool = False) -> None:
         """Speculative completions and normal starts share the first round trip; the
@@ -375,3 +394,10 @@ class WorkflowTasks:
         cached.cursor = commit.last_stream_id
         plumbing.stats["workflow_tasks"] += 1
         return None
+
+
+def _not_now(reply: Exception) -> bool:
+    """Whether an error reply means "the server cannot run this now" (nothing ran),
+    worth sending again: engine/reconnect.py's transient replies, and BUSY (a script or
+    function over its time limit holds the server)."""
+    return is_transient(reply) or str(reply).startswith("BUSY ")

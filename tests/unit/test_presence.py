@@ -264,7 +264,7 @@ async def test_each_worker_checks_its_share_of_the_fleet_rate(redis: Redis) -> N
         await holder.subscribe()
         holders.append(holder)
     watch = DeathWatch(redis, keys, QUEUE, "me")
-    assert watch.next_check_in(0.5) == _presence.CHECK_INTERVAL_S  # nothing seen yet
+    assert watch.next_check_in(0.5) == _presence.LONE_CHECK_S  # nothing seen yet
     assert await watch.find_dead() == []
     assert watch.watched == 19
     fleet_period = _presence.CHECK_INTERVAL_S * 20 / _presence.WATCHERS
