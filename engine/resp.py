@@ -32,6 +32,7 @@ import hiredis
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from engine.keepalive import set_keepalive
 from engine.sentinel import SentinelUrl, is_sentinel_url, primary_address
 from engine.tls import ssl_context_from_query
 
@@ -278,6 +279,7 @@ class RespPool:
             raise RedisConnectionError(
                 f"cannot connect to {self.host}:{self.port}: {exc}"
             ) from exc
+        set_keepalive(writer.get_extra_info("socket"))  # a vanished host: engine/keepalive.py
         conn = _Connection(reader, writer)
         setup: list[list[Arg]] = []
         if self.password is not None:

@@ -18,6 +18,7 @@ from engine.dead_letters import DeadLetter
 from engine.durability import Durability
 from engine.errors import DurabilityError, InvalidArgumentError
 from engine.functions import connection_name, load_library
+from engine.keepalive import redis_py_keepalive
 from engine.keys import DEFAULT_PREFIX, DEFAULT_SHARDS, Keys
 from engine.reconnect import CallStats, Reconnector, RetryConfig
 from engine.resp import RespPool
@@ -168,6 +169,8 @@ class Client:
         # (a query's BLPOP, the close watcher's pub/sub read) wait as long as they are
         # told to, and a dead server is seen by the connection closing.
         redis_kwargs.setdefault("socket_timeout", None)
+        # ...and a vanished host (no FIN, no RST) is seen by TCP keepalive (engine/keepalive.py).
+        redis_py_keepalive(redis_kwargs)
         # Connections named after the library version they call: an admin's prune
         # keeps the versions live processes use (engine/functions.py).
         redis_kwargs.setdefault("client_name", connection_name())
