@@ -30,6 +30,8 @@ from sdk.worker.task_entry import Fields, TaskEntry
 log = structlog.get_logger("redurable.worker")
 #: Activities that finish within this never pay for a start transition.
 LAZY_START_S = 0.05
+#: Attempts with a start-to-close or heartbeat timeout under this are marked at once.
+SHORT_TIMEOUT_MS = 4000 * LAZY_START_S
 #: How long a suspect task waits for the other claimed tasks to be done.
 SUSPECT_WAIT_S = 5.0
 #: How often heartbeats are collected while a marked (long) attempt runs.
@@ -203,12 +205,12 @@ class ActivityTasks:
         first_mark = float("inf")
         for task in tasks:
             self._plumbing.hold(task)
-            timeouts = [int(task.fields.get(k, b"0") or 0)
-                        for k in (b"start_to_close_ms", b"heartbeat_ms")]
+            get = task.fields.get
             # A schedule-to-start timeout fires unless the attempt is marked started:
             # the lazy mark would be too late for it.
-            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts) or bool(
-                int(task.fields.get(b"schedule_to_start_ms", b"0") or 0))
+            short = (0 < int(get(b"start_to_close_ms") or 0) < SHORT_TIMEOUT_MS
+                     or 0 < int(get(b"heartbeat_ms") or 0) < SHORT_TIMEOUT_MS
+                     or int(get(b"schedule_to_start_ms") or 0) != 0)
             running = RunningActivity(task, self._context(task), new_scope())
             running.mark_at = now if short else now + LAZY_START_S
             first_mark = min(first_mark, running.mark_at)

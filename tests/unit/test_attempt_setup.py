@@ -120,3 +120,35 @@ async def test_info_the_token_and_the_log_fields_of_an_attempt(fake_client: Clie
 def test_the_token_encoded_without_its_ref_is_the_refs() -> None:
     assert encode_task_token("w", "r", 7, 2) == ActivityRef("w", "r", 7, 2).encode()
     assert msgpack.unpackb(encode_task_token("w", "r", 7, 2)) == [1, "w", "r", 7, 2]
+
+
+async def test_attempts_with_short_timeouts_are_marked_at_once_the_others_later(
+    fake_client: Client,
+) -> None:
+    release = anyio.Event()
+
+    @activity.defn
+    async def holds() -> None:
+        await release.wait()
+
+    worker = Worker(fake_client, task_queue=QUEUE, activities=[holds], handle_signals=False)
+    activities, plumbing = worker._activity_tasks, worker._plumbing
+    stream = plumbing.activity_streams[0]
+    extras: list[dict[bytes, bytes]] = [
+        {}, {b"start_to_close_ms": b"60000", b"heartbeat_ms": b"0"},
+        {b"start_to_close_ms": b""}, {b"schedule_to_start_ms": b"0"},  # later
+        {b"start_to_close_ms": b"100"}, {b"heartbeat_ms": b"199"},
+        {b"schedule_to_start_ms": b"5000"},  # at once
+    ]
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            plumbing.tg = tg
+            activities.start([TaskEntry(stream, f"{i}-0", {**fields("holds"), **extra})
+                              for i, extra in enumerate(extras)])
+            marks = [r.mark_at for r in activities.running.values()]
+            release.set()
+            while activities.running:
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    at_once = min(marks)
+    assert [m == at_once for m in marks] == [False] * 4 + [True] * 3
