@@ -31,10 +31,13 @@ class ActivityRef:
     def encode(self) -> bytes:
         if self.attempt is None:
             raise InvalidArgumentError("a task token names one attempt")
-        packed: bytes = msgpack.packb(
-            [VERSION, self.workflow_id, self.run_id, self.activity_id, self.attempt]
-        )
-        return packed
+        return encode_task_token(self.workflow_id, self.run_id, self.activity_id, self.attempt)
+
+
+def encode_task_token(workflow_id: str, run_id: str, activity_id: int, attempt: int) -> bytes:
+    """ActivityRef(...).encode() without making the ActivityRef (each attempt's token)."""
+    packed: bytes = msgpack.packb([VERSION, workflow_id, run_id, activity_id, attempt])
+    return packed
 
 
 def decode_task_token(token: bytes) -> ActivityRef:

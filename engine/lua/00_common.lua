@@ -208,23 +208,30 @@ local function set_status(c, old, new, start)
 end
 
 -- Hooks later files of the library add to (engine/lua/85_handoff.lua): each
--- close_hooks[i](c, status, ts) runs first thing when a run closes, each
--- new_run_hooks[i](c, opts, fields) when a run starts (fields: its started event's),
--- and command_appliers[kind](c, f, ts) applies a completion's command of that kind
--- after its event is appended (f: the event's fields by name).
+-- close_hooks[i](c, status, ts, run, got, names) runs first thing when a run closes (run:
+-- its id; got: the close_fields of c.wf by name, false if unset; names: c.wf's field
+-- names, all read once by close_run), each new_run_hooks[i](c, opts, fields) when a run
+-- starts (fields: its started event's), and command_appliers[kind](c, f, ts) applies a
+-- completion's command of that kind after its event is appended (f: the event's fields
+-- by name).
 local close_hooks, new_run_hooks, command_appliers = {}, {}, {}
+local close_fields = {'status', 'start_time', 'run_id', 'cron_schedule'}
 
 -- Close the run: status, close time, and no more work for it. Pending activity tasks
 -- and timers are discarded when they come up (they check run id and status).
 local function close_run(c, status, ts)
-  for i = 1, #close_hooks do close_hooks[i](c, status, ts) end
-  local info = redis.call('HMGET', c.wf, 'status', 'start_time', 'run_id', 'cron_schedule')
-  set_status(c, info[1], status, info[2])
+  -- One read for close_run and its hooks (they change none of these fields).
+  local values = redis.call('HMGET', c.wf, unpack(close_fields))
+  local got = {}
+  for i = 1, #close_fields do got[close_fields[i]] = values[i] end
+  local run = got.run_id or c.run
+  local fields = redis.call('HKEYS', c.wf)
+  for i = 1, #close_hooks do close_hooks[i](c, status, ts, run, got, fields) end
+  set_status(c, got.status, status, got.start_time)
   redis.call('HSET', c.wf, 'close_time', ts, 'wft', 'none')
   redis.call('ZADD', key_index_close(c.prefix), ts, c.id)
-  local run = info[3] or c.run
   -- A cron run: a worker starts the chain's next run (15_run_chain.lua cron_due).
-  if status ~= 'CONTINUED_AS_NEW' and info[4] then
+  if status ~= 'CONTINUED_AS_NEW' and got.cron_schedule then
     add_timer(c.timers, ts, timer_member('N', run, 0, 0, c.id))
   end
   redis.call('ZREM', c.timers, timer_member('X', run, 'run', 0, c.id),
@@ -232,7 +239,6 @@ local function close_run(c, status, ts)
   -- Wakes every client waiting in handle.result() (one subscription per client). Sharded:
   -- on a cluster only the master of the shard's slot delivers it (engine/shard_pubsub.py).
   redis.call('SPUBLISH', key_closed_channel(c.prefix), c.id)
-  local fields = redis.call('HKEYS', c.wf)
   for i = 1, #fields do
     local f = fields[i]
     if string.sub(f, 1, 6) == 'timer:' then

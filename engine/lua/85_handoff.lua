@@ -64,27 +64,26 @@ end
 -- When a run closes: its parent hears how (unless it continues as new: the next run
 -- keeps the parent), and its started children get their close policy. A child still
 -- starting gets it when its start is reported to the closed parent (child_started).
-close_hooks[#close_hooks + 1] = function(c, status, ts)
-  local run = redis.call('HGET', c.wf, 'run_id') or c.run
-  local info = redis.call('HMGET', c.wf, 'parent_id', 'parent_run_id', 'parent_seq',
-    'result', 'failure')
-  if info[1] then
+-- Its fields are read with close_run's (00_common.lua close_fields).
+local parent_fields = {'parent_id', 'parent_run_id', 'parent_seq', 'result', 'failure'}
+for i = 1, #parent_fields do close_fields[#close_fields + 1] = parent_fields[i] end
+close_hooks[#close_hooks + 1] = function(c, status, ts, run, got, names)
+  if got.parent_id then
     if status == 'CONTINUED_AS_NEW' then
-      c.carry_parent = {id = info[1], run = info[2], seq = info[3]}
+      c.carry_parent = {id = got.parent_id, run = got.parent_run_id, seq = got.parent_seq}
     else
-      local fields = {'target_run', info[2], 'seq', info[3], 'workflow_id', c.id,
-        'run_id', run, 'status', status}
+      local fields = {'target_run', got.parent_run_id, 'seq', got.parent_seq,
+        'workflow_id', c.id, 'run_id', run, 'status', status}
       if status == 'COMPLETED' then
         fields[#fields + 1] = 'result'
-        fields[#fields + 1] = info[4] or ''
-      elseif info[5] then
+        fields[#fields + 1] = got.result or ''
+      elseif got.failure then
         fields[#fields + 1] = 'failure'
-        fields[#fields + 1] = info[5]
+        fields[#fields + 1] = got.failure
       end
-      outbox_add(c.prefix, 'child_closed', info[1], run .. ':closed', fields)
+      outbox_add(c.prefix, 'child_closed', got.parent_id, run .. ':closed', fields)
     end
   end
-  local names = redis.call('HKEYS', c.wf)
   for i = 1, #names do
     local name = names[i]
     if string.sub(name, 1, 6) == 'child:' then

@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -22,7 +22,9 @@ from sdk.worker.task_entry import TaskEntry
 class RunningActivity:
     task: TaskEntry
     context: activity_api.ActivityContext
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    #: Cancels the attempt (cancel/release), as anyio does: an activity's own shielded
+    #: scopes hold it off. Made by new_scope(), not anyio.CancelScope().
+    scope: anyio.CancelScope
     releasing: bool = False
     #: When (monotonic) to send the start mark if the attempt is still running.
     mark_at: float = 0.0
@@ -45,6 +47,19 @@ class RunningActivity:
         self.releasing = True
         self.context.request_cancel()
         self.scope.cancel()
+
+
+#: The event loop backend's own CancelScope class: anyio.CancelScope() looks the backend
+#: up (sniffio) and then runs the scope's __init__ twice, several times what making the
+#: scope costs (a good part of starting an attempt). Attempts run on asyncio only.
+_scope_class: type[anyio.CancelScope] | None = None
+
+
+def new_scope() -> anyio.CancelScope:
+    global _scope_class
+    if _scope_class is None:
+        _scope_class = type(anyio.CancelScope())
+    return _scope_class()
 
 
 def runs_in(definition: ActivityDefinition, executor: concurrent.futures.Executor) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -16,12 +17,12 @@ import structlog
 
 from engine.errors import ApplicationError, PayloadError, to_failure
 from engine.store import Call
-from engine.task_token import ActivityRef
+from engine.task_token import encode_task_token
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
 from sdk._payload_hints import hints_of
 from sdk.interceptor import WorkerInterceptor
-from sdk.worker.activity_attempt import RunningActivity, runs_in
+from sdk.worker.activity_attempt import RunningActivity, new_scope, runs_in
 from sdk.worker.interception import run_activity
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.task_entry import Fields, TaskEntry
@@ -29,6 +30,8 @@ from sdk.worker.task_entry import Fields, TaskEntry
 log = structlog.get_logger("redurable.worker")
 #: Activities that finish within this never pay for a start transition.
 LAZY_START_S = 0.05
+#: Attempts with a start-to-close or heartbeat timeout under this are marked at once.
+SHORT_TIMEOUT_MS = 4000 * LAZY_START_S
 #: How long a suspect task waits for the other claimed tasks to be done.
 SUSPECT_WAIT_S = 5.0
 #: How often heartbeats are collected while a marked (long) attempt runs.
@@ -202,13 +205,13 @@ class ActivityTasks:
         first_mark = float("inf")
         for task in tasks:
             self._plumbing.hold(task)
-            timeouts = [int(task.fields.get(k, b"0") or 0)
-                        for k in (b"start_to_close_ms", b"heartbeat_ms")]
+            get = task.fields.get
             # A schedule-to-start timeout fires unless the attempt is marked started:
             # the lazy mark would be too late for it.
-            short = any(0 < t < 4000 * LAZY_START_S for t in timeouts) or bool(
-                int(task.fields.get(b"schedule_to_start_ms", b"0") or 0))
-            running = RunningActivity(task, self._context(task))
+            short = (0 < int(get(b"start_to_close_ms") or 0) < SHORT_TIMEOUT_MS
+                     or 0 < int(get(b"heartbeat_ms") or 0) < SHORT_TIMEOUT_MS
+                     or int(get(b"schedule_to_start_ms") or 0) != 0)
+            running = RunningActivity(task, self._context(task), new_scope())
             running.mark_at = now if short else now + LAZY_START_S
             first_mark = min(first_mark, running.mark_at)
             self.running[(task.stream, task.msg_id)] = running
@@ -225,17 +228,17 @@ class ActivityTasks:
                 details = self._codec.decode(raw_details)
             except ValueError:
                 details = None
-        ref = ActivityRef(task.get("workflow_id"), task.get("run_id"),
-                          int(task.get("activity_id")), int(task.get("attempt")))
+        workflow_id, run_id = task.get("workflow_id"), task.get("run_id")
+        activity_id, attempt = int(task.get("activity_id")), int(task.get("attempt"))
         info = activity_api.ActivityInfo(
-            workflow_id=ref.workflow_id,
-            run_id=ref.run_id,
-            activity_id=ref.activity_id,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            activity_id=activity_id,
             activity_type=task.get("activity_type"),
-            attempt=int(task.get("attempt")),
+            attempt=attempt,
             task_queue=self._plumbing.task_queue,
             heartbeat_details=details,
-            task_token=ref.encode(),
+            task_token=encode_task_token(workflow_id, run_id, activity_id, attempt),
         )
         definition = self._activities.get(info.activity_type)
         where = "async" if definition is None else runs_in(definition, self._executor)
@@ -246,13 +249,10 @@ class ActivityTasks:
         task, ctx = running.task, running.context
         info = ctx.info
         token = activity_api._context.set(ctx)
-        structlog.contextvars.bind_contextvars(
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            activity=info.activity_type,
-            attempt=info.attempt,
-            task_queue=self._plumbing.task_queue,
-        )
+        log_vars = _log_vars()
+        for var, value in zip(log_vars, (info.workflow_id, info.run_id, info.activity_type,
+                                         info.attempt, self._plumbing.task_queue), strict=True):
+            var.set(value)
         call: Call | None = None
         try:
             definition = self._activities.get(info.activity_type)
@@ -316,9 +316,8 @@ class ActivityTasks:
             call = self._failure_call(task, exc)
         finally:
             activity_api._context.reset(token)
-            structlog.contextvars.unbind_contextvars(
-                "workflow_id", "run_id", "activity", "attempt", "task_queue"
-            )
+            for var in log_vars:
+                var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
             if call is not None:
                 self.completions.append(call)
                 self._completion_ready.set()
@@ -479,6 +478,21 @@ class ActivityTasks:
         for running in list(self.running.values()):
             if running.runner is not None:
                 running.runner.cancel()
+
+
+#: The structlog contextvars of the fields bound for an attempt's log lines (LOG_KEYS).
+_LOG_VARS: tuple[contextvars.ContextVar[Any], ...] = ()
+LOG_KEYS = ("workflow_id", "run_id", "activity", "attempt", "task_queue")
+
+
+def _log_vars() -> tuple[contextvars.ContextVar[Any], ...]:
+    """Setting these is binding LOG_KEYS with structlog.contextvars.bind_contextvars,
+    without its per-key name formatting and lookups (a few microseconds an attempt)."""
+    global _LOG_VARS
+    if not _LOG_VARS:
+        tokens = structlog.contextvars.bind_contextvars(**dict.fromkeys(LOG_KEYS, ...))
+        _LOG_VARS = tuple(token.var for token in tokens.values())
+    return _LOG_VARS
 
 
 def _attempt_ended(runner: asyncio.Task[None]) -> None:
