@@ -34,6 +34,8 @@ class WorkflowTaskCommit:
     close_dropped: bool
     #: Activity tasks delivered to this worker with the commit: (stream, id, fields).
     eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
+    #: The server's time of the commit (ms; 0: not told): the ts of the events it wrote.
+    server_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
             (text_of(stream), text_of(sid), pairs_of(flat))
             for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
         ],
+        server_ms=int(reply[7]) if len(reply) > 7 else 0,
     )
 
 

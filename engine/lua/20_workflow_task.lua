@@ -237,7 +237,7 @@ local function wft_commit(c, w, cmds)
   timers_added_reset()
   if token ~= '' then
     redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
-  elseif c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
+  elseif c.task and c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
     -- A speculative completion of a sticky task: its start deadline is moot now.
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   end
@@ -260,7 +260,7 @@ local function wft_commit(c, w, cmds)
     redis.call('HSET', c.wf, 'failure', cjson.encode({message = message, kind = 'terminated',
       type = 'HistoryLimitError', non_retryable = true}))
     close_run(c, 'TERMINATED', ts)
-    return {'ok', c.last_id, c.last_sid, 1, 0, {}, timers_added_in(ts)}
+    return {'ok', c.last_id, c.last_sid, 1, 0, {}, timers_added_in(ts), ts}
   end
   local dropped = 0
   for k = 1, #cmds do
@@ -304,7 +304,7 @@ local function wft_commit(c, w, cmds)
     end
     if flush_buffer(c) > 0 or unseen_updates > 0 then schedule_wft(c) end
   end
-  return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts)}
+  return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts), ts}
 end
 
 -- rd_wft_complete: write the activation's commands (one atomic transition).
@@ -321,7 +321,8 @@ end
 -- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
 -- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1),
 --          {{stream, entry_id, fields}...} (eager activity tasks),
---          ms until the earliest timer the call added falls due (-1: none added)},
+--          ms until the earliest timer the call added falls due (-1: none added),
+--          the server's now_ms (the time of the events it appended)},
 --      {'retry'}, or {'stale'} (message acknowledged, nothing written).
 redis.register_function('rd_wft_complete', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end

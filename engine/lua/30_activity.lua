@@ -170,34 +170,52 @@ local function last_event_ts(c)
   return 0
 end
 
--- The value of `name` in a flat field list, or nil.
-local function field_of(flat, name)
-  for i = 1, #flat, 2 do
-    if flat[i] == name then return flat[i + 1] end
+-- How far behind the server's now a one-write step's code time may be (ms).
+local ONE_WRITE_MAX_LAG_MS = 1000
+
+-- Why a one-write step's workflow task part may not land (nil: it may): the step
+-- stands for the workflow task this completion would queue, so it lands only where
+-- that task would come straight to this worker and run on exactly what the code saw.
+local function one_write_refused(c, args, before_ts, ts)
+  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue', 'sticky', 'next_event_id')
+  -- No task due or running (the completion would queue one), for our queue, owned by us
+  -- (our sticky stream still there: schedule_wft would route the task to it).
+  if info[1] ~= 'none' or info[2] ~= args[9] or info[3] ~= args[10] or args[10] == '' or
+      redis.call('EXISTS', key_sticky_tasks(c.prefix, args[9], args[10])) == 0 then
+    return 'owner'
+  end
+  -- The completion gets the event id the code gave it, and no event follows it.
+  if tonumber(info[4]) + 1 ~= tonumber(args[13]) or redis.call('LLEN', c.buf) > 0 then
+    return 'moved'
+  end
+  -- The code's time: on the server's clock (the worker's estimate of it), never before
+  -- what the history already shows, never ahead of the server, nor far behind it (an
+  -- estimate that missed a jump of the clock: a time-skipping test server's).
+  local code_now = tonumber(args[11]) or 0
+  if code_now < before_ts or code_now > ts or code_now < ts - ONE_WRITE_MAX_LAG_MS then
+    return 'clock'
   end
   return nil
 end
 
 -- rd_act_complete_wft: an activity step in one write (docs/design-notes.md "One-write
--- activity steps"). The worker that ran the attempt holds the workflow's run in its
--- cache, at the history's end: it ran the workflow code on the ActivityTaskCompleted it
--- built itself, and sends the completion with the speculative workflow task completion
--- of that activation. The completion is rd_act_complete's (eager consumer set); the
--- workflow task part lands only if that completion queued the run's next workflow task
--- and handed it to this worker, the history is where the code saw it (the completion
--- got event id seen_next_event_id - 1) and the code's time (now_ms) lies between the
--- history's last event and the server's now. Else only the completion is written and
--- the eager task comes back as from rd_act_complete, for the worker to start normally.
+-- activity steps"). The worker that ran the attempt owns the workflow's run, cached at
+-- the history's end: it ran the workflow code on the ActivityTaskCompleted it built
+-- itself, and sends the completion with the speculative completion of the workflow
+-- task that activation stands for. When one_write_refused finds nothing against it,
+-- the completion is appended and the workflow task's completion written at once (no
+-- task is queued: none is needed). Else this is rd_act_complete (eager consumer set):
+-- the completion queues the task, handed over if it can be, for the worker to start
+-- the normal way.
 -- KEYS: wf, history, buffer, activity task stream
 -- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, result,
 --       consumer (the worker), its workflow task queue, its sticky name, now_ms, flags,
 --       seen_next_event_id, eager_slots, signals_dropped, sticky_ms,
 --       then per command: kind, n_fields, field, value... (as rd_wft_complete)
--- Returns {'ok', 'completed', eager workflow task ({} none: taken here, or none queued),
---          due_in of the completion (-1), the workflow task completion's reply (as
---          rd_wft_complete's 'ok' one) or why it was refused ('no_task': none handed
---          over, 'clock': the code's time, 'moved': the history or the task is not the
---          one the code saw), the server's now_ms} or {'stale'}.
+-- Returns {'ok', 'completed', eager workflow task ({} none), due_in of the completion,
+--          the workflow task completion's reply (rd_wft_complete's 'ok' one) or why it
+--          was refused ('owner', 'moved', 'clock': see one_write_refused), the server's
+--          now_ms} or {'stale'}.
 redis.register_function('rd_act_complete_wft', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
@@ -208,29 +226,20 @@ redis.register_function('rd_act_complete_wft', function(keys, args)
   local state = act_fenced(c, seq, attempt)
   ack(c.task, msg)
   if not state then return {'stale'} end
-  local before_ts = last_event_ts(c)
   local ts = now_ms()
+  local refused = one_write_refused(c, args, last_event_ts(c), ts)
   timers_added_reset()
-  local before = redis.call('HGET', c.wf, 'wft')
-  finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts)
+  if refused then
+    local before = redis.call('HGET', c.wf, 'wft')
+    finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts)
+    local due_in = timers_added_in(ts)
+    local eager = take_queued_wft(c, args[8], args[9], before, args[10]) or {}
+    return {'ok', 'completed', eager, due_in, refused, ts}
+  end
+  finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts, true)
   local due_in = timers_added_in(ts)
-  local eager = take_queued_wft(c, args[8], args[9], before, args[10])
-  if not eager then return {'ok', 'completed', {}, due_in, 'no_task', ts} end
-  -- The code's time: on the server's clock (the worker's estimate of it), never before
-  -- what the history already shows, never ahead of the server.
-  local code_now = tonumber(args[11]) or 0
-  if code_now < before_ts or code_now > ts then
-    return {'ok', 'completed', eager, due_in, 'clock', ts}
-  end
-  -- The eager read takes the stream's next new entry: another workflow's, at times.
-  if field_of(eager[3], 'workflow_id') ~= c.id or field_of(eager[3], 'run_id') ~= c.run then
-    return {'ok', 'completed', eager, due_in, 'moved', ts}
-  end
-  local w = {args[1], args[2], args[3], field_of(eager[3], 'epoch') or '', '', eager[2],
-    args[8], args[11], args[12], args[13], args[14], args[15], args[10], args[16]}
-  local wc = ctx({keys[1], keys[2], keys[3], eager[1]}, args)
-  if speculation_fenced(wc, w[4], w[6], w[10]) then
-    return {'ok', 'completed', eager, due_in, 'moved', ts}
-  end
+  local w = {args[1], args[2], args[3], '', '', '', args[8], args[11], args[12], args[13],
+    args[14], args[15], args[10], args[16]}
+  local wc = ctx({keys[1], keys[2], keys[3]}, args)  -- no task entry to acknowledge
   return {'ok', 'completed', {}, due_in, wft_commit(wc, w, cmds), ts}
 end)

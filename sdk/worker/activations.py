@@ -6,6 +6,7 @@ polling, the rounds and the commits."""
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ class OneWrite:
     call: Call
     cached: CachedRun
     slots: int
+    #: When its activation began (perf_counter), for the workflow task metrics.
+    began: float
 
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
@@ -102,6 +105,8 @@ class Activations:
                 or cached.committed_id != cached.machine.last_event_id):
             return None
         machine = cached.machine
+        # Never before our last commit of it: the history's last event (else refused).
+        now_ms = max(now_ms, cached.committed_ms)
         # The event exactly as the Lua appends it (finish_activity): the same fields,
         # decoded the same way; the next id if the history is where we saw it (the Lua
         # refuses the step otherwise). Its ts is the server's, unknown here and unread
@@ -110,6 +115,7 @@ class Activations:
             b"id": str(machine.last_event_id + 1).encode(), b"type": b"ActivityTaskCompleted",
             b"ts": str(now_ms).encode(), b"activity_id": task.fields[b"activity_id"],
             b"result": result, b"attempt": task.fields[b"attempt"]})
+        began = time.perf_counter()
         cached.ahead = True  # from here on the machine is ahead of the history
         try:
             commands = machine.activate([event], now_ms)
@@ -125,7 +131,7 @@ class Activations:
             task.stream, result, worker=plumbing.identity, task_queue=plumbing.task_queue,
             sticky=self.sticky, now_ms=machine.now_ms, flags=LOGIC_FLAGS, commands=commands,
             seen_next_event_id=event.event_id + 1, eager_slots=slots, sticky_ms=self.sticky_ms)
-        return OneWrite(call, cached, slots)
+        return OneWrite(call, cached, slots, began)
 
     def _one_write_slots(self, commands: list[Any]) -> int:
         """_eager_slots for a one-write step: the free slots, and the one its attempt

@@ -209,9 +209,6 @@ class ActivityTasks:
         first_mark = float("inf")
         for task in tasks:
             self._plumbing.hold(task)
-            # The entry id's ms are the server's time when it was queued: a lower bound
-            # of the server clock (one-write steps' code time: sdk/worker/server_clock.py).
-            self.server_clock.observe(int(task.msg_id.split("-", 1)[0]), now)
             timeouts = [int(task.fields.get(k, b"0") or 0)
                         for k in (b"start_to_close_ms", b"heartbeat_ms")]
             # A schedule-to-start timeout fires unless the attempt is marked started:

@@ -3,11 +3,14 @@ one-write activity step (docs/design-notes.md "One-write activity steps"): the c
 before the server has stamped anything, and its time must stay on the server's clock,
 not the worker's (which may be skewed: scripts/chaos/clock_skew.py).
 
-Each server time seen (an activity task's stream id, the server time of a one-write
-reply) was read before it reached us, so `server_ms - monotonic_ms_at_receipt` is a lower
+Each server time seen (the time a workflow task completion or a one-write step wrote
+at, from their replies: the Functions' now_ms, so a time-skipping test server's skipped
+clock too; stream ids are not, they follow the server's real clock) was read before it
+reached us, so `server_ms - monotonic_ms_at_receipt` is a lower
 bound of the offset between the two clocks: the estimate is the largest such bound
 seen lately plus the monotonic clock now. It is a little behind the server, never ahead
-(unless the server's clock steps back; the Lua refuses a time ahead of its own)."""
+(unless the server's clock steps back; the Lua refuses a time ahead of its own, or
+more than a second behind)."""
 
 from __future__ import annotations
 

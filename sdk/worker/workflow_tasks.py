@@ -6,6 +6,7 @@ hand workflow tasks over too (`take_eager`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -366,6 +367,8 @@ class WorkflowTasks:
             plumbing.stats["speculation_retries"] += 1
             return "retry"
         plumbing.let_go(task)
+        if not isinstance(commit, str) and commit.server_ms:
+            self._activities.server_clock.observe(commit.server_ms)
         if not isinstance(commit, str) and commit.eager:
             plumbing.stats["eager_activities"] += len(commit.eager)
             self._activities.start(plumbing.screened([TaskEntry(*e) for e in commit.eager]))
@@ -375,6 +378,7 @@ class WorkflowTasks:
             return None
         cached.machine.committed(commit.last_event_id)
         cached.committed_id = commit.last_event_id
+        cached.committed_ms = commit.server_ms
         cached.cursor = commit.last_stream_id
         plumbing.stats["workflow_tasks"] += 1
         return None
@@ -412,6 +416,7 @@ class WorkflowTasks:
             if done is None:
                 return None, None
             plumbing.stats["one_write_refused"] += 1
+            plumbing.stats[f"one_write_refused_{done.refused}"] += 1  # why: the Lua's word
             if done.eager is None:
                 return None, done.server_ms
             handed = TaskEntry(*done.eager)
@@ -419,6 +424,10 @@ class WorkflowTasks:
             return handed, done.server_ms
         commit = done.commit
         plumbing.stats["one_write_steps"] += 1
+        plumbing.stats["cache_hits"] += 1  # an activation on the cached run, no replay
+        if plumbing.metrics is not None:
+            plumbing.metrics.one_write_step(step.cached.machine.info.workflow_type,
+                                            time.perf_counter() - step.began)
         plumbing.stats["workflow_tasks"] += 1
         if commit.eager:
             plumbing.stats["eager_activities"] += len(commit.eager)
@@ -429,5 +438,6 @@ class WorkflowTasks:
             return None, done.server_ms
         step.cached.machine.committed(commit.last_event_id)
         step.cached.committed_id = commit.last_event_id
+        step.cached.committed_ms = commit.server_ms
         step.cached.cursor = commit.last_stream_id
         return None, done.server_ms
