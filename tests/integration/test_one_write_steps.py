@@ -17,7 +17,7 @@ from engine import events as ev
 from engine.store import Call
 from sdk import Client, Worker, activity, workflow
 from sdk.testing import Replayer, WorkflowHistory, running_worker
-from sdk.worker.workflow_runner import new_machine
+from sdk.worker.workflow_runner import CachedRun, new_machine
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 TQ = "one-write"
@@ -205,3 +205,51 @@ async def test_another_workflows_task_in_the_stream_is_left_alone(client: Client
     assert [r[0] for r in result] == [1, 2]
     assert worker.stats["one_write_steps"] == 2
     await _check_history(client, handle.id, 2)
+
+
+@pytest.mark.timeout(60)
+async def test_a_reply_never_lands_on_a_cache_entry_made_since(client: Client) -> None:
+    """While a one-write step is in flight its run's cache entry may be replaced (a
+    replay for a task of the run): the step's reply leaves the new entry alone."""
+    worker = Worker(client, task_queue=TQ, workflows=[Steps], activities=[add_one])
+    activities, tasks = worker._activity_tasks, worker._workflow_tasks
+    flush = activities.flush_completions
+    replacements: list[CachedRun] = []
+
+    async def flush_after_a_replacement() -> None:
+        step = next((c for c in activities.completions
+                     if c.function == "rd_act_complete_wft"), None)
+        if not replacements and step is not None:
+            old = tasks.cache.get("steps-5", str(step.args[2]))
+            assert old is not None and old.ahead
+            definition = Replayer(workflows=[Steps])._workflows["Steps"]
+            fresh = CachedRun(new_machine(definition, "steps-5", old.machine.info.run_id, TQ,
+                                          client.codec))
+            tasks.cache.evict("steps-5")
+            tasks.cache.put("steps-5", fresh)
+            replacements.append(fresh)
+        await flush()
+
+    settle = tasks.settle_one_write
+    settled: list[Any] = []
+
+    def settle_checking(call: Call, reply: Any) -> Any:
+        out = settle(call, reply)
+        if replacements and not settled:  # the step in flight when the entry was replaced
+            settled.append(client.store.parse_act_complete_wft(reply))
+            fresh = replacements[0]
+            assert fresh.cursor is None and fresh.committed_id == -1
+            assert fresh.machine.last_event_id == 0 and not fresh.ahead
+        return out
+
+    activities.flush_completions = flush_after_a_replacement  # type: ignore[method-assign]
+    tasks.settle_one_write = settle_checking  # type: ignore[method-assign]
+    async with worker:
+        handle = await client.start_workflow(Steps.run, 3, id="steps-5", task_queue=TQ)
+        with anyio.fail_after(20):
+            result = await handle.result()
+    assert replacements
+    assert settled and settled[0].commit is not None  # it landed, and left the entry alone
+    assert [r[0] for r in result] == [1, 2, 3]
+    await _check_history(client, handle.id, 3)
+    assert await _replayed_state(client, handle.id) == result
