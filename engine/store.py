@@ -35,8 +35,10 @@ from engine.task_replies import (
     WorkflowTaskCommit,
     WorkflowTaskStart,
     act_complete_due_in,
+    act_complete_wft_due_in,
     act_start_due_in,
     decode_entries,
+    parse_act_complete_wft,
     parse_eager_wft,
     parse_wft_complete,
     parse_wft_start,
@@ -70,6 +72,21 @@ def _outcome_args(result: bytes | None, failure: dict[str, Any] | None) -> list[
         str(failure.get("type", "")),
         "1" if failure.get("non_retryable") else "0",
     ]
+
+
+def _command_args(commands: Sequence[cmd.Command]) -> list[Arg]:
+    """A completion's commands as rd_wft_complete takes them: kind, n_fields, fields."""
+    args: list[Arg] = []
+    for command in commands:
+        if isinstance(command, cmd.RejectUpdate):
+            args += rejection_args(command)
+            continue
+        if isinstance(command, cmd.NOTE_COMMANDS):
+            continue
+        event_type, attrs = cmd.to_event(command)
+        fields = ev.encode_attributes(event_type, attrs)
+        args += [event_type.__name__, len(fields) // 2, *fields]
+    return args
 
 
 #: How many workflows' key names a Store keeps at most (then it starts over).
@@ -273,15 +290,7 @@ class Store(TaskStreams):
             sticky,
             sticky_ms,
         )
-        for command in commands:
-            if isinstance(command, cmd.RejectUpdate):
-                args += rejection_args(command)
-                continue
-            if isinstance(command, cmd.NOTE_COMMANDS):
-                continue
-            event_type, attrs = cmd.to_event(command)
-            fields = ev.encode_attributes(event_type, attrs)
-            args += [event_type.__name__, len(fields) // 2, *fields]
+        args += _command_args(commands)
         # The reply tells when the earliest timer it added falls due: the timer loop
         # wakes only when that is before its next scan (sdk/worker/timers.py). Sticky
         # deadlines are not in it (the loop scans those at least once a second anyway).
@@ -365,6 +374,41 @@ class Store(TaskStreams):
             TaskRef(stream, msg_id),
             timer_due_in=act_complete_due_in,
         )
+
+    def act_complete_wft_call(
+        self,
+        workflow_id: str,
+        run_id: str,
+        activity_id: str,
+        attempt: str,
+        msg_id: str,
+        stream: str,
+        result: bytes,
+        *,
+        worker: str,
+        task_queue: str,
+        sticky: str,
+        now_ms: int,
+        flags: str,
+        commands: Sequence[cmd.Command],
+        seen_next_event_id: int,
+        eager_slots: int,
+        sticky_ms: int,
+    ) -> Call:
+        """An activity step in one write (rd_act_complete_wft): the attempt's result and
+        the speculative completion of the workflow task it queues, which the worker ran
+        on the ActivityTaskCompleted it built itself (parse_act_complete_wft)."""
+        args = self._wf_args(
+            workflow_id, run_id, activity_id, attempt, msg_id, result, worker, task_queue,
+            sticky, now_ms, flags, seen_next_event_id, eager_slots,
+            cmd.dropped_signals_note(list(commands)), sticky_ms)
+        return Call(
+            "rd_act_complete_wft", self._task_keys(workflow_id, stream),
+            args + _command_args(commands), TaskRef(stream, msg_id),
+            timer_due_in=act_complete_wft_due_in,
+        )
+
+    parse_act_complete_wft = staticmethod(parse_act_complete_wft)
 
     async def complete_activity_by_ref(
         self,

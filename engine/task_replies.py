@@ -34,6 +34,8 @@ class WorkflowTaskCommit:
     close_dropped: bool
     #: Activity tasks delivered to this worker with the commit: (stream, id, fields).
     eager: list[tuple[str, str, dict[bytes, bytes]]] = field(default_factory=list)
+    #: The server's time of the commit (ms; 0: not told): the ts of the events it wrote.
+    server_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def parse_wft_complete(reply: Any) -> WorkflowTaskCommit | str:
             (text_of(stream), text_of(sid), pairs_of(flat))
             for stream, sid, flat in (reply[5] if len(reply) > 5 else [])
         ],
+        server_ms=int(reply[7]) if len(reply) > 7 else 0,
     )
 
 
@@ -108,3 +111,39 @@ def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
         return None
     stream, sid, fields = reply[2]
     return text_of(stream), text_of(sid), pairs_of(fields)
+
+
+@dataclass(frozen=True)
+class OneWriteStep:
+    """What rd_act_complete_wft did: `commit` is the workflow task completion when the
+    speculation landed, else None and `refused` says why ('no_task', 'clock', 'moved');
+    `eager` is then the workflow task handed over, if any, to start normally."""
+
+    commit: WorkflowTaskCommit | None
+    refused: str
+    eager: tuple[str, str, dict[bytes, bytes]] | None
+    #: The server's time of the write (ms): for the worker's estimate of the server clock.
+    server_ms: int
+
+
+def parse_act_complete_wft(reply: Any) -> OneWriteStep | None:
+    """rd_act_complete_wft's reply; None when the attempt was stale (nothing written)."""
+    if reply_status(reply) != "ok":
+        return None
+    spec = reply[4]
+    if isinstance(spec, list):
+        commit = parse_wft_complete(spec)
+        assert not isinstance(commit, str)  # the Lua returns only an 'ok' one here
+        return OneWriteStep(commit, "", None, int(reply[5]))
+    return OneWriteStep(None, text_of(spec), parse_eager_wft(reply), int(reply[5]))
+
+
+def act_complete_wft_due_in(reply: Any) -> int | None:
+    """The earliest new timer of a one-write step: the completion's or its commit's."""
+    due = [act_complete_due_in(reply)]
+    if isinstance(reply, list) and len(reply) > 4 and isinstance(reply[4], list):
+        due.append(wft_complete_due_in(reply[4]))
+    known = [d for d in due if d is not None and d >= 0]
+    if known:
+        return min(known)
+    return None if None in due else due[0]

@@ -430,11 +430,18 @@ local function retry_activity(c, seq, state, failure, delay, ts)
     timer_member('R', c.run, seq, state.attempt, c.id))
 end
 
-local function finish_activity(c, seq, state, etype, payload_field, payload, ts)
+-- `no_task`: appended with no workflow task queued (a one-write step writes the task's
+-- completion itself: rd_act_complete_wft).
+local function finish_activity(c, seq, state, etype, payload_field, payload, ts, no_task)
   clear_attempt_timers(c, seq, state.attempt)
   redis.call('ZREM', c.timers, timer_member('C', c.run, seq, 0, c.id))
   forget_activity(c, seq)
-  deliver(c, etype, ts, {'activity_id', seq, payload_field, payload, 'attempt', state.attempt})
+  local fields = {'activity_id', seq, payload_field, payload, 'attempt', state.attempt}
+  if no_task then
+    append(c, etype, ts, fields)
+  else
+    deliver(c, etype, ts, fields)
+  end
 end
 
 local function activity_timed_out(c, seq, state, kind, ts)

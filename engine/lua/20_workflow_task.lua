@@ -190,57 +190,54 @@ end
 local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed = true,
   WorkflowExecutionCanceled = true, WorkflowExecutionContinuedAsNew = true}
 
--- rd_wft_complete: write the activation's commands (one atomic transition).
--- KEYS: wf, history, buffer, workflow task stream
--- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
---       seen_next_event_id, eager_slots, signals_dropped (a note, '' if none),
---       sticky (the worker's sticky name: it keeps the workflow cached and takes its
---       next task; '' = any worker), sticky_ms (how long it has to start that task),
---       then per command: kind, n_fields, field, value...
--- eager_slots > 0: up to that many activity tasks scheduled here on the workflow's own
--- task queue are delivered to this worker (consumer = worker) in the reply.
--- A speculative completion (token '') ran without rd_wft_start, on the event carried
--- by the task; it lands only if the task is still scheduled and no event came after
--- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
--- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1),
---          {{stream, entry_id, fields}...} (eager activity tasks),
---          ms until the earliest timer the call added falls due (-1: none added)},
---      {'retry'}, or {'stale'} (message acknowledged, nothing written).
-redis.register_function('rd_wft_complete', function(keys, args)
-  local moving = slot_moving(keys); if moving then return moving end
-  local c = ctx(keys, args)
-  local epoch, token, msg = args[4], args[5], args[6]
-  if not wft_fenced(c, epoch, token) then
-    if token == '' and is_current(c, c.run) and
-        redis.call('HGET', c.wf, 'wft_epoch') == epoch then
-      return {'retry'}  -- started meanwhile by someone: take the normal path
-    end
-    ack(c.task, msg)
-    return {'stale'}
-  end
-  if token == '' and redis.call('HGET', c.wf, 'next_event_id') ~= args[10] then
-    return {'retry'}
-  end
-  -- Validate the command list before writing anything.
-  -- Activity tasks this worker will run at once if they are for its own queue.
-  c.eager_slots = tonumber(args[11]) or 0
-  c.eager = {}
-  c.worker = args[7]
-  c.task_queue = redis.call('HGET', c.wf, 'task_queue')
-  local cmds, i = {}, 15
+-- A completion's command list (kind, n_fields, field, value... from args[first]), or
+-- nil when malformed: validated before anything is written.
+local function parse_commands(args, first)
+  local cmds, i = {}, first
   while i <= #args do
     local n = tonumber(args[i + 1])
-    if not n then return redis.error_reply('ERR malformed command list') end
+    if not n then return nil end
     local fields = {}
     for j = 1, n * 2 do fields[j] = args[i + 1 + j] end
     cmds[#cmds + 1] = {args[i], fields}
     i = i + 2 + n * 2
   end
+  return cmds
+end
+
+-- The fence of a speculative completion (token ''): the task is still scheduled, and
+-- no event came after the ones the code saw. Returns nil when it may land, else the
+-- reply: {'retry'} (nothing written) or {'stale'} (message acknowledged).
+local function speculation_fenced(c, epoch, msg, seen_next_event_id)
+  if not wft_fenced(c, epoch, '') then
+    if is_current(c, c.run) and redis.call('HGET', c.wf, 'wft_epoch') == epoch then
+      return {'retry'}  -- started meanwhile by someone: take the normal path
+    end
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  if redis.call('HGET', c.wf, 'next_event_id') ~= seen_next_event_id then
+    return {'retry'}
+  end
+  return nil
+end
+
+-- The write of a workflow task completion whose fence passed (rd_wft_complete, and
+-- rd_act_complete_wft's speculation). `w` has rd_wft_complete's ARGV layout (4: epoch,
+-- 5: token, 6: msg_id, 7: worker, 8: now_ms, 9: flags, 11: eager_slots,
+-- 12: signals_dropped, 13: sticky, 14: sticky_ms); cmds: parse_commands'.
+local function wft_commit(c, w, cmds)
+  local epoch, token, msg = w[4], w[5], w[6]
+  -- Activity tasks this worker will run at once if they are for its own queue.
+  c.eager_slots = tonumber(w[11]) or 0
+  c.eager = {}
+  c.worker = w[7]
+  c.task_queue = redis.call('HGET', c.wf, 'task_queue')
   local ts = now_ms()
   timers_added_reset()
   if token ~= '' then
     redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
-  elseif c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
+  elseif c.task and c.task ~= key_workflow_tasks(c.prefix, c.task_queue) then
     -- A speculative completion of a sticky task: its start deadline is moot now.
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   end
@@ -263,23 +260,23 @@ redis.register_function('rd_wft_complete', function(keys, args)
     redis.call('HSET', c.wf, 'failure', cjson.encode({message = message, kind = 'terminated',
       type = 'HistoryLimitError', non_retryable = true}))
     close_run(c, 'TERMINATED', ts)
-    return {'ok', c.last_id, c.last_sid, 1, 0, {}, timers_added_in(ts)}
+    return {'ok', c.last_id, c.last_sid, 1, 0, {}, timers_added_in(ts), ts}
   end
   local dropped = 0
   for k = 1, #cmds do
     if CLOSE_KINDS[cmds[k][1]] and has_buffer then dropped = 1 end
   end
   -- The boundary records a dropped close, so replay can tell it from code that changed.
-  local marker = {'worker', args[7], 'now', args[8], 'flags', args[9]}
+  local marker = {'worker', w[7], 'now', w[8], 'flags', w[9]}
   if dropped == 1 then
     marker[#marker + 1] = 'close_dropped'
     marker[#marker + 1] = 1
   end
   -- Signals the code could not take (bad arguments, no handler): why, for show/describe.
-  if args[12] ~= '' then
+  if w[12] ~= '' then
     marker[#marker + 1] = 'signals_dropped'
-    marker[#marker + 1] = args[12]
-    redis.call('HSET', c.wf, 'last_signal_dropped', args[12])
+    marker[#marker + 1] = w[12]
+    redis.call('HSET', c.wf, 'last_signal_dropped', w[12])
   end
   if not rejections_only(c, cmds) then append(c, 'WorkflowTaskCompleted', ts, marker) end
   local closed = 0
@@ -297,9 +294,9 @@ redis.register_function('rd_wft_complete', function(keys, args)
   local last_id, last_sid = c.last_id, c.last_sid
   ack(c.task, msg)
   if closed == 0 then
-    if args[13] ~= '' then
-      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1, 'sticky', args[13],
-        'sticky_ms', args[14])
+    if w[13] ~= '' then
+      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1, 'sticky', w[13],
+        'sticky_ms', w[14])
       redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task')
     else
       redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
@@ -307,7 +304,41 @@ redis.register_function('rd_wft_complete', function(keys, args)
     end
     if flush_buffer(c) > 0 or unseen_updates > 0 then schedule_wft(c) end
   end
-  return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts)}
+  return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts), ts}
+end
+
+-- rd_wft_complete: write the activation's commands (one atomic transition).
+-- KEYS: wf, history, buffer, workflow task stream
+-- ARGV: prefix, workflow_id, run_id, epoch, token, msg_id, worker, now_ms, flags,
+--       seen_next_event_id, eager_slots, signals_dropped (a note, '' if none),
+--       sticky (the worker's sticky name: it keeps the workflow cached and takes its
+--       next task; '' = any worker), sticky_ms (how long it has to start that task),
+--       then per command: kind, n_fields, field, value...
+-- eager_slots > 0: up to that many activity tasks scheduled here on the workflow's own
+-- task queue are delivered to this worker (consumer = worker) in the reply.
+-- A speculative completion (token '') ran without rd_wft_start, on the event carried
+-- by the task; it lands only if the task is still scheduled and no event came after
+-- the ones it saw (seen_next_event_id), else it returns {'retry'} and writes nothing.
+-- Returns {'ok', last_event_id, last_stream_id, closed(0/1), close_dropped(0/1),
+--          {{stream, entry_id, fields}...} (eager activity tasks),
+--          ms until the earliest timer the call added falls due (-1: none added),
+--          the server's now_ms (the time of the events it appended)},
+--      {'retry'}, or {'stale'} (message acknowledged, nothing written).
+redis.register_function('rd_wft_complete', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  local c = ctx(keys, args)
+  local epoch, token, msg = args[4], args[5], args[6]
+  if token == '' then
+    local refused = speculation_fenced(c, epoch, msg, args[10])
+    if refused then return refused end
+  elseif not wft_fenced(c, epoch, token) then
+    ack(c.task, msg)
+    return {'stale'}
+  end
+  -- Validate the command list before writing anything.
+  local cmds = parse_commands(args, 15)
+  if not cmds then return redis.error_reply('ERR malformed command list') end
+  return wft_commit(c, args, cmds)
 end)
 
 local function wft_retry_later(c, epoch, failure, ts)

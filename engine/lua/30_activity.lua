@@ -158,3 +158,88 @@ redis.register_function('rd_act_complete', function(keys, args)
   end
   return {'ok', outcome, {}, timers_added_in(ts)}
 end)
+
+-- The ts of the history's last event (0: none).
+local function last_event_ts(c)
+  local last = redis.call('XREVRANGE', c.hist, '+', '-', 'COUNT', 1)[1]
+  if not last then return 0 end
+  local fields = last[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'ts' then return tonumber(fields[i + 1]) or 0 end
+  end
+  return 0
+end
+
+-- How far behind the server's now a one-write step's code time may be (ms).
+local ONE_WRITE_MAX_LAG_MS = 1000
+
+-- Why a one-write step's workflow task part may not land (nil: it may): the step
+-- stands for the workflow task this completion would queue, so it lands only where
+-- that task would come straight to this worker and run on exactly what the code saw.
+local function one_write_refused(c, args, before_ts, ts)
+  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue', 'sticky', 'next_event_id')
+  -- No task due or running (the completion would queue one), for our queue, owned by us
+  -- (our sticky stream still there: schedule_wft would route the task to it).
+  if info[1] ~= 'none' or info[2] ~= args[9] or info[3] ~= args[10] or args[10] == '' or
+      redis.call('EXISTS', key_sticky_tasks(c.prefix, args[9], args[10])) == 0 then
+    return 'owner'
+  end
+  -- The completion gets the event id the code gave it, and no event follows it.
+  if tonumber(info[4]) + 1 ~= tonumber(args[13]) or redis.call('LLEN', c.buf) > 0 then
+    return 'moved'
+  end
+  -- The code's time: on the server's clock (the worker's estimate of it), never before
+  -- what the history already shows, never ahead of the server, nor far behind it (an
+  -- estimate that missed a jump of the clock: a time-skipping test server's).
+  local code_now = tonumber(args[11]) or 0
+  if code_now < before_ts or code_now > ts or code_now < ts - ONE_WRITE_MAX_LAG_MS then
+    return 'clock'
+  end
+  return nil
+end
+
+-- rd_act_complete_wft: an activity step in one write (docs/design-notes.md "One-write
+-- activity steps"). The worker that ran the attempt owns the workflow's run, cached at
+-- the history's end: it ran the workflow code on the ActivityTaskCompleted it built
+-- itself, and sends the completion with the speculative completion of the workflow
+-- task that activation stands for. When one_write_refused finds nothing against it,
+-- the completion is appended and the workflow task's completion written at once (no
+-- task is queued: none is needed). Else this is rd_act_complete (eager consumer set):
+-- the completion queues the task, handed over if it can be, for the worker to start
+-- the normal way.
+-- KEYS: wf, history, buffer, activity task stream
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, result,
+--       consumer (the worker), its workflow task queue, its sticky name, now_ms, flags,
+--       seen_next_event_id, eager_slots, signals_dropped, sticky_ms,
+--       then per command: kind, n_fields, field, value... (as rd_wft_complete)
+-- Returns {'ok', 'completed', eager workflow task ({} none), due_in of the completion,
+--          the workflow task completion's reply (rd_wft_complete's 'ok' one) or why it
+--          was refused ('owner', 'moved', 'clock': see one_write_refused), the server's
+--          now_ms} or {'stale'}.
+redis.register_function('rd_act_complete_wft', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  local c = ctx(keys, args)
+  local seq, attempt, msg = args[4], args[5], args[6]
+  -- Validate the command list before writing anything.
+  local cmds = parse_commands(args, 17)
+  if not cmds then return redis.error_reply('ERR malformed command list') end
+  local state = act_fenced(c, seq, attempt)
+  ack(c.task, msg)
+  if not state then return {'stale'} end
+  local ts = now_ms()
+  local refused = one_write_refused(c, args, last_event_ts(c), ts)
+  timers_added_reset()
+  if refused then
+    local before = redis.call('HGET', c.wf, 'wft')
+    finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts)
+    local due_in = timers_added_in(ts)
+    local eager = take_queued_wft(c, args[8], args[9], before, args[10]) or {}
+    return {'ok', 'completed', eager, due_in, refused, ts}
+  end
+  finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts, true)
+  local due_in = timers_added_in(ts)
+  local w = {args[1], args[2], args[3], '', '', '', args[8], args[11], args[12], args[13],
+    args[14], args[15], args[10], args[16]}
+  local wc = ctx({keys[1], keys[2], keys[3]}, args)  -- no task entry to acknowledge
+  return {'ok', 'completed', {}, due_in, wft_commit(wc, w, cmds), ts}
+end)

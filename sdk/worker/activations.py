@@ -6,7 +6,9 @@ polling, the rounds and the commits."""
 
 from __future__ import annotations
 
+import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -26,6 +28,19 @@ from sdk.worker.update_tasks import split_update
 from sdk.worker.workflow_runner import CachedRun, StickyCache, new_machine
 
 log = structlog.get_logger("redurable.worker")
+
+
+@dataclass
+class OneWrite:
+    """A one-write activity step in flight: its call, the cached run it ran ahead, and
+    the activity slots it asked for."""
+
+    call: Call
+    cached: CachedRun
+    slots: int
+    #: When its activation began (perf_counter), for the workflow task metrics.
+    began: float
+
 #: Workflow task failures no retry can cure: after max_deliveries attempts the task goes
 #: to the dead letters (an operator deploys the type or fixes the data, then requeues).
 #: Other failures (bugs, non-determinism) retry with backoff until the code is fixed.
@@ -64,6 +79,70 @@ class Activations:
         #: Activity slots this round's completions may still ask for (_eager_slots): set
         #: by the round (new_round), spent by its completions.
         self.eager_free = 0
+        #: Activity slots the one-write steps in flight asked for (_one_write_slots).
+        self.one_write_promised = 0
+
+    def _usable(self, wf_id: str, run_id: str) -> CachedRun | None:
+        """The cached run, unless a one-write step in flight ran it ahead (then it is
+        evicted: the history decides, by a replay)."""
+        cached = self.cache.get(wf_id, run_id)
+        if cached is not None and cached.ahead:
+            self.cache.evict(wf_id)
+            return None
+        return cached
+
+    def one_write(self, task: TaskEntry, result: bytes, now_ms: int | None) -> OneWrite | None:
+        """An activity step in one write (docs/design-notes.md "One-write activity
+        steps"): when we own the workflow's run, cached at the history's end, run its
+        code on the ActivityTaskCompleted that `result` makes and return the call that
+        writes both. None: complete the attempt the plain way."""
+        plumbing = self._plumbing
+        if not self.sticky or plumbing.stopping or now_ms is None:
+            return None
+        wf_id, run_id = task.get("workflow_id"), task.get("run_id")
+        cached = self.cache.get(wf_id, run_id)
+        if (cached is None or cached.ahead or cached.machine.closed
+                or cached.committed_id != cached.machine.last_event_id):
+            return None
+        machine = cached.machine
+        # Never before our last commit of it: the history's last event (else refused).
+        now_ms = max(now_ms, cached.committed_ms)
+        # The event exactly as the Lua appends it (finish_activity): the same fields,
+        # decoded the same way; the next id if the history is where we saw it (the Lua
+        # refuses the step otherwise). Its ts is the server's, unknown here and unread
+        # by the code: the activation's time is now_ms.
+        event = ev.decode_event({
+            b"id": str(machine.last_event_id + 1).encode(), b"type": b"ActivityTaskCompleted",
+            b"ts": str(now_ms).encode(), b"activity_id": task.fields[b"activity_id"],
+            b"result": result, b"attempt": task.fields[b"attempt"]})
+        began = time.perf_counter()
+        cached.ahead = True  # from here on the machine is ahead of the history
+        try:
+            commands = machine.activate([event], now_ms)
+        except Exception:  # the plain path replays and records the failure
+            self.cache.evict(wf_id)
+            return None
+        if machine.local_requests():
+            self.cache.evict(wf_id)  # local activities run on the normal path
+            return None
+        slots = self._one_write_slots(commands)
+        call = self._store.act_complete_wft_call(
+            wf_id, run_id, task.get("activity_id"), task.get("attempt"), task.msg_id,
+            task.stream, result, worker=plumbing.identity, task_queue=plumbing.task_queue,
+            sticky=self.sticky, now_ms=machine.now_ms, flags=LOGIC_FLAGS, commands=commands,
+            seen_next_event_id=event.event_id + 1, eager_slots=slots, sticky_ms=self.sticky_ms)
+        return OneWrite(call, cached, slots, began)
+
+    def _one_write_slots(self, commands: list[Any]) -> int:
+        """_eager_slots for a one-write step: the free slots, and the one its attempt
+        frees, less those other steps in flight were promised."""
+        types = [c.activity_type for c in commands if isinstance(c, cmd.ScheduleActivity)]
+        if not types or any(not self._activities.runs(t) for t in types):
+            return 0
+        free = self._activities.free_slots() + 1 - self.one_write_promised
+        granted = max(0, min(len(types), free))
+        self.one_write_promised += granted
+        return granted
 
     def new_round(self) -> None:
         self.eager_free = max(0, self._activities.free_slots())
@@ -79,7 +158,7 @@ class Activations:
             event = decode_packed_event(raw)
         except (ValueError, IndexError):
             return None
-        cached = self.cache.get(wf_id, run_id)
+        cached = self._usable(wf_id, run_id)
         outcome = "cache_hits"
         if cached is None:
             if not isinstance(event, ev.WorkflowExecutionStarted) or event.event_id != 1:
@@ -120,7 +199,7 @@ class Activations:
         wf_id, run_id = task.get("workflow_id"), task.get("run_id")
         epoch = task.get("epoch")
         entries = started.entries
-        cached = self.cache.get(wf_id, run_id)
+        cached = self._usable(wf_id, run_id)
         if cached is not None and (
             (entries and entries[0][1].event_id != cached.machine.last_event_id + 1)
             # The history is shorter than what the cached run saw committed (a failover

@@ -25,6 +25,7 @@ from sdk.interceptor import WorkerInterceptor
 from sdk.worker.activity_attempt import RunningActivity, new_scope, runs_in
 from sdk.worker.interception import run_activity
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.server_clock import ServerClock
 from sdk.worker.task_entry import Fields, TaskEntry
 
 log = structlog.get_logger("redurable.worker")
@@ -44,6 +45,10 @@ class EagerWorkflowTasks(Protocol):
     """Where the workflow tasks that activity completions hand over go."""
 
     async def take_eager(self, tasks: list[TaskEntry]) -> None: ...
+
+    def one_write(self, task: TaskEntry, result: bytes, server_ms: int | None) -> Call | None: ...
+
+    def settle_one_write(self, call: Call, reply: Any) -> tuple[TaskEntry | None, int | None]: ...
 
 
 class ActivityTasks:
@@ -88,6 +93,8 @@ class ActivityTasks:
         #: Set when the worker polls workflow tasks too: activity completions then ask
         #: for the workflow task they queue.
         self.eager_workflow_tasks: EagerWorkflowTasks | None = None
+        #: The server's clock as far as we can tell, for one-write activity steps.
+        self.server_clock = ServerClock()
 
     @property
     def executor(self) -> concurrent.futures.Executor:
@@ -292,7 +299,7 @@ class ActivityTasks:
                     raise ApplicationError(
                         f"activity result cannot be stored: {exc}", type="PayloadError",
                         non_retryable=True) from None
-                call = self._store.act_complete_call(
+                call = self._one_write(task, payload) or self._store.act_complete_call(
                     info.workflow_id,
                     info.run_id,
                     task.get("activity_id"),
@@ -356,6 +363,14 @@ class ActivityTasks:
             eager_sticky=self._plumbing.sticky or "",
         )
 
+    def _one_write(self, task: TaskEntry, result: bytes) -> Call | None:
+        """The completion with the workflow's next step in it, when the workflow task
+        path can run that step here (WorkflowTasks.one_write), else None."""
+        if not self._eager_consumer():
+            return None
+        assert self.eager_workflow_tasks is not None
+        return self.eager_workflow_tasks.one_write(task, result, self.server_clock.now_ms())
+
     def _eager_consumer(self) -> str:
         """Ask an activity completion to hand us the workflow task it queues, when we
         poll workflow tasks (of our task queue: the Lua checks the workflow's)."""
@@ -389,6 +404,14 @@ class ActivityTasks:
                 if call.task is not None:
                     plumbing.let_go(call.task)
                 plumbing.stats["activities"] += 1
+                if call.function == "rd_act_complete_wft":
+                    assert self.eager_workflow_tasks is not None
+                    task, server_ms = self.eager_workflow_tasks.settle_one_write(call, reply)
+                    if server_ms is not None:
+                        self.server_clock.observe(server_ms)
+                    if task is not None:
+                        eager.append(task)
+                    continue
                 handed = self._store.parse_eager_wft(reply)
                 if handed is not None:
                     eager.append(TaskEntry(*handed))

@@ -100,6 +100,12 @@ class WorkerMetrics:
         started, workflow, kind = taken
         self._child(workflow, "execution", kind).observe(time.perf_counter() - started)
 
+    def one_write_step(self, workflow_type: str, seconds: float) -> None:
+        """A workflow task that a one-write activity step ran and wrote with the
+        activity's completion (never queued): no wait, its activation to the reply."""
+        self._child(True, "schedule_to_start", workflow_type).observe(0.0)
+        self._child(True, "execution", workflow_type).observe(seconds)
+
     def failed(self, task: TaskEntry, reason: str) -> None:
         taken = self._taken.get((task.stream, task.msg_id))
         workflow = task.stream in self._workflow_streams

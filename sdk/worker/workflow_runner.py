@@ -173,6 +173,16 @@ class CachedRun:
     #: Stream id of the last history entry the machine consumed.
     cursor: bytes | None = None
     busy: bool = False
+    #: The last event id a commit of ours left the machine at (-1: none yet): the
+    #: machine is at the history's end as far as we know while its last_event_id is
+    #: this (an activation since, not committed yet, moved it on).
+    committed_id: int = -1
+    #: The server's time of that commit (ms; 0: unknown): the history's last event's,
+    #: a floor for a one-write step's code time (the Lua refuses a time before it).
+    committed_ms: int = 0
+    #: A one-write activity step ran the machine ahead and is in flight: nothing else
+    #: may use it (Activations.one_write; the reply drops or commits it).
+    ahead: bool = False
 
 
 def new_machine(

@@ -395,8 +395,9 @@ async def test_server_clock_stepping_back_replays_the_same_time(
 
     monkeypatch.setattr(client.store, "parse_wft_start", clock_steps_back)
     async with worker(client, workflows=[Clock]) as w:
-        # Every task starts (no speculation).
+        # Every task starts (no speculation, no one-write activity step).
         monkeypatch.setattr(w._workflow_tasks.activations, "speculate", lambda task: None)
+        monkeypatch.setattr(w._workflow_tasks.activations, "one_write", lambda *a: None)
         with anyio.fail_after(10):
             live = await client.execute_workflow(Clock.run, id="clock", task_queue="q")
     assert starts >= 2
