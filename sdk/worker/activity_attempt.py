@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import structlog
 
+from engine.codec import PayloadCodec
 from engine.errors import ApplicationError, from_failure, to_failure
+from engine.task_token import encode_task_token
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
 from sdk.worker.task_entry import TaskEntry
+
+log = structlog.get_logger("redurable.worker")
 
 
 @dataclass
@@ -124,3 +129,59 @@ def _unpack(outcome: tuple[str, Any]) -> Any:
     if kind == "failure":
         raise from_failure(value)
     return value
+
+
+def attempt_context(
+    task: TaskEntry,
+    codec: PayloadCodec,
+    definition: ActivityDefinition | None,
+    executor: concurrent.futures.Executor,
+    task_queue: str,
+    worker_shutdown: Any,
+) -> activity_api.ActivityContext:
+    """What `activity.info()` and friends answer inside the attempt `task` starts."""
+    details = None
+    raw_details = task.fields.get(b"heartbeat_details", b"")
+    if raw_details:
+        try:
+            details = codec.decode(raw_details)
+        except ValueError:
+            details = None
+    workflow_id, run_id = task.get("workflow_id"), task.get("run_id")
+    activity_id, attempt = int(task.get("activity_id")), int(task.get("attempt"))
+    info = activity_api.ActivityInfo(
+        workflow_id=workflow_id,
+        run_id=run_id,
+        activity_id=activity_id,
+        activity_type=task.get("activity_type"),
+        attempt=attempt,
+        task_queue=task_queue,
+        heartbeat_details=details,
+        task_token=encode_task_token(workflow_id, run_id, activity_id, attempt),
+    )
+    where = "async" if definition is None else runs_in(definition, executor)
+    return activity_api.ActivityContext(info, encode=codec.encode, runs_in=where,
+                                        worker_shutdown=worker_shutdown)
+
+
+#: The structlog contextvars of the fields bound for an attempt's log lines (LOG_KEYS).
+_LOG_VARS: tuple[contextvars.ContextVar[Any], ...] = ()
+LOG_KEYS = ("workflow_id", "run_id", "activity", "attempt", "task_queue")
+
+
+def log_vars() -> tuple[contextvars.ContextVar[Any], ...]:
+    """Setting these is binding LOG_KEYS with structlog.contextvars.bind_contextvars,
+    without its per-key name formatting and lookups (a few microseconds an attempt)."""
+    global _LOG_VARS
+    if not _LOG_VARS:
+        tokens = structlog.contextvars.bind_contextvars(**dict.fromkeys(LOG_KEYS, ...))
+        _LOG_VARS = tuple(token.var for token in tokens.values())
+    return _LOG_VARS
+
+
+def attempt_ended(runner: asyncio.Task[None]) -> None:
+    """An attempt's task lets no exception out: one that did is a bug, logged (an
+    unretrieved one is only reported when the task is collected)."""
+    if not runner.cancelled() and (exc := runner.exception()) is not None:
+        log.error("activity_attempt_crashed", error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -17,12 +16,17 @@ import structlog
 
 from engine.errors import ApplicationError, PayloadError, to_failure
 from engine.store import Call
-from engine.task_token import encode_task_token
 from sdk import activity as activity_api
 from sdk._definitions import ActivityDefinition
 from sdk._payload_hints import hints_of
 from sdk.interceptor import WorkerInterceptor
-from sdk.worker.activity_attempt import RunningActivity, new_scope, runs_in
+from sdk.worker.activity_attempt import (
+    RunningActivity,
+    attempt_context,
+    attempt_ended,
+    log_vars,
+    new_scope,
+)
 from sdk.worker.interception import run_activity
 from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
 from sdk.worker.server_clock import ServerClock
@@ -204,7 +208,7 @@ class ActivityTasks:
         an anyio child costs a handle, a second cancel scope, an event and a wrapper
         coroutine, a good part of a trivial activity's step. The attempt's own scope
         still cancels it (RunningActivity.cancel/release); _run lets no exception out
-        (_attempt_ended logs a bug's); the ones still running when the worker stops are
+        (attempt_ended logs a bug's); the ones still running when the worker stops are
         cancelled by hand_back_running, as the task group's end cancelled them."""
         assert self._plumbing.tg is not None
         create_task = asyncio.get_running_loop().create_task
@@ -218,47 +222,26 @@ class ActivityTasks:
             short = (0 < int(get(b"start_to_close_ms") or 0) < SHORT_TIMEOUT_MS
                      or 0 < int(get(b"heartbeat_ms") or 0) < SHORT_TIMEOUT_MS
                      or int(get(b"schedule_to_start_ms") or 0) != 0)
-            running = RunningActivity(task, self._context(task), new_scope())
+            running = RunningActivity(task, attempt_context(
+                task, self._codec, self._activities.get(task.get("activity_type")),
+                self._executor, self._plumbing.task_queue, self._plumbing.worker_shutdown),
+                new_scope())
             running.mark_at = now if short else now + LAZY_START_S
             first_mark = min(first_mark, running.mark_at)
             self.running[(task.stream, task.msg_id)] = running
             running.runner = create_task(self._run(running))
-            running.runner.add_done_callback(_attempt_ended)
+            running.runner.add_done_callback(attempt_ended)
         if tasks:
             self._wake_housekeeping(first_mark)
-
-    def _context(self, task: TaskEntry) -> activity_api.ActivityContext:
-        details = None
-        raw_details = task.fields.get(b"heartbeat_details", b"")
-        if raw_details:
-            try:
-                details = self._codec.decode(raw_details)
-            except ValueError:
-                details = None
-        workflow_id, run_id = task.get("workflow_id"), task.get("run_id")
-        activity_id, attempt = int(task.get("activity_id")), int(task.get("attempt"))
-        info = activity_api.ActivityInfo(
-            workflow_id=workflow_id,
-            run_id=run_id,
-            activity_id=activity_id,
-            activity_type=task.get("activity_type"),
-            attempt=attempt,
-            task_queue=self._plumbing.task_queue,
-            heartbeat_details=details,
-            task_token=encode_task_token(workflow_id, run_id, activity_id, attempt),
-        )
-        definition = self._activities.get(info.activity_type)
-        where = "async" if definition is None else runs_in(definition, self._executor)
-        return activity_api.ActivityContext(info, encode=self._codec.encode, runs_in=where,
-                                            worker_shutdown=self._plumbing.worker_shutdown)
 
     async def _run(self, running: RunningActivity) -> None:
         task, ctx = running.task, running.context
         info = ctx.info
         token = activity_api._context.set(ctx)
-        log_vars = _log_vars()
-        for var, value in zip(log_vars, (info.workflow_id, info.run_id, info.activity_type,
-                                         info.attempt, self._plumbing.task_queue), strict=True):
+        bound = log_vars()
+        values = (info.workflow_id, info.run_id, info.activity_type, info.attempt,
+                  self._plumbing.task_queue)
+        for var, value in zip(bound, values, strict=True):
             var.set(value)
         call: Call | None = None
         try:
@@ -323,7 +306,7 @@ class ActivityTasks:
             call = self._failure_call(task, exc)
         finally:
             activity_api._context.reset(token)
-            for var in log_vars:
+            for var in bound:
                 var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
             if call is not None:
                 self.completions.append(call)
@@ -501,26 +484,3 @@ class ActivityTasks:
         for running in list(self.running.values()):
             if running.runner is not None:
                 running.runner.cancel()
-
-
-#: The structlog contextvars of the fields bound for an attempt's log lines (LOG_KEYS).
-_LOG_VARS: tuple[contextvars.ContextVar[Any], ...] = ()
-LOG_KEYS = ("workflow_id", "run_id", "activity", "attempt", "task_queue")
-
-
-def _log_vars() -> tuple[contextvars.ContextVar[Any], ...]:
-    """Setting these is binding LOG_KEYS with structlog.contextvars.bind_contextvars,
-    without its per-key name formatting and lookups (a few microseconds an attempt)."""
-    global _LOG_VARS
-    if not _LOG_VARS:
-        tokens = structlog.contextvars.bind_contextvars(**dict.fromkeys(LOG_KEYS, ...))
-        _LOG_VARS = tuple(token.var for token in tokens.values())
-    return _LOG_VARS
-
-
-def _attempt_ended(runner: asyncio.Task[None]) -> None:
-    """_run lets no exception out: one that did is a bug, logged (an unretrieved one
-    is only reported when the task is collected)."""
-    if not runner.cancelled() and (exc := runner.exception()) is not None:
-        log.error("activity_attempt_crashed", error=f"{type(exc).__name__}: {exc}",
-                  exc_info=exc)
