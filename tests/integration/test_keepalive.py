@@ -41,7 +41,7 @@ async def test_lean_client_connections_keep_alive(redis_url: str) -> None:
 async def test_redis_py_connections_keep_alive(real_client: Client) -> None:
     redis = real_client.redis
     if isinstance(redis, RedisCluster):
-        kwargs = redis.get_default_node().redis_connection.connection_pool.connection_kwargs
+        kwargs = redis.get_default_node().connection_kwargs
     else:
         kwargs = redis.connection_pool.connection_kwargs
     assert kwargs["socket_keepalive"] is True
