@@ -19,6 +19,9 @@ from engine.machine import ParentInfo, WorkflowInfo, current_machine
 from engine.search_attributes import SearchAttributesInput, to_wire
 from engine.validate import check_patch_id, check_task_queue
 from sdk import _interception as interception
+from sdk._activity_options import activity_options as _activity_options
+from sdk._activity_options import ms as _ms
+from sdk._activity_options import seconds as _seconds
 from sdk._child_workflows import (
     ChildWorkflowHandle,
     ExternalWorkflowHandle,
@@ -127,70 +130,6 @@ def query(fn: _F | None = None, /, *, name: str | None = None) -> _F | Callable[
 
 
 # --- inside workflow code -------------------------------------------------------------
-
-
-def _seconds(value: timedelta | float | None, what: str) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise InvalidArgumentError(f"{what} must not be negative")
-    return seconds
-
-
-def _ms(value: timedelta | float | None, what: str) -> int | None:
-    seconds = _seconds(value, what)
-    return None if seconds is None else max(1, int(seconds * 1000))
-
-
-#: Options start_activity built, by its arguments: workflow code passes the same few
-#: again and again, and building them (RetryPolicy.to_wire, the ms conversions) was ~3%
-#: of a step's worker CPU. Shared dicts: nothing changes an options dict once built.
-_OPTIONS: dict[tuple[Any, ...], dict[str, Any]] = {}
-_OPTIONS_KEPT = 256
-
-
-def _activity_options(*args: Any) -> dict[str, Any]:
-    """_build_activity_options(*args), a shallow copy of the one built before for the
-    same arguments (a RetryPolicy whose fields cannot be hashed: built every time)."""
-    try:
-        cached = _OPTIONS.get(args)
-    except TypeError:  # e.g. non_retryable_error_types given as a list
-        return _build_activity_options(*args)
-    if cached is None:
-        if len(_OPTIONS) >= _OPTIONS_KEPT:
-            _OPTIONS.clear()
-        cached = _OPTIONS[args] = _build_activity_options(*args)
-    return dict(cached)
-
-
-def _build_activity_options(
-    retry_policy: RetryPolicy | None,
-    start_to_close_timeout: timedelta | None,
-    schedule_to_close_timeout: timedelta | None,
-    schedule_to_start_timeout: timedelta | None,
-    heartbeat_timeout: timedelta | None,
-    cancellation_type: ActivityCancellationType,
-) -> dict[str, Any]:
-    """The options an ActivityTaskScheduled records (its headers apart)."""
-    options: dict[str, Any] = {"retry": (retry_policy or RetryPolicy()).to_wire()}
-    for key, value, what in (
-        ("start_to_close_ms", start_to_close_timeout, "start_to_close_timeout"),
-        ("schedule_to_close_ms", schedule_to_close_timeout, "schedule_to_close_timeout"),
-        # Each attempt must start within it (a worker took its task), else the activity
-        # fails with ActivityTimeoutError "schedule_to_start", not retried.
-        ("schedule_to_start_ms", schedule_to_start_timeout, "schedule_to_start_timeout"),
-        ("heartbeat_ms", heartbeat_timeout, "heartbeat_timeout"),
-    ):
-        ms = _ms(value, what)
-        if ms is not None:
-            options[key] = ms
-    cancellation_type = ActivityCancellationType(cancellation_type)
-    if cancellation_type != ActivityCancellationType.TRY_CANCEL:
-        # Only when not the default, so the recorded options stay as they were. The
-        # engine keeps a WAIT_CANCELLATION_COMPLETED activity until its attempt ends.
-        options["cancellation_type"] = cancellation_type.name
-    return options
 
 
 def start_activity(
