@@ -248,6 +248,7 @@ class ActivityTasks:
         for var, value in zip(bound, values, strict=True):
             var.set(value)
         call: Call | None = None
+        failure: dict[str, Any] | None = None
         try:
             definition = self._activities.get(info.activity_type)
             if definition is None:
@@ -272,9 +273,8 @@ class ActivityTasks:
                 if running.releasing:
                     call = self._store.release_call(task.stream, task.msg_id)
                 else:
-                    call = self._failure_call(task, ApplicationError(
-                        "activity cancelled", type="CancelledError", non_retryable=True),
-                        ctx.cancel_requested)
+                    failure = to_failure(ApplicationError(
+                        "activity cancelled", type="CancelledError", non_retryable=True))
             else:
                 try:
                     payload = self._codec.encode(hints.encode_result(result))
@@ -304,8 +304,12 @@ class ActivityTasks:
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
             self._plumbing.note_failure(task, getattr(exc, "type", None) or type(exc).__name__)
-            call = self._failure_call(task, exc, ctx.cancel_requested)
+            failure = to_failure(exc)
         finally:
+            if failure is not None:
+                # Out of the except clause: a one-write step runs workflow code here,
+                # whose exceptions must not chain to the activity's (__context__).
+                call = self._failure_call(task, failure, ctx.cancel_requested)
             activity_api._context.reset(token)
             for var in bound:
                 var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
@@ -333,8 +337,7 @@ class ActivityTasks:
             tasks, self.backlog = self.backlog[:free], self.backlog[free:]
             self.start(tasks)
 
-    def _failure_call(self, task: TaskEntry, exc: BaseException, heard_cancel: bool) -> Call:
-        failure = to_failure(exc)
+    def _failure_call(self, task: TaskEntry, failure: dict[str, Any], heard_cancel: bool) -> Call:
         # A final failure may be a one-write step too; a CancelledError only when the
         # server asked for it (it then records a cancellation whatever the step does).
         if heard_cancel or failure["type"] != "CancelledError":

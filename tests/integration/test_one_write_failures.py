@@ -63,9 +63,11 @@ async def until_cancelled() -> str:
 def _seen(exc: ActivityError) -> list[Any]:
     """What the code can tell of an activity's failure."""
     cause = exc.cause
+    # The exception it was raised while handling: none, live or replayed.
+    context = type(exc.__context__).__name__ if exc.__context__ is not None else None
     return [type(cause).__name__, str(cause), getattr(cause, "type", None),
             getattr(cause, "non_retryable", None), getattr(cause, "details", None),
-            exc.attempt, cause.stack if isinstance(cause, FailureError) else None]
+            exc.attempt, cause.stack if isinstance(cause, FailureError) else None, context]
 
 
 @workflow.defn
