@@ -91,6 +91,9 @@ async def one_run(args: argparse.Namespace, k: int, outcome: str) -> dict[str, A
     assert all(n == want for n in results), "an activity ended otherwise than asked"
     delta = {key: after.counts.get(key, 0) - before.counts.get(key, 0)
              for key in ("round_trips", "commands", *STATS)}
+    # Why one-write steps were refused (the Lua's word: docs/design-notes.md).
+    refused = {key: after.counts[key] - before.counts.get(key, 0)
+               for key in after.counts if key.startswith("one_write_refused_")}
     return {
         "workers": k, "outcome": outcome, "steps": steps, "seconds": round(seconds, 3),
         "worker_cpu_ms": round((after.worker_cpu_s - before.worker_cpu_s) * 1e3 / steps, 4),
@@ -99,6 +102,7 @@ async def one_run(args: argparse.Namespace, k: int, outcome: str) -> dict[str, A
         "round_trips": round(delta["round_trips"] / steps, 3),
         "commands": round(delta["commands"] / steps, 3),
         **{key: round(delta[key] / steps, 3) for key in STATS},
+        "refused": {key: n for key, n in refused.items() if n},
     }
 
 
@@ -115,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 rows.append(row)
                 print(" | ".join(str(row[key]) for key in (
                     "workers", "outcome", "worker_cpu_ms", "redis_cpu_ms", "fcalls",
-                    "round_trips", "commands", *STATS)), flush=True)
+                    "round_trips", "commands", *STATS)) + (
+                        f" | refused {row['refused']}" if row["refused"] else ""), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "failure_steps.json").write_text(json.dumps(rows, indent=1))
 
