@@ -28,7 +28,7 @@ from sdk.worker.activity_attempt import (
     new_scope,
 )
 from sdk.worker.interception import run_activity
-from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.server_clock import ServerClock
 from sdk.worker.task_entry import Fields, TaskEntry
 
@@ -376,9 +376,10 @@ class ActivityTasks:
             self.completions = self.completions[COMPLETION_BATCH:]
             try:
                 replies = await self._store.call_many(batch)
-            except TRANSIENT:
-                # Not written: keep them (their tasks stay in flight) and retry.
-                self.completions[:0] = batch
+            except Exception as exc:
+                if transient(exc):
+                    # Not written: keep them (their tasks stay in flight) and retry.
+                    self.completions[:0] = batch
                 raise
             eager: list[TaskEntry] = []
             for call, reply in zip(batch, replies, strict=True):

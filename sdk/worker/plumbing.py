@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.calls import TaskRef
+from engine.reconnect import is_transient
 from engine.store import Call, Store
 from sdk._worker_shutdown import WorkerShutdown
 from sdk.client.client import Client
@@ -37,6 +38,17 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError,
              # redis-py's cluster client: a slot moving or without a node, or it gave
              # up following redirections for now (nothing applied).
              TryAgainError, ClusterDownError, ClusterError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a worker outlives `exc`: one of TRANSIENT, or an error reply that says
+    "not now" (engine/reconnect.py TRANSIENT_REPLIES: BUSY from redis-py, which has no
+    class for it, READONLY, MASTERDOWN...). `except TRANSIENT` alone lets those through,
+    and a batch whose tasks are held would be dropped mid-way: touched for ever, never
+    claimed (workflow_tasks.py `_process`)."""
+    return isinstance(exc, TRANSIENT) or is_transient(exc)
+
+
 #: How long a poller's read blocks: the longest a stopping worker waits for its reads.
 READ_BLOCK_MS = 500
 #: How long a read blocks after one that found nothing (an idle worker's pollers wake

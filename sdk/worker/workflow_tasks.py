@@ -20,7 +20,7 @@ from engine.store import Call
 from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activations import Activations, OneWrite
 from sdk.worker.activity_tasks import ActivityTasks
-from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.task_entry import Fields, TaskEntry
 from sdk.worker.workflow_runner import StickyCache
 
@@ -202,7 +202,9 @@ class WorkflowTasks:
                 while self.backlog and not self._plumbing.stopping:
                     more, self.backlog = self.backlog, []
                     await self._process(more)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             # Still pending on us: the poller retries them from the backlog, where
             # _process put back the unfinished ones.
             log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
@@ -235,11 +237,14 @@ class WorkflowTasks:
                 await self._round(r, last)
                 if self._pending is None:  # else the next read carries them
                     await self._unstick_let_go()
-            except TRANSIENT:
-                # The connection dropped mid-round: whether our calls ran is unknown, and
-                # the tasks are still pending on us. Forgotten here they would stay
-                # touched (never idle, never claimed) for ever: retry them instead, from
-                # a fresh replay (a commit that did land makes the retry stale: acked).
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # The connection dropped (or the server said "not now": BUSY) mid-round:
+                # whether our calls ran is unknown, and the tasks are still pending on
+                # us. Forgotten here they would stay touched (never idle, never
+                # claimed) for ever: retry them instead, from a fresh replay (a commit
+                # that did land makes the retry stale: acked).
                 unfinished = [t for t in r if self._plumbing.holds(t)]
                 self._requeue(unfinished + [t for later in rounds[i + 1:] for t in later])
                 raise
@@ -464,6 +469,6 @@ class WorkflowTasks:
 
 def _not_now(reply: Exception) -> bool:
     """Whether an error reply means "the server cannot run this now" (nothing ran),
-    worth sending again: engine/reconnect.py's transient replies, and BUSY (a script or
-    function over its time limit holds the server)."""
-    return is_transient(reply) or str(reply).startswith("BUSY ")
+    worth sending again: engine/reconnect.py's transient replies (BUSY among them: a
+    script or function over its time limit holds the server)."""
+    return is_transient(reply)
