@@ -88,8 +88,6 @@ class ActivityTasks:
         self._housekeeping_due = anyio.Event()
         self._housekeeping_timer: asyncio.TimerHandle | None = None
         self._housekeeping_at = 0.0
-        #: The task delivered more than once that we hold, if any (suspect_room).
-        self.suspect: tuple[str, str] | None = None
         #: Since when suspect_room has seen other claimed tasks held (None: none).
         self._claimed_busy_since: float | None = None
         #: The worker's interceptors: each attempt runs through their activity chain.
@@ -118,12 +116,23 @@ class ActivityTasks:
         (see adopt), and a busy worker must not hoard a dead one's work."""
         return self.free_slots()
 
+    @property
+    def suspect(self) -> tuple[str, str] | None:
+        """The task delivered more than once that we hold, if any: one per worker, of
+        either kind (TaskPlumbing.suspect; WorkflowTasks asks suspect_room too)."""
+        return self._plumbing.suspect
+
+    @suspect.setter
+    def suspect(self, held: tuple[str, str] | None) -> None:
+        self._plumbing.suspect = held
+
     def suspect_room(self, stream: str) -> int | None:
-        """Activity tasks that went down with a worker before may be what kills workers:
-        we hold one of them at a time, so that a healthy one is not in flight, delivery
-        after delivery, on every worker a poison one kills (and dead-lettered with it).
-        Nor while we hold other claimed tasks: one of them may be the poison (delivered
-        once, it is no suspect yet), and the suspect's claim counts a delivery at once."""
+        """Tasks that went down with a worker before may be what kills workers: we hold
+        one of them at a time (activity or workflow task), so that a healthy one is not
+        in flight, delivery after delivery, on every worker a poison one kills (and
+        dead-lettered with it). Nor while we hold other claimed tasks: one of them may be
+        the poison (delivered once, it is no suspect yet), and the suspect's claim counts
+        a delivery at once."""
         if self.suspect is not None:
             return 0
         if self._plumbing.claimed_in_flight == 0:

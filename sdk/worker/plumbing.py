@@ -103,6 +103,9 @@ class TaskPlumbing:
         #: Tasks claimed from dead workers and not yet done: a suspect waits for them
         #: (sdk/worker/activity_tasks.py).
         self.claimed_in_flight = 0
+        #: The one task delivered more than once (a suspect: it went down with a worker
+        #: before) that we hold, of either kind, if any (ActivityTasks.suspect_room).
+        self.suspect: tuple[str, str] | None = None
         self.stats: dict[str, int] = defaultdict(int)
         self.stopping = False
         #: Set when the graceful shutdown begins, for activities (sdk/activity.py).
