@@ -118,13 +118,8 @@ class ActivityTasks:
 
     @property
     def suspect(self) -> tuple[str, str] | None:
-        """The task delivered more than once that we hold, if any: one per worker, of
-        either kind (TaskPlumbing.suspect; WorkflowTasks asks suspect_room too)."""
+        """The suspect we hold, if any: one per worker, of either kind (TaskPlumbing)."""
         return self._plumbing.suspect
-
-    @suspect.setter
-    def suspect(self, held: tuple[str, str] | None) -> None:
-        self._plumbing.suspect = held
 
     def suspect_room(self, stream: str) -> int | None:
         """Tasks that went down with a worker before may be what kills workers: we hold
@@ -158,7 +153,7 @@ class ActivityTasks:
         tasks: list[TaskEntry] = []
         for task in plumbing.take_over(stream, claimed):
             if task.msg_id.encode() in suspects:
-                self.suspect = (stream, task.msg_id)  # until its attempt ends
+                self._plumbing.suspect = (stream, task.msg_id)  # until its attempt ends
                 if plumbing.tg is not None and not plumbing.stopping:
                     plumbing.tg.start_soon(self._start_suspect_when_clear, task)
                     continue
@@ -328,7 +323,7 @@ class ActivityTasks:
             if task.claimed:
                 self._plumbing.claimed_done([task])
             if self.suspect == (task.stream, task.msg_id):
-                self.suspect = None
+                self._plumbing.suspect = None
             self._slot_free.set()
             self._start_backlog()
 
@@ -391,7 +386,11 @@ class ActivityTasks:
                     self.completions[:0] = batch
                 raise
             eager: list[TaskEntry] = []
+            again: list[Call] = []
             for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception) and transient(reply):
+                    again.append(call)  # "not now" in its slot (redis-py): not written
+                    continue
                 if isinstance(reply, Exception):
                     log.error("activity_completion_failed", error=str(reply))
                 if call.task is not None:
@@ -411,6 +410,9 @@ class ActivityTasks:
             eager = plumbing.screened(eager)
             if eager and self.eager_workflow_tasks is not None:
                 await self.eager_workflow_tasks.take_eager(eager)
+            if again:
+                self.completions[:0] = again
+                raise next(r for r in replies if isinstance(r, Exception) and transient(r))
 
     # --- start marks and heartbeats ---------------------------------------------------
     def _wake_housekeeping(self, at: float) -> None:

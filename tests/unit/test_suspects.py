@@ -281,9 +281,9 @@ async def test_one_suspect_per_worker_of_either_kind(fake_client: Client) -> Non
                                        worker._plumbing)
     act, wf = plumbing.activity_streams[0], plumbing.workflow_streams[0]
     assert workflows.suspect_room(wf) == 1 and activities.suspect_room(act) == 1
-    activities.suspect = (act, "1-0")
-    assert workflows.suspect_room(wf) == 0
-    activities.suspect = None
+    plumbing.suspect = (act, "1-0")
+    assert activities.suspect == (act, "1-0") and workflows.suspect_room(wf) == 0
+    plumbing.suspect = None
     plumbing.suspect = (wf, "1-0")
     assert activities.suspect_room(act) == 0 and workflows.suspect_room(wf) == 0
 
