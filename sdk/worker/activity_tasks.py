@@ -88,8 +88,6 @@ class ActivityTasks:
         self._housekeeping_due = anyio.Event()
         self._housekeeping_timer: asyncio.TimerHandle | None = None
         self._housekeeping_at = 0.0
-        #: Since when suspect_room has seen other claimed tasks held (None: none).
-        self._claimed_busy_since: float | None = None
         #: The worker's interceptors: each attempt runs through their activity chain.
         self.interceptors: Sequence[WorkerInterceptor] = ()
         #: Set when the worker polls workflow tasks too: activity completions then ask
@@ -122,23 +120,8 @@ class ActivityTasks:
         return self._plumbing.suspect
 
     def suspect_room(self, stream: str) -> int | None:
-        """Tasks that went down with a worker before may be what kills workers: we hold
-        one of them at a time (activity or workflow task), so that a healthy one is not
-        in flight, delivery after delivery, on every worker a poison one kills (and
-        dead-lettered with it). Nor while we hold other claimed tasks: one of them may be
-        the poison (delivered once, it is no suspect yet), and the suspect's claim counts
-        a delivery at once."""
-        if self.suspect is not None:
-            return 0
-        if self._plumbing.claimed_in_flight == 0:
-            self._claimed_busy_since = None
-            return 1
-        # As a claimed suspect waits for them: SUSPECT_WAIT_S at most (a long activity
-        # claimed must not hold the suspects of every dead worker back for hours).
-        now = time.monotonic()
-        if self._claimed_busy_since is None:
-            self._claimed_busy_since = now
-        return 1 if now - self._claimed_busy_since >= SUSPECT_WAIT_S else 0
+        """TaskPlumbing.suspect_room, waiting for claimed tasks SUSPECT_WAIT_S at most."""
+        return self._plumbing.suspect_room(SUSPECT_WAIT_S)
 
     def adopt(
         self,

@@ -106,6 +106,8 @@ class TaskPlumbing:
         #: The one task delivered more than once (a suspect: it went down with a worker
         #: before) that we hold, of either kind, if any (ActivityTasks.suspect_room).
         self.suspect: tuple[str, str] | None = None
+        #: Since when suspect_room has seen other claimed tasks held (None: none).
+        self._claimed_busy_since: float | None = None
         self.stats: dict[str, int] = defaultdict(int)
         self.stopping = False
         #: Set when the graceful shutdown begins, for activities (sdk/activity.py).
@@ -138,6 +140,24 @@ class TaskPlumbing:
         """A task's code failed (counted by reason when metrics are on)."""
         if self.metrics is not None:
             self.metrics.failed(task, reason)
+
+    def suspect_room(self, wait_s: float) -> int:
+        """Tasks that went down with a worker before may be what kills workers: we hold
+        one of them at a time (activity or workflow task), so that a healthy one is not
+        in flight, delivery after delivery, on every worker a poison one kills (and
+        dead-lettered with it). Nor while we hold other claimed tasks: one of them may be
+        the poison (delivered once, it is no suspect yet), and the suspect's claim counts
+        a delivery at once. As a claimed suspect waits for them: `wait_s` at most (a
+        long activity claimed must not hold the suspects of every dead worker back)."""
+        if self.suspect is not None:
+            return 0
+        if self.claimed_in_flight == 0:
+            self._claimed_busy_since = None
+            return 1
+        now = time.monotonic()
+        if self._claimed_busy_since is None:
+            self._claimed_busy_since = now
+        return 1 if now - self._claimed_busy_since >= wait_s else 0
 
     def count_claimed(self, tasks: Iterable[TaskEntry]) -> None:
         for task in tasks:
