@@ -49,8 +49,11 @@ T = TypeVar("T")
 #: (MASTERDOWN) during a failover, a server loading its dataset after a restart
 #: (LOADING), a cluster slot moving (TRYAGAIN: every redurable Function call on a
 #: moving slot answers it, engine/lua/00_common.lua `slot_moving`) or a cluster without
-#: a node for the slot (CLUSTERDOWN). Nothing was applied; the call is retried.
-TRANSIENT_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")
+#: a node for the slot (CLUSTERDOWN), or a server held by a script or function past
+#: its time limit ("BUSY ...": it answers again once the script ends or is killed;
+#: the space keeps out BUSYGROUP and BUSYKEY, which are final). Nothing was applied;
+#: the call is retried.
+TRANSIENT_REPLIES = ("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN", "BUSY ")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -62,7 +65,20 @@ def is_transient(exc: BaseException) -> bool:
         return True  # (redis-py's classes of those replies: their code cut off)
     if isinstance(exc, ClusterError):
         return True  # redis-py's cluster client gave up following redirections for now
-    return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)
+    return isinstance(exc, ResponseError) and reply_text(exc).startswith(TRANSIENT_REPLIES)
+
+
+#: How redis-py rewrites the error reply of a command in a pipeline:
+#: "Command # 1 (TIME) of pipeline caused error: ('BUSY Redis is busy...',)".
+_PIPELINE_ERROR = " of pipeline caused error: ("
+
+
+def reply_text(exc: ResponseError) -> str:
+    """The server's error reply, also when redis-py rewrote it for a pipeline."""
+    text = str(exc)
+    if text.startswith("Command # ") and _PIPELINE_ERROR in text:
+        return text.split(_PIPELINE_ERROR, 1)[1].lstrip("'\"")
+    return text
 
 
 @dataclass(frozen=True)

@@ -51,16 +51,27 @@ class NotPrimaryError(RedisConnectionError):
     a new connection, which asks the Sentinels (or the URL's DNS name) again."""
 
 
+class ServerBusyError(RedisConnectionError):
+    """The server answered BUSY: a script or function of someone's runs past its time
+    limit, and every other command is refused until it ends or is killed (SCRIPT KILL,
+    FUNCTION KILL). A ConnectionError, as LOADING is: the callers' "Redis away for a
+    moment" path retries it (docs/reliability.md, "A server held by a script")."""
+
+
 def _raise_if_loading(replies: Sequence[Any]) -> None:
     """A server loading its dataset (just restarted) rejects every command with a
     LOADING error reply: raise it as redis-py does, a ConnectionError (transient, worth
     a retry), never as the command's own failure. Nothing of the batch was applied while
     it loaded; a command that slipped in just after is fenced when it is retried.
-    Likewise a READONLY reply (a write sent to a former primary): NotPrimaryError."""
+    Likewise a READONLY reply (a write sent to a former primary): NotPrimaryError, and
+    a BUSY reply: ServerBusyError (the commands of the batch before it may have run, as
+    when a connection is lost: the callers' retries are fenced for that)."""
     for reply in replies:
         if isinstance(reply, ResponseError):
             if str(reply).startswith("LOADING"):
                 raise BusyLoadingError(str(reply))
+            if str(reply).startswith("BUSY "):
+                raise ServerBusyError(str(reply))
             if str(reply).startswith("READONLY"):
                 raise NotPrimaryError(f"the server is not the primary any more: {reply}")
 

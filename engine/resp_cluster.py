@@ -58,7 +58,7 @@ from engine.cluster_commands import (
 from engine.cluster_commands import key_slot as key_slot
 from engine.cluster_commands import weakest_wait as weakest_wait
 from engine.library import library_source
-from engine.resp import Arg, RespPool
+from engine.resp import Arg, RespPool, ServerBusyError
 from engine.tls import ssl_context_from_query
 
 #: Redirections (MOVED, ASK, "Function not found") one command follows in a row.
@@ -233,6 +233,8 @@ class ClusterRespPool(RespPool):
     async def _send(self, address: Address, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         try:
             return await self.node(address).execute_many(commands)
+        except ServerBusyError:
+            raise  # the node is there, held by a script: its slots did not move
         except (RedisConnectionError, OSError):
             self._stale = True  # a failover may have moved its slots
             raise

@@ -62,6 +62,7 @@ def xadd_wakeup(server: PrivateServer, n: int = 1000, gap: float = 0.002) -> dic
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
+        proc.communicate()  # reaped, its pipe closed
         raise RuntimeError("transport reader did not start")
     r = server.sync_client()
     time.sleep(0.05)

@@ -140,6 +140,8 @@ def main() -> None:
     finally:
         worker.terminate()
         worker.wait(10)
+        if worker.stdout is not None:
+            worker.stdout.close()
         if server is not None:
             server.stop()
 

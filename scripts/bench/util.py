@@ -186,6 +186,11 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        # Its pipe too (stop's communicate closes it): a long benchmark run starts and
+        # kills hundreds of workers, each left open was a file descriptor until the GC
+        # found it (and a ResourceWarning).
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self._log.close()
 
 

@@ -41,16 +41,22 @@ from scripts.chaos.common import (
     unique_prefix,
     wait_closed,
 )
-from scripts.chaos.poison_workflows import ALLOW_EXIT_ENV, CrashesWorker, Healthy
+from scripts.chaos.poison_workflows import (
+    ALLOW_EXIT_ENV,
+    CrashesWorker,
+    CrashesWorkflowTask,
+    Healthy,
+)
 from sdk import Client
 from tests.integration.worker_proc import WorkerProcess
 
 MODULE = "scripts.chaos.poison_workflows"
 TASK_QUEUE = "poison"
-KINDS = ("crash", "unregistered", "undecodable", "malformed")
+KINDS = ("crash", "wfcrash", "unregistered", "undecodable", "malformed")
 #: What each kind's dead-letter reason must say.
 REASONS = {
     "crash": "times without completing",
+    "wfcrash": "times without completing",
     "unregistered": "is not registered",
     "undecodable": "payload",
     "malformed": "malformed task entry",
@@ -79,6 +85,9 @@ class PoisonConfig:
     """Seconds over which the poison is fed (healthy workflows run all along)."""
     crashes: int = 3
     """Crashing workflows: each kills max_deliveries + 1 worker processes."""
+    wf_crashes: int = 2
+    """Workflows whose workflow code kills the worker (a poison workflow task), each
+    max_deliveries worker processes."""
     workers: int = 2
     max_deliveries: int = 3
     liveness: float = 1.0
@@ -219,6 +228,10 @@ async def feed_poison(client: Client, bad: Client, cfg: PoisonConfig,
             await client.start_workflow(CrashesWorker.run, id=f"crash-{n}",
                                         task_queue=TASK_QUEUE)
             expected_dead["crash"] += 1
+        if n % crash_every == crash_every // 2 and expected_dead["wfcrash"] < cfg.wf_crashes:
+            await client.start_workflow(CrashesWorkflowTask.run, id=f"wfcrash-{n}",
+                                        task_queue=TASK_QUEUE)
+            expected_dead["wfcrash"] += 1
         await client.start_workflow("NobodyRegisteredThis", n, id=f"unregistered-{n}",
                                     task_queue=TASK_QUEUE)
         await bad.start_workflow(Healthy.run, n, id=f"undecodable-{n}", task_queue=TASK_QUEUE)

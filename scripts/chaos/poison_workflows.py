@@ -53,6 +53,19 @@ class CrashesWorker:
 
 
 @workflow.defn
+class CrashesWorkflowTask:
+    """Its workflow code kills every worker process that runs its workflow task (as a
+    crash in an extension module or the OOM killer would): a poison workflow task."""
+
+    @workflow.run
+    async def run(self) -> None:
+        if os.environ.get(ALLOW_EXIT_ENV) != "1":
+            raise RuntimeError(f"CrashesWorkflowTask exits its process only where "
+                               f"{ALLOW_EXIT_ENV}=1")
+        os._exit(18)
+
+
+@workflow.defn
 class SignalLog:
     """Records every `add` signal in arrival order; returns them once `count` came."""
 

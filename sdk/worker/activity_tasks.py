@@ -29,7 +29,7 @@ from sdk.worker.activity_attempt import (
     new_scope,
 )
 from sdk.worker.interception import run_activity
-from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.server_clock import ServerClock
 from sdk.worker.task_entry import Fields, TaskEntry
 
@@ -92,10 +92,6 @@ class ActivityTasks:
         self._housekeeping_due = anyio.Event()
         self._housekeeping_timer: asyncio.TimerHandle | None = None
         self._housekeeping_at = 0.0
-        #: The task delivered more than once that we hold, if any (suspect_room).
-        self.suspect: tuple[str, str] | None = None
-        #: Since when suspect_room has seen other claimed tasks held (None: none).
-        self._claimed_busy_since: float | None = None
         #: The worker's interceptors: each attempt runs through their activity chain.
         self.interceptors: Sequence[WorkerInterceptor] = ()
         #: Set when the worker polls workflow tasks too: activity completions then ask
@@ -122,23 +118,14 @@ class ActivityTasks:
         (see adopt), and a busy worker must not hoard a dead one's work."""
         return self.free_slots()
 
+    @property
+    def suspect(self) -> tuple[str, str] | None:
+        """The suspect we hold, if any: one per worker, of either kind (TaskPlumbing)."""
+        return self._plumbing.suspect
+
     def suspect_room(self, stream: str) -> int | None:
-        """Activity tasks that went down with a worker before may be what kills workers:
-        we hold one of them at a time, so that a healthy one is not in flight, delivery
-        after delivery, on every worker a poison one kills (and dead-lettered with it).
-        Nor while we hold other claimed tasks: one of them may be the poison (delivered
-        once, it is no suspect yet), and the suspect's claim counts a delivery at once."""
-        if self.suspect is not None:
-            return 0
-        if self._plumbing.claimed_in_flight == 0:
-            self._claimed_busy_since = None
-            return 1
-        # As a claimed suspect waits for them: SUSPECT_WAIT_S at most (a long activity
-        # claimed must not hold the suspects of every dead worker back for hours).
-        now = time.monotonic()
-        if self._claimed_busy_since is None:
-            self._claimed_busy_since = now
-        return 1 if now - self._claimed_busy_since >= SUSPECT_WAIT_S else 0
+        """TaskPlumbing.suspect_room, waiting for claimed tasks SUSPECT_WAIT_S at most."""
+        return self._plumbing.suspect_room(SUSPECT_WAIT_S)
 
     def adopt(
         self,
@@ -153,7 +140,7 @@ class ActivityTasks:
         tasks: list[TaskEntry] = []
         for task in plumbing.take_over(stream, claimed):
             if task.msg_id.encode() in suspects:
-                self.suspect = (stream, task.msg_id)  # until its attempt ends
+                self._plumbing.suspect = (stream, task.msg_id)  # until its attempt ends
                 if plumbing.tg is not None and not plumbing.stopping:
                     plumbing.tg.start_soon(self._start_suspect_when_clear, task)
                     continue
@@ -324,7 +311,7 @@ class ActivityTasks:
             if task.claimed:
                 self._plumbing.claimed_done([task])
             if self.suspect == (task.stream, task.msg_id):
-                self.suspect = None
+                self._plumbing.suspect = None
             self._slot_free.set()
             self._start_backlog()
 
@@ -390,12 +377,17 @@ class ActivityTasks:
             self.completions = self.completions[COMPLETION_BATCH:]
             try:
                 replies = await self._store.call_many(batch)
-            except TRANSIENT:
-                # Not written: keep them (their tasks stay in flight) and retry.
-                self.completions[:0] = batch
+            except Exception as exc:
+                if transient(exc):
+                    # Not written: keep them (their tasks stay in flight) and retry.
+                    self.completions[:0] = batch
                 raise
             eager: list[TaskEntry] = []
+            again: list[Call] = []
             for call, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception) and transient(reply):
+                    again.append(call)  # "not now" in its slot (redis-py): not written
+                    continue
                 if isinstance(reply, Exception):
                     log.error("activity_completion_failed", error=str(reply))
                 if call.task is not None:
@@ -415,6 +407,9 @@ class ActivityTasks:
             eager = plumbing.screened(eager)
             if eager and self.eager_workflow_tasks is not None:
                 await self.eager_workflow_tasks.take_eager(eager)
+            if again:
+                self.completions[:0] = again
+                raise next(r for r in replies if isinstance(r, Exception) and transient(r))
 
     # --- start marks and heartbeats ---------------------------------------------------
     def _wake_housekeeping(self, at: float) -> None:

@@ -30,7 +30,7 @@ from engine.handoff import (
 )
 from engine.store import Store
 from sdk.worker.fleet import fleet_share
-from sdk.worker.plumbing import IDLE_READ_BLOCK_MS, READ_BLOCK_MS, TRANSIENT
+from sdk.worker.plumbing import IDLE_READ_BLOCK_MS, READ_BLOCK_MS, TRANSIENT, transient
 from sdk.worker.task_entry import Fields
 
 log = structlog.get_logger("redurable.worker")
@@ -75,7 +75,9 @@ class Handoffs:
         while not self.stopping():
             try:
                 applied = await self.poll_once(block_ms)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    raise
                 log.warning("handoff_read_failed", error=str(exc))
                 await anyio.sleep(0.2)  # Redis away for a moment: go on when it is back
                 continue

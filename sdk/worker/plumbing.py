@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.calls import TaskRef
+from engine.reconnect import is_transient
 from engine.store import Call, Store
 from sdk._worker_shutdown import WorkerShutdown
 from sdk.client.client import Client
@@ -37,6 +38,17 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError,
              # redis-py's cluster client: a slot moving or without a node, or it gave
              # up following redirections for now (nothing applied).
              TryAgainError, ClusterDownError, ClusterError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a worker outlives `exc`: one of TRANSIENT, or an error reply that says
+    "not now" (engine/reconnect.py TRANSIENT_REPLIES: BUSY from redis-py, which has no
+    class for it, READONLY, MASTERDOWN...). `except TRANSIENT` alone lets those through,
+    and a batch whose tasks are held would be dropped mid-way: touched for ever, never
+    claimed (workflow_tasks.py `_process`)."""
+    return isinstance(exc, TRANSIENT) or is_transient(exc)
+
+
 #: How long a poller's read blocks: the longest a stopping worker waits for its reads.
 READ_BLOCK_MS = 500
 #: How long a read blocks after one that found nothing (an idle worker's pollers wake
@@ -91,6 +103,11 @@ class TaskPlumbing:
         #: Tasks claimed from dead workers and not yet done: a suspect waits for them
         #: (sdk/worker/activity_tasks.py).
         self.claimed_in_flight = 0
+        #: The one task delivered more than once (a suspect: it went down with a worker
+        #: before) that we hold, of either kind, if any (ActivityTasks.suspect_room).
+        self.suspect: tuple[str, str] | None = None
+        #: Since when suspect_room has seen other claimed tasks held (None: none).
+        self._claimed_busy_since: float | None = None
         self.stats: dict[str, int] = defaultdict(int)
         self.stopping = False
         #: Set when the graceful shutdown begins, for activities (sdk/activity.py).
@@ -123,6 +140,24 @@ class TaskPlumbing:
         """A task's code failed (counted by reason when metrics are on)."""
         if self.metrics is not None:
             self.metrics.failed(task, reason)
+
+    def suspect_room(self, wait_s: float) -> int:
+        """Tasks that went down with a worker before may be what kills workers: we hold
+        one of them at a time (activity or workflow task), so that a healthy one is not
+        in flight, delivery after delivery, on every worker a poison one kills (and
+        dead-lettered with it). Nor while we hold other claimed tasks: one of them may be
+        the poison (delivered once, it is no suspect yet), and the suspect's claim counts
+        a delivery at once. As a claimed suspect waits for them: `wait_s` at most (a
+        long activity claimed must not hold the suspects of every dead worker back)."""
+        if self.suspect is not None:
+            return 0
+        if self.claimed_in_flight == 0:
+            self._claimed_busy_since = None
+            return 1
+        now = time.monotonic()
+        if self._claimed_busy_since is None:
+            self._claimed_busy_since = now
+        return 1 if now - self._claimed_busy_since >= wait_s else 0
 
     def count_claimed(self, tasks: Iterable[TaskEntry]) -> None:
         for task in tasks:

@@ -152,6 +152,11 @@ class ShardLeases:
     async def release(self) -> None:
         """Give up our leases (we stop): the others take the shards at their next look."""
         held, self.held = sorted(self.held), set()
+        # Also when the timer loop only restarts (worker._guard, after a transient error):
+        # holding every shard, we had stopped looking (_look_at inf), and with nothing
+        # held and no look due, no scan ran again but a nudge's, and a timer that no
+        # nudge of ours asked for (or whose nudge the failed scan took) never fired.
+        self._look_at = -math.inf
         if not held:
             return
         with anyio.move_on_after(RELEASE_TIMEOUT_S, shield=True):

@@ -97,12 +97,18 @@ class TimerLoop:
             self.nudge(time.monotonic())
 
     async def _scan(self) -> TimerScan:
-        nudged = self._nudge_due <= time.monotonic()
+        due = self._nudge_due
+        nudged = due <= time.monotonic()
         if nudged or self.leases is None:
             self._nudge_due = math.inf
-        if self.leases is None:
-            return await self._store.fire_timers()
-        return await self.leases.scan(nudged)
+        try:
+            if self.leases is None:
+                return await self._store.fire_timers()
+            return await self.leases.scan(nudged)
+        except BaseException:
+            # Not scanned (a transient error: the loop restarts): the nudge still stands.
+            self._nudge_due = min(self._nudge_due, due)
+            raise
 
     def wait_for(self, fired_all: bool, next_in_ms: int | None) -> float:
         """How long after a scan the next one is due, unless nudged."""

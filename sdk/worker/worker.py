@@ -24,7 +24,6 @@ from redis.exceptions import RedisError
 
 from engine.errors import InvalidArgumentError
 from engine.keys import GROUP, sticky_name
-from engine.reconnect import is_transient
 from engine.store import Call, Store
 from engine.validate import check_task_queue
 from sdk._definitions import (
@@ -41,7 +40,7 @@ from sdk.worker.handoff import Handoffs
 from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.metrics import worker_metrics
-from sdk.worker.plumbing import READ_BLOCK_MS, TRANSIENT, TaskPlumbing
+from sdk.worker.plumbing import READ_BLOCK_MS, TaskPlumbing, transient
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
 from sdk.worker.task_entry import Fields, TaskEntry
@@ -416,7 +415,7 @@ class Worker:
             except Exception as exc:
                 # ...or an error reply that says "not now" (the hot path's TRYAGAIN after
                 # a slot moved for longer than its retries: engine/reconnect.py).
-                if not isinstance(exc, TRANSIENT) and not is_transient(exc):
+                if not transient(exc):
                     raise
                 log.warning("redis_unavailable", loop=loop.__qualname__, error=str(exc))
                 await anyio.sleep(0.5)

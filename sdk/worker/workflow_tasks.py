@@ -19,8 +19,8 @@ from engine.reconnect import is_transient
 from engine.store import Call
 from sdk._definitions import ActivityDefinition, WorkflowDefinition
 from sdk.worker.activations import Activations, OneWrite
-from sdk.worker.activity_tasks import ActivityTasks
-from sdk.worker.plumbing import TRANSIENT, TaskPlumbing
+from sdk.worker.activity_tasks import SUSPECT_WAIT_S, ActivityTasks
+from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.task_entry import Fields, TaskEntry
 from sdk.worker.workflow_runner import StickyCache
 
@@ -82,7 +82,9 @@ class WorkflowTasks:
         return None  # a workflow task takes no slot: it runs in the batch it joins
 
     def suspect_room(self, stream: str) -> int | None:
-        return None  # one suspect at a time holds for activity tasks only (ActivityTasks)
+        # Workflow code can kill a worker too (os._exit, a crash in an extension, memory):
+        # the one-suspect rule of activity tasks, the same slot (ActivityTasks).
+        return self._activities.suspect_room(stream)
 
     def adopt(
         self,
@@ -91,16 +93,38 @@ class WorkflowTasks:
         suspects: AbstractSet[bytes] = frozenset(),
     ) -> None:
         """Run tasks claimed from a dead worker now: the poller may be blocked in a read
-        for up to half a second (claiming leaves it no wake-up)."""
+        for up to half a second (claiming leaves it no wake-up). `suspects` went down
+        with workers before: run alone, in a batch of their own (suspect_room)."""
         plumbing = self._plumbing
         tasks = plumbing.take_over(stream, claimed)
-        if not tasks:
-            return
+        held = [t for t in tasks if t.msg_id.encode() in suspects]
+        tasks = [t for t in tasks if t.msg_id.encode() not in suspects]
         if plumbing.stopping or plumbing.tg is None:
-            self.backlog.extend(tasks)
+            self.backlog.extend(tasks + held)
             return
-        plumbing.count_claimed(tasks)
-        plumbing.tg.start_soon(self.run_now, tasks)
+        if held:
+            plumbing.suspect = (stream, held[0].msg_id)
+            plumbing.tg.start_soon(self._run_suspects_when_clear, held)
+        if tasks:
+            plumbing.count_claimed(tasks)
+            plumbing.tg.start_soon(self.run_now, tasks)
+
+    async def _run_suspects_when_clear(self, held: list[TaskEntry]) -> None:
+        """Run suspects one by one, each in a batch of its own, once the other tasks
+        claimed from dead workers are done (SUSPECT_WAIT_S at most): if one is what
+        kills workers, no healthy task claimed with it goes down with it, delivery after
+        delivery, into the dead letters (as ActivityTasks._start_suspect_when_clear)."""
+        plumbing = self._plumbing
+        try:
+            with anyio.move_on_after(SUSPECT_WAIT_S):
+                while plumbing.claimed_in_flight > 0:
+                    await anyio.sleep(0.01)
+            for task in held:
+                plumbing.suspect = (task.stream, task.msg_id)
+                await self.run_now([task])
+        finally:
+            if plumbing.suspect in {(t.stream, t.msg_id) for t in held}:
+                plumbing.suspect = None
 
     # --- polling ----------------------------------------------------------------------
     async def poll(self) -> None:
@@ -202,7 +226,9 @@ class WorkflowTasks:
                 while self.backlog and not self._plumbing.stopping:
                     more, self.backlog = self.backlog, []
                     await self._process(more)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             # Still pending on us: the poller retries them from the backlog, where
             # _process put back the unfinished ones.
             log.warning("redis_unavailable", loop="eager_workflow_tasks", error=str(exc))
@@ -235,11 +261,14 @@ class WorkflowTasks:
                 await self._round(r, last)
                 if self._pending is None:  # else the next read carries them
                     await self._unstick_let_go()
-            except TRANSIENT:
-                # The connection dropped mid-round: whether our calls ran is unknown, and
-                # the tasks are still pending on us. Forgotten here they would stay
-                # touched (never idle, never claimed) for ever: retry them instead, from
-                # a fresh replay (a commit that did land makes the retry stale: acked).
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # The connection dropped (or the server said "not now": BUSY) mid-round:
+                # whether our calls ran is unknown, and the tasks are still pending on
+                # us. Forgotten here they would stay touched (never idle, never
+                # claimed) for ever: retry them instead, from a fresh replay (a commit
+                # that did land makes the retry stale: acked).
                 unfinished = [t for t in r if self._plumbing.holds(t)]
                 self._requeue(unfinished + [t for later in rounds[i + 1:] for t in later])
                 raise
@@ -467,6 +496,6 @@ class WorkflowTasks:
 
 def _not_now(reply: Exception) -> bool:
     """Whether an error reply means "the server cannot run this now" (nothing ran),
-    worth sending again: engine/reconnect.py's transient replies, and BUSY (a script or
-    function over its time limit holds the server)."""
-    return is_transient(reply) or str(reply).startswith("BUSY ")
+    worth sending again: engine/reconnect.py's transient replies (BUSY among them: a
+    script or function over its time limit holds the server)."""
+    return is_transient(reply)

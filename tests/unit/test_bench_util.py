@@ -17,7 +17,8 @@ def _worker(tmp_path: Path, script: str) -> WorkerProcess:
     worker.log_path = tmp_path / "worker.log"
     worker._log = open(worker.log_path, "w")  # noqa: SIM115  (closed by stop/kill)
     worker.proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                   stderr=worker._log, text=True)
+                                   stderr=worker._log, text=True,
+                                   start_new_session=True)  # as WorkerProcess: killpg
     worker.pid = 0
     worker.stats = {}
     worker._terminated = False
@@ -36,7 +37,33 @@ def test_a_worker_that_left_no_stats_says_what_its_log_ends_with(
 def test_the_tail_of_a_log_that_is_gone(tmp_path: Path) -> None:
     worker = _worker(tmp_path, "pass")
     worker.kill()
-    assert worker.proc.stdout is not None
-    worker.proc.stdout.close()
     worker.log_path.unlink()
     assert "cannot be read" in worker._tail()
+
+
+def test_kill_closes_the_workers_pipe(tmp_path: Path) -> None:
+    """Before, kill() left proc.stdout open: one file descriptor per killed worker for
+    the rest of a long benchmark run, and a ResourceWarning when the GC found it."""
+    worker = _worker(tmp_path, "import time; time.sleep(60)")
+    worker.kill()
+    assert worker.proc.returncode is not None
+    assert worker.proc.stdout is not None and worker.proc.stdout.closed
+    assert worker._log.closed
+    worker.kill()  # again: nothing left to do, no error
+
+
+def test_a_peers_stop_closes_its_pipe() -> None:
+    """scripts/bench/peers/common.py `stop`, also for a process that had already ended."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "scripts" / "bench" / "peers"))
+    try:
+        import common  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    for script in ("import time; time.sleep(60)", "pass"):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                text=True)
+        if script == "pass":
+            proc.wait()
+        common.stop(proc)
+        assert proc.returncode is not None
+        assert proc.stdout is not None and proc.stdout.closed

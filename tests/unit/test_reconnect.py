@@ -61,6 +61,17 @@ def test_which_errors_mean_the_server_is_out_of_reach() -> None:
     assert is_transient(ClusterDownError("The cluster is down"))
     assert is_transient(ClusterError("TTL exhausted."))
     assert not is_transient(ResponseError("ERR unknown command"))
+    # A script or function past its time limit holds the server: "not now".
+    assert is_transient(ResponseError(
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."))
+    # ...also as redis-py rewrites it for a command of a pipeline.
+    assert is_transient(ResponseError(
+        "Command # 1 (TIME) of pipeline caused error: ('BUSY Redis is busy running a script.',)"))
+    assert not is_transient(ResponseError(
+        "Command # 1 (X) of pipeline caused error: ('ERR unknown command',)"))
+    # Final replies that start with the same letters.
+    assert not is_transient(ResponseError("BUSYGROUP Consumer Group name already exists"))
+    assert not is_transient(ResponseError("BUSYKEY Target key name already exists."))
     assert not is_transient(ValueError("bad"))
     # a retry loop below already gave up: never retried again above it
     assert not is_transient(ServerUnavailableError("gone", maybe_applied=True))

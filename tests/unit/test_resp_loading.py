@@ -12,7 +12,7 @@ import pytest
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from engine.resp import RespPool
+from engine.resp import RespPool, ServerBusyError
 
 pytestmark = pytest.mark.anyio
 
@@ -60,5 +60,42 @@ async def test_loading_reply_to_connection_setup_is_a_connection_error(
     try:
         with pytest.raises(BusyLoadingError):
             await pool.execute("PING")
+    finally:
+        await pool.close()
+
+
+BUSY = b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL ...\r\n"
+
+
+@pytest.fixture
+async def busy_server() -> AsyncIterator[int]:
+    """Answers every command (one per read) with BUSY: a script holds the server."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(1 << 16):
+            writer.write(BUSY)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_busy_reply_is_a_connection_error(busy_server: int) -> None:
+    """BUSY is "not now" as LOADING is: before, the pollers' reads raised it as the
+    command's own failure and the worker ended (tests/chaos/test_busy_server.py)."""
+    pool = RespPool("127.0.0.1", busy_server)
+    try:
+        with pytest.raises(ServerBusyError) as caught:
+            await pool.execute_many([("FCALL", "rd_fire_timers", 0)])
+        assert isinstance(caught.value, RedisConnectionError)
+        with pytest.raises(ServerBusyError):
+            await pool.execute_blocking("XREADGROUP", "GROUP", "g", "c", "BLOCK", 10,
+                                        "STREAMS", "s", ">")
     finally:
         await pool.close()

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from sdk import Client, Worker, activity
+from sdk import Client, Worker, activity, workflow
 from sdk.worker.task_entry import TaskEntry as _Task
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def test_a_worker_holds_one_suspect_at_a_time(fake_client: Client) -> None
     activities, plumbing = worker._activity_tasks, worker._plumbing
     act, wf = plumbing.activity_streams[0], plumbing.workflow_streams[0]
     assert activities.suspect_room(act) == 1
-    assert worker._workflow_tasks.suspect_room(wf) is None
+    assert worker._workflow_tasks.suspect_room(wf) == 1  # the same slot (below)
     fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1", b"attempt": b"1",
               b"activity_type": b"instant", b"input": fake_client.codec.encode([])}
     async with anyio.create_task_group() as tg:
@@ -262,3 +262,76 @@ async def test_suspects_wait_for_claimed_tasks_a_bounded_time(
     assert activities.suspect_room(act) == 1
     plumbing.claimed_in_flight = 1
     assert activities.suspect_room(act) == 0  # counted afresh
+
+
+@workflow.defn
+class Quick:
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+async def test_one_suspect_per_worker_of_either_kind(fake_client: Client) -> None:
+    """Workflow code can kill a worker as an activity can: workflow tasks had no suspect
+    limit, and a worker that held a suspect activity still claimed suspect workflow
+    tasks (and the other way round), to die together."""
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[Quick], activities=[instant],
+                    handle_signals=False)
+    activities, workflows, plumbing = (worker._activity_tasks, worker._workflow_tasks,
+                                       worker._plumbing)
+    act, wf = plumbing.activity_streams[0], plumbing.workflow_streams[0]
+    assert workflows.suspect_room(wf) == 1 and activities.suspect_room(act) == 1
+    plumbing.suspect = (act, "1-0")
+    assert activities.suspect == (act, "1-0") and workflows.suspect_room(wf) == 0
+    plumbing.suspect = None
+    plumbing.suspect = (wf, "1-0")
+    assert activities.suspect_room(act) == 0 and workflows.suspect_room(wf) == 0
+
+
+async def test_workflow_suspects_are_claimed_one_at_a_time_and_run_alone(
+    fake_client: Client,
+) -> None:
+    """Workflow tasks that went down with a worker (a poison workflow task that kills the
+    worker, and healthy ones that were in flight with it) were claimed together and
+    run in one batch: killed together again and again, all dead-lettered with the
+    poison. Now a worker takes one suspect workflow task, runs it in a batch of its
+    own, and leaves the others pending on the dead consumer until it is done."""
+    from engine.keys import GROUP
+
+    worker = Worker(fake_client, task_queue=QUEUE, workflows=[Quick], handle_signals=False,
+                    liveness_timeout=0.05, max_deliveries=3)
+    workflows, plumbing, redis = worker._workflow_tasks, worker._plumbing, fake_client.redis
+    await fake_client.store.ensure_groups(QUEUE)
+    wf = plumbing.workflow_streams[0]
+    ids: list[Any] = [await redis.xadd(wf, {b"workflow_id": f"w{n}".encode(), b"run_id": b"r",
+                                             b"epoch": b"1"}) for n in (1, 2)]
+    await redis.xreadgroup(GROUP, "gone", {wf: ">"})
+    await redis.xclaim(wf, GROUP, "gone", 0, ids)  # went down with a worker once
+    await anyio.sleep(0.1)  # idle past the liveness timeout
+    batches: list[list[str]] = []
+    release = anyio.Event()
+
+    async def run_now(tasks: list[_Task] | None) -> None:
+        batches.append([t.msg_id for t in tasks or ()])
+        await release.wait()
+
+    workflows.run_now = run_now  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        plumbing.tg = tg
+        await worker.liveness.claim_from_dead()
+        with anyio.fail_after(5):
+            while not batches:
+                await anyio.sleep(0.01)
+        assert batches == [[ids[0].decode()]]
+        assert plumbing.suspect == (wf, ids[0].decode())
+        pending: Any = await redis.xpending_range(wf, GROUP, "-", "+", 10)
+        assert [(p["message_id"], p["consumer"]) for p in pending] == [
+            (ids[0], worker.identity.encode()), (ids[1], b"gone")]
+        await worker.liveness.claim_from_dead()  # our suspect still runs: none taken
+        assert [p["consumer"] for p in await redis.xpending_range(
+            wf, GROUP, "-", "+", 10)] == [worker.identity.encode(), b"gone"]
+        release.set()
+        with anyio.fail_after(5):
+            while plumbing.suspect is not None:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()

@@ -4,9 +4,11 @@ holds no lease, nudges, deaths, and the fleet's shares of the idle looks and cla
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -139,3 +141,58 @@ async def test_a_nudged_scan_fires_in_shards_held_by_others(fake_client: Client)
     assert (await b.scan(nudged=False)).fired == 0  # not its shard, not its time to look
     assert (await b.scan(nudged=True)).fired == 1  # a timer it added is due: every shard
     assert b.held == set()  # and it took no lease
+
+
+async def test_a_timer_loop_restarted_after_an_error_scans_again(fake_client: Client) -> None:
+    """A transient error (BUSY, a lost connection) in a scan ends the timer loop, and
+    worker._guard starts it again. Its finally gave the leases up (`held` emptied), but
+    a worker that held every shard had stopped looking at the others' (next look: never),
+    so the new loop scanned nothing: a timer whose nudge the failed scan had taken never
+    fired (a one-worker test hung on a BUSY spell: tests/chaos/test_busy_server.py)."""
+    store = fake_client.store
+    real_call_many = store.call_many
+    leases = ShardLeases(store, "me")
+    await leases.scan(nudged=False)
+    assert leases.held == set(range(store.keys.shards))
+    loop = TimerLoop(store, min_interval=0.01, max_wait=0.05, leases=leases)
+    # A timer of ours (the call that added it nudged us), due now, and a busy server.
+    await fake_client.redis.zadd(store.keys.timers(1), {"T|no-run|1|0|nobody": 0})
+    loop.nudge(time.monotonic() - 1)
+    failures = [RuntimeError("BUSY Redis is busy running a script.")]
+
+    async def call_many(calls: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_call_many(calls)
+
+    store.call_many = call_many  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="BUSY"):
+        await loop.run(lambda: False)
+    assert leases.held == set()
+    assert loop._nudge_due < time.monotonic()  # the failed scan left the nudge standing
+    assert leases._look_at == -math.inf  # and the leases are looked at again at once
+    # Restarted (as _guard does): the timer fires.
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run, lambda: False)
+            while await fake_client.redis.zcard(store.keys.timers(1)):
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+
+
+
+async def test_a_restarted_timer_loop_takes_its_leases_back(fake_client: Client) -> None:
+    """The same without a nudge: a timer a client call added (no worker is nudged) in
+    a shard whose lease the restarted loop had held fires: it looks again at once."""
+    store = fake_client.store
+    leases = ShardLeases(store, "me")
+    await leases.scan(nudged=False)
+    await leases.release()  # as the failed loop's finally does
+    await fake_client.redis.zadd(store.keys.timers(0), {"T|no-run|1|0|nobody": 0})
+    loop = TimerLoop(store, min_interval=0.01, max_wait=0.05, leases=leases)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run, lambda: False)
+            while await fake_client.redis.zcard(store.keys.timers(0)):
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()

@@ -66,14 +66,19 @@ def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen[Any] | No
 def stop(proc: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
     """Stop a server we started. Servers stay in the driver's process group, so the
     runner can end them all with the driver if the driver hangs."""
-    if proc is None or proc.poll() is not None:
+    if proc is None:
         return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # Its pipes too (a worker's stdout read for "ready"): not left to the GC.
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -75,6 +75,8 @@ def start_workers(url: str, n: int) -> list[subprocess.Popen[str]]:
         )
         assert p.stdout is not None
         if p.stdout.readline().strip() != "ready":
+            for q in [*procs, p]:  # not left running, nor their pipes open
+                common.stop(q)
             raise RuntimeError("redflow worker did not start")
         procs.append(p)
     time.sleep(0.5)
