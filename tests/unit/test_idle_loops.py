@@ -83,8 +83,10 @@ async def test_a_nudge_wakes_it_after_the_minimum_interval() -> None:
 async def test_more_due_than_one_pass_fires_scans_again_soon() -> None:
     store = StubStore(TimerScan(800, True, 0), TimerScan(10, False, None))
     loop = loop_on(store)
-    await run_for(loop, 0.1)
-    assert DUE_GAP_S <= store.scan_times[1] - store.scan_times[0] < DUE_GAP_S + 0.02
+    await run_for(loop, 0.2)
+    # Sooner than the loop's usual minimum interval (0.05 s here): the bound is that
+    # interval, not DUE_GAP_S plus a margin, so a loaded machine does not fail it.
+    assert DUE_GAP_S <= store.scan_times[1] - store.scan_times[0] < 0.05
 
 
 async def test_calls_that_may_add_timers_nudge_the_listeners() -> None:
