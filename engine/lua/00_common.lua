@@ -88,14 +88,59 @@ local function unpack_strings(s)
   return out
 end
 
--- Append one event; returns its event id and stream entry id.
+-- Append one event; returns its event id and stream entry id. With c.next_eid set
+-- (ids_defer: a workflow task completion whose hot read gave the counter), the id comes
+-- from it and the hash's next_event_id is written once, by ids_flush or the caller's
+-- closing HSET (ids_field), instead of one HINCRBY per event.
 local function append(c, etype, ts, fields)
-  local id = redis.call('HINCRBY', c.wf, 'next_event_id', 1) - 1
+  local id = c.next_eid
+  if id then
+    c.next_eid, c.eid_dirty = id + 1, true
+  else
+    id = redis.call('HINCRBY', c.wf, 'next_event_id', 1) - 1
+  end
   local cmd = {'XADD', c.hist, '*', 'id', id, 'type', etype, 'ts', ts}
   for i = 1, #fields do cmd[#cmd + 1] = fields[i] end
   local sid = redis.call(unpack(cmd))
   c.last_id, c.last_sid = id, sid
   return id, sid
+end
+
+local function ids_defer(c, next_event_id)
+  c.next_eid, c.eid_dirty = tonumber(next_event_id), false
+end
+
+-- Writes the deferred counter (before anything that may read or reset it) and ends the
+-- deferral: appends go back to HINCRBY.
+local function ids_flush(c)
+  if c.eid_dirty then redis.call('HSET', c.wf, 'next_event_id', c.next_eid) end
+  c.next_eid, c.eid_dirty = nil, false
+end
+
+-- The events a run has (next id - 1), from the deferred counter when there is one.
+local function next_event_id_of(c, stored)
+  return c.next_eid or tonumber(stored) or 1
+end
+
+-- The workflow hash's fields a workflow task completion reads (one HMGET on entry:
+-- wft_fenced, act_hot_read), by name in c.h (false: unset). Read once, used for what the
+-- transition does not change before it is used (the fence, the queue, the limit, which
+-- of the fields the closing HDEL has to remove).
+local HOT_FIELDS = {'run_id', 'status', 'wft_epoch', 'wft', 'wft_token', 'task_queue',
+  'next_event_id', 'max_events', 'sticky', 'sticky_ms', 'last_wft_failure', 'wft_msg',
+  'wft_task'}
+
+-- HMGET of HOT_FIELDS and `extra` (names); fills c.h, returns the extras' values.
+local function hot_read(c, extra)
+  local names = {unpack(HOT_FIELDS)}
+  for i = 1, #extra do names[#names + 1] = extra[i] end
+  local values = redis.call('HMGET', c.wf, unpack(names))
+  local h, n = {}, #HOT_FIELDS
+  for i = 1, n do h[HOT_FIELDS[i]] = values[i] end
+  c.h = h
+  local out = {}
+  for i = 1, #extra do out[i] = values[n + i] end
+  return out
 end
 
 local function ack(stream, msg_id)
@@ -163,7 +208,7 @@ local function schedule_wft(c, event)
     redis.call('XADD', stream, '*', 'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
   end
   if sticky_ms then
-    redis.call('ZADD', key_sticky_timers(c.prefix), now_ms() + sticky_ms,
+    redis.call('ZADD', key_sticky_timers(c.prefix), (c.ts or now_ms()) + sticky_ms,
       timer_member('K', info[2], epoch, 0, c.id))
   end
 end
@@ -176,19 +221,30 @@ end
 
 -- An input event: buffered while a workflow task runs (so the task's replay sees
 -- exactly what it saw live), else appended, scheduling a workflow task if none is due.
+-- Pushes onto any run's buffer so far in this call: a completion that found its buffer
+-- empty skips the LRANGE of flush_buffer when this has not moved since.
+local buf_pushes = 0
+
+local function buffer_push(c, item)
+  buf_pushes = buf_pushes + 1
+  redis.call('RPUSH', c.buf, pack_strings(item))
+end
+
 local function deliver(c, etype, ts, fields)
   local state = redis.call('HGET', c.wf, 'wft')
   if state == 'started' then
     local item = {etype, ts}
     for i = 1, #fields do item[#item + 1] = fields[i] end
-    redis.call('RPUSH', c.buf, pack_strings(item))
+    buffer_push(c, item)
   else
     local id = append(c, etype, ts, fields)
     if state == 'none' then schedule_wft(c, packed_event(id, etype, ts, fields)) end
   end
 end
 
-local function flush_buffer(c)
+-- `empty_at` (optional): buf_pushes when the caller saw the buffer empty.
+local function flush_buffer(c, empty_at)
+  if empty_at and empty_at == buf_pushes then return 0 end
   local items = redis.call('LRANGE', c.buf, 0, -1)
   if #items == 0 then return 0 end
   redis.call('DEL', c.buf)
@@ -331,8 +387,12 @@ end
 
 -- {events so far, limit} of the run's history.
 local function history_size(c)
-  local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
-  return (tonumber(info[1]) or 1) - 1, tonumber(info[2]) or MAX_HISTORY_EVENTS
+  local h = c.h
+  if not h then
+    local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
+    h = {next_event_id = info[1], max_events = info[2]}
+  end
+  return next_event_id_of(c, h.next_event_id) - 1, tonumber(h.max_events) or MAX_HISTORY_EVENTS
 end
 
 local function history_limit_message(events, limit)
@@ -399,8 +459,10 @@ end
 -- last heartbeat details, and the timeouts that decide when it must mark it started.
 -- A schedule-to-start timeout ('Q' timer) ends the attempt unless it is marked started
 -- by then (rd_act_start); the field tells the worker to mark it at once.
-local function enqueue_activity(c, seq, attempt, state)
-  local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
+-- `data` (optional): {input, heartbeat details} when the caller knows them (a new
+-- activity: its input, no details yet), else read.
+local function enqueue_activity(c, seq, attempt, state, data)
+  data = data or redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
   local fields = {'workflow_id', c.id, 'run_id', c.run, 'activity_id', seq,
     'attempt', attempt, 'activity_type', state.type,
     'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
@@ -433,8 +495,19 @@ end
 -- `no_task`: appended with no workflow task queued (a one-write step writes the task's
 -- completion itself: rd_act_complete_wft).
 local function finish_activity(c, seq, state, etype, payload_field, payload, ts, no_task)
-  clear_attempt_timers(c, seq, state.attempt)
-  redis.call('ZREM', c.timers, timer_member('C', c.run, seq, 0, c.id))
+  -- One ZREM, of the timers this activity may have armed: S only once started
+  -- (rd_act_start), H with a heartbeat timeout, Q with a schedule-to-start and C with a
+  -- schedule-to-close one (none, often: an attempt that ends at once was never marked).
+  local members = {}
+  local function may_have(kind, armed, a, b)
+    if armed then members[#members + 1] = timer_member(kind, c.run, seq, a, c.id) end
+  end
+  local attempt = state.attempt
+  may_have('S', state.started, attempt)
+  may_have('H', (tonumber(state.heartbeat_ms) or 0) > 0, attempt)
+  may_have('Q', (tonumber(state.schedule_to_start_ms) or 0) > 0, attempt)
+  may_have('C', (tonumber(state.schedule_to_close_ms) or 0) > 0, 0)
+  if #members > 0 then redis.call('ZREM', c.timers, unpack(members)) end
   forget_activity(c, seq)
   local fields = {'activity_id', seq, payload_field, payload, 'attempt', state.attempt}
   if no_task then
