@@ -254,8 +254,11 @@ local function buffer_push(c, item)
   redis.call('RPUSH', c.buf, pack_strings(item))
 end
 
+-- (c.wft_now: the caller read the hash's 'wft' on entry, and nothing changed it since.)
 local function deliver(c, etype, ts, fields)
-  local state = redis.call('HGET', c.wf, 'wft')
+  local state = c.wft_now
+  if state == nil then state = redis.call('HGET', c.wf, 'wft') end
+  c.wft_now = nil
   if state == 'started' then
     local item = {etype, ts}
     for i = 1, #fields do item[#item + 1] = fields[i] end

@@ -138,6 +138,7 @@ redis.register_function('rd_act_complete', function(keys, args)
   local consumer = args[11]
   local before = nil
   if consumer and consumer ~= '' then before = c.h.wft end  -- act_fenced's read
+  c.wft_now = c.h.wft  -- for deliver (finish_activity): unchanged since
   local outcome
   if args[7] == 'completed' then
     finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[8], ts)
