@@ -127,6 +127,7 @@ redis.register_function('rd_signal', function(keys, args)
     return {'history_limit', history_limit_message(events, limit)}
   end
   local ts = now_ms()
+  c.ts = ts  -- schedule_wft's sticky deadline: one TIME per call
   local fields = {'signal_name', args[4], 'input', args[5]}
   if args[8] and args[8] ~= '' then
     fields[#fields + 1] = 'header'
