@@ -87,13 +87,13 @@ end
 local WAITS_FOR_CANCEL = {WAIT_CANCELLATION_COMPLETED = true}
 
 -- Apply one command of a completion. Returns 'closed' when the run ended.
-local function apply_command(c, kind, fields, ts)
+-- (`opts`: an ActivityTaskScheduled's options, decoded by parse_commands.)
+local function apply_command(c, kind, fields, ts, opts)
   local f = {}
   for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
   if kind == 'ActivityTaskScheduled' then
     append(c, kind, ts, fields)
     local seq = f.activity_id
-    local opts = cjson.decode(f.options)
     local state = {type = f.activity_type, tq = f.task_queue, attempt = 1, scheduled = ts,
       retry = opts.retry, start_to_close_ms = opts.start_to_close_ms,
       schedule_to_close_ms = opts.schedule_to_close_ms,
@@ -196,16 +196,46 @@ end
 local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed = true,
   WorkflowExecutionCanceled = true, WorkflowExecutionContinuedAsNew = true}
 
--- A completion's command list (kind, n_fields, field, value... from args[first]), or
--- nil when malformed: validated before anything is written.
+-- The kinds of command whose event ids wft_commit defers, and the fields apply_command
+-- needs of them: checked before anything is written, so that no error half way
+-- leaves the history ahead of the counter in the hash.
+local ID_SAFE_NEEDS = {
+  ActivityTaskScheduled = {'activity_id', 'activity_type', 'task_queue', 'input', 'options'},
+  ActivityTaskCanceled = {'activity_id'}, TimerStarted = {'timer_id', 'duration_ms'},
+  TimerCanceled = {'timer_id'}, MarkerRecorded = {}}
+
+local function id_safe_ok(kind, fields)
+  local needs = ID_SAFE_NEEDS[kind]
+  if not needs then return true end
+  local f = {}
+  for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+  for k = 1, #needs do
+    if type(f[needs[k]]) ~= 'string' then return false end
+  end
+  if kind == 'TimerStarted' then return tonumber(f.duration_ms) ~= nil end
+  return true
+end
+
+-- A completion's command list ({kind, fields, decoded options} from args[first]: kind,
+-- n_fields, field, value...), or nil when malformed: validated before anything is
+-- written. (cjson.decode raises on options that are not JSON: an error reply, nothing
+-- written.)
 local function parse_commands(args, first)
   local cmds, i = {}, first
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return nil end
-    local fields = {}
+    local kind, fields = args[i], {}
     for j = 1, n * 2 do fields[j] = args[i + 1 + j] end
-    cmds[#cmds + 1] = {args[i], fields}
+    if not id_safe_ok(kind, fields) then return nil end
+    local opts = nil
+    if kind == 'ActivityTaskScheduled' then
+      for j = 1, #fields, 2 do
+        if fields[j] == 'options' then opts = cjson.decode(fields[j + 1]) end
+      end
+      if type(opts) ~= 'table' then return nil end
+    end
+    cmds[#cmds + 1] = {kind, fields, opts}
     i = i + 2 + n * 2
   end
   return cmds
@@ -236,9 +266,7 @@ end
 -- c.h: the hash's HOT_FIELDS read on entry (hot_read). Optional: c.ts (the server's now,
 -- read already), c.buffered (the buffer's length, known), c.next_eid (ids deferred).
 -- Event ids are deferred (ids_defer) while the commands applied are ones that neither
--- read nor reset the run's counter (ID_SAFE_KINDS); the closing HSET writes it.
-local ID_SAFE_KINDS = {ActivityTaskScheduled = true, ActivityTaskCanceled = true,
-  TimerStarted = true, TimerCanceled = true, MarkerRecorded = true}
+-- read nor reset the run's counter (ID_SAFE_NEEDS' kinds); the closing HSET writes it.
 
 local function wft_commit(c, w, cmds)
   local epoch, token, msg = w[4], w[5], w[6]
@@ -304,8 +332,8 @@ local function wft_commit(c, w, cmds)
     if CLOSE_KINDS[kind] and has_buffer then
       -- new events arrived: the code must see them before it may close
     else
-      if not ID_SAFE_KINDS[kind] then ids_flush(c) end
-      if apply_command(c, kind, fields, ts) == 'closed' then
+      if not ID_SAFE_NEEDS[kind] then ids_flush(c) end
+      if apply_command(c, kind, fields, ts, cmds[k][3]) == 'closed' then
         closed = 1
         break
       end

@@ -7,11 +7,16 @@ armed), and a history that replays."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import anyio
 import pytest
+from redis.exceptions import ResponseError
 
+from engine import commands as cmd
+from engine.calls import Arg
+from engine.machine import LOGIC_FLAGS
 from sdk import Client, activity, workflow
 from sdk.testing import Replayer, WorkflowHistory, running_worker
 
@@ -99,3 +104,33 @@ async def test_completions_keep_the_counter_and_leave_nothing_of_ended_activitie
     events = [e async for e in handle.fetch_history()]
     assert [e.event_id for e in events] == list(range(1, len(events) + 1))
     await Replayer(workflows=[Mixed]).replay_workflow(WorkflowHistory(handle.id, events))
+
+
+async def test_a_command_list_that_cannot_apply_writes_nothing(client: Client) -> None:
+    """A completion whose activity options are not JSON fails before it writes anything
+    (before: the WorkflowTaskCompleted and the timer before it were written, then the
+    call failed half way)."""
+    await client.start_workflow("W", id="bad-opts", task_queue="q")
+    store, keys = client.store, client.keys
+    await store.ensure_groups("q")
+    stream = keys.workflow_tasks(keys.shard("bad-opts"), "q")
+    [(_, msg_id, fields)] = await store.read_group("test", [stream], 1, 10)
+    epoch, run_id = fields[b"epoch"].decode(), fields[b"run_id"].decode()
+    started = store.parse_wft_start(await store.call(store.wft_start_call(
+        "bad-opts", run_id, epoch, msg_id, stream, None, 10_000)))
+    assert started is not None
+    wf = keys.workflow("bad-opts")
+    before = (await client.redis.xlen(keys.history("bad-opts")),
+              await client.redis.hget(wf, "next_event_id"))
+    call = store.wft_complete_call(
+        "bad-opts", run_id, epoch, started.token, msg_id, stream, "test", started.now_ms,
+        LOGIC_FLAGS, [cmd.StartTimer(1, 60_000)])
+    bad: list[Arg] = ["ActivityTaskScheduled", 5, "activity_id", 2, "activity_type", "a",
+                      "input", "", "task_queue", "q", "options", "{not json"]
+    # (fakeredis lets its cjson's Python error through instead of an error reply.)
+    with pytest.raises((ResponseError, ValueError)):
+        await store.call(dataclasses.replace(call, args=[*call.args, *bad]))
+    after = (await client.redis.xlen(keys.history("bad-opts")),
+             await client.redis.hget(wf, "next_event_id"))
+    assert after == before
+    assert await client.redis.hget(wf, "timer:1") is None
