@@ -72,6 +72,34 @@ class PendingActivity:
     #: Turns the decoded result into what the future gives (the sdk's type-hint
     #: conversion); may raise PayloadError. None: the decoded value as it is.
     convert: Callable[[Any], Any] | None = None
+    #: The options its ActivityTaskScheduled records (retry policy, timeouts).
+    options: dict[str, Any] | None = None
+
+
+#: The failure an attempt cancelled at the workflow's request records (the bytes of
+#: engine/lua/00_common.lua's cancelled_failure()).
+CANCELLED_FAILURE = (b'{"message":"activity cancelled","kind":"cancelled",'
+                     b'"type":"CancelledError","non_retryable":true}')
+
+
+def final_failure(pending: PendingActivity, attempt: int, payload: bytes,
+                  failure: dict[str, Any]) -> bytes | None:
+    """What the ActivityTaskFailed of a failed attempt records when its failure is the
+    activity's last, as engine/lua/00_common.lua's retry_delay decides it from the
+    recorded options: `payload` (the failure's JSON), or CANCELLED_FAILURE for an
+    attempt the workflow cancelled. None: a retry may follow, or only the server can
+    tell (the schedule-to-close deadline: its clock's)."""
+    err_type = failure.get("type")
+    err_type = err_type if isinstance(err_type, str) else ""
+    if pending.cancel_requested:
+        return CANCELLED_FAILURE if err_type == "CancelledError" else payload
+    retry = (pending.options or {}).get("retry") or {}
+    max_attempts = retry.get("maximum_attempts") or 0
+    if (failure.get("non_retryable") is True
+            or (isinstance(max_attempts, int) and 0 < max_attempts <= attempt)
+            or err_type in (retry.get("non_retryable_error_types") or ())):
+        return payload
+    return None
 
 
 def cancelled_error(pending: PendingActivity, seq: int) -> ActivityError:
@@ -152,7 +180,7 @@ class ActivityMixin:
         )
         future = ActivityFuture(self, seq, self.loop)
         self._activities[seq] = PendingActivity(future, activity_type, cancellation_type,
-                                                convert=convert)
+                                                convert=convert, options=options)
         future.add_done_callback(lambda f: self._activity_future_done(seq, f))
         return future
 
@@ -201,6 +229,14 @@ class ActivityMixin:
             _resolve_cancelled(pending.future, failed_error(pending, event))
         else:
             pending.future.set_exception(failed_error(pending, event))
+
+    def final_failure(self, seq: int, attempt: int, payload: bytes,
+                      failure: dict[str, Any]) -> bytes | None:
+        """engine.activities.final_failure for activity `seq` (None: not pending)."""
+        pending = self._activities.get(seq)
+        if pending is None or pending.future.done():
+            return None
+        return final_failure(pending, attempt, payload, failure)
 
     @property
     def pending_activity_count(self) -> int:

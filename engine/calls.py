@@ -31,7 +31,7 @@ Arg = bytes | str | int
 #: own next scan.
 SETS_TIMERS = frozenset(
     {"rd_wft_start", "rd_wft_complete", "rd_wft_fail", "rd_act_start", "rd_act_complete",
-     "rd_act_complete_wft", "rd_cron_next", "rd_handoff"}
+     "rd_act_complete_wft", "rd_act_fail_wft", "rd_cron_next", "rd_handoff"}
 )
 
 

@@ -394,16 +394,20 @@ class Store(TaskStreams):
         seen_next_event_id: int,
         eager_slots: int,
         sticky_ms: int,
+        failed: bool = False,
     ) -> Call:
         """An activity step in one write (rd_act_complete_wft): the attempt's result and
         the speculative completion of the workflow task it queues, which the worker ran
-        on the ActivityTaskCompleted it built itself (parse_act_complete_wft)."""
+        on the ActivityTaskCompleted it built itself (parse_act_complete_wft). `failed`:
+        `result` is the JSON of a failure the worker found final, the activation ran on
+        the ActivityTaskFailed (rd_act_fail_wft)."""
         args = self._wf_args(
             workflow_id, run_id, activity_id, attempt, msg_id, result, worker, task_queue,
             sticky, now_ms, flags, seen_next_event_id, eager_slots,
             cmd.dropped_signals_note(list(commands)), sticky_ms)
         return Call(
-            "rd_act_complete_wft", self._task_keys(workflow_id, stream),
+            "rd_act_fail_wft" if failed else "rd_act_complete_wft",
+            self._task_keys(workflow_id, stream),
             args + _command_args(commands), TaskRef(stream, msg_id),
             timer_due_in=act_complete_wft_due_in,
         )

@@ -115,8 +115,9 @@ def parse_eager_wft(reply: Any) -> tuple[str, str, dict[bytes, bytes]] | None:
 
 @dataclass(frozen=True)
 class OneWriteStep:
-    """What rd_act_complete_wft did: `commit` is the workflow task completion when the
-    speculation landed, else None and `refused` says why ('no_task', 'clock', 'moved');
+    """What rd_act_complete_wft (rd_act_fail_wft) did: `commit` is the workflow task
+    completion when the speculation landed, else None and `refused` says why ('owner',
+    'moved', 'clock'; for a failure 'retry', 'cancel');
     `eager` is then the workflow task handed over, if any, to start normally."""
 
     commit: WorkflowTaskCommit | None

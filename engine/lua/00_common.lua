@@ -454,10 +454,13 @@ local function clear_attempt_timers(c, seq, attempt)
     timer_member('H', c.run, seq, attempt, c.id), timer_member('Q', c.run, seq, attempt, c.id))
 end
 
--- How an attempt cancelled at the workflow's request ended, in its ActivityTaskFailed.
+-- How an attempt cancelled at the workflow's request ended, in its ActivityTaskFailed:
+-- fixed bytes (engine.activities.CANCELLED_FAILURE), so that a worker running a one-write
+-- step on the event (rd_act_fail_wft) builds exactly what the history records.
+local CANCELLED_FAILURE = '{"message":"activity cancelled","kind":"cancelled",' ..
+  '"type":"CancelledError","non_retryable":true}'
 local function cancelled_failure()
-  return cjson.encode({message = 'activity cancelled', kind = 'cancelled',
-    type = 'CancelledError', non_retryable = true})
+  return CANCELLED_FAILURE
 end
 
 -- Delay before the next attempt, or nil when the failure is final.

@@ -113,6 +113,16 @@ local function take_queued_wft(c, consumer, task_queue, before, sticky)
   return nil
 end
 
+-- A failed attempt: what its ActivityTaskFailed records (the worker stopped it at the
+-- workflow's request: a cancellation) and the delay before the next attempt (nil: the
+-- failure is final).
+local function failure_outcome(state, payload, err_type, non_retryable, ts)
+  if state.cancel_requested and err_type == 'CancelledError' then
+    payload = cancelled_failure()
+  end
+  return payload, retry_delay(state, err_type, non_retryable, ts)
+end
+
 -- rd_act_complete: an attempt finished. Success delivers the result; a failure is
 -- retried after a durable backoff timer, or delivered when final.
 -- KEYS: wf, history, buffer, activity task stream (absent, msg_id '': a client's
@@ -145,15 +155,12 @@ redis.register_function('rd_act_complete', function(keys, args)
     outcome = 'completed'
   else
     clear_attempt_timers(c, seq, state.attempt)
-    if state.cancel_requested and args[9] == 'CancelledError' then
-      args[8] = cancelled_failure()  -- the worker stopped it: record a cancellation
-    end
-    local delay = retry_delay(state, args[9], args[10] == '1', ts)
+    local payload, delay = failure_outcome(state, args[8], args[9], args[10] == '1', ts)
     if delay then
-      retry_activity(c, seq, state, cjson.decode(args[8]), delay, ts)
+      retry_activity(c, seq, state, cjson.decode(payload), delay, ts)
       return {'ok', 'retrying', {}, timers_added_in(ts)}
     end
-    finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', args[8], ts)
+    finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', payload, ts)
     outcome = 'failed'
   end
   if before then
@@ -203,26 +210,30 @@ local function one_write_refused(c, args, before_ts, ts)
   return nil
 end
 
--- rd_act_complete_wft: an activity step in one write (docs/design-notes.md "One-write
--- activity steps"). The worker that ran the attempt owns the workflow's run, cached at
--- the history's end: it ran the workflow code on the ActivityTaskCompleted it built
--- itself, and sends the completion with the speculative completion of the workflow
--- task that activation stands for. When one_write_refused finds nothing against it,
--- the completion is appended and the workflow task's completion written at once (no
--- task is queued: none is needed). Else this is rd_act_complete (eager consumer set):
--- the completion queues the task, handed over if it can be, for the worker to start
--- the normal way.
+-- rd_act_complete_wft / rd_act_fail_wft: an activity step in one write
+-- (docs/design-notes.md "One-write activity steps"). The worker that ran the attempt
+-- owns the workflow's run, cached at the history's end: it ran the workflow code on the
+-- ActivityTaskCompleted (or, for a failure it found final, the ActivityTaskFailed) it
+-- built itself, and sends the attempt's end with the speculative completion of the
+-- workflow task that activation stands for. When one_write_refused finds nothing
+-- against it, the event is appended and the workflow task's completion written at
+-- once (no task is queued: none is needed). Else this is rd_act_complete (eager
+-- consumer set): the event queues the task, handed over if it can be, for the worker to
+-- start the normal way. A failure lands only as the one the code saw: final here too
+-- (else it is retried as rd_act_complete retries it: refused 'retry') and recorded as
+-- the worker sent it (else refused 'cancel': the server's cancellation replaces it).
 -- KEYS: wf, history, buffer, activity task stream
--- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, result,
---       consumer (the worker), its workflow task queue, its sticky name, now_ms, flags,
---       seen_next_event_id, eager_slots, signals_dropped, sticky_ms,
+-- ARGV: prefix, workflow_id, run_id, activity_id, attempt, msg_id, result (failure json
+--       for rd_act_fail_wft: its `type` and `non_retryable` are rd_act_complete's
+--       error_type and non_retryable), consumer (the worker), its workflow task queue,
+--       its sticky name, now_ms, flags, seen_next_event_id, eager_slots,
+--       signals_dropped, sticky_ms,
 --       then per command: kind, n_fields, field, value... (as rd_wft_complete)
--- Returns {'ok', 'completed', eager workflow task ({} none), due_in of the completion,
---          the workflow task completion's reply (rd_wft_complete's 'ok' one) or why it
---          was refused ('owner', 'moved', 'clock': see one_write_refused), the server's
---          now_ms} or {'stale'}.
-redis.register_function('rd_act_complete_wft', function(keys, args)
-  local moving = slot_moving(keys); if moving then return moving end
+-- Returns {'ok', 'completed'|'failed'|'retrying', eager workflow task ({} none), due_in
+--          of the attempt's end, the workflow task completion's reply (rd_wft_complete's
+--          'ok' one) or why it was refused ('owner', 'moved', 'clock', 'retry',
+--          'cancel': see above and one_write_refused), the server's now_ms} or {'stale'}.
+local function act_step_wft(keys, args, failed)
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
   -- Validate the command list before writing anything.
@@ -234,15 +245,29 @@ redis.register_function('rd_act_complete_wft', function(keys, args)
   local ts = now_ms()
   local refused = one_write_refused(c, args, last_event_ts(c), ts)
   timers_added_reset()
+  local etype, field, payload, outcome = 'ActivityTaskCompleted', 'result', args[7], 'completed'
+  if failed then
+    etype, field, outcome = 'ActivityTaskFailed', 'failure', 'failed'
+    local failure = cjson.decode(args[7])
+    local err_type = type(failure.type) == 'string' and failure.type or ''
+    clear_attempt_timers(c, seq, state.attempt)
+    local delay
+    payload, delay = failure_outcome(state, args[7], err_type, failure.non_retryable == true, ts)
+    if delay then
+      retry_activity(c, seq, state, failure, delay, ts)
+      return {'ok', 'retrying', {}, timers_added_in(ts), refused or 'retry', ts}
+    end
+    if not refused and payload ~= args[7] then refused = 'cancel' end
+  end
   if refused then
     local before = c.h.wft
-    finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts)
+    finish_activity(c, seq, state, etype, field, payload, ts)
     local due_in = timers_added_in(ts)
     local eager = take_queued_wft(c, args[8], args[9], before, args[10]) or {}
-    return {'ok', 'completed', eager, due_in, refused, ts}
+    return {'ok', outcome, eager, due_in, refused, ts}
   end
   ids_defer(c, c.h.next_event_id)
-  finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[7], ts, true)
+  finish_activity(c, seq, state, etype, field, payload, ts, true)
   local due_in = timers_added_in(ts)
   local w = {args[1], args[2], args[3], '', '', '', args[8], args[11], args[12], args[13],
     args[14], args[15], args[10], args[16]}
@@ -251,5 +276,15 @@ redis.register_function('rd_act_complete_wft', function(keys, args)
   -- (one_write_refused), the deferred event ids.
   wc.h, wc.ts, wc.buffered = c.h, ts, 0
   wc.next_eid, wc.eid_dirty = c.next_eid, c.eid_dirty
-  return {'ok', 'completed', {}, due_in, wft_commit(wc, w, cmds), ts}
+  return {'ok', outcome, {}, due_in, wft_commit(wc, w, cmds), ts}
+end
+
+redis.register_function('rd_act_complete_wft', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  return act_step_wft(keys, args, false)
+end)
+
+redis.register_function('rd_act_fail_wft', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  return act_step_wft(keys, args, true)
 end)

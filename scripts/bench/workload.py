@@ -16,9 +16,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sdk import activity, workflow
+from sdk import ActivityError, ApplicationError, RetryPolicy, activity, workflow
 
 TIMEOUT = timedelta(seconds=60)
+#: A retry at once (`Ends`): the retried attempt's cost, not its backoff, is measured.
+RETRY_AT_ONCE = RetryPolicy(initial_interval=timedelta(milliseconds=1))
 
 
 @activity.defn
@@ -163,5 +165,42 @@ class Fleet:
             self._step()
 
 
-WORKFLOWS: list[type] = [Steps, Stamps, Probe, Gate, Fleet]
-ACTIVITIES: list[Callable[..., Any]] = [noop, stamp]
+@activity.defn
+async def ends(outcome: str) -> int:
+    """Completes ("complete"), fails for good ("final": non-retryable), or fails once to
+    be retried and then for good ("retried"): scripts/bench/failure_steps.py."""
+    attempt = activity.info().attempt
+    if outcome == "final" or (outcome == "retried" and attempt > 1):
+        raise ApplicationError("refused", type="Refused", non_retryable=True)
+    if outcome == "retried":
+        raise ApplicationError("try again", type="Flaky")
+    return attempt
+
+
+@workflow.defn
+class Ends:
+    """Waits for `go`, then runs `n` activities one after another that end as `outcome`
+    says (`ends`); returns how many failed."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.signal
+    def start(self) -> None:
+        self.go = True
+
+    @workflow.run
+    async def run(self, n: int, outcome: str) -> int:
+        await workflow.wait_condition(lambda: self.go)
+        failed = 0
+        for _ in range(n):
+            try:
+                await workflow.execute_activity(ends, outcome, start_to_close_timeout=TIMEOUT,
+                                                retry_policy=RETRY_AT_ONCE)
+            except ActivityError:
+                failed += 1
+        return failed
+
+
+WORKFLOWS: list[type] = [Steps, Stamps, Probe, Gate, Fleet, Ends]
+ACTIVITIES: list[Callable[..., Any]] = [noop, stamp, ends]

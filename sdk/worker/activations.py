@@ -91,11 +91,13 @@ class Activations:
             return None
         return cached
 
-    def one_write(self, task: TaskEntry, result: bytes, now_ms: int | None) -> OneWrite | None:
+    def one_write(self, task: TaskEntry, result: bytes, now_ms: int | None,
+                  failure: dict[str, Any] | None = None) -> OneWrite | None:
         """An activity step in one write (docs/design-notes.md "One-write activity
         steps"): when we own the workflow's run, cached at the history's end, run its
-        code on the ActivityTaskCompleted that `result` makes and return the call that
-        writes both. None: complete the attempt the plain way."""
+        code on the ActivityTaskCompleted that `result` makes (with `failure`, its JSON
+        in `result`: the ActivityTaskFailed, if the failure is the activity's last) and
+        return the call that writes both. None: end the attempt the plain way."""
         plumbing = self._plumbing
         if not self.sticky or plumbing.stopping or now_ms is None:
             return None
@@ -105,6 +107,15 @@ class Activations:
                 or cached.committed_id != cached.machine.last_event_id):
             return None
         machine = cached.machine
+        fields = {b"type": b"ActivityTaskCompleted", b"result": result}
+        if failure is not None:
+            # Only a final failure ends the activity: a retry queues no workflow task.
+            final = machine.final_failure(int(task.get("activity_id")),
+                                          int(task.get("attempt")), result, failure)
+            if final is None:
+                return None
+            result = final
+            fields = {b"type": b"ActivityTaskFailed", b"failure": final}
         # Never before our last commit of it: the history's last event (else refused).
         now_ms = max(now_ms, cached.committed_ms)
         # The event exactly as the Lua appends it (finish_activity): the same fields,
@@ -112,9 +123,9 @@ class Activations:
         # refuses the step otherwise). Its ts is the server's, unknown here and unread
         # by the code: the activation's time is now_ms.
         event = ev.decode_event({
-            b"id": str(machine.last_event_id + 1).encode(), b"type": b"ActivityTaskCompleted",
-            b"ts": str(now_ms).encode(), b"activity_id": task.fields[b"activity_id"],
-            b"result": result, b"attempt": task.fields[b"attempt"]})
+            b"id": str(machine.last_event_id + 1).encode(), b"ts": str(now_ms).encode(),
+            b"activity_id": task.fields[b"activity_id"], b"attempt": task.fields[b"attempt"],
+            **fields})
         began = time.perf_counter()
         cached.ahead = True  # from here on the machine is ahead of the history
         try:
@@ -130,7 +141,8 @@ class Activations:
             wf_id, run_id, task.get("activity_id"), task.get("attempt"), task.msg_id,
             task.stream, result, worker=plumbing.identity, task_queue=plumbing.task_queue,
             sticky=self.sticky, now_ms=machine.now_ms, flags=LOGIC_FLAGS, commands=commands,
-            seen_next_event_id=event.event_id + 1, eager_slots=slots, sticky_ms=self.sticky_ms)
+            seen_next_event_id=event.event_id + 1, eager_slots=slots, sticky_ms=self.sticky_ms,
+            failed=failure is not None)
         return OneWrite(call, cached, slots, began)
 
     def _one_write_slots(self, commands: list[Any]) -> int:

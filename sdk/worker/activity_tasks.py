@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -43,6 +44,8 @@ SUSPECT_WAIT_S = 5.0
 HEARTBEAT_TICK_S = 0.025
 #: Completions committed in one round trip at most.
 COMPLETION_BATCH = 256
+#: The calls of one-write activity steps (WorkflowTasks.one_write).
+ONE_WRITE_FUNCTIONS = frozenset({"rd_act_complete_wft", "rd_act_fail_wft"})
 
 
 class EagerWorkflowTasks(Protocol):
@@ -50,7 +53,8 @@ class EagerWorkflowTasks(Protocol):
 
     async def take_eager(self, tasks: list[TaskEntry]) -> None: ...
 
-    def one_write(self, task: TaskEntry, result: bytes, server_ms: int | None) -> Call | None: ...
+    def one_write(self, task: TaskEntry, result: bytes, server_ms: int | None,
+                  failure: dict[str, Any] | None = None) -> Call | None: ...
 
     def settle_one_write(self, call: Call, reply: Any) -> tuple[TaskEntry | None, int | None]: ...
 
@@ -244,6 +248,7 @@ class ActivityTasks:
         for var, value in zip(bound, values, strict=True):
             var.set(value)
         call: Call | None = None
+        failure: dict[str, Any] | None = None
         try:
             definition = self._activities.get(info.activity_type)
             if definition is None:
@@ -268,12 +273,8 @@ class ActivityTasks:
                 if running.releasing:
                     call = self._store.release_call(task.stream, task.msg_id)
                 else:
-                    call = self._failure_call(
-                        task,
-                        ApplicationError(
-                            "activity cancelled", type="CancelledError", non_retryable=True
-                        ),
-                    )
+                    failure = to_failure(ApplicationError(
+                        "activity cancelled", type="CancelledError", non_retryable=True))
             else:
                 try:
                     payload = self._codec.encode(hints.encode_result(result))
@@ -303,8 +304,12 @@ class ActivityTasks:
         except Exception as exc:
             log.info("activity_failed", error=f"{type(exc).__name__}: {exc}")
             self._plumbing.note_failure(task, getattr(exc, "type", None) or type(exc).__name__)
-            call = self._failure_call(task, exc)
+            failure = to_failure(exc)
         finally:
+            if failure is not None:
+                # Out of the except clause: a one-write step runs workflow code here,
+                # whose exceptions must not chain to the activity's (__context__).
+                call = self._failure_call(task, failure, ctx.cancel_requested)
             activity_api._context.reset(token)
             for var in bound:
                 var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
@@ -332,7 +337,14 @@ class ActivityTasks:
             tasks, self.backlog = self.backlog[:free], self.backlog[free:]
             self.start(tasks)
 
-    def _failure_call(self, task: TaskEntry, exc: BaseException) -> Call:
+    def _failure_call(self, task: TaskEntry, failure: dict[str, Any], heard_cancel: bool) -> Call:
+        # A final failure may be a one-write step too; a CancelledError only when the
+        # server asked for it (it then records a cancellation whatever the step does).
+        if heard_cancel or failure["type"] != "CancelledError":
+            one_write = self._one_write(
+                task, json.dumps(failure, separators=(",", ":")).encode(), failure)
+            if one_write is not None:
+                return one_write
         return self._store.act_complete_call(
             task.get("workflow_id"),
             task.get("run_id"),
@@ -340,19 +352,21 @@ class ActivityTasks:
             task.get("attempt"),
             task.msg_id,
             task.stream,
-            failure=to_failure(exc),
+            failure=failure,
             eager_consumer=self._eager_consumer(),
             eager_task_queue=self._plumbing.task_queue,
             eager_sticky=self._plumbing.sticky or "",
         )
 
-    def _one_write(self, task: TaskEntry, result: bytes) -> Call | None:
-        """The completion with the workflow's next step in it, when the workflow task
+    def _one_write(self, task: TaskEntry, result: bytes,
+                   failure: dict[str, Any] | None = None) -> Call | None:
+        """The attempt's end with the workflow's next step in it, when the workflow task
         path can run that step here (WorkflowTasks.one_write), else None."""
         if not self._eager_consumer():
             return None
         assert self.eager_workflow_tasks is not None
-        return self.eager_workflow_tasks.one_write(task, result, self.server_clock.now_ms())
+        return self.eager_workflow_tasks.one_write(
+            task, result, self.server_clock.now_ms(), failure)
 
     def _eager_consumer(self) -> str:
         """Ask an activity completion to hand us the workflow task it queues, when we
@@ -387,7 +401,7 @@ class ActivityTasks:
                 if call.task is not None:
                     plumbing.let_go(call.task)
                 plumbing.stats["activities"] += 1
-                if call.function == "rd_act_complete_wft":
+                if call.function in ONE_WRITE_FUNCTIONS:
                     assert self.eager_workflow_tasks is not None
                     task, server_ms = self.eager_workflow_tasks.settle_one_write(call, reply)
                     if server_ms is not None:

@@ -403,10 +403,11 @@ class WorkflowTasks:
         return None
 
     # --- one-write activity steps (Activations.one_write) -----------------------------
-    def one_write(self, task: TaskEntry, result: bytes, server_ms: int | None) -> Call | None:
-        """The call that completes an activity attempt with its workflow's next step,
-        or None (the plain completion)."""
-        step = self.activations.one_write(task, result, server_ms)
+    def one_write(self, task: TaskEntry, result: bytes, server_ms: int | None,
+                  failure: dict[str, Any] | None = None) -> Call | None:
+        """The call that ends an activity attempt (completed, or failed for the last
+        time) with its workflow's next step, or None (the plain completion)."""
+        step = self.activations.one_write(task, result, server_ms, failure)
         if step is None:
             return None
         self._one_writes[(task.stream, task.msg_id)] = step
@@ -443,6 +444,8 @@ class WorkflowTasks:
             return handed, done.server_ms
         commit = done.commit
         plumbing.stats["one_write_steps"] += 1
+        if call.function == "rd_act_fail_wft":
+            plumbing.stats["one_write_failures"] += 1
         plumbing.stats["cache_hits"] += 1  # an activation on the cached run, no replay
         if plumbing.metrics is not None:
             plumbing.metrics.one_write_step(step.cached.machine.info.workflow_type,
