@@ -91,7 +91,7 @@ end
 -- Append one event; returns its event id and stream entry id. With c.next_eid set
 -- (ids_defer: a workflow task completion whose hot read gave the counter), the id comes
 -- from it and the hash's next_event_id is written once, by ids_flush or the caller's
--- closing HSET (ids_field), instead of one HINCRBY per event.
+-- closing HSET (wft_commit), instead of one HINCRBY per event.
 local function append(c, etype, ts, fields)
   local id = c.next_eid
   if id then
@@ -104,43 +104,6 @@ local function append(c, etype, ts, fields)
   local sid = redis.call(unpack(cmd))
   c.last_id, c.last_sid = id, sid
   return id, sid
-end
-
-local function ids_defer(c, next_event_id)
-  c.next_eid, c.eid_dirty = tonumber(next_event_id), false
-end
-
--- Writes the deferred counter (before anything that may read or reset it) and ends the
--- deferral: appends go back to HINCRBY.
-local function ids_flush(c)
-  if c.eid_dirty then redis.call('HSET', c.wf, 'next_event_id', c.next_eid) end
-  c.next_eid, c.eid_dirty = nil, false
-end
-
--- The events a run has (next id - 1), from the deferred counter when there is one.
-local function next_event_id_of(c, stored)
-  return c.next_eid or tonumber(stored) or 1
-end
-
--- The workflow hash's fields a workflow task completion reads (one HMGET on entry:
--- wft_fenced, act_hot_read), by name in c.h (false: unset). Read once, used for what the
--- transition does not change before it is used (the fence, the queue, the limit, which
--- of the fields the closing HDEL has to remove).
-local HOT_FIELDS = {'run_id', 'status', 'wft_epoch', 'wft', 'wft_token', 'task_queue',
-  'next_event_id', 'max_events', 'sticky', 'sticky_ms', 'last_wft_failure', 'wft_msg',
-  'wft_task'}
-
--- HMGET of HOT_FIELDS and `extra` (names); fills c.h, returns the extras' values.
-local function hot_read(c, extra)
-  local names = {unpack(HOT_FIELDS)}
-  for i = 1, #extra do names[#names + 1] = extra[i] end
-  local values = redis.call('HMGET', c.wf, unpack(names))
-  local h, n = {}, #HOT_FIELDS
-  for i = 1, n do h[HOT_FIELDS[i]] = values[i] end
-  c.h = h
-  local out = {}
-  for i = 1, #extra do out[i] = values[n + i] end
-  return out
 end
 
 local function ack(stream, msg_id)
@@ -419,7 +382,9 @@ local function history_size(c)
     local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
     h = {next_event_id = info[1], max_events = info[2]}
   end
-  return next_event_id_of(c, h.next_event_id) - 1, tonumber(h.max_events) or MAX_HISTORY_EVENTS
+  -- (c.next_eid: the deferred counter, when there is one: ids_defer, 01_hot_read.lua)
+  local next_id = c.next_eid or tonumber(h.next_event_id) or 1
+  return next_id - 1, tonumber(h.max_events) or MAX_HISTORY_EVENTS
 end
 
 local function history_limit_message(events, limit)
