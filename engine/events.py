@@ -18,6 +18,8 @@ from collections.abc import Callable
 from operator import methodcaller
 from typing import Any, get_type_hints
 
+from msgpack import unpackb as _unpackb
+
 from engine.child_events import (
     CHILD_CLOSE_TYPES,
     ChildWorkflowExecutionCanceled,
@@ -287,10 +289,22 @@ def _netstrings(data: bytes) -> list[bytes]:
     return parts
 
 
+def _msgpack_parts(data: bytes) -> list[Any]:
+    try:
+        parts = _unpackb(data, raw=True)
+    except Exception as exc:  # msgpack's errors are not all ValueErrors
+        raise ValueError(f"malformed packed event: {exc}") from None
+    if not isinstance(parts, list):
+        raise ValueError("a packed event is an array")
+    return parts
+
+
 def decode_packed_event(data: bytes) -> Event:
-    """An event packed by the Lua `packed_event` (netstrings: id, type, ts, fields...):
-    the one event a workflow task entry carries, for a speculative activation."""
-    parts = _netstrings(data)
+    """The one event a workflow task entry carries, for a speculative activation, as
+    the Lua `packed_event` wrote it: a MessagePack array (id, type, ts, field, value...;
+    first byte 0x90-0x9f or 0xdc/0xdd) or, from a library before it (a rolling deploy
+    has both) and on fakeredis, netstrings of the same parts (first byte a digit)."""
+    parts = _msgpack_parts(data) if data[:1] >= b"\x90" else _netstrings(data)
     fields = {b"id": parts[0], b"type": parts[1], b"ts": parts[2]}
     fields.update(zip(parts[3::2], parts[4::2], strict=True))
     return decode_event(fields)

@@ -88,9 +88,17 @@ local function unpack_strings(s)
   return out
 end
 
--- Append one event; returns its event id and stream entry id.
+-- Append one event; returns its event id and stream entry id. With c.next_eid set
+-- (ids_defer: a workflow task completion whose hot read gave the counter), the id comes
+-- from it and the hash's next_event_id is written once, by ids_flush or the caller's
+-- closing HSET (wft_commit), instead of one HINCRBY per event.
 local function append(c, etype, ts, fields)
-  local id = redis.call('HINCRBY', c.wf, 'next_event_id', 1) - 1
+  local id = c.next_eid
+  if id then
+    c.next_eid, c.eid_dirty = id + 1, true
+  else
+    id = redis.call('HINCRBY', c.wf, 'next_event_id', 1) - 1
+  end
   local cmd = {'XADD', c.hist, '*', 'id', id, 'type', etype, 'ts', ts}
   for i = 1, #fields do cmd[#cmd + 1] = fields[i] end
   local sid = redis.call(unpack(cmd))
@@ -163,32 +171,70 @@ local function schedule_wft(c, event)
     redis.call('XADD', stream, '*', 'workflow_id', c.id, 'run_id', info[2], 'epoch', epoch)
   end
   if sticky_ms then
-    redis.call('ZADD', key_sticky_timers(c.prefix), now_ms() + sticky_ms,
+    redis.call('ZADD', key_sticky_timers(c.prefix), (c.ts or now_ms()) + sticky_ms,
       timer_member('K', info[2], epoch, 0, c.id))
   end
 end
 
+-- The server's MessagePack, looked up on first use (a library's load may not reach the
+-- Lua libraries; nor may it touch a global that is missing: fakeredis, used in unit
+-- tests, has no cmsgpack, and its cjson none of the real one's settings, by which it is
+-- told apart): false there, and the event goes as netstrings.
+local msgpack_pack = nil
+
+local function msgpack_packer()
+  if msgpack_pack == nil then
+    msgpack_pack = false
+    if cjson.encode_max_depth then msgpack_pack = cmsgpack.pack end
+  end
+  return msgpack_pack
+end
+
+-- The event a workflow task carries: a MessagePack array {id, type, ts, field, value...}
+-- (id and ts integers, the rest strings: one C call, no per-part length text), read by
+-- engine/events.py decode_packed_event, which reads the netstrings of before too.
 local function packed_event(id, etype, ts, fields)
   local item = {id, etype, ts}
   for i = 1, #fields do item[#item + 1] = fields[i] end
+  local pack = msgpack_packer()
+  if pack then
+    for i = 4, #item do
+      if type(item[i]) ~= 'string' then item[i] = tostring(item[i]) end
+    end
+    return pack(item)
+  end
   return pack_strings(item)
 end
 
 -- An input event: buffered while a workflow task runs (so the task's replay sees
 -- exactly what it saw live), else appended, scheduling a workflow task if none is due.
+-- Pushes onto any run's buffer so far in this call: a completion that found its buffer
+-- empty skips the LRANGE of flush_buffer when this has not moved since.
+local buf_pushes = 0
+
+local function buffer_push(c, item)
+  buf_pushes = buf_pushes + 1
+  redis.call('RPUSH', c.buf, pack_strings(item))
+end
+
+-- (c.wft_now: the caller read the hash's 'wft' on entry, and nothing changed it since.)
 local function deliver(c, etype, ts, fields)
-  local state = redis.call('HGET', c.wf, 'wft')
+  local state = c.wft_now
+  if state == nil then state = redis.call('HGET', c.wf, 'wft') end
+  c.wft_now = nil
   if state == 'started' then
     local item = {etype, ts}
     for i = 1, #fields do item[#item + 1] = fields[i] end
-    redis.call('RPUSH', c.buf, pack_strings(item))
+    buffer_push(c, item)
   else
     local id = append(c, etype, ts, fields)
     if state == 'none' then schedule_wft(c, packed_event(id, etype, ts, fields)) end
   end
 end
 
-local function flush_buffer(c)
+-- `empty_at` (optional): buf_pushes when the caller saw the buffer empty.
+local function flush_buffer(c, empty_at)
+  if empty_at and empty_at == buf_pushes then return 0 end
   local items = redis.call('LRANGE', c.buf, 0, -1)
   if #items == 0 then return 0 end
   redis.call('DEL', c.buf)
@@ -331,8 +377,14 @@ end
 
 -- {events so far, limit} of the run's history.
 local function history_size(c)
-  local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
-  return (tonumber(info[1]) or 1) - 1, tonumber(info[2]) or MAX_HISTORY_EVENTS
+  local h = c.h
+  if not h then
+    local info = redis.call('HMGET', c.wf, 'next_event_id', 'max_events')
+    h = {next_event_id = info[1], max_events = info[2]}
+  end
+  -- (c.next_eid: the deferred counter, when there is one: ids_defer, 01_hot_read.lua)
+  local next_id = c.next_eid or tonumber(h.next_event_id) or 1
+  return next_id - 1, tonumber(h.max_events) or MAX_HISTORY_EVENTS
 end
 
 local function history_limit_message(events, limit)
@@ -402,8 +454,10 @@ end
 -- last heartbeat details, and the timeouts that decide when it must mark it started.
 -- A schedule-to-start timeout ('Q' timer) ends the attempt unless it is marked started
 -- by then (rd_act_start); the field tells the worker to mark it at once.
-local function enqueue_activity(c, seq, attempt, state)
-  local data = redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
+-- `data` (optional): {input, heartbeat details} when the caller knows them (a new
+-- activity: its input, no details yet), else read.
+local function enqueue_activity(c, seq, attempt, state, data)
+  data = data or redis.call('HMGET', c.wf, 'actin:' .. seq, 'acthb:' .. seq)
   local fields = {'workflow_id', c.id, 'run_id', c.run, 'activity_id', seq,
     'attempt', attempt, 'activity_type', state.type,
     'start_to_close_ms', tonumber(state.start_to_close_ms) or 0,
@@ -436,8 +490,19 @@ end
 -- `no_task`: appended with no workflow task queued (a one-write step writes the task's
 -- completion itself: rd_act_complete_wft).
 local function finish_activity(c, seq, state, etype, payload_field, payload, ts, no_task)
-  clear_attempt_timers(c, seq, state.attempt)
-  redis.call('ZREM', c.timers, timer_member('C', c.run, seq, 0, c.id))
+  -- One ZREM, of the timers this activity may have armed: S only once started
+  -- (rd_act_start), H with a heartbeat timeout, Q with a schedule-to-start and C with a
+  -- schedule-to-close one (none, often: an attempt that ends at once was never marked).
+  local members = {}
+  local function may_have(kind, armed, a, b)
+    if armed then members[#members + 1] = timer_member(kind, c.run, seq, a, c.id) end
+  end
+  local attempt = state.attempt
+  may_have('S', state.started, attempt)
+  may_have('H', (tonumber(state.heartbeat_ms) or 0) > 0, attempt)
+  may_have('Q', (tonumber(state.schedule_to_start_ms) or 0) > 0, attempt)
+  may_have('C', (tonumber(state.schedule_to_close_ms) or 0) > 0, 0)
+  if #members > 0 then redis.call('ZREM', c.timers, unpack(members)) end
   forget_activity(c, seq)
   local fields = {'activity_id', seq, payload_field, payload, 'attempt', state.attempt}
   if no_task then

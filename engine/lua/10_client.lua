@@ -99,7 +99,9 @@ redis.register_function('rd_start', function(keys, args)
 end)
 
 local function check_running(c)
-  local info = redis.call('HMGET', c.wf, 'status', 'run_id')
+  local info
+  if c.h then info = {c.h.status, c.h.run_id}  -- hot_read on entry
+  else info = redis.call('HMGET', c.wf, 'status', 'run_id') end
   if not info[1] or (c.run ~= '' and info[2] ~= c.run) then return {'not_found'} end
   if info[1] ~= 'RUNNING' then return {'not_running', info[1]} end
   return nil
@@ -116,6 +118,8 @@ redis.register_function('rd_signal', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   if keys[4] and request_seen(keys[4], args[6]) then return {'ok'} end
+  hot_read(c, {})  -- one HMGET for the check, the limit and deliver's state
+  c.wft_now = c.h.wft
   local bad = check_running(c)
   if bad then return bad end
   local events, limit = history_size(c)
@@ -123,6 +127,7 @@ redis.register_function('rd_signal', function(keys, args)
     return {'history_limit', history_limit_message(events, limit)}
   end
   local ts = now_ms()
+  c.ts = ts  -- schedule_wft's sticky deadline: one TIME per call
   local fields = {'signal_name', args[4], 'input', args[5]}
   if args[8] and args[8] ~= '' then
     fields[#fields + 1] = 'header'

@@ -1,7 +1,15 @@
 -- Workflow task transitions: start, complete, fail.
 
-local function wft_fenced(c, epoch, token)
-  local info = redis.call('HMGET', c.wf, 'run_id', 'status', 'wft_epoch', 'wft', 'wft_token')
+-- (`hot`: read the hash with hot_read, for a completion's wft_commit to use.)
+local function wft_fenced(c, epoch, token, hot)
+  local info
+  if hot then
+    hot_read(c, {})
+    local h = c.h
+    info = {h.run_id, h.status, h.wft_epoch, h.wft, h.wft_token}
+  else
+    info = redis.call('HMGET', c.wf, 'run_id', 'status', 'wft_epoch', 'wft', 'wft_token')
+  end
   if info[1] ~= c.run or info[2] ~= 'RUNNING' or info[3] ~= epoch then return false end
   if token == nil then return info[4] == 'scheduled' or info[4] == 'started' end
   if token == '' then return info[4] == 'scheduled' end  -- speculative: never started
@@ -79,22 +87,21 @@ end
 local WAITS_FOR_CANCEL = {WAIT_CANCELLATION_COMPLETED = true}
 
 -- Apply one command of a completion. Returns 'closed' when the run ended.
-local function apply_command(c, kind, fields, ts)
+-- (`opts`: an ActivityTaskScheduled's options, decoded by parse_commands.)
+local function apply_command(c, kind, fields, ts, opts)
   local f = {}
   for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
   if kind == 'ActivityTaskScheduled' then
     append(c, kind, ts, fields)
     local seq = f.activity_id
-    local opts = cjson.decode(f.options)
     local state = {type = f.activity_type, tq = f.task_queue, attempt = 1, scheduled = ts,
       retry = opts.retry, start_to_close_ms = opts.start_to_close_ms,
       schedule_to_close_ms = opts.schedule_to_close_ms,
       schedule_to_start_ms = opts.schedule_to_start_ms,
       heartbeat_ms = opts.heartbeat_ms, header = opts.header}
     if WAITS_FOR_CANCEL[opts.cancellation_type] then state.wait_cancel = true end
-    put_activity(c, seq, state)
-    redis.call('HSET', c.wf, 'actin:' .. seq, f.input)
-    enqueue_activity(c, seq, 1, state)
+    redis.call('HSET', c.wf, 'act:' .. seq, cjson.encode(state), 'actin:' .. seq, f.input)
+    enqueue_activity(c, seq, 1, state, {f.input, false})
     if c.eager_slots > 0 and f.task_queue == c.task_queue then
       -- Eager dispatch: the completing worker takes the task it just queued (a normal
       -- delivery to its consumer), saving the wake-up of its activity poller.
@@ -123,9 +130,8 @@ local function apply_command(c, kind, fields, ts)
       if state.wait_cancel then
         -- Between attempts: nothing runs, so the activity ended now. Buffered, so it
         -- follows this completion's commands and wakes the workflow in a new task.
-        redis.call('RPUSH', c.buf, pack_strings({'ActivityTaskFailed', ts,
-          'activity_id', f.activity_id, 'failure', cancelled_failure(),
-          'attempt', state.attempt}))
+        buffer_push(c, {'ActivityTaskFailed', ts, 'activity_id', f.activity_id,
+          'failure', cancelled_failure(), 'attempt', state.attempt})
       end
       clear_attempt_timers(c, f.activity_id, state.attempt)
       redis.call('ZREM', c.timers, timer_member('C', c.run, f.activity_id, 0, c.id))
@@ -190,16 +196,46 @@ end
 local CLOSE_KINDS = {WorkflowExecutionCompleted = true, WorkflowExecutionFailed = true,
   WorkflowExecutionCanceled = true, WorkflowExecutionContinuedAsNew = true}
 
--- A completion's command list (kind, n_fields, field, value... from args[first]), or
--- nil when malformed: validated before anything is written.
+-- The kinds of command whose event ids wft_commit defers, and the fields apply_command
+-- needs of them: checked before anything is written, so that no error half way
+-- leaves the history ahead of the counter in the hash.
+local ID_SAFE_NEEDS = {
+  ActivityTaskScheduled = {'activity_id', 'activity_type', 'task_queue', 'input', 'options'},
+  ActivityTaskCanceled = {'activity_id'}, TimerStarted = {'timer_id', 'duration_ms'},
+  TimerCanceled = {'timer_id'}, MarkerRecorded = {}}
+
+local function id_safe_ok(kind, fields)
+  local needs = ID_SAFE_NEEDS[kind]
+  if not needs then return true end
+  local f = {}
+  for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+  for k = 1, #needs do
+    if type(f[needs[k]]) ~= 'string' then return false end
+  end
+  if kind == 'TimerStarted' then return tonumber(f.duration_ms) ~= nil end
+  return true
+end
+
+-- A completion's command list ({kind, fields, decoded options} from args[first]: kind,
+-- n_fields, field, value...), or nil when malformed: validated before anything is
+-- written. (cjson.decode raises on options that are not JSON: an error reply, nothing
+-- written.)
 local function parse_commands(args, first)
   local cmds, i = {}, first
   while i <= #args do
     local n = tonumber(args[i + 1])
     if not n then return nil end
-    local fields = {}
+    local kind, fields = args[i], {}
     for j = 1, n * 2 do fields[j] = args[i + 1 + j] end
-    cmds[#cmds + 1] = {args[i], fields}
+    if not id_safe_ok(kind, fields) then return nil end
+    local opts = nil
+    if kind == 'ActivityTaskScheduled' then
+      for j = 1, #fields, 2 do
+        if fields[j] == 'options' then opts = cjson.decode(fields[j + 1]) end
+      end
+      if type(opts) ~= 'table' then return nil end
+    end
+    cmds[#cmds + 1] = {kind, fields, opts}
     i = i + 2 + n * 2
   end
   return cmds
@@ -209,14 +245,15 @@ end
 -- no event came after the ones the code saw. Returns nil when it may land, else the
 -- reply: {'retry'} (nothing written) or {'stale'} (message acknowledged).
 local function speculation_fenced(c, epoch, msg, seen_next_event_id)
-  if not wft_fenced(c, epoch, '') then
-    if is_current(c, c.run) and redis.call('HGET', c.wf, 'wft_epoch') == epoch then
+  if not wft_fenced(c, epoch, '', true) then
+    local h = c.h
+    if h.run_id == c.run and h.status == 'RUNNING' and h.wft_epoch == epoch then
       return {'retry'}  -- started meanwhile by someone: take the normal path
     end
     ack(c.task, msg)
     return {'stale'}
   end
-  if redis.call('HGET', c.wf, 'next_event_id') ~= seen_next_event_id then
+  if c.h.next_event_id ~= seen_next_event_id then
     return {'retry'}
   end
   return nil
@@ -226,14 +263,21 @@ end
 -- rd_act_complete_wft's speculation). `w` has rd_wft_complete's ARGV layout (4: epoch,
 -- 5: token, 6: msg_id, 7: worker, 8: now_ms, 9: flags, 11: eager_slots,
 -- 12: signals_dropped, 13: sticky, 14: sticky_ms); cmds: parse_commands'.
+-- c.h: the hash's HOT_FIELDS read on entry (hot_read). Optional: c.ts (the server's now,
+-- read already), c.buffered (the buffer's length, known), c.next_eid (ids deferred).
+-- Event ids are deferred (ids_defer) while the commands applied are ones that neither
+-- read nor reset the run's counter (ID_SAFE_NEEDS' kinds); the closing HSET writes it.
+
 local function wft_commit(c, w, cmds)
   local epoch, token, msg = w[4], w[5], w[6]
   -- Activity tasks this worker will run at once if they are for its own queue.
   c.eager_slots = tonumber(w[11]) or 0
   c.eager = {}
   c.worker = w[7]
-  c.task_queue = redis.call('HGET', c.wf, 'task_queue')
-  local ts = now_ms()
+  local h = c.h
+  c.task_queue = h.task_queue
+  if not c.next_eid then ids_defer(c, h.next_event_id) end
+  local ts = c.ts or now_ms()
   timers_added_reset()
   if token ~= '' then
     redis.call('ZREM', c.timers, timer_member('W', c.run, epoch, token, c.id))
@@ -241,7 +285,9 @@ local function wft_commit(c, w, cmds)
     -- A speculative completion of a sticky task: its start deadline is moot now.
     redis.call('ZREM', key_sticky_timers(c.prefix), timer_member('K', c.run, epoch, 0, c.id))
   end
-  local buffered = redis.call('LLEN', c.buf)
+  local buffered = c.buffered or redis.call('LLEN', c.buf)
+  local empty_at = nil  -- buf_pushes when the buffer was seen empty (flush_buffer)
+  if buffered == 0 then empty_at = buf_pushes end
   -- Updates the code has not seen hold the close back as buffered events do.
   local unseen_updates = updates_unseen(c, cmds)
   local has_buffer = buffered > 0 or unseen_updates > 0
@@ -254,6 +300,7 @@ local function wft_commit(c, w, cmds)
   end
   if not (closes and not has_buffer) and events + 1 + #cmds + buffered > limit then
     local message = history_limit_message(events, limit)
+    ids_flush(c)
     ack(c.task, msg)
     flush_buffer(c)
     append(c, 'WorkflowExecutionTerminated', ts, {'reason', message})
@@ -285,7 +332,8 @@ local function wft_commit(c, w, cmds)
     if CLOSE_KINDS[kind] and has_buffer then
       -- new events arrived: the code must see them before it may close
     else
-      if apply_command(c, kind, fields, ts) == 'closed' then
+      if not ID_SAFE_NEEDS[kind] then ids_flush(c) end
+      if apply_command(c, kind, fields, ts, cmds[k][3]) == 'closed' then
         closed = 1
         break
       end
@@ -294,15 +342,28 @@ local function wft_commit(c, w, cmds)
   local last_id, last_sid = c.last_id, c.last_sid
   ack(c.task, msg)
   if closed == 0 then
+    -- The buffer's events first, so that one HSET writes the deferred counter too.
+    local flushed = flush_buffer(c, empty_at)
+    local set = {'wft', 'none', 'wft_attempt', 1}
+    local gone = {'last_wft_failure', 'wft_msg', 'wft_task'}
     if w[13] ~= '' then
-      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1, 'sticky', w[13],
-        'sticky_ms', w[14])
-      redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task')
+      set[5], set[6], set[7], set[8] = 'sticky', w[13], 'sticky_ms', w[14]
     else
-      redis.call('HSET', c.wf, 'wft', 'none', 'wft_attempt', 1)
-      redis.call('HDEL', c.wf, 'last_wft_failure', 'wft_msg', 'wft_task', 'sticky', 'sticky_ms')
+      gone[4], gone[5] = 'sticky', 'sticky_ms'
     end
-    if flush_buffer(c) > 0 or unseen_updates > 0 then schedule_wft(c) end
+    if c.eid_dirty then
+      set[#set + 1] = 'next_event_id'
+      set[#set + 1] = c.next_eid
+    end
+    c.next_eid, c.eid_dirty = nil, false
+    redis.call('HSET', c.wf, unpack(set))
+    -- Only the fields the entry read found set (none of them is set on the way).
+    local del = {}
+    for i = 1, #gone do
+      if h[gone[i]] then del[#del + 1] = gone[i] end
+    end
+    if #del > 0 then redis.call('HDEL', c.wf, unpack(del)) end
+    if flushed > 0 or unseen_updates > 0 then schedule_wft(c) end
   end
   return {'ok', last_id, last_sid, closed, dropped, c.eager, timers_added_in(ts), ts}
 end
@@ -331,7 +392,7 @@ redis.register_function('rd_wft_complete', function(keys, args)
   if token == '' then
     local refused = speculation_fenced(c, epoch, msg, args[10])
     if refused then return refused end
-  elseif not wft_fenced(c, epoch, token) then
+  elseif not wft_fenced(c, epoch, token, true) then
     ack(c.task, msg)
     return {'stale'}
   end

@@ -2,10 +2,12 @@
 
 -- The activity's state while `attempt` is its current one ('' = whichever is: an async
 -- activity handle made from workflow, run and activity ids), else nil.
+-- One HMGET: the run, the activity's state and (hot_read) what a one-write step and
+-- its workflow task completion read.
 local function act_fenced(c, seq, attempt)
-  if not is_current(c, c.run) then return nil end
-  local state = get_activity(c, seq)
-  if not state then return nil end
+  local raw = hot_read(c, {'act:' .. seq})[1]
+  if c.h.run_id ~= c.run or c.h.status ~= 'RUNNING' or not raw then return nil end
+  local state = cjson.decode(raw)
   if attempt ~= '' and tostring(state.attempt) ~= attempt then return nil end
   return state
 end
@@ -141,10 +143,12 @@ redis.register_function('rd_act_complete', function(keys, args)
   ack(c.task, msg)
   if not state then return {'stale'} end
   local ts = now_ms()
+  c.ts = ts
   timers_added_reset()
   local consumer = args[11]
   local before = nil
-  if consumer and consumer ~= '' then before = redis.call('HGET', c.wf, 'wft') end
+  if consumer and consumer ~= '' then before = c.h.wft end  -- act_fenced's read
+  c.wft_now = c.h.wft  -- for deliver (finish_activity): unchanged since
   local outcome
   if args[7] == 'completed' then
     finish_activity(c, seq, state, 'ActivityTaskCompleted', 'result', args[8], ts)
@@ -184,7 +188,8 @@ local ONE_WRITE_MAX_LAG_MS = 1000
 -- stands for the workflow task this completion would queue, so it lands only where
 -- that task would come straight to this worker and run on exactly what the code saw.
 local function one_write_refused(c, args, before_ts, ts)
-  local info = redis.call('HMGET', c.wf, 'wft', 'task_queue', 'sticky', 'next_event_id')
+  local h = c.h  -- act_fenced's read: nothing changed them since
+  local info = {h.wft, h.task_queue, h.sticky, h.next_event_id}
   -- No task due or running (the completion would queue one), for our queue, owned by us
   -- (our sticky stream still there: schedule_wft would route the task to it).
   if info[1] ~= 'none' or info[2] ~= args[9] or info[3] ~= args[10] or args[10] == '' or
@@ -255,17 +260,22 @@ local function act_step_wft(keys, args, failed)
     if not refused and payload ~= args[7] then refused = 'cancel' end
   end
   if refused then
-    local before = redis.call('HGET', c.wf, 'wft')
+    local before = c.h.wft
     finish_activity(c, seq, state, etype, field, payload, ts)
     local due_in = timers_added_in(ts)
     local eager = take_queued_wft(c, args[8], args[9], before, args[10]) or {}
     return {'ok', outcome, eager, due_in, refused, ts}
   end
+  ids_defer(c, c.h.next_event_id)
   finish_activity(c, seq, state, etype, field, payload, ts, true)
   local due_in = timers_added_in(ts)
   local w = {args[1], args[2], args[3], '', '', '', args[8], args[11], args[12], args[13],
     args[14], args[15], args[10], args[16]}
   local wc = ctx({keys[1], keys[2], keys[3]}, args)  -- no task entry to acknowledge
+  -- What this call read and wrote so far: the hash's fields, the time, the empty buffer
+  -- (one_write_refused), the deferred event ids.
+  wc.h, wc.ts, wc.buffered = c.h, ts, 0
+  wc.next_eid, wc.eid_dirty = c.next_eid, c.eid_dirty
   return {'ok', outcome, {}, due_in, wft_commit(wc, w, cmds), ts}
 end
 
