@@ -26,7 +26,8 @@ def _loop() -> DeterministicLoop:
 
 
 def test_callbacks_run_in_fifo_order_with_those_they_schedule_after() -> None:
-    loop, ran = _loop(), []
+    loop = _loop()
+    ran: list[str] = []
 
     def first() -> None:
         ran.append("first")
@@ -40,7 +41,8 @@ def test_callbacks_run_in_fifo_order_with_those_they_schedule_after() -> None:
 
 
 def test_a_callback_raising_through_the_loop_leaves_the_rest_queued() -> None:
-    loop, ran = _loop(), []
+    loop = _loop()
+    ran: list[str] = []
 
     def interrupt() -> None:
         loop.call_soon(ran.append, "scheduled before the interrupt")
@@ -57,7 +59,8 @@ def test_a_callback_raising_through_the_loop_leaves_the_rest_queued() -> None:
 
 
 def test_a_cancelled_callback_does_not_run() -> None:
-    loop, ran = _loop(), []
+    loop = _loop()
+    ran: list[str] = []
     loop.call_soon(ran.append, "one")
     loop.call_soon(ran.append, "two").cancel()
     loop.run_ready()
