@@ -62,7 +62,7 @@ class ActivityFuture(asyncio.Future[Any]):
         return super().cancel(msg)
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingActivity:
     future: asyncio.Future[Any]
     activity_type: str

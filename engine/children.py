@@ -66,7 +66,7 @@ class ChildResultFuture(asyncio.Future[Any]):
         return self._owner.cancel_child(self._seq) or super().cancel(msg)
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingChild:
     seq: int
     workflow_id: str
@@ -79,7 +79,7 @@ class PendingChild:
     cancel_requested: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _External:
     """A signal or cancel request sent to another workflow; `future` None: nobody waits
     (the cancel of a child, which waits on the child's result instead)."""
@@ -94,7 +94,7 @@ def _retrieved(future: asyncio.Future[Any], error: BaseException) -> None:
     future.exception()  # code need not await it: no "exception never retrieved"
 
 
-@dataclass
+@dataclass(slots=True)
 class _ChildState:
     children: dict[int, PendingChild] = field(default_factory=dict)
     externals: dict[int, _External] = field(default_factory=dict)

@@ -49,7 +49,7 @@ class LocalActivityOutcome:
     failure: dict[str, Any] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _PendingLocal:
     request: LocalActivityRequest
     future: asyncio.Future[Any]

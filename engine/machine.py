@@ -16,7 +16,7 @@ import contextvars
 import math
 import random
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -32,7 +32,7 @@ from engine.errors import (
     PayloadError,
     to_failure,
 )
-from engine.local_activities import LocalActivityMixin, LocalActivityOutcome
+from engine.local_activities import LocalActivityMixin, LocalActivityOutcome, _PendingLocal
 from engine.loop import DeterministicLoop
 from engine.patches import PatchMixin
 from engine.replay import ReplayMixin
@@ -77,7 +77,7 @@ class ActivationFailed(Exception):
     a bug the user can fix and deploy; the task is retried."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Condition:
     fn: Callable[[], bool]
     future: asyncio.Future[bool]
@@ -96,9 +96,20 @@ def current_machine() -> WorkflowMachine:
     return machine
 
 
-@dataclass
+#: `_firing` between activations and `_patches_in_history` until a patch marker:
+#: shared, so a cached run keeps no empty set (each is 216 bytes; since Python 3.10
+#: `frozenset()` is not one shared object either).
+_NONE_FIRING: frozenset[int] = frozenset()
+_NO_PATCHES: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin,
                       SearchAttributesMixin, ChildMixin, ReplayMixin):
+    """A cached run keeps one machine: its state is in slots, not an instance dict
+    (~1.3 KiB less a run; docs/scaling.md "Worker memory"). The mixins declare no
+    slots; the state below is set by __post_init__."""
+
     info: WorkflowInfo
     hooks: WorkflowHooks
     codec: PayloadCodec
@@ -107,34 +118,60 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
     replaying: bool = False
     closed: bool = False
     loop: DeterministicLoop = field(init=False)
+    _random: random.Random | None = field(init=False, repr=False, compare=False)
+    _now_ms: int = field(init=False, repr=False, compare=False)
+    _commands: list[cmd.Command] = field(init=False, repr=False, compare=False)
+    _activity_seq: int = field(init=False, repr=False, compare=False)
+    _timer_seq: int = field(init=False, repr=False, compare=False)
+    _activities: dict[int, PendingActivity] = field(init=False, repr=False, compare=False)
+    _child_state: _ChildState = field(init=False, repr=False, compare=False)
+    _local_seq: int = field(init=False, repr=False, compare=False)
+    _local_pending: dict[int, _PendingLocal] = field(init=False, repr=False, compare=False)
+    _local_markers: dict[int, ev.MarkerRecorded] = field(init=False, repr=False, compare=False)
+    _flags: frozenset[ev.WorkflowLogicFlag] = field(init=False, repr=False, compare=False)
+    _timers: dict[int, asyncio.TimerHandle] = field(init=False, repr=False, compare=False)
+    _conditions: list[_Condition] = field(init=False, repr=False, compare=False)
+    _main: asyncio.Task[Any] | None = field(init=False, repr=False, compare=False)
+    _handlers: list[asyncio.Task[Any]] = field(init=False, repr=False, compare=False)
+    _close_emitted: bool = field(init=False, repr=False, compare=False)
+    _firing: Set[int] = field(init=False, repr=False, compare=False)
+    cancel_requested: bool = field(init=False, repr=False, compare=False)
+    _patch_answers: dict[str, bool] = field(init=False, repr=False, compare=False)
+    _patches_in_history: frozenset[str] = field(init=False, repr=False, compare=False)
+    _matching: bool = field(init=False, repr=False, compare=False)
+    _in_query: bool = field(init=False, repr=False, compare=False)
+    _update_inbox: list[tuple[UpdateRequest, bool]] = field(init=False, repr=False, compare=False)
+    #: The input event being applied (its headers: sdk/interceptor.py).
+    input_event: ev.Event | None = field(init=False, repr=False, compare=False)
+    applying_update_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.loop = DeterministicLoop(self)  # type: ignore[abstract]  # no I/O methods
-        self._random: random.Random | None = None
+        self._random = None
         self._now_ms = 0
-        self._commands: list[cmd.Command] = []
+        self._commands = []
         self._activity_seq = 0
         self._timer_seq = 0
-        self._activities: dict[int, PendingActivity] = {}
+        self._activities = {}
         self._child_state = _ChildState()
         self._local_seq = 0
         self._local_pending = {}
         self._local_markers = {}
-        self._flags: frozenset[ev.WorkflowLogicFlag] = CURRENT_FLAGS
-        self._timers: dict[int, asyncio.TimerHandle] = {}
-        self._conditions: list[_Condition] = []
-        self._main: asyncio.Task[Any] | None = None
-        self._handlers: list[asyncio.Task[Any]] = []
+        self._flags = CURRENT_FLAGS
+        self._timers = {}
+        self._conditions = []
+        self._main = None
+        self._handlers = []
         self._close_emitted = False
-        self._firing: set[int] = set()
+        self._firing = _NONE_FIRING
         self.cancel_requested = False
         self._patch_answers = {}
-        self._patches_in_history = set()
+        self._patches_in_history = _NO_PATCHES
         self._matching = False
         self._in_query = False
         self._update_inbox = []
-        #: The input event being applied (its headers: sdk/interceptor.py).
-        self.input_event: ev.Event | None = None
+        self.input_event = None
+        self.applying_update_id = ""
 
     # --- driving ----------------------------------------------------------------------
     def activate(
@@ -228,12 +265,13 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
         step_per_input = ev.WorkflowLogicFlag.STEP_PER_INPUT in flags
         # Timers that fire later in this activation: cancelling one of them (its waiter
         # was satisfied by an earlier input) needs no command, the fire is recorded.
-        self._firing = {e.timer_id for e in inputs if isinstance(e, ev.TimerFired)}
+        firing = {e.timer_id for e in inputs if isinstance(e, ev.TimerFired)}
+        self._firing = firing
         token = _current.set(self)
         try:
             for event in inputs:
                 if isinstance(event, ev.TimerFired):
-                    self._firing.discard(event.timer_id)
+                    firing.discard(event.timer_id)
                 self._apply(event)
                 if step_per_input:
                     self._drain()
@@ -244,7 +282,9 @@ class WorkflowMachine(ActivityMixin, LocalActivityMixin, PatchMixin, UpdateMixin
             self._emit_close_if_done()
         finally:
             _current.reset(token)
-            self._firing = set()
+            self._firing = _NONE_FIRING
+            # A cached run keeps no decoded event (the start's holds its input).
+            self.input_event = None
         return self._commands
 
     def _apply(self, event: ev.Event) -> None:

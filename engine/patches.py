@@ -32,7 +32,7 @@ class PatchMixin:
     #: The answer `patched` gave per patch id in this run: the first one holds.
     _patch_answers: dict[str, bool]
     #: Patch ids whose marker the replay has met among recorded commands so far.
-    _patches_in_history: set[str]
+    _patches_in_history: frozenset[str]
     #: True while an activation runs to be matched with recorded commands.
     _matching: bool
     #: True while a query handler runs: it reads state and decides nothing.
@@ -58,7 +58,8 @@ class PatchMixin:
         NotifyHasPatch), so `patched` answers True for them."""
         for event in recorded:
             if is_patch_marker(event):
-                self._patches_in_history.add(event.patch_id)
+                # A frozenset (the empty one is shared): most runs have no patch.
+                self._patches_in_history |= {event.patch_id}
 
 
 def skip_unasked_deprecated_markers(

@@ -156,7 +156,8 @@ def details(res: dict[str, Any]) -> list[str]:
             f"(from {f(mem['worker_rss_before_mib'], 1)} MiB with 200): "
             f"{f(mem['kib_per_cached_workflow'], 2)} KiB per cached workflow "
             f"instance. Redis: {f(mem['redis_bytes_per_open_workflow'], 0)} bytes per open "
-            f"workflow, {f(mem['redis_used_mib'], 1)} MiB used.",
+            f"workflow, {f(mem['redis_used_mib'], 1)} MiB used. By part and history "
+            'length: "Worker memory per cached run" below.',
         ]
     t = rd.get("transport")
     if ran_ok(t):
