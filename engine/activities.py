@@ -77,7 +77,7 @@ class PendingActivity:
 
 
 #: The failure an attempt cancelled at the workflow's request records (the bytes of
-#: engine/lua/00_common.lua's cancelled_failure()).
+#: engine/lua/02_activities.lua's cancelled_failure()).
 CANCELLED_FAILURE = (b'{"message":"activity cancelled","kind":"cancelled",'
                      b'"type":"CancelledError","non_retryable":true}')
 
@@ -85,7 +85,7 @@ CANCELLED_FAILURE = (b'{"message":"activity cancelled","kind":"cancelled",'
 def final_failure(pending: PendingActivity, attempt: int, payload: bytes,
                   failure: dict[str, Any]) -> bytes | None:
     """What the ActivityTaskFailed of a failed attempt records when its failure is the
-    activity's last, as engine/lua/00_common.lua's retry_delay decides it from the
+    activity's last, as engine/lua/02_activities.lua's retry_delay decides it from the
     recorded options: `payload` (the failure's JSON), or CANCELLED_FAILURE for an
     attempt the workflow cancelled. None: a retry may follow, or only the server can
     tell (the schedule-to-close deadline: its clock's)."""
