@@ -212,19 +212,28 @@ local function id_safe_ok(kind, fields)
   for k = 1, #needs do
     if type(f[needs[k]]) ~= 'string' then return false end
   end
-  if kind == 'TimerStarted' then return tonumber(f.duration_ms) ~= nil end
+  if kind == 'TimerStarted' then
+    -- tonumber takes 'nan' and 'inf' too: ZADD refuses the first, half way.
+    local ms = tonumber(f.duration_ms)
+    return ms ~= nil and ms > -math.huge and ms < math.huge
+  end
   return true
 end
 
 -- A completion's command list ({kind, fields, decoded options} from args[first]: kind,
 -- n_fields, field, value...), or nil when malformed: validated before anything is
 -- written. (cjson.decode raises on options that are not JSON: an error reply, nothing
--- written.)
+-- written.) Every n_fields is a whole number whose fields and values are all there (an
+-- XADD of a field without its value fails half way; n = -1 would stall the walk), and
+-- options are what cjson can encode again (apply_command keeps them in the activity's
+-- state: cjson decodes NaN and Infinity, which RetryPolicy(backoff_coefficient=inf)
+-- sends, and refuses to encode them).
 local function parse_commands(args, first)
+  if #args < first - 1 then return nil end  -- the fixed arguments before the commands
   local cmds, i = {}, first
   while i <= #args do
     local n = tonumber(args[i + 1])
-    if not n then return nil end
+    if not n or n < 0 or n % 1 ~= 0 or i + 1 + n * 2 > #args then return nil end
     local kind, fields = args[i], {}
     for j = 1, n * 2 do fields[j] = args[i + 1 + j] end
     if not id_safe_ok(kind, fields) then return nil end
@@ -233,7 +242,7 @@ local function parse_commands(args, first)
       for j = 1, #fields, 2 do
         if fields[j] == 'options' then opts = cjson.decode(fields[j + 1]) end
       end
-      if type(opts) ~= 'table' then return nil end
+      if type(opts) ~= 'table' or not pcall(cjson.encode, opts) then return nil end
     end
     cmds[#cmds + 1] = {kind, fields, opts}
     i = i + 2 + n * 2

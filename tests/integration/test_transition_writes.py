@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import pytest
@@ -134,3 +135,70 @@ async def test_a_command_list_that_cannot_apply_writes_nothing(client: Client) -
              await client.redis.hget(wf, "next_event_id"))
     assert after == before
     assert await client.redis.hget(wf, "timer:1") is None
+
+
+#: Commands parse_commands let through that fail half way through the apply: after
+#: the completion's first events were appended with deferred ids (the counter in the
+#: hash is written only by the completion's closing HSET), so the history was left
+#: ahead of the counter and the next event took an id already in it.
+_FAILS_HALF_WAY: dict[str, list[Arg]] = {
+    # What RetryPolicy(backoff_coefficient=math.inf) (or nan, which passes its
+    # `< 1` check) sends: cjson decodes Infinity, and cannot encode it back.
+    "options_not_finite": ["ActivityTaskScheduled", 5, "activity_id", "2", "activity_type",
+                           "a", "input", "", "task_queue", "q", "options",
+                           '{"retry":{"backoff_coefficient":Infinity}}'],
+    "duration_nan": ["TimerStarted", 2, "timer_id", "2", "duration_ms", "nan"],
+    "field_without_value": ["TimerStarted", 3, "timer_id", "2", "duration_ms", "5", "extra"],
+}
+
+
+@pytest.mark.parametrize("bad", sorted(_FAILS_HALF_WAY))
+async def test_a_command_that_fails_half_way_is_refused_before_any_write(
+    real_client: Client, bad: str,
+) -> None:
+    client = real_client
+    wf_id = f"half-{bad}"
+    await client.start_workflow("W", id=wf_id, task_queue="q")
+    store, keys = client.store, client.keys
+    await store.ensure_groups("q")
+    stream = keys.workflow_tasks(keys.shard(wf_id), "q")
+    [(_, msg_id, fields)] = await store.read_group("test", [stream], 1, 10)
+    epoch, run_id = fields[b"epoch"].decode(), fields[b"run_id"].decode()
+    started = store.parse_wft_start(await store.call(store.wft_start_call(
+        wf_id, run_id, epoch, msg_id, stream, None, 10_000)))
+    assert started is not None
+    wf, history = keys.workflow(wf_id), keys.history(wf_id)
+    before = (await client.redis.xlen(history), await client.redis.hget(wf, "next_event_id"))
+    call = store.wft_complete_call(
+        wf_id, run_id, epoch, started.token, msg_id, stream, "test", started.now_ms,
+        LOGIC_FLAGS, [cmd.StartTimer(1, 60_000)])
+    with pytest.raises(ResponseError):
+        await store.call(dataclasses.replace(call, args=[*call.args, *_FAILS_HALF_WAY[bad]]))
+    after = (await client.redis.xlen(history), await client.redis.hget(wf, "next_event_id"))
+    assert after == before
+    # The task's completion without it lands, its events numbered on from the history
+    # (they took ids already in it).
+    assert (await store.call(call))[0] in (b"ok", "ok")
+    entries: Any = await client.redis.xrange(history)
+    ids = [int(fields[b"id"]) for _, fields in entries]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+async def test_a_negative_field_count_is_refused(real_client: Client) -> None:
+    """n_fields -1 left parse_commands' walk where it was: a loop for ever, its list
+    growing, the server busy (before the count was checked)."""
+    client = real_client
+    await client.start_workflow("W", id="neg-count", task_queue="q")
+    store, keys = client.store, client.keys
+    await store.ensure_groups("q")
+    stream = keys.workflow_tasks(keys.shard("neg-count"), "q")
+    [(_, msg_id, fields)] = await store.read_group("test", [stream], 1, 10)
+    epoch, run_id = fields[b"epoch"].decode(), fields[b"run_id"].decode()
+    started = store.parse_wft_start(await store.call(store.wft_start_call(
+        "neg-count", run_id, epoch, msg_id, stream, None, 10_000)))
+    assert started is not None
+    call = store.wft_complete_call(
+        "neg-count", run_id, epoch, started.token, msg_id, stream, "test", started.now_ms,
+        LOGIC_FLAGS, [])
+    with pytest.raises(ResponseError, match="malformed command list"):
+        await store.call(dataclasses.replace(call, args=[*call.args, "X", -1]))
