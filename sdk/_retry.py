@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +27,9 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.initial_interval <= timedelta(0):
             raise InvalidArgumentError("initial_interval must be positive")
+        if not math.isfinite(self.backoff_coefficient):
+            # (NaN passes `< 1`; the Lua's cjson cannot encode either back.)
+            raise InvalidArgumentError("backoff_coefficient must be finite")
         if self.backoff_coefficient < 1:
             raise InvalidArgumentError("backoff_coefficient must be at least 1")
         if self.maximum_interval is not None and self.maximum_interval < self.initial_interval:

@@ -4,6 +4,7 @@ has the wire form the engine's Lua reads."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -248,6 +249,10 @@ def test_retry_policy_wire_form() -> None:
     [
         ({"initial_interval": timedelta(0)}, "initial_interval must be positive"),
         ({"backoff_coefficient": 0.5}, "at least 1"),
+        # NaN passed `< 1`, and either went to the server as JSON cjson cannot encode
+        # again (the completion that scheduled the activity was refused).
+        ({"backoff_coefficient": math.nan}, "finite"),
+        ({"backoff_coefficient": math.inf}, "finite"),
         (
             {"initial_interval": timedelta(seconds=2), "maximum_interval": timedelta(seconds=1)},
             "maximum_interval must be at least initial_interval",
