@@ -77,9 +77,26 @@ local function enqueue_activity(c, seq, attempt, state, data)
   redis.call('XADD', key_activity_tasks(c.prefix, state.tq), '*', unpack(fields))
 end
 
+-- A failure as the activity's state can keep it: cjson decodes NaN and Infinity (a
+-- worker's failure JSON has them when an error's details hold such a float) but will
+-- not encode them, and put_activity would fail after the attempt's task was
+-- acknowledged and its timers cleared (no retry armed: the activity lost). Such a
+-- failure keeps its message and type (the history's event keeps the whole of it).
+local function storable_failure(failure)
+  if type(failure) == 'table' and pcall(cjson.encode, failure) then return failure end
+  local kept = {message = 'activity failed'}
+  if type(failure) == 'table' then
+    for _, k in ipairs({'message', 'type', 'kind'}) do
+      if type(failure[k]) == 'string' then kept[k] = failure[k] end
+    end
+    kept.non_retryable = failure.non_retryable == true
+  end
+  return kept
+end
+
 local function retry_activity(c, seq, state, failure, delay, ts)
   state.attempt = state.attempt + 1
-  state.last_failure = failure
+  state.last_failure = storable_failure(failure)
   state.started = nil
   state.msg = nil
   state.next_attempt_at = ts + delay

@@ -139,6 +139,10 @@ redis.register_function('rd_act_complete', function(keys, args)
   local moving = slot_moving(keys); if moving then return moving end
   local c = ctx(keys, args)
   local seq, attempt, msg = args[4], args[5], args[6]
+  -- A failure's JSON, decoded before anything is written (cjson.decode raises on text
+  -- that is not JSON: an error reply).
+  local failure = nil
+  if args[7] ~= 'completed' then failure = cjson.decode(args[8]) end
   local state = act_fenced(c, seq, attempt)
   ack(c.task, msg)
   if not state then return {'stale'} end
@@ -157,7 +161,7 @@ redis.register_function('rd_act_complete', function(keys, args)
     clear_attempt_timers(c, seq, state.attempt)
     local payload, delay = failure_outcome(state, args[8], args[9], args[10] == '1', ts)
     if delay then
-      retry_activity(c, seq, state, cjson.decode(payload), delay, ts)
+      retry_activity(c, seq, state, failure, delay, ts)  -- (payload is args[8]: no cancel)
       return {'ok', 'retrying', {}, timers_added_in(ts)}
     end
     finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', payload, ts)
@@ -239,6 +243,11 @@ local function act_step_wft(keys, args, failed)
   -- Validate the command list before writing anything.
   local cmds = parse_commands(args, 17)
   if not cmds then return redis.error_reply('ERR malformed command list') end
+  local failure = nil
+  if failed then
+    failure = cjson.decode(args[7])
+    if type(failure) ~= 'table' then return redis.error_reply('ERR malformed failure') end
+  end
   local state = act_fenced(c, seq, attempt)
   ack(c.task, msg)
   if not state then return {'stale'} end
@@ -248,7 +257,6 @@ local function act_step_wft(keys, args, failed)
   local etype, field, payload, outcome = 'ActivityTaskCompleted', 'result', args[7], 'completed'
   if failed then
     etype, field, outcome = 'ActivityTaskFailed', 'failure', 'failed'
-    local failure = cjson.decode(args[7])
     local err_type = type(failure.type) == 'string' and failure.type or ''
     clear_attempt_timers(c, seq, state.attempt)
     local delay
