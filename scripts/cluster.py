@@ -64,10 +64,17 @@ def free_cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if port + BUS_OFFSET < 65536 and not port_in_use(port + BUS_OFFSET) \
-                and port not in ports:
+        if fits_beside(port, ports) and not port_in_use(port + BUS_OFFSET):
             ports.append(port)
     return ports
+
+
+def fits_beside(port: int, chosen: Sequence[int]) -> bool:
+    """Whether a node on `port` and its cluster bus (+10000) clash with none of the nodes
+    on `chosen` and their buses (a node on 33683 has its bus on 43683: a node chosen
+    there could not start)."""
+    taken = set(chosen) | {p + BUS_OFFSET for p in chosen}
+    return port + BUS_OFFSET < 65536 and port not in taken and port + BUS_OFFSET not in taken
 
 
 class LocalCluster:
