@@ -26,9 +26,7 @@ async def odd_failure() -> None:
     raise ApplicationError("boom", type=Kind.BAD)  # type: ignore[arg-type]
 
 
-async def test_an_attempt_whose_failure_call_raises_frees_its_slot_and_suspect(
-    fake_client: Client,
-) -> None:
+async def _run_one(fake_client: Client) -> Worker:
     worker = Worker(fake_client, task_queue=QUEUE, activities=[odd_failure],
                     handle_signals=False)
     activities, plumbing = worker._activity_tasks, worker._plumbing
@@ -48,6 +46,28 @@ async def test_an_attempt_whose_failure_call_raises_frees_its_slot_and_suspect(
                 if runner is None or (runner.runner is not None and runner.runner.done()):
                     break
             tg.cancel_scope.cancel()
+    return worker
+
+
+async def test_an_attempt_whose_failure_call_raises_frees_its_slot_and_suspect(
+    fake_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot build the call")
+
+    monkeypatch.setattr(fake_client.store, "act_complete_call", broken)
+    worker = await _run_one(fake_client)
+    activities, plumbing = worker._activity_tasks, worker._plumbing
     assert activities.running == {}
     assert plumbing.suspect is None
     assert plumbing.claimed_in_flight == 0
+
+
+async def test_a_failure_type_that_is_no_str_is_still_written(fake_client: Client) -> None:
+    """to_failure kept a non-str ApplicationError `type` as it was: json.dumps raised
+    while the failure call was built, and the attempt never ended (its task held and
+    touched for ever, the workflow waiting on it)."""
+    worker = await _run_one(fake_client)
+    [call] = worker._activity_tasks.completions
+    assert b'"type":"Kind.BAD"' in b"".join(
+        a if isinstance(a, bytes) else str(a).encode() for a in call.args)
