@@ -317,7 +317,9 @@ def to_failure(
         "non_retryable": False,
     }
     if isinstance(exc, ApplicationError):
-        doc["type"] = exc.type or "ApplicationError"
+        # A str on the wire whatever code passed (an enum, say): else json.dumps
+        # raised where the failure was written, and it never was.
+        doc["type"] = str(exc.type) if exc.type else "ApplicationError"
         doc["kind"] = "application"
         doc["non_retryable"] = exc.non_retryable
         if exc.details:

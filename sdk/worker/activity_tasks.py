@@ -293,27 +293,37 @@ class ActivityTasks:
             self._plumbing.note_failure(task, getattr(exc, "type", None) or type(exc).__name__)
             failure = to_failure(exc)
         finally:
-            if failure is not None:
-                # Out of the except clause: a one-write step runs workflow code here,
-                # whose exceptions must not chain to the activity's (__context__).
-                call = self._failure_call(task, failure, ctx.cancel_requested)
-            activity_api._context.reset(token)
-            for var in bound:
-                var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
-            if call is not None:
-                self.completions.append(call)
-                self._completion_ready.set()
-            del self.running[(task.stream, task.msg_id)]
-            if not self.running and self._housekeeping_timer is not None:
-                # Nothing left to mark or beat for: the wake would find nothing to do.
-                self._housekeeping_timer.cancel()
-                self._housekeeping_timer = None
-            if task.claimed:
-                self._plumbing.claimed_done([task])
-            if self.suspect == (task.stream, task.msg_id):
-                self._plumbing.suspect = None
-            self._slot_free.set()
-            self._start_backlog()
+            try:
+                if failure is not None:
+                    # Out of the except clause: a one-write step runs workflow code here,
+                    # whose exceptions must not chain to the activity's (__context__).
+                    call = self._failure_call(task, failure, ctx.cancel_requested)
+            finally:
+                # Whatever building that call raised (a failure that is no JSON):
+                # the attempt's slot, suspect mark and claimed count are let go.
+                self._attempt_done(running, token, bound, call)
+
+    def _attempt_done(self, running: RunningActivity, token: Any, bound: Any,
+                      call: Call | None) -> None:
+        """The end of an attempt's _run, however it ended."""
+        task = running.task
+        activity_api._context.reset(token)
+        for var in bound:
+            var.set(...)  # unbound, as structlog.contextvars.unbind_contextvars does
+        if call is not None:
+            self.completions.append(call)
+            self._completion_ready.set()
+        del self.running[(task.stream, task.msg_id)]
+        if not self.running and self._housekeeping_timer is not None:
+            # Nothing left to mark or beat for: the wake would find nothing to do.
+            self._housekeeping_timer.cancel()
+            self._housekeeping_timer = None
+        if task.claimed:
+            self._plumbing.claimed_done([task])
+        if self.suspect == (task.stream, task.msg_id):
+            self._plumbing.suspect = None
+        self._slot_free.set()
+        self._start_backlog()
 
     def _start_backlog(self) -> None:
         """Start held tasks waiting for a slot (claimed beyond our free slots, a suspect)
