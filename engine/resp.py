@@ -303,21 +303,23 @@ class RespPool:
             # The Sentinels may still name a primary that has just been demoted.
             setup.append(["ROLE"])
         if setup:
-            replies = await conn.execute(setup)
             try:
-                _raise_if_loading(replies)
-            except RedisConnectionError:
-                conn.close()
+                self._check_setup(await conn.execute(setup))
+            except BaseException:
+                # Refused, lost, or the caller cancelled mid-setup: nobody else holds
+                # this connection, so it closes here (else only the GC would close it).
+                conn.abort()
                 raise
-            for reply in replies:
-                if isinstance(reply, ResponseError):
-                    conn.close()
-                    raise reply
-            if self.resolver is not None and replies[-1][0] != b"master":
-                conn.close()
-                raise NotPrimaryError(
-                    f"{self.host}:{self.port} is a {replies[-1][0].decode()}, not the primary")
         return conn
+
+    def _check_setup(self, replies: list[Any]) -> None:
+        _raise_if_loading(replies)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        if self.resolver is not None and replies[-1][0] != b"master":
+            raise NotPrimaryError(
+                f"{self.host}:{self.port} is a {replies[-1][0].decode()}, not the primary")
 
     async def _multiplexer(self) -> _Multiplexer:
         mux = self._mux
