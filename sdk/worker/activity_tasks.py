@@ -163,10 +163,14 @@ class ActivityTasks:
         """Run a suspect once the other tasks claimed from dead workers are done (for at
         most SUSPECT_WAIT_S): if it is what kills workers, they must not go down with
         it, delivery after delivery, into the dead letters."""
+        plumbing = self._plumbing
+        plumbing.suspect_waits(task)
         with anyio.move_on_after(SUSPECT_WAIT_S):
-            while self._plumbing.claimed_in_flight > 0:
+            while plumbing.claimed_in_flight > 0 and not plumbing.stopping:
                 await anyio.sleep(0.01)
-        if self._plumbing.stopping or len(self.running) >= self.max_concurrent:
+        if not plumbing.suspect_may_start(task):
+            return  # a stopping worker handed it back
+        if plumbing.stopping or len(self.running) >= self.max_concurrent:
             self.backlog.append(task)
         else:
             self.start([task])

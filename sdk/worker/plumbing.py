@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,6 +47,27 @@ def transient(exc: BaseException) -> bool:
     and a batch whose tasks are held would be dropped mid-way: touched for ever, never
     claimed (workflow_tasks.py `_process`)."""
     return isinstance(exc, TRANSIENT) or is_transient(exc)
+
+
+async def retried_while_stopping(what: str, step: Callable[[], Awaitable[None]],
+                                 seconds: float = 2.0) -> None:
+    """A step of a stopping worker's drain that writes to Redis: "not now" errors are
+    retried for up to `seconds`, then the step is given up (logged) so that the rest of
+    the drain (handing back unseen entries, releasing the sticky streams) still runs.
+    What it would have written is not lost: the tasks it held stay pending on the
+    worker, which the fleet claims once the worker is gone."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            await step()
+            return
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if time.monotonic() >= deadline:
+                log.warning("drain_step_given_up", step=what, error=str(exc))
+                return
+        await anyio.sleep(0.1)
 
 
 #: How long a poller's read blocks: the longest a stopping worker waits for its reads.
@@ -106,6 +127,9 @@ class TaskPlumbing:
         #: The one task delivered more than once (a suspect: it went down with a worker
         #: before) that we hold, of either kind, if any (ActivityTasks.suspect_room).
         self.suspect: tuple[str, str] | None = None
+        #: Suspects waiting for the claimed tasks to clear before they run: a stopping
+        #: worker hands them back with its backlogs (take_waiting_suspects).
+        self._waiting_suspects: list[TaskEntry] = []
         #: Since when suspect_room has seen other claimed tasks held (None: none).
         self._claimed_busy_since: float | None = None
         self.stats: dict[str, int] = defaultdict(int)
@@ -203,6 +227,22 @@ class TaskPlumbing:
             await self.dead_letter(calls)
         finally:
             self.claimed_in_flight -= 1
+
+    def suspect_waits(self, task: TaskEntry) -> None:
+        self._waiting_suspects.append(task)
+
+    def suspect_may_start(self, task: TaskEntry) -> bool:
+        """Whether a waiting suspect is still ours to run: False once a stopping
+        worker's drain took it back (take_waiting_suspects)."""
+        for i, waiting in enumerate(self._waiting_suspects):
+            if waiting is task:
+                del self._waiting_suspects[i]
+                return True
+        return False
+
+    def take_waiting_suspects(self) -> list[TaskEntry]:
+        waiting, self._waiting_suspects = self._waiting_suspects, []
+        return waiting
 
     async def release(self, tasks: Sequence[TaskEntry]) -> None:
         """Hand tasks we hold but will not run back to their queue, for any worker."""

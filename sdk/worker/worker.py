@@ -40,7 +40,12 @@ from sdk.worker.handoff import Handoffs
 from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.metrics import worker_metrics
-from sdk.worker.plumbing import READ_BLOCK_MS, TaskPlumbing, transient
+from sdk.worker.plumbing import (
+    READ_BLOCK_MS,
+    TaskPlumbing,
+    retried_while_stopping,
+    transient,
+)
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
 from sdk.worker.task_entry import Fields, TaskEntry
@@ -348,10 +353,11 @@ class Worker:
         await self._activity_tasks.hand_back_running()
         # Held but never started (claimed while the slots were full, speculations to
         # retry, ...): hand them back too, or they wait for the idle-time claim.
-        left = [*self._workflow_tasks.backlog, *self._activity_tasks.backlog]
+        left = [*self._workflow_tasks.backlog, *self._activity_tasks.backlog,
+                *self._plumbing.take_waiting_suspects()]
         self._workflow_tasks.backlog, self._activity_tasks.backlog = [], []
-        await self._activity_tasks.flush_completions()
-        await self._plumbing.release(left)
+        await retried_while_stopping("flush_completions", self._activity_tasks.flush_completions)
+        await retried_while_stopping("release_held", lambda: self._plumbing.release(left))
         with anyio.move_on_after(2):
             await self.store.finish_reads(self.identity)  # none left blocked (cluster)
             await self._hand_back_unseen()

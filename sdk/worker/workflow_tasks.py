@@ -115,11 +115,15 @@ class WorkflowTasks:
         kills workers, no healthy task claimed with it goes down with it, delivery after
         delivery, into the dead letters (as ActivityTasks._start_suspect_when_clear)."""
         plumbing = self._plumbing
+        for task in held:
+            plumbing.suspect_waits(task)
         try:
             with anyio.move_on_after(SUSPECT_WAIT_S):
-                while plumbing.claimed_in_flight > 0:
+                while plumbing.claimed_in_flight > 0 and not plumbing.stopping:
                     await anyio.sleep(0.01)
             for task in held:
+                if not plumbing.suspect_may_start(task):
+                    continue  # a stopping worker handed it back
                 plumbing.suspect = (task.stream, task.msg_id)
                 await self.run_now([task])
         finally:
