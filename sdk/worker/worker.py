@@ -40,12 +40,7 @@ from sdk.worker.handoff import Handoffs
 from sdk.worker.interception import intercepted_definitions, worker_interceptors
 from sdk.worker.liveness import Claimant, Liveness, ServerClock
 from sdk.worker.metrics import worker_metrics
-from sdk.worker.plumbing import (
-    READ_BLOCK_MS,
-    TaskPlumbing,
-    retried_while_stopping,
-    transient,
-)
+from sdk.worker.plumbing import READ_BLOCK_MS, TaskPlumbing, retried_while_stopping, transient
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
 from sdk.worker.task_entry import Fields, TaskEntry
