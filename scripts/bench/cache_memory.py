@@ -106,8 +106,12 @@ async def history_lengths(client: Client, ids: list[str]) -> list[int]:
 
 
 async def settled(client: Client, ids: list[str], target: int, quiet: float) -> None:
-    """Until every history has `target` events or more (0: any) and none grew for
-    `quiet` seconds: the runs are parked (waiting for a signal or an activity)."""
+    """Until every history has about `target` events or more (0: any) and none grew for
+    `quiet` seconds: the runs are parked (waiting for a signal or an activity). About:
+    gathered activities' completions fall into workflow tasks differently run by run,
+    so two runs of one shape may park a WorkflowTaskCompleted or two apart (607 and 608
+    events for `fleet-pad-300`; waiting for 608 waited for ever)."""
+    target = int(target * 0.95)
     last: list[int] = []
     since = time.monotonic()
     deadline = since + 900
