@@ -36,14 +36,17 @@ async def test_waiting_suspects_are_handed_back_by_the_drain(fake_client: Client
     started: list[TaskEntry] = []
     released: list[TaskEntry] = []
 
-    async def run_now(tasks: list[TaskEntry]) -> None:
-        started.extend(tasks)
+    async def run_now(tasks: list[TaskEntry] | None = None) -> None:
+        started.extend(tasks or [])
 
     async def release(tasks: Sequence[TaskEntry]) -> None:
         released.extend(tasks)
 
     worker._workflow_tasks.run_now = run_now  # type: ignore[method-assign]
-    worker._activity_tasks.start = started.extend  # type: ignore[method-assign]
+    def start(tasks: list[TaskEntry]) -> None:
+        started.extend(tasks)
+
+    worker._activity_tasks.start = start  # type: ignore[method-assign]
     plumbing.release = release  # type: ignore[method-assign]
     wf_fields = {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"}
     act_fields = {b"workflow_id": b"w", b"run_id": b"r", b"activity_id": b"1",
@@ -67,8 +70,8 @@ async def test_a_suspect_runs_once_the_claimed_tasks_are_done(fake_client: Clien
     plumbing = worker._plumbing
     started: list[TaskEntry] = []
 
-    async def run_now(tasks: list[TaskEntry]) -> None:
-        started.extend(tasks)
+    async def run_now(tasks: list[TaskEntry] | None = None) -> None:
+        started.extend(tasks or [])
 
     worker._workflow_tasks.run_now = run_now  # type: ignore[method-assign]
     wf_fields = {b"workflow_id": b"w", b"run_id": b"r", b"epoch": b"1"}
