@@ -16,9 +16,12 @@ one: all workflows at once) and one burst of --activities activities per workflo
 Per step: the workers' CPU (their own process clock, summed), the server's (INFO cpu),
 the workers' cache hits, full replays and new runs (Worker.stats), and signal ->
 observed (workflow code reads CLOCK_MONOTONIC when its handler runs). Then the cache
-scenario (--cache: W workflows on N workers of max_cached M each), and single-process
-throughput of the 3-step story against the engine floor (shared/bench/floor_wf.py, on
-its own server: --floor-port, else one started here). Raw results: .bench-out/fleet.json.
+scenario (--cache: W workflows on N workers of max_cached M each), the engine floor's
+workers as a fleet of each K under the signal rounds' load (scripts/bench/fleet_floor.py:
+what this machine charges a bare engine for the same spread), and single-process
+throughput of the 3-step story against the engine floor (shared/bench/floor_wf.py; both
+on the floor's own server: --floor-port, else one started here). Raw results:
+.bench-out/fleet.json.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import redis
 
 from scripts.bench import redurable_bench as rb
 from scripts.bench.fleet_drive import FleetSet, snapshot, start_workers, stop_workers
+from scripts.bench.fleet_floor import FloorRow, floor_rows
 from scripts.bench.fleet_report import (
     Row,
     Throughput,
@@ -313,13 +317,34 @@ def meta(args: argparse.Namespace, argv: Sequence[str], seconds: float) -> dict[
     }
 
 
-async def run(args: argparse.Namespace) -> tuple[list[Row], Throughput | None]:
+def floor_fleet(args: argparse.Namespace) -> list[FloorRow]:
+    """The engine floor's workers as a fleet of each K, on the floor's server, with the
+    signal rounds' load (scripts/bench/fleet_floor.py)."""
+    own: PrivateServer | None = None
+    port = args.floor_port
+    if port is None:
+        own = PrivateServer(redis_server_binary() or valkey_binary()).start()
+        port = own.port
+    try:
+        return floor_rows(port, args.worker_counts, args.workflows, args.rounds,
+                          args.warmup, args.per_worker, args.floor_script)
+    finally:
+        if own is not None:
+            own.stop()
+
+
+async def run(
+    args: argparse.Namespace,
+) -> tuple[list[Row], Throughput | None, list[FloorRow]]:
     rows = await fleet_rows(args)
     result: Throughput | None = None
+    floor: list[FloorRow] = []
     if not args.no_floor:
+        log("== the engine floor as a fleet")
+        floor = await asyncio.to_thread(floor_fleet, args)
         log("== single-process throughput and the engine floor")
         result = await throughput(args)
-    return rows, result
+    return rows, result, floor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,16 +354,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"run from the repository root ({CODE}): the workers are started there")
     t0 = time.monotonic()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    rows, result = run_async(run(args))
+    rows, result, floor = run_async(run(args))
     info = meta(args, argv, time.monotonic() - t0)
     info["load"] = load
-    body = render_section(info, rows, result)
+    body = render_section(info, rows, result, floor)
     print(body)
     OUT.mkdir(exist_ok=True)
     raw = {
         "meta": info,
         "rows": [row.to_json() for row in rows],
         "throughput": None if result is None else vars(result) | {"fraction": result.fraction},
+        "floor_fleet": [row.to_json() for row in floor],
     }
     (OUT / "fleet.json").write_text(json.dumps(raw, indent=1))
     if args.write_docs:

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scripts.bench.fleet_floor import FloorRow
+from scripts.bench.fleet_floor import table as floor_table
 from scripts.bench.peers.common import percentile
 
 FLEET_BEGIN = "<!-- fleet:begin (written by python -m scripts.bench.fleet --write-docs) -->"
@@ -82,6 +84,14 @@ class Row:
     def replays_per_step(self) -> float:
         return self.counts.get("full_replays", 0) / self.steps
 
+    @property
+    def wakeups_per_step(self) -> float | None:
+        """The workers' voluntary context switches (each a sleep ended by a wake-up)
+        per step; None from workers that do not report them."""
+        if "voluntary_switches" not in self.counts:
+            return None
+        return self.counts["voluntary_switches"] / self.steps
+
     def latency(self, p: float) -> float | None:
         return percentile(self.latencies_ms, p) if self.latencies_ms else None
 
@@ -99,6 +109,7 @@ class Row:
             "redis_ms_per_step": self.redis_ms,
             "hit_rate": self.hit_rate,
             "full_replays_per_step": self.replays_per_step,
+            "wakeups_per_step": self.wakeups_per_step,
             "p50_ms": self.latency(50),
             "p99_ms": self.latency(99),
             "loaded_p50_ms": percentile(self.loaded_ms, 50) if self.loaded_ms else None,
@@ -166,8 +177,8 @@ def table(rows: Sequence[Row]) -> str:
     lines = [
         "| workload | events | workers | worker CPU ms/step | Redis CPU ms/step "
         "| cache hit | full replays/step | signal->observed p50 / p99 ms, one at a time "
-        "| idle CPU/worker ms/s | steps |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| idle CPU/worker ms/s | wake-ups/step | steps |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     base: dict[tuple[str, int], Row] = {}
     for row in sorted(rows, key=lambda r: r.workers):
@@ -186,7 +197,8 @@ def table(rows: Sequence[Row]) -> str:
             who += f" (max_cached {row.max_cached})"
         lines.append(
             f"| {row.workload} | {row.events:,} | {who} | {worker} | {redis} | {hit} "
-            f"| {row.replays_per_step:.3f} | {lat} | {_num(row.idle_ms_s, 1)} | {row.steps:,} |"
+            f"| {row.replays_per_step:.3f} | {lat} | {_num(row.idle_ms_s, 1)} "
+            f"| {_num(row.wakeups_per_step, 2)} | {row.steps:,} |"
         )
     return "\n".join(lines)
 
@@ -221,8 +233,14 @@ class Throughput:
         )
 
 
-def section(meta: Mapping[str, str], rows: Sequence[Row], throughput: Throughput | None) -> str:
-    """The generated part of the Fleet section: how, when and where, then the table."""
+def section(
+    meta: Mapping[str, str],
+    rows: Sequence[Row],
+    throughput: Throughput | None,
+    floor: Sequence[FloorRow] = (),
+) -> str:
+    """The generated part of the Fleet section: how, when and where, the table, the
+    engine floor's fleet rows and what our K ratios are against the floor's."""
     parts = [
         f"- command: `{meta['command']}` ({meta['duration']})",
         f"- date: {meta['date']}; code: git {meta['git']}",
@@ -231,9 +249,47 @@ def section(meta: Mapping[str, str], rows: Sequence[Row], throughput: Throughput
         "",
         table(rows),
     ]
+    if floor:
+        parts += ["", floor_table(floor), "", *against_floor(rows, floor)]
     if throughput is not None:
         parts += ["", throughput.line()]
     return "\n".join(parts)
+
+
+def against_floor(rows: Sequence[Row], floor: Sequence[FloorRow]) -> list[str]:
+    """Per kind of load, the largest K's worker CPU per step as a multiple of K=1's:
+    ours (each workload and history length) beside the engine floor's."""
+    def multiple(load_rows: Sequence[Row | FloorRow]) -> tuple[int, float] | None:
+        by_k = {r.workers: r for r in load_rows}
+        if 1 not in by_k or len(by_k) < 2:
+            return None
+        top = max(by_k)
+        return top, by_k[top].worker_ms / by_k[1].worker_ms
+
+    lines = []
+    for per_worker in (False, True):
+        floor_rows = [r for r in floor if ("/worker" in r.load) == per_worker]
+        theirs = multiple(floor_rows)
+        if theirs is None:
+            continue
+        ours = []
+        for (workload, target) in dict.fromkeys((r.workload, r.target) for r in rows):
+            if ("/worker" in workload) != per_worker or _is_cache_scenario(rows, workload):
+                continue
+            found = multiple([r for r in rows if (r.workload, r.target) == (workload, target)])
+            if found is not None and found[0] == theirs[0]:
+                ours.append(f"{workload} ~{target:,} events {found[1]:.1f}x")
+        load = "the same workflows per worker" if per_worker else "a fixed total load"
+        lines.append(
+            f"- Worker CPU per step at K={theirs[0]} against K=1, {load}: engine floor "
+            f"{theirs[1]:.1f}x; redurable " + ("; ".join(ours) or "-") + "."
+        )
+    return lines
+
+
+def _is_cache_scenario(rows: Sequence[Row], workload: str) -> bool:
+    """Whether `workload` is the cache scenario (its own max_cached: no K series)."""
+    return any(r.workload == workload and r.max_cached is not None for r in rows)
 
 
 def replace_section(text: str, body: str) -> str:

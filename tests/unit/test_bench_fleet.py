@@ -9,12 +9,15 @@ import pytest
 
 from scripts.bench.fleet import parse_args
 from scripts.bench.fleet_drive import Slots
+from scripts.bench.fleet_floor import FloorRow
+from scripts.bench.fleet_floor import table as floor_table
 from scripts.bench.fleet_report import (
     FLEET_BEGIN,
     FLEET_END,
     Row,
     Snapshot,
     Throughput,
+    against_floor,
     idle_per_worker,
     replace_section,
     section,
@@ -94,10 +97,44 @@ def test_table_compares_each_row_with_the_fewest_workers_of_its_workload() -> No
     lines = table(rows).splitlines()
     assert len(lines) == 2 + 4
     assert lines[2] == ("| signal | 1,010 | 1 | 0.100 | 0.050 | 90% | 0.100 | 0.50 / 0.70 "
-                        "| 5.0 | 1,000 |")
+                        "| 5.0 | - | 1,000 |")
     assert "| 0.300 (3.0x) | 0.050 (1.0x) |" in lines[4]
     assert "| 0.400 (1.0x) | 0.300 (1.5x) |" in lines[5]
-    assert lines[5].endswith("| - | - | 1,000 |")
+    assert lines[5].endswith("| - | - | - | 1,000 |")
+
+
+def test_table_gives_wakeups_per_step_from_voluntary_switches() -> None:
+    before = _snap(1.0, 1.0, 0.0, voluntary_switches=100)
+    after = _snap(2.0, 2.0, 1.0, voluntary_switches=350)
+    row = window("signal", 100, 100, 20, 1000, before, after)
+    assert row.wakeups_per_step == pytest.approx(0.25)
+    assert table([row]).splitlines()[2].endswith("| 0.25 | 1,000 |")
+
+
+def _floor(load: str, workers: int, worker_s: float, redis_s: float = 0.02) -> FloorRow:
+    return FloorRow(load=load, workers=workers, workflows=200, steps=1000, seconds=1.0,
+                    worker_cpu_s=worker_s, redis_cpu_s=redis_s, wakeups=300)
+
+
+def test_floor_table_compares_each_load_with_its_one_worker_row() -> None:
+    rows = [_floor("200 workflows", 1, 0.04), _floor("10/worker", 1, 0.1),
+            _floor("200 workflows", 20, 0.16, 0.03), _floor("10/worker", 20, 0.15)]
+    lines = floor_table(rows).splitlines()
+    assert lines[2] == "| 200 workflows | 1 | 0.040 | 0.020 | 0.30 | 1,000 |"
+    assert lines[4] == "| 200 workflows | 20 | 0.160 (4.0x) | 0.030 (1.5x) | 0.30 | 1,000 |"
+    assert lines[5] == "| 10/worker | 20 | 0.150 (1.5x) | 0.020 (1.0x) | 0.30 | 1,000 |"
+
+
+def test_against_floor_sets_our_largest_k_multiple_beside_the_floors() -> None:
+    rows = [_row("signal", 1, 0.05, 0.05), _row("signal", 20, 0.15, 0.05),
+            _row("signal, 10/worker", 1, 0.1, 0.05), _row("signal, 10/worker", 20, 0.15, 0.05),
+            _row("signal, 300 wf", 4, 0.1, 0.1, max_cached=100)]
+    floor = [_floor("200 workflows", 1, 0.04), _floor("200 workflows", 20, 0.16),
+             _floor("10/worker", 1, 0.1), _floor("10/worker", 20, 0.12)]
+    fixed, per_worker = against_floor(rows, floor)
+    assert fixed == ("- Worker CPU per step at K=20 against K=1, a fixed total load: engine "
+                     "floor 4.0x; redurable signal ~1,000 events 3.0x.")
+    assert per_worker.endswith("engine floor 1.2x; redurable signal, 10/worker ~1,000 events 1.5x.")
 
 
 def test_table_names_the_cache_limit() -> None:
