@@ -28,20 +28,17 @@ from sdk.worker.activity_attempt import (
     log_vars,
     new_scope,
 )
+from sdk.worker.activity_housekeeping import LAZY_START_S, Housekeeping
 from sdk.worker.interception import run_activity
 from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.server_clock import ServerClock
 from sdk.worker.task_entry import Fields, TaskEntry
 
 log = structlog.get_logger("redurable.worker")
-#: Activities that finish within this never pay for a start transition.
-LAZY_START_S = 0.05
 #: Attempts with a start-to-close or heartbeat timeout under this are marked at once.
 SHORT_TIMEOUT_MS = 4000 * LAZY_START_S
 #: How long a suspect task waits for the other claimed tasks to be done.
 SUSPECT_WAIT_S = 5.0
-#: How often heartbeats are collected while a marked (long) attempt runs.
-HEARTBEAT_TICK_S = 0.025
 #: Completions committed in one round trip at most.
 COMPLETION_BATCH = 256
 #: The calls of one-write activity steps (WorkflowTasks.one_write).
@@ -87,11 +84,8 @@ class ActivityTasks:
         self.completions: list[Call] = []
         self._completion_ready = anyio.Event()
         self._slot_free = anyio.Event()
-        #: Wakes the housekeeping loop: set by a timer armed for the next start mark
-        #: due, or HEARTBEAT_TICK_S on while a marked attempt runs (_wake_housekeeping).
-        self._housekeeping_due = anyio.Event()
-        self._housekeeping_timer: asyncio.TimerHandle | None = None
-        self._housekeeping_at = 0.0
+        #: Start marks and heartbeats of the running attempts.
+        self.housekeeping = Housekeeping(plumbing, self.running)
         #: The worker's interceptors: each attempt runs through their activity chain.
         self.interceptors: Sequence[WorkerInterceptor] = ()
         #: Set when the worker polls workflow tasks too: activity completions then ask
@@ -227,7 +221,7 @@ class ActivityTasks:
             running.runner = create_task(self._run(running))
             running.runner.add_done_callback(attempt_ended)
         if tasks:
-            self._wake_housekeeping(first_mark)
+            self.housekeeping.wake_at(first_mark)
 
     async def _run(self, running: RunningActivity) -> None:
         task, ctx = running.task, running.context
@@ -318,10 +312,8 @@ class ActivityTasks:
             self.completions.append(call)
             self._completion_ready.set()
         del self.running[(task.stream, task.msg_id)]
-        if not self.running and self._housekeeping_timer is not None:
-            # Nothing left to mark or beat for: the wake would find nothing to do.
-            self._housekeeping_timer.cancel()
-            self._housekeeping_timer = None
+        if not self.running:
+            self.housekeeping.nothing_runs()
         if task.claimed:
             self._plumbing.claimed_done([task])
         if self.suspect == (task.stream, task.msg_id):
@@ -425,68 +417,8 @@ class ActivityTasks:
                 self.completions[:0] = again
                 raise next(r for r in replies if isinstance(r, Exception) and transient(r))
 
-    # --- start marks and heartbeats ---------------------------------------------------
-    def _wake_housekeeping(self, at: float) -> None:
-        """Wake the housekeeping loop at `at` (monotonic), unless it wakes earlier."""
-        if self._housekeeping_timer is not None:
-            if self._housekeeping_at <= at:
-                return
-            self._housekeeping_timer.cancel()
-        self._housekeeping_at = at
-        self._housekeeping_timer = asyncio.get_running_loop().call_later(
-            max(0.0, at - time.monotonic()), self._housekeeping_wake)
-
-    def _housekeeping_wake(self) -> None:
-        self._housekeeping_timer = None
-        self._housekeeping_due.set()
-
     async def housekeeping_loop(self) -> None:
-        """Start marks for attempts that outlived LAZY_START_S, and heartbeats, batched
-        into one round trip per pass. A 'stale'/'cancel' answer cancels the attempt.
-
-        It wakes only when there is something to do: at the first start mark due, then
-        every HEARTBEAT_TICK_S while a marked attempt runs (its heartbeats). Attempts
-        that end before their mark cancel the wake: a worker running short activities,
-        as most are, never wakes it (a 40 Hz tick while any attempt ran was a fixed cost
-        per worker, paid K times by a fleet of K)."""
-        store, identity = self._store, self._plumbing.identity
-        while not self._plumbing.stopping:
-            await self._housekeeping_due.wait()
-            self._housekeeping_due = anyio.Event()
-            now = time.monotonic()
-            batch: list[tuple[RunningActivity, Call]] = []
-            beating = False
-            next_mark = float("inf")
-            for r in list(self.running.values()):
-                task = r.task
-                if not r.marked and now >= r.mark_at:
-                    r.marked = True
-                    batch.append((r, store.act_start_call(
-                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
-                        task.get("attempt"), task.msg_id, task.stream, identity)))
-                if r.marked:
-                    beating = True
-                else:
-                    next_mark = min(next_mark, r.mark_at)
-                if r.context.heartbeat_pending:
-                    r.context.heartbeat_pending = False
-                    # Encoded by activity.heartbeat(), where a bad value raises.
-                    batch.append((r, store.act_heartbeat_call(
-                        task.get("workflow_id"), task.get("run_id"), task.get("activity_id"),
-                        task.get("attempt"), r.context.heartbeat_payload)))
-            if beating or next_mark < float("inf"):
-                self._wake_housekeeping(min(next_mark, now + HEARTBEAT_TICK_S) if beating
-                                        else next_mark)
-            if not batch:
-                continue
-            replies = await store.call_many([call for _, call in batch])
-            for (r, _), reply in zip(batch, replies, strict=True):
-                if isinstance(reply, Exception):
-                    log.warning("activity_housekeeping_failed", error=str(reply))
-                elif reply[0] in (b"cancel", b"stale") and (r.task.stream, r.task.msg_id) in (
-                    self.running
-                ):
-                    r.cancel()
+        await self.housekeeping.loop()
 
     # --- stopping ---------------------------------------------------------------------
     async def finished(self) -> None:

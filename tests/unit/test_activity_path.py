@@ -121,14 +121,14 @@ async def test_housekeeping_wakes_for_attempts_that_outlive_their_lazy_start_onl
     activities, plumbing = worker._activity_tasks, worker._plumbing
     stream = plumbing.activity_streams[0]
     passes = 0
-    real_wake = activities._housekeeping_wake
+    real_wake = activities.housekeeping.wake
 
     def counted_wake() -> None:
         nonlocal passes
         passes += 1
         real_wake()
 
-    activities._housekeeping_wake = counted_wake  # type: ignore[method-assign]
+    activities.housekeeping.wake = counted_wake  # type: ignore[method-assign]
 
     async def accepted(calls: list[object]) -> list[list[bytes]]:
         return [[b"ok"] for _ in calls]  # no workflow behind these: 'stale' would cancel
@@ -153,5 +153,5 @@ async def test_housekeeping_wakes_for_attempts_that_outlive_their_lazy_start_onl
                 await anyio.sleep(0.01)
             settled = passes
             await anyio.sleep(0.1)
-            assert passes == settled and activities._housekeeping_timer is None
+            assert passes == settled and activities.housekeeping.timer is None
             tg.cancel_scope.cancel()
