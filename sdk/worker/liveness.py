@@ -170,6 +170,17 @@ class Liveness:
             self._queue_info(pipe)
             await pipe.execute()
 
+    async def leave(self) -> None:
+        """Take our beat and worker-info entry out (a worker that stops, or gives up
+        its start-up). Best effort: an entry left behind beats no more, and is taken
+        for a dead worker's and forgotten (DEPARTED_AFTER_MS)."""
+        redis = self.client.redis
+        try:
+            await redis.zrem(self.keys.workers(self.task_queue), self.identity)
+            await redis.hdel(self.keys.worker_info(self.task_queue), self.identity)
+        except (RedisError, OSError):
+            pass
+
     def _queue_info(self, pipe: Any) -> None:
         pipe.hset(
             self.keys.worker_info(self.task_queue),

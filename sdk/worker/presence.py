@@ -88,6 +88,11 @@ class PresenceHolder:
     def channel(self) -> str:
         return self._channel
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether a subscription is held now (its connection open)."""
+        return self._pubsub is not None
+
     def request_resubscribe(self) -> None:
         """The server shows no subscriber on our channel although we hold one (cut on the
         server's side only): subscribe again on a fresh connection."""
@@ -170,6 +175,10 @@ class PresenceHolder:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()
+
+    async def close(self) -> None:
+        """Drop the subscription (a start-up given up: `hold` never ran to close it)."""
+        await self._close()
 
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -43,6 +43,7 @@ from sdk.worker.metrics import worker_metrics
 from sdk.worker.plumbing import READ_BLOCK_MS, TaskPlumbing, retried_while_stopping, transient
 from sdk.worker.queries import QueryAnswerer
 from sdk.worker.scheduler import Scheduler
+from sdk.worker.startup import start_up
 from sdk.worker.task_entry import Fields, TaskEntry
 from sdk.worker.timer_leases import ShardLeases
 from sdk.worker.timers import TimerLoop
@@ -260,10 +261,12 @@ class Worker:
             log.exception("worker_failed", worker=self.identity)
 
     async def run(self) -> None:
-        """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully."""
-        await self.store.ensure_groups(self.task_queue, self._plumbing.sticky)
-        await self.liveness.presence.subscribe()
-        await self.liveness.beat()
+        """Run until `shutdown()`, SIGTERM/SIGINT, or cancellation; drains gracefully.
+        Its start-up waits for a server not ready yet (sdk/worker/startup.py)."""
+        signals = self._signal_loop if self._handles_signals() else None
+        if not await start_up(self.liveness, sticky=self._plumbing.sticky, signals=signals,
+                              retry=self.client.retrier.config, stop=self._stop_requested):
+            return
         if self.metrics is not None:
             self.metrics.start()
         log.info(
@@ -291,10 +294,8 @@ class Worker:
                     self._start_poller(tg, self._activity_tasks.poll)
                     tg.start_soon(self._guard, self._activity_tasks.completion_loop)
                     tg.start_soon(self._guard, self._activity_tasks.housekeeping_loop)
-                if self.handle_signals or (
-                    self.handle_signals is None and self._background is None
-                ):
-                    tg.start_soon(self._signal_loop)
+                if signals is not None:
+                    tg.start_soon(signals)
                 try:
                     await self._stop_requested.wait()
                 finally:
@@ -303,13 +304,7 @@ class Worker:
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                try:
-                    await self.client.redis.zrem(self.keys.workers(self.task_queue), self.identity)
-                    await self.client.redis.hdel(
-                        self.keys.worker_info(self.task_queue), self.identity
-                    )
-                except RedisError:
-                    pass
+                await self.liveness.leave()
             if self.metrics is not None:
                 self.metrics.stop()
             if self._own_executor:
@@ -420,6 +415,9 @@ class Worker:
                     raise
                 log.warning("redis_unavailable", loop=loop.__qualname__, error=str(exc))
                 await anyio.sleep(0.5)
+
+    def _handles_signals(self) -> bool:
+        return self.handle_signals or (self.handle_signals is None and self._background is None)
 
     async def _signal_loop(self) -> None:
         try:

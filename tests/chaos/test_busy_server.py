@@ -59,7 +59,7 @@ async def run_through_busy_spells(client: Client, spinner: Redis) -> None:
     handles = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        # Started first (a worker's start-up calls are not retried, as connecting is not).
+        # Started first (a start-up under BUSY: tests/chaos/test_worker_startup.py).
         first = await client.start_workflow(Storm.run, 0, 0.01, 0.05, id="busy-first",
                                             task_queue="busy")
         with anyio.fail_after(30):
