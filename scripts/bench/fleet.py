@@ -326,7 +326,9 @@ def floor_fleet(args: argparse.Namespace) -> list[FloorRow]:
         own = PrivateServer(redis_server_binary() or valkey_binary()).start()
         port = own.port
     try:
-        return floor_rows(port, args.worker_counts, args.workflows, args.rounds,
+        # Four times our rounds: the floor's windows are short (1,000 steps in 0.1-0.3 s
+        # at K=20), and a step's cost does not depend on how many each workflow takes.
+        return floor_rows(port, args.worker_counts, args.workflows, 4 * args.rounds,
                           args.warmup, args.per_worker, args.floor_script)
     finally:
         if own is not None:
