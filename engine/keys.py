@@ -72,6 +72,11 @@ SHARD_KEYS: dict[str, str] = {
     #: timer_leases.py), with a short TTL renewed by its scans. The others skip the
     #: shard, and take it over when the lease lapses or its holder is seen dead.
     "timer_lease": "timers:lease",
+    #: Stream of wake entries (`due_in` ms after `at`, server clock): a client's call
+    #: added a timer that falls due soon (engine/lua/00_common.lua wake_for_timers).
+    #: Every worker's workflow poller reads it (consumer group GROUP) in the read it
+    #: blocks on, and the one that gets an entry scans for it (sdk/worker/timer_wakes.py).
+    "timer_wake": "timers:wake",
     "dead_letters": "dlq",
     #: All workflows of the shard by start time.
     "index_start": "index:start",
@@ -192,6 +197,9 @@ class Keys:
 
     def timer_lease(self, shard: int) -> str:
         return self._in_shard(shard, "timer_lease")
+
+    def timer_wake(self, shard: int) -> str:
+        return self._in_shard(shard, "timer_wake")
 
     def dead_letters(self, shard: int) -> str:
         return self._in_shard(shard, "dead_letters")

@@ -26,8 +26,9 @@ class TaskStreams(FunctionCaller):
         return self.keys.stream_dead_letters(stream)
 
     async def ensure_groups(self, task_queue: str, sticky: str | None = None) -> None:
-        """Create the consumer groups of a task queue on every shard (idempotent), and
-        a worker's sticky streams when it gives its sticky name."""
+        """Create the consumer groups of a task queue on every shard (idempotent), those
+        of the shards' timer wake streams, and a worker's sticky streams when it gives
+        its sticky name."""
         pipe = self.redis.pipeline(transaction=False)
         for shard in range(self.keys.shards):
             for stream in (
@@ -36,6 +37,11 @@ class TaskStreams(FunctionCaller):
             ):
                 pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
         pipe.xgroup_create(self.keys.queries(task_queue), GROUP, id="0", mkstream=True)
+        # Wake entries (engine/lua/00_common.lua wake_for_timers) from the group's
+        # creation on ("$"): those written while no worker was there to read them are
+        # old news (their timers fire at the scans of whoever takes the leases).
+        for shard in range(self.keys.shards):
+            pipe.xgroup_create(self.keys.timer_wake(shard), GROUP, id="$", mkstream=True)
         if sticky:
             for stream in self.sticky_streams(task_queue, sticky):
                 pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -195,6 +201,14 @@ class TaskStreams(FunctionCaller):
         reads blocked between calls, and a stopping worker waits for them to end) nor
         through redis-py."""
         return self.fast is not None and not isinstance(self.fast, ClusterRespPool)
+
+    @property
+    def reads_kept(self) -> bool:
+        """Whether a blocking read's part still blocked is kept for the next read of
+        the same streams (on a cluster: engine/resp_cluster.py). A worker then reads
+        the same streams every time: a read of others would leave the kept one blocked,
+        and an entry it takes, pending on us unseen."""
+        return isinstance(self.fast, ClusterRespPool)
 
     async def read_group(
         self, consumer: str, streams: Sequence[str], count: int, block_ms: int

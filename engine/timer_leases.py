@@ -62,3 +62,37 @@ def parse_scan(answer: Any) -> ShardScan:
     next_in = int(answer[2]) if len(answer) > 2 and int(answer[2]) >= 0 else None
     return ShardScan(scanned=True, fired=int(answer[0]), next_in_ms=next_in,
                      crons=cron_fires(answer))
+
+
+# --- wake entries (engine/lua/00_common.lua wake_for_timers) ----------------------------
+#: A client's call (no worker's timer loop hears of it) that adds a timer due within this
+#: many ms adds a wake entry to the shard's wake stream. The Lua holds the same number
+#: (TIMER_WAKE_WINDOW_MS; a test pins the two). Past it, a hung lease holder has lost the
+#: lease and another worker scans the shard before the timer falls due: the lease
+#: (sdk/worker/timer_leases.py LEASE_MS, 3 s) plus about a second for the next look.
+TIMER_WAKE_WINDOW_MS = 4000
+#: Wake entries pending this long (delivered to a worker that died or stopped before it
+#: acknowledged them) are dropped by the next acknowledgement of their shard.
+WAKE_STALE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class TimerWake:
+    """One wake entry: a timer falls due `due_in_ms` after `at_ms` (server clock)."""
+
+    due_in_ms: int
+    at_ms: int
+
+
+def parse_wake(fields: dict[bytes, bytes]) -> TimerWake | None:
+    """A wake entry's fields, None when they are not one (nothing to wake for)."""
+    try:
+        return TimerWake(int(fields[b"due_in"]), int(fields[b"at"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def wake_ack_call(keys: Keys, shard: int, consumer: str, ids: Sequence[str]) -> Call:
+    """Acknowledge and delete wake entries `consumer` read (and any gone stale)."""
+    return Call("rd_timer_wake_ack", [keys.timer_wake(shard)],
+                [consumer, WAKE_STALE_MS, *ids])

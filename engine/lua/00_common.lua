@@ -139,6 +139,29 @@ local function add_timer(key, score, member)
   if timers_added_due == nil or score < timers_added_due then timers_added_due = score end
 end
 
+-- A timer that a client's call adds (a start's run timeout or first-task backoff, an
+-- async activity's retry, a cron run's follow-up after a terminate) wakes no worker's
+-- timer loop: it would fire at the next scan of the shard's timer-lease holder, late by
+-- up to the lease's lapse if that worker hangs. So a client's Function ends with this:
+-- when the earliest timer it added falls due within TIMER_WAKE_WINDOW_MS
+-- (engine/timer_leases.py, which pins the two), it adds a wake entry to the shard's
+-- wake stream (in the shard's slot: the call stays in one slot). The workers' pollers
+-- (but the lease holder's) read that stream in the read they block on; the one that
+-- gets the entry scans for that due time without the lease (sdk/worker/timer_wakes.py).
+-- A timer due later needs none: a hung holder's lease has lapsed, and another worker
+-- holds it, by then.
+local TIMER_WAKE_WINDOW_MS = 4000
+-- Entries kept at most (about): a namespace whose workers all run an older library
+-- reads none of them.
+local TIMER_WAKE_MAXLEN = 1000
+
+local function wake_for_timers(prefix, ts)
+  local due = timers_added_due
+  if due == nil or due - ts > TIMER_WAKE_WINDOW_MS then return end
+  redis.call('XADD', key_timer_wake(prefix), 'MAXLEN', '~', TIMER_WAKE_MAXLEN, '*',
+    'due_in', math.max(0, due - ts), 'at', ts)
+end
+
 -- Sticky routing (docs/design-notes.md "Sticky workflows"): the state hash names the
 -- worker that ran the workflow's last task ('sticky', its sticky name) and how long it
 -- has to take the next one ('sticky_ms'). Its next task goes to that worker's stream

@@ -87,6 +87,9 @@ redis.register_function('rd_start', function(keys, args)
     sa_clear(c)
     remove_from_indexes(c)
   end
+  -- (After terminate_run: the 'N' timer a cron run's close adds is a no-op when the
+  -- run was terminated, and no worker need wake for it.)
+  timers_added_reset()
   new_run(c, c.run, args[4], args[5], args[6], args[7], ts, {memo = args[10],
     exec_ms = o.exec_ms, run_ms = o.run_ms, task_ms = o.task_ms, search_attributes = sa,
     header = o.header, retention_ms = o.retention_ms, cron = o.cron, backoff_ms = o.backoff_ms})
@@ -95,6 +98,7 @@ redis.register_function('rd_start', function(keys, args)
     deliver(c, 'WorkflowExecutionSignaled', ts, {'signal_name', o.signal, 'input', args[11]})
   end
   if keys[4] then request_done(keys[4], c.run, args[8], ts) end
+  wake_for_timers(c.prefix, ts)  -- a run timeout, a first task's backoff
   return {'ok', c.run}
 end)
 

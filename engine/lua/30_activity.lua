@@ -162,11 +162,13 @@ redis.register_function('rd_act_complete', function(keys, args)
     local payload, delay = failure_outcome(state, args[8], args[9], args[10] == '1', ts)
     if delay then
       retry_activity(c, seq, state, failure, delay, ts)  -- (payload is args[8]: no cancel)
+      if not c.task then wake_for_timers(c.prefix, ts) end  -- a client's: see there
       return {'ok', 'retrying', {}, timers_added_in(ts)}
     end
     finish_activity(c, seq, state, 'ActivityTaskFailed', 'failure', payload, ts)
     outcome = 'failed'
   end
+  if not c.task then wake_for_timers(c.prefix, ts) end
   if before then
     local eager = take_queued_wft(c, consumer, args[12], before, args[13] or '')
     if eager then return {'ok', outcome, eager, timers_added_in(ts)} end

@@ -142,3 +142,24 @@ redis.register_function('rd_timer_lease_release', function(keys, args)
   end
   return 0
 end)
+
+-- rd_timer_wake_ack: a worker's poller read these wake entries and asked its timer loop
+-- for a scan at their due times (sdk/worker/timer_wakes.py): acknowledge and delete
+-- them. Entries pending longer than `stale ms` on any consumer (one that died or
+-- stopped between its read and this call) go too, a few per call: nobody else takes
+-- them, and their timers have fired by a scan of the lease's holder since.
+-- KEYS: the shard's wake stream
+-- ARGV: consumer, stale ms, entry id...
+-- Returns how many entries were acknowledged.
+redis.register_function('rd_timer_wake_ack', function(keys, args)
+  local moving = slot_moving(keys); if moving then return moving end
+  local ids = {}
+  for i = 3, #args do ids[#ids + 1] = args[i] end
+  local stale = redis.call('XAUTOCLAIM', keys[1], GROUP, args[1], args[2], '0-0',
+    'COUNT', 10, 'JUSTID')
+  for _, id in ipairs(stale[2]) do ids[#ids + 1] = id end
+  if #ids == 0 then return 0 end
+  local acked = redis.call('XACK', keys[1], GROUP, unpack(ids))
+  redis.call('XDEL', keys[1], unpack(ids))
+  return acked
+end)

@@ -70,8 +70,8 @@ async def measure(url: str, calls: int) -> None:
     try:
         await per_call("event loop wake-up (anyio.sleep(0.001))",
                        lambda: anyio.sleep(0.001), calls)
-        await per_call("empty read, workflow tasks (shared + sticky streams)",
-                       read(worker._workflow_tasks._read_streams, 8), calls)
+        await per_call("empty read, workflow tasks (shared + sticky + timer wake streams)",
+                       read(worker._workflow_tasks._read_streams(), 8), calls)
         await per_call("empty read, activity tasks", read(plumbing.activity_streams, 8), calls)
         await per_call("empty read, queries",
                        read([plumbing.query_stream, *plumbing.sticky_query_streams], 16),

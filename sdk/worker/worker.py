@@ -138,8 +138,7 @@ class Worker:
                              fleet_size=self._fleet_size)
         self._timers = TimerLoop(self.store, min_interval=timer_interval, leases=leases)
         #: Fires the namespace's due schedules (every worker does: sdk/worker/scheduler.py).
-        self.scheduler = Scheduler(
-            self.store, fleet_size=self._fleet_size)
+        self.scheduler = Scheduler(self.store, fleet_size=self._fleet_size)
         #: Stop gracefully on SIGTERM/SIGINT. None (the default): yes when `run()` is
         #: called, no under `async with` (the block's owner decides when it ends, and
         #: Ctrl-C stays a KeyboardInterrupt there, as with temporalio's worker).
@@ -181,6 +180,7 @@ class Worker:
             max_batch=max_workflow_batch,
             task_timeout_ms=self.workflow_task_timeout_ms,
             sticky_ms=max(1, int(sticky_s * 1000)),
+            held_shards=lambda: leases.held,  # their wakes are for the others
         )
         #: Prometheus metrics (sdk/worker/metrics.py); None when not asked for.
         self.metrics = worker_metrics(metrics_registry, metrics_port, self._plumbing,

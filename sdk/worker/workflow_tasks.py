@@ -6,7 +6,7 @@ hand workflow tasks over too (`take_eager`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -22,6 +22,7 @@ from sdk.worker.activity_tasks import SUSPECT_WAIT_S, ActivityTasks
 from sdk.worker.one_write_steps import OneWriteSteps
 from sdk.worker.plumbing import TaskPlumbing, transient
 from sdk.worker.task_entry import Fields, TaskEntry
+from sdk.worker.timer_wakes import TimerWakes
 from sdk.worker.workflow_runner import StickyCache
 
 log = structlog.get_logger("redurable.worker")
@@ -43,6 +44,7 @@ class WorkflowTasks:
         max_batch: int,
         task_timeout_ms: int,
         sticky_ms: int = 1000,
+        held_shards: Callable[[], AbstractSet[int]] | None = None,
     ) -> None:
         self._plumbing = plumbing
         self._store = plumbing.store
@@ -57,7 +59,9 @@ class WorkflowTasks:
         self.task_timeout_ms = task_timeout_ms
         #: Our sticky name ("": no cache), for the unstick calls of workflows let go.
         self._sticky = self.activations.sticky
-        self._read_streams = [*plumbing.workflow_streams, *plumbing.sticky_workflow_streams]
+        #: Wake entries for timers that clients added, read with the tasks.
+        self._wakes = TimerWakes(plumbing, activities.server_clock.now_ms, held_shards)
+        self._task_streams = [*plumbing.workflow_streams, *plumbing.sticky_workflow_streams]
         self.claim_streams: Sequence[str] = plumbing.workflow_streams
         #: Held but not started: speculations to run the normal way, tasks of a round
         #: that lost its connection, claimed ones while we stop.
@@ -138,7 +142,7 @@ class WorkflowTasks:
             if tasks:
                 await self._commit_pending()
             else:
-                tasks = await self._read_committing(per_stream)
+                tasks = self._wakes.take(await self._read_committing(per_stream))
             if tasks:
                 await self._lock.acquire()
                 try:
@@ -156,7 +160,7 @@ class WorkflowTasks:
         answers (it may block)."""
         pending = self._pending
         if pending is None:
-            return await self._plumbing.read(self._read_streams, per_stream)
+            return await self._plumbing.read(self._read_streams(), per_stream)
 
         def settle(replies: list[Any]) -> None:
             self._pending = None
@@ -169,12 +173,15 @@ class WorkflowTasks:
         let_go, unstick = self._unstick_calls()
         try:
             return await self._plumbing.read(
-                self._read_streams, per_stream, [c for _, c in pending] + unstick, settle)
+                self._read_streams(), per_stream, [c for _, c in pending] + unstick, settle)
         finally:
             if self._pending is pending:  # failed before the replies: unknown outcome
                 self._untold(let_go)
                 self._drop_pending()
                 self._lock.release()
+
+    def _read_streams(self) -> list[str]:
+        return [*self._task_streams, *self._wakes.read_streams()]
 
     async def _commit_pending(self) -> None:
         """Commit what the last batch left without a read (backlog first, stopping)."""

@@ -193,7 +193,7 @@ async def test_another_workflows_task_in_the_stream_is_left_alone(client: Client
 
     activities.flush_completions = flush_after_a_foreign_task  # type: ignore[method-assign]
     # The poller reads the shared streams only: the planted entries stay unread.
-    worker._workflow_tasks._read_streams = list(worker._plumbing.workflow_streams)
+    worker._workflow_tasks._task_streams = list(worker._plumbing.workflow_streams)
     async with worker:
         handle = await client.start_workflow(Steps.run, 2, id="steps-4", task_queue=TQ)
         with anyio.fail_after(20):
