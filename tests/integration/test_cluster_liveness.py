@@ -6,6 +6,7 @@ REDURABLE_TEST_CLUSTER_URL names a node of a cluster, else skips."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from engine.cluster_redis import ClusterRedis
@@ -31,6 +32,11 @@ async def test_the_beat_reads_the_clock_of_the_master_holding_the_beats(
         return node_client(self, key)
 
     monkeypatch.setattr(ClusterRedis, "node_client", spy)
+    beats = cluster_client.keys.workers("clock")
     async with running_worker(cluster_client, task_queue="clock", workflows=[Counter]):
-        pass
-    assert cluster_client.keys.workers("clock") in asked
+        # Until the worker's first beat: a worker stopped before its start-up ends does
+        # not start at all (sdk/worker/startup.py), so the block must not end first.
+        with anyio.fail_after(30):
+            while beats not in asked:
+                await anyio.sleep(0.01)
+    assert beats in asked
