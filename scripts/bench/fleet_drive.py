@@ -16,14 +16,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
 from scripts.bench import counters
 from scripts.bench.fleet_report import Snapshot, summed
 from scripts.bench.peers.common import cpu_seconds
-from scripts.bench.util import WorkerProcess
+from scripts.bench.util import WorkerProcess, redis_cpu_s
 from scripts.bench.worker import TASK_QUEUE
 from scripts.bench.workload import SLOT, Fleet
 from sdk import Client, WorkflowHandle
@@ -261,11 +260,6 @@ class FleetSet:
 
         await asyncio.wait_for(all_written(), STEP_TIMEOUT)
         return activities * self.driven
-
-
-def redis_cpu_s(r: redis.Redis) -> float:
-    cpu: Any = r.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 def snapshot(workers: Sequence[WorkerProcess], r: redis.Redis) -> Snapshot:

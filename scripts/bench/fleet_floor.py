@@ -32,7 +32,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from scripts.bench.util import REPO, run_async
+from scripts.bench.util import REPO, redis_cpu_s, run_async
 
 FLOOR = REPO.parent / "shared" / "bench" / "floor_wf.py"
 #: The floor's own stream and group names (floor_wf.py).
@@ -88,11 +88,6 @@ def voluntary_switches(pid: int) -> int:
         if line.startswith("voluntary_ctxt_switches:"):
             return int(line.split()[1])
     return 0
-
-
-def redis_cpu_s(r: redis.Redis) -> float:
-    cpu = r.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
 class FloorFleet:

@@ -17,6 +17,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
+
 T = TypeVar("T")
 
 #: Where the code runs from: a snapshot of engine/, sdk/ and scripts/ that `run` takes
@@ -223,3 +225,9 @@ def stop_sampler(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def redis_cpu_s(r: redis.Redis) -> float:
+    """The server's CPU seconds so far (INFO cpu: user + system)."""
+    cpu: Any = r.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
